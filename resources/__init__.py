@@ -1,0 +1,1 @@
+"""Runtime assets (icons, sounds, translations) shipped as tray_agent.resources."""

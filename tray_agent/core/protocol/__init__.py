@@ -1,0 +1,1 @@
+"""Wire codecs, one module per backend dialect (the only place JSON shapes live)."""

@@ -1,0 +1,105 @@
+"""The Settings model: every user-configurable value, validated, with safe defaults.
+
+Loading in layers (defaults < machine policy < user file < environment < command line), locks
+from the machine policy, and atomic saving live in :mod:`tray_agent.core.settings_layers`; this
+module holds only the model so that every layer validates against one definition.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class _Section(BaseModel):
+    # Unknown keys in a settings file never crash (STYLE.md); they are ignored.
+    model_config = ConfigDict(extra="ignore", validate_assignment=True, frozen=False)
+
+
+class QuietHoursRule(_Section):
+    """A weekly quiet-hours window, acting as do-not-disturb.
+
+    ``days`` are ISO weekdays 1 (Monday) to 7 (Sunday) on which the window *starts*; a window
+    whose end is before its start runs past midnight.
+    """
+
+    days: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7])
+    start: str = "22:00"
+    end: str = "07:00"
+
+    @field_validator("days")
+    @classmethod
+    def _check_days(cls, value: list[int]) -> list[int]:
+        if any(d < 1 or d > 7 for d in value):
+            raise ValueError("days are 1 (Monday) to 7 (Sunday)")
+        return sorted(set(value))
+
+    @field_validator("start", "end")
+    @classmethod
+    def _check_time(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError("times are HH:MM, 00:00 to 23:59")
+        return value
+
+
+class ConnectionSettings(_Section):
+    """Where and how to connect."""
+
+    dialect: Literal["org", "dashboard"] = "dashboard"
+    server: str = ""  # http(s) base URL of the backend
+    org: str = ""  # org dialect: organization id
+    company: str = ""  # dashboard dialect: company id
+    email: str = ""
+    supabase_url: str = ""  # org dialect: Supabase project URL (token endpoint)
+    supabase_key: str = ""  # org dialect: Supabase anon key (public, not a secret)
+    resync_interval: float = Field(default=60.0, ge=10.0, le=3600.0)  # org periodic resync, s
+    command_timeout: float = Field(default=10.0, ge=1.0, le=120.0)  # s
+    heartbeat_interval: float = Field(default=25.0, ge=5.0, le=300.0)  # s, app-level ping
+    heartbeat_timeout: float = Field(default=10.0, ge=1.0, le=120.0)  # s, dead if nothing arrives
+    backoff_max: float = Field(default=60.0, ge=1.0, le=3600.0)  # s
+    poll_interval: float = Field(default=10.0, ge=2.0, le=600.0)  # s, REST fallback polling
+    allow_insecure: bool = False  # allow ws:// / http:// to non-loopback hosts
+    ca_bundle: str = ""  # extra CA bundle (TLS-inspecting proxies)
+    proxy: str = ""  # explicit HTTP(S) proxy; empty = from the environment
+
+
+class AlertSettings(_Section):
+    """What alerts, how loud, and when to stay quiet (used by core.policy)."""
+
+    notify_messages: bool = True  # toasts for customer messages
+    notify_escalations: bool = True  # toasts for customers asking for a human
+    escalations_bypass_dnd: bool = True  # escalations pass do-not-disturb and quiet hours
+    toast_min_interval: float = Field(default=1.0, ge=0.0, le=60.0)  # s between toasts
+    coalesce_window: float = Field(default=10.0, ge=0.0, le=600.0)  # s: one customer's burst
+    summary_threshold: int = Field(default=3, ge=2, le=100)  # customers at once -> summary
+    reminder_after: float = Field(default=5.0, ge=0.5, le=1440.0)  # min unassigned -> reminder
+    reminder_backoff: float = Field(default=2.0, ge=1.0, le=10.0)  # factor between reminders
+    reminder_max_interval: float = Field(default=60.0, ge=1.0, le=1440.0)  # min
+    sla_minutes: float = Field(default=10.0, ge=0.5, le=1440.0)  # oldest waiting -> tray state
+    sounds: bool = True  # mute switch
+    volume: float = Field(default=0.8, ge=0.0, le=1.0)
+    quiet_hours: list[QuietHoursRule] = Field(default_factory=list)
+
+
+class UiSettings(_Section):
+    """Windows and presentation."""
+
+    language: Literal["system", "en", "id"] = "system"
+    theme: Literal["system", "light", "dark"] = "system"
+    history_limit: int = Field(default=500, ge=50, le=10_000)  # messages kept per conversation
+    start_hidden: bool = True
+    autostart: bool = False
+    remember_password: bool = False
+
+
+class Settings(_Section):
+    """All settings. Keys are addressed as ``section.key`` (e.g. ``alerts.sla_minutes``)."""
+
+    version: int = 1
+    connection: ConnectionSettings = Field(default_factory=ConnectionSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)

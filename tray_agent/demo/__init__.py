@@ -1,0 +1,1 @@
+"""Reference backend speaking both dialects, with a customer simulator. Independent of the client."""

@@ -1,0 +1,1 @@
+"""Network layer: asyncio + websockets + aiohttp client. No Qt."""

@@ -1,0 +1,1 @@
+"""OS seams behind core.ports, each with a Null implementation. No Qt widgets."""
