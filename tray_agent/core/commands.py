@@ -9,6 +9,7 @@ this process) that comes back in CommandSucceeded / CommandFailed.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -122,3 +123,70 @@ class Ping(Command):
     @property
     def kind(self) -> CommandKind:  # noqa: D102
         return CommandKind.PING
+
+
+_LISTEN_COMMANDS: dict[str, CommandKind] = {
+    "take_over": CommandKind.TAKE_OVER,
+    "release": CommandKind.RELEASE,
+    "reply": CommandKind.REPLY,
+    "refresh": CommandKind.REFRESH,
+    "history": CommandKind.HISTORY,
+}
+
+
+class CommandLineError(ValueError):
+    """A `listen` input line that is not a valid command; carries what `listen` reports."""
+
+    def __init__(self, text: str, *, kind: CommandKind = CommandKind.UNKNOWN, command_id: str = "") -> None:
+        """Store the plain-words problem, the command kind if known, and the caller's id."""
+        super().__init__(text)
+        self.text = text
+        self.kind = kind
+        self.command_id = command_id
+
+
+def command_from_line(line: str) -> Command:
+    """Parse one `tray-agent listen` input line (a JSON object) into a command.
+
+    Accepted: ``{"cmd": "take_over"|"release", "conversation": ID}``,
+    ``{"cmd": "reply", "conversation": ID, "text": TEXT}``, ``{"cmd": "refresh"}``,
+    ``{"cmd": "history", "conversation": ID, "page": N}``. An optional ``"id"`` (string) becomes
+    the command id echoed in the outcome event, so scripts can correlate.
+
+    Raises:
+        CommandLineError: the line is not JSON, not an object, names no known command, or lacks
+            a field. Never any other exception.
+    """
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise CommandLineError(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise CommandLineError("a command is a JSON object")
+    raw_id = obj.get("id")
+    command_id = raw_id if isinstance(raw_id, str) and raw_id else new_command_id()
+    name = obj.get("cmd")
+    kind = _LISTEN_COMMANDS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        known = ", ".join(_LISTEN_COMMANDS)
+        raise CommandLineError(f"unknown command {name!r}; known: {known}", command_id=command_id)
+
+    def text_field(field_name: str) -> str:
+        value = obj.get(field_name)
+        if not isinstance(value, str) or not value.strip():
+            raise CommandLineError(f"{field_name!r} must be a non-empty string", kind=kind, command_id=command_id)
+        return value
+
+    if kind is CommandKind.REFRESH:
+        return RefreshWaitingList(command_id=command_id)
+    conversation = text_field("conversation")
+    if kind is CommandKind.TAKE_OVER:
+        return TakeOver(conversation, command_id=command_id)
+    if kind is CommandKind.RELEASE:
+        return Release(conversation, command_id=command_id)
+    if kind is CommandKind.REPLY:
+        return SendReply(conversation, text_field("text"), command_id=command_id)
+    page = obj.get("page", 0)
+    if not isinstance(page, int) or isinstance(page, bool) or page < 0:
+        raise CommandLineError("'page' must be a whole number >= 0", kind=kind, command_id=command_id)
+    return LoadHistory(conversation, page=page, command_id=command_id)

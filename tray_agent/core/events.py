@@ -84,6 +84,7 @@ class CommandKind(enum.StrEnum):
     REFRESH = "refresh"
     HISTORY = "history"
     PING = "ping"
+    UNKNOWN = "unknown"  # a `listen` input line naming no known command
 
 
 # ---------------------------------------------------------------------------------------------

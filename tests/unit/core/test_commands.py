@@ -1,0 +1,67 @@
+"""`listen` command lines -> commands, and every way a line can be wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from tray_agent.core.commands import (
+    CommandLineError,
+    LoadHistory,
+    RefreshWaitingList,
+    Release,
+    SendReply,
+    TakeOver,
+    command_from_line,
+)
+from tray_agent.core.events import CommandKind
+
+
+@pytest.mark.parametrize(
+    ("line", "expected_type", "conversation"),
+    [
+        ('{"cmd": "take_over", "conversation": "p/1"}', TakeOver, "p/1"),
+        ('{"cmd": "release", "conversation": "chat-9"}', Release, "chat-9"),
+        ('{"cmd": "refresh"}', RefreshWaitingList, ""),
+        ('{"cmd": "history", "conversation": "c", "page": 2}', LoadHistory, "c"),
+    ],
+)
+def test_command_from_line_builds_each_command(line, expected_type, conversation):
+    command = command_from_line(line)
+    assert type(command) is expected_type
+    assert command.conversation_key == conversation
+
+
+def test_reply_keeps_text_verbatim_and_caller_id():
+    command = command_from_line('{"cmd": "reply", "conversation": "p/1", "text": " Halo <b>!\\n", "id": "mine-1"}')
+    assert isinstance(command, SendReply)
+    assert command.text == " Halo <b>!\n"
+    assert command.command_id == "mine-1"
+
+
+@pytest.mark.parametrize(
+    ("line", "kind", "fragment"),
+    [
+        ("not json", CommandKind.UNKNOWN, "not JSON"),
+        ("[1, 2]", CommandKind.UNKNOWN, "JSON object"),
+        ('{"cmd": "explode"}', CommandKind.UNKNOWN, "unknown command"),
+        ('{"conversation": "x"}', CommandKind.UNKNOWN, "unknown command"),
+        ('{"cmd": "take_over"}', CommandKind.TAKE_OVER, "conversation"),
+        ('{"cmd": "reply", "conversation": "p/1"}', CommandKind.REPLY, "text"),
+        ('{"cmd": "reply", "conversation": "p/1", "text": "   "}', CommandKind.REPLY, "text"),
+        ('{"cmd": "release", "conversation": 5}', CommandKind.RELEASE, "conversation"),
+        ('{"cmd": "history", "conversation": "c", "page": -1}', CommandKind.HISTORY, "page"),
+        ('{"cmd": "history", "conversation": "c", "page": true}', CommandKind.HISTORY, "page"),
+        ("[" * 100_000, CommandKind.UNKNOWN, "not JSON"),
+    ],
+)
+def test_command_from_line_rejects_bad_lines(line, kind, fragment):
+    with pytest.raises(CommandLineError) as info:
+        command_from_line(line)
+    assert info.value.kind is kind
+    assert fragment in info.value.text
+
+
+def test_rejected_line_keeps_caller_id():
+    with pytest.raises(CommandLineError) as info:
+        command_from_line('{"cmd": "take_over", "id": "k-7"}')
+    assert info.value.command_id == "k-7"
