@@ -25,7 +25,9 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--server", metavar="URL", help="http(s) base URL of the backend")
     group.add_argument("--org", metavar="ID", help="organisation id (org dialect)")
     group.add_argument("--company", metavar="ID", help="company id (dashboard dialect)")
-    group.add_argument("--email", metavar="EMAIL", help="agent e-mail; the password comes from TRAY_AGENT_PASSWORD")
+    group.add_argument(
+        "--email", metavar="EMAIL", help="agent e-mail; the password comes from TRAY_AGENT_PASSWORD"
+    )
     group.add_argument("--token", metavar="TOKEN", help="access token (org dialect), instead of a password")
     group.add_argument("--supabase-url", metavar="URL", help="Supabase project URL (org dialect)")
     group.add_argument("--supabase-key", metavar="KEY", help="Supabase anon key (org dialect)")

@@ -174,7 +174,8 @@ def command_from_line(line: str) -> Command:
     def text_field(field_name: str) -> str:
         value = obj.get(field_name)
         if not isinstance(value, str) or not value.strip():
-            raise CommandLineError(f"{field_name!r} must be a non-empty string", kind=kind, command_id=command_id)
+            problem = f"{field_name!r} must be a non-empty string"
+            raise CommandLineError(problem, kind=kind, command_id=command_id)
         return value
 
     if kind is CommandKind.REFRESH:

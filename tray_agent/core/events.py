@@ -167,11 +167,13 @@ class ConnectionChanged(Event):
         state: the new state.
         detail: a short human-readable reason ("server unreachable", "HTTP 403" ...).
         retry_in: seconds until the next attempt, when reconnecting.
+        at: when it happened (the network layer's Clock); the store's ``last_synced``.
     """
 
     state: ConnectionState = ConnectionState.OFFLINE
     detail: str = ""
     retry_in: float | None = None
+    at: datetime | None = None
     event_name: str = _named("connection")
 
 

@@ -91,8 +91,10 @@ class DemoBackend(Protocol):
         ...
 
     async def agent_messages_since(self, customer: DemoCustomer, after: int) -> list[tuple[int, str]]:
-        """Agent replies to this customer with a sequence number above ``after`` (for the
-        simulator to answer them): ``[(seq, text), ...]``."""
+        """Agent replies to this customer with a sequence number above ``after``.
+
+        The simulator uses them to answer the human agent: ``[(seq, text), ...]``.
+        """
         ...
 
     async def drop_sockets(self) -> int:
@@ -100,8 +102,10 @@ class DemoBackend(Protocol):
         ...
 
     def set_silent(self, silent: bool) -> None:
-        """Go silent: send nothing at all (no frames, no pings, no pongs) while keeping sockets
-        open, like a half-open connection or the org server's zombie sockets."""
+        """Go silent: send nothing at all (no frames, no pings, no pongs), sockets kept open.
+
+        Like a half-open connection, or the org server's zombie sockets.
+        """
         ...
 
     def set_refuse_upgrades(self, refuse: bool) -> None:

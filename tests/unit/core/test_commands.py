@@ -32,7 +32,9 @@ def test_command_from_line_builds_each_command(line, expected_type, conversation
 
 
 def test_reply_keeps_text_verbatim_and_caller_id():
-    command = command_from_line('{"cmd": "reply", "conversation": "p/1", "text": " Halo <b>!\\n", "id": "mine-1"}')
+    command = command_from_line(
+        '{"cmd": "reply", "conversation": "p/1", "text": " Halo <b>!\\n", "id": "mine-1"}'
+    )
     assert isinstance(command, SendReply)
     assert command.text == " Halo <b>!\n"
     assert command.command_id == "mine-1"

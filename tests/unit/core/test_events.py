@@ -48,7 +48,9 @@ def test_event_to_json_has_event_name_first_and_plain_values():
 
 
 def test_every_event_class_has_a_distinct_snake_case_name():
-    classes = [c for c in vars(ev).values() if isinstance(c, type) and issubclass(c, ev.Event) and c is not ev.Event]
+    classes = [
+        c for c in vars(ev).values() if isinstance(c, type) and issubclass(c, ev.Event) and c is not ev.Event
+    ]
     names = [c().event_name for c in classes]
     assert len(names) == len(set(names))
     assert all(n == n.lower() and " " not in n for n in names)
