@@ -1,0 +1,612 @@
+"""Unit tests for the notification policy: explicit datetimes, no event loop, no sleeps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tray_agent.core.effects import (
+    Alert,
+    AlertKind,
+    Effect,
+    Notify,
+    PlaySound,
+    SoundName,
+    Toast,
+    ToastAction,
+    Urgency,
+    Withdraw,
+)
+from tray_agent.core.policy import (
+    SUMMARY_KEY,
+    AlertPolicy,
+    AlertTexts,
+    TrayLevel,
+    WaitingCustomer,
+    escalation_key,
+    message_key,
+    reminder_key,
+)
+from tray_agent.core.settings import AlertSettings, QuietHoursRule
+
+T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)  # a Monday
+WIB = timezone(timedelta(hours=7))
+
+
+def at(seconds: float = 0.0, minutes: float = 0.0) -> datetime:
+    return T0 + timedelta(seconds=seconds, minutes=minutes)
+
+
+def msg(conversation: str = "c1", text: str = "hello", name: str = "Ana", channel: str = "whatsapp") -> Alert:
+    return Alert(AlertKind.MESSAGE, conversation, name, channel, text)
+
+
+def esc(conversation: str = "c1", text: str = "I want a human", name: str = "Ana") -> Alert:
+    return Alert(AlertKind.ESCALATION, conversation, name, "whatsapp", text)
+
+
+def toasts(effects: list[Effect]) -> list[Toast]:
+    return [e.toast for e in effects if isinstance(e, Notify)]
+
+
+def sounds(effects: list[Effect]) -> list[SoundName]:
+    return [e.sound for e in effects if isinstance(e, PlaySound)]
+
+
+def withdrawn(effects: list[Effect]) -> set[str]:
+    return {e.key for e in effects if isinstance(e, Withdraw)}
+
+
+@pytest.fixture
+def alert_settings() -> AlertSettings:
+    return AlertSettings(toast_min_interval=1.0, coalesce_window=10.0, summary_threshold=3)
+
+
+@pytest.fixture
+def policy(alert_settings: AlertSettings) -> AlertPolicy:
+    return AlertPolicy(alert_settings, local_tz=UTC)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def test_policy_first_message_shows_at_once_with_sound(policy: AlertPolicy) -> None:
+    effects = policy.on_alert(msg(), at(0))
+    assert toasts(effects) == [
+        Toast(
+            key=message_key("c1"),
+            title="Ana · whatsapp",
+            body="hello",
+            urgency=Urgency.NORMAL,
+            conversation="c1",
+        )
+    ]
+    assert sounds(effects) == [SoundName.MESSAGE]
+    assert policy.next_deadline() is None
+
+
+def test_policy_burst_from_one_customer_updates_one_toast(policy: AlertPolicy) -> None:
+    assert len(toasts(policy.on_alert(msg(text="one"), at(0)))) == 1
+    assert policy.on_alert(msg(text="two"), at(2)) == []
+    assert policy.on_alert(msg(text="three"), at(4)) == []
+    assert policy.next_deadline() == at(10)  # one showing per conversation per coalesce_window
+    assert policy.on_tick(at(9.9)) == []
+    [update] = toasts(policy.on_tick(at(10)))
+    assert update.key == message_key("c1")
+    assert update.body == "3 new messages: three"
+    assert policy.next_deadline() is None
+
+
+def test_policy_burst_ends_after_quiet_window(policy: AlertPolicy) -> None:
+    policy.on_alert(msg(text="one"), at(0))
+    policy.on_alert(msg(text="two"), at(1))
+    policy.on_tick(at(10))
+    [fresh] = toasts(policy.on_alert(msg(text="later"), at(21)))  # 11 s after the last showing
+    assert fresh.body == "later"
+
+
+def test_policy_message_while_burst_alive_waits_for_window(policy: AlertPolicy) -> None:
+    policy.on_alert(msg(text="one"), at(0))
+    policy.on_alert(msg(text="two"), at(1))
+    policy.on_tick(at(10))
+    assert policy.on_alert(msg(text="three"), at(15)) == []  # 5 s after the last showing
+    [update] = toasts(policy.on_tick(at(20)))
+    assert update.body == "3 new messages: three"
+
+
+def test_policy_zero_coalesce_window_counts_no_burst_but_keeps_rate(
+    alert_settings: AlertSettings,
+) -> None:
+    alert_settings.coalesce_window = 0
+    policy = AlertPolicy(alert_settings, UTC)
+    policy.on_alert(msg(text="one"), at(0))
+    policy.on_alert(msg(text="two"), at(0.5))
+    assert policy.next_deadline() == at(1)
+    [update] = toasts(policy.on_tick(at(1)))
+    assert update.body == "two"
+
+
+def test_policy_rate_limit_defers_and_never_drops(policy: AlertPolicy) -> None:
+    assert [t.key for t in toasts(policy.on_alert(msg("a", name="Ana"), at(0)))] == [message_key("a")]
+    assert policy.on_alert(msg("b", name="Budi", text="b1"), at(0.2)) == []
+    assert policy.on_alert(msg("b", name="Budi", text="b2"), at(0.4)) == []
+    assert policy.next_deadline() == at(1)
+    effects = policy.on_tick(at(1))
+    [shown] = toasts(effects)
+    assert shown.key == message_key("b")
+    assert shown.title == "Budi · whatsapp"
+    assert shown.body == "2 new messages: b2"
+    assert sounds(effects) == [SoundName.MESSAGE]
+
+
+def test_policy_two_deferred_customers_below_threshold_show_one_per_interval(policy: AlertPolicy) -> None:
+    policy.on_alert(msg("a"), at(0))
+    policy.on_alert(msg("b"), at(0.1))
+    policy.on_alert(msg("c"), at(0.2))
+    assert [t.key for t in toasts(policy.on_tick(at(1)))] == [message_key("b")]
+    assert policy.next_deadline() == at(2)
+    assert [t.key for t in toasts(policy.on_tick(at(2)))] == [message_key("c")]
+
+
+def test_policy_many_customers_become_one_summary(policy: AlertPolicy) -> None:
+    policy.on_alert(msg("a", name="Ana"), at(0))
+    for i, name in enumerate(["Budi", "Citra", "Dewi", "Eka", "Fajar"]):
+        assert policy.on_alert(msg(f"c{i}", name=name), at(0.1 * (i + 1))) == []
+    effects = policy.on_tick(at(1))
+    [summary] = toasts(effects)
+    assert summary.key == SUMMARY_KEY
+    assert summary.conversation == ""
+    assert summary.title == "5 customers wrote"
+    assert summary.body == "Budi, Citra, Dewi and 2 more"
+    assert sounds(effects) == [SoundName.MESSAGE]
+    assert policy.next_deadline() is None
+
+
+def test_policy_summary_withdrawn_when_all_its_customers_are_taken(policy: AlertPolicy) -> None:
+    policy.on_alert(msg("a"), at(0))
+    for conv in ("b", "c", "d"):
+        policy.on_waiting_changed(WaitingCustomer(conv, at(0)), True, at(0.1))
+        policy.on_alert(msg(conv), at(0.2))
+    assert toasts(policy.on_tick(at(1)))[0].key == SUMMARY_KEY
+    assert SUMMARY_KEY not in withdrawn(
+        policy.on_waiting_changed(WaitingCustomer("b", assigned=True), True, at(2))
+    )
+    policy.on_waiting_changed(WaitingCustomer("c", assigned=True), True, at(3))
+    last = policy.on_waiting_changed(WaitingCustomer("d"), False, at(4))
+    assert withdrawn(last) == {SUMMARY_KEY}  # "d" was only ever in the summary
+
+
+# --------------------------------------------------------------------------- escalations
+
+
+def test_policy_escalation_gets_own_critical_toast_and_sound_at_once(policy: AlertPolicy) -> None:
+    policy.on_alert(msg("a"), at(0))
+    effects = policy.on_alert(esc("b", name="Budi", text="Talk to a human please"), at(0.1))
+    assert toasts(effects) == [
+        Toast(
+            key=escalation_key("b"),
+            title="Budi asks for a human",
+            body="Talk to a human please",
+            urgency=Urgency.CRITICAL,
+            conversation="b",
+            actions=(ToastAction.TAKE_OVER, ToastAction.OPEN),
+        )
+    ]
+    assert sounds(effects) == [SoundName.ESCALATION]
+
+
+def test_policy_escalation_pushes_message_toasts_back(policy: AlertPolicy) -> None:
+    policy.on_alert(esc("a"), at(0))
+    assert policy.on_alert(msg("b"), at(0.5)) == []
+    assert policy.next_deadline() == at(1)
+    assert [t.key for t in toasts(policy.on_tick(at(1)))] == [message_key("b")]
+
+
+def test_policy_escalations_never_merge_into_summary(policy: AlertPolicy) -> None:
+    policy.on_alert(msg("x"), at(0))
+    critical = []
+    for i in range(5):
+        critical += toasts(policy.on_alert(esc(f"e{i}"), at(0.1)))
+    assert [t.key for t in critical] == [escalation_key(f"e{i}") for i in range(5)]
+    assert all(t.urgency is Urgency.CRITICAL for t in critical)
+    assert policy.on_tick(at(5)) == []  # nothing left to summarise
+
+
+def test_policy_escalation_passes_dnd_and_quiet_hours_by_default(policy: AlertPolicy) -> None:
+    policy.set_dnd(at(minutes=30))
+    effects = policy.on_alert(esc(), at(1))
+    assert [t.urgency for t in toasts(effects)] == [Urgency.CRITICAL]
+    assert sounds(effects) == [SoundName.ESCALATION]
+
+
+def test_policy_escalation_suppressed_in_dnd_without_bypass(alert_settings: AlertSettings) -> None:
+    alert_settings.escalations_bypass_dnd = False
+    policy = AlertPolicy(alert_settings, UTC)
+    policy.set_dnd(at(minutes=30))
+    assert policy.on_alert(esc(), at(1)) == []
+
+
+def test_policy_escalation_off_means_no_toast(alert_settings: AlertSettings) -> None:
+    alert_settings.notify_escalations = False
+    policy = AlertPolicy(alert_settings, UTC)
+    assert policy.on_alert(esc(), at(0)) == []
+
+
+def test_policy_escalation_without_text_uses_default_body(policy: AlertPolicy) -> None:
+    [toast] = toasts(policy.on_alert(esc(text="", name=""), at(0)))
+    assert toast.title == "A customer asks for a human"
+    assert toast.body == AlertTexts.ESCALATION_BODY
+
+
+# --------------------------------------------------------------------------- focus
+
+
+def test_policy_focused_conversation_never_alerts(policy: AlertPolicy) -> None:
+    policy.set_focus("c1")
+    assert policy.on_alert(msg("c1"), at(0)) == []
+    assert policy.on_alert(esc("c1"), at(1)) == []
+    assert toasts(policy.on_alert(msg("c2"), at(2)))[0].key == message_key("c2")
+
+
+def test_policy_focus_withdraws_and_drops_held_messages(policy: AlertPolicy) -> None:
+    policy.on_alert(msg("c1", text="one"), at(0))
+    policy.on_alert(msg("c1", text="two"), at(1))
+    assert withdrawn(policy.set_focus("c1")) == {message_key("c1")}
+    assert policy.next_deadline() is None
+    assert policy.set_focus(None) == []
+
+
+# --------------------------------------------------------------------------- DND and sounds
+
+
+def test_policy_dnd_drops_messages_and_sounds_not_queued(policy: AlertPolicy) -> None:
+    policy.set_dnd(at(minutes=30))
+    assert policy.dnd_active(at(1))
+    assert policy.on_alert(msg(), at(1)) == []
+    assert policy.next_deadline() == at(minutes=30)  # only the end of DND
+    assert policy.on_tick(at(minutes=30)) == []
+    assert not policy.dnd_active(at(minutes=30))
+    assert policy.next_deadline() is None
+
+
+def test_policy_dnd_start_drops_held_back_toasts(policy: AlertPolicy) -> None:
+    policy.on_alert(msg("a"), at(0))
+    policy.on_alert(msg("b"), at(0.1))
+    policy.set_dnd(at(minutes=60))
+    assert policy.on_tick(at(1)) == []
+    policy.set_dnd(None)
+    assert policy.on_tick(at(2)) == []
+    assert not policy.dnd_active(at(2))
+
+
+def test_policy_sounds_off_mutes_messages_and_escalations(alert_settings: AlertSettings) -> None:
+    alert_settings.sounds = False
+    policy = AlertPolicy(alert_settings, UTC)
+    first = policy.on_alert(msg("a"), at(0))
+    second = policy.on_alert(esc("b"), at(0.5))
+    assert len(toasts(first)) == len(toasts(second)) == 1
+    assert sounds(first + second) == []
+
+
+def test_policy_messages_off(alert_settings: AlertSettings) -> None:
+    alert_settings.notify_messages = False
+    policy = AlertPolicy(alert_settings, UTC)
+    assert policy.on_alert(msg(), at(0)) == []
+
+
+def test_policy_update_settings_turning_messages_off_drops_held_toasts(policy: AlertPolicy) -> None:
+    policy.on_alert(msg("a"), at(0))
+    policy.on_alert(msg("b"), at(0.1))
+    policy.update_settings(AlertSettings(notify_messages=False))
+    assert not policy.settings.notify_messages
+    assert policy.on_tick(at(1)) == []
+
+
+# --------------------------------------------------------------------------- quiet hours
+
+
+def quiet(rules: list[QuietHoursRule], tz: timezone = WIB) -> AlertPolicy:
+    return AlertPolicy(AlertSettings(quiet_hours=rules), local_tz=tz)
+
+
+def local(day: int, hour: int, minute: int = 0, tz: timezone = WIB) -> datetime:
+    """2025-03-03 is a Monday: day 3 -> Monday, 7 -> Friday, 8 -> Saturday (March 2025)."""
+    return datetime(2025, 3, day, hour, minute, tzinfo=tz).astimezone(UTC)
+
+
+def test_quiet_hours_window_across_midnight_belongs_to_its_start_day() -> None:
+    policy = quiet([QuietHoursRule(days=[5], start="22:00", end="07:00")])  # Friday nights
+    assert not policy.dnd_active(local(7, 21, 59))
+    assert policy.dnd_active(local(7, 22, 0))
+    assert policy.dnd_active(local(8, 6, 59))  # Saturday morning, started Friday
+    assert not policy.dnd_active(local(8, 7, 0))
+    assert not policy.dnd_active(local(8, 23, 0))  # Saturday night: not listed
+    assert not policy.dnd_active(local(6, 23, 0))  # Thursday night
+
+
+def test_quiet_hours_same_day_window_and_24_hours() -> None:
+    office = quiet([QuietHoursRule(days=[1], start="09:00", end="17:00")])
+    assert office.quiet_hours_active(local(3, 9, 0))
+    assert not office.quiet_hours_active(local(3, 17, 0))
+    assert not office.quiet_hours_active(local(4, 10, 0))  # Tuesday
+    sunday = quiet([QuietHoursRule(days=[7], start="00:00", end="00:00")])
+    assert sunday.dnd_active(local(9, 0, 0))
+    assert sunday.dnd_active(local(9, 23, 59))
+    assert not sunday.dnd_active(local(10, 0, 0))
+
+
+def test_quiet_hours_use_the_local_zone() -> None:
+    policy = quiet([QuietHoursRule(days=[1], start="22:00", end="07:00")])
+    # 15:30 UTC Monday is 22:30 in UTC+7.
+    assert policy.dnd_active(datetime(2025, 3, 3, 15, 30, tzinfo=UTC))
+    assert not quiet(policy.settings.quiet_hours, UTC).dnd_active(datetime(2025, 3, 3, 15, 30, tzinfo=UTC))
+
+
+def test_quiet_hours_with_dst_zone() -> None:
+    zoneinfo = pytest.importorskip("zoneinfo")
+    try:
+        berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    except zoneinfo.ZoneInfoNotFoundError:
+        pytest.skip("no time-zone database")
+    policy = AlertPolicy(
+        AlertSettings(quiet_hours=[QuietHoursRule(days=[6], start="22:00", end="07:00")]), berlin
+    )
+    # Saturday 29 March 2025 22:00 CET (21:00 UTC) to Sunday 07:00 CEST (05:00 UTC).
+    assert policy.dnd_active(datetime(2025, 3, 29, 21, 0, tzinfo=UTC))
+    assert policy.dnd_active(datetime(2025, 3, 30, 4, 59, tzinfo=UTC))
+    assert not policy.dnd_active(datetime(2025, 3, 30, 5, 0, tzinfo=UTC))
+
+
+def test_quiet_hours_suppress_messages_and_boundary_is_a_deadline() -> None:
+    policy = quiet([QuietHoursRule(days=[1], start="22:00", end="07:00")])
+    before = local(3, 21, 0)
+    assert len(toasts(policy.on_alert(msg(), before))) == 1
+    assert policy.next_deadline() == local(3, 22, 0)
+    assert policy.on_alert(msg("other"), local(3, 23, 0)) == []
+    assert policy.next_deadline() == local(4, 7, 0)
+
+
+# --------------------------------------------------------------------------- reminders and tray
+
+
+def test_policy_reminders_back_off_and_cap() -> None:
+    policy = AlertPolicy(
+        AlertSettings(reminder_after=5, reminder_backoff=2, reminder_max_interval=30, sla_minutes=1000), UTC
+    )
+    policy.on_waiting_changed(WaitingCustomer("c1", at(0), customer_name="Ana"), True, at(0))
+    fired = []
+    for _ in range(5):
+        deadline = policy.next_deadline()
+        assert deadline is not None
+        [toast] = toasts(policy.on_tick(deadline))
+        fired.append((deadline - T0) / timedelta(minutes=1))
+        assert toast.key == reminder_key("c1")
+    assert fired == [5, 15, 35, 65, 95]  # gaps 5, 10, 20, then capped at 30
+    assert toast.title == "Ana is still waiting (95 min)"
+    assert toast.actions == (ToastAction.TAKE_OVER, ToastAction.OPEN)
+    assert toast.urgency is Urgency.NORMAL
+
+
+def test_policy_late_tick_fires_one_reminder_only(policy: AlertPolicy) -> None:
+    policy.on_waiting_changed(WaitingCustomer("c1", at(0)), True, at(0))
+    effects = policy.on_tick(at(minutes=300))
+    assert [t.title for t in toasts(effects)] == ["A customer is still waiting (300 min)"]
+    deadline = policy.next_deadline()
+    assert deadline is not None
+    assert deadline > at(minutes=300)
+
+
+def test_policy_taken_customer_withdraws_toasts_and_stops_reminders(policy: AlertPolicy) -> None:
+    policy.on_alert(esc("c1"), at(0))  # an escalation starts the reminder schedule by itself
+    policy.on_tick(at(minutes=5))
+    effects = policy.on_waiting_changed(WaitingCustomer("c1", assigned=True), True, at(minutes=6))
+    assert withdrawn(effects) == {escalation_key("c1"), reminder_key("c1")}
+    assert policy.next_deadline() is None
+    assert policy.tray_level(at(minutes=6)) is TrayLevel.NORMAL
+
+
+def test_policy_reminders_follow_notify_escalations(alert_settings: AlertSettings) -> None:
+    alert_settings.notify_escalations = False
+    policy = AlertPolicy(alert_settings, UTC)
+    policy.on_waiting_changed(WaitingCustomer("c1", at(0)), True, at(0))
+    assert policy.on_tick(at(minutes=60)) == []
+
+
+def test_policy_reminder_in_dnd_is_skipped_but_schedule_advances(policy: AlertPolicy) -> None:
+    policy.on_waiting_changed(WaitingCustomer("c1", at(0)), True, at(0))
+    policy.set_dnd(at(minutes=6))
+    assert policy.on_tick(at(minutes=5)) == []
+    assert policy.on_tick(at(minutes=6)) == []
+    assert policy.next_deadline() == at(minutes=10)  # the SLA crossing
+    assert policy.on_tick(at(minutes=10)) == []
+    assert policy.next_deadline() == at(minutes=15)  # second reminder: 5 + 5 * 2
+
+
+def test_policy_reminder_alert_from_reducer_is_shown(policy: AlertPolicy) -> None:
+    effects = policy.on_alert(Alert(AlertKind.REMINDER, "c1", "Ana"), at(0))
+    assert [t.key for t in toasts(effects)] == [reminder_key("c1")]
+
+
+def test_policy_tray_level_and_sla_deadline(policy: AlertPolicy) -> None:
+    assert policy.tray_level(at(0)) is TrayLevel.NORMAL
+    policy.on_waiting_changed(WaitingCustomer("c1", at(0)), True, at(0))
+    assert policy.waiting_count == 1
+    assert policy.tray_level(at(minutes=9)) is TrayLevel.WAITING
+    assert policy.next_deadline() == at(minutes=5)  # first reminder
+    policy.on_tick(at(minutes=5))
+    assert policy.next_deadline() == at(minutes=10)  # the SLA crossing
+    policy.on_tick(at(minutes=10))
+    assert policy.tray_level(at(minutes=10)) is TrayLevel.SLA_BREACHED
+    assert policy.next_deadline() == at(minutes=15)  # next reminder, not the past crossing
+
+
+def test_policy_set_waiting_snapshot_replaces_list(policy: AlertPolicy) -> None:
+    policy.on_alert(esc("gone"), at(0))
+    effects = policy.set_waiting(
+        [WaitingCustomer("new", at(0)), WaitingCustomer("mine", assigned=True)], at(1)
+    )
+    assert withdrawn(effects) == {escalation_key("gone")}
+    assert policy.waiting_count == 1
+
+
+def test_policy_future_since_is_clamped_to_now(policy: AlertPolicy) -> None:
+    policy.on_waiting_changed(WaitingCustomer("c1", at(minutes=60)), True, at(0))
+    assert policy.next_deadline() == at(minutes=5)
+
+
+# --------------------------------------------------------------------------- defensive
+
+
+def test_policy_customer_text_is_plain_single_line_and_clipped(policy: AlertPolicy) -> None:
+    [toast] = toasts(policy.on_alert(msg(text="line1\nline2\t\x07<b>x</b>" + "y" * 500, name=""), at(0)))
+    assert toast.title == "A customer · whatsapp"
+    assert toast.body.startswith("line1 line2 <b>x</b>")  # markup is escaped by the notifier
+    assert "\x07" not in toast.body
+    assert len(toast.body) == 200
+    assert toast.body.endswith("…")
+
+
+def test_policy_alert_without_conversation_is_ignored(policy: AlertPolicy) -> None:
+    assert policy.on_alert(msg(""), at(0)) == []
+    assert policy.on_alert(esc(""), at(0)) == []
+
+
+def test_policy_clock_going_back_waits_at_most_one_interval(policy: AlertPolicy) -> None:
+    policy.on_alert(msg("a"), at(100))
+    assert policy.on_alert(msg("b"), at(0)) == []
+    assert [t.key for t in toasts(policy.on_tick(at(1)))] == [message_key("b")]
+
+
+def test_policy_naive_datetimes_are_taken_as_utc(policy: AlertPolicy) -> None:
+    policy.set_dnd(datetime(2025, 3, 3, 12, 30))
+    assert policy.dnd_until == at(minutes=30)
+
+
+def test_alert_texts() -> None:
+    assert AlertTexts.message_title("Ana", "") == "Ana"
+    assert AlertTexts.message_body(2, "") == "2 new messages"
+    assert AlertTexts.message_body(1, "") == "New message"
+    assert AlertTexts.summary_title(4, any_message=False) == "4 customers are still waiting"
+    assert AlertTexts.summary_body([], 4) == ""
+    assert AlertTexts.summary_body(["A", "B"], 2) == "A, B"
+
+
+# --------------------------------------------------------------------------- properties
+
+CONVERSATIONS = ["a", "b", "c", "d", "e"]
+
+operation = st.one_of(
+    st.tuples(st.just("msg"), st.sampled_from(CONVERSATIONS)),
+    st.tuples(st.just("esc"), st.sampled_from(CONVERSATIONS)),
+    st.tuples(st.just("tick"), st.none()),
+    st.tuples(st.just("deadline"), st.none()),
+    st.tuples(st.just("focus"), st.sampled_from([*CONVERSATIONS, None])),
+    st.tuples(st.just("dnd"), st.sampled_from([None, 1.0, 30.0])),
+    st.tuples(st.just("take"), st.sampled_from(CONVERSATIONS)),
+    st.tuples(st.just("wait"), st.sampled_from(CONVERSATIONS)),
+)
+steps = st.lists(st.tuples(st.floats(0, 8, allow_nan=False), operation), max_size=60)
+policy_settings = st.builds(
+    AlertSettings,
+    toast_min_interval=st.sampled_from([0.0, 0.5, 1.0, 2.5]),
+    coalesce_window=st.sampled_from([0.0, 3.0, 10.0]),
+    summary_threshold=st.sampled_from([2, 3, 5]),
+    escalations_bypass_dnd=st.booleans(),
+    reminder_after=st.sampled_from([0.5, 1.0]),
+)
+
+
+def run_step(policy: AlertPolicy, now: datetime, op: tuple[str, object]) -> tuple[datetime, list[Effect]]:
+    kind, arg = op
+    if kind == "msg":
+        return now, policy.on_alert(msg(str(arg)), now)
+    if kind == "esc":
+        return now, policy.on_alert(esc(str(arg)), now)
+    if kind == "deadline":
+        deadline = policy.next_deadline()
+        now = max(now, deadline) if deadline is not None else now
+        return now, policy.on_tick(now)
+    if kind == "focus":
+        return now, policy.set_focus(arg if isinstance(arg, str) else None)
+    if kind == "dnd":
+        policy.set_dnd(now + timedelta(minutes=arg) if isinstance(arg, float) else None)
+        return now, []
+    if kind == "take":
+        return now, policy.on_waiting_changed(WaitingCustomer(str(arg), assigned=True), True, now)
+    if kind == "wait":
+        return now, policy.on_waiting_changed(WaitingCustomer(str(arg), now), True, now)
+    return now, policy.on_tick(now)
+
+
+@settings(max_examples=300, deadline=None)
+@given(alert_settings=policy_settings, script=steps)
+def test_policy_property_rate_limit_and_escalations(
+    alert_settings: AlertSettings, script: list[tuple[float, tuple[str, object]]]
+) -> None:
+    policy = AlertPolicy(alert_settings, UTC)
+    interval = timedelta(seconds=alert_settings.toast_min_interval)
+    now = T0
+    last_notify: datetime | None = None
+    for delta, op in script:
+        now += timedelta(seconds=delta)
+        expect_escalation = (
+            op[0] == "esc"
+            and op[1] != policy.focus
+            and (alert_settings.escalations_bypass_dnd or not policy.dnd_active(now))
+        )
+        now, effects = run_step(policy, now, op)
+        critical = [t for t in toasts(effects) if t.urgency is Urgency.CRITICAL]
+        # Every escalation gives exactly one critical toast, its own; nothing else is critical.
+        if expect_escalation:
+            assert [t.key for t in critical] == [escalation_key(str(op[1]))]
+        else:
+            assert critical == []
+        for toast in toasts(effects):
+            if toast.urgency is not Urgency.CRITICAL and last_notify is not None:
+                # Non-escalation toasts keep the interval from the previous toast of any kind.
+                assert now - last_notify >= interval or interval == timedelta(0)
+            last_notify = now
+        if op[0] not in ("focus", "dnd"):  # after on_tick the single-shot timer never spins
+            deadline = policy.next_deadline()
+            assert deadline is None or deadline > now
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    alert_settings=policy_settings,
+    script=st.lists(
+        st.tuples(st.floats(0, 3, allow_nan=False), st.sampled_from(CONVERSATIONS)), min_size=1, max_size=40
+    ),
+)
+def test_policy_property_no_message_is_lost(
+    alert_settings: AlertSettings, script: list[tuple[float, str]]
+) -> None:
+    alert_settings.reminder_after = 1440  # keep reminders out of the way
+    alert_settings.sla_minutes = 1440
+    policy = AlertPolicy(alert_settings, UTC)
+    now = T0
+    last_message: dict[str, datetime] = {}
+    shown: dict[str, datetime] = {}
+
+    def record(effects: list[Effect]) -> None:
+        for toast in toasts(effects):
+            keys = CONVERSATIONS if toast.key == SUMMARY_KEY else [toast.key.removeprefix("message:")]
+            for conv in keys:
+                shown[conv] = now
+
+    for delta, conv in script:
+        now += timedelta(seconds=delta)
+        last_message[conv] = now
+        record(policy.on_alert(msg(conv), now))
+    for _ in range(100):  # drive the single-shot timer until nothing is held back
+        deadline = policy.next_deadline()
+        if deadline is None or deadline > now + timedelta(hours=1):
+            break
+        now = max(now, deadline)
+        record(policy.on_tick(now))
+    for conv, when in last_message.items():
+        assert conv in shown
+        assert shown[conv] >= when

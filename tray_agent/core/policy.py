@@ -1,0 +1,774 @@
+"""The notification policy: turns alerts into toasts and sounds (coalescing, rate limit, DND, reminders).
+
+:class:`AlertPolicy` is a pure state machine. It owns no timer and reads no clock: every method
+that depends on time takes ``now`` (a timezone-aware UTC :class:`~datetime.datetime`), and
+:meth:`AlertPolicy.next_deadline` says when the app must call :meth:`AlertPolicy.on_tick` next.
+The app keeps ONE single-shot timer: after every call into the policy it re-arms that timer for
+``next_deadline()`` (or stops it on ``None``). Calling ``on_tick`` early or late is harmless:
+anything due is done, nothing is done twice, and a late tick never fires a storm of catch-up
+reminders.
+
+Rules (each is covered by ``tests/unit/core/test_policy.py``):
+
+* **Coalescing.** A burst of messages from one customer updates ONE toast (key
+  ``message:<conversation>``; body "3 new messages: <last text>"). A conversation's toast is
+  shown at most once per ``coalesce_window`` seconds: the first message of a burst shows at once
+  (subject to the rate limit), later ones are merged into an update shown when the window since
+  the previous showing has passed. A burst ends after ``coalesce_window`` seconds with neither a
+  new message nor a showing; the next message starts a new count at 1 (same key: it replaces the
+  stale toast).
+* **Summary.** When a flush finds ``summary_threshold`` or more distinct customers ready to be
+  shown, they become ONE summary toast (key ``summary``, conversation ``""``: a click opens the
+  inbox) instead of individual toasts.
+* **Rate limit.** Message, reminder and summary toasts are at least ``toast_min_interval``
+  seconds apart, measured from the previous toast of ANY kind (an escalation toast also pushes
+  the next message toast back). What the limit holds back is deferred and merged, never dropped.
+* **Escalations** (a customer asks for a human) bypass the rate limit and coalescing: each one
+  immediately gets its own critical toast (key ``escalation:<conversation>``, actions TAKE_OVER
+  and OPEN) and the escalation sound, and is never part of a summary. With
+  ``escalations_bypass_dnd`` (the default) they also pass manual DND and quiet hours. Several
+  escalations at the same moment therefore give several toasts at once; this is deliberate,
+  each needs an agent.
+* **Focus.** Nothing alerts for the conversation the agent is looking at (:meth:`set_focus`):
+  no message toast, no sound, no reminder, no escalation toast. The app must clear the focus
+  (``set_focus(None)``) as soon as the chat window is no longer the active window.
+* **DND and quiet hours.** Manual DND (:meth:`set_dnd`) and quiet hours (weekly windows in local
+  time; ``days`` name the weekday a window *starts* on; a window whose end is not after its start
+  runs past midnight, and ``start == end`` means 24 hours) suppress message and reminder toasts
+  and their sounds entirely: they are dropped, not queued for later. The unread badge is the
+  reducer's business and still counts them. Reminder schedules keep running during DND, so a
+  customer still waiting afterwards gets the next reminder on time.
+* **Sounds.** ``sounds`` off mutes everything, escalations included (the critical toast still
+  shows). At most one sound per flush. PlaySound carries no volume: the app applies
+  ``settings.volume``.
+* **Reminders.** A customer waiting and unassigned for ``reminder_after`` minutes gets a
+  reminder toast (key ``reminder:<conversation>``, rate-limited like messages, may be merged
+  into a summary), repeated at intervals growing by ``reminder_backoff`` up to
+  ``reminder_max_interval`` minutes, until anyone takes them or they stop waiting; then all their
+  toasts are withdrawn. Reminders follow ``notify_escalations`` (they are the escalation's
+  follow-up), not ``notify_messages``.
+* **Tray level.** :meth:`tray_level` is ``WAITING`` while any customer waits unassigned and
+  ``SLA_BREACHED`` once the oldest of them has waited ``sla_minutes``; ``next_deadline`` includes
+  that crossing so the icon changes on time.
+
+Customer-supplied text is passed as plain text (whitespace collapsed, control characters removed,
+clipped); the notifier escapes it for its markup. User-visible strings live in :class:`AlertTexts`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+from tray_agent.core.effects import (
+    Alert,
+    AlertKind,
+    Effect,
+    Notify,
+    PlaySound,
+    SoundName,
+    Toast,
+    ToastAction,
+    Urgency,
+    Withdraw,
+)
+from tray_agent.core.settings import AlertSettings, QuietHoursRule
+
+__all__ = [
+    "SUMMARY_KEY",
+    "AlertPolicy",
+    "AlertTexts",
+    "TrayLevel",
+    "WaitingCustomer",
+    "escalation_key",
+    "message_key",
+    "reminder_key",
+]
+
+SUMMARY_KEY = "summary"
+"""Toast key of the summary toast (many customers at once)."""
+
+_BODY_LIMIT = 200  # characters of customer text in a toast body
+_NAME_LIMIT = 60  # characters of a customer name in a title
+_SUMMARY_NAMES = 3  # names listed in a summary body
+
+
+def message_key(conversation: str) -> str:
+    """Toast key of a conversation's message toast."""
+    return f"message:{conversation}"
+
+
+def escalation_key(conversation: str) -> str:
+    """Toast key of a conversation's escalation toast."""
+    return f"escalation:{conversation}"
+
+
+def reminder_key(conversation: str) -> str:
+    """Toast key of a conversation's reminder toast."""
+    return f"reminder:{conversation}"
+
+
+class TrayLevel(enum.StrEnum):
+    """How urgent the waiting list is, for the tray icon."""
+
+    NORMAL = "normal"  # nobody waits unassigned
+    WAITING = "waiting"  # someone waits unassigned, within the SLA
+    SLA_BREACHED = "sla_breached"  # the oldest unassigned customer waits beyond sla_minutes
+
+
+class AlertTexts:
+    """Every user-visible string the policy produces, in one place for translation.
+
+    All arguments are plain text; the results are plain text.
+    """
+
+    UNKNOWN_CUSTOMER = "A customer"
+    ESCALATION_BODY = "Wants to talk to a person."
+    REMINDER_BODY = "Nobody has taken this conversation yet."
+    NEW_MESSAGE = "New message"  # body when the message has no text (an attachment)
+
+    @staticmethod
+    def message_title(name: str, channel: str) -> str:
+        """Title of a message toast: "<customer name> · <channel>"."""
+        return f"{name} · {channel}" if channel else name
+
+    @staticmethod
+    def message_body(count: int, text: str) -> str:
+        """Body of a message toast; ``count`` messages in the burst, ``text`` the last one."""
+        if count <= 1:
+            return text or AlertTexts.NEW_MESSAGE
+        return f"{count} new messages: {text}" if text else f"{count} new messages"
+
+    @staticmethod
+    def escalation_title(name: str) -> str:
+        """Title of an escalation toast."""
+        return f"{name} asks for a human"
+
+    @staticmethod
+    def reminder_title(name: str, minutes: int) -> str:
+        """Title of a reminder toast."""
+        return f"{name} is still waiting ({minutes} min)"
+
+    @staticmethod
+    def summary_title(count: int, any_message: bool) -> str:
+        """Title of a summary toast for ``count`` customers."""
+        return f"{count} customers wrote" if any_message else f"{count} customers are still waiting"
+
+    @staticmethod
+    def summary_body(names: list[str], total: int) -> str:
+        """Body of a summary toast: a few names, then how many more."""
+        shown = names[:_SUMMARY_NAMES]
+        more = total - len(shown)
+        if not shown:
+            return ""
+        if more > 0:
+            return f"{', '.join(shown)} and {more} more"
+        return ", ".join(shown)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingCustomer:
+    """A customer on the waiting list, as the policy needs to know them.
+
+    Attributes:
+        conversation: the conversation's opaque key.
+        since: when they started waiting (aware); None means "now".
+        assigned: True once an agent has taken them (they no longer count as waiting).
+        customer_name: display name ("" if unknown).
+        channel: channel or page name.
+    """
+
+    conversation: str
+    since: datetime | None = None
+    assigned: bool = False
+    customer_name: str = ""
+    channel: str = ""
+
+
+@dataclass(slots=True)
+class _Burst:
+    """One conversation's coalesced messages."""
+
+    customer_name: str
+    channel: str
+    count: int
+    last_text: str
+    last_message_at: datetime
+    ready_at: datetime  # earliest showing (per-conversation throttle)
+    dirty_since: datetime | None  # unshown content since; None = nothing to show
+    seq: int  # tie-break for ordering
+    shown_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A customer waiting unassigned, with their reminder schedule."""
+
+    customer_name: str
+    channel: str
+    since: datetime
+    reminders_sent: int = 0
+    last_reminder_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class _PendingReminder:
+    queued_at: datetime
+    seq: int
+
+
+def _clean(text: str, limit: int) -> str:
+    """Plain, single-line, clipped text: control characters dropped, whitespace collapsed."""
+    if len(text) > limit * 4:
+        text = text[: limit * 4]  # bound the work on pathological input
+    kept = "".join(
+        " " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] != "C"
+    )
+    collapsed = " ".join(kept.split())
+    if len(collapsed) > limit:
+        return collapsed[: limit - 1].rstrip() + "…"
+    return collapsed
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """The instant in UTC; a naive datetime is taken to be UTC already (defensive)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+class AlertPolicy:
+    """Decides which alerts become toasts and sounds, and when (see the module docstring).
+
+    Args:
+        settings: the alert settings (replace them later with :meth:`update_settings`).
+        local_tz: the zone quiet hours are written in; None uses the operating system's local
+            time (DST-correct per instant). Tests pass an explicit zone.
+    """
+
+    def __init__(self, settings: AlertSettings, local_tz: tzinfo | None = None) -> None:
+        self._settings = settings.model_copy(deep=True)
+        self._tz = local_tz
+        self._focus: str | None = None
+        self._dnd_until: datetime | None = None
+        self._bursts: dict[str, _Burst] = {}
+        self._reminders: dict[str, _PendingReminder] = {}
+        self._waiting: dict[str, _Waiting] = {}
+        self._shown: set[str] = set()  # toast keys shown and not withdrawn
+        self._summary_members: set[str] = set()
+        self._last_toast_at: datetime | None = None
+        self._last_now: datetime | None = None
+        self._seq = 0
+
+    # ------------------------------------------------------------------ settings and modes
+
+    @property
+    def settings(self) -> AlertSettings:
+        """A copy of the settings in force."""
+        return self._settings.model_copy(deep=True)
+
+    def update_settings(self, settings: AlertSettings) -> None:
+        """Apply new settings; reminder schedules and quiet hours follow them from now on.
+
+        Turning message notifications off drops held-back message toasts; turning escalation
+        notifications off drops held-back reminders. Call :meth:`next_deadline` afterwards.
+        """
+        self._settings = settings.model_copy(deep=True)
+        if not self._settings.notify_messages:
+            self._bursts.clear()
+        if not self._settings.notify_escalations:
+            self._reminders.clear()
+
+    @property
+    def focus(self) -> str | None:
+        """The conversation the agent is looking at, or None."""
+        return self._focus
+
+    def set_focus(self, conversation: str | None) -> list[Effect]:
+        """Say which conversation the agent is looking at right now (None: none).
+
+        Focusing a conversation counts as reading it: its held-back message and reminder toasts
+        are dropped and the shown ones withdrawn (its escalation toast stays until someone takes
+        the customer).
+
+        Returns:
+            Withdraw effects for the focused conversation's toasts.
+        """
+        self._focus = conversation or None
+        if self._focus is None:
+            return []
+        self._bursts.pop(self._focus, None)
+        self._reminders.pop(self._focus, None)
+        return self._withdraw(self._focus, (message_key, reminder_key))
+
+    @property
+    def dnd_until(self) -> datetime | None:
+        """End of manual do-not-disturb, or None when it is off."""
+        return self._dnd_until
+
+    def set_dnd(self, until: datetime | None) -> None:
+        """Turn manual do-not-disturb on until ``until`` (aware), or off with None.
+
+        The menu computes ``until`` (30 minutes, 1 hour, until tomorrow). Held-back message and
+        reminder toasts are dropped when DND starts. Call :meth:`next_deadline` afterwards: the
+        end of DND is a deadline (the tray icon changes back).
+        """
+        self._dnd_until = None if until is None else _as_utc(until)
+        if self._dnd_until is not None:
+            self._drop_quiet_content()
+
+    def dnd_active(self, now: datetime) -> bool:
+        """True during manual DND or quiet hours."""
+        now = _as_utc(now)
+        if self._dnd_until is not None and now < self._dnd_until:
+            return True
+        return self.quiet_hours_active(now)
+
+    def quiet_hours_active(self, now: datetime) -> bool:
+        """True while one of the quiet-hours windows covers ``now``."""
+        now = _as_utc(now)
+        local_day = self._to_local(now).date()
+        for rule in self._settings.quiet_hours:
+            for back in (1, 0):
+                window = self._window(rule, local_day - timedelta(days=back))
+                if window is not None and window[0] <= now < window[1]:
+                    return True
+        return False
+
+    # ------------------------------------------------------------------ waiting list
+
+    def set_waiting(self, customers: Iterable[WaitingCustomer], now: datetime) -> list[Effect]:
+        """Replace the whole waiting list (after a resync).
+
+        Customers no longer waiting unassigned are forgotten and their toasts withdrawn;
+        customers already known keep their reminder schedule.
+
+        Returns:
+            Withdraw effects, plus anything that fell due (as :meth:`on_tick`).
+        """
+        now = self._see(now)
+        fresh = {c.conversation: c for c in customers if c.conversation and not c.assigned}
+        effects: list[Effect] = []
+        for conversation in [c for c in self._waiting if c not in fresh]:
+            effects += self._forget(conversation)
+        for customer in fresh.values():
+            self._upsert_waiting(customer, now)
+        return effects + self.on_tick(now)
+
+    def on_waiting_changed(self, customer: WaitingCustomer, waiting: bool, now: datetime) -> list[Effect]:
+        """One customer started or stopped waiting, or was taken or released.
+
+        Args:
+            customer: who, since when, and whether they are assigned.
+            waiting: False when they no longer wait (left, resolved).
+            now: current time.
+
+        Returns:
+            Withdraw effects when they stopped waiting unassigned, plus anything that fell due.
+        """
+        now = self._see(now)
+        effects: list[Effect] = []
+        if not customer.conversation:
+            return self.on_tick(now)
+        if waiting and not customer.assigned:
+            self._upsert_waiting(customer, now)
+        elif customer.conversation in self._waiting or (
+            self._shown & {escalation_key(customer.conversation), reminder_key(customer.conversation)}
+        ):
+            effects += self._forget(customer.conversation)
+        return effects + self.on_tick(now)
+
+    @property
+    def waiting_count(self) -> int:
+        """How many customers wait unassigned."""
+        return len(self._waiting)
+
+    def tray_level(self, now: datetime) -> TrayLevel:
+        """How urgent the waiting list is at ``now`` (for the tray icon)."""
+        if not self._waiting:
+            return TrayLevel.NORMAL
+        oldest = min(w.since for w in self._waiting.values())
+        if _as_utc(now) - oldest >= self._minutes(self._settings.sla_minutes):
+            return TrayLevel.SLA_BREACHED
+        return TrayLevel.WAITING
+
+    # ------------------------------------------------------------------ alerts and time
+
+    def on_alert(self, alert: Alert, now: datetime) -> list[Effect]:
+        """Take one alert from the reducer.
+
+        Returns:
+            The effects due now: this alert's toast if it may show at once, and anything else
+            that fell due (as :meth:`on_tick`). Deferred toasts come from later calls.
+        """
+        now = self._see(now)
+        effects: list[Effect] = []
+        conversation = alert.conversation
+        if conversation and conversation != self._focus:
+            if alert.kind is AlertKind.ESCALATION:
+                effects += self._escalate(alert, now)
+            elif alert.kind is AlertKind.REMINDER:
+                self._queue_reminder_alert(alert, now)
+            elif alert.kind is AlertKind.MESSAGE:
+                self._queue_message(alert, now)
+        return effects + self.on_tick(now)
+
+    def on_tick(self, now: datetime) -> list[Effect]:
+        """Do whatever fell due by ``now``: reminders, deferred toasts, summaries.
+
+        Returns:
+            Notify / PlaySound effects (possibly none).
+        """
+        now = self._see(now)
+        if self._last_toast_at is not None and now < self._last_toast_at:
+            self._last_toast_at = now  # the clock went back: wait at most one interval
+        quiet = self.dnd_active(now)
+        self._due_reminders(now, quiet)
+        if quiet:
+            self._drop_quiet_content()
+            return []
+        return self._flush(now)
+
+    def next_deadline(self) -> datetime | None:
+        """When :meth:`on_tick` must be called next (aware UTC), or None if nothing is scheduled.
+
+        Covers held-back toasts, reminders, the oldest customer crossing the SLA, the end of
+        manual DND and the next quiet-hours boundary. Never returns a moment that ``on_tick``
+        would not move past, so a single-shot timer re-armed after each call never spins.
+        """
+        candidates: list[datetime] = []
+        ready = [b.ready_at for b in self._bursts.values() if b.dirty_since is not None]
+        ready += [r.queued_at for r in self._reminders.values()]
+        if ready:
+            flush_at = min(ready)
+            if self._last_toast_at is not None:
+                flush_at = max(flush_at, self._last_toast_at + self._interval())
+            candidates.append(flush_at)
+        if self._settings.notify_escalations:
+            candidates += [self._next_reminder_at(w) for w in self._waiting.values()]
+        last = self._last_now
+        if self._waiting:
+            oldest = min(w.since for w in self._waiting.values())
+            crossing = oldest + self._minutes(self._settings.sla_minutes)
+            if last is None or crossing > last:
+                candidates.append(crossing)
+        if self._dnd_until is not None and (last is None or self._dnd_until > last):
+            candidates.append(self._dnd_until)
+        if last is not None:
+            boundary = self._next_quiet_boundary(last)
+            if boundary is not None:
+                candidates.append(boundary)
+        return min(candidates) if candidates else None
+
+    # ------------------------------------------------------------------ internals: alerts
+
+    def _escalate(self, alert: Alert, now: datetime) -> list[Effect]:
+        settings = self._settings
+        if alert.conversation not in self._waiting:
+            # An escalation means the customer now waits for a human; the waiting-list events
+            # remain authoritative, this only makes sure reminders start.
+            self._upsert_waiting(
+                WaitingCustomer(alert.conversation, now, False, alert.customer_name, alert.channel), now
+            )
+        if not settings.notify_escalations:
+            return []
+        if self.dnd_active(now) and not settings.escalations_bypass_dnd:
+            return []
+        name = _clean(alert.customer_name, _NAME_LIMIT) or AlertTexts.UNKNOWN_CUSTOMER
+        body = _clean(alert.text, _BODY_LIMIT) or AlertTexts.ESCALATION_BODY
+        key = escalation_key(alert.conversation)
+        toast = Toast(
+            key=key,
+            title=AlertTexts.escalation_title(name),
+            body=body,
+            urgency=Urgency.CRITICAL,
+            conversation=alert.conversation,
+            actions=(ToastAction.TAKE_OVER, ToastAction.OPEN),
+        )
+        self._shown.add(key)
+        # Escalations bypass the rate limit but reset it: no message toast follows within the
+        # interval, so a critical toast is never immediately buried by a routine one.
+        self._last_toast_at = now
+        effects: list[Effect] = [Notify(toast)]
+        if settings.sounds:
+            effects.append(PlaySound(SoundName.ESCALATION))
+        return effects
+
+    def _queue_message(self, alert: Alert, now: datetime) -> None:
+        if not self._settings.notify_messages or self.dnd_active(now):
+            return  # dropped, not queued: the badge still counts it
+        window = timedelta(seconds=self._settings.coalesce_window)
+        text = _clean(alert.text, _BODY_LIMIT)
+        burst = self._bursts.get(alert.conversation)
+        if burst is not None:
+            activity = max(burst.last_message_at, burst.shown_at or burst.last_message_at)
+            if burst.dirty_since is None and now - activity > window:
+                burst = None  # the previous burst is over: start counting again
+        if burst is None:
+            self._seq += 1
+            self._bursts[alert.conversation] = _Burst(
+                customer_name=alert.customer_name,
+                channel=alert.channel,
+                count=1,
+                last_text=text,
+                last_message_at=now,
+                ready_at=now,
+                dirty_since=now,
+                seq=self._seq,
+            )
+            return
+        burst.count += 1
+        burst.last_text = text
+        burst.last_message_at = now
+        burst.customer_name = alert.customer_name or burst.customer_name
+        burst.channel = alert.channel or burst.channel
+        if burst.dirty_since is None:
+            self._seq += 1
+            burst.seq = self._seq
+            burst.dirty_since = now
+            burst.ready_at = (burst.shown_at + window) if burst.shown_at is not None else now
+
+    def _queue_reminder_alert(self, alert: Alert, now: datetime) -> None:
+        if not self._settings.notify_escalations or self.dnd_active(now):
+            return
+        if alert.conversation not in self._waiting:
+            self._upsert_waiting(
+                WaitingCustomer(alert.conversation, now, False, alert.customer_name, alert.channel), now
+            )
+        self._queue_reminder(alert.conversation, now)
+
+    def _queue_reminder(self, conversation: str, now: datetime) -> None:
+        if conversation not in self._reminders:
+            self._seq += 1
+            self._reminders[conversation] = _PendingReminder(now, self._seq)
+
+    # ------------------------------------------------------------------ internals: schedule
+
+    def _interval(self) -> timedelta:
+        return timedelta(seconds=self._settings.toast_min_interval)
+
+    @staticmethod
+    def _minutes(value: float) -> timedelta:
+        return timedelta(minutes=value)
+
+    def _reminder_gap(self, sent: int) -> timedelta:
+        """Gap before reminder number ``sent`` (0 = the first, measured from ``since``).
+
+        ``reminder_after * reminder_backoff**sent`` minutes, capped at ``reminder_max_interval``
+        (or at ``reminder_after`` if that is larger: reminders never get more frequent).
+        """
+        settings = self._settings
+        after = settings.reminder_after
+        if sent == 0:
+            return self._minutes(after)
+        cap = max(settings.reminder_max_interval, after)
+        backoff = settings.reminder_backoff
+        # Compare logarithms first so that a long-waiting customer never overflows the power.
+        if backoff > 1.0 and sent * math.log(backoff) >= math.log(cap / after):
+            return self._minutes(cap)
+        return self._minutes(min(after * backoff**sent, cap))
+
+    def _next_reminder_at(self, waiting: _Waiting) -> datetime:
+        base = waiting.since if waiting.last_reminder_at is None else waiting.last_reminder_at
+        return base + self._reminder_gap(waiting.reminders_sent)
+
+    def _due_reminders(self, now: datetime, quiet: bool) -> None:
+        if not self._settings.notify_escalations:
+            return
+        for conversation, waiting in self._waiting.items():
+            if self._next_reminder_at(waiting) > now:
+                continue
+            # One reminder however late the tick; the schedule restarts from now.
+            waiting.reminders_sent += 1
+            waiting.last_reminder_at = now
+            if not quiet and conversation != self._focus:
+                self._queue_reminder(conversation, now)
+
+    def _upsert_waiting(self, customer: WaitingCustomer, now: datetime) -> None:
+        since = now if customer.since is None else min(_as_utc(customer.since), now)
+        known = self._waiting.get(customer.conversation)
+        if known is None:
+            self._waiting[customer.conversation] = _Waiting(customer.customer_name, customer.channel, since)
+            return
+        known.customer_name = customer.customer_name or known.customer_name
+        known.channel = customer.channel or known.channel
+        if customer.since is not None:
+            known.since = since
+
+    # ------------------------------------------------------------------ internals: showing
+
+    def _flush(self, now: datetime) -> list[Effect]:
+        effects: list[Effect] = []
+        interval = self._interval()
+        while self._last_toast_at is None or now >= self._last_toast_at + interval:
+            ready_bursts = {
+                c: b for c, b in self._bursts.items() if b.dirty_since is not None and b.ready_at <= now
+            }
+            ready_reminders = {c: r for c, r in self._reminders.items() if r.queued_at <= now}
+            customers = set(ready_bursts) | set(ready_reminders)
+            if not customers:
+                break
+            if len(customers) >= self._settings.summary_threshold:
+                effects.append(self._summary(ready_bursts, ready_reminders, now))
+            else:
+                effects.append(self._single(ready_bursts, ready_reminders, now))
+            self._last_toast_at = now
+        if effects and self._settings.sounds:
+            effects.append(PlaySound(SoundName.MESSAGE))
+        return effects
+
+    def _single(
+        self, bursts: dict[str, _Burst], reminders: dict[str, _PendingReminder], now: datetime
+    ) -> Notify:
+        order: list[tuple[datetime, int, str, bool]] = [
+            (b.dirty_since or now, b.seq, c, True) for c, b in bursts.items()
+        ]
+        order += [(r.queued_at, r.seq, c, False) for c, r in reminders.items()]
+        _, _, conversation, is_message = min(order)
+        if is_message:
+            return self._show_burst(conversation, bursts[conversation], now)
+        return self._show_reminder(conversation, now)
+
+    def _show_burst(self, conversation: str, burst: _Burst, now: datetime) -> Notify:
+        name = _clean(burst.customer_name, _NAME_LIMIT) or AlertTexts.UNKNOWN_CUSTOMER
+        key = message_key(conversation)
+        toast = Toast(
+            key=key,
+            title=AlertTexts.message_title(name, _clean(burst.channel, _NAME_LIMIT)),
+            body=AlertTexts.message_body(burst.count, burst.last_text),
+            urgency=Urgency.NORMAL,
+            conversation=conversation,
+        )
+        self._mark_burst_shown(burst, now)
+        self._shown.add(key)
+        return Notify(toast)
+
+    @staticmethod
+    def _mark_burst_shown(burst: _Burst, now: datetime) -> None:
+        burst.shown_at = now
+        burst.dirty_since = None
+
+    def _show_reminder(self, conversation: str, now: datetime) -> Notify:
+        self._reminders.pop(conversation, None)
+        waiting = self._waiting.get(conversation)
+        burst = self._bursts.get(conversation)
+        raw_name = waiting.customer_name if waiting else ""
+        raw_name = raw_name or (burst.customer_name if burst else "")
+        name = _clean(raw_name, _NAME_LIMIT) or AlertTexts.UNKNOWN_CUSTOMER
+        since = waiting.since if waiting else now
+        minutes = max(0, int((now - since).total_seconds() // 60))
+        key = reminder_key(conversation)
+        toast = Toast(
+            key=key,
+            title=AlertTexts.reminder_title(name, minutes),
+            body=AlertTexts.REMINDER_BODY,
+            urgency=Urgency.NORMAL,
+            conversation=conversation,
+            actions=(ToastAction.TAKE_OVER, ToastAction.OPEN),
+        )
+        self._shown.add(key)
+        return Notify(toast)
+
+    def _summary(
+        self, bursts: dict[str, _Burst], reminders: dict[str, _PendingReminder], now: datetime
+    ) -> Notify:
+        members = set(bursts) | set(reminders)
+        ordered = sorted(
+            members,
+            key=lambda c: bursts[c].seq if c in bursts else reminders[c].seq,
+        )
+        names: list[str] = []
+        for conversation in ordered:
+            raw = bursts[conversation].customer_name if conversation in bursts else ""
+            if not raw and conversation in self._waiting:
+                raw = self._waiting[conversation].customer_name
+            name = _clean(raw, _NAME_LIMIT)
+            if name and name not in names:
+                names.append(name)
+        for burst in bursts.values():
+            self._mark_burst_shown(burst, now)
+        for conversation in reminders:
+            self._reminders.pop(conversation, None)
+        self._summary_members = members
+        self._shown.add(SUMMARY_KEY)
+        return Notify(
+            Toast(
+                key=SUMMARY_KEY,
+                title=AlertTexts.summary_title(len(members), bool(bursts)),
+                body=AlertTexts.summary_body(names, len(members)),
+                urgency=Urgency.NORMAL,
+                conversation="",
+            )
+        )
+
+    # ------------------------------------------------------------------ internals: forgetting
+
+    def _drop_quiet_content(self) -> None:
+        """DND: held-back message and reminder toasts are dropped, not kept for later."""
+        for burst in self._bursts.values():
+            burst.dirty_since = None
+        self._reminders.clear()
+
+    def _forget(self, conversation: str) -> list[Effect]:
+        self._waiting.pop(conversation, None)
+        self._bursts.pop(conversation, None)
+        self._reminders.pop(conversation, None)
+        return self._withdraw(conversation, (message_key, escalation_key, reminder_key))
+
+    def _withdraw(self, conversation: str, keys: tuple[Callable[[str], str], ...]) -> list[Effect]:
+        effects: list[Effect] = []
+        for make_key in keys:
+            key = make_key(conversation)
+            if key in self._shown:
+                self._shown.discard(key)
+                effects.append(Withdraw(key))
+        if conversation in self._summary_members:
+            self._summary_members.discard(conversation)
+            if not self._summary_members and SUMMARY_KEY in self._shown:
+                self._shown.discard(SUMMARY_KEY)
+                effects.append(Withdraw(SUMMARY_KEY))
+        return effects
+
+    # ------------------------------------------------------------------ internals: time
+
+    def _see(self, now: datetime) -> datetime:
+        now = _as_utc(now)
+        if self._last_now is None or now > self._last_now:
+            self._last_now = now
+        return now
+
+    def _to_local(self, now: datetime) -> datetime:
+        return now.astimezone() if self._tz is None else now.astimezone(self._tz)
+
+    def _localize(self, day: date, clock: time) -> datetime:
+        naive = datetime.combine(day, clock)
+        aware = naive.astimezone() if self._tz is None else naive.replace(tzinfo=self._tz)
+        return aware.astimezone(UTC)
+
+    def _window(self, rule: QuietHoursRule, start_day: date) -> tuple[datetime, datetime] | None:
+        """The rule's window starting on ``start_day`` (UTC bounds), or None if not that day."""
+        if start_day.isoweekday() not in rule.days:
+            return None
+        start = time.fromisoformat(rule.start)
+        end = time.fromisoformat(rule.end)
+        end_day = start_day + timedelta(days=1) if end <= start else start_day
+        return self._localize(start_day, start), self._localize(end_day, end)
+
+    def _next_quiet_boundary(self, after: datetime) -> datetime | None:
+        if not self._settings.quiet_hours:
+            return None
+        local_day = self._to_local(after).date()
+        best: datetime | None = None
+        for rule in self._settings.quiet_hours:
+            for offset in range(-1, 8):
+                window = self._window(rule, local_day + timedelta(days=offset))
+                if window is None:
+                    continue
+                for edge in window:
+                    if edge > after and (best is None or edge < best):
+                        best = edge
+        return best
