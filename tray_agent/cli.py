@@ -18,8 +18,13 @@ EXIT_BAD_SETTINGS = 2
 EXIT_AUTH_REFUSED = 3
 
 
-def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by the GUI and `listen` (they override settings files and environment)."""
+def _add_connection_flags(parser: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
+    """Flags shared by the GUI and `listen` (they override settings files and environment).
+
+    The top-level parser and each subcommand both accept them (``tray-agent --server X listen``
+    and ``tray-agent listen --server X``); on a subcommand their defaults are suppressed so that
+    an absent flag does not overwrite the value given before the subcommand.
+    """
     group = parser.add_argument_group("connection (override settings and TRAY_AGENT_* variables)")
     group.add_argument("--dialect", choices=["org", "dashboard"], help="backend dialect")
     group.add_argument("--server", metavar="URL", help="http(s) base URL of the backend")
@@ -33,6 +38,8 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--supabase-key", metavar="KEY", help="Supabase anon key (org dialect)")
     group.add_argument(
         "--set",
+        # A subcommand's --set values go to their own list, merged by parse_args().
+        dest="set_after_command" if subcommand else "set",
         metavar="KEY=VALUE",
         action="append",
         default=[],
@@ -51,6 +58,10 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--basedir", metavar="DIR", help="keep settings, data and logs under DIR")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    if subcommand:
+        for action in parser._actions:  # argparse has no public accessor
+            if action.dest not in ("help", "version"):
+                action.default = argparse.SUPPRESS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     gui = sub.add_parser("gui", help="run the tray app (the default)")
-    _add_connection_flags(gui)
+    _add_connection_flags(gui, subcommand=True)
 
     listen = sub.add_parser(
         "listen",
@@ -76,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Ctrl-C, 2 bad settings, 3 authentication refused."
         ),
     )
-    _add_connection_flags(listen)
+    _add_connection_flags(listen, subcommand=True)
 
     demo = sub.add_parser(
         "demo-server",
@@ -96,10 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a command line; ``--set`` given before and after the subcommand are merged."""
+    args = build_parser().parse_args(list(argv))
+    args.set = [*getattr(args, "set", []), *vars(args).pop("set_after_command", [])]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     command = args.command or "gui"
     if command == "listen":
         from tray_agent.listen import run as run_listen

@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+SETTINGS_VERSION = 1
+"""Version of the settings layout; files carry it so that later versions can migrate them."""
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -54,6 +57,10 @@ class ConnectionSettings(_Section):
     org: str = ""  # org dialect: organization id
     company: str = ""  # dashboard dialect: company id
     email: str = ""
+    # Access token for the org dialect, from TRAY_AGENT_TOKEN or --token only: never read from or
+    # written to a settings file (see settings_layers.SECRET_KEYS). SecretStr keeps it out of
+    # reprs and logs; read it with ``.get_secret_value()``.
+    token: SecretStr = Field(default=SecretStr(""), repr=False)
     supabase_url: str = ""  # org dialect: Supabase project URL (token endpoint)
     supabase_key: str = ""  # org dialect: Supabase anon key (public, not a secret)
     resync_interval: float = Field(default=60.0, ge=10.0, le=3600.0)  # org periodic resync, s
@@ -65,6 +72,18 @@ class ConnectionSettings(_Section):
     allow_insecure: bool = False  # allow ws:// / http:// to non-loopback hosts
     ca_bundle: str = ""  # extra CA bundle (TLS-inspecting proxies)
     proxy: str = ""  # explicit HTTP(S) proxy; empty = from the environment
+
+    def secret_key(self, kind: str, account: str | None = None) -> str:
+        """The keyring key for one of this connection's secrets.
+
+        Args:
+            kind: What the secret is, e.g. ``"refresh_token"`` or ``"password"``.
+            account: The account it belongs to; defaults to ``email``.
+
+        Returns:
+            ``"<dialect>:<server>:<account>:<kind>"``, see :func:`secret_key`.
+        """
+        return secret_key(self.dialect, self.server, self.email if account is None else account, kind)
 
 
 class AlertSettings(_Section):
@@ -96,10 +115,28 @@ class UiSettings(_Section):
     remember_password: bool = False
 
 
+def secret_key(dialect: str, server: str, account: str, kind: str) -> str:
+    """The keyring key of one secret: ``"<dialect>:<server>:<account>:<kind>"``.
+
+    The server URL loses a trailing slash and the account is lower-cased, so that the same
+    sign-in always finds the same secret.
+
+    Args:
+        dialect: ``"org"`` or ``"dashboard"``.
+        server: Base URL of the backend.
+        account: The agent's e-mail (or another account id).
+        kind: What the secret is, e.g. ``"refresh_token"``.
+
+    Returns:
+        The key; the keyring's service name is ``"tray-agent"``.
+    """
+    return f"{dialect}:{server.rstrip('/')}:{account.strip().lower()}:{kind}"
+
+
 class Settings(_Section):
     """All settings. Keys are addressed as ``section.key`` (e.g. ``alerts.sla_minutes``)."""
 
-    version: int = 1
+    version: int = SETTINGS_VERSION
     connection: ConnectionSettings = Field(default_factory=ConnectionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
