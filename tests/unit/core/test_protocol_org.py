@@ -1,0 +1,293 @@
+"""Org dialect codec: golden frames (tests/data/org), commands, REST answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.unit.core.golden import (
+    assert_subset,
+    body_bytes,
+    command,
+    events_plain,
+    frame_text,
+    golden_files,
+    load,
+    outbound_to_plain,
+)
+from tray_agent.core.commands import LoadHistory, Ping, RefreshWaitingList, Release, SendReply, TakeOver
+from tray_agent.core.events import (
+    CommandFailed,
+    CommandKind,
+    Connected,
+    Dialect,
+    FailureReason,
+    Ignored,
+    MessageReceived,
+    WaitingChanged,
+    event_to_dict,
+)
+from tray_agent.core.protocol import codec_for
+from tray_agent.core.protocol.base import EncodeError, HttpCall, WsFrame
+from tray_agent.core.protocol.org import MAX_FRAME_SIZE, OrgChatIn, OrgCodec
+
+ME = "9f1e2d3c-4b5a-4c6d-8e7f-0a1b2c3d4e5f"
+CHAT = "0b6c3c1e-6a4e-4f5b-9d2a-1f2e3d4c5b6a"
+
+
+@pytest.fixture
+def codec() -> OrgCodec:
+    return OrgCodec(user_id=ME, org_id="org-1")
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [p.stem for p in paths]
+
+
+IN_FILES = golden_files("org", "in_")
+JSON_IN_FILES = [p for p in IN_FILES if "raw" not in load(p)]
+OUT_FILES = golden_files("org", "out_")
+REST_FILES = [p for p in golden_files("org", "rest_") if "command" in load(p)]
+CHAT_FILES = [p for p in golden_files("org", "rest_") if "chat" in load(p)]
+
+
+def test_golden_files_cover_every_frame_shape() -> None:
+    assert len(IN_FILES) >= 28
+    assert len(OUT_FILES) == 6
+    assert len(REST_FILES) >= 15
+    assert len(CHAT_FILES) == 2
+
+
+@pytest.mark.parametrize("path", IN_FILES, ids=_ids(IN_FILES))
+def test_parse_frame_golden(codec: OrgCodec, path: Path) -> None:
+    golden = load(path)
+    events = codec.parse_frame(frame_text(golden))
+    assert_subset(events_plain(events), golden["expect"])
+
+
+@pytest.mark.parametrize("path", JSON_IN_FILES, ids=_ids(JSON_IN_FILES))
+def test_parse_frame_golden_as_bytes(codec: OrgCodec, path: Path) -> None:
+    golden = load(path)
+    text = frame_text(golden)
+    assert events_plain(codec.parse_frame(text.encode())) == events_plain(codec.parse_frame(text))
+
+
+@pytest.mark.parametrize("path", OUT_FILES, ids=_ids(OUT_FILES))
+def test_encode_golden(codec: OrgCodec, path: Path) -> None:
+    golden = load(path)
+    if "learn" in golden:
+        codec.parse_frame(json.dumps(golden["learn"]))
+    out = codec.encode(command(golden["command"]))
+    assert outbound_to_plain(out) == golden["expect_out"]
+
+
+@pytest.mark.parametrize("path", REST_FILES, ids=_ids(REST_FILES))
+def test_parse_response_golden(codec: OrgCodec, path: Path) -> None:
+    golden = load(path)
+    cmd = command(golden["command"])
+    events = codec.parse_response(cmd, golden["status"], body_bytes(golden["body"]))
+    plain = events_plain(events)
+    assert_subset(plain, golden["expect"])
+    assert plain[0]["command_id"] == "t-1"
+    assert plain[0]["kind"] == cmd.kind.value
+
+
+@pytest.mark.parametrize("path", CHAT_FILES, ids=_ids(CHAT_FILES))
+def test_chat_row_summary_golden(codec: OrgCodec, path: Path) -> None:
+    golden = load(path)
+    chat = OrgChatIn.model_validate_json(json.dumps(golden["chat"]))
+    summary = codec.chat_summary(chat)
+    plain = event_to_dict(WaitingChanged(customer=summary))["customer"]
+    assert_subset(plain, golden["expect_summary"])
+
+
+# -- frames: specific behaviour -----------------------------------------------------------------
+
+
+def test_connection_established_reports_the_writable_user_id() -> None:
+    codec = OrgCodec()
+    codec.user_id = "sub-2"
+    (event,) = codec.parse_frame('{"type":"connection_established","connection_count":"3"}')
+    assert event == Connected(user_id="sub-2", connection_count=3)
+
+
+def test_binary_and_oversized_frames_are_ignored(codec: OrgCodec) -> None:
+    assert codec.parse_frame(b"\x00\xff\xfe") == (Ignored(kind="binary", why="not a JSON text frame"),)
+    big = "x" * (MAX_FRAME_SIZE + 1)
+    (event,) = codec.parse_frame(big)
+    assert isinstance(event, Ignored)
+    assert event.kind == "oversized"
+
+
+@pytest.mark.parametrize(
+    ("frame", "kind", "why"),
+    [
+        ("[1, 2]", "malformed", "not a JSON object"),
+        ("42", "malformed", "not a JSON object"),
+        ("{}", "malformed", "no type"),
+        ('{"type": null}', "malformed", "no type"),
+        ('{"type": 7}', "7", "unknown frame type"),
+        ("", "malformed", "invalid JSON"),
+    ],
+)
+def test_junk_frames_are_explained(codec: OrgCodec, frame: str, kind: str, why: str) -> None:
+    assert codec.parse_frame(frame) == (Ignored(kind=kind, why=why),)
+
+
+def test_new_message_timestamps_fall_back_to_the_frame_time(codec: OrgCodec) -> None:
+    frame = {
+        "type": "new_message",
+        "timestamp": 1774080930,
+        "data": {"chat_id": "c", "sender_type": "customer"},
+    }
+    (event,) = codec.parse_frame(json.dumps(frame))
+    assert isinstance(event, MessageReceived)
+    assert event.sent_at is not None
+    assert event.sent_at.isoformat() == "2026-03-21T08:15:30+00:00"
+
+
+def test_new_message_with_null_handled_by_never_requests_a_human(codec: OrgCodec) -> None:
+    frame = {"type": "new_message", "data": {"chat_id": "c", "sender_type": "customer", "handled_by": None}}
+    events = codec.parse_frame(json.dumps(frame))
+    assert [e.event_name for e in events] == ["message_received"]
+
+
+def test_agent_message_in_unassigned_chat_is_not_a_human_request(codec: OrgCodec) -> None:
+    frame = {
+        "type": "new_message",
+        "data": {"chat_id": "c", "sender_type": "agent", "handled_by": "unassigned"},
+    }
+    assert [e.event_name for e in codec.parse_frame(json.dumps(frame))] == ["message_received"]
+
+
+def test_chat_update_fields_are_read_only(codec: OrgCodec) -> None:
+    frame = {"type": "chat_update", "update_type": "ticket_created", "data": {"chat_id": "c", "x": 1}}
+    (event,) = codec.parse_frame(json.dumps(frame))
+    with pytest.raises(TypeError):
+        event.fields["x"] = 2  # type: ignore[attr-defined, index]
+
+
+def test_chat_update_without_chat_id_is_ignored(codec: OrgCodec) -> None:
+    frame = {"type": "chat_update", "update_type": "ticket_created", "data": {"ticket_id": "t"}}
+    assert codec.parse_frame(json.dumps(frame)) == (Ignored(kind="chat_update", why="no chat_id"),)
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def test_encode_take_over_exact(codec: OrgCodec) -> None:
+    out = codec.encode(TakeOver(conversation="a b/c", command_id="x"))
+    assert out == HttpCall(method="PUT", path="/crm/chats/a%20b%2Fc/assign", json={"assigned_to_me": True})
+
+
+def test_encode_ping_is_a_ws_frame(codec: OrgCodec) -> None:
+    assert codec.encode(Ping()) == WsFrame(text='{"type":"ping"}')
+    assert codec.ping_frame() == '{"type":"ping"}'
+    assert codec.pong_frame() == '{"type":"pong"}'
+
+
+def test_release_without_known_ai_agent_cannot_be_encoded(codec: OrgCodec) -> None:
+    with pytest.raises(EncodeError) as info:
+        codec.encode(Release(conversation=CHAT))
+    assert info.value.reason is FailureReason.INVALID
+
+
+def test_release_learns_the_ai_agent_from_the_chat_list(codec: OrgCodec) -> None:
+    body = {
+        "chats": [{"id": "c9", "ai_agent_id": "ai-9", "handled_by": "human", "status": "assigned"}],
+        "total": 1,
+    }
+    codec.parse_response(RefreshWaitingList(), 200, json.dumps(body).encode())
+    out = codec.encode(Release(conversation="c9"))
+    assert out == HttpCall(
+        method="PUT", path="/crm/chats/c9/assign", json={"assigned_agent_id": "ai-9", "assigned_to_me": False}
+    )
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_empty_reply_is_refused(codec: OrgCodec, text: str) -> None:
+    with pytest.raises(EncodeError) as info:
+        codec.encode(SendReply(conversation=CHAT, text=text))
+    assert info.value.reason is FailureReason.MISSING_FIELDS
+
+
+def test_reply_needs_the_user_id() -> None:
+    with pytest.raises(EncodeError) as info:
+        OrgCodec().encode(SendReply(conversation=CHAT, text="hi"))
+    assert info.value.reason is FailureReason.INVALID
+
+
+@pytest.mark.parametrize("conversation", ["", " padded "])
+def test_bad_chat_id_is_refused(codec: OrgCodec, conversation: str) -> None:
+    with pytest.raises(EncodeError) as info:
+        codec.encode(TakeOver(conversation=conversation))
+    assert info.value.reason is FailureReason.INVALID
+
+
+@pytest.mark.parametrize(("limit", "sent"), [(0, "1"), (-5, "1"), (50, "50"), (101, "100"), (10_000, "100")])
+def test_refresh_limit_is_clamped(codec: OrgCodec, limit: int, sent: str) -> None:
+    out = codec.encode(RefreshWaitingList(offset=-3, limit=limit))
+    assert isinstance(out, HttpCall)
+    assert out.query == (("skip", "0"), ("limit", sent))
+
+
+def test_history_limit_is_clamped_and_paged(codec: OrgCodec) -> None:
+    out = codec.encode(LoadHistory(conversation=CHAT, page=3, limit=500))
+    assert isinstance(out, HttpCall)
+    assert out.query == (("sort_order", "desc"), ("skip", "300"), ("limit", "100"))
+
+
+# -- parse_response -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (400, FailureReason.INVALID),
+        (401, FailureReason.ACCESS_DENIED),
+        (403, FailureReason.ACCESS_DENIED),
+        (404, FailureReason.NOT_FOUND),
+        (409, FailureReason.ALREADY_ASSIGNED),
+        (422, FailureReason.MISSING_FIELDS),
+        (429, FailureReason.SERVER_ERROR),
+        (500, FailureReason.SERVER_ERROR),
+        (503, FailureReason.SERVER_ERROR),
+    ],
+)
+def test_failure_reason_by_status(codec: OrgCodec, status: int, reason: FailureReason) -> None:
+    cmd = TakeOver(conversation=CHAT, command_id="k")
+    (event,) = codec.parse_response(cmd, status, b'{"detail": "whatever"}')
+    assert event == CommandFailed(
+        command_id="k", kind=CommandKind.TAKE_OVER, conversation=CHAT, reason=reason, text="whatever"
+    )
+
+
+def test_success_with_unreadable_body_still_succeeds(codec: OrgCodec) -> None:
+    cmd = TakeOver(conversation=CHAT, command_id="k")
+    events = codec.parse_response(cmd, 200, b"not json")
+    assert [e.event_name for e in events] == ["command_succeeded"]
+
+
+def test_refresh_with_unreadable_body_fails(codec: OrgCodec) -> None:
+    (event,) = codec.parse_response(RefreshWaitingList(command_id="k"), 200, b"[]")
+    assert isinstance(event, CommandFailed)
+    assert event.reason is FailureReason.SERVER_ERROR
+
+
+def test_last_page_has_no_more(codec: OrgCodec) -> None:
+    body = {"chats": [{"id": "a"}, {"id": "b"}], "total": 102}
+    events = codec.parse_response(RefreshWaitingList(offset=100, limit=100), 200, json.dumps(body).encode())
+    page = events_plain(events)[1]
+    assert page["offset"] == 100
+    assert page["has_more"] is False
+    assert len(page["customers"]) == 2
+
+
+def test_codec_for_org_builds_an_org_codec() -> None:
+    codec = codec_for(Dialect.ORG, user_id="u", org_id="o")
+    assert isinstance(codec, OrgCodec)
+    assert codec.user_id == "u"
+    assert codec.dialect is Dialect.ORG
+    assert codec.max_frame_size == 16 * 1024 * 1024
