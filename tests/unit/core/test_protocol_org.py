@@ -291,3 +291,36 @@ def test_codec_for_org_builds_an_org_codec() -> None:
     assert codec.user_id == "u"
     assert codec.dialect is Dialect.ORG
     assert codec.max_frame_size == 16 * 1024 * 1024
+
+
+def test_ai_handoff_leaving_the_ai_in_assigned_agent_id_is_waiting(codec: OrgCodec) -> None:
+    row = {
+        "id": "c1",
+        "ai_agent_id": "ai-1",
+        "assigned_agent_id": "ai-1",
+        "human_agent_id": None,
+        "handled_by": "human",
+        "status": "open",
+        "escalated_at": "2026-03-21T08:00:00+00:00",
+    }
+    summary = codec.chat_summary(OrgChatIn.model_validate(row))
+    assert summary.waiting is True
+    assert summary.assigned is False
+    assert summary.agent is None
+
+
+def test_chat_escalated_to_a_human_agent_is_assigned_not_waiting(codec: OrgCodec) -> None:
+    row = {
+        "id": "c2",
+        "ai_agent_id": "ai-1",
+        "assigned_agent_id": "h-7",
+        "human_agent_id": "h-7",
+        "human_agent_name": "Ani",
+        "handled_by": "human",
+        "status": "assigned",
+    }
+    summary = codec.chat_summary(OrgChatIn.model_validate(row))
+    assert summary.assigned is True
+    assert summary.waiting is False
+    assert summary.agent is not None
+    assert summary.agent.agent_id == "h-7"

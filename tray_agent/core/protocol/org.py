@@ -19,7 +19,8 @@ Decisions documented here (the server gives no better answer):
   MessageReceived. This repeats for every such message; the reducer dedupes (a conversation
   already waiting stays waiting). ``handled_by`` null (O8) never triggers it.
 * **Waiting / assigned in the REST chat list.** A chat row is *assigned* when ``handled_by`` is
-  ``"human"`` and a human (or assigned) agent id is set; it is *waiting* when it is not
+  ``"human"`` and a human agent id (or an assigned agent id other than the chat's AI agent: an
+  AI hand-off leaves the AI in ``assigned_agent_id``) is set; it is *waiting* when it is not
   resolved/closed, not assigned, and ``handled_by`` is ``"human"`` or ``"unassigned"``.
   ``assigned_to_me`` compares the row's ``human_id`` (the human agent's auth user id) with the
   JWT ``sub`` (:attr:`OrgCodec.user_id`); None when either is unknown.
@@ -503,13 +504,16 @@ class OrgCodec:
 
     def chat_summary(self, chat: OrgChatIn) -> ConversationSummary:
         """Summarise a REST chat row for the conversation list (rules in the module docstring)."""
-        assigned = chat.handled_by == "human" and bool(chat.human_agent_id or chat.assigned_agent_id)
+        # After an AI hand-off ``assigned_agent_id`` may still name the AI agent: only a human
+        # agent id (or an assigned agent that is not the chat's AI) means a human has the chat.
+        human_assignee = chat.assigned_agent_id if chat.assigned_agent_id != chat.ai_agent_id else ""
+        assigned = chat.handled_by == "human" and bool(chat.human_agent_id or human_assignee)
         waiting = not assigned and _is_waiting(chat.handled_by, chat.human_agent_id, chat.status)
         agent: AgentRef | None = None
         assigned_to_me: bool | None = False
         if assigned:
             agent = AgentRef(
-                agent_id=chat.human_agent_id or chat.assigned_agent_id,
+                agent_id=chat.human_agent_id or human_assignee,
                 name=chat.human_agent_name or chat.agent_name,
             )
             assigned_to_me = (chat.human_id == self.user_id) if (chat.human_id and self.user_id) else None
