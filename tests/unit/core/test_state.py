@@ -1,0 +1,1123 @@
+"""The reducer and the Store: one test per rule (explicit datetimes, no clock, no event loop)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tray_agent.core.effects import Alert, AlertKind, Effect, RequestResync
+from tray_agent.core.events import (
+    AgentRef,
+    AssignmentAction,
+    AssignmentChanged,
+    Attachment,
+    CommandFailed,
+    CommandKind,
+    CommandQueued,
+    CommandSent,
+    CommandSucceeded,
+    Connected,
+    ConnectionChanged,
+    ConnectionState,
+    ConversationSummary,
+    ConversationUpdated,
+    Event,
+    FailureReason,
+    HistoryPage,
+    HumanRequested,
+    Ignored,
+    KeepaliveReceived,
+    MessageReceived,
+    SenderKind,
+    ServerAcked,
+    ServerRejected,
+    WaitingChanged,
+    WaitingListPage,
+)
+from tray_agent.core.state import (
+    IGNORED_KINDS_LIMIT,
+    OUTBOUND_LIMIT,
+    CommandState,
+    Conversation,
+    ConversationMap,
+    ConversationRead,
+    FocusChanged,
+    History,
+    MessageRecord,
+    State,
+    Store,
+    changed_conversations,
+    reduce,
+)
+
+T0 = datetime(2026, 3, 21, 8, 0, 0, tzinfo=UTC)
+ME = "me-1"
+KEY = "1001/77"
+OTHER = "1001/88"
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def run(
+    events: Iterable[Event], state: State | None = None, *, limit: int = 500
+) -> tuple[State, list[Effect]]:
+    state = state if state is not None else State()
+    effects: list[Effect] = []
+    for event in events:
+        state, out = reduce(state, event, history_limit=limit)
+        effects.extend(out)
+    return state, effects
+
+
+def alerts(effects: Iterable[Effect], kind: AlertKind | None = None) -> list[Alert]:
+    return [e for e in effects if isinstance(e, Alert) and (kind is None or e.kind is kind)]
+
+
+def customer(text: str, t: float, key: str = KEY, **kw: object) -> MessageReceived:
+    return MessageReceived(
+        conversation=key,
+        sender=SenderKind.CUSTOMER,
+        text=text,
+        sent_at=at(t),
+        customer_name=kw.pop("customer_name", "Ann"),  # type: ignore[arg-type]
+        channel=kw.pop("channel", "Page A"),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def agent_echo(text: str, t: float, key: str = KEY, agent_id: str = ME, **kw: object) -> MessageReceived:
+    return MessageReceived(
+        conversation=key,
+        sender=SenderKind.AGENT,
+        text=text,
+        sent_at=at(t),
+        agent_id=agent_id,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def me_connected() -> State:
+    state, _ = run([Connected(user_id=ME), customer("hello", 0)])
+    return state
+
+
+def bubbles(state: State, key: str = KEY) -> tuple[MessageRecord, ...]:
+    conv = state.conversation(key)
+    assert conv is not None
+    return conv.messages.records
+
+
+def summary(key: str, **kw: object) -> ConversationSummary:
+    kw.setdefault("customer_name", f"name-{key}")
+    return ConversationSummary(conversation=key, **kw)  # type: ignore[arg-type]
+
+
+def reply_flow(cid: str, text: str, key: str = KEY) -> list[Event]:
+    return [
+        CommandQueued(command_id=cid, kind=CommandKind.REPLY, conversation=key, text=text),
+        CommandSent(command_id=cid, kind=CommandKind.REPLY, conversation=key),
+    ]
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def test_reduce_customer_message_creates_conversation_with_bubble_unread_and_alert():
+    state, effects = run([customer("Halo", 1)])
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.customer_name, conv.channel, conv.last_message, conv.last_message_at) == (
+        "Ann",
+        "Page A",
+        "Halo",
+        at(1),
+    )
+    assert conv.unread == 1
+    assert state.unread_total == 1
+    assert [r.text for r in conv.messages] == ["Halo"]
+    assert effects == [
+        Alert(kind=AlertKind.MESSAGE, conversation=KEY, customer_name="Ann", channel="Page A", text="Halo")
+    ]
+
+
+def test_reduce_focused_conversation_gets_no_unread_but_still_alerts():
+    state, effects = run([FocusChanged(KEY), customer("Halo", 1)])
+    assert state.conversation(KEY).unread == 0  # type: ignore[union-attr]
+    assert len(alerts(effects, AlertKind.MESSAGE)) == 1
+
+
+@pytest.mark.parametrize("sender", [SenderKind.AI, SenderKind.BOT, SenderKind.AGENT, SenderKind.SYSTEM])
+def test_reduce_non_customer_messages_never_alert_or_count_unread(sender):
+    state, effects = run([MessageReceived(conversation=KEY, sender=sender, text="auto", sent_at=at(1))])
+    assert [r.text for r in bubbles(state)] == ["auto"]
+    assert state.unread_total == 0
+    assert alerts(effects) == []
+
+
+def test_reduce_same_message_id_upserts_instead_of_appending():
+    first = MessageReceived(
+        conversation="c1", sender=SenderKind.CUSTOMER, text="pic", message_id="m1", sent_at=at(1)
+    )
+    merged = MessageReceived(
+        conversation="c1",
+        sender=SenderKind.CUSTOMER,
+        text="pic",
+        message_id="m1",
+        sent_at=at(2),
+        attachment=Attachment(url="https://x/1.jpg", kind="image"),
+    )
+    state, effects = run([first, merged])
+    (record,) = bubbles(state, "c1")
+    assert record.attachment is not None
+    assert record.attachment.url == "https://x/1.jpg"
+    assert record.at == at(1)  # the first copy's time stays
+    assert len(alerts(effects)) == 1
+    assert state.conversation("c1").unread == 1  # type: ignore[union-attr]
+
+
+def test_reduce_webhook_retry_within_two_seconds_folds_but_later_repeat_does_not():
+    state, effects = run([customer("ok", 10), customer("ok", 11.5), customer("ok", 14)])
+    assert [r.at for r in bubbles(state)] == [at(10), at(14)]
+    assert len(alerts(effects)) == 2
+    assert state.conversation(KEY).unread == 2  # type: ignore[union-attr]
+
+
+def test_reduce_empty_message_makes_no_bubble_no_alert_but_is_activity():
+    empty_bot = MessageReceived(conversation=KEY, sender=SenderKind.BOT, text="", sent_at=at(5))
+    state, effects = run([customer("I want a human", 1), empty_bot, customer("", 6)])
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert [r.text for r in conv.messages] == ["I want a human"]
+    assert conv.last_message == "I want a human"
+    assert conv.last_message_at == at(6)
+    assert len(alerts(effects)) == 1
+    assert conv.unread == 1
+
+
+def test_reduce_empty_message_from_unknown_customer_creates_conversation_silently():
+    state, effects = run([customer("", 1, key=OTHER)])
+    assert state.conversation(OTHER) is not None
+    assert bubbles(state, OTHER) == ()
+    assert effects == []
+
+
+def test_reduce_attachment_only_message_is_a_bubble_and_alerts_with_its_name():
+    msg = MessageReceived(
+        conversation="c1",
+        sender=SenderKind.CUSTOMER,
+        text="",
+        attachment=Attachment(url="https://x/a.pdf", kind="document", name="a.pdf"),
+        message_id="m1",
+        sent_at=at(1),
+    )
+    state, effects = run([msg])
+    assert len(bubbles(state, "c1")) == 1
+    assert alerts(effects)[0].text == "a.pdf"
+    assert state.conversation("c1").last_message == "a.pdf"  # type: ignore[union-attr]
+
+
+def test_reduce_out_of_order_older_message_does_not_replace_last_message():
+    state, _ = run([customer("new", 10), customer("old", 5)])
+    assert state.conversation(KEY).last_message == "new"  # type: ignore[union-attr]
+
+
+def test_reduce_history_is_bounded_by_history_limit():
+    state, _ = run([customer(f"m{i}", i * 10) for i in range(12)], limit=5)
+    assert [r.text for r in bubbles(state)] == ["m7", "m8", "m9", "m10", "m11"]
+
+
+def test_reduce_history_bound_drops_ids_of_trimmed_rows():
+    msgs = [
+        MessageReceived(
+            conversation="c1", sender=SenderKind.CUSTOMER, text=f"t{i}", message_id=f"m{i}", sent_at=at(i)
+        )
+        for i in range(4)
+    ]
+    state, _ = run(msgs, limit=2)
+    history = state.conversation("c1").messages  # type: ignore[union-attr]
+    assert not history.has_id("m0")
+    assert history.has_id("m3")
+
+
+def test_reduce_requires_human_for_unknown_waiting_is_a_missed_escalation():
+    msg = customer("still there?", 1, requires_human=True)
+    state, effects = run([msg, customer("hello??", 30, requires_human=True)])
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.waiting, conv.waiting_since) == (True, at(1))
+    assert len(alerts(effects, AlertKind.ESCALATION)) == 1
+    assert len(alerts(effects, AlertKind.MESSAGE)) == 2
+    assert len([e for e in effects if isinstance(e, RequestResync)]) == 1
+
+
+def test_reduce_naive_timestamps_are_read_as_utc():
+    naive = MessageReceived(
+        conversation=KEY, sender=SenderKind.CUSTOMER, text="a", sent_at=datetime(2026, 3, 21, 8)
+    )
+    state, _ = run([customer("b", 10), naive])
+    assert bubbles(state)[-1].at == T0
+
+
+# --- my replies and their echoes --------------------------------------------------------------
+
+
+def test_reduce_reply_queued_shows_pending_bubble_at_once():
+    state, _ = run(
+        [CommandQueued(command_id="c1", kind=CommandKind.REPLY, conversation=KEY, text="On it")],
+        me_connected(),
+    )
+    own = bubbles(state)[-1]
+    assert (own.text, own.sender, own.command_id, own.reply_state, own.agent_id) == (
+        "On it",
+        SenderKind.AGENT,
+        "c1",
+        CommandState.QUEUED,
+        ME,
+    )
+    assert own.mine
+    assert state.outbound["c1"].state is CommandState.QUEUED
+    assert state.conversation(KEY).last_message == "On it"  # type: ignore[union-attr]
+
+
+def test_reduce_dashboard_ack_then_echo_shows_reply_once():
+    events = [
+        *reply_flow("c1", "On it"),
+        CommandSucceeded(command_id="c1", kind=CommandKind.REPLY, conversation=KEY),
+        agent_echo("On it", 3),
+    ]
+    state, effects = run(events, me_connected())
+    own = [r for r in bubbles(state) if r.sender is SenderKind.AGENT]
+    assert len(own) == 1
+    assert (own[0].reply_state, own[0].echoed, own[0].at) == (CommandState.CONFIRMED, True, at(3))
+    assert state.outbound["c1"].state is CommandState.CONFIRMED
+    assert alerts(effects) == []
+
+
+def test_reduce_dashboard_echo_then_ack_shows_reply_once():
+    events = [
+        *reply_flow("c1", "On it"),
+        agent_echo("On it", 3),
+        CommandSucceeded(command_id="c1", kind=CommandKind.REPLY, conversation=KEY),
+    ]
+    state, _ = run(events, me_connected())
+    own = [r for r in bubbles(state) if r.sender is SenderKind.AGENT]
+    assert len(own) == 1
+    assert own[0].reply_state is CommandState.CONFIRMED
+
+
+def test_reduce_echo_of_same_text_from_another_agent_is_a_separate_bubble():
+    state, _ = run([*reply_flow("c1", "ok"), agent_echo("ok", 3, agent_id="someone-else")], me_connected())
+    agents = [r for r in bubbles(state) if r.sender is SenderKind.AGENT]
+    assert [(r.command_id, r.reply_state) for r in agents] == [("c1", CommandState.SENT), (None, None)]
+
+
+def test_reduce_two_identical_replies_each_fold_one_echo():
+    events = [*reply_flow("c1", "ok"), *reply_flow("c2", "ok"), agent_echo("ok", 3), agent_echo("ok", 4)]
+    state, _ = run(events, me_connected())
+    agents = [r for r in bubbles(state) if r.sender is SenderKind.AGENT]
+    assert len(agents) == 2
+    assert all(r.echoed for r in agents)
+
+
+def test_reduce_org_echo_with_id_before_ack_is_folded_by_the_ack():
+    # The echo's sender id is the agent row id, not my JWT sub: it cannot be matched as mine.
+    echo = agent_echo("Done", 3, agent_id="agent-row-9", message_id="m9")
+    events = [
+        *reply_flow("c1", "Done"),
+        echo,
+        CommandSucceeded(command_id="c1", kind=CommandKind.REPLY, conversation=KEY, message_id="m9"),
+    ]
+    state, _ = run(events, me_connected())
+    agents = [r for r in bubbles(state) if r.sender is SenderKind.AGENT]
+    assert len(agents) == 1
+    assert (agents[0].command_id, agents[0].message_id, agents[0].at) == ("c1", "m9", at(3))
+    assert state.conversation(KEY).messages.has_id("m9")  # type: ignore[union-attr]
+    assert state.outbound["c1"].message_id == "m9"
+
+
+def test_reduce_org_ack_with_id_then_echo_upserts():
+    events = [
+        *reply_flow("c1", "Done"),
+        CommandSucceeded(command_id="c1", kind=CommandKind.REPLY, conversation=KEY, message_id="m9"),
+        agent_echo("Done", 3, agent_id="agent-row-9", message_id="m9"),
+    ]
+    state, effects = run(events, me_connected())
+    agents = [r for r in bubbles(state) if r.sender is SenderKind.AGENT]
+    assert len(agents) == 1
+    assert (agents[0].echoed, agents[0].at) == (True, at(3))
+    assert alerts(effects) == []
+
+
+def test_reduce_reply_failure_marks_bubble_and_outbound():
+    events = [
+        *reply_flow("c1", "hi"),
+        CommandFailed(
+            command_id="c1",
+            kind=CommandKind.REPLY,
+            conversation=KEY,
+            reason=FailureReason.ALREADY_ASSIGNED,
+            text="Customer is already assigned to ",
+        ),
+    ]
+    state, _ = run(events, me_connected())
+    own = bubbles(state)[-1]
+    assert (own.reply_state, own.error) == (CommandState.FAILED, "Customer is already assigned to ")
+    cmd = state.outbound["c1"]
+    assert (cmd.state, cmd.reason, cmd.error) == (
+        CommandState.FAILED,
+        FailureReason.ALREADY_ASSIGNED,
+        "Customer is already assigned to ",
+    )
+
+
+def test_reduce_reply_unconfirmed_reason_gives_unconfirmed_state():
+    events = [
+        *reply_flow("c1", "hi"),
+        CommandFailed(
+            command_id="c1", kind=CommandKind.REPLY, conversation=KEY, reason=FailureReason.UNCONFIRMED
+        ),
+    ]
+    state, _ = run(events, me_connected())
+    assert bubbles(state)[-1].reply_state is CommandState.UNCONFIRMED
+    assert state.outbound["c1"].state is CommandState.UNCONFIRMED
+
+
+def test_reduce_late_timeout_after_echo_keeps_reply_confirmed():
+    events = [
+        *reply_flow("c1", "hi"),
+        agent_echo("hi", 3),
+        CommandFailed(
+            command_id="c1", kind=CommandKind.REPLY, conversation=KEY, reason=FailureReason.TIMEOUT
+        ),
+    ]
+    state, _ = run(events, me_connected())
+    assert bubbles(state)[-1].reply_state is CommandState.CONFIRMED
+    assert state.outbound["c1"].state is CommandState.CONFIRMED
+
+
+def test_reduce_echo_of_timed_out_reply_confirms_it():
+    events = [
+        *reply_flow("c1", "hi"),
+        CommandFailed(
+            command_id="c1", kind=CommandKind.REPLY, conversation=KEY, reason=FailureReason.TIMEOUT
+        ),
+        agent_echo("hi", 12),
+    ]
+    state, _ = run(events, me_connected())
+    agents = [r for r in bubbles(state) if r.sender is SenderKind.AGENT]
+    assert [(r.reply_state, r.echoed) for r in agents] == [(CommandState.CONFIRMED, True)]
+
+
+def test_reduce_untracked_commands_change_nothing_but_the_counter():
+    state = me_connected()
+    new, effects = run(
+        [
+            CommandQueued(command_id="p1", kind=CommandKind.PING),
+            CommandSent(command_id="p1", kind=CommandKind.PING),
+        ],
+        state,
+    )
+    assert new.outbound == state.outbound
+    assert new.conversations is state.conversations
+    assert new.total_events == state.total_events + 2
+    assert effects == []
+
+
+def test_reduce_outbound_commands_are_bounded():
+    events: list[Event] = []
+    for i in range(OUTBOUND_LIMIT + 50):
+        events.append(CommandQueued(command_id=f"c{i}", kind=CommandKind.RELEASE, conversation=KEY))
+        events.append(CommandSucceeded(command_id=f"c{i}", kind=CommandKind.RELEASE, conversation=KEY))
+    events.append(CommandQueued(command_id="last", kind=CommandKind.RELEASE, conversation=KEY))
+    state, _ = run(events, me_connected())
+    assert len(state.outbound) == OUTBOUND_LIMIT
+    assert "last" in state.outbound
+    assert "c0" not in state.outbound
+
+
+# --- escalations and waiting ------------------------------------------------------------------
+
+
+def test_reduce_human_requested_then_stop_status_is_one_escalation():
+    events = [
+        HumanRequested(conversation=KEY, customer_name="Ann", text="a human please", at=at(5)),
+        WaitingChanged(conversation=KEY, waiting=True, customer=summary(KEY, waiting=True), at=at(5)),
+    ]
+    state, effects = run(events)
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.waiting, conv.waiting_since, conv.urgent) == (True, at(5), True)
+    assert alerts(effects) == [
+        Alert(kind=AlertKind.ESCALATION, conversation=KEY, customer_name="Ann", text="a human please")
+    ]
+    assert state.waiting_count == 1
+
+
+def test_reduce_stop_status_then_human_requested_is_one_escalation():
+    events = [
+        WaitingChanged(conversation=KEY, waiting=True, at=at(5)),
+        HumanRequested(conversation=KEY, customer_name="Ann", text="a human please", at=at(6)),
+    ]
+    state, effects = run(events)
+    assert len(alerts(effects, AlertKind.ESCALATION)) == 1
+    assert state.conversation(KEY).waiting_since == at(5)  # type: ignore[union-attr]
+
+
+def test_reduce_repeated_human_requests_in_one_episode_alert_once():
+    events = [HumanRequested(conversation="c1", text=f"msg {i}", at=at(i)) for i in range(3)]
+    _, effects = run(events)
+    assert len(alerts(effects, AlertKind.ESCALATION)) == 1
+
+
+def test_reduce_request_after_release_is_a_new_escalation():
+    events = [
+        HumanRequested(conversation=KEY, at=at(1)),
+        WaitingChanged(conversation=KEY, waiting=False, at=at(2)),
+        HumanRequested(conversation=KEY, at=at(3)),
+    ]
+    state, effects = run(events)
+    assert len(alerts(effects, AlertKind.ESCALATION)) == 2
+    assert state.conversation(KEY).waiting_since == at(3)  # type: ignore[union-attr]
+
+
+def test_reduce_request_after_being_handled_is_a_new_escalation():
+    events = [
+        HumanRequested(conversation=KEY, at=at(1)),
+        AssignmentChanged(
+            conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef("a2"), is_me=False
+        ),
+        HumanRequested(conversation=KEY, at=at(3)),
+    ]
+    _, effects = run(events)
+    assert len(alerts(effects, AlertKind.ESCALATION)) == 2
+
+
+def test_reduce_waiting_changed_false_stops_waiting():
+    state, effects = run(
+        [HumanRequested(conversation=KEY, at=at(1)), WaitingChanged(conversation=KEY, waiting=False)]
+    )
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.waiting, conv.waiting_since) == (False, None)
+    assert len(alerts(effects)) == 1
+    assert state.waiting_list() == ()
+    assert state.waiting_count == 0
+
+
+def test_reduce_waiting_false_for_unknown_customer_creates_nothing():
+    state, effects = run([WaitingChanged(conversation=KEY, waiting=False)])
+    assert state.conversation(KEY) is None
+    assert effects == []
+
+
+def test_reduce_waiting_for_already_assigned_customer_does_not_alert():
+    events = [
+        AssignmentChanged(
+            conversation=KEY,
+            action=AssignmentAction.ASSIGNED,
+            agent=AgentRef("a2"),
+            is_me=False,
+            customer=summary(KEY),
+        ),
+        WaitingChanged(conversation=KEY, waiting=True, at=at(2)),
+    ]
+    state, effects = run(events)
+    assert alerts(effects) == []
+    assert [c.key for c in state.waiting_list()] == [KEY]
+    assert state.waiting_count == 0
+
+
+# --- assignment -------------------------------------------------------------------------------
+
+
+def test_reduce_assignment_uses_frame_is_me():
+    state, _ = run(
+        [
+            AssignmentChanged(
+                conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef("x"), is_me=True
+            )
+        ],
+        me_connected(),
+    )
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me, conv.agent) == (True, True, AgentRef("x"))
+    assert [c.key for c in state.mine()] == [KEY]
+
+
+@pytest.mark.parametrize(("agent_id", "mine"), [(ME, True), ("other", False)])
+def test_reduce_assignment_compares_agent_id_with_my_user_id(agent_id, mine):
+    state, _ = run(
+        [AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(agent_id))],
+        me_connected(),
+    )
+    assert state.conversation(KEY).assigned_to_me is mine  # type: ignore[union-attr]
+
+
+def test_reduce_taking_a_waiting_customer_clears_urgency_but_keeps_them_listed():
+    events = [
+        HumanRequested(conversation=KEY, at=at(1)),
+        AssignmentChanged(
+            conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef("a2", name="Bo")
+        ),
+    ]
+    state, _ = run(events, me_connected())
+    assert state.waiting_count == 0
+    assert state.oldest_waiting_since is None
+    (row,) = state.waiting_list()
+    assert (row.key, row.agent, row.urgent) == (KEY, AgentRef("a2", name="Bo"), False)
+
+
+def test_reduce_unassignment_makes_waiting_customer_urgent_again():
+    events = [
+        HumanRequested(conversation=KEY, at=at(1)),
+        AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(ME), is_me=True),
+        AssignmentChanged(conversation=KEY, action=AssignmentAction.UNASSIGNED),
+    ]
+    state, _ = run(events, me_connected())
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.agent, conv.assigned_to_me) == (False, None, False)
+    assert state.waiting_count == 1
+    assert state.mine() == ()
+
+
+def test_reduce_assignment_of_unknown_customer_without_summary_requests_one_resync():
+    events = [
+        AssignmentChanged(conversation="x/1", action=AssignmentAction.ASSIGNED, agent=AgentRef("a")),
+        AssignmentChanged(conversation="x/2", action=AssignmentAction.ASSIGNED, agent=AgentRef("a")),
+    ]
+    state, effects = run(events)
+    assert len([e for e in effects if isinstance(e, RequestResync)]) == 1
+    assert state.resync_requested
+    state, _ = run([WaitingListPage(customers=(), offset=0)], state)
+    assert not state.resync_requested
+
+
+def test_reduce_release_of_unknown_customer_is_ignored():
+    state, effects = run([AssignmentChanged(conversation="x/1", action=AssignmentAction.UNASSIGNED)])
+    assert state.conversation("x/1") is None
+    assert effects == []
+
+
+def test_reduce_duplicate_assignment_keeps_conversation_identity():
+    change = AssignmentChanged(
+        conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(ME), is_me=True
+    )
+    first, _ = run([change], me_connected())
+    second, _ = run([change], first)
+    assert second.conversation(KEY) is first.conversation(KEY)
+    assert second.conversations is first.conversations
+
+
+# --- take-over, optimistic --------------------------------------------------------------------
+
+
+def take_over(cid: str = "t1") -> CommandQueued:
+    return CommandQueued(command_id=cid, kind=CommandKind.TAKE_OVER, conversation=KEY)
+
+
+def test_reduce_take_over_is_optimistic_and_confirmed_by_success():
+    state, _ = run([HumanRequested(conversation=KEY, at=at(1)), take_over()], me_connected())
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned_to_me, conv.pending_takeover, state.waiting_count) == (True, "t1", 0)
+    state, _ = run([CommandSucceeded(command_id="t1", kind=CommandKind.TAKE_OVER, conversation=KEY)], state)
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned_to_me, conv.pending_takeover) == (True, None)
+    assert state.outbound["t1"].state is CommandState.CONFIRMED
+
+
+def test_reduce_take_over_already_assigned_rolls_back_to_somebody_else():
+    events = [
+        HumanRequested(conversation=KEY, at=at(1)),
+        take_over(),
+        CommandFailed(
+            command_id="t1",
+            kind=CommandKind.TAKE_OVER,
+            conversation=KEY,
+            reason=FailureReason.ALREADY_ASSIGNED,
+        ),
+    ]
+    state, _ = run(events, me_connected())
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me, conv.pending_takeover) == (True, False, None)
+    assert state.mine() == ()
+
+
+def test_reduce_take_over_timeout_restores_previous_assignment():
+    events = [
+        HumanRequested(conversation=KEY, at=at(1)),
+        take_over(),
+        CommandFailed(
+            command_id="t1", kind=CommandKind.TAKE_OVER, conversation=KEY, reason=FailureReason.TIMEOUT
+        ),
+    ]
+    state, _ = run(events, me_connected())
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me, conv.agent) == (False, False, None)
+    assert state.waiting_count == 1
+
+
+def test_reduce_server_assignment_wins_over_optimistic_take_over():
+    events = [
+        take_over(),
+        AssignmentChanged(
+            conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef("a2"), is_me=False
+        ),
+        CommandFailed(
+            command_id="t1",
+            kind=CommandKind.TAKE_OVER,
+            conversation=KEY,
+            reason=FailureReason.ALREADY_ASSIGNED,
+        ),
+    ]
+    state, _ = run(events, me_connected())
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.agent, conv.assigned_to_me) == (AgentRef("a2"), False)
+
+
+def test_reduce_release_success_unassigns_me():
+    events = [
+        AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(ME), is_me=True),
+        CommandQueued(command_id="r1", kind=CommandKind.RELEASE, conversation=KEY),
+        CommandSucceeded(command_id="r1", kind=CommandKind.RELEASE, conversation=KEY),
+    ]
+    state, _ = run(events, me_connected())
+    assert state.conversation(KEY).assigned is False  # type: ignore[union-attr]
+
+
+# --- resync -----------------------------------------------------------------------------------
+
+
+def waiting_row(key: str, since: float, **kw: object) -> ConversationSummary:
+    return summary(key, waiting=True, waiting_since=at(since), **kw)
+
+
+def test_reduce_first_resync_shows_everyone_but_raises_one_reminder():
+    pages = [
+        WaitingListPage(
+            customers=(waiting_row("a/1", 30), waiting_row("a/2", 10)), offset=0, total=3, has_more=True
+        ),
+        WaitingListPage(
+            customers=(waiting_row("a/3", 5, assigned=True, agent=AgentRef("x")),),
+            offset=2,
+            total=3,
+            has_more=False,
+        ),
+    ]
+    state, effects = run(pages)
+    assert [c.key for c in state.waiting_list()] == ["a/3", "a/2", "a/1"]
+    assert state.waiting_count == 2
+    assert state.oldest_waiting_since == at(10)
+    assert effects == [Alert(kind=AlertKind.REMINDER, conversation="a/2", customer_name="name-a/2")]
+    assert state.initial_load_done
+    assert state.resync is None
+
+
+def test_reduce_first_resync_with_nobody_waiting_is_silent():
+    state, effects = run([WaitingListPage(customers=(), offset=0)])
+    assert effects == []
+    assert state.initial_load_done
+
+
+def test_reduce_later_resync_alerts_newly_waiting_and_drops_the_handled():
+    state, _ = run([WaitingListPage(customers=(waiting_row("a/1", 1), waiting_row("a/2", 2)), offset=0)])
+    state, _ = run([customer("hi", 3, key="a/1")], state)
+    state, effects = run(
+        [
+            WaitingListPage(
+                customers=(
+                    waiting_row("a/1", 1, assigned=True, agent=AgentRef(ME)),
+                    waiting_row("a/3", 50),
+                    waiting_row("a/4", 51, assigned=True, agent=AgentRef("x")),
+                ),
+                offset=0,
+            )
+        ],
+        state,
+    )
+    assert [(a.kind, a.conversation) for a in alerts(effects)] == [(AlertKind.ESCALATION, "a/3")]
+    assert state.conversation("a/2").waiting is False  # type: ignore[union-attr]
+    a1 = state.conversation("a/1")
+    assert a1 is not None
+    assert [r.text for r in a1.messages] == ["hi"]  # local history kept
+    assert a1.unread == 1  # local unread kept
+    assert (a1.assigned, a1.agent) == (True, AgentRef(ME))  # server truth for assignment
+    assert {c.key for c in state.waiting_list()} == {"a/1", "a/3", "a/4"}
+
+
+def test_reduce_resync_with_a_gap_drops_nobody():
+    state, _ = run([WaitingListPage(customers=(waiting_row("a/1", 1), waiting_row("a/2", 2)), offset=0)])
+    state, _ = run(
+        [
+            WaitingListPage(customers=(waiting_row("a/1", 1),), offset=0, has_more=True),
+            WaitingListPage(customers=(waiting_row("a/5", 1),), offset=5, has_more=False),
+        ],
+        state,
+    )
+    assert state.conversation("a/2").waiting is True  # type: ignore[union-attr]
+
+
+def test_reduce_partial_list_drops_nobody():
+    state, _ = run([WaitingListPage(customers=(waiting_row("a/1", 1), waiting_row("a/2", 2)), offset=0)])
+    state, _ = run(
+        [WaitingListPage(customers=(waiting_row("a/1", 1),), offset=0, complete_list=False)], state
+    )
+    assert state.conversation("a/2").waiting is True  # type: ignore[union-attr]
+
+
+def test_reduce_live_escalation_during_resync_survives_its_end():
+    state, _ = run([WaitingListPage(customers=(), offset=0)])
+    state, effects = run(
+        [
+            CommandQueued(command_id="r", kind=CommandKind.REFRESH),
+            HumanRequested(conversation="a/9", at=at(100)),  # after the server built the page
+            WaitingListPage(customers=(waiting_row("a/1", 1),), offset=0, has_more=True),
+            WaitingListPage(customers=(), offset=1, has_more=False),
+        ],
+        state,
+    )
+    assert state.conversation("a/9").waiting is True  # type: ignore[union-attr]
+    assert state.waiting_count == 2
+    assert [a.conversation for a in alerts(effects, AlertKind.ESCALATION)] == ["a/9", "a/1"]
+
+
+def test_reduce_resync_row_resolved_is_not_waiting():
+    state, _ = run([HumanRequested(conversation="c1", at=at(1))])
+    state, _ = run(
+        [WaitingListPage(customers=(summary("c1", waiting=True, status="resolved"),), offset=0)], state
+    )
+    conv = state.conversation("c1")
+    assert conv is not None
+    assert (conv.waiting, conv.status) == (False, "resolved")
+
+
+# --- conversation updates and history ---------------------------------------------------------
+
+
+def test_reduce_chat_resolved_stops_waiting_and_sets_status():
+    events = [
+        HumanRequested(conversation="c1", at=at(1)),
+        ConversationUpdated(
+            conversation="c1", update_type="chat_resolved", fields={"chat_id": "c1", "handled_by": "human"}
+        ),
+    ]
+    state, _ = run(events)
+    conv = state.conversation("c1")
+    assert conv is not None
+    assert (conv.waiting, conv.status, conv.handled_by) == (False, "resolved", "human")
+
+
+def test_reduce_ticket_update_keeps_chat_status_apart():
+    events = [
+        customer("hi", 1, key="c1"),
+        ConversationUpdated(conversation="c1", update_type="chat_created", fields={"status": "open"}),
+        ConversationUpdated(
+            conversation="c1",
+            update_type="ticket_created",
+            fields={"chat_id": "c1", "ticket_number": 17, "status": "in_progress", "priority": "high"},
+        ),
+    ]
+    state, _ = run(events)
+    conv = state.conversation("c1")
+    assert conv is not None
+    assert (conv.status, conv.ticket_number, conv.ticket_status) == ("open", "17", "in_progress")
+
+
+def test_reduce_update_of_unknown_chat_creates_only_on_chat_created():
+    state, _ = run(
+        [
+            ConversationUpdated(conversation="c1", update_type="ticket_updated", fields={"status": "closed"}),
+            ConversationUpdated(
+                conversation="c2",
+                update_type="chat_created",
+                fields={"status": "open", "channel": "whatsapp"},
+            ),
+        ]
+    )
+    assert state.conversation("c1") is None
+    assert state.conversation("c2").channel == "whatsapp"  # type: ignore[union-attr]
+
+
+def hist(
+    text: str, t: float, sender: SenderKind = SenderKind.CUSTOMER, mid: str | None = None
+) -> MessageReceived:
+    return MessageReceived(
+        conversation=KEY, sender=sender, text=text, sent_at=at(t), message_id=mid, customer_name="Ann"
+    )
+
+
+def test_reduce_history_page_prepends_older_messages_without_alerts():
+    state, _ = run([customer("now", 100)])
+    state, effects = run(
+        [HistoryPage(conversation=KEY, messages=(hist("old1", 1), hist("old2", 2, SenderKind.BOT)))], state
+    )
+    assert [r.text for r in bubbles(state)] == ["old1", "old2", "now"]
+    assert effects == []
+    assert state.conversation(KEY).unread == 1  # type: ignore[union-attr]
+
+
+def test_reduce_history_page_dedupes_by_id_and_by_text_and_time():
+    state, _ = run(
+        [
+            MessageReceived(
+                conversation=KEY, sender=SenderKind.CUSTOMER, text="with id", message_id="m1", sent_at=at(10)
+            ),
+            customer("no id", 20),
+        ]
+    )
+    page = HistoryPage(
+        conversation=KEY,
+        messages=(hist("older", 5), hist("with id", 10, mid="m1"), hist("no id", 21), hist("no id", 21)),
+    )
+    state, _ = run([page], state)
+    assert [r.text for r in bubbles(state)] == ["older", "with id", "no id"]
+
+
+def test_reduce_history_page_respects_the_bound():
+    state, _ = run([customer(f"live{i}", 100 + i) for i in range(3)], limit=4)
+    state, _ = run(
+        [HistoryPage(conversation=KEY, messages=tuple(hist(f"h{i}", i) for i in range(5)))], state, limit=4
+    )
+    assert [r.text for r in bubbles(state)] == ["h4", "live0", "live1", "live2"]
+
+
+def test_reduce_history_page_for_unknown_conversation_creates_it():
+    state, _ = run([HistoryPage(conversation=KEY, messages=(hist("a", 1), hist("", 2)))])
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert ([r.text for r in conv.messages], conv.customer_name, conv.last_message) == (["a"], "Ann", "a")
+
+
+# --- connection, counters, focus --------------------------------------------------------------
+
+
+def test_reduce_connection_changed_connected_sets_last_synced():
+    state, _ = run(
+        [
+            ConnectionChanged(state=ConnectionState.RESYNCING, detail="resyncing", at=at(1)),
+            ConnectionChanged(state=ConnectionState.CONNECTED, at=at(2)),
+            ConnectionChanged(
+                state=ConnectionState.RECONNECTING, detail="server unreachable", retry_in=5.0, at=at(3)
+            ),
+        ]
+    )
+    conn = state.connection
+    assert (conn.state, conn.detail, conn.retry_in, conn.last_synced) == (
+        ConnectionState.RECONNECTING,
+        "server unreachable",
+        5.0,
+        at(2),
+    )
+
+
+def test_reduce_connected_without_time_uses_newest_server_time():
+    state, _ = run([customer("x", 7), ConnectionChanged(state=ConnectionState.CONNECTED)])
+    assert state.connection.last_synced == at(7)
+
+
+def test_reduce_connected_sets_user_id_and_count_and_keeps_known_id():
+    state, _ = run([Connected(user_id=ME, connection_count=2), Connected(user_id="", connection_count=3)])
+    assert (state.connection.user_id, state.connection.connection_count) == (ME, 3)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        KeepaliveReceived(kind="pong"),
+        ServerAcked(kind=CommandKind.REPLY, conversation=KEY),
+        ServerRejected(reason=FailureReason.NOT_FOUND, text="Customer not found"),
+    ],
+)
+def test_reduce_keepalive_and_server_acks_only_count(event):
+    state = me_connected()
+    new, effects = reduce(state, event)
+    assert effects == ()
+    assert new.total_events == state.total_events + 1
+    assert new.conversations is state.conversations
+    assert new.connection is state.connection
+    assert new.ignored == state.ignored
+
+
+def test_reduce_ignored_counts_by_kind_and_stays_bounded():
+    events = [Ignored(kind="echo"), Ignored(kind="echo"), Ignored(kind="")]
+    events += [Ignored(kind=f"junk{i}") for i in range(IGNORED_KINDS_LIMIT + 10)]
+    state, _ = run(events)
+    assert state.ignored["echo"] == 2
+    assert state.ignored["unknown"] == 1
+    assert len(state.ignored) <= IGNORED_KINDS_LIMIT + 1
+    assert state.ignored["other"] >= 10
+
+
+def test_reduce_unknown_event_is_counted_not_raised():
+    class Strange(Event):
+        pass
+
+    state, effects = run([Event(), Strange()])
+    assert effects == []
+    assert state.total_events == 2
+    assert state.ignored == {"unhandled:Event": 1, "unhandled:Strange": 1}
+
+
+def test_reduce_focus_marks_read_and_read_clears_unread():
+    state, _ = run([customer("a", 1), customer("b", 5, key=OTHER)])
+    assert state.unread_total == 2
+    state, _ = run([FocusChanged(KEY)], state)
+    assert (state.focused, state.conversation(KEY).unread, state.unread_total) == (KEY, 0, 1)  # type: ignore[union-attr]
+    state, _ = run([ConversationRead(OTHER), FocusChanged(None)], state)
+    assert (state.focused, state.unread_total) == (None, 0)
+
+
+def test_reduce_events_without_conversation_are_counted():
+    state, effects = run([MessageReceived(text="x"), HumanRequested(), HistoryPage()])
+    assert effects == []
+    assert len(state.conversations) == 0
+    assert sum(state.ignored.values()) == 3
+
+
+# --- structure and read API -------------------------------------------------------------------
+
+
+def test_reduce_shares_untouched_conversations_and_reports_changed_keys():
+    state, _ = run([customer("a", 1), customer("b", 1, key=OTHER)])
+    new, _ = reduce(state, customer("c", 2))
+    assert new.conversation(OTHER) is state.conversation(OTHER)
+    assert new.conversation(KEY) is not state.conversation(KEY)
+    assert changed_conversations(state.conversations, new.conversations) == {KEY}
+    assert new.connection is state.connection
+
+
+def test_state_mine_is_most_recent_first():
+    events = [
+        customer("x", 5, key="a/1"),
+        customer("y", 9, key="a/2"),
+        AssignmentChanged(conversation="a/1", action=AssignmentAction.ASSIGNED, is_me=True),
+        AssignmentChanged(conversation="a/2", action=AssignmentAction.ASSIGNED, is_me=True),
+    ]
+    state, _ = run(events, me_connected())
+    assert [c.key for c in state.mine()] == ["a/2", "a/1"]
+
+
+def test_conversation_map_behaves_as_mapping():
+    convs = ConversationMap([Conversation(key=f"k{i}") for i in range(300)])
+    assert len(convs) == 300
+    assert set(convs) == {f"k{i}" for i in range(300)}
+    updated = convs.set_many({"k1": Conversation(key="k1", unread=2), "new": Conversation(key="new")})
+    assert (len(convs), len(updated)) == (300, 301)
+    assert convs["k1"].unread == 0
+    assert updated["k1"].unread == 2
+    assert "new" in updated
+    assert "new" not in convs
+    assert changed_conversations(convs, updated) == {"k1", "new"}
+
+
+def test_history_sequence_api():
+    history = History(
+        [MessageRecord(SenderKind.CUSTOMER, "a", message_id="m1"), MessageRecord(SenderKind.AI, "b")]
+    )
+    assert len(history) == 2
+    assert history[0].text == "a"
+    assert [r.text for r in reversed(history)] == ["b", "a"]
+    assert history.index_of_id("m1") == 0
+    assert history.index_of_id("zz") == -1
+    assert history == History(history.records)
+    assert history.removed(0).has_id("m1") is False
+    assert history.trimmed(1).records == (history[1],)
+
+
+# --- Store ------------------------------------------------------------------------------------
+
+
+def test_store_dispatch_returns_effects_and_notifies_with_old_and_new():
+    store = Store(history_limit=10)
+    seen: list[tuple[State, State]] = []
+    store.subscribe(lambda old, new: seen.append((old, new)))
+    before = store.state
+    effects = store.dispatch(customer("hi", 1))
+    assert len(alerts(effects)) == 1
+    assert seen == [(before, store.state)]
+
+
+def test_store_dispatch_many_notifies_once():
+    store = Store()
+    seen: list[tuple[State, State]] = []
+    store.subscribe(lambda old, new: seen.append((old, new)))
+    before = store.state
+    effects = store.dispatch_many([customer("a", 1), customer("b", 5), Connected(user_id=ME)])
+    assert len(alerts(effects)) == 2
+    assert len(seen) == 1
+    assert seen[0] == (before, store.state)
+    assert store.state.total_events == 3
+
+
+def test_store_unsubscribe_stops_notifications():
+    store = Store()
+    calls: list[int] = []
+    unsubscribe = store.subscribe(lambda old, new: calls.append(1))
+    store.dispatch(KeepaliveReceived())
+    unsubscribe()
+    unsubscribe()  # idempotent
+    store.dispatch(KeepaliveReceived())
+    assert calls == [1]
+
+
+def test_store_failing_subscriber_is_logged_and_others_still_run(caplog):
+    store = Store()
+    calls: list[int] = []
+
+    def broken(old: State, new: State) -> None:
+        raise RuntimeError("boom")
+
+    store.subscribe(broken)
+    store.subscribe(lambda old, new: calls.append(new.total_events))
+    with caplog.at_level(logging.ERROR, logger="tray_agent.core.state"):
+        store.dispatch(KeepaliveReceived())
+    assert calls == [1]
+    assert "subscriber" in caplog.text
+
+
+def test_store_nested_dispatch_delivers_transitions_in_order():
+    store = Store()
+    seen: list[tuple[int, int]] = []
+
+    def echo_once(old: State, new: State) -> None:
+        if new.total_events == 1:
+            store.dispatch(KeepaliveReceived())
+
+    store.subscribe(echo_once)
+    store.subscribe(lambda old, new: seen.append((old.total_events, new.total_events)))
+    store.dispatch(KeepaliveReceived())
+    assert seen == [(0, 1), (1, 2)]
+    assert store.state.total_events == 2
+
+
+def test_store_history_limit_applies_to_dispatch():
+    store = Store(history_limit=3)
+    store.dispatch_many([customer(f"m{i}", i * 10) for i in range(6)])
+    assert [r.text for r in bubbles(store.state)] == ["m3", "m4", "m5"]
+    store.history_limit = 2
+    store.dispatch(customer("m6", 100))
+    assert [r.text for r in bubbles(store.state)] == ["m5", "m6"]
+
+
+def test_store_reducer_bug_is_logged_not_raised(caplog, monkeypatch):
+    from tray_agent.core import state as state_module
+
+    def explode(state: State, event: Event, *, history_limit: int = 500) -> tuple[State, tuple[Effect, ...]]:
+        raise ValueError("bug")
+
+    monkeypatch.setattr(state_module, "reduce", explode)
+    store = Store()
+    with caplog.at_level(logging.ERROR, logger="tray_agent.core.state"):
+        assert store.dispatch(KeepaliveReceived()) == ()
+    assert "reducer failed" in caplog.text

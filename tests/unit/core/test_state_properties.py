@@ -1,0 +1,292 @@
+"""Property tests of the reducer: any event sequence keeps the state's invariants."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tray_agent.core.effects import Alert, Effect
+from tray_agent.core.events import (
+    AgentRef,
+    AssignmentAction,
+    AssignmentChanged,
+    Attachment,
+    CommandFailed,
+    CommandKind,
+    CommandQueued,
+    CommandSent,
+    CommandSucceeded,
+    Connected,
+    ConnectionChanged,
+    ConnectionState,
+    ConversationSummary,
+    ConversationUpdated,
+    Event,
+    FailureReason,
+    HistoryPage,
+    HumanRequested,
+    Ignored,
+    KeepaliveReceived,
+    MessageReceived,
+    SenderKind,
+    ServerAcked,
+    ServerRejected,
+    WaitingChanged,
+    WaitingListPage,
+)
+from tray_agent.core.state import CommandState, ConversationRead, FocusChanged, State, reduce
+
+LIMIT = 6
+T0 = datetime(2026, 3, 21, 8, 0, 0, tzinfo=UTC)
+ME = "me"
+
+keys = st.sampled_from(["p/1", "p/2", "c3"])
+texts = st.sampled_from(["", "ok", " ok ", "hi", "a human please"])
+ids = st.none() | st.sampled_from(["m1", "m2", "m3"])
+agent_ids = st.sampled_from(["", ME, "other"])
+command_ids = st.sampled_from(["c1", "c2", "c3"])
+kinds = st.sampled_from(list(CommandKind))
+
+
+@st.composite
+def times(draw: st.DrawFn) -> datetime | None:
+    if draw(st.integers(0, 15)) == 0:
+        return None
+    value = T0 + timedelta(seconds=draw(st.integers(0, 90)))
+    # A codec slip: naive times must not break comparisons.
+    return value.replace(tzinfo=None) if draw(st.integers(0, 15)) == 0 else value
+
+
+attachments = st.none() | st.builds(
+    Attachment, url=st.sampled_from(["https://x/1", "https://x/2"]), name=st.just("f")
+)
+agents = st.none() | st.builds(AgentRef, agent_id=agent_ids, name=st.sampled_from(["", "Bo"]))
+
+messages = st.builds(
+    MessageReceived,
+    conversation=keys | st.just(""),
+    sender=st.sampled_from(list(SenderKind)),
+    text=texts,
+    attachment=attachments,
+    message_id=ids,
+    sent_at=times(),
+    customer_name=st.sampled_from(["", "Ann"]),
+    channel=st.sampled_from(["", "Page"]),
+    agent_id=agent_ids,
+    requires_human=st.booleans(),
+)
+
+summaries = st.builds(
+    ConversationSummary,
+    conversation=keys,
+    customer_name=st.sampled_from(["", "Ann", "Bob"]),
+    last_message=texts,
+    last_message_at=times(),
+    waiting=st.booleans(),
+    waiting_since=times(),
+    assigned=st.booleans(),
+    agent=agents,
+    assigned_to_me=st.none() | st.booleans(),
+    status=st.sampled_from(["", "open", "resolved"]),
+)
+
+field_values = st.one_of(
+    st.none(), st.integers(-3, 3), st.booleans(), texts, st.sampled_from(["resolved", "closed"])
+)
+
+events: st.SearchStrategy[Event] = st.one_of(
+    messages,
+    messages,
+    messages,
+    st.builds(
+        HumanRequested, conversation=keys, customer_name=st.sampled_from(["", "Ann"]), text=texts, at=times()
+    ),
+    st.builds(
+        WaitingChanged, conversation=keys, waiting=st.booleans(), customer=st.none() | summaries, at=times()
+    ),
+    st.builds(
+        AssignmentChanged,
+        conversation=keys,
+        action=st.sampled_from(list(AssignmentAction)),
+        agent=agents,
+        is_me=st.none() | st.booleans(),
+        customer=st.none() | summaries,
+        at=times(),
+    ),
+    st.builds(
+        ConversationUpdated,
+        conversation=keys,
+        update_type=st.sampled_from(["chat_resolved", "chat_created", "ticket_created", "other"]),
+        fields=st.dictionaries(
+            st.sampled_from(["status", "handled_by", "ticket_number", "customer_name", "channel"]),
+            field_values,
+        ),
+        at=times(),
+    ),
+    st.builds(
+        WaitingListPage,
+        customers=st.lists(summaries, max_size=3).map(tuple),
+        offset=st.integers(0, 4),
+        has_more=st.booleans(),
+        complete_list=st.booleans(),
+    ),
+    st.builds(HistoryPage, conversation=keys, messages=st.lists(messages, max_size=4).map(tuple)),
+    st.builds(CommandQueued, command_id=command_ids, kind=kinds, conversation=keys, text=texts),
+    st.builds(CommandSent, command_id=command_ids, kind=kinds, conversation=keys | st.just("")),
+    st.builds(
+        CommandSucceeded, command_id=command_ids, kind=kinds, conversation=keys | st.just(""), message_id=ids
+    ),
+    st.builds(
+        CommandFailed,
+        command_id=command_ids,
+        kind=kinds,
+        conversation=keys | st.just(""),
+        reason=st.sampled_from(list(FailureReason)),
+        text=texts,
+    ),
+    st.builds(ConnectionChanged, state=st.sampled_from(list(ConnectionState)), at=times()),
+    st.builds(Connected, user_id=st.sampled_from([ME, ""]), connection_count=st.none() | st.integers(0, 3)),
+    st.builds(Ignored, kind=st.text(max_size=80)),
+    st.builds(FocusChanged, conversation=st.none() | keys),
+    st.builds(ConversationRead, conversation=keys),
+    st.just(KeepaliveReceived()),
+    st.builds(ServerAcked, kind=kinds),
+    st.builds(ServerRejected, text=texts),
+    st.just(Event()),
+)
+
+PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def fingerprint(state: State) -> Any:
+    """A deep, plain copy of everything observable in a state (to detect later mutation)."""
+    return (
+        state.connection,
+        tuple(sorted((k, c, c.messages.records) for k, c in state.conversations.items())),
+        tuple(state.outbound.items()),
+        state.focused,
+        state.total_events,
+        tuple(state.ignored.items()),
+        state.unread_total,
+        state.waiting_keys,
+        state.mine_keys,
+        state.initial_load_done,
+        state.resync,
+        state.resync_requested,
+        state.clock,
+    )
+
+
+def check_invariants(state: State) -> None:
+    convs = list(state.conversations.values())
+    assert len(convs) == len(state.conversations)
+    assert all(k == c.key for k, c in state.conversations.items())
+    assert state.unread_total == sum(c.unread for c in convs)
+    assert all(c.unread >= 0 for c in convs)
+    assert state.waiting_keys == {c.key for c in convs if c.waiting}
+    assert state.mine_keys == {c.key for c in convs if c.assigned_to_me}
+    assert state.waiting_count == sum(1 for c in convs if c.urgent)
+    since = [c.waiting_since or datetime.max.replace(tzinfo=UTC) for c in state.waiting_list()]
+    assert since == sorted(since)
+    for conv in convs:
+        records = conv.messages.records
+        assert len(records) <= LIMIT
+        with_ids = [r.message_id for r in records if r.message_id is not None]
+        assert len(with_ids) == len(set(with_ids)), "a server id shows twice"
+        assert all(conv.messages.has_id(i) for i in with_ids)
+        assert all(r.text.strip() or r.attachment is not None for r in records), "blank bubble"
+
+
+def bubbles(state: State, key: str) -> int:
+    conv = state.conversation(key)
+    return len(conv.messages) if conv is not None else 0
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(events, max_size=40))
+def test_reduce_any_sequence_keeps_invariants_and_never_mutates_old_states(sequence):
+    state = State()
+    history: list[tuple[State, Any]] = [(state, fingerprint(state))]
+    for event in sequence:
+        new, effects = reduce(state, event, history_limit=LIMIT)
+        assert isinstance(new, State)
+        assert all(isinstance(e, Effect) for e in effects)
+        assert new.total_events == state.total_events + 1
+        check_invariants(new)
+        history.append((new, fingerprint(new)))
+        state = new
+    for old, print_ in history:
+        assert fingerprint(old) == print_, "a reducer mutated an earlier state"
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(events, max_size=30), messages)
+def test_reduce_replayed_message_never_adds_a_bubble_or_alert(prefix, message):
+    state = State()
+    for event in prefix:
+        state, _ = reduce(state, event, history_limit=LIMIT)
+    once, _ = reduce(state, message, history_limit=LIMIT)
+    twice, effects = reduce(once, message, history_limit=LIMIT)
+    key = message.conversation
+    assert bubbles(twice, key) == bubbles(once, key)
+    assert not [e for e in effects if isinstance(e, Alert)]
+    if key:
+        assert twice.conversation(key).unread == once.conversation(key).unread  # type: ignore[union-attr]
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(events, max_size=30))
+def test_reduce_replaying_every_message_in_place_never_adds_a_bubble(sequence):
+    state = State()
+    for event in sequence:
+        state, _ = reduce(state, event, history_limit=LIMIT)
+        if isinstance(event, MessageReceived):
+            again, effects = reduce(state, event, history_limit=LIMIT)
+            assert bubbles(again, event.conversation) == bubbles(state, event.conversation)
+            assert not [e for e in effects if isinstance(e, Alert)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.permutations(["ack", "echo", "echo", "sent"]),
+    st.booleans(),
+    st.integers(0, 30),
+    st.lists(messages.filter(lambda m: m.sender is not SenderKind.AGENT), max_size=5),
+)
+def test_reduce_my_reply_shows_once_whatever_the_order_of_ack_and_echoes(order, with_ids, delay, noise):
+    t = T0 + timedelta(seconds=40)
+    state = State()
+    prefix: list[Event] = [
+        Connected(user_id=ME),
+        CommandQueued(command_id="c1", kind=CommandKind.REPLY, conversation="p/1", text="On it"),
+    ]
+    for event in prefix:
+        state, _ = reduce(state, event)
+    mid = "m-reply" if with_ids else None
+    by_name: dict[str, Event] = {
+        "ack": CommandSucceeded(command_id="c1", kind=CommandKind.REPLY, conversation="p/1", message_id=mid),
+        "echo": MessageReceived(
+            conversation="p/1",
+            sender=SenderKind.AGENT,
+            text="On it",
+            agent_id=ME,
+            message_id=mid,
+            sent_at=t + timedelta(seconds=delay),
+        ),
+        "sent": CommandSent(command_id="c1", kind=CommandKind.REPLY, conversation="p/1"),
+    }
+    for i, name in enumerate(order):
+        state, effects = reduce(state, by_name[name])
+        assert not [e for e in effects if isinstance(e, Alert)]
+        if i < len(noise):
+            state, _ = reduce(state, noise[i])
+    conv = state.conversation("p/1")
+    assert conv is not None
+    mine = [r for r in conv.messages if r.sender is SenderKind.AGENT and r.text == "On it"]
+    assert len(mine) == 1
+    assert mine[0].reply_state is CommandState.CONFIRMED
+    assert mine[0].echoed
+    assert state.outbound["c1"].state is CommandState.CONFIRMED

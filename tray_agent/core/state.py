@@ -1,0 +1,1833 @@
+"""Frozen agent state, the pure reducer ``reduce(state, event) -> (state, effects)`` and the Store.
+
+Shape (everything is immutable; a reducer step builds new objects and shares the rest):
+
+* :class:`State` — the root: :class:`ConnectionInfo`, the conversations (a persistent
+  :class:`ConversationMap`), my outbound commands (:class:`OutboundCommand` by command id), the
+  focused conversation, counters, and derived indexes kept incrementally (``unread_total``,
+  ``waiting_keys``, ``mine_keys``) so that the badge and the lists never scan every conversation.
+* :class:`Conversation` — one customer thread, with a bounded :class:`History` of compact
+  :class:`MessageRecord` rows.
+
+The UI compares old and new state *by identity*: a conversation that an event did not touch is the
+very same object in both states (see :func:`changed_conversations`).
+
+Rules where the protocol leaves a choice (PROTOCOL.md 1.5, 2.5, 3) are documented on
+:func:`reduce`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any, Final, TypeVar, overload
+
+from tray_agent.core.effects import Alert, AlertKind, Effect, RequestResync
+from tray_agent.core.events import (
+    AgentRef,
+    AssignmentAction,
+    AssignmentChanged,
+    Attachment,
+    CommandFailed,
+    CommandKind,
+    CommandQueued,
+    CommandSent,
+    CommandSucceeded,
+    Connected,
+    ConnectionChanged,
+    ConnectionState,
+    ConversationSummary,
+    ConversationUpdated,
+    Event,
+    FailureReason,
+    HistoryPage,
+    HumanRequested,
+    Ignored,
+    KeepaliveReceived,
+    MessageReceived,
+    SenderKind,
+    ServerAcked,
+    ServerRejected,
+    WaitingChanged,
+    WaitingListPage,
+)
+
+__all__ = [
+    "DEFAULT_HISTORY_LIMIT",
+    "CommandState",
+    "ConnectionInfo",
+    "Conversation",
+    "ConversationMap",
+    "ConversationRead",
+    "FocusChanged",
+    "History",
+    "MessageRecord",
+    "OutboundCommand",
+    "ResyncProgress",
+    "State",
+    "Store",
+    "changed_conversations",
+    "reduce",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HISTORY_LIMIT: Final = 500
+"""Messages kept per conversation unless the caller says otherwise (setting ``ui.history_limit``)."""
+
+DUPLICATE_WINDOW: Final = timedelta(seconds=2)
+"""Two id-less messages with the same sender and text this close are one (Facebook retries, 2.5)."""
+
+ECHO_TOLERANCE: Final = timedelta(minutes=2)
+"""How much earlier than my reply's (estimated) send time its echo may be stamped (clock skew)."""
+
+OUTBOUND_LIMIT: Final = 200
+"""Outbound commands remembered; finished ones are forgotten first."""
+
+IGNORED_KINDS_LIMIT: Final = 64
+"""Distinct ignored-frame kinds counted; further kinds are counted under ``"other"``."""
+
+_KIND_MAX_LEN: Final = 64
+# A duplicate can only sit among the newest rows: live messages arrive nearly in time order, so
+# the backward scan stops at the first row clearly older than the window (or after this many).
+_DUP_SCAN_ROWS: Final = 64
+_DUP_SCAN_SLACK: Final = timedelta(seconds=10)
+_TRACKED_KINDS: Final = frozenset({CommandKind.REPLY, CommandKind.TAKE_OVER, CommandKind.RELEASE})
+_MIN_TIME: Final = datetime.min.replace(tzinfo=UTC)
+_MAX_TIME: Final = datetime.max.replace(tzinfo=UTC)
+_T = TypeVar("_T", "Conversation", "MessageRecord", "OutboundCommand")
+_D = TypeVar("_D")
+
+
+# ---------------------------------------------------------------------------------------------
+# State-local input events (UI intents; they never come from the wire)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FocusChanged(Event):
+    """The agent opened a conversation (or closed it: None). Focusing marks it read."""
+
+    conversation: str | None = None
+    event_name: str = field(default="focus_changed", init=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRead(Event):
+    """The agent has seen a conversation: its unread count drops to zero."""
+
+    conversation: str = ""
+    event_name: str = field(default="conversation_read", init=False, repr=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Value objects
+# ---------------------------------------------------------------------------------------------
+
+
+class CommandState(enum.StrEnum):
+    """Where one of my commands (and the bubble of a reply) stands."""
+
+    QUEUED = "queued"  # accepted by the network layer, not yet written
+    SENT = "sent"  # written; no answer yet
+    CONFIRMED = "confirmed"  # the server said yes (or echoed my reply back)
+    FAILED = "failed"  # the server said no, or it timed out
+    UNCONFIRMED = "unconfirmed"  # sent, then the connection dropped before any answer
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """The connection as the tray icon shows it.
+
+    Attributes:
+        state: the connection state machine's state.
+        detail: short reason text from the network layer.
+        retry_in: seconds until the next attempt, when reconnecting.
+        last_synced: when we last became CONNECTED (live and resynced).
+        user_id: my user id (dashboard Mongo id; org JWT ``sub``), "" while unknown.
+        connection_count: the server's socket count for the org (org dialect only).
+    """
+
+    state: ConnectionState = ConnectionState.OFFLINE
+    detail: str = ""
+    retry_in: float | None = None
+    last_synced: datetime | None = None
+    user_id: str = ""
+    connection_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One chat bubble, compact (PERFORMANCE-NOTES: ~350 B rows, not full events).
+
+    Attributes:
+        sender: who wrote it.
+        text: plain text ("" for an attachment-only message).
+        at: when it was written; for my pending replies an estimate (the newest server time seen).
+        message_id: the server's id where the dialect has one.
+        attachment: a file, if any.
+        sender_name: display name of the sender, if any.
+        agent_id: for agent messages, the agent's id.
+        command_id: set on my own replies sent from this app.
+        reply_state: for my own replies, where the command stands.
+        echoed: for my own replies, the server's copy (broadcast) has been seen.
+        error: for failed replies, the server's words (or the failure reason).
+    """
+
+    sender: SenderKind
+    text: str
+    at: datetime | None = None
+    message_id: str | None = None
+    attachment: Attachment | None = None
+    sender_name: str = ""
+    agent_id: str = ""
+    command_id: str | None = None
+    reply_state: CommandState | None = None
+    echoed: bool = False
+    error: str = ""
+
+    @property
+    def mine(self) -> bool:
+        """True for a reply I sent from this app."""
+        return self.command_id is not None
+
+
+class History(Sequence[MessageRecord]):
+    """An immutable, bounded message list with an id index (oldest first).
+
+    Every "modifying" method returns a new History; the old one is untouched. Appending copies
+    one tuple of pointers (C speed), and the id index makes upsert-by-id O(1) on the hot path.
+    """
+
+    __slots__ = ("_ids", "_records")
+
+    _records: tuple[MessageRecord, ...]
+    _ids: Mapping[str, None]
+
+    def __init__(self, records: Iterable[MessageRecord] = ()) -> None:
+        self._records = tuple(records)
+        self._ids = {r.message_id: None for r in self._records if r.message_id is not None}
+
+    @classmethod
+    def _make(cls, records: tuple[MessageRecord, ...], ids: Mapping[str, None]) -> History:
+        new = cls.__new__(cls)
+        new._records = records
+        new._ids = ids
+        return new
+
+    @property
+    def records(self) -> tuple[MessageRecord, ...]:
+        """The rows as a tuple (oldest first)."""
+        return self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @overload
+    def __getitem__(self, index: int) -> MessageRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[MessageRecord, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> MessageRecord | tuple[MessageRecord, ...]:
+        return self._records[index]
+
+    def __iter__(self) -> Iterator[MessageRecord]:
+        return iter(self._records)
+
+    def __reversed__(self) -> Iterator[MessageRecord]:
+        return reversed(self._records)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, History):
+            return self is other or self._records == other._records
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._records)
+
+    def __repr__(self) -> str:
+        return f"History({len(self._records)} messages)"
+
+    def has_id(self, message_id: str) -> bool:
+        """True when a row carries this server id."""
+        return message_id in self._ids
+
+    def index_of_id(self, message_id: str) -> int:
+        """Index of the row with this server id, or -1."""
+        if message_id not in self._ids:
+            return -1
+        records = self._records
+        for i in range(len(records) - 1, -1, -1):
+            if records[i].message_id == message_id:
+                return i
+        return -1  # pragma: no cover - the index and the rows always agree
+
+    def index_of_command(self, command_id: str) -> int:
+        """Index of my reply with this command id, or -1 (newest rows are searched first)."""
+        records = self._records
+        for i in range(len(records) - 1, -1, -1):
+            if records[i].command_id == command_id:
+                return i
+        return -1
+
+    def appended(self, record: MessageRecord, limit: int) -> History:
+        """A new History with ``record`` last, trimmed to the newest ``limit`` rows."""
+        records = (*self._records, record)
+        ids = self._ids
+        if record.message_id is not None:
+            ids = dict(ids)
+            ids[record.message_id] = None
+        return self._trimmed(records, ids, limit)
+
+    def replaced(self, index: int, record: MessageRecord) -> History:
+        """A new History with row ``index`` replaced."""
+        old = self._records[index]
+        records = (*self._records[:index], record, *self._records[index + 1 :])
+        ids = self._ids
+        if old.message_id != record.message_id:
+            ids = dict(ids)
+            if old.message_id is not None:
+                ids.pop(old.message_id, None)
+            if record.message_id is not None:
+                ids[record.message_id] = None
+        return History._make(records, ids)
+
+    def removed(self, index: int) -> History:
+        """A new History without row ``index``."""
+        old = self._records[index]
+        records = (*self._records[:index], *self._records[index + 1 :])
+        ids = self._ids
+        if old.message_id is not None:
+            ids = dict(ids)
+            ids.pop(old.message_id, None)
+        return History._make(records, ids)
+
+    def trimmed(self, limit: int) -> History:
+        """This History cut to its newest ``limit`` rows (itself when already short enough)."""
+        return self._trimmed(self._records, self._ids, limit)
+
+    @staticmethod
+    def _trimmed(records: tuple[MessageRecord, ...], ids: Mapping[str, None], limit: int) -> History:
+        excess = len(records) - limit
+        if excess > 0:
+            dropped = records[:excess]
+            records = records[excess:]
+            if any(r.message_id is not None for r in dropped):
+                ids = dict(ids)
+                for r in dropped:
+                    if r.message_id is not None:
+                        ids.pop(r.message_id, None)
+        return History._make(records, ids)
+
+
+_EMPTY_HISTORY: Final = History()
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One customer thread.
+
+    Attributes:
+        key: the opaque conversation key (org chat_id; dashboard ``"page/customer"``).
+        customer_name: the customer's display name ("" if unknown).
+        channel: org channel or dashboard page name/id.
+        last_message: preview text of the newest message.
+        last_message_at: when the newest message (or activity) happened.
+        unread: customer messages not yet seen by the agent.
+        waiting: the customer asked for a human and has not been released (dashboard ``stop``;
+            org: escalated and nobody has it).
+        waiting_since: when they asked.
+        assigned: a human agent has the customer.
+        agent: that agent, if known.
+        assigned_to_me: the agent is me.
+        handled_by: org ``handled_by`` (ai|human|unassigned), "" elsewhere.
+        status: org chat status (open, assigned, resolved ...), "" elsewhere.
+        ticket_number: org ticket number, if a ticket was created.
+        ticket_status: org ticket status.
+        messages: the bounded history, oldest first.
+        escalation_alerted: an ESCALATION alert was raised (or deliberately not raised) for the
+            current waiting episode; cleared when the customer is taken, released or resolved.
+        pending_takeover: command id of my optimistic take-over, until the server answers.
+        takeover_undo: assignment before the optimistic take-over, as (assigned, agent, to_me).
+    """
+
+    key: str
+    customer_name: str = ""
+    channel: str = ""
+    last_message: str = ""
+    last_message_at: datetime | None = None
+    unread: int = 0
+    waiting: bool = False
+    waiting_since: datetime | None = None
+    assigned: bool = False
+    agent: AgentRef | None = None
+    assigned_to_me: bool = False
+    handled_by: str = ""
+    status: str = ""
+    ticket_number: str = ""
+    ticket_status: str = ""
+    messages: History = _EMPTY_HISTORY
+    escalation_alerted: bool = False
+    pending_takeover: str | None = None
+    takeover_undo: tuple[bool, AgentRef | None, bool] | None = None
+
+    @property
+    def urgent(self) -> bool:
+        """Waiting and nobody has them: counts in the badge."""
+        return self.waiting and not self.assigned
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCommand:
+    """One of my commands and where it stands (replies, take-overs, releases).
+
+    Attributes:
+        command_id: the client-generated id.
+        kind: reply, take_over or release.
+        conversation: the conversation key.
+        text: the reply text (REPLY).
+        state: queued, sent, confirmed, failed or unconfirmed.
+        reason: why it failed.
+        error: the server's own words for a failure.
+        message_id: the server id of a confirmed reply, where the dialect has one.
+    """
+
+    command_id: str
+    kind: CommandKind
+    conversation: str = ""
+    text: str = ""
+    state: CommandState = CommandState.QUEUED
+    reason: FailureReason | None = None
+    error: str = ""
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncProgress:
+    """A resync in progress (pages arrive offset 0..N).
+
+    Attributes:
+        next_offset: the offset the next page must have for the pages to be contiguous.
+        seen: conversations the pages (or live escalations during the resync) showed waiting.
+        intact: pages were contiguous from offset 0 and all said ``complete_list``.
+    """
+
+    next_offset: int = 0
+    seen: frozenset[str] = frozenset()
+    intact: bool = True
+
+
+_NBUCKETS: Final = 128
+_MASK: Final = _NBUCKETS - 1
+_EMPTY_BUCKET: Mapping[str, Conversation] = MappingProxyType({})
+
+
+class ConversationMap(Mapping[str, Conversation]):
+    """A persistent (immutable) map of conversation key -> Conversation.
+
+    Keys are spread over 128 buckets; an update copies the bucket it touches and the bucket
+    vector only, so the cost does not grow with every conversation ever seen, and untouched
+    buckets (and conversations) are shared between old and new maps. Iteration order is not
+    meaningful: sort for display.
+    """
+
+    __slots__ = ("_buckets", "_len")
+
+    _buckets: tuple[Mapping[str, Conversation], ...]
+    _len: int
+
+    def __init__(self, items: Mapping[str, Conversation] | Iterable[Conversation] = ()) -> None:
+        values = items.values() if isinstance(items, Mapping) else items
+        built: list[dict[str, Conversation]] = [{} for _ in range(_NBUCKETS)]
+        for conv in values:
+            built[hash(conv.key) & _MASK][conv.key] = conv
+        self._buckets = tuple(b if b else _EMPTY_BUCKET for b in built)
+        self._len = sum(len(b) for b in built)
+
+    @classmethod
+    def _make(cls, buckets: tuple[Mapping[str, Conversation], ...], length: int) -> ConversationMap:
+        new = cls.__new__(cls)
+        new._buckets = buckets
+        new._len = length
+        return new
+
+    def __getitem__(self, key: str) -> Conversation:
+        return self._buckets[hash(key) & _MASK][key]
+
+    @overload
+    def get(self, key: str, /) -> Conversation | None: ...
+
+    @overload
+    def get(self, key: str, /, default: Conversation | _D) -> Conversation | _D: ...
+
+    def get(self, key: str, /, default: Any = None) -> Any:
+        """The conversation with this key, or ``default`` (one dict lookup, no exception)."""
+        return self._buckets[hash(key) & _MASK].get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._buckets[hash(key) & _MASK]
+
+    def __iter__(self) -> Iterator[str]:
+        for bucket in self._buckets:
+            yield from bucket
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __repr__(self) -> str:
+        return f"ConversationMap({self._len} conversations)"
+
+    def set_many(self, updates: Mapping[str, Conversation]) -> ConversationMap:
+        """A new map with ``updates`` applied (each value's bucket copied once)."""
+        if not updates:
+            return self
+        buckets = list(self._buckets)
+        copied: dict[int, dict[str, Conversation]] = {}
+        length = self._len
+        for key, conv in updates.items():
+            i = hash(key) & _MASK
+            bucket = copied.get(i)
+            if bucket is None:
+                bucket = copied[i] = dict(buckets[i])
+            if key not in bucket:
+                length += 1
+            bucket[key] = conv
+        for i, bucket in copied.items():
+            buckets[i] = bucket
+        return ConversationMap._make(tuple(buckets), length)
+
+    def bucket_of(self, key: str) -> Mapping[str, Conversation]:
+        """The bucket holding ``key`` (for :func:`changed_conversations`)."""
+        return self._buckets[hash(key) & _MASK]
+
+
+def changed_conversations(old: ConversationMap, new: ConversationMap) -> frozenset[str]:
+    """Keys whose Conversation object differs (by identity) between two maps.
+
+    Cheap when little changed: untouched buckets are the same objects and are skipped.
+    """
+    if old is new:
+        return frozenset()
+    changed: set[str] = set()
+    for old_bucket, new_bucket in zip(old._buckets, new._buckets, strict=True):
+        if old_bucket is new_bucket:
+            continue
+        for key, conv in new_bucket.items():
+            if old_bucket.get(key) is not conv:
+                changed.add(key)
+        changed.update(key for key in old_bucket if key not in new_bucket)
+    return frozenset(changed)
+
+
+_EMPTY_CONVERSATIONS: Final = ConversationMap()
+_EMPTY_OUTBOUND: Mapping[str, OutboundCommand] = MappingProxyType({})
+_EMPTY_COUNTS: Mapping[str, int] = MappingProxyType({})
+
+
+def _no_conversations() -> ConversationMap:
+    return _EMPTY_CONVERSATIONS
+
+
+def _no_outbound() -> Mapping[str, OutboundCommand]:
+    return _EMPTY_OUTBOUND
+
+
+def _no_counts() -> Mapping[str, int]:
+    return _EMPTY_COUNTS
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class State:
+    """The whole agent state. Never mutated: :func:`reduce` returns a new one.
+
+    Attributes:
+        connection: connection state, my user id.
+        conversations: every known conversation by key.
+        outbound: my tracked commands (replies, take-overs, releases) by command id, oldest
+            first; bounded (finished ones are forgotten first).
+        focused: the conversation the agent has open, if any.
+        total_events: events reduced so far.
+        ignored: ignored inputs counted by kind (bounded).
+        unread_total: sum of the conversations' unread counts.
+        waiting_keys: keys of conversations whose customer is waiting (assigned or not).
+        mine_keys: keys of conversations assigned to me.
+        initial_load_done: a resync has completed since start.
+        resync: the resync in progress, if any.
+        resync_requested: a RequestResync effect is outstanding (so it is not repeated).
+        clock: the newest server timestamp seen: the reducer's only notion of "now".
+    """
+
+    connection: ConnectionInfo = field(default_factory=ConnectionInfo)
+    conversations: ConversationMap = field(default_factory=_no_conversations)
+    outbound: Mapping[str, OutboundCommand] = field(default_factory=_no_outbound)
+    focused: str | None = None
+    total_events: int = 0
+    ignored: Mapping[str, int] = field(default_factory=_no_counts)
+    unread_total: int = 0
+    waiting_keys: frozenset[str] = frozenset()
+    mine_keys: frozenset[str] = frozenset()
+    initial_load_done: bool = False
+    resync: ResyncProgress | None = None
+    resync_requested: bool = False
+    clock: datetime | None = None
+    # Lazily computed views of this (immutable) state; invisible to equality and repr.
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def conversation(self, key: str) -> Conversation | None:
+        """The conversation with this key, or None."""
+        conv: Conversation | None = self.conversations.get(key)
+        return conv
+
+    def waiting_list(self) -> tuple[Conversation, ...]:
+        """Waiting customers (assigned ones too, showing who has them), oldest waiting first."""
+        cached: tuple[Conversation, ...] | None = self._cache.get("waiting_list")
+        if cached is None:
+            convs = [self.conversations[k] for k in self.waiting_keys]
+            convs.sort(key=lambda c: (c.waiting_since or _MAX_TIME, c.key))
+            cached = self._cache["waiting_list"] = tuple(convs)
+        return cached
+
+    def mine(self) -> tuple[Conversation, ...]:
+        """Conversations assigned to me, most recent activity first."""
+        cached: tuple[Conversation, ...] | None = self._cache.get("mine")
+        if cached is None:
+            convs = [self.conversations[k] for k in self.mine_keys]
+            convs.sort(key=lambda c: (c.last_message_at or _MIN_TIME, c.key), reverse=True)
+            cached = self._cache["mine"] = tuple(convs)
+        return cached
+
+    @property
+    def waiting_count(self) -> int:
+        """The badge: waiting customers nobody has taken yet."""
+        cached: int | None = self._cache.get("waiting_count")
+        if cached is None:
+            cached = self._cache["waiting_count"] = sum(
+                1 for k in self.waiting_keys if not self.conversations[k].assigned
+            )
+        return cached
+
+    @property
+    def oldest_waiting_since(self) -> datetime | None:
+        """When the longest-waiting untaken customer asked for a human (None if none / unknown)."""
+        if "oldest" not in self._cache:
+            times = [
+                c.waiting_since
+                for k in self.waiting_keys
+                if not (c := self.conversations[k]).assigned and c.waiting_since is not None
+            ]
+            self._cache["oldest"] = min(times) if times else None
+        oldest: datetime | None = self._cache["oldest"]
+        return oldest
+
+
+# ---------------------------------------------------------------------------------------------
+# Reducer machinery
+# ---------------------------------------------------------------------------------------------
+
+Result = tuple[State, tuple[Effect, ...]]
+
+
+class _Tx:
+    """Collects one event's changes, then builds the next State once (local; never shared)."""
+
+    __slots__ = (
+        "changes",
+        "conversations",
+        "effects",
+        "mine_keys",
+        "pending",
+        "state",
+        "unread_total",
+        "waiting_keys",
+    )
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.conversations = state.conversations
+        self.pending: dict[str, Conversation] = {}
+        self.unread_total = state.unread_total
+        self.waiting_keys = state.waiting_keys
+        self.mine_keys = state.mine_keys
+        self.effects: list[Effect] = []
+        self.changes: dict[str, Any] = {}
+
+    def get(self, key: str) -> Conversation | None:
+        conv = self.pending.get(key)
+        if conv is None:
+            conv = self.conversations.get(key)
+        return conv
+
+    def put(self, new: Conversation) -> None:
+        key = new.key
+        old = self.get(key)
+        if old is new:
+            return
+        self.pending[key] = new
+        if old is None:
+            self.unread_total += new.unread
+            if new.waiting:
+                self.waiting_keys = self.waiting_keys | {key}
+            if new.assigned_to_me:
+                self.mine_keys = self.mine_keys | {key}
+            return
+        self.unread_total += new.unread - old.unread
+        if old.waiting != new.waiting:
+            self.waiting_keys = self.waiting_keys | {key} if new.waiting else self.waiting_keys - {key}
+        if old.assigned_to_me != new.assigned_to_me:
+            self.mine_keys = self.mine_keys | {key} if new.assigned_to_me else self.mine_keys - {key}
+
+    def alert(self, kind: AlertKind, conv: Conversation, text: str) -> None:
+        self.effects.append(
+            Alert(
+                kind=kind,
+                conversation=conv.key,
+                customer_name=conv.customer_name,
+                channel=conv.channel,
+                text=text,
+            )
+        )
+
+    def request_resync(self, why: str) -> None:
+        # One outstanding request at a time: a burst of unknown customers must not become a
+        # burst of resyncs. Cleared when the next resync starts (a page at offset 0).
+        if self.state.resync_requested or self.changes.get("resync_requested"):
+            return
+        self.changes["resync_requested"] = True
+        self.effects.append(RequestResync(why=why))
+
+    def touch_clock(self, at: datetime | None) -> datetime | None:
+        """Advance the reducer's clock to ``at`` if newer; return the effective clock."""
+        clock: datetime | None = self.changes.get("clock", self.state.clock)
+        if at is not None and (clock is None or at > clock):
+            self.changes["clock"] = at
+            return at
+        return clock
+
+    def mark_waiting_seen(self, key: str) -> None:
+        # A customer who starts waiting while a resync runs may be missing from pages fetched
+        # before: never let the end of that resync drop them.
+        resync: ResyncProgress | None = self.changes.get("resync", self.state.resync)
+        if resync is not None and key not in resync.seen:
+            self.changes["resync"] = dataclasses.replace(resync, seen=resync.seen | {key})
+
+    def commit(self) -> Result:
+        state = self.state
+        changes = self.changes
+        if self.pending:
+            changes["conversations"] = self.conversations.set_many(self.pending)
+            if self.unread_total != state.unread_total:
+                changes["unread_total"] = self.unread_total
+            if self.waiting_keys is not state.waiting_keys:
+                changes["waiting_keys"] = self.waiting_keys
+            if self.mine_keys is not state.mine_keys:
+                changes["mine_keys"] = self.mine_keys
+        get = changes.get
+        # Built field by field (not dataclasses.replace): this runs once per event on the hot path.
+        new = State(
+            get("connection", state.connection),
+            get("conversations", state.conversations),
+            get("outbound", state.outbound),
+            get("focused", state.focused),
+            state.total_events + 1,
+            get("ignored", state.ignored),
+            get("unread_total", state.unread_total),
+            get("waiting_keys", state.waiting_keys),
+            get("mine_keys", state.mine_keys),
+            get("initial_load_done", state.initial_load_done),
+            get("resync", state.resync),
+            get("resync_requested", state.resync_requested),
+            get("clock", state.clock),
+        )
+        return new, tuple(self.effects)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # Events should carry aware UTC times; a naive one (a codec slip) would make comparisons
+    # raise, so it is read as UTC (PROTOCOL.md O3).
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a >= b else b
+
+
+def _update(obj: _T, **changes: Any) -> _T:
+    """``dataclasses.replace`` that returns ``obj`` itself when nothing actually changes.
+
+    Keeping the identity of unchanged objects is what lets the UI skip them.
+    """
+    for name, value in changes.items():
+        if getattr(obj, name) != value:
+            return dataclasses.replace(obj, **changes)
+    return obj
+
+
+def _describe(conv: Conversation, customer_name: str, channel: str) -> Conversation:
+    """Fill in the customer's name and channel when the event names them."""
+    if (customer_name and customer_name != conv.customer_name) or (channel and channel != conv.channel):
+        return dataclasses.replace(
+            conv, customer_name=customer_name or conv.customer_name, channel=channel or conv.channel
+        )
+    return conv
+
+
+def _is_me(user_id: str, agent_id: str) -> bool:
+    return bool(user_id) and agent_id == user_id
+
+
+def _norm(text: str) -> str:
+    return text.strip()
+
+
+def _same_attachment(a: Attachment | None, b: Attachment | None) -> bool:
+    return (a.url if a is not None else "") == (b.url if b is not None else "")
+
+
+def _close(a: datetime | None, b: datetime | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= DUPLICATE_WINDOW
+
+
+def _preview(record: MessageRecord) -> str:
+    if record.text:
+        return record.text
+    if record.attachment is not None:
+        return record.attachment.name or record.attachment.kind or record.attachment.url
+    return ""
+
+
+def _with_last(conv: Conversation, record: MessageRecord) -> dict[str, Any]:
+    """Changes making ``record`` the conversation's newest message, unless it is older."""
+    if conv.last_message_at is not None and record.at is not None and record.at < conv.last_message_at:
+        return {}
+    return {"last_message": _preview(record), "last_message_at": _later(conv.last_message_at, record.at)}
+
+
+def _record_of(event: MessageReceived, at: datetime | None) -> MessageRecord:
+    return MessageRecord(
+        sender=event.sender,
+        text=event.text,
+        at=at,
+        message_id=event.message_id or None,
+        attachment=event.attachment,
+        sender_name=event.sender_name,
+        agent_id=event.agent_id,
+    )
+
+
+def _count_ignored(tx: _Tx, kind: str) -> None:
+    kind = kind[:_KIND_MAX_LEN] or "unknown"
+    counts: Mapping[str, int] = tx.changes.get("ignored", tx.state.ignored)
+    if kind not in counts and len(counts) >= IGNORED_KINDS_LIMIT:
+        kind = "other"  # the dict stays bounded whatever a hostile server sends
+    new = dict(counts)
+    new[kind] = new.get(kind, 0) + 1
+    tx.changes["ignored"] = MappingProxyType(new)
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------------------------
+
+
+def _find_recent_duplicate(history: History, record: MessageRecord) -> int:
+    """Index of an id-less duplicate of ``record`` among the newest rows, or -1."""
+    # Hot path (every id-less message): cheapest tests first; retries repeat the text exactly.
+    records = history.records
+    text = record.text
+    at = record.at
+    floor = at - _DUP_SCAN_SLACK if at is not None else None
+    stop = max(-1, len(records) - 1 - _DUP_SCAN_ROWS)
+    for i in range(len(records) - 1, stop, -1):
+        r = records[i]
+        r_at = r.at
+        if floor is not None and r_at is not None and r_at < floor:
+            break
+        if (
+            r.text == text
+            and r.sender is record.sender
+            and r.agent_id == record.agent_id
+            and _close(r_at, at)
+            and _same_attachment(r.attachment, record.attachment)
+        ):
+            return i
+    return -1
+
+
+def _find_own_reply(history: History, record: MessageRecord) -> int:
+    """Index of my reply that this agent message (from me) echoes, or -1.
+
+    Preference: the newest reply still waiting for its echo; else a reply already echoed at
+    the same time (a replayed echo); else a failed one (a timed-out reply that did arrive).
+    """
+    text = _norm(record.text)
+    replay = failed = -1
+    records = history.records
+    for i in range(len(records) - 1, -1, -1):
+        r = records[i]
+        if r.command_id is None or _norm(r.text) != text:
+            continue
+        if r.message_id is not None and record.message_id is not None and r.message_id != record.message_id:
+            continue
+        if r.echoed:
+            if replay < 0 and _close(r.at, record.at) and _same_attachment(r.attachment, record.attachment):
+                replay = i
+            continue
+        if r.at is not None and record.at is not None and record.at < r.at - ECHO_TOLERANCE:
+            continue  # stamped before I even queued it: somebody else's identical text
+        if r.reply_state is CommandState.FAILED:
+            if failed < 0:
+                failed = i
+            continue
+        return i
+    return replay if replay >= 0 else failed
+
+
+def _confirm_outbound(tx: _Tx, command_id: str, message_id: str | None) -> None:
+    outbound: Mapping[str, OutboundCommand] = tx.changes.get("outbound", tx.state.outbound)
+    cmd = outbound.get(command_id)
+    if cmd is None:
+        return
+    updated = dataclasses.replace(
+        cmd, state=CommandState.CONFIRMED, reason=None, error="", message_id=message_id or cmd.message_id
+    )
+    if updated != cmd:
+        new = dict(outbound)
+        new[command_id] = updated
+        tx.changes["outbound"] = MappingProxyType(new)
+
+
+def _on_message(state: State, event: MessageReceived, limit: int) -> Result:
+    tx = _Tx(state)
+    key = event.conversation
+    if not key:
+        _count_ignored(tx, "message_without_conversation")
+        return tx.commit()
+    at = _utc(event.sent_at)
+    clock = tx.touch_clock(at)
+    old = tx.get(key)
+    conv = old if old is not None else Conversation(key=key)
+    conv = _describe(conv, event.customer_name, event.channel)
+    history = conv.messages
+    record = _record_of(event, at if at is not None else clock)
+    empty = not record.text.strip() and record.attachment is None
+
+    # 1. Same server id: the same message again (my REST reply's echo, a WhatsApp split event
+    #    merged by the router: PROTOCOL.md O6). Upsert, keeping what the first copy had.
+    if record.message_id is not None:
+        idx = history.index_of_id(record.message_id)
+        if idx >= 0:
+            first = history[idx]
+            merged = _update(
+                first,
+                text=record.text or first.text,
+                attachment=record.attachment or first.attachment,
+                sender_name=record.sender_name or first.sender_name,
+                agent_id=record.agent_id or first.agent_id,
+                at=record.at if first.mine and record.at is not None else first.at or record.at,
+                echoed=first.echoed or first.mine,
+            )
+            if merged is not first:
+                conv = dataclasses.replace(conv, messages=history.replaced(idx, merged))
+            tx.put(conv)
+            return tx.commit()
+
+    # 2. The echo of my own reply (dashboard: no ids, PROTOCOL.md 2.5/G7; org when the ack has
+    #    not come yet). It may arrive before or after the ack: either way, one bubble.
+    if event.sender is SenderKind.AGENT and not empty and _is_me(state.connection.user_id, event.agent_id):
+        idx = _find_own_reply(history, record)
+        if idx >= 0:
+            own = history[idx]
+            folded = _update(
+                own,
+                at=record.at or own.at,
+                message_id=record.message_id or own.message_id,
+                attachment=record.attachment or own.attachment,
+                echoed=True,
+                reply_state=CommandState.CONFIRMED,  # the server's copy proves delivery
+                error="",
+            )
+            if folded is not own:
+                conv = dataclasses.replace(conv, messages=history.replaced(idx, folded))
+                assert own.command_id is not None
+                _confirm_outbound(tx, own.command_id, record.message_id)
+            tx.put(conv)
+            return tx.commit()
+
+    # 3. Id-less duplicates (Facebook webhook retries, replays): same sender and text within
+    #    DUPLICATE_WINDOW is one message.
+    if record.message_id is None and not empty and _find_recent_duplicate(history, record) >= 0:
+        tx.put(conv)
+        return tx.commit()
+
+    # 4. Human mode announced by a customer message we did not know was waiting: we missed the
+    #    escalation (dropped broadcast, G10). Treat it as the escalation, and ask for the truth.
+    requires_human = event.requires_human and event.sender is SenderKind.CUSTOMER and not conv.waiting
+    if requires_human:
+        raise_alert = not conv.escalation_alerted and not conv.assigned
+        conv = dataclasses.replace(
+            conv,
+            waiting=True,
+            waiting_since=record.at,
+            escalation_alerted=conv.escalation_alerted or raise_alert,
+        )
+        tx.mark_waiting_seen(key)
+        if raise_alert:
+            tx.alert(AlertKind.ESCALATION, conv, event.text)
+        tx.request_resync("message from a customer in human mode that was not known to be waiting")
+
+    # 5. Empty text and no attachment (G8: attachment-only dashboard message, cleared bot
+    #    reply): no bubble, no alert, but it is activity in the conversation.
+    if empty:
+        if record.at is not None and (conv.last_message_at is None or record.at > conv.last_message_at):
+            conv = dataclasses.replace(conv, last_message_at=record.at)
+        tx.put(conv)
+        return tx.commit()
+
+    customer = event.sender is SenderKind.CUSTOMER
+    unread = conv.unread + 1 if customer and state.focused != key else conv.unread
+    conv = dataclasses.replace(
+        conv, messages=history.appended(record, limit), unread=unread, **_with_last(conv, record)
+    )
+    tx.put(conv)
+    if customer:
+        tx.alert(AlertKind.MESSAGE, conv, _preview(record))
+    return tx.commit()
+
+
+def _merge_history(
+    history: History, page: Sequence[MessageReceived], conversation: str, limit: int
+) -> tuple[History, str]:
+    """Merge older messages into ``history``; return it and the newest customer name seen."""
+    existing = history.records
+    ids = {r.message_id for r in existing if r.message_id is not None}
+    fuzzy: dict[tuple[SenderKind, str, str, str], list[MessageRecord]] = {}
+    for r in existing:
+        fuzzy.setdefault((r.sender, _norm(r.text), r.agent_id, _attach_url(r.attachment)), []).append(r)
+    added: list[MessageRecord] = []
+    name = ""
+    for message in page:
+        if message.conversation and message.conversation != conversation:
+            continue  # a codec slip: never merge another customer's messages here
+        record = _record_of(message, _utc(message.sent_at))
+        if not record.text.strip() and record.attachment is None:
+            continue
+        if message.sender is SenderKind.CUSTOMER and message.customer_name:
+            name = message.customer_name
+        if record.message_id is not None and record.message_id in ids:
+            continue
+        fkey = (record.sender, _norm(record.text), record.agent_id, _attach_url(record.attachment))
+        twins = fuzzy.setdefault(fkey, [])
+        if any(
+            _close(t.at, record.at)
+            and (t.message_id is None or record.message_id is None or t.message_id == record.message_id)
+            for t in twins
+        ):
+            continue
+        twins.append(record)
+        if record.message_id is not None:
+            ids.add(record.message_id)
+        added.append(record)
+    if not added:
+        return history, name
+    # Stable merge by time; rows without a time sort with the row before them.
+    keyed: list[tuple[datetime, int, int, MessageRecord]] = []
+    for rank, rows in enumerate((added, existing)):
+        carry = _MIN_TIME
+        for i, r in enumerate(rows):
+            if r.at is not None:
+                carry = r.at
+            keyed.append((carry, rank, i, r))
+    keyed.sort(key=lambda item: (item[0], item[1], item[2]))
+    merged = History(item[3] for item in keyed[-limit:])
+    return merged, name
+
+
+def _attach_url(attachment: Attachment | None) -> str:
+    return attachment.url if attachment is not None else ""
+
+
+def _on_history(state: State, event: HistoryPage, limit: int) -> Result:
+    tx = _Tx(state)
+    key = event.conversation
+    if not key:
+        _count_ignored(tx, "history_without_conversation")
+        return tx.commit()
+    old = tx.get(key)
+    conv = old if old is not None else Conversation(key=key)
+    history, name = _merge_history(conv.messages, event.messages, key, limit)
+    if history is not conv.messages:
+        changes: dict[str, Any] = {"messages": history}
+        if history:
+            changes.update(_with_last(conv, history[-1]))
+        conv = dataclasses.replace(conv, **changes)
+    if name and not conv.customer_name:
+        conv = dataclasses.replace(conv, customer_name=name)
+    tx.put(conv)
+    return tx.commit()
+
+
+# ---------------------------------------------------------------------------------------------
+# Waiting, assignment, conversation updates, resync
+# ---------------------------------------------------------------------------------------------
+
+
+def _apply_summary_description(conv: Conversation, summary: ConversationSummary | None) -> Conversation:
+    """Descriptive fields of a summary carried by a live event (never assignment truth)."""
+    if summary is None:
+        return conv
+    conv = _describe(conv, summary.customer_name, summary.channel)
+    at = _utc(summary.last_message_at)
+    if (
+        summary.last_message
+        and at is not None
+        and (conv.last_message_at is None or at > conv.last_message_at)
+    ):
+        conv = dataclasses.replace(conv, last_message=summary.last_message, last_message_at=at)
+    return conv
+
+
+def _on_human_requested(state: State, event: HumanRequested, limit: int) -> Result:
+    tx = _Tx(state)
+    key = event.conversation
+    if not key:
+        _count_ignored(tx, "human_requested_without_conversation")
+        return tx.commit()
+    at = _utc(event.at)
+    clock = tx.touch_clock(at)
+    old = tx.get(key)
+    conv = _describe(old if old is not None else Conversation(key=key), event.customer_name, "")
+    since = conv.waiting_since if conv.waiting else (at or clock)
+    # One alert per escalation: `agent_requested` then `customer_stop_status_changed{stop}` (and
+    # the org codec's HumanRequested on every unanswered customer message) are one episode.
+    raise_alert = not conv.escalation_alerted
+    conv = _update(conv, waiting=True, waiting_since=since, escalation_alerted=True)
+    tx.put(conv)
+    tx.mark_waiting_seen(key)
+    if raise_alert:
+        tx.alert(AlertKind.ESCALATION, conv, event.text)
+    return tx.commit()
+
+
+def _on_waiting_changed(state: State, event: WaitingChanged, limit: int) -> Result:
+    tx = _Tx(state)
+    key = event.conversation
+    if not key:
+        _count_ignored(tx, "waiting_changed_without_conversation")
+        return tx.commit()
+    at = _utc(event.at)
+    clock = tx.touch_clock(at)
+    old = tx.get(key)
+    if old is None and not event.waiting:
+        return tx.commit()  # an unknown customer stopped waiting: nothing to show
+    conv = _apply_summary_description(old if old is not None else Conversation(key=key), event.customer)
+    if event.waiting:
+        summary_since = _utc(event.customer.waiting_since) if event.customer is not None else None
+        since = conv.waiting_since if conv.waiting else (summary_since or at or clock)
+        raise_alert = not conv.waiting and not conv.escalation_alerted and not conv.assigned
+        conv = _update(
+            conv, waiting=True, waiting_since=since, escalation_alerted=conv.escalation_alerted or raise_alert
+        )
+        tx.mark_waiting_seen(key)
+        if raise_alert:
+            text = event.customer.last_message if event.customer is not None else ""
+            tx.alert(AlertKind.ESCALATION, conv, text)
+    else:
+        conv = _update(conv, waiting=False, waiting_since=None, escalation_alerted=False)
+    tx.put(conv)
+    return tx.commit()
+
+
+def _on_assignment(state: State, event: AssignmentChanged, limit: int) -> Result:
+    tx = _Tx(state)
+    key = event.conversation
+    if not key:
+        _count_ignored(tx, "assignment_without_conversation")
+        return tx.commit()
+    tx.touch_clock(_utc(event.at))
+    old = tx.get(key)
+    assigned = event.action is AssignmentAction.ASSIGNED
+    if old is None and not assigned:
+        return tx.commit()  # an unknown customer was released: nothing to show
+    conv = _apply_summary_description(old if old is not None else Conversation(key=key), event.customer)
+    if assigned:
+        agent = event.agent or (event.customer.agent if event.customer is not None else None)
+        me = state.connection.user_id
+        if event.is_me is not None:
+            to_me = event.is_me
+        elif event.customer is not None and event.customer.assigned_to_me is not None:
+            to_me = event.customer.assigned_to_me
+        else:
+            to_me = agent is not None and _is_me(me, agent.agent_id)
+        if agent is None and to_me and me:
+            agent = AgentRef(agent_id=me)
+        # Taken: their "waiting for someone" urgency ends (they stay in the waiting list, which
+        # shows who has them), and a later request for a human is a new escalation.
+        conv = _update(
+            conv,
+            assigned=True,
+            agent=agent,
+            assigned_to_me=to_me,
+            escalation_alerted=False,
+            pending_takeover=None,
+            takeover_undo=None,
+        )
+        if old is None and event.customer is None:
+            tx.request_resync("assignment of an unknown customer")
+    else:
+        conv = _update(
+            conv, assigned=False, agent=None, assigned_to_me=False, pending_takeover=None, takeover_undo=None
+        )
+    tx.put(conv)
+    return tx.commit()
+
+
+def _field_str(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+_CLOSED_STATUSES: Final = frozenset({"resolved", "closed"})
+_LIVE_STATES: Final = frozenset(
+    {ConnectionState.RESYNCING, ConnectionState.CONNECTED, ConnectionState.LIMITED}
+)
+
+
+def _on_conversation_updated(state: State, event: ConversationUpdated, limit: int) -> Result:
+    tx = _Tx(state)
+    key = event.conversation
+    if not key:
+        _count_ignored(tx, "conversation_update_without_conversation")
+        return tx.commit()
+    tx.touch_clock(_utc(event.at))
+    old = tx.get(key)
+    kind = event.update_type
+    if old is None and kind != "chat_created":
+        return tx.commit()  # tickets of chats we never saw: nothing to attach them to
+    conv = old if old is not None else Conversation(key=key)
+    fields = event.fields if isinstance(event.fields, Mapping) else {}
+    status = _field_str(fields, "status")
+    if kind.startswith("ticket_"):
+        # A ticket's status is not the chat's status: keep them apart.
+        conv = _update(
+            conv,
+            ticket_number=_field_str(fields, "ticket_number") or conv.ticket_number,
+            ticket_status=status or conv.ticket_status,
+        )
+    else:
+        if kind == "chat_resolved" and not status:
+            status = "resolved"
+        conv = _describe(conv, _field_str(fields, "customer_name"), _field_str(fields, "channel"))
+        conv = _update(
+            conv,
+            status=status or conv.status,
+            handled_by=_field_str(fields, "handled_by") or conv.handled_by,
+        )
+        if kind == "chat_resolved" or status in _CLOSED_STATUSES:
+            conv = _update(conv, waiting=False, waiting_since=None, escalation_alerted=False)
+    tx.put(conv)
+    return tx.commit()
+
+
+def _apply_summary(
+    conv: Conversation, summary: ConversationSummary, me: str, clock: datetime | None
+) -> Conversation:
+    """Server truth from a resync row; local history and unread count are kept."""
+    conv = _describe(conv, summary.customer_name, summary.channel)
+    changes: dict[str, Any] = {}
+    at = _utc(summary.last_message_at)
+    if summary.last_message and (
+        conv.last_message_at is None or (at is not None and at >= conv.last_message_at)
+    ):
+        changes["last_message"] = summary.last_message
+    if at is not None:
+        changes["last_message_at"] = _later(conv.last_message_at, at)
+    waiting = summary.waiting and summary.status not in _CLOSED_STATUSES
+    if waiting:
+        since = _utc(summary.waiting_since) or (conv.waiting_since if conv.waiting else None) or clock
+        # Untaken: this episode is known (alerted now or summarised on first load). Taken: it is
+        # handled, so a later request for a human is a new escalation.
+        changes.update(waiting=True, waiting_since=since, escalation_alerted=not summary.assigned)
+    else:
+        changes.update(waiting=False, waiting_since=None, escalation_alerted=False)
+    agent = summary.agent if summary.assigned else None
+    if summary.assigned_to_me is not None:
+        to_me = summary.assigned and summary.assigned_to_me
+    else:
+        to_me = agent is not None and _is_me(me, agent.agent_id)
+    changes.update(assigned=summary.assigned, agent=agent, assigned_to_me=to_me)
+    if conv.pending_takeover is None or summary.assigned:
+        # Server truth wins over my optimistic take-over, except a stale "unassigned" row that
+        # was fetched before my take-over reached the server.
+        changes.update(pending_takeover=None, takeover_undo=None)
+    else:
+        changes.update(assigned=conv.assigned, agent=conv.agent, assigned_to_me=conv.assigned_to_me)
+    if summary.handled_by:
+        changes["handled_by"] = summary.handled_by
+    if summary.status:
+        changes["status"] = summary.status
+    return _update(conv, **changes)
+
+
+def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result:
+    tx = _Tx(state)
+    me = state.connection.user_id
+    clock = state.clock
+    first_load = not state.initial_load_done
+    if event.offset == 0:
+        armed = (
+            state.resync.seen if state.resync is not None and state.resync.next_offset == 0 else frozenset()
+        )
+        progress = ResyncProgress(seen=armed, intact=event.complete_list)
+        tx.changes["resync_requested"] = False
+    elif state.resync is not None and event.offset == state.resync.next_offset:
+        progress = state.resync
+        if not event.complete_list:
+            progress = dataclasses.replace(progress, intact=False)
+    else:
+        # We missed the start or a page: merge what we got, but drop nobody at the end.
+        progress = ResyncProgress(intact=False)
+    seen = set(progress.seen)
+    for summary in event.customers:
+        key = summary.conversation
+        if not key:
+            continue
+        old = tx.get(key)
+        conv = _apply_summary(old if old is not None else Conversation(key=key), summary, me, clock)
+        if conv.waiting:
+            seen.add(key)
+            newly = old is None or not old.waiting
+            if newly and not first_load and not conv.assigned:
+                # Asked for a human while we were away (or the broadcast was lost): alert.
+                tx.alert(AlertKind.ESCALATION, conv, summary.last_message)
+        tx.put(conv)
+    next_offset = event.offset + len(event.customers)
+    if event.has_more:
+        tx.changes["resync"] = ResyncProgress(
+            next_offset=next_offset, seen=frozenset(seen), intact=progress.intact
+        )
+        return tx.commit()
+    # Last page: customers still waiting here but absent from a complete, contiguous list were
+    # handled while we were offline.
+    if progress.intact:
+        for key in tx.waiting_keys - seen:
+            gone = tx.get(key)
+            if gone is not None:
+                tx.put(_update(gone, waiting=False, waiting_since=None, escalation_alerted=False))
+    tx.changes["resync"] = None
+    tx.changes["initial_load_done"] = True
+    if first_load:
+        _first_load_summary(tx)
+    return tx.commit()
+
+
+def _first_load_summary(tx: _Tx) -> None:
+    # First load: every waiting customer shows in the badge, but only ONE alert is raised, a
+    # REMINDER about the longest-waiting customer nobody has taken (it opens that customer).
+    urgent = [c for k in tx.waiting_keys if (c := tx.get(k)) is not None and not c.assigned]
+    if not urgent:
+        return
+    oldest = min(urgent, key=lambda c: (c.waiting_since or _MAX_TIME, c.key))
+    tx.alert(AlertKind.REMINDER, oldest, oldest.last_message)
+
+
+# ---------------------------------------------------------------------------------------------
+# My commands
+# ---------------------------------------------------------------------------------------------
+
+
+def _put_outbound(tx: _Tx, command: OutboundCommand) -> None:
+    outbound: Mapping[str, OutboundCommand] = tx.changes.get("outbound", tx.state.outbound)
+    new = dict(outbound)
+    new[command.command_id] = command
+    if len(new) > OUTBOUND_LIMIT:
+        finished = [
+            cid
+            for cid, c in new.items()
+            if c.state in (CommandState.CONFIRMED, CommandState.FAILED, CommandState.UNCONFIRMED)
+        ]
+        excess = len(new) - OUTBOUND_LIMIT
+        victims = finished[:excess] if len(finished) >= excess else list(new)[:excess]
+        for cid in victims:
+            del new[cid]
+    tx.changes["outbound"] = MappingProxyType(new)
+
+
+def _on_command_queued(state: State, event: CommandQueued, limit: int) -> Result:
+    tx = _Tx(state)
+    if event.kind is CommandKind.REFRESH and state.resync is None:
+        # Arm a resync now: customers who start waiting between this request and its first
+        # page are recorded as seen, so the (older) answer cannot drop them.
+        tx.changes["resync"] = ResyncProgress()
+        return tx.commit()
+    if event.kind not in _TRACKED_KINDS:
+        return tx.commit()  # pings, refreshes, history loads: nothing the agent sees
+    key = event.conversation
+    _put_outbound(
+        tx,
+        OutboundCommand(
+            command_id=event.command_id,
+            kind=event.kind,
+            conversation=key,
+            text=event.text,
+            state=CommandState.QUEUED,
+        ),
+    )
+    if not key:
+        return tx.commit()
+    old = tx.get(key)
+    conv = old if old is not None else Conversation(key=key)
+    me = state.connection.user_id
+    if event.kind is CommandKind.REPLY and not event.text.strip():
+        pass  # nothing to show (the codec refuses empty replies; G8: never a blank bubble)
+    elif event.kind is CommandKind.REPLY:
+        idx = conv.messages.index_of_command(event.command_id)
+        if idx >= 0:  # queued again (after a reconnect): same bubble
+            own = conv.messages[idx]
+            conv = dataclasses.replace(
+                conv,
+                messages=conv.messages.replaced(idx, _update(own, reply_state=CommandState.QUEUED, error="")),
+            )
+        else:
+            record = MessageRecord(
+                sender=SenderKind.AGENT,
+                text=event.text,
+                at=state.clock,  # an estimate; the echo brings the server's time
+                agent_id=me,
+                command_id=event.command_id,
+                reply_state=CommandState.QUEUED,
+            )
+            conv = dataclasses.replace(
+                conv, messages=conv.messages.appended(record, limit), **_with_last(conv, record)
+            )
+    elif event.kind is CommandKind.TAKE_OVER and not conv.assigned_to_me:
+        # Optimistic: the button flips at once; a failure rolls it back.
+        undo = conv.takeover_undo or (conv.assigned, conv.agent, conv.assigned_to_me)
+        conv = dataclasses.replace(
+            conv,
+            assigned=True,
+            agent=AgentRef(agent_id=me) if me else None,
+            assigned_to_me=True,
+            pending_takeover=event.command_id,
+            takeover_undo=undo,
+        )
+    tx.put(conv)
+    return tx.commit()
+
+
+def _set_reply_state(
+    tx: _Tx,
+    key: str,
+    command_id: str,
+    reply_state: CommandState,
+    error: str = "",
+    message_id: str | None = None,
+) -> None:
+    conv = tx.get(key)
+    if conv is None:
+        return
+    history = conv.messages
+    idx = history.index_of_command(command_id)
+    if idx < 0:
+        return
+    own = history[idx]
+    if own.echoed and reply_state is not CommandState.CONFIRMED:
+        return  # the server's copy already proved delivery: a late timeout changes nothing
+    if message_id is not None and own.message_id != message_id:
+        echo_idx = history.index_of_id(message_id)
+        if echo_idx >= 0 and (
+            history[echo_idx].sender is not SenderKind.AGENT or history[echo_idx].command_id is not None
+        ):
+            message_id = None  # ids are unique server-side: never take another bubble's id
+        elif echo_idx >= 0:
+            # The echo came first and could not be matched to me (org agent ids differ from
+            # the JWT sub): fold it into my bubble so the reply shows once.
+            echo = history[echo_idx]
+            own = dataclasses.replace(
+                own, at=echo.at or own.at, attachment=echo.attachment or own.attachment, echoed=True
+            )
+            history = history.removed(echo_idx)
+            if echo_idx < idx:
+                idx -= 1
+    new = _update(own, reply_state=reply_state, error=error, message_id=message_id or own.message_id)
+    if new is not own or history is not conv.messages:
+        tx.put(dataclasses.replace(conv, messages=history.replaced(idx, new)))
+
+
+def _update_outbound(
+    tx: _Tx,
+    command_id: str,
+    state: CommandState,
+    reason: FailureReason | None = None,
+    error: str = "",
+    message_id: str | None = None,
+) -> OutboundCommand | None:
+    outbound: Mapping[str, OutboundCommand] = tx.changes.get("outbound", tx.state.outbound)
+    cmd = outbound.get(command_id)
+    if cmd is None:
+        return None
+    if cmd.state is CommandState.CONFIRMED and state is not CommandState.CONFIRMED:
+        return cmd  # confirmed (e.g. by the echo) before a late answer: keep it
+    updated = dataclasses.replace(
+        cmd, state=state, reason=reason, error=error, message_id=message_id or cmd.message_id
+    )
+    if updated != cmd:
+        new = dict(outbound)
+        new[command_id] = updated
+        tx.changes["outbound"] = MappingProxyType(new)
+    return updated
+
+
+def _on_command_sent(state: State, event: CommandSent, limit: int) -> Result:
+    tx = _Tx(state)
+    if event.kind not in _TRACKED_KINDS:
+        return tx.commit()
+    cmd = _update_outbound(tx, event.command_id, CommandState.SENT)
+    key = event.conversation or (cmd.conversation if cmd is not None else "")
+    if event.kind is CommandKind.REPLY and key:
+        conv = tx.get(key)
+        if conv is not None:
+            idx = conv.messages.index_of_command(event.command_id)
+            if idx >= 0:
+                own = conv.messages[idx]
+                if own.reply_state in (CommandState.QUEUED, None):
+                    # Written now: refresh the time estimate the echo is matched against.
+                    sent = _update(own, reply_state=CommandState.SENT, at=_later(own.at, state.clock))
+                    tx.put(dataclasses.replace(conv, messages=conv.messages.replaced(idx, sent)))
+    return tx.commit()
+
+
+def _on_command_succeeded(state: State, event: CommandSucceeded, limit: int) -> Result:
+    tx = _Tx(state)
+    if event.kind not in _TRACKED_KINDS:
+        return tx.commit()
+    cmd = _update_outbound(tx, event.command_id, CommandState.CONFIRMED, message_id=event.message_id)
+    key = event.conversation or (cmd.conversation if cmd is not None else "")
+    if not key:
+        return tx.commit()
+    if event.kind is CommandKind.REPLY:
+        _set_reply_state(tx, key, event.command_id, CommandState.CONFIRMED, message_id=event.message_id)
+        return tx.commit()
+    conv = tx.get(key)
+    if conv is None:
+        return tx.commit()
+    me = state.connection.user_id
+    if event.kind is CommandKind.TAKE_OVER:
+        # Org take-overs are never broadcast (O9): the success is the truth.
+        agent = (
+            conv.agent
+            if conv.assigned_to_me and conv.agent is not None
+            else (AgentRef(agent_id=me) if me else None)
+        )
+        conv = _update(
+            conv,
+            assigned=True,
+            agent=agent,
+            assigned_to_me=True,
+            escalation_alerted=False,
+            pending_takeover=None,
+            takeover_undo=None,
+        )
+    elif conv.assigned_to_me:  # RELEASE
+        conv = _update(conv, assigned=False, agent=None, assigned_to_me=False)
+    tx.put(conv)
+    return tx.commit()
+
+
+def _on_command_failed(state: State, event: CommandFailed, limit: int) -> Result:
+    tx = _Tx(state)
+    if event.kind is CommandKind.REFRESH and state.resync is not None:
+        tx.changes["resync"] = None  # this resync will not complete; the next starts afresh
+        return tx.commit()
+    if event.kind not in _TRACKED_KINDS:
+        return tx.commit()
+    new_state = CommandState.UNCONFIRMED if event.reason is FailureReason.UNCONFIRMED else CommandState.FAILED
+    cmd = _update_outbound(tx, event.command_id, new_state, event.reason, event.text)
+    key = event.conversation or (cmd.conversation if cmd is not None else "")
+    if not key:
+        return tx.commit()
+    if event.kind is CommandKind.REPLY:
+        _set_reply_state(tx, key, event.command_id, new_state, error=event.text or event.reason.value)
+        return tx.commit()
+    conv = tx.get(key)
+    if conv is None or event.kind is not CommandKind.TAKE_OVER or conv.pending_takeover != event.command_id:
+        return tx.commit()
+    undo = conv.takeover_undo or (False, None, False)
+    if event.reason is FailureReason.ALREADY_ASSIGNED:
+        # Somebody else has them (the server rarely says who: G9).
+        was_other = undo[0] and not undo[2]
+        conv = dataclasses.replace(
+            conv,
+            assigned=True,
+            agent=undo[1] if was_other else None,
+            assigned_to_me=False,
+            pending_takeover=None,
+            takeover_undo=None,
+        )
+    else:
+        conv = dataclasses.replace(
+            conv,
+            assigned=undo[0],
+            agent=undo[1],
+            assigned_to_me=undo[2],
+            pending_takeover=None,
+            takeover_undo=None,
+        )
+    tx.put(conv)
+    return tx.commit()
+
+
+# ---------------------------------------------------------------------------------------------
+# Connection, counters, UI intents
+# ---------------------------------------------------------------------------------------------
+
+
+def _on_connection_changed(state: State, event: ConnectionChanged, limit: int) -> Result:
+    tx = _Tx(state)
+    conn = state.connection
+    last_synced = conn.last_synced
+    if event.state is ConnectionState.CONNECTED:
+        last_synced = _utc(event.at) or state.clock or last_synced
+    new = dataclasses.replace(
+        conn, state=event.state, detail=event.detail, retry_in=event.retry_in, last_synced=last_synced
+    )
+    if new != conn:
+        tx.changes["connection"] = new
+    if state.resync is not None and event.state not in _LIVE_STATES:
+        tx.changes["resync"] = None  # the connection dropped: the next resync starts afresh
+    return tx.commit()
+
+
+def _on_connected(state: State, event: Connected, limit: int) -> Result:
+    tx = _Tx(state)
+    conn = state.connection
+    new = dataclasses.replace(
+        conn,
+        user_id=event.user_id or conn.user_id,
+        connection_count=event.connection_count
+        if event.connection_count is not None
+        else conn.connection_count,
+    )
+    if new != conn:
+        tx.changes["connection"] = new
+    return tx.commit()
+
+
+def _on_ignored(state: State, event: Ignored, limit: int) -> Result:
+    tx = _Tx(state)
+    _count_ignored(tx, event.kind)
+    return tx.commit()
+
+
+def _on_nothing(state: State, event: Event, limit: int) -> Result:
+    # Keepalives; ServerAcked/ServerRejected are the network layer's (it turns them into
+    # CommandSucceeded/CommandFailed): counted as events, nothing else.
+    return _Tx(state).commit()
+
+
+def _on_focus(state: State, event: FocusChanged, limit: int) -> Result:
+    tx = _Tx(state)
+    key = event.conversation or None
+    if key != state.focused:
+        tx.changes["focused"] = key
+    if key is not None:
+        conv = tx.get(key)
+        if conv is not None and conv.unread:
+            tx.put(dataclasses.replace(conv, unread=0))
+    return tx.commit()
+
+
+def _on_read(state: State, event: ConversationRead, limit: int) -> Result:
+    tx = _Tx(state)
+    conv = tx.get(event.conversation) if event.conversation else None
+    if conv is not None and conv.unread:
+        tx.put(dataclasses.replace(conv, unread=0))
+    return tx.commit()
+
+
+_Handler = Callable[[State, Any, int], Result]
+
+_HANDLERS: Final[Mapping[type[Event], _Handler]] = {
+    MessageReceived: _on_message,
+    HumanRequested: _on_human_requested,
+    WaitingChanged: _on_waiting_changed,
+    AssignmentChanged: _on_assignment,
+    ConversationUpdated: _on_conversation_updated,
+    WaitingListPage: _on_waiting_list,
+    HistoryPage: _on_history,
+    CommandQueued: _on_command_queued,
+    CommandSent: _on_command_sent,
+    CommandSucceeded: _on_command_succeeded,
+    CommandFailed: _on_command_failed,
+    ConnectionChanged: _on_connection_changed,
+    Connected: _on_connected,
+    KeepaliveReceived: _on_nothing,
+    ServerAcked: _on_nothing,
+    ServerRejected: _on_nothing,
+    Ignored: _on_ignored,
+    FocusChanged: _on_focus,
+    ConversationRead: _on_read,
+}
+
+
+def _on_unknown(state: State, event: Event, limit: int) -> Result:
+    tx = _Tx(state)
+    _count_ignored(tx, f"unhandled:{type(event).__name__}")
+    return tx.commit()
+
+
+def reduce(state: State, event: Event, *, history_limit: int = DEFAULT_HISTORY_LIMIT) -> Result:
+    """Fold one event into the state. Pure: no I/O, no clock, never mutates ``state``.
+
+    Rules where the protocol leaves a choice:
+
+    * **Messages.** Same ``message_id`` -> upsert (never a second bubble). Id-less duplicates
+      (same sender, agent and text, and attachment, within :data:`DUPLICATE_WINDOW`) fold. An
+      agent message from me (``agent_id`` == my user id) folds into my newest reply with that
+      text still awaiting its echo, whether the ack came first or not; the echo confirms the
+      reply. Empty text without attachment: no bubble, no alert; it only moves
+      ``last_message_at``. Unread +1 and ``Alert(MESSAGE)`` for new customer bubbles only
+      (the alert is raised even for the focused conversation: the policy decides).
+      Unknown conversations are created, without a resync (new customers are normal).
+    * **Human mode.** A customer message with ``requires_human`` in a conversation not known
+      to be waiting means we missed the escalation: waiting, one ESCALATION alert (if nobody
+      has them), and one :class:`RequestResync`.
+    * **Escalations.** One ESCALATION alert per episode; the episode ends when the customer is
+      taken, released (``waiting=False``) or resolved. ``WaitingChanged(True)`` alerts only if
+      the customer was not waiting and nobody has them.
+    * **Assignment.** Taking a customer ends their urgency (``Conversation.urgent``) but keeps
+      them in the waiting list. Release of an unknown customer is ignored; assignment of an
+      unknown one without a customer summary requests a resync (once).
+    * **Resync.** A page at offset 0 starts a resync. Rows are server truth for waiting and
+      assignment; history and unread are kept. After the last page of a complete, contiguous
+      list, waiting customers that no page (nor a live escalation during the resync) showed
+      stop waiting. The first resync after start raises no per-customer alerts, only one
+      REMINDER for the longest-waiting untaken customer; later resyncs alert (ESCALATION) for
+      customers newly waiting and untaken.
+    * **Commands.** Only replies, take-overs and releases are tracked. A take-over assigns me
+      optimistically; a failure rolls it back (``already_assigned``: assigned to somebody else).
+
+    Args:
+        state: the current state.
+        event: any domain event; unknown kinds are counted in ``ignored``.
+        history_limit: messages kept per conversation (setting ``ui.history_limit``).
+
+    Returns:
+        The new state and the effects for the outside world (alerts, resync requests).
+    """
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        handler = next((h for t, h in _HANDLERS.items() if isinstance(event, t)), _on_unknown)
+    return handler(state, event, max(1, history_limit))
+
+
+# ---------------------------------------------------------------------------------------------
+# Store
+# ---------------------------------------------------------------------------------------------
+
+Subscriber = Callable[[State, State], None]
+
+
+class Store:
+    """Holds the current state; dispatches events through :func:`reduce`; notifies subscribers.
+
+    Subscribers are called synchronously as ``callback(old_state, new_state)`` after each
+    dispatch that changed the state (once per :meth:`dispatch_many` batch). A subscriber that
+    raises is logged and skipped. A subscriber may dispatch: the nested change is applied at
+    once and its notification is delivered after the current one, so every subscriber sees the
+    transitions in order.
+    """
+
+    def __init__(self, state: State | None = None, *, history_limit: int = DEFAULT_HISTORY_LIMIT) -> None:
+        """Start from ``state`` (default: empty) keeping ``history_limit`` messages per conversation."""
+        self._state = state if state is not None else State()
+        self._history_limit = history_limit
+        self._subscribers: tuple[Subscriber, ...] = ()
+        self._queue: list[tuple[State, State]] = []
+        self._notifying = False
+
+    @property
+    def state(self) -> State:
+        """The current state."""
+        return self._state
+
+    @property
+    def history_limit(self) -> int:
+        """Messages kept per conversation."""
+        return self._history_limit
+
+    @history_limit.setter
+    def history_limit(self, value: int) -> None:
+        # Applies to later appends; existing histories are trimmed as they next change.
+        self._history_limit = max(1, value)
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(old, new)`` after every change; returns the unsubscribe function."""
+        self._subscribers = (*self._subscribers, callback)
+
+        def unsubscribe() -> None:
+            subs = list(self._subscribers)
+            if callback in subs:
+                subs.remove(callback)
+                self._subscribers = tuple(subs)
+
+        return unsubscribe
+
+    def dispatch(self, event: Event) -> tuple[Effect, ...]:
+        """Reduce one event; notify subscribers; return the effects."""
+        old = self._state
+        effects = self._reduce(event)
+        self._notify(old, self._state)
+        return effects
+
+    def dispatch_many(self, events: Iterable[Event]) -> tuple[Effect, ...]:
+        """Reduce a batch of events with ONE notification; return all effects in order."""
+        old = self._state
+        effects: list[Effect] = []
+        for event in events:
+            effects.extend(self._reduce(event))
+        self._notify(old, self._state)
+        return tuple(effects)
+
+    def _reduce(self, event: Event) -> tuple[Effect, ...]:
+        try:
+            self._state, effects = reduce(self._state, event, history_limit=self._history_limit)
+        except Exception:  # a reducer bug must never take the receive loop down
+            logger.exception("reducer failed on %s", type(event).__name__)
+            return ()
+        return effects
+
+    def _notify(self, old: State, new: State) -> None:
+        if old is new:
+            return
+        self._queue.append((old, new))
+        if self._notifying:
+            return  # the outer _notify delivers it, in order
+        self._notifying = True
+        try:
+            while self._queue:
+                before, after = self._queue.pop(0)
+                for callback in self._subscribers:
+                    try:
+                        callback(before, after)
+                    except Exception:
+                        logger.exception("state subscriber %r failed", callback)
+        finally:
+            self._notifying = False
