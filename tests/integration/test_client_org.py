@@ -1,0 +1,241 @@
+"""The net Client against a scripted org server (+ Supabase token endpoint): sign-in, REST, faults."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from tests.helpers.fakes import make_jwt
+from tests.helpers.net_clients import org_rig, running
+from tests.helpers.scripted_server import OrgServer, org_chat
+from tray_agent.core.commands import Release, SendReply, TakeOver
+from tray_agent.core.events import (
+    AssignmentChanged,
+    CommandFailed,
+    CommandSucceeded,
+    Connected,
+    ConnectionState,
+    FailureReason,
+    Ignored,
+    KeepaliveReceived,
+    MessageReceived,
+    WaitingListPage,
+)
+from tray_agent.net.auth import secret_key
+
+pytestmark = pytest.mark.integration
+
+CONNECTED = ConnectionState.CONNECTED
+
+
+def _server(chats: int = 3) -> OrgServer:
+    server = OrgServer()
+    server.chats = [org_chat(f"chat{i}", handled_by="unassigned") for i in range(chats)]
+    return server
+
+
+@pytest.mark.asyncio
+async def test_org_password_grant_token_url_rest_resync_and_live_events() -> None:
+    async with _server(chats=150) as server, running(org_rig(server)) as rig:
+        ev = rig.events
+        await ev.wait_state(CONNECTED)
+        assert server.grants == ["password"]
+        (conn,) = server.connections
+        assert conn.request.query["token"] in server.tokens
+        assert conn.request.path == f"/ws/{server.org_id}"
+        # Resync over REST, pages clamped to 100 by the codec, before CONNECTED.
+        chats = server.requests_to("GET", "/crm/chats")
+        assert [(r.query["skip"], r.query["limit"]) for r in chats] == [("0", "100"), ("100", "100")]
+        assert all(r.headers["Authorization"].startswith("Bearer ") for r in chats)
+        pages = ev.of(WaitingListPage)
+        assert [len(p.customers) for p in pages] == [100, 50]
+        assert not pages[-1].has_more
+        assert ev.of(Connected)[0].connection_count == 1
+        # The refresh token went to the SecretStore; the password did not.
+        assert rig.secrets.values[secret_key(rig.settings, "refresh_token")] in server.refresh_tokens
+        assert secret_key(rig.settings, "password") not in rig.secrets.values
+        # Server JSON ping -> our pong; live events forwarded.
+        await conn.send({"type": "ping", "timestamp": "2026-03-01T10:00:00", "message": "keepalive"})
+        await ev.wait_for(KeepaliveReceived, lambda e: e.kind == "ping")
+        while (await conn.next_frame()).get("type") != "pong":
+            pass
+        await conn.send(server.new_message("chat1", "halo"))
+        msg = await ev.wait_for(MessageReceived, lambda e: e.text == "halo")
+        assert msg.conversation == "chat1"
+        await conn.send({"type": "file_upload_completed", "organization_id": "org1", "doc_id": "d"})
+        await ev.wait_for(Ignored, lambda e: e.kind == "file_upload_completed")
+
+
+@pytest.mark.asyncio
+async def test_org_commands_over_rest() -> None:
+    async with _server() as server:
+        server.chats.append(org_chat("taken", handled_by="human", human_id="someone-else"))
+        async with running(org_rig(server)) as rig:
+            ev = rig.events
+            await ev.wait_state(CONNECTED)
+
+            take = TakeOver(conversation="chat1")
+            rig.client.submit(take)
+            await ev.wait_for(CommandSucceeded, lambda e: e.command_id == take.command_id)
+            change = await ev.wait_for(AssignmentChanged, lambda e: e.conversation == "chat1")
+            assert change.is_me
+
+            conflict = TakeOver(conversation="taken")
+            rig.client.submit(conflict)
+            fail = await ev.wait_for(CommandFailed, lambda e: e.command_id == conflict.command_id)
+            assert "already handled" in fail.text
+
+            reply = SendReply(conversation="chat1", text="Selamat pagi")
+            rig.client.submit(reply)
+            done = await ev.wait_for(CommandSucceeded, lambda e: e.command_id == reply.command_id)
+            assert done.message_id
+            (post,) = server.requests_to("POST", "/crm/chats/chat1/messages")
+            assert post.headers["Content-Type"].startswith("multipart/form-data")
+            assert post.form == {
+                "sender_type": "agent",
+                "sender_id": server.user_id,
+                "content": "Selamat pagi",
+            }
+            echo = await ev.wait_for(MessageReceived, lambda e: e.message_id == done.message_id)
+            assert echo.text == "Selamat pagi"
+
+            missing = SendReply(conversation="nochat", text="hello?")
+            rig.client.submit(missing)
+            fail = await ev.wait_for(CommandFailed, lambda e: e.command_id == missing.command_id)
+            assert fail.reason is FailureReason.NOT_FOUND
+
+            release = Release(conversation="chat1")
+            rig.client.submit(release)
+            await ev.wait_for(CommandSucceeded, lambda e: e.command_id == release.command_id)
+            assert server.requests_to("PUT", "/crm/chats/chat1/assign")[-1].json() == {
+                "assigned_agent_id": "ai-1",
+                "assigned_to_me": False,
+            }
+
+
+@pytest.mark.asyncio
+async def test_org_token_refresh_on_rest_401_and_handshake_403() -> None:
+    async with _server() as server, running(org_rig(server)) as rig:
+        ev = rig.events
+        await ev.wait_state(CONNECTED)
+        # The access token stops being accepted: REST 401 -> refresh grant -> retried once.
+        server.tokens.clear()
+        take = TakeOver(conversation="chat1")
+        rig.client.submit(take)
+        await ev.wait_for(CommandSucceeded, lambda e: e.command_id == take.command_id)
+        assert server.grants == ["password", "refresh_token"]
+        assert len(server.requests_to("PUT", "/crm/chats/chat1/assign")) == 2
+        # Again, then the socket drops: the handshake's 403 triggers one refresh.
+        server.tokens.clear()
+        mark = ev.mark()
+        await server.drop_all()
+        await ev.wait_state(CONNECTED, after=mark)
+        assert server.grants == ["password", "refresh_token", "refresh_token"]
+        assert server.rejected == 1
+
+
+@pytest.mark.asyncio
+async def test_org_expired_token_refreshed_before_use() -> None:
+    async with _server() as server:
+        server.token_lifetime = 30.0  # inside the 60 s refresh margin: refreshed at every use
+        async with running(org_rig(server)) as rig:
+            await rig.events.wait_state(CONNECTED)
+            assert server.grants[0] == "password"
+            assert server.grants[1:]
+            assert set(server.grants[1:]) == {"refresh_token"}
+
+
+@pytest.mark.asyncio
+async def test_org_auth_expiry_ends_in_auth_required_without_retry_storm() -> None:
+    async with _server() as server, running(org_rig(server)) as rig:
+        ev = rig.events
+        await ev.wait_state(CONNECTED)
+        server.revoke_all()
+        server.password = "changed"
+        mark = ev.mark()
+        await server.drop_all()
+        change = await ev.wait_state(ConnectionState.AUTH_REQUIRED, after=mark)
+        assert change.detail == "Wrong e-mail or password."
+        assert server.handshakes == 2
+        assert server.rejected == 1
+        assert server.grants == ["password", "refresh_token", "password"]
+        rig.client._auth.set_password("changed")  # type: ignore[attr-defined]
+        rig.client.reauthenticate()
+        await ev.wait_state(CONNECTED, after=mark)
+        assert server.handshakes == 3
+        assert server.grants[-1] == "password"
+
+
+@pytest.mark.asyncio
+async def test_org_pasted_token_cannot_be_refreshed() -> None:
+    async with _server() as server:
+        pasted = make_jwt(server.user_id, exp=time.time() + 3600)
+        server.tokens.add(pasted)
+        async with running(org_rig(server, password=None, token=pasted)) as rig:
+            await rig.events.wait_state(CONNECTED)
+            assert server.grants == []
+            server.tokens.clear()
+            mark = rig.events.mark()
+            await server.drop_all()
+            change = await rig.events.wait_state(ConnectionState.AUTH_REQUIRED, after=mark)
+            assert "pasted token" in change.detail
+            assert server.handshakes == 2
+            assert server.grants == []
+
+
+@pytest.mark.asyncio
+async def test_org_periodic_resync_and_half_open_recovery() -> None:
+    async with _server() as server:
+        rig = org_rig(server, resync_interval=0.05, heartbeat_interval=0.05, heartbeat_timeout=0.5)
+        async with running(rig):
+            ev = rig.events
+            await ev.wait_state(CONNECTED)
+            await ev.wait_count(WaitingListPage, 3)  # the initial resync and two periodic ones
+            conn = await server.next_connection()
+            mark = ev.mark()
+            conn.silent = True  # the zombie socket of O10: no pong, no ping
+            change = await ev.wait_state(ConnectionState.RECONNECTING, after=mark)
+            assert change.detail == "no answer to the heartbeat"
+            await ev.wait_state(CONNECTED, after=mark)
+            assert len(server.connections) == 2
+
+
+@pytest.mark.asyncio
+async def test_org_reply_queued_during_restart_is_posted_once() -> None:
+    async with _server() as server, running(org_rig(server)) as rig:
+        ev = rig.events
+        await ev.wait_state(CONNECTED)
+        mark = ev.mark()
+        await server.go_down()
+        await ev.wait_state(ConnectionState.RECONNECTING, after=mark)
+        reply = SendReply(conversation="chat2", text="sorry for the wait")
+        rig.client.submit(reply)
+        await server.come_up()
+        await ev.wait_state(CONNECTED, after=mark)
+        await ev.wait_for(CommandSucceeded, lambda e: e.command_id == reply.command_id)
+        assert server.message_posts == 1
+
+
+@pytest.mark.asyncio
+async def test_org_secrets_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = _server()
+    server.password = "correct horse battery staple"
+    async with server, running(org_rig(server, password=server.password)) as rig:
+        await rig.events.wait_state(CONNECTED)
+        server.tokens.clear()
+        mark = rig.events.mark()
+        await server.drop_all()
+        await rig.events.wait_state(CONNECTED, after=mark)
+        take = TakeOver(conversation="chat1")
+        rig.client.submit(take)
+        await rig.events.wait_for(CommandSucceeded, lambda e: e.command_id == take.command_id)
+        secrets = {*rig.secrets.values.values(), server.password}
+        secrets |= {conn.request.query["token"] for conn in server.connections}
+    assert caplog.records
+    for record in caplog.records:
+        text = record.getMessage()
+        for secret in secrets:
+            assert secret not in text, f"secret in log line {record.name}: {text[:80]}"
