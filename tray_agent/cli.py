@@ -89,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_connection_flags(listen, subcommand=True)
 
+    doctor = sub.add_parser(
+        "doctor",
+        help="check settings, keyring, tray, notifications, audio and the server; exit non-zero on a failure",
+    )
+    _add_connection_flags(doctor, subcommand=True)
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    open_cmd = sub.add_parser(
+        "open",
+        help="open a conversation's chat window in the running app (or start it first)",
+    )
+    open_cmd.add_argument("target", help="a conversation id, or a tray-agent:// link")
+    _add_connection_flags(open_cmd, subcommand=True)
+
     demo = sub.add_parser(
         "demo-server",
         help="run the reference backend (both dialects) with simulated customers",
@@ -122,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tray_agent.listen import run as run_listen
 
         return run_listen(args)
+    if command == "doctor":
+        from tray_agent.doctor import run as run_doctor
+
+        return run_doctor(args)
     if command == "demo-server":
         from tray_agent.demo.server import run as run_demo
 

@@ -1,0 +1,65 @@
+"""`--demo`: start the built-in demo backend in-process and sign in to it with no configuration.
+
+Used by the composition roots (``app.py`` and ``listen.py``) only: the demo package itself knows
+nothing of the client, and this module only turns the demo's sign-in details into the same
+command-line overrides an agent would type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+
+from tray_agent.demo.base import DemoInfo
+from tray_agent.demo.server import DemoServer
+
+logger = logging.getLogger(__name__)
+
+DEMO_SIMULATE_RATE = 4.0  # simulated customers per minute: lively, but readable
+DEMO_PRELOAD = 3  # customers already waiting when the app starts
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSession:
+    """A running demo backend and how to sign in to it."""
+
+    server: DemoServer
+    info: DemoInfo
+    password: str
+
+
+async def start_demo(dialect: str, *, seed: int | None = None) -> DemoSession:
+    """Start the demo backend on a free loopback port with the customer simulator on.
+
+    Args:
+        dialect: ``"org"`` or ``"dashboard"``.
+        seed: simulator seed (None: a different day every time).
+
+    Returns:
+        The running server (stop it with ``await session.server.stop()``) and its first agent's
+        password.
+
+    Raises:
+        OSError: the loopback port could not be bound.
+    """
+    server = DemoServer(dialect, simulate=DEMO_SIMULATE_RATE, seed=seed, preload=DEMO_PRELOAD)
+    info = await server.start()
+    agent = info.agents[0]
+    logger.info("demo backend (%s) at %s; signed in as %s", dialect, info.url, agent.email)
+    return DemoSession(server=server, info=info, password=agent.password)
+
+
+def apply_demo_flags(args: argparse.Namespace, session: DemoSession) -> None:
+    """Set the connection flags on ``args`` as if the agent had typed them for the demo."""
+    info = session.info
+    agent = info.agents[0]
+    args.dialect = info.dialect
+    args.server = info.url
+    args.email = agent.email
+    if info.dialect == "org":
+        args.org = agent.tenant
+        args.supabase_url = info.extra.get("supabase_url", info.url)
+        args.supabase_key = info.extra.get("supabase_anon_key", "")
+    else:
+        args.company = agent.tenant
