@@ -23,7 +23,6 @@ from tray_agent.core.events import (
     MessageReceived,
     WaitingListPage,
 )
-from tray_agent.net.auth import secret_key
 
 pytestmark = pytest.mark.integration
 
@@ -54,8 +53,8 @@ async def test_org_password_grant_token_url_rest_resync_and_live_events() -> Non
         assert not pages[-1].has_more
         assert ev.of(Connected)[0].connection_count == 1
         # The refresh token went to the SecretStore; the password did not.
-        assert rig.secrets.values[secret_key(rig.settings, "refresh_token")] in server.refresh_tokens
-        assert secret_key(rig.settings, "password") not in rig.secrets.values
+        assert rig.secrets.values[rig.settings.secret_key("refresh_token")] in server.refresh_tokens
+        assert rig.settings.secret_key("password") not in rig.secrets.values
         # Server JSON ping -> our pong; live events forwarded.
         await conn.send({"type": "ping", "timestamp": "2026-03-01T10:00:00", "message": "keepalive"})
         await ev.wait_for(KeepaliveReceived, lambda e: e.kind == "ping")

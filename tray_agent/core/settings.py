@@ -81,9 +81,12 @@ class ConnectionSettings(_Section):
             account: The account it belongs to; defaults to ``email``.
 
         Returns:
-            ``"<dialect>:<server>:<account>:<kind>"``, see :func:`secret_key`.
+            ``"<dialect>:<server>:<tenant>:<account>:<kind>"``, see :func:`secret_key`; the
+            tenant is the organisation (org) or company (dashboard), so that one agent's
+            accounts in two tenants of one server never share a secret.
         """
-        return secret_key(self.dialect, self.server, self.email if account is None else account, kind)
+        tenant = self.org if self.dialect == "org" else self.company
+        return secret_key(self.dialect, self.server, tenant, self.email if account is None else account, kind)
 
 
 class AlertSettings(_Section):
@@ -115,8 +118,8 @@ class UiSettings(_Section):
     remember_password: bool = False
 
 
-def secret_key(dialect: str, server: str, account: str, kind: str) -> str:
-    """The keyring key of one secret: ``"<dialect>:<server>:<account>:<kind>"``.
+def secret_key(dialect: str, server: str, tenant: str, account: str, kind: str) -> str:
+    """The keyring key of one secret: ``"<dialect>:<server>:<tenant>:<account>:<kind>"``.
 
     The server URL loses a trailing slash and the account is lower-cased, so that the same
     sign-in always finds the same secret.
@@ -124,13 +127,14 @@ def secret_key(dialect: str, server: str, account: str, kind: str) -> str:
     Args:
         dialect: ``"org"`` or ``"dashboard"``.
         server: Base URL of the backend.
+        tenant: Organisation id (org) or company id (dashboard).
         account: The agent's e-mail (or another account id).
         kind: What the secret is, e.g. ``"refresh_token"``.
 
     Returns:
         The key; the keyring's service name is ``"tray-agent"``.
     """
-    return f"{dialect}:{server.rstrip('/')}:{account.strip().lower()}:{kind}"
+    return f"{dialect}:{server.rstrip('/')}:{tenant.strip()}:{account.strip().lower()}:{kind}"
 
 
 class Settings(_Section):

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -147,15 +146,6 @@ def make_ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | None:
     context = ssl.create_default_context()
     context.load_verify_locations(cafile=settings.ca_bundle)
     return context
-
-
-def secret_key(settings: ConnectionSettings, kind: str) -> str:
-    """The SecretStore key of one secret (``kind``: password, refresh_token, session)."""
-    if settings.dialect == "org":
-        host = urlsplit(settings.supabase_url).netloc or settings.supabase_url
-        return f"tray_agent/org/{host}/{settings.email}/{kind}"
-    host = urlsplit(settings.server).netloc or settings.server
-    return f"tray_agent/dashboard/{host}/{settings.company}/{settings.email}/{kind}"
 
 
 async def get_secret(secrets: SecretStore, key: str) -> str:
@@ -297,7 +287,7 @@ class OrgAuthenticator:
         self._pasted = False
         self._invalid = True
         if remember:
-            self._secrets.set(secret_key(self._settings, "password"), password)
+            self._secrets.set(self._settings.secret_key("password"), password)
 
     def set_token(self, token: str) -> None:
         """Use a pasted access token (no refresh possible).
@@ -343,7 +333,7 @@ class OrgAuthenticator:
         settings = self._settings
         if not settings.supabase_url or not settings.supabase_key:
             raise AuthRefused("Sign-in needs the Supabase URL and anon key in the settings.")
-        refresh = self._refresh or await get_secret(self._secrets, secret_key(settings, "refresh_token"))
+        refresh = self._refresh or await get_secret(self._secrets, settings.secret_key("refresh_token"))
         if refresh:
             request = supabase_refresh_request(settings.supabase_url, settings.supabase_key, refresh)
             answer = await perform(
@@ -356,8 +346,8 @@ class OrgAuthenticator:
                     raise _raise_for(exc) from None
                 logger.info("refresh token refused (%s); trying the password", exc.text)
                 self._refresh = ""
-                await off_loop(lambda: self._secrets.delete(secret_key(settings, "refresh_token")))
-        password = self._password or await get_secret(self._secrets, secret_key(settings, "password"))
+                await off_loop(lambda: self._secrets.delete(settings.secret_key("refresh_token")))
+        password = self._password or await get_secret(self._secrets, settings.secret_key("password"))
         if not password:
             raise AuthRefused("Please sign in.")
         request = supabase_password_request(
@@ -381,7 +371,7 @@ class OrgAuthenticator:
         self._invalid = False
         if session.refresh_token:
             self._refresh = session.refresh_token
-            key = secret_key(self._settings, "refresh_token")
+            key = self._settings.secret_key("refresh_token")
             await off_loop(lambda: self._secrets.set(key, session.refresh_token))
         if self._expires_at is not None:
             skew = (self._expires_at - self._clock.now()).total_seconds()
@@ -448,7 +438,7 @@ class DashboardAuthenticator:
         self._cookie = ""
         self._stored_tried = True  # a new password means a fresh login, not the old cookie
         if remember:
-            self._secrets.set(secret_key(self._settings, "password"), password)
+            self._secrets.set(self._settings.secret_key("password"), password)
 
     def invalidate(self) -> None:  # noqa: D102 (protocol)
         self._cookie = ""
@@ -464,10 +454,10 @@ class DashboardAuthenticator:
         settings = self._settings
         if not self._cookie and not self._stored_tried:
             self._stored_tried = True
-            self._cookie = await get_secret(self._secrets, secret_key(settings, "session"))
+            self._cookie = await get_secret(self._secrets, settings.secret_key("session"))
         if self._cookie:
             return Credentials(cookie=self._cookie, user_id=self._user_id)
-        password = self._password or await get_secret(self._secrets, secret_key(settings, "password"))
+        password = self._password or await get_secret(self._secrets, settings.secret_key("password"))
         if not password:
             raise AuthRefused("Please sign in.")
         if not settings.company or not settings.email:
@@ -484,7 +474,7 @@ class DashboardAuthenticator:
             raise _raise_for(exc) from None
         self._cookie = login.session
         self._user_id = login.user_id or self._user_id
-        key = secret_key(settings, "session")
+        key = settings.secret_key("session")
         await off_loop(lambda: self._secrets.set(key, login.session))
         return Credentials(cookie=self._cookie, user_id=self._user_id)
 
@@ -510,7 +500,7 @@ class DashboardAuthenticator:
             logger.info("session expired on the server; will sign in again at the next reconnect")
             self._cookie = ""
             self._stored_tried = True
-            key = secret_key(self._settings, "session")
+            key = self._settings.secret_key("session")
             await off_loop(lambda: self._secrets.delete(key))
 
 

@@ -37,7 +37,6 @@ import enum
 import ipaddress
 import logging
 import random
-import re
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -70,6 +69,7 @@ from tray_agent.core.events import (
 from tray_agent.core.ports import Clock
 from tray_agent.core.protocol.auth import redact_url
 from tray_agent.core.protocol.base import DialectCodec, EncodeError, HttpCall, WsFrame
+from tray_agent.core.redact import RedactingFilter
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.net.auth import (
     Authenticator,
@@ -88,38 +88,12 @@ _MAX_RESYNC_PAGES = 500
 
 
 # ---------------------------------------------------------------------------------------------
-# Secret redaction for the websockets library's own (debug) logging
+# The websockets library logs handshakes (with the ?token= URL and Cookie header) at debug level:
+# its logger gets the core redaction filter itself, so no handler ever sees those secrets.
 # ---------------------------------------------------------------------------------------------
 
-_SECRET_PATTERNS = (
-    (re.compile(r"([?&]token=)[^&\s\"']+", re.IGNORECASE), r"\1***"),
-    (re.compile(r"(cookie:\s*)[^\r\n]+", re.IGNORECASE), r"\1***"),
-    (re.compile(r"(authorization:\s*)[^\r\n]+", re.IGNORECASE), r"\1***"),
-    (re.compile(r"(session=)[^;\s\"']+", re.IGNORECASE), r"\1***"),
-)
-
-
-def redact(text: str) -> str:
-    """Mask tokens, cookies and bearer headers in a log text."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-class _RedactingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record: let logging report it as it would
-            return True
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
 _wire_logger = logging.getLogger("tray_agent.net.wire")
-_wire_logger.addFilter(_RedactingFilter())
+_wire_logger.addFilter(RedactingFilter())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -553,11 +553,13 @@ def test_token_is_hidden_in_repr() -> None:
 
 
 def test_secret_key_format() -> None:
-    assert secret_key("org", "https://s.example.com/", " Alice@Example.com", "refresh_token") == (
-        "org:https://s.example.com:alice@example.com:refresh_token"
+    assert secret_key("org", "https://s.example.com/", "org-1", " Alice@Example.com", "refresh_token") == (
+        "org:https://s.example.com:org-1:alice@example.com:refresh_token"
     )
-    conn = Settings().connection.model_copy(update={"server": "https://h", "email": "a@b"})
-    assert conn.secret_key("password") == "dashboard:https://h:a@b:password"
+    conn = Settings().connection.model_copy(update={"server": "https://h", "email": "a@b", "company": "c9"})
+    assert conn.secret_key("password") == "dashboard:https://h:c9:a@b:password"
+    org = conn.model_copy(update={"dialect": "org", "org": "o1"})
+    assert org.secret_key("password") == "org:https://h:o1:a@b:password"
 
 
 def test_loaded_settings_is_frozen() -> None:

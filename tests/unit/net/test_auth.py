@@ -33,7 +33,6 @@ from tray_agent.net.auth import (
     DashboardAuthenticator,
     OrgAuthenticator,
     ServerUnreachable,
-    secret_key,
 )
 
 NOW = datetime(2026, 3, 21, 8, 0, tzinfo=UTC)
@@ -213,7 +212,7 @@ async def test_org_authenticator_password_then_refresh_then_password_fallback() 
         second = await auth.credentials(http)
         assert second.token != first.token
         assert server.grants == ["password", "refresh_token"]
-        assert secrets.values[secret_key(settings, "refresh_token")] in server.refresh_tokens
+        assert secrets.values[settings.secret_key("refresh_token")] in server.refresh_tokens
         # Refused by the server -> refresh; a dead refresh token -> password again.
         server.refresh_tokens.clear()
         auth.invalidate()
@@ -234,12 +233,12 @@ async def test_org_authenticator_uses_a_stored_refresh_token_and_remembered_pass
     async with OrgServer() as server, aiohttp.ClientSession() as http:
         settings = _org_settings(server)
         refresh = server.issue()["refresh_token"]
-        secrets = FakeSecretStore({secret_key(settings, "refresh_token"): refresh})
+        secrets = FakeSecretStore({settings.secret_key("refresh_token"): refresh})
         auth = OrgAuthenticator(settings, secrets, FakeClock())
         await auth.credentials(http)
         assert server.grants == ["refresh_token"]
         auth.set_password("pw", remember=True)
-        assert secrets.values[secret_key(settings, "password")] == "pw"
+        assert secrets.values[settings.secret_key("password")] == "pw"
 
 
 @pytest.mark.asyncio
@@ -300,7 +299,7 @@ async def test_dashboard_authenticator_login_store_reuse_and_keepalive() -> None
         creds = await auth.credentials(http)
         assert creds.cookie in server.sessions
         assert creds.user_id == server.user_id
-        assert secrets.values[secret_key(settings, "session")] == creds.cookie
+        assert secrets.values[settings.secret_key("session")] == creds.cookie
         # A later run reuses the stored cookie without logging in.
         again = DashboardAuthenticator(settings, secrets, FakeClock())
         assert (await again.credentials(http)).cookie == creds.cookie
@@ -310,7 +309,7 @@ async def test_dashboard_authenticator_login_store_reuse_and_keepalive() -> None
         assert server.checks == 1
         server.sessions.clear()
         await again.keepalive(http)
-        assert secret_key(settings, "session") not in secrets.values
+        assert settings.secret_key("session") not in secrets.values
         with pytest.raises(AuthRefused):
             await again.credentials(http)  # no password known to this instance
         # A wrong password is refused.

@@ -21,9 +21,10 @@ from tray_agent.core.events import (
 )
 from tray_agent.core.protocol.auth import redact_url
 from tray_agent.core.protocol.base import EncodeError, HttpCall, Outbound, WsFrame
+from tray_agent.core.redact import redact
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.net.auth import Credentials, DashboardAuthenticator
-from tray_agent.net.client import Backoff, Client, ConfigError, Timings, http_base, redact, ws_url
+from tray_agent.net.client import Backoff, Client, ConfigError, Timings, http_base, ws_url
 
 
 class FakeCodec:
