@@ -39,7 +39,7 @@ def test_event_to_json_has_event_name_first_and_plain_values():
     line = ev.event_to_json(event)
     assert "\n" not in line
     data = json.loads(line)
-    assert list(data)[0] == "event"
+    assert next(iter(data)) == "event"
     assert data["event"] == "message_received"
     assert data["sender"] == "customer"
     assert data["sent_at"] == "2026-03-21T08:15:30+00:00"
@@ -77,8 +77,10 @@ def test_events_are_frozen():
 def test_commands_get_unique_ids_and_kinds():
     a, b = TakeOver("c1"), TakeOver("c1")
     assert a.command_id != b.command_id
-    assert a.kind is ev.CommandKind.TAKE_OVER and a.conversation_key == "c1"
+    assert a.kind is ev.CommandKind.TAKE_OVER
+    assert a.conversation_key == "c1"
     reply = SendReply("c2", "hi")
-    assert reply.kind is ev.CommandKind.REPLY and reply.conversation_key == "c2"
+    assert reply.kind is ev.CommandKind.REPLY
+    assert reply.conversation_key == "c2"
     assert Ping().conversation_key == ""
     assert new_command_id() != new_command_id()

@@ -188,19 +188,26 @@ def test_keyring_store_plaintext_only_when_allowed() -> None:
     assert backend.values == {(SERVICE, KEY): "rt-1"}
 
 
-def test_keyring_store_chainer_skips_plaintext(monkeypatch: pytest.MonkeyPatch) -> None:
+def _chainer_of(*backends: keyring.backend.KeyringBackend) -> chainer.ChainerBackend:
+    # A subclass, not monkeypatch.setattr: reading the real ``backends`` class property would
+    # probe every installed backend (and D-Bus) in whatever environment the test runs in.
+    class _Chainer(chainer.ChainerBackend):
+        pass
+
+    _Chainer.backends = list(backends)  # type: ignore[misc]
+    return _Chainer()
+
+
+def test_keyring_store_chainer_skips_plaintext() -> None:
     secure = FakeKeyring()
     plaintext = PlaintextKeyring()
-    monkeypatch.setattr(chainer.ChainerBackend, "backends", [plaintext, secure])
-    store = KeyringSecretStore(backend=chainer.ChainerBackend())
+    store = KeyringSecretStore(backend=_chainer_of(plaintext, secure))
     store.set(KEY, "rt-1")
     assert secure.values == {(SERVICE, KEY): "rt-1"}
     assert plaintext.values == {}
 
-    monkeypatch.setattr(chainer.ChainerBackend, "backends", [plaintext])
-    assert KeyringSecretStore(backend=chainer.ChainerBackend()).persistent is False
-    monkeypatch.setattr(chainer.ChainerBackend, "backends", [])
-    assert KeyringSecretStore(backend=chainer.ChainerBackend()).problem == NO_KEYRING
+    assert KeyringSecretStore(backend=_chainer_of(plaintext)).persistent is False
+    assert KeyringSecretStore(backend=_chainer_of()).problem == NO_KEYRING
 
 
 def test_keyring_store_backend_discovery_failure(monkeypatch: pytest.MonkeyPatch) -> None:
