@@ -1,0 +1,161 @@
+"""GUI-test fixtures: a qasync loop for async tests, fakes at the ports, a store with helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import qasync
+from PySide6.QtWidgets import QApplication
+
+from tray_agent.core.commands import Command
+from tray_agent.core.effects import SoundName, Toast
+from tray_agent.core.events import ConnectionChanged, ConnectionState, Event, HumanRequested
+from tray_agent.core.ports import ToastCallback
+from tray_agent.core.state import Store
+
+NOW = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], Any]]:
+    """Async GUI tests run on a qasync loop over the test QApplication (DESKTOP-TESTING.md A)."""
+    return {"qasync": lambda: qasync.QEventLoop(QApplication.instance() or QApplication([]))}
+
+
+class FakeClock:
+    """A settable wall clock."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    def monotonic(self) -> float:
+        return self.current.timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+async def _done() -> None:
+    return None
+
+
+class FakeNotifier:
+    """Records toasts at the call (the coroutine it returns does nothing)."""
+
+    def __init__(self, available: bool = True, fail: bool = False) -> None:
+        self.shown: list[Toast] = []
+        self.withdrawn: list[str] = []
+        self.callback: ToastCallback | None = None
+        self._available = available
+        self._fail = fail
+
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    def set_callback(self, callback: ToastCallback) -> None:
+        self.callback = callback
+
+    def show(self, toast: Toast) -> Awaitable[None]:
+        self.shown.append(toast)
+        return self._failing() if self._fail else _done()
+
+    def withdraw(self, key: str) -> Awaitable[None]:
+        self.withdrawn.append(key)
+        return _done()
+
+    async def _failing(self) -> None:
+        raise RuntimeError("the notification server went away")
+
+
+class FakeSound:
+    def __init__(self) -> None:
+        self.played: list[tuple[SoundName, float]] = []
+
+    @property
+    def available(self) -> bool:
+        return True
+
+    def play(self, sound: SoundName, volume: float = 1.0) -> None:
+        self.played.append((sound, volume))
+
+
+class FakeCommandSink:
+    def __init__(self) -> None:
+        self.submitted: list[Command] = []
+
+    def submit(self, command: Command) -> None:
+        self.submitted.append(command)
+
+
+class FakeWindowManager:
+    """Same methods as ui.windows.WindowManager; records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def show_inbox(self) -> None:
+        self.calls.append(("show_inbox",))
+
+    def open_chat(self, conversation: str) -> None:
+        self.calls.append(("open_chat", conversation))
+
+    def show_settings(self) -> None:
+        self.calls.append(("show_settings",))
+
+    def show_sign_in(self, problem: str = "") -> None:
+        self.calls.append(("show_sign_in", problem))
+
+
+def close_awaitable(awaitable: Awaitable[None]) -> None:
+    """A spawn for runners in sync tests: the fakes already recorded the call."""
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store() -> Store:
+    return Store()
+
+
+@pytest.fixture
+def notifier() -> FakeNotifier:
+    return FakeNotifier()
+
+
+@pytest.fixture
+def sound() -> FakeSound:
+    return FakeSound()
+
+
+@pytest.fixture
+def sink() -> FakeCommandSink:
+    return FakeCommandSink()
+
+
+@pytest.fixture
+def windows() -> FakeWindowManager:
+    return FakeWindowManager()
+
+
+def connected(at: datetime = NOW) -> Event:
+    return ConnectionChanged(state=ConnectionState.CONNECTED, at=at)
+
+
+def escalation(key: str, name: str, minutes_ago: float = 1.0, now: datetime = NOW) -> Event:
+    return HumanRequested(
+        conversation=key, customer_name=name, text="help", at=now - timedelta(minutes=minutes_ago)
+    )

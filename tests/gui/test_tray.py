@@ -1,0 +1,295 @@
+"""TrayController: icon state and badge, tooltip, menu contents and actions, plain-text customer names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+from pytestqt.qtbot import QtBot
+
+from tests.gui.conftest import (
+    NOW,
+    FakeClock,
+    FakeCommandSink,
+    FakeNotifier,
+    FakeSound,
+    FakeWindowManager,
+    close_awaitable,
+    connected,
+    escalation,
+)
+from tray_agent.core.commands import TakeOver
+from tray_agent.core.events import ConnectionChanged, ConnectionState
+from tray_agent.core.policy import AlertPolicy
+from tray_agent.core.settings import AlertSettings
+from tray_agent.core.state import Store
+from tray_agent.ui.bridge import StoreBridge
+from tray_agent.ui.effects import EffectRunner
+from tray_agent.ui.tray import (
+    MENU_CUSTOMERS,
+    IconState,
+    TrayController,
+    badge_text,
+    icon_svg,
+    menu_text,
+    render_icon_image,
+)
+
+pytestmark = pytest.mark.gui
+
+
+class Rig:
+    def __init__(
+        self,
+        qtbot: QtBot,
+        store: Store,
+        clock: FakeClock,
+        sink: FakeCommandSink,
+        windows: FakeWindowManager | None,
+        settings: AlertSettings,
+    ) -> None:
+        self.qtbot = qtbot
+        self.store = store
+        self.clock = clock
+        self.sink = sink
+        self.windows = windows
+        self.bridge = StoreBridge(store)
+        self.notifier = FakeNotifier()
+        self.runner = EffectRunner(
+            AlertPolicy(settings), self.notifier, FakeSound(), clock, settings, spawn=close_awaitable
+        )
+        self.bridge.waiting_changed.connect(self.runner.set_waiting)
+        self.tray = TrayController(
+            self.bridge, self.runner, sink, clock, windows=windows, tray_available=False
+        )
+
+    def dispatch(self, *events: object) -> None:
+        with self.qtbot.waitSignal(self.bridge.flushed, timeout=1000):
+            for event in events:
+                self.runner.run(self.store.dispatch(event))  # type: ignore[arg-type]
+
+    def menu(self) -> QMenu:
+        self.tray.refresh_menu()
+        return self.tray.menu
+
+    def close(self) -> None:
+        self.tray.hide()
+        self.bridge.close()
+
+
+@pytest.fixture
+def make_rig(qtbot: QtBot, store: Store, clock: FakeClock, sink: FakeCommandSink) -> Iterator[object]:
+    rigs: list[Rig] = []
+
+    def make(windows: FakeWindowManager | None = None, settings: AlertSettings | None = None) -> Rig:
+        rig = Rig(qtbot, store, clock, sink, windows, settings or AlertSettings())
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+@pytest.fixture
+def rig(make_rig: object, windows: FakeWindowManager) -> Rig:
+    return make_rig(windows)  # type: ignore[operator,no-any-return]
+
+
+def texts(menu: QMenu) -> list[str]:
+    return [a.text() for a in menu.actions() if not a.isSeparator()]
+
+
+def find(menu: QMenu, name: str) -> QAction:
+    for action in menu.actions():
+        if action.objectName() == name:
+            return action
+    raise LookupError(f"{name} not in {[a.objectName() for a in menu.actions()]}")
+
+
+def find_text(menu: QMenu, text: str) -> QAction:
+    for action in menu.actions():
+        if action.text() == text:
+            return action
+    raise LookupError(f"{text!r} not in {texts(menu)}")
+
+
+@pytest.mark.parametrize(
+    ("state", "icon"),
+    [
+        (ConnectionState.CONNECTED, IconState.CONNECTED),
+        (ConnectionState.LIMITED, IconState.CONNECTED),
+        (ConnectionState.CONNECTING, IconState.CONNECTING),
+        (ConnectionState.RECONNECTING, IconState.CONNECTING),
+        (ConnectionState.RESYNCING, IconState.CONNECTING),
+        (ConnectionState.OFFLINE, IconState.OFFLINE),
+        (ConnectionState.AUTH_REQUIRED, IconState.AUTH),
+    ],
+)
+def test_tray_icon_state_follows_connection(rig: Rig, state: ConnectionState, icon: IconState) -> None:
+    rig.dispatch(connected())
+    if state is not ConnectionState.CONNECTED:
+        rig.dispatch(ConnectionChanged(state=state, detail="x"))
+    assert rig.tray.icon_state is icon
+
+
+def test_tray_icon_dnd_and_sla(rig: Rig, clock: FakeClock) -> None:
+    rig.dispatch(connected())
+    rig.runner.set_dnd(clock.now() + timedelta(hours=1))
+    assert rig.tray.icon_state is IconState.DND
+    rig.dispatch(escalation("p/1", "Ann", minutes_ago=30))  # beyond the 10-minute SLA
+    assert rig.tray.icon_state is IconState.SLA
+
+
+def test_tray_badge_counts_customers_waiting(rig: Rig, qtbot: QtBot) -> None:
+    shown: list[str] = []
+    rig.tray.icon_changed.connect(shown.append)
+    rig.dispatch(connected(), escalation("p/1", "Ann"), escalation("p/2", "Bob"))
+    assert rig.tray.badge == "2"
+    assert shown[-1] == "connected:2"
+
+
+def test_tray_badge_text_and_pixels() -> None:
+    assert [badge_text(n) for n in (0, 1, 42, 100)] == ["", "1", "42", "99+"]
+    svg = icon_svg(IconState.CONNECTED)
+    plain, badged = render_icon_image(svg, 32), render_icon_image(svg, 32, "3")
+    top_right = badged.pixelColor(29, 4)
+    assert top_right.red() > 150  # the red badge
+    assert top_right.green() < 120
+    # The bottom-right state emblem is left alone.
+    assert all(plain.pixel(x, y) == badged.pixel(x, y) for x in range(20, 32) for y in range(22, 32))
+
+
+def test_tray_tooltip(rig: Rig, clock: FakeClock) -> None:
+    rig.dispatch(connected(NOW), escalation("p/1", "Ann"), escalation("p/2", "Bob"))
+    tooltip = rig.tray.tooltip
+    assert "Connected" in tooltip
+    assert "2 customers waiting" in tooltip
+    assert "Last synced " + NOW.astimezone().strftime("%H:%M") in tooltip
+    rig.dispatch(
+        ConnectionChanged(state=ConnectionState.RECONNECTING, detail="server unreachable", retry_in=4)
+    )
+    assert "Reconnecting in 4 s (server unreachable)" in rig.tray.tooltip
+
+
+def test_tray_menu_waiting_customers_oldest_first(rig: Rig) -> None:
+    rig.dispatch(
+        connected(),
+        escalation("p/1", "Ann", minutes_ago=2),
+        escalation("p/2", "Bob", minutes_ago=75),
+        escalation("p/3", "Cy", minutes_ago=0.2),
+    )
+    items = [t for t in texts(rig.menu()) if " · " in t and "synced" not in t]
+    assert items == [
+        "Bob · 1 h 15 min · nobody has them",
+        "Ann · 2 min · nobody has them",
+        "Cy · <1 min · nobody has them",
+    ]
+    assert "Waiting customers (3)" in texts(rig.tray.menu)
+
+
+def test_tray_menu_caps_the_list(rig: Rig, windows: FakeWindowManager) -> None:
+    rig.dispatch(
+        connected(), *(escalation(f"p/{i}", f"C{i}", minutes_ago=i + 1) for i in range(MENU_CUSTOMERS + 2))
+    )
+    menu = rig.menu()
+    more = find(menu, "more")
+    assert more.text() == "2 more…"
+    more.trigger()
+    assert windows.calls == [("show_inbox",)]
+
+
+def test_tray_take_over_and_open(rig: Rig, sink: FakeCommandSink, windows: FakeWindowManager) -> None:
+    rig.dispatch(connected(), escalation("p/1", "Ann"))
+    sub = find(rig.menu(), "customer:p/1").menu()
+    find(sub, "take_over").trigger()
+    assert isinstance(sink.submitted[0], TakeOver)
+    assert sink.submitted[0].conversation == "p/1"
+    assert windows.calls == [("open_chat", "p/1")]
+    # Re-fetch: the menu is rebuilt from the state on refresh.
+    find(find(rig.menu(), "customer:p/1").menu(), "open").trigger()
+    assert windows.calls[-1] == ("open_chat", "p/1")
+
+
+def test_tray_open_inbox_settings_quit_and_left_click(
+    rig: Rig, windows: FakeWindowManager, qtbot: QtBot
+) -> None:
+    rig.dispatch(connected())
+    find_text(rig.menu(), "Open inbox").trigger()
+    find_text(rig.menu(), "Settings…").trigger()
+    rig.tray.tray_icon.activated.emit(QSystemTrayIcon.ActivationReason.Trigger)
+    assert windows.calls == [("show_inbox",), ("show_settings",), ("show_inbox",)]
+    with qtbot.waitSignal(rig.tray.quit_requested, timeout=1000):
+        find_text(rig.menu(), "Quit").trigger()
+
+
+def test_tray_dnd_entries(rig: Rig, clock: FakeClock) -> None:
+    rig.dispatch(connected())
+    dnd = find(rig.menu(), "dnd").menu()
+    assert texts(dnd) == ["For 30 minutes", "For 1 hour", "Until tomorrow morning", "Off"]
+    assert find(dnd, "dnd:off").isChecked()
+    find(dnd, "dnd:30min").trigger()
+    until = clock.now() + timedelta(minutes=30)
+    assert rig.runner.dnd_until == until
+    end = until.astimezone().strftime("%H:%M")
+    menu = rig.menu()
+    assert find(menu, "dnd").text() == f"Do not disturb until {end}"
+    dnd = find(menu, "dnd").menu()
+    assert find(dnd, "dnd:30min").isChecked()
+    assert find(dnd, "dnd:30min").text() == f"For 30 minutes (until {end})"
+    find(dnd, "dnd:off").trigger()
+    assert rig.runner.dnd_until is None
+    assert find(find(rig.menu(), "dnd").menu(), "dnd:off").isChecked()
+
+
+def test_tray_mute_toggle_and_lock(make_rig: object, qtbot: QtBot, windows: FakeWindowManager) -> None:
+    rig = make_rig(windows)  # type: ignore[operator]
+    with qtbot.waitSignal(rig.tray.mute_toggled, timeout=1000) as blocker:
+        find(rig.menu(), "mute").trigger()
+    assert blocker.args == [True]
+
+
+def test_tray_problems_and_sign_in(rig: Rig, windows: FakeWindowManager) -> None:
+    rig.tray.set_problem("notifications", "no notification service on this desktop")
+    rig.tray.set_problem("sounds", "no audio player found")
+    rig.dispatch(connected(), ConnectionChanged(state=ConnectionState.AUTH_REQUIRED, detail="HTTP 401"))
+    menu_texts = texts(rig.menu())
+    assert "Notifications unavailable: no notification service on this desktop" in menu_texts
+    assert "Sounds unavailable: no audio player found" in menu_texts
+    find_text(rig.tray.menu, "Sign in…").trigger()
+    assert windows.calls == [("show_sign_in", "HTTP 401")]
+
+
+def test_tray_without_windows_omits_window_items(make_rig: object) -> None:
+    rig = make_rig(None)  # type: ignore[operator]
+    rig.dispatch(connected(), escalation("p/1", "Ann"))
+    menu_texts = texts(rig.menu())
+    assert "Open inbox" not in menu_texts
+    assert "Settings…" not in menu_texts
+    assert texts(find(rig.tray.menu, "customer:p/1").menu()) == ["Take over"]
+
+
+def test_tray_customer_name_is_plain_text(rig: Rig) -> None:
+    name = "<b>Tom</b> & Jerry"
+    rig.dispatch(connected(), escalation("p/1", name, minutes_ago=2))
+    action = find(rig.menu(), "customer:p/1")
+    assert action.text() == "<b>Tom</b> && Jerry · 2 min · nobody has them"
+    assert menu_text("A & B\nC") == "A && B C"
+
+
+def test_tray_no_tray_shows_status_window_once(
+    rig: Rig, qtbot: QtBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.dispatch(connected(), escalation("p/1", "Ann"))
+    rig.tray.show()
+    rig.tray.show()
+    window = rig.tray.status_window
+    assert window is not None
+    assert window.isVisible()
+    qtbot.addWidget(window)
+    assert window.state_text.startswith("Connected")
+    assert window.badge_text == "1 customer waiting"
+    assert caplog.text.count("No system tray") == 1

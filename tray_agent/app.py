@@ -1,0 +1,688 @@
+"""Composition root of the tray app: logging, paths, settings, Qt + qasync, and the wiring of every object.
+
+``tray-agent`` (no subcommand) calls :func:`run`. Nothing else in the package constructs the
+long-lived objects; everything below gets its collaborators injected here.
+
+Start-up order keeps the tray icon early: Qt, the store, the policy and the tray come first;
+the network client, the codecs (pydantic schemas), the notifier and the windows are imported and
+built afterwards, on the running event loop.
+
+Test hooks (documented, tiny):
+
+* ``TRAY_AGENT_TEST_SHOW_MENU=1``: once started, show the status window and pop the tray menu
+  up next to it (kept up to date while open), so that a screenshot shows the icon, the badge
+  and the menu. Used by ``tests/desktop/test_alerting.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import importlib.resources
+import io
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from PySide6.QtWidgets import QApplication
+
+    from tray_agent.core.commands import Command
+    from tray_agent.core.events import Event
+    from tray_agent.core.settings_layers import LoadedSettings
+    from tray_agent.net.client import Client
+    from tray_agent.platform.paths import Paths
+
+logger = logging.getLogger("tray_agent.app")
+
+APP_NAME = "tray-agent"
+DISPLAY_NAME = "tray_agent"
+LOG_FILE = "tray-agent.log"
+TEST_SHOW_MENU_ENV = "TRAY_AGENT_TEST_SHOW_MENU"
+DEMO_RATE = 4.0  # simulated customers per minute with --demo
+DEMO_SEED = 7
+STOP_TIMEOUT = 5.0  # seconds for the client to close cleanly at shutdown
+
+ICON_STATES = ("connected", "connecting", "offline", "auth", "dnd", "sla", "agent")
+SOUND_FILES = ("message.wav", "escalation.wav")
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging
+
+
+def setup_logging(log_dir: Path | None, verbose: bool) -> None:
+    """Log to stderr (warnings, or debug with -v) and to a rotating file; redact secrets.
+
+    Also routes uncaught exceptions (``sys.excepthook``) to the log.
+    """
+    from tray_agent.core.redact import install_redaction
+
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    stderr.setFormatter(fmt)
+    root.addHandler(stderr)
+    if log_dir is not None:
+        try:
+            file_handler = logging.handlers.RotatingFileHandler(
+                log_dir / LOG_FILE, maxBytes=1_000_000, backupCount=3, encoding="utf-8"
+            )
+        except OSError as exc:
+            logger.warning("Cannot write the log file in %s: %s", log_dir, exc)
+        else:
+            file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
+            file_handler.setFormatter(fmt)
+            root.addHandler(file_handler)
+    install_redaction(root)
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        logger.critical("Uncaught exception", exc_info=(kind, value, tb))
+
+    sys.excepthook = excepthook
+
+
+def install_qt_message_handler() -> None:
+    """Send Qt's own warnings to the log instead of stderr."""
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    levels = {
+        QtMsgType.QtDebugMsg: logging.DEBUG,
+        QtMsgType.QtInfoMsg: logging.INFO,
+        QtMsgType.QtWarningMsg: logging.WARNING,
+        QtMsgType.QtCriticalMsg: logging.ERROR,
+        QtMsgType.QtFatalMsg: logging.CRITICAL,
+    }
+    qt_logger = logging.getLogger("tray_agent.qt")
+
+    def handler(mode: QtMsgType, context: object, message: str) -> None:
+        qt_logger.log(levels.get(mode, logging.WARNING), "%s", message)
+
+    qInstallMessageHandler(handler)
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-test
+
+
+def self_test(app: QApplication) -> int:
+    """Check the bundled resources and the tray; print a report; 0 when nothing is missing.
+
+    Uses importlib.resources only, so it works the same in a PyInstaller build.
+    """
+    from PySide6.QtCore import QByteArray
+    from PySide6.QtSvg import QSvgRenderer
+    from PySide6.QtWidgets import QSystemTrayIcon
+
+    from tray_agent.ui.tray import icon_svg, render_icon, render_icon_image
+
+    problems: list[str] = []
+    lines: list[str] = []
+    for state in ICON_STATES:
+        try:
+            svg = icon_svg(state)
+        except (OSError, ValueError) as exc:
+            problems.append(f"icon {state}: missing ({exc})")
+            continue
+        renderer = QSvgRenderer(QByteArray(svg))
+        image = render_icon_image(svg, 32)
+        opaque = any(image.pixelColor(x, y).alpha() > 0 for x in range(0, 32, 2) for y in range(0, 32, 2))
+        if not renderer.isValid() or not opaque:
+            problems.append(f"icon {state}: does not render")
+        else:
+            lines.append(f"icon {state}: ok")
+    sounds = importlib.resources.files("tray_agent.resources").joinpath("sounds")
+    for name in SOUND_FILES:
+        try:
+            data = sounds.joinpath(name).read_bytes()
+            with wave.open(io.BytesIO(data)) as wav:
+                frames, rate = wav.getnframes(), wav.getframerate()
+            if frames <= 0:
+                raise wave.Error("no audio frames")
+        except (OSError, wave.Error, EOFError) as exc:
+            problems.append(f"sound {name}: {exc}")
+        else:
+            lines.append(f"sound {name}: ok ({frames / rate:.2f} s)")
+    if QSystemTrayIcon.isSystemTrayAvailable():
+        tray = QSystemTrayIcon(render_icon("connected"))
+        tray.show()
+        app.processEvents()
+        lines.append("tray: available, icon shown")
+        tray.hide()
+    else:
+        lines.append("tray: not available on this desktop (the app shows a status window)")
+    lines.append(f"qt platform: {app.platformName()}")
+    print("tray-agent self-test")
+    for line in lines + [f"MISSING {p}" for p in problems]:
+        print("  " + line)
+    print("result: " + ("FAILED" if problems else "ok"), flush=True)
+    return 1 if problems else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Small adapters
+
+
+class CommandRelay:
+    """The CommandSink handed to the UI: forwards to the current client (which may be rebuilt).
+
+    Without a client (not signed in yet) the command fails at once as OFFLINE, through the store.
+    """
+
+    def __init__(self, fail: Callable[[Command], None]) -> None:
+        self.client: Client | None = None
+        self._fail = fail
+
+    def submit(self, command: Command) -> None:
+        """Queue a command on the client. Never raises."""
+        if self.client is not None:
+            self.client.submit(command)
+        else:
+            self._fail(command)
+
+
+def conversation_of_toast(key: str) -> str:
+    """The conversation a toast key names ("" for the summary toast)."""
+    _kind, sep, conversation = key.partition(":")
+    return conversation if sep else ""
+
+
+def build_windows(app: TrayApp) -> Any:
+    """Build ``ui.windows.WindowManager`` wired to the app, or None if this build has no windows."""
+    try:
+        from tray_agent.ui.windows import WindowManager
+    except ImportError as exc:
+        logger.warning("No windows in this build (%s): the tray works without them", exc)
+        return None
+    try:
+        return WindowManager(
+            app.store,
+            app.commands,
+            app.loaded,
+            app.loaded.settings.connection.dialect,
+            bridge=app.bridge,
+            state_file=app.paths.state / "windows.json",
+            clock=app.clock.now,
+        )
+    except Exception:
+        logger.exception("Could not build the windows")
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The application
+
+
+class TrayApp:
+    """Holds and wires the app's objects for one run (built by :func:`run`)."""
+
+    def __init__(self, args: argparse.Namespace, paths: Paths, loaded: LoadedSettings, app: QApplication):
+        from tray_agent.core.policy import AlertPolicy
+        from tray_agent.core.ports import SystemClock
+        from tray_agent.core.state import Store
+        from tray_agent.platform.notifier import NullNotifier
+        from tray_agent.platform.sound import NullSound
+        from tray_agent.ui.bridge import StoreBridge
+        from tray_agent.ui.effects import EffectRunner
+        from tray_agent.ui.tray import TrayController
+
+        self.args = args
+        self.paths = paths
+        self.loaded = loaded
+        self.app = app
+        self.clock = SystemClock()
+        settings = loaded.settings
+        self.store = Store(history_limit=settings.ui.history_limit)
+        self.policy = AlertPolicy(settings.alerts)
+        self.bridge = StoreBridge(self.store)
+        self.commands = CommandRelay(self._fail_offline)
+        self.runner = EffectRunner(
+            self.policy,
+            NullNotifier(),
+            NullSound("starting"),
+            self.clock,
+            settings.alerts,
+            request_resync=self._on_runner_resync_requested,
+        )
+        self.tray = TrayController(
+            self.bridge,
+            self.runner,
+            self.commands,
+            self.clock,
+            mute_locked=loaded.is_locked("alerts.sounds"),
+        )
+        self.bridge.waiting_changed.connect(self._on_bridge_waiting_changed)
+        self.bridge.focus_changed.connect(self._on_bridge_focus_changed)
+        self.bridge.connection_changed.connect(self._on_bridge_connection_changed)
+        self.tray.quit_requested.connect(self._on_tray_quit_requested)
+        self.tray.reconnect_requested.connect(self._on_tray_reconnect_requested)
+        self.tray.mute_toggled.connect(self._on_tray_mute_toggled)
+        self.client: Client | None = None
+        self.client_task: asyncio.Task[None] | None = None
+        self.authenticator: Any = None
+        self.secrets: Any = None
+        self.windows: Any = None
+        self.demo: Any = None
+        self.stopping = asyncio.Event()
+        self._auth_prompted = False
+        self._last_logged_state = ""
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    # -------------------------------------------------------------- start and stop
+
+    def show_tray(self) -> None:
+        """Show the tray icon (or the status window) as early as possible."""
+        self.tray.show()
+        self.runner.start()
+
+    async def main(self) -> int:
+        """Start everything, wait for Quit / SIGINT / SIGTERM, shut down cleanly."""
+        try:
+            await self._start()
+        except Exception:
+            logger.exception("Start-up failed")
+            await self._shutdown()
+            return 1
+        gc.freeze()  # PERFORMANCE-NOTES §6: no gen-2 pauses over start-up objects
+        if os.environ.get(TEST_SHOW_MENU_ENV) == "1":
+            self._test_show_menu()
+        await self.stopping.wait()
+        await self._shutdown()
+        return 0
+
+    def _test_show_menu(self) -> None:
+        """Test hook: status window plus the open menu, for screenshots (see the module docstring)."""
+        from PySide6.QtCore import QTimer
+
+        window = self.tray.show_status_window()
+        window.move(0, 0)
+        # The popup needs the window mapped first (no window manager under Xvfb to tell us).
+        QTimer.singleShot(300, self.tray.popup_menu)
+        logger.info("Test hook: menu shown")
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self._start_services()
+        self.secrets = await loop.run_in_executor(None, self._make_secrets)
+        password: str | None = None
+        if self.args.demo:
+            password = await self._start_demo()
+        else:
+            from tray_agent.core.settings_layers import password_from_env
+
+            password = password_from_env(os.environ)
+        self.windows = build_windows(self)
+        if self.windows is not None:
+            self.tray.set_windows(self.windows)
+            self.windows.sign_in_requested.connect(self._on_windows_sign_in_requested)
+            self.windows.settings_saved.connect(self._on_windows_settings_saved)
+            self.windows.quit_requested.connect(self._on_tray_quit_requested)
+            self.windows.restore_session()
+        connection = self.loaded.settings.connection
+        if not connection.server or not (connection.email or connection.token.get_secret_value()):
+            logger.info("No server or account configured: asking the agent to sign in")
+            self._show_sign_in("Enter your server and account to sign in.")
+            return
+        self._start_client(password)
+
+    async def _start_services(self) -> None:
+        """The notifier (desktop-notifier, else tray messages, else none) and the sound."""
+        from tray_agent.platform.notifier import NullNotifier, create_notifier
+        from tray_agent.platform.sound import NullSound, SystemSound
+        from tray_agent.ui.qt_notifier import TrayMessageNotifier
+
+        notifier: Any = await create_notifier(app_name=DISPLAY_NAME)
+        if isinstance(notifier, NullNotifier):
+            if self.tray.tray_available:
+                notifier = TrayMessageNotifier(self.tray.tray_icon)
+                logger.info("Notifications: tray messages (no notification service answered)")
+                self.tray.set_problem("notifications", "")
+            else:
+                self.tray.set_problem("notifications", "no notification service on this desktop")
+        else:
+            logger.info("Notifications: native")
+        notifier.set_callback(self._on_toast_activated)
+        self.runner.set_notifier(notifier)
+        sound: Any = SystemSound()
+        if not sound.available:
+            problem = sound.problem or "no audio player found"
+            sound = NullSound(problem)
+            self.tray.set_problem("sounds", problem)
+        self.runner.set_sound(sound)
+
+    def _make_secrets(self) -> Any:
+        """The keyring (blocking probe: runs in an executor). The demo keeps secrets in memory."""
+        from tray_agent.platform.secrets import KeyringSecretStore, MemorySecretStore
+
+        if self.args.demo:
+            return MemorySecretStore()
+        return KeyringSecretStore()
+
+    async def _start_demo(self) -> str:
+        """Start the built-in demo backend and configure the connection for its first agent."""
+        from tray_agent.core.settings import ConnectionSettings
+        from tray_agent.demo.server import DemoServer
+
+        dialect = self.args.demo_dialect
+        self.demo = DemoServer(dialect, host="127.0.0.1", port=0, simulate=DEMO_RATE, seed=DEMO_SEED)
+        info = await self.demo.start()
+        agent = info.agents[0]
+        if dialect == "org":
+            connection = ConnectionSettings(
+                dialect="org",
+                server=info.url,
+                org=info.extra.get("org_id", agent.tenant),
+                email=agent.email,
+                supabase_url=info.extra.get("supabase_url", info.url),
+                supabase_key=info.extra.get("supabase_anon_key", ""),
+            )
+        else:
+            connection = ConnectionSettings(
+                dialect="dashboard", server=info.url, company=agent.tenant, email=agent.email
+            )
+        settings = self.loaded.settings.model_copy(update={"connection": connection})
+        self.loaded = dataclasses.replace(self.loaded, settings=settings)
+        logger.info("Demo backend (%s) on %s, signed in as %s", dialect, info.url, agent.email)
+        return str(agent.password)
+
+    def _start_client(self, password: str | None, token: str | None = None) -> None:
+        from tray_agent.core.events import Dialect
+        from tray_agent.core.protocol import codec_for
+        from tray_agent.net.auth import authenticator_for
+        from tray_agent.net.client import Client
+
+        connection = self.loaded.settings.connection
+        dialect = Dialect(connection.dialect)
+        kwargs = {"org_id": connection.org} if dialect is Dialect.ORG else {}
+        token = token or connection.token.get_secret_value() or None
+        try:
+            self.authenticator = authenticator_for(
+                connection, self.secrets, self.clock, password=password, token=token
+            )
+        except ValueError as exc:
+            self._show_sign_in(str(exc))
+            return
+        self.client = Client(
+            codec_for(dialect, **kwargs), self.authenticator, connection, self.emit, self.clock
+        )
+        self.commands.client = self.client
+        self.client_task = self.client.start()
+
+    async def _stop_client(self) -> None:
+        client, task = self.client, self.client_task
+        self.client, self.client_task, self.commands.client = None, None, None
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(client.stop(), STOP_TIMEOUT)
+        except Exception:
+            logger.warning("The client did not stop cleanly", exc_info=True)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def _shutdown(self) -> None:
+        logger.info("Shutting down")
+        await self._stop_client()
+        if self.windows is not None:
+            with contextlib.suppress(Exception):
+                self.windows.save_session()
+                self.windows.close_all()
+        await self.runner.aclose()
+        notifier = self.runner.notifier
+        with contextlib.suppress(Exception):
+            await notifier.aclose()  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            self.runner.sound.close()  # type: ignore[attr-defined]
+        if self.demo is not None:
+            with contextlib.suppress(Exception):
+                await self.demo.stop()
+        self.bridge.close()
+        self.tray.hide()
+
+    # -------------------------------------------------------------- event flow
+
+    def emit(self, event: Event) -> None:
+        """The client's event sink: stamp connection changes, reduce, run the effects."""
+        from tray_agent.core.events import ConnectionChanged
+
+        if isinstance(event, ConnectionChanged) and event.at is None:
+            event = dataclasses.replace(event, at=self.clock.now())
+        self.dispatch(event)
+
+    def dispatch(self, event: Event) -> tuple[Any, ...]:
+        """Reduce one event (from the client or the UI) and carry out its effects."""
+        effects = self.store.dispatch(event)
+        if effects:
+            self.runner.run(effects)
+        return effects
+
+    def _fail_offline(self, command: Command) -> None:
+        from tray_agent.core.events import CommandFailed, CommandQueued, FailureReason
+
+        conversation = command.conversation_key
+        self.dispatch(
+            CommandQueued(command_id=command.command_id, kind=command.kind, conversation=conversation)
+        )
+        self.dispatch(
+            CommandFailed(
+                command_id=command.command_id,
+                kind=command.kind,
+                conversation=conversation,
+                reason=FailureReason.OFFLINE,
+                text="not signed in",
+            )
+        )
+
+    # -------------------------------------------------------------- slots
+
+    def _on_bridge_waiting_changed(self, waiting: Any) -> None:
+        self.runner.set_waiting(waiting)
+
+    def _on_bridge_focus_changed(self, conversation: Any) -> None:
+        self.runner.set_focus(conversation)
+
+    def _on_bridge_connection_changed(self, info: Any) -> None:
+        from tray_agent.core.events import ConnectionState
+
+        if info.state != self._last_logged_state:
+            self._last_logged_state = info.state
+            logger.info("Connection: %s %s", info.state, info.detail)
+        if info.state is ConnectionState.AUTH_REQUIRED:
+            if not self._auth_prompted:
+                self._auth_prompted = True
+                self._show_sign_in(info.detail)
+        else:
+            self._auth_prompted = False
+        if info.state is ConnectionState.CONNECTED and self.windows is not None:
+            self.windows.close_sign_in()
+
+    def _on_tray_quit_requested(self) -> None:
+        self.stopping.set()
+
+    def _on_tray_reconnect_requested(self) -> None:
+        if self.client is not None:
+            self.client.reconnect_now()
+
+    def _on_tray_mute_toggled(self, muted: bool) -> None:
+        from tray_agent.core.settings_layers import save_user_settings
+
+        edited = self.loaded.settings.model_copy(deep=True)
+        edited.alerts.sounds = not muted
+        if not self.loaded.is_locked("alerts.sounds"):
+            try:
+                self.loaded = save_user_settings(self.loaded, edited)
+            except (OSError, ValueError) as exc:
+                logger.warning("Could not save the settings: %s", exc)
+                self.loaded = dataclasses.replace(self.loaded, settings=edited)
+        if self.windows is not None:
+            self.windows.set_loaded_settings(self.loaded)
+        self.runner.update_settings(self.loaded.settings.alerts)
+
+    def _on_windows_settings_saved(self, edited: Any) -> None:
+        from tray_agent.core.settings_layers import save_user_settings
+
+        before = self.loaded.settings.connection
+        try:
+            self.loaded = save_user_settings(self.loaded, edited)
+        except (OSError, ValueError) as exc:
+            logger.warning("Could not save the settings: %s", exc)
+            if self.windows is not None:
+                self.windows.settings_save_failed(str(exc))
+            return
+        if self.windows is not None:
+            self.windows.set_loaded_settings(self.loaded)
+        settings = self.loaded.settings
+        self.runner.update_settings(settings.alerts)
+        self.store.history_limit = settings.ui.history_limit
+        if settings.connection != before:
+            task = asyncio.ensure_future(self._restart_client())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _restart_client(self) -> None:
+        await self._stop_client()
+        self._start_client(None)
+
+    def _on_runner_resync_requested(self, why: str) -> None:
+        from tray_agent.core.commands import RefreshWaitingList
+
+        logger.info("Resync requested: %s", why)
+        if self.client is not None:
+            self.client.submit(RefreshWaitingList())
+
+    def _on_toast_activated(self, key: str, action: Any) -> None:
+        from tray_agent.core.commands import TakeOver
+        from tray_agent.core.effects import ToastAction
+
+        conversation = conversation_of_toast(key)
+        logger.info("Toast %s: %s", key, action or "clicked")
+        if not conversation:
+            if self.windows is not None:
+                self.windows.show_inbox()
+            return
+        if action is ToastAction.TAKE_OVER:
+            self.commands.submit(TakeOver(conversation))
+        if self.windows is not None:
+            self.windows.open_chat(conversation)
+
+    def _show_sign_in(self, problem: str) -> None:
+        if self.windows is not None:
+            keyring_problem = getattr(self.secrets, "problem", None) or ""
+            self.windows.show_sign_in(problem, keyring_problem=keyring_problem)
+        else:
+            logger.warning("Sign-in needed (%s), but this build has no sign-in window", problem)
+
+    def _on_windows_sign_in_requested(self, credentials: Any) -> None:
+        task = asyncio.ensure_future(self._sign_in(credentials))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sign_in(self, credentials: Any) -> None:
+        """New credentials from the sign-in dialog: save the account, restart the client."""
+        from tray_agent.core.settings_layers import save_user_settings
+
+        def field(name: str) -> Any:
+            if isinstance(credentials, dict):
+                return credentials.get(name)
+            return getattr(credentials, name, None)
+
+        edited = self.loaded.settings.model_copy(deep=True)
+        for name in ("dialect", "server", "company", "org", "email", "supabase_url", "supabase_key"):
+            value = field(name)
+            if isinstance(value, str) and value and not self.loaded.is_locked(f"connection.{name}"):
+                setattr(edited.connection, name, value)
+        try:
+            self.loaded = save_user_settings(self.loaded, edited)
+        except (OSError, ValueError) as exc:
+            logger.warning("Could not save the account settings: %s", exc)
+            self.loaded = dataclasses.replace(self.loaded, settings=edited)
+        password = field("password")
+        token = field("token")
+        await self._stop_client()
+        self._start_client(
+            password if isinstance(password, str) and password else None,
+            token if isinstance(token, str) and token else None,
+        )
+        remember = bool(field("remember") or field("remember_password"))
+        if remember and self.authenticator is not None and isinstance(password, str) and password:
+            loop = asyncio.get_running_loop()
+            authenticator = self.authenticator
+            await loop.run_in_executor(None, lambda: authenticator.set_password(password, remember=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop)
+        except (NotImplementedError, RuntimeError, AttributeError, ValueError):
+            # Windows / loops without signal support: let Python's handler set the flag.
+            signal.signal(sig, lambda *_: stop())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the tray app until Quit, SIGINT or SIGTERM; returns the exit code."""
+    from tray_agent.platform.paths import Paths, load_settings_for
+
+    verbose = bool(getattr(args, "verbose", False))
+    paths: Paths | None = None
+    try:
+        paths = Paths.from_platform(getattr(args, "basedir", None))
+        paths.ensure_dirs()
+    except OSError as exc:
+        print(f"tray-agent: cannot create the app's directories: {exc}", file=sys.stderr)
+        if not getattr(args, "self_test", False):
+            return 1
+        paths = None  # the self-test runs without them
+    setup_logging(paths.log if paths is not None else None, verbose)
+
+    from PySide6.QtWidgets import QApplication
+
+    from tray_agent.ui.tray import render_icon
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else APP_NAME])
+    assert isinstance(app, QApplication)
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName(DISPLAY_NAME)
+    app.setDesktopFileName(APP_NAME)
+    app.setQuitOnLastWindowClosed(False)
+    app.setWindowIcon(render_icon("agent"))
+    install_qt_message_handler()
+    if getattr(args, "self_test", False) or paths is None:
+        return self_test(app)
+
+    loaded = load_settings_for(paths, os.environ, args)
+
+    import qasync
+
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        tray_app = TrayApp(args, paths, loaded, app)
+        tray_app.show_tray()
+        _install_signal_handlers(loop, tray_app.stopping.set)
+        with loop:
+            code = int(loop.run_until_complete(tray_app.main()))
+    finally:
+        asyncio.set_event_loop(None)
+    logger.info("Stopped (exit code %d)", code)
+    logging.shutdown()
+    return code

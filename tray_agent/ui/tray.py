@@ -1,0 +1,689 @@
+"""TrayController: the tray icon (state + badge), its tooltip and menu, and the no-tray status window."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import importlib.resources
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from PySide6.QtCore import QByteArray, QCoreApplication, QObject, QPoint, QRectF, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QColor, QFont, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtSvg import QSvgRenderer
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QSystemTrayIcon,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tray_agent.core.commands import TakeOver
+from tray_agent.core.events import ConnectionState
+from tray_agent.core.policy import TrayLevel
+from tray_agent.core.ports import Clock, CommandSink
+from tray_agent.core.state import ConnectionInfo, Conversation
+from tray_agent.ui.bridge import StoreBridge
+from tray_agent.ui.effects import EffectRunner
+
+logger = logging.getLogger(__name__)
+
+ICON_SIZES = (16, 22, 24, 32, 48, 64)
+"""Pixmap sizes rendered from each SVG."""
+MENU_CUSTOMERS = 10
+"""Waiting customers listed in the menu; the rest are behind "N more…"."""
+_ICON_CACHE_SIZE = 32
+
+
+def _t(source: str) -> str:
+    """Translate a user-visible string of the tray (the one place strings go through)."""
+    return QCoreApplication.translate("TrayController", source)
+
+
+def menu_text(text: str) -> str:
+    """Customer text for a menu item: plain, one line, ``&`` kept literal (not a mnemonic)."""
+    return " ".join(text.split()).replace("&", "&&")
+
+
+class IconState(enum.StrEnum):
+    """The tray icon's states; each is ``resources/icons/tray-<value>.svg``."""
+
+    CONNECTED = "connected"
+    CONNECTING = "connecting"
+    OFFLINE = "offline"
+    AUTH = "auth"
+    DND = "dnd"
+    SLA = "sla"
+
+
+_CONNECTING_STATES = frozenset(
+    {ConnectionState.CONNECTING, ConnectionState.RECONNECTING, ConnectionState.RESYNCING}
+)
+
+
+def icon_state(connection: ConnectionState, level: TrayLevel, quiet: bool) -> IconState:
+    """Which icon to show: trouble first, then an SLA breach, then do-not-disturb."""
+    if connection is ConnectionState.AUTH_REQUIRED:
+        return IconState.AUTH
+    if connection is ConnectionState.OFFLINE:
+        return IconState.OFFLINE
+    if connection in _CONNECTING_STATES:
+        return IconState.CONNECTING
+    if level is TrayLevel.SLA_BREACHED:
+        return IconState.SLA
+    if quiet:
+        return IconState.DND
+    return IconState.CONNECTED
+
+
+def icon_svg(state: IconState | str) -> bytes:
+    """The bundled SVG of an icon state (``"agent"`` gives the app icon)."""
+    name = "tray-agent.svg" if state == "agent" else f"tray-{state}.svg"
+    return importlib.resources.files("tray_agent.resources").joinpath("icons", name).read_bytes()
+
+
+def badge_text(count: int) -> str:
+    """The badge's text: "" for none, the number up to 99, then "99+"."""
+    if count <= 0:
+        return ""
+    return str(count) if count <= 99 else "99+"
+
+
+def render_icon_image(svg: bytes, size: int, badge: str = "") -> QImage:
+    """Render an icon SVG at ``size`` px with an optional badge in the top-right corner.
+
+    The badge keeps clear of the bottom-right state emblem the SVGs carry.
+    """
+    image = QImage(size, size, QImage.Format.Format_ARGB32_Premultiplied)
+    image.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    QSvgRenderer(QByteArray(svg)).render(painter, QRectF(0, 0, size, size))
+    if badge:
+        height = max(7.0, size * 0.5)
+        width = max(height, height * (0.45 + 0.3 * len(badge)))
+        rect = QRectF(size - width, 0, width, height)
+        painter.setPen(QPen(QColor("#ffffff"), max(1.0, size / 24)))
+        painter.setBrush(QColor("#d32f2f"))
+        painter.drawRoundedRect(rect, height / 2, height / 2)
+        font = QFont()
+        font.setBold(True)
+        font.setPixelSize(max(6, int(height * 0.78)))
+        painter.setFont(font)
+        painter.setPen(QColor("#ffffff"))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, badge)
+    painter.end()
+    return image
+
+
+def render_icon(state: IconState | str, badge: str = "") -> QIcon:
+    """A QIcon of the state at every size in :data:`ICON_SIZES`, with the badge painted in."""
+    svg = icon_svg(state)
+    icon = QIcon()
+    for size in ICON_SIZES:
+        icon.addPixmap(QPixmap.fromImage(render_icon_image(svg, size, badge)))
+    return icon
+
+
+class WindowsPort(Protocol):
+    """What the tray needs of the window manager (ui/windows.py)."""
+
+    def show_inbox(self) -> None:
+        """Show the inbox window."""
+        ...
+
+    def open_chat(self, conversation: str) -> None:
+        """Open (or raise) the chat window of a conversation."""
+        ...
+
+    def show_settings(self) -> None:
+        """Show the settings dialog."""
+        ...
+
+    def show_sign_in(self, problem: str = "") -> None:
+        """Show the sign-in dialog, with the reason it is needed."""
+        ...
+
+
+def waited_text(since: datetime | None, now: datetime) -> str:
+    """How long someone has waited, for the menu ("<1 min", "5 min", "2 h 5 min")."""
+    if since is None:
+        return ""
+    minutes = max(0, int((now - since).total_seconds() // 60))
+    if minutes < 1:
+        return _t("<1 min")
+    if minutes < 60:
+        return _t("{minutes} min").format(minutes=minutes)
+    return _t("{hours} h {minutes} min").format(hours=minutes // 60, minutes=minutes % 60)
+
+
+def who_has_text(conv: Conversation) -> str:
+    """Who has a waiting customer, for the menu."""
+    if conv.assigned_to_me:
+        return _t("you have them")
+    if conv.assigned:
+        name = conv.agent.name or conv.agent.email if conv.agent else ""
+        return _t("{agent} has them").format(agent=name) if name else _t("an agent has them")
+    return _t("nobody has them")
+
+
+def _clock_text(moment: datetime) -> str:
+    return moment.astimezone().strftime("%H:%M")
+
+
+def status_text(info: ConnectionInfo) -> str:
+    """One line for the connection state (menu header, tooltip, status window)."""
+    state = info.state
+    if state is ConnectionState.CONNECTED:
+        text = _t("Connected")
+    elif state is ConnectionState.CONNECTING:
+        text = _t("Connecting…")
+    elif state is ConnectionState.RESYNCING:
+        text = _t("Syncing…")
+    elif state is ConnectionState.RECONNECTING:
+        if info.retry_in is not None:
+            text = _t("Reconnecting in {seconds} s").format(seconds=max(1, round(info.retry_in)))
+        else:
+            text = _t("Reconnecting…")
+    elif state is ConnectionState.LIMITED:
+        text = _t("Connected (limited: live updates blocked)")
+    elif state is ConnectionState.AUTH_REQUIRED:
+        text = _t("Sign-in needed")
+    else:
+        text = _t("Offline")
+    if info.detail and state is not ConnectionState.CONNECTED:
+        text = _t("{status} ({detail})").format(status=text, detail=" ".join(info.detail.split())[:80])
+    return text
+
+
+def synced_text(info: ConnectionInfo) -> str:
+    """The "Last synced HH:MM" line, or "" before the first sync."""
+    if info.last_synced is None:
+        return ""
+    return _t("Last synced {time}").format(time=_clock_text(info.last_synced))
+
+
+def tomorrow_morning(now: datetime) -> datetime:
+    """08:00 local time on the next day (the end of "until tomorrow")."""
+    local = now.astimezone()
+    target = (local + timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
+    return target
+
+
+class _DndChoice(enum.StrEnum):
+    OFF = "off"
+    MIN30 = "30min"
+    HOUR = "1h"
+    TOMORROW = "tomorrow"
+
+
+class StatusWindow(QWidget):
+    """A small always-available window for desktops without a tray: state, badge, menu.
+
+    Signals:
+        inbox_requested(): the "Open inbox" button was pressed.
+    """
+
+    inbox_requested = Signal()
+
+    def __init__(self, menu: QMenu, parent: QWidget | None = None) -> None:
+        super().__init__(parent, Qt.WindowType.Window)
+        self.setWindowTitle(_t("tray_agent"))
+        self._menu = menu
+        self._icon_label = QLabel(self)
+        self._state_label = QLabel(self)
+        self._state_label.setTextFormat(Qt.TextFormat.PlainText)
+        self._badge_label = QLabel(self)
+        self._badge_label.setTextFormat(Qt.TextFormat.PlainText)
+        self._menu_button = QPushButton(_t("Menu"), self)
+        self._menu_button.clicked.connect(self._on_menu_button_clicked)
+        self._inbox_button = QPushButton(_t("Open inbox"), self)
+        self._inbox_button.clicked.connect(self.inbox_requested)
+        texts = QVBoxLayout()
+        texts.addWidget(self._state_label)
+        texts.addWidget(self._badge_label)
+        buttons = QVBoxLayout()
+        buttons.addWidget(self._inbox_button)
+        buttons.addWidget(self._menu_button)
+        layout = QHBoxLayout(self)
+        layout.addWidget(self._icon_label)
+        layout.addLayout(texts, 1)
+        layout.addLayout(buttons)
+
+    @property
+    def state_text(self) -> str:
+        """The state line shown."""
+        return self._state_label.text()
+
+    @property
+    def badge_text(self) -> str:
+        """The waiting-count line shown."""
+        return self._badge_label.text()
+
+    def update_view(self, icon: QIcon, state: str, badge: str, inbox_available: bool) -> None:
+        """Show new values (plain text only)."""
+        self._icon_label.setPixmap(icon.pixmap(48, 48))
+        self._state_label.setText(state)
+        self._badge_label.setText(badge)
+        self._inbox_button.setVisible(inbox_available)
+
+    def popup_menu(self) -> None:
+        """Open the tray menu under the Menu button."""
+        self._menu.popup(self._menu_button.mapToGlobal(QPoint(0, self._menu_button.height())))
+
+    def _on_menu_button_clicked(self) -> None:
+        self.popup_menu()
+
+
+class TrayController(QObject):
+    """The tray icon with live state and badge, its tooltip and menu; a status window without a tray.
+
+    The menu is rebuilt only when it is about to show (or while it is open), never for every
+    change while hidden. The icon is re-rendered only when its state or badge changes (and
+    cached per pair).
+
+    Args:
+        bridge: the store bridge (state snapshots and change signals).
+        runner: the effect runner (tray level, do-not-disturb, mute).
+        commands: where Take over goes (the network client).
+        clock: wall-clock time (waiting times, DND ends).
+        windows: the window manager, or None while there is none (no inbox/chat items).
+        mute_locked: the mute switch is fixed by the administrator's policy.
+        tray_available: override the tray detection (tests); None asks Qt.
+        parent: the Qt parent.
+
+    Signals:
+        quit_requested(): Quit was chosen.
+        reconnect_requested(): "Reconnect now" was chosen.
+        mute_toggled(bool): the agent switched sounds off (True) or on (False).
+        icon_changed(str): the icon state or badge changed ("<state>:<badge>").
+    """
+
+    quit_requested = Signal()
+    reconnect_requested = Signal()
+    mute_toggled = Signal(bool)
+    icon_changed = Signal(str)
+
+    def __init__(
+        self,
+        bridge: StoreBridge,
+        runner: EffectRunner,
+        commands: CommandSink,
+        clock: Clock,
+        *,
+        windows: WindowsPort | None = None,
+        mute_locked: bool = False,
+        tray_available: bool | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._bridge = bridge
+        self._runner = runner
+        self._commands = commands
+        self._clock = clock
+        self._windows = windows
+        self._mute_locked = mute_locked
+        self._available = (
+            QSystemTrayIcon.isSystemTrayAvailable() if tray_available is None else tray_available
+        )
+        self._problems: dict[str, str] = {}
+        self._dnd_choice = _DndChoice.OFF
+        self._icons: OrderedDict[tuple[IconState, str], QIcon] = OrderedDict()
+        self._icon_key: tuple[IconState, str] | None = None
+        self._status_window: StatusWindow | None = None
+        self._no_tray_reported = False
+
+        self._menu = QMenu()
+        self._menu.aboutToShow.connect(self._on_menu_about_to_show)
+        self._tray = QSystemTrayIcon(self)
+        self._tray.setContextMenu(self._menu)
+        self._tray.activated.connect(self._on_tray_activated)
+
+        bridge.connection_changed.connect(self._on_bridge_connection_changed)
+        bridge.waiting_changed.connect(self._on_bridge_waiting_changed)
+        bridge.badge_changed.connect(self._on_bridge_badge_changed)
+        runner.tray_level_changed.connect(self._on_runner_tray_level_changed)
+        runner.quiet_changed.connect(self._on_runner_quiet_changed)
+        runner.dnd_changed.connect(self._on_runner_dnd_changed)
+        self._update_icon()
+        self.refresh_menu()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def tray_icon(self) -> QSystemTrayIcon:
+        """The QSystemTrayIcon (also used by the Qt toast fallback)."""
+        return self._tray
+
+    @property
+    def tray_available(self) -> bool:
+        """Whether this desktop has a system tray."""
+        return self._available
+
+    @property
+    def menu(self) -> QMenu:
+        """The tray menu (also the status window's)."""
+        return self._menu
+
+    @property
+    def status_window(self) -> StatusWindow | None:
+        """The status window, once created (no tray, or a test hook)."""
+        return self._status_window
+
+    @property
+    def icon_state(self) -> IconState:
+        """The icon state shown."""
+        return self._current_key()[0]
+
+    @property
+    def badge(self) -> str:
+        """The badge text shown ("" for none)."""
+        return self._current_key()[1]
+
+    @property
+    def tooltip(self) -> str:
+        """The tooltip text."""
+        return self._tray.toolTip()
+
+    def set_windows(self, windows: WindowsPort | None) -> None:
+        """Use this window manager from now on (inbox, chats, settings, sign-in)."""
+        self._windows = windows
+        self.refresh_menu()
+        self._update_status_window()
+
+    def set_problem(self, what: str, problem: str) -> None:
+        """Say in the menu that a service is unavailable ("" clears it).
+
+        Args:
+            what: ``"notifications"`` or ``"sounds"``.
+            problem: the reason, plain words.
+        """
+        if problem:
+            self._problems[what] = problem
+        else:
+            self._problems.pop(what, None)
+        self.refresh_menu()
+
+    def show(self) -> None:
+        """Show the tray icon; without a tray, say so once and show the status window."""
+        if self._available:
+            self._tray.show()
+            return
+        if not self._no_tray_reported:
+            self._no_tray_reported = True
+            logger.warning("No system tray on this desktop: showing a small status window instead")
+        self.show_status_window()
+
+    def hide(self) -> None:
+        """Hide the tray icon and the status window (at shutdown)."""
+        self._tray.hide()
+        self._menu.close()
+        if self._status_window is not None:
+            self._status_window.close()
+
+    def show_status_window(self) -> StatusWindow:
+        """Create (once) and show the status window."""
+        if self._status_window is None:
+            self._status_window = StatusWindow(self._menu)
+            self._status_window.inbox_requested.connect(self._on_status_window_inbox_requested)
+        self._update_status_window()
+        self._status_window.show()
+        return self._status_window
+
+    def popup_menu(self, pos: QPoint | None = None) -> None:
+        """Open the menu (at ``pos``, or under the status window's Menu button)."""
+        self.refresh_menu()
+        if pos is None and self._status_window is not None and self._status_window.isVisible():
+            self._status_window.popup_menu()
+            return
+        self._menu.popup(pos if pos is not None else QPoint(0, 0))
+
+    def refresh_menu(self) -> None:
+        """Rebuild the menu from the current state."""
+        try:
+            self._build_menu()
+        except Exception:
+            logger.exception("Building the tray menu failed")
+
+    # ------------------------------------------------------------------ slots
+
+    def _on_bridge_connection_changed(self, info: ConnectionInfo) -> None:
+        self._changed()
+
+    def _on_bridge_waiting_changed(self, waiting: object) -> None:
+        self._changed()
+
+    def _on_bridge_badge_changed(self, count: int) -> None:
+        self._changed()
+
+    def _on_runner_tray_level_changed(self, level: object) -> None:
+        self._changed()
+
+    def _on_runner_quiet_changed(self, quiet: bool) -> None:
+        self._changed()
+
+    def _on_runner_dnd_changed(self, until: object) -> None:
+        if until is None:
+            self._dnd_choice = _DndChoice.OFF
+        self._changed()
+
+    def _on_menu_about_to_show(self) -> None:
+        self.refresh_menu()
+
+    def _on_tray_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason is QSystemTrayIcon.ActivationReason.Trigger:
+            self._open_inbox()
+
+    def _on_status_window_inbox_requested(self) -> None:
+        self._open_inbox()
+
+    # ------------------------------------------------------------------ internals: view
+
+    def _changed(self) -> None:
+        self._update_icon()
+        if self._menu.isVisible():
+            self.refresh_menu()
+        self._update_status_window()
+
+    def _current_key(self) -> tuple[IconState, str]:
+        state = self._bridge.state
+        key = icon_state(state.connection.state, self._runner.tray_level, self._runner.quiet)
+        return key, badge_text(state.waiting_count)
+
+    def _icon(self, key: tuple[IconState, str]) -> QIcon:
+        icon = self._icons.get(key)
+        if icon is None:
+            icon = render_icon(*key)
+            self._icons[key] = icon
+            while len(self._icons) > _ICON_CACHE_SIZE:
+                self._icons.popitem(last=False)
+        else:
+            self._icons.move_to_end(key)
+        return icon
+
+    def _update_icon(self) -> None:
+        key = self._current_key()
+        if key != self._icon_key:
+            self._icon_key = key
+            self._tray.setIcon(self._icon(key))
+            self.icon_changed.emit(f"{key[0]}:{key[1]}")
+        self._tray.setToolTip(self._tooltip_text())
+
+    def _waiting_line(self) -> str:
+        count = self._bridge.state.waiting_count
+        if count == 0:
+            return _t("Nobody is waiting")
+        if count == 1:
+            return _t("1 customer waiting")
+        return _t("{count} customers waiting").format(count=count)
+
+    def _dnd_line(self) -> str:
+        until = self._runner.dnd_until
+        if until is not None:
+            return _t("Do not disturb until {time}").format(time=_clock_text(until))
+        if self._runner.quiet:
+            return _t("Do not disturb (quiet hours)")
+        return ""
+
+    def _tooltip_text(self) -> str:
+        info = self._bridge.state.connection
+        lines = [_t("tray_agent"), status_text(info), self._waiting_line()]
+        lines += [line for line in (synced_text(info), self._dnd_line()) if line]
+        return "\n".join(lines)
+
+    def _update_status_window(self) -> None:
+        window = self._status_window
+        if window is None:
+            return
+        info = self._bridge.state.connection
+        state_line = status_text(info)
+        synced = synced_text(info)
+        if synced:
+            state_line = f"{state_line} · {synced}"
+        window.update_view(
+            self._icon(self._current_key()), state_line, self._waiting_line(), self._windows is not None
+        )
+
+    def _build_menu(self) -> None:
+        menu = self._menu
+        menu.clear()
+        state = self._bridge.state
+        info = state.connection
+
+        header = status_text(info)
+        synced = synced_text(info)
+        if synced:
+            header = f"{header} · {synced}"
+        self._info_item(menu, header)
+        for what, problem in sorted(self._problems.items()):
+            if what == "notifications":
+                self._info_item(menu, _t("Notifications unavailable: {problem}").format(problem=problem))
+            else:
+                self._info_item(menu, _t("Sounds unavailable: {problem}").format(problem=problem))
+        if info.state is ConnectionState.AUTH_REQUIRED and self._windows is not None:
+            self._item(menu, _t("Sign in…"), self._sign_in)
+        if info.state in (ConnectionState.RECONNECTING, ConnectionState.OFFLINE, ConnectionState.LIMITED):
+            self._item(menu, _t("Reconnect now"), self.reconnect_requested.emit)
+        menu.addSeparator()
+
+        self._build_waiting(menu, state.waiting_list())
+        menu.addSeparator()
+
+        if self._windows is not None:
+            self._item(menu, _t("Open inbox"), self._open_inbox)
+        self._build_dnd(menu)
+        mute = self._item(menu, _t("Mute sounds"), None)
+        mute.setCheckable(True)
+        mute.setChecked(self._runner.muted)
+        mute.setObjectName("mute")
+        if self._mute_locked:
+            mute.setEnabled(False)
+            mute.setToolTip(_t("Set by your administrator"))
+        else:
+            mute.toggled.connect(self.mute_toggled)
+        if self._windows is not None:
+            self._item(menu, _t("Settings…"), self._show_settings)
+        menu.addSeparator()
+        self._item(menu, _t("Quit"), self.quit_requested.emit)
+
+    def _build_waiting(self, menu: QMenu, waiting: tuple[Conversation, ...]) -> None:
+        if not waiting:
+            self._info_item(menu, _t("Nobody is waiting"))
+            return
+        now = self._clock.now()
+        self._info_item(menu, _t("Waiting customers ({count})").format(count=len(waiting)))
+        for conv in waiting[:MENU_CUSTOMERS]:
+            name = conv.customer_name or _t("Unknown customer")
+            parts = [menu_text(name)]
+            waited = waited_text(conv.waiting_since, now)
+            if waited:
+                parts.append(waited)
+            parts.append(menu_text(who_has_text(conv)))
+            sub = menu.addMenu(" · ".join(parts))
+            sub.menuAction().setObjectName(f"customer:{conv.key}")
+            key = conv.key
+            take = self._item(sub, _t("Take over"), functools.partial(self._take_over, key))
+            take.setEnabled(not conv.assigned)
+            take.setObjectName("take_over")
+            if self._windows is not None:
+                self._item(sub, _t("Open"), functools.partial(self._open_chat, key)).setObjectName("open")
+        more = len(waiting) - MENU_CUSTOMERS
+        if more > 0:
+            item = self._item(menu, _t("{count} more…").format(count=more), self._open_inbox)
+            item.setObjectName("more")
+            item.setEnabled(self._windows is not None)
+
+    def _build_dnd(self, menu: QMenu) -> None:
+        until = self._runner.dnd_until
+        if until is None and self._dnd_choice is not _DndChoice.OFF:
+            self._dnd_choice = _DndChoice.OFF
+        title = _t("Do not disturb")
+        line = self._dnd_line()
+        if line:
+            title = line
+        sub = menu.addMenu(title)
+        sub.menuAction().setObjectName("dnd")
+        group = QActionGroup(sub)
+        group.setExclusive(True)
+        now = self._clock.now()
+        choices: list[tuple[_DndChoice, str, datetime | None]] = [
+            (_DndChoice.MIN30, _t("For 30 minutes"), now + timedelta(minutes=30)),
+            (_DndChoice.HOUR, _t("For 1 hour"), now + timedelta(hours=1)),
+            (_DndChoice.TOMORROW, _t("Until tomorrow morning"), tomorrow_morning(now)),
+            (_DndChoice.OFF, _t("Off"), None),
+        ]
+        for choice, label, end in choices:
+            text = label
+            if choice is self._dnd_choice and until is not None:
+                text = _t("{label} (until {time})").format(label=label, time=_clock_text(until))
+            action = self._item(sub, text, functools.partial(self._set_dnd, choice, end))
+            action.setCheckable(True)
+            action.setChecked(choice is self._dnd_choice)
+            action.setObjectName(f"dnd:{choice}")
+            group.addAction(action)
+
+    def _info_item(self, menu: QMenu, text: str) -> QAction:
+        action = menu.addAction(menu_text(text))
+        action.setEnabled(False)
+        return action
+
+    def _item(self, menu: QMenu, text: str, slot: Callable[[], object] | None) -> QAction:
+        action = menu.addAction(text)
+        if slot is not None:
+            action.triggered.connect(lambda _checked=False, slot=slot: slot())
+        return action
+
+    # ------------------------------------------------------------------ internals: actions
+
+    def _open_inbox(self) -> None:
+        if self._windows is None:
+            self.show_status_window()
+            return
+        self._windows.show_inbox()
+
+    def _open_chat(self, conversation: str) -> None:
+        if self._windows is not None:
+            self._windows.open_chat(conversation)
+
+    def _take_over(self, conversation: str) -> None:
+        self._commands.submit(TakeOver(conversation))
+        self._open_chat(conversation)
+
+    def _show_settings(self) -> None:
+        if self._windows is not None:
+            self._windows.show_settings()
+
+    def _sign_in(self) -> None:
+        if self._windows is not None:
+            self._windows.show_sign_in(self._bridge.state.connection.detail)
+
+    def _set_dnd(self, choice: _DndChoice, until: datetime | None) -> None:
+        self._dnd_choice = choice
+        self._runner.set_dnd(until)
+        self._changed()
