@@ -1,0 +1,149 @@
+"""Shared fakes and builders for the GUI tests: a command sink, a clock, a store environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from tray_agent.core.commands import Command, LoadHistory, Release, SendReply, TakeOver
+from tray_agent.core.events import (
+    AgentRef,
+    CommandQueued,
+    Connected,
+    ConnectionChanged,
+    ConnectionState,
+    ConversationSummary,
+    Event,
+    WaitingListPage,
+)
+from tray_agent.core.state import Store
+from tray_agent.ui.bridge import StoreBridge
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+"""A fixed 'now' for the tests (server times are built relative to it)."""
+
+C = TypeVar("C", bound=Command)
+
+
+class FakeClock:
+    """A settable wall clock for the waiting-time column."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class FakeCommandSink:
+    """Records submitted commands; like the network client, reports tracked ones as queued.
+
+    Args:
+        store: when given, replies, take-overs and releases are dispatched as CommandQueued
+            (the store then shows a pending bubble / optimistic take-over, as with net.Client).
+    """
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        self.commands: list[Command] = []
+
+    def submit(self, command: Command) -> None:
+        self.commands.append(command)
+        if self.store is None:
+            return
+        if isinstance(command, (SendReply, TakeOver, Release)):
+            self.store.dispatch(
+                CommandQueued(
+                    command_id=command.command_id,
+                    kind=command.kind,
+                    conversation=command.conversation,
+                    text=command.text if isinstance(command, SendReply) else "",
+                )
+            )
+
+    def of(self, kind: type[C]) -> list[C]:
+        return [c for c in self.commands if isinstance(c, kind)]
+
+    def last(self, kind: type[C]) -> C:
+        found = self.of(kind)
+        assert found, f"no {kind.__name__} submitted; got {self.commands!r}"
+        return found[-1]
+
+    def history_pages(self, conversation: str) -> list[int]:
+        return [c.page for c in self.of(LoadHistory) if c.conversation == conversation]
+
+
+@dataclass
+class Env:
+    """A real Store and StoreBridge with a recording command sink."""
+
+    store: Store
+    bridge: StoreBridge
+    sink: FakeCommandSink
+    clock: FakeClock = field(default_factory=FakeClock)
+
+    def feed(self, *events: Event) -> None:
+        """Dispatch events and flush the bridge at once (no waiting on its 16 ms timer)."""
+        self.store.dispatch_many(events)
+        self.bridge.flush_now()
+
+    def online(self, user_id: str = "me-1") -> None:
+        self.feed(ConnectionChanged(state=ConnectionState.CONNECTED, at=T0), Connected(user_id=user_id))
+
+    def offline(self) -> None:
+        self.feed(
+            ConnectionChanged(state=ConnectionState.RECONNECTING, detail="server unreachable", retry_in=4)
+        )
+
+    def close(self) -> None:
+        self.bridge.close()
+
+
+def make_env(*, user_id: str = "me-1", online: bool = True) -> Env:
+    """A fresh store/bridge/sink; connected as ``user_id`` unless ``online`` is False."""
+    store = Store()
+    env = Env(store=store, bridge=StoreBridge(store), sink=FakeCommandSink(store))
+    if online:
+        env.online(user_id)
+    return env
+
+
+def summary(
+    key: str,
+    name: str = "",
+    *,
+    channel: str = "Shop page",
+    last: str = "hello",
+    last_at: timedelta = timedelta(minutes=-1),
+    waiting: bool = True,
+    since: timedelta | None = timedelta(minutes=-5),
+    assigned: bool = False,
+    agent: AgentRef | None = None,
+    to_me: bool | None = None,
+    handled_by: str = "",
+    status: str = "",
+) -> ConversationSummary:
+    """A waiting-list row relative to :data:`T0`."""
+    return ConversationSummary(
+        conversation=key,
+        customer_name=name or f"Customer {key}",
+        channel=channel,
+        last_message=last,
+        last_message_at=T0 + last_at,
+        waiting=waiting,
+        waiting_since=(T0 + since) if (waiting and since is not None) else None,
+        assigned=assigned,
+        agent=agent,
+        assigned_to_me=to_me,
+        handled_by=handled_by,
+        status=status,
+    )
+
+
+def page(*rows: ConversationSummary, complete: bool = True) -> WaitingListPage:
+    """One complete resync page."""
+    return WaitingListPage(customers=rows, offset=0, total=len(rows), complete_list=complete)

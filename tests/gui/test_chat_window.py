@@ -1,0 +1,370 @@
+"""Tests of the per-customer chat window, driven by a real Store."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QApplication
+
+from tests.gui.fakes import T0, make_env, page, summary
+from tests.gui.test_customer_service import ARTIFACTS, dark_palette, light_palette
+from tray_agent.core.commands import Release, SendReply, TakeOver
+from tray_agent.core.events import (
+    AgentRef,
+    Attachment,
+    CommandFailed,
+    CommandKind,
+    CommandSent,
+    CommandSucceeded,
+    ConversationUpdated,
+    FailureReason,
+    HistoryPage,
+    MessageReceived,
+    SenderKind,
+)
+from tray_agent.core.state import CommandState
+from tray_agent.ui.chat_window import ChatWindow, DraftStore, is_web_link
+
+pytestmark = pytest.mark.gui
+
+KEY = "p/a"
+
+
+def history(*messages: MessageReceived) -> HistoryPage:
+    return HistoryPage(conversation=KEY, messages=messages)
+
+
+def msg(text: str, sender: SenderKind = SenderKind.CUSTOMER, minutes: int = -10, **kw) -> MessageReceived:
+    return MessageReceived(
+        conversation=KEY, sender=sender, text=text, sent_at=T0 + timedelta(minutes=minutes), **kw
+    )
+
+
+class Chat:
+    """A chat window on a fresh env, with the links it tried to open."""
+
+    def __init__(
+        self, qtbot, tmp_path: Path, *, online: bool = True, drafts: DraftStore | None = None
+    ) -> None:
+        self.env = make_env(online=online)
+        self.env.feed(page(summary(KEY, "Alice <i>A</i>", since=timedelta(minutes=-5))))
+        self.opened: list[str] = []
+        self.drafts = drafts or DraftStore(tmp_path / "drafts.json")
+        self.window = ChatWindow(
+            KEY,
+            self.env.bridge,
+            self.env.store.dispatch,
+            self.env.sink,
+            self.drafts,
+            url_opener=lambda url: self.opened.append(url.toString()),
+        )
+        qtbot.addWidget(self.window)
+        self.window.show()
+        qtbot.waitExposed(self.window)
+
+    def bubbles(self):
+        return self.window.model.records
+
+
+@pytest.fixture
+def chat(qtbot, tmp_path):
+    c = Chat(qtbot, tmp_path)
+    yield c
+    c.env.close()
+
+
+def test_opening_loads_history_then_live_messages(chat, qtbot):
+    assert chat.env.sink.history_pages(KEY) == [0]
+    chat.env.feed(
+        history(msg("hi"), msg("ai answer", SenderKind.AI, -9), msg("bot says", SenderKind.BOT, -8))
+    )
+    assert [r.text for r in chat.bubbles()] == ["hi", "ai answer", "bot says"]
+    chat.env.feed(msg("live one", minutes=0))
+    assert chat.bubbles()[-1].text == "live one"
+    assert chat.window.windowTitle() == "Alice <i>A</i> — Shop page"
+    qtbot.mouseClick(chat.window._older_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(chat.window._older_button, Qt.MouseButton.LeftButton)  # nothing new yet: no repeat
+    assert chat.env.sink.history_pages(KEY) == [0, 1]
+    chat.env.feed(history(msg("much older", minutes=-60)))
+    chat.window.load_older()
+    assert chat.env.sink.history_pages(KEY) == [0, 1, 2]
+    assert chat.bubbles()[0].text == "much older"
+
+
+def test_enter_sends_and_shift_enter_starts_a_new_line(chat, qtbot):
+    edit = chat.window._reply_edit
+    edit.setFocus()
+    qtbot.keyClicks(edit, "first line")
+    qtbot.keyClick(edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(edit, "second line")
+    assert chat.env.sink.of(SendReply) == []
+    qtbot.keyClick(edit, Qt.Key.Key_Return)
+    reply = chat.env.sink.last(SendReply)
+    assert (reply.conversation, reply.text) == (KEY, "first line\nsecond line")
+    assert edit.toPlainText() == ""
+    qtbot.keyClick(edit, Qt.Key.Key_Return)  # empty box: nothing sent
+    assert len(chat.env.sink.of(SendReply)) == 1
+
+
+def test_reply_pending_confirmed_failed_and_retry(chat, qtbot):
+    window = chat.window
+    window._reply_edit.setPlainText("Hello Alice")
+    window.send_reply()
+    chat.env.bridge.flush_now()
+    mine = chat.bubbles()[-1]
+    assert mine.mine
+    assert mine.reply_state is CommandState.QUEUED
+    assert window.delegate.status_text(mine, False) == "Sending…"
+    first = chat.env.sink.last(SendReply)
+    chat.env.feed(CommandSent(command_id=first.command_id, kind=CommandKind.REPLY, conversation=KEY))
+    assert window.delegate.status_text(chat.bubbles()[-1], False) == "Sent"
+    chat.env.feed(CommandSucceeded(command_id=first.command_id, kind=CommandKind.REPLY, conversation=KEY))
+    assert chat.bubbles()[-1].reply_state is CommandState.CONFIRMED
+    assert window.delegate.status_text(chat.bubbles()[-1], False) == "Delivered ✓"
+
+    window._reply_edit.setPlainText("Second try")
+    window.send_reply()
+    second = chat.env.sink.last(SendReply)
+    chat.env.feed(
+        CommandFailed(
+            command_id=second.command_id,
+            kind=CommandKind.REPLY,
+            conversation=KEY,
+            reason=FailureReason.ACCESS_DENIED,
+            text="Customer is already assigned to bob@example.com. Only the assigned agent can send.",
+        )
+    )
+    failed = chat.bubbles()[-1]
+    assert failed.reply_state is CommandState.FAILED
+    assert window.failure_text.startswith("A reply could not be sent: Customer is already assigned to bob@")
+    assert window.delegate.status_text(failed, False).startswith("Failed: Customer is already assigned")
+    qtbot.mouseClick(window._retry_button, Qt.MouseButton.LeftButton)
+    retry = chat.env.sink.last(SendReply)
+    assert retry.text == "Second try"
+    assert retry.command_id != second.command_id
+    assert window.failure_text == ""
+    chat.env.bridge.flush_now()
+    assert chat.bubbles()[-1].command_id == retry.command_id
+
+
+def test_retry_link_in_a_failed_bubble(chat, qtbot):
+    window = chat.window
+    window._reply_edit.setPlainText("again")
+    window.send_reply()
+    reply = chat.env.sink.last(SendReply)
+    chat.env.feed(
+        CommandFailed(
+            command_id=reply.command_id,
+            kind=CommandKind.REPLY,
+            conversation=KEY,
+            reason=FailureReason.TIMEOUT,
+        )
+    )
+    view = window.message_view
+    row = len(chat.bubbles()) - 1
+    layout = bubble_layout(window, row)
+    assert layout.retry is not None
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=layout.retry.center())
+    assert [c.text for c in chat.env.sink.of(SendReply)] == ["again", "again"]
+
+
+def test_offline_replies_show_as_queued(qtbot, tmp_path):
+    chat = Chat(qtbot, tmp_path)
+    chat.env.offline()
+    assert chat.window._offline_label.isVisible()
+    chat.window._reply_edit.setPlainText("sent later")
+    chat.window.send_reply()
+    chat.env.bridge.flush_now()
+    pending = chat.bubbles()[-1]
+    assert pending.reply_state is CommandState.QUEUED
+    assert chat.window.delegate.status_text(pending, False).startswith(
+        "Queued: will be sent when you are back online"
+    )
+    chat.env.online()
+    assert chat.window.delegate.status_text(pending, False) == "Sending…"
+    assert not chat.window._offline_label.isVisible()
+    chat.env.close()
+
+
+def test_drafts_survive_closing_and_restarting(qtbot, tmp_path):
+    chat = Chat(qtbot, tmp_path)
+    qtbot.keyClicks(chat.window._reply_edit, "half-written answer")
+    chat.window.close()
+    saved = json.loads((tmp_path / "drafts.json").read_text())
+    assert saved["drafts"] == {KEY: "half-written answer"}
+    chat.env.close()
+    # "Restart": a new draft store reading the same file, a new window.
+    again = Chat(qtbot, tmp_path, drafts=DraftStore(tmp_path / "drafts.json"))
+    assert again.window._reply_edit.toPlainText() == "half-written answer"
+    again.window.send_reply()
+    again.drafts.save_now()
+    assert json.loads((tmp_path / "drafts.json").read_text())["drafts"] == {}
+    again.env.close()
+
+
+def test_broken_drafts_file_is_ignored(tmp_path):
+    path = tmp_path / "drafts.json"
+    path.write_text("{not json")
+    assert DraftStore(path).get(KEY) == ""
+
+
+def test_markup_is_shown_literally_and_only_web_links_open(chat, qtbot):
+    chat.env.feed(
+        history(
+            msg("<b>bold?</b> <a href='http://evil'>x</a>"),
+            msg(
+                "",
+                attachment=Attachment(url="https://example.com/a.pdf", kind="document", name="a.pdf"),
+                minutes=-9,
+            ),
+            msg("", attachment=Attachment(url="javascript:alert(1)", name="trap"), minutes=-8),
+            msg("", attachment=Attachment(url="file:///etc/passwd", name="local"), minutes=-7),
+        )
+    )
+    window = chat.window
+    assert window.model.index(0, 0).data() == "<b>bold?</b> <a href='http://evil'>x</a>"
+    assert window._handler_label.textFormat() == Qt.TextFormat.PlainText
+    for row in (2, 3):
+        text, clickable = window.delegate.link_text(chat.bubbles()[row])
+        assert not clickable
+        assert "not a web link" in text
+        click_link(window, qtbot, row)
+    assert chat.opened == []
+    assert window.delegate.link_text(chat.bubbles()[1])[1]
+    click_link(window, qtbot, 1)
+    assert chat.opened == ["https://example.com/a.pdf"]
+    assert not is_web_link("https:///nohost")
+
+
+def test_banner_says_who_handles_the_chat(chat, qtbot):
+    window = chat.window
+    assert window.handler_text.startswith("Waiting for a human since")
+    assert window._take_over_button.isEnabled()
+    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    take = chat.env.sink.last(TakeOver)
+    chat.env.feed(CommandSucceeded(command_id=take.command_id, kind=CommandKind.TAKE_OVER, conversation=KEY))
+    assert window.handler_text == "You are handling this customer."
+    assert window._release_button.isVisible()
+    assert window._release_button.isEnabled()
+    qtbot.mouseClick(window._release_button, Qt.MouseButton.LeftButton)
+    release = chat.env.sink.last(Release)
+    chat.env.feed(CommandSucceeded(command_id=release.command_id, kind=CommandKind.RELEASE, conversation=KEY))
+    assert window.handler_text.startswith("Waiting for a human")
+    chat.env.feed(page(summary(KEY, "Alice", assigned=True, agent=AgentRef("x", "Sam"))))
+    assert window.handler_text == "Sam is handling this customer."
+    assert not window._take_over_button.isEnabled()
+    chat.env.feed(page(summary(KEY, "Alice", waiting=False, handled_by="ai")))
+    assert window.handler_text == "The AI is answering this customer."
+    chat.env.feed(ConversationUpdated(conversation=KEY, update_type="chat_resolved", at=T0))
+    assert window.handler_text == "The AI is answering this customer."
+
+
+def test_conflict_in_the_chat_window(chat, qtbot):
+    qtbot.mouseClick(chat.window._take_over_button, Qt.MouseButton.LeftButton)
+    take = chat.env.sink.last(TakeOver)
+    chat.env.feed(
+        CommandFailed(
+            command_id=take.command_id,
+            kind=CommandKind.TAKE_OVER,
+            conversation=KEY,
+            reason=FailureReason.ALREADY_ASSIGNED,
+            text="Customer is already assigned to sam@example.com",
+        )
+    )
+    assert chat.window.conflict_banner.isVisible()
+    assert "sam@example.com" in chat.window.conflict_banner.text
+    assert chat.window.handler_text == "Another agent is handling this customer."
+
+
+def test_active_window_marks_read_and_focuses(chat, qtbot):
+    chat.env.feed(msg("unread!", minutes=0))
+    assert chat.env.store.state.conversation(KEY).unread >= 0
+    chat.window.activateWindow()
+    qtbot.waitUntil(chat.window.isActiveWindow)
+    assert chat.env.store.state.focused == KEY
+    assert chat.env.store.state.conversation(KEY).unread == 0
+    chat.window.close()
+    assert chat.env.store.state.focused is None
+
+
+def test_widgets_have_accessible_names(chat):
+    w = chat.window
+    for widget in (
+        w._reply_edit,
+        w._send_button,
+        w.message_view,
+        w._older_button,
+        w._take_over_button,
+        w._release_button,
+        w._retry_button,
+        w.conflict_banner._close_button,
+    ):
+        assert widget.accessibleName(), widget
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_chat_screenshot(chat, theme):
+    app = QApplication.instance()
+    old = app.palette()
+    app.setPalette(dark_palette() if theme == "dark" else light_palette())
+    try:
+        QApplication.processEvents()
+        env = chat.env
+        env.feed(
+            history(
+                msg("Hi, my order #1234 has not arrived <b>yet</b>.", minutes=-12),
+                msg("I can help with that! Could you share your email?", SenderKind.AI, -11),
+                msg(
+                    "",
+                    attachment=Attachment(url="https://example.com/receipt.pdf", name="receipt.pdf"),
+                    minutes=-10,
+                ),
+                msg("Connecting you to a human agent.", SenderKind.BOT, -9),
+                msg("Hello, Sam here.", SenderKind.AGENT, -8, sender_name="Sam", agent_id="x"),
+            )
+        )
+        chat.window._reply_edit.setPlainText("Thanks, looking into it")
+        chat.window.send_reply()
+        chat.window._reply_edit.setPlainText("Failing reply")
+        chat.window.send_reply()
+        failing = chat.env.sink.last(SendReply)
+        env.feed(
+            CommandFailed(
+                command_id=failing.command_id,
+                kind=CommandKind.REPLY,
+                conversation=KEY,
+                reason=FailureReason.TIMEOUT,
+                text="No answer from the server",
+            )
+        )
+        chat.window._reply_edit.setPlainText("a draft")
+        chat.window.resize(440, 640)
+        QApplication.processEvents()
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert chat.window.grab().save(str(ARTIFACTS / f"chat-{theme}.png"))
+    finally:
+        app.setPalette(old)
+
+
+def bubble_layout(window: ChatWindow, row: int):
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    view = window.message_view
+    index = window.model.index(row, 0)
+    view.scrollTo(index)
+    QApplication.processEvents()
+    option = QStyleOptionViewItem()
+    option.initFrom(view)
+    option.rect = view.visualRect(index)
+    return window.delegate.bubble_layout(option, index)
+
+
+def click_link(window: ChatWindow, qtbot, row: int) -> None:
+    layout = bubble_layout(window, row)
+    assert layout.link is not None
+    point: QPoint = layout.link.topLeft() + QPoint(6, layout.link.height() // 2)
+    qtbot.mouseClick(window.message_view.viewport(), Qt.MouseButton.LeftButton, pos=point)

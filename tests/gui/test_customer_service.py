@@ -1,0 +1,249 @@
+"""Tests of the Customer Service inbox window, driven by a real Store."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+from tests.gui.fakes import T0, make_env, page, summary
+from tray_agent.core.commands import Release, TakeOver
+from tray_agent.core.events import (
+    AgentRef,
+    AssignmentAction,
+    AssignmentChanged,
+    CommandFailed,
+    CommandKind,
+    CommandSucceeded,
+    ConnectionChanged,
+    ConnectionState,
+    FailureReason,
+)
+from tray_agent.ui.customer_service import CustomerServiceWindow
+from tray_agent.ui.models import Column
+
+pytestmark = pytest.mark.gui
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def rows():
+    return page(
+        summary("p/a", "Alice", since=timedelta(minutes=-12), last="Where is my order?"),
+        summary("p/b", "Bob <script>alert(1)</script>", since=timedelta(minutes=-3), last="<b>help</b>"),
+        summary(
+            "p/c", "Carol", since=timedelta(minutes=-7), assigned=True, agent=AgentRef("me-1"), to_me=True
+        ),
+        summary("p/d", "Dan", since=timedelta(minutes=-30), assigned=True, agent=AgentRef("x", "Sam Agent")),
+        summary("p/e", "Erin", waiting=False, channel="Other page", last="thanks!"),
+    )
+
+
+@pytest.fixture
+def inbox(qtbot):
+    env = make_env()
+    env.feed(rows())
+    window = CustomerServiceWindow(env.bridge, env.sink, "dashboard", clock=env.clock)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    yield env, window
+    env.close()
+
+
+def tab_keys(window, tab):
+    return list(window.proxies[tab].keys())
+
+
+def test_inbox_tabs_show_the_right_customers(inbox):
+    _env, window = inbox
+    assert tab_keys(window, 0) == ["p/d", "p/a", "p/c", "p/b"]
+    assert tab_keys(window, 1) == ["p/c"]
+    assert set(tab_keys(window, 2)) == {"p/a", "p/b", "p/c", "p/d", "p/e"}
+    titles = [window._tabs.tabText(i) for i in range(3)]
+    assert titles == ["Waiting for a human (4)", "Mine (1)", "All customers (5)"]
+    table = window.current_table
+    assert table.verticalHeader().sectionResizeMode(0) == table.verticalHeader().ResizeMode.Fixed
+    assert window.proxies[0].index(0, Column.WAITING).data() == "30:00"
+
+
+def test_search_filters_every_tab(inbox, qtbot):
+    _env, window = inbox
+    qtbot.keyClicks(window._search_edit, "order")
+    assert tab_keys(window, 0) == ["p/a"]
+    window._search_edit.clear()
+    qtbot.keyClicks(window._search_edit, "other page")
+    assert tab_keys(window, 0) == []
+    assert tab_keys(window, 2) == ["p/e"]
+
+
+def test_enter_opens_the_selected_chat(inbox, qtbot):
+    _env, window = inbox
+    window._search_edit.setFocus()
+    qtbot.keyClick(window._search_edit, Qt.Key.Key_Down)  # into the table, first row selected
+    table = window.current_table
+    assert table.hasFocus() or QApplication.focusWidget() is table
+    qtbot.keyClick(table, Qt.Key.Key_Down)
+    with qtbot.waitSignal(window.chat_requested) as blocker:
+        qtbot.keyClick(table, Qt.Key.Key_Return)
+    assert blocker.args == ["p/a"]
+
+
+def test_take_over_and_release_submit_commands(inbox, qtbot):
+    env, window = inbox
+    assert window.select_conversation("p/b")
+    assert window._take_over_button.isEnabled()
+    assert not window._release_button.isEnabled()
+    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    take = env.sink.last(TakeOver)
+    assert take.conversation == "p/b"
+    env.bridge.flush_now()
+    assert not window._take_over_button.isEnabled()  # pending: no double take-over
+    env.feed(CommandSucceeded(command_id=take.command_id, kind=CommandKind.TAKE_OVER, conversation="p/b"))
+    assert "p/b" in tab_keys(window, 1)
+    assert window.selected_key() == "p/b"
+    assert window._release_button.isEnabled()
+    qtbot.mouseClick(window._release_button, Qt.MouseButton.LeftButton)
+    assert env.sink.last(Release).conversation == "p/b"
+    # Another agent's customer: neither button.
+    window.select_conversation("p/d")
+    assert not window._take_over_button.isEnabled()
+    assert not window._release_button.isEnabled()
+
+
+def test_conflict_rolls_back_and_names_who_has_the_customer(inbox, qtbot):
+    env, window = inbox
+    window.select_conversation("p/a")
+    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    take = env.sink.last(TakeOver)
+    env.bridge.flush_now()
+    assert window.proxies[0].index(window.proxies[0].row_of("p/a"), Column.AGENT).data() == "Me"
+    env.feed(
+        CommandFailed(
+            command_id=take.command_id,
+            kind=CommandKind.TAKE_OVER,
+            conversation="p/a",
+            reason=FailureReason.ALREADY_ASSIGNED,
+            text="Customer is already assigned to sam@example.com",
+        )
+    )
+    banner = window.conflict_banner
+    assert banner.isVisible()
+    assert banner.text == "Could not take over Alice: Customer is already assigned to sam@example.com"
+    row = window.proxies[0].row_of("p/a")
+    assert window.proxies[0].index(row, Column.AGENT).data() == "Another agent"  # rolled back
+    assert "p/a" not in tab_keys(window, 1)
+
+    # The dashboard often sends an empty email (G9): the agent known later is named instead.
+    window.select_conversation("p/b")
+    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    take = env.sink.last(TakeOver)
+    env.feed(
+        CommandFailed(
+            command_id=take.command_id,
+            kind=CommandKind.TAKE_OVER,
+            conversation="p/b",
+            reason=FailureReason.ALREADY_ASSIGNED,
+            text="Customer is already assigned to ",
+        )
+    )
+    assert banner.text == "Bob <script>alert(1)</script> is already being handled by another agent."
+    env.feed(
+        AssignmentChanged(
+            conversation="p/b", action=AssignmentAction.ASSIGNED, agent=AgentRef("z", "Zoe"), at=T0
+        )
+    )
+    assert banner.text == "Bob <script>alert(1)</script> is already being handled by Zoe."
+    assert banner._label.textFormat() == Qt.TextFormat.PlainText
+    qtbot.mouseClick(banner._close_button, Qt.MouseButton.LeftButton)
+    assert not banner.isVisible()
+
+
+def test_connection_state_in_the_status_bar(inbox):
+    env, window = inbox
+    assert window._connection_label.text().startswith("Connected")
+    env.feed(ConnectionChanged(state=ConnectionState.RECONNECTING, detail="server unreachable", retry_in=4.2))
+    assert window._connection_label.text().startswith("Connection lost, reconnecting… (next try in 4 s)")
+    assert "server unreachable" in window._connection_label.text()
+
+
+def test_hidden_inbox_does_no_view_work_then_catches_up(inbox, qtbot):
+    env, window = inbox
+    window.hide()
+    assert not window.model.ticking
+    env.feed(page(*rows().customers, summary("p/z", "Zed", since=timedelta(minutes=-1))))
+    assert "p/z" not in tab_keys(window, 0)
+    window.show()
+    assert tab_keys(window, 0)[-1] == "p/z"
+    assert window.model.ticking
+
+
+def test_every_interactive_widget_has_an_accessible_name(inbox):
+    _env, window = inbox
+    for widget in (
+        window._search_edit,
+        window._tabs,
+        *window._tables,
+        window._open_button,
+        window._take_over_button,
+        window._release_button,
+        window.conflict_banner._close_button,
+    ):
+        assert widget.accessibleName(), widget
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_inbox_screenshot(inbox, theme, qtbot):
+    _env, window = inbox
+    app = QApplication.instance()
+    old = app.palette()
+    app.setPalette(dark_palette() if theme == "dark" else light_palette())
+    try:
+        QApplication.processEvents()  # deliver the palette change
+        window.resize(900, 360)
+        window.select_conversation("p/a")
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert window.grab().save(str(ARTIFACTS / f"inbox-{theme}.png"))
+    finally:
+        app.setPalette(old)
+
+
+def light_palette() -> QPalette:
+    palette = QPalette()
+    for role, color in (
+        (QPalette.ColorRole.Window, "#f3f3f3"),
+        (QPalette.ColorRole.Base, "#ffffff"),
+        (QPalette.ColorRole.AlternateBase, "#eef2f6"),
+        (QPalette.ColorRole.Text, "#1b1b1b"),
+        (QPalette.ColorRole.WindowText, "#1b1b1b"),
+        (QPalette.ColorRole.Button, "#e6e6e6"),
+        (QPalette.ColorRole.ButtonText, "#1b1b1b"),
+        (QPalette.ColorRole.Highlight, "#2f6fd6"),
+        (QPalette.ColorRole.HighlightedText, "#ffffff"),
+        (QPalette.ColorRole.Link, "#1a5fc4"),
+    ):
+        palette.setColor(role, QColor(color))
+    return palette
+
+
+def dark_palette() -> QPalette:
+    palette = QPalette()
+    for role, color in (
+        (QPalette.ColorRole.Window, "#202124"),
+        (QPalette.ColorRole.Base, "#17181a"),
+        (QPalette.ColorRole.AlternateBase, "#25272b"),
+        (QPalette.ColorRole.Text, "#e8eaed"),
+        (QPalette.ColorRole.WindowText, "#e8eaed"),
+        (QPalette.ColorRole.Button, "#303134"),
+        (QPalette.ColorRole.ButtonText, "#e8eaed"),
+        (QPalette.ColorRole.Highlight, "#8ab4f8"),
+        (QPalette.ColorRole.HighlightedText, "#202124"),
+        (QPalette.ColorRole.Link, "#8ab4f8"),
+        (QPalette.ColorRole.PlaceholderText, "#9aa0a6"),
+    ):
+        palette.setColor(role, QColor(color))
+    return palette

@@ -1,0 +1,261 @@
+"""Tests of the conversation table, its tab proxies and the chat message model."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from PySide6.QtCore import QModelIndex, Qt
+
+from tests.gui.fakes import T0, FakeClock, make_env, page, summary
+from tray_agent.core.events import (
+    AgentRef,
+    AssignmentAction,
+    AssignmentChanged,
+    CommandKind,
+    CommandQueued,
+    CommandSucceeded,
+    HistoryPage,
+    MessageReceived,
+    SenderKind,
+    WaitingChanged,
+)
+from tray_agent.core.state import Conversation, ConversationMap, History, MessageRecord, State
+from tray_agent.ui.models import (
+    KEY_ROLE,
+    RECORD_ROLE,
+    AllActiveProxy,
+    Column,
+    ConversationTableModel,
+    MessageListModel,
+    MineProxy,
+    WaitingProxy,
+    conflict_text,
+    format_duration,
+)
+
+pytestmark = pytest.mark.gui
+
+
+def build(env, clock=None):
+    model = ConversationTableModel(lambda: env.bridge.state, "dashboard", clock=clock or FakeClock())
+    env.bridge.conversations_changed.connect(model.on_conversations_changed)
+    proxies = (WaitingProxy(model), MineProxy(model), AllActiveProxy(model))
+    return model, proxies
+
+
+def keys(proxy) -> list[str]:
+    return list(proxy.keys())
+
+
+def test_models_pass_the_model_tester_through_batches(qtmodeltester):
+    env = make_env()
+    env.feed(page(summary("p/1", since=timedelta(minutes=-3)), summary("p/2", since=timedelta(minutes=-9))))
+    model, proxies = build(env)
+    qtmodeltester.check(model)
+    for proxy in proxies:
+        qtmodeltester.check(proxy)
+
+    # A batch of inserts (new customers), updates (messages) and moves (assignment to me).
+    env.feed(
+        *(
+            WaitingChanged(conversation=f"p/{i}", waiting=True, customer=summary(f"p/{i}"), at=T0)
+            for i in range(3, 40)
+        ),
+        MessageReceived(conversation="p/1", sender=SenderKind.CUSTOMER, text="again", sent_at=T0),
+        AssignmentChanged(
+            conversation="p/2", action=AssignmentAction.ASSIGNED, agent=AgentRef("me-1"), is_me=True
+        ),
+    )
+    assert model.rowCount() == 39
+    assert len(keys(proxies[0])) == 39
+    assert keys(proxies[1]) == ["p/2"]
+
+    # Removals from the tabs: customers stop waiting, I release.
+    env.feed(
+        *(WaitingChanged(conversation=f"p/{i}", waiting=False, at=T0) for i in range(3, 20)),
+        AssignmentChanged(conversation="p/2", action=AssignmentAction.UNASSIGNED),
+    )
+    assert len(keys(proxies[0])) == 22
+    assert keys(proxies[1]) == []
+    assert len(keys(proxies[2])) == 39  # the dashboard's "All" tab keeps every known customer
+
+
+def test_source_model_removes_rows_and_passes_the_tester(qtmodeltester):
+    convs = {f"k{i}": Conversation(key=f"k{i}", customer_name=f"N{i}", waiting=True) for i in range(10)}
+    state = {"s": State(conversations=ConversationMap(convs.values()))}
+    model = ConversationTableModel(lambda: state["s"], "org", clock=FakeClock())
+    proxy = WaitingProxy(model)
+    qtmodeltester.check(model)
+    qtmodeltester.check(proxy)
+    survivors = [c for k, c in convs.items() if k not in {"k2", "k3", "k7"}]
+    state["s"] = State(conversations=ConversationMap(survivors))
+    model.on_conversations_changed({"k2", "k3", "k7"})
+    assert model.rowCount() == 7
+    assert {model.key_at(r) for r in range(7)} == {c.key for c in survivors}
+    assert all(model.row_of(c.key) == r for r in range(7) if (c := model.conversation_at(r)))
+    assert sorted(keys(proxy)) == sorted(c.key for c in survivors)
+
+
+def test_tabs_filter_and_order(qtbot):
+    env = make_env()
+    env.feed(
+        page(
+            summary("p/new", "Newer", since=timedelta(minutes=-2), last_at=timedelta(minutes=-1)),
+            summary("p/old", "Oldest", since=timedelta(minutes=-30), last_at=timedelta(minutes=-20)),
+            summary(
+                "p/mine",
+                "Mine",
+                since=timedelta(minutes=-10),
+                assigned=True,
+                agent=AgentRef("me-1"),
+                to_me=True,
+            ),
+            summary(
+                "p/other", "Other", since=timedelta(minutes=-20), assigned=True, agent=AgentRef("x", "Bob")
+            ),
+            summary("p/idle", "Idle", waiting=False, last_at=timedelta(minutes=-50)),
+        )
+    )
+    _model, (waiting, mine, everyone) = build(env)
+    assert keys(waiting) == ["p/old", "p/other", "p/mine", "p/new"]  # oldest first
+    assert keys(mine) == ["p/mine"]
+    assert keys(everyone) == ["p/mine", "p/new", "p/other", "p/old", "p/idle"]  # latest first, then key
+    agent = waiting.index(1, Column.AGENT).data()
+    assert agent == "Bob"
+    assert waiting.index(2, Column.AGENT).data() == "Me"
+    assert waiting.index(3, Column.AGENT).data() == "Nobody yet"
+
+    waiting.set_search_text("OLD")
+    assert keys(waiting) == ["p/old"]
+    waiting.set_search_text("shop page")  # channel matches every row
+    assert len(keys(waiting)) == 4
+    waiting.set_search_text("")
+
+    # A customer waiting longer moves up; a new message moves a row to the top of "All".
+    env.feed(MessageReceived(conversation="p/idle", sender=SenderKind.CUSTOMER, text="hi?", sent_at=T0))
+    assert keys(everyone)[0] == "p/idle"
+
+
+def test_org_all_active_hides_resolved_chats(qtbot):
+    env = make_env()
+    env.feed(page(summary("c1", status="open"), summary("c2", status="resolved", waiting=False)))
+    model = ConversationTableModel(lambda: env.bridge.state, "org", clock=FakeClock())
+    everyone = AllActiveProxy(model)
+    assert keys(everyone) == ["c1"]
+    assert model.headerData(Column.CHANNEL, Qt.Orientation.Horizontal) == "Channel"
+
+
+def test_waiting_time_ticks_only_while_active(qtbot):
+    env = make_env()
+    clock = FakeClock()
+    env.feed(page(summary("p/1", since=timedelta(minutes=-5))))
+    model, (waiting, _, _) = build(env, clock)
+    assert waiting.index(0, Column.WAITING).data() == "5:00"
+    clock.advance(61)
+    with qtbot.waitSignal(model.ticked):
+        model.tick()
+    assert waiting.index(0, Column.WAITING).data() == "6:01"
+    model.set_ticking(True)
+    assert model.ticking
+    model.set_active(False)  # hidden: no timer at all
+    assert not model.ticking
+    model.set_ticking(True)
+    assert not model.ticking
+
+
+def test_hidden_model_defers_changes_until_shown(qtbot):
+    env = make_env()
+    model, (waiting, _, _) = build(env)
+    model.set_active(False)
+    env.feed(page(summary("p/1"), summary("p/2")))
+    assert model.rowCount() == 0
+    assert model.pending_count == 2
+    model.set_active(True)
+    assert model.rowCount() == 2
+    assert len(keys(waiting)) == 2
+
+
+def test_ten_thousand_waiting_customers_load_in_one_batch(qtbot, qtmodeltester):
+    env = make_env()
+    model, (waiting, _mine, _everyone) = build(env)
+    qtmodeltester.check(waiting)
+    rows = [summary(f"p/{i}", since=timedelta(seconds=-((i * 7919) % 10_000) - 1)) for i in range(10_000)]
+    env.feed(page(*rows))
+    assert model.rowCount() == 10_000
+    assert waiting.rowCount() == 10_000
+    first = waiting.key_at(0)
+    assert env.bridge.state.conversation(first).waiting_since == min(r.waiting_since for r in rows)
+    # A later single change is a move, not a reset.
+    resets: list[int] = []
+    waiting.modelReset.connect(lambda: resets.append(1))
+    env.feed(WaitingChanged(conversation="p/5", waiting=False, at=T0))
+    assert waiting.rowCount() == 9_999
+    assert resets == []
+
+
+def test_markup_in_customer_data_is_returned_literally(qtbot):
+    env = make_env()
+    env.feed(page(summary("p/1", "<b>Eve</b><img src=x>", last="<a href='javascript:x'>click</a>\nline2")))
+    _model, (waiting, _, _) = build(env)
+    assert waiting.index(0, Column.CUSTOMER).data() == "<b>Eve</b><img src=x>"
+    assert waiting.index(0, Column.LAST_MESSAGE).data() == "<a href='javascript:x'>click</a> line2"
+    tooltip = waiting.index(0, Column.LAST_MESSAGE).data(Qt.ItemDataRole.ToolTipRole)
+    assert "&lt;a href=" in tooltip
+    assert "<a href" not in tooltip
+    assert waiting.index(0, 0).data(KEY_ROLE) == "p/1"
+
+
+def test_message_list_model_diffs_histories(qtmodeltester):
+    records = [MessageRecord(sender=SenderKind.CUSTOMER, text=f"m{i}", message_id=str(i)) for i in range(5)]
+    model = MessageListModel(History(records[2:4]))
+    qtmodeltester.check(model)
+    inserted: list[tuple[int, int]] = []
+    model.rowsInserted.connect(lambda parent, first, last: inserted.append((first, last)))
+    model.set_history(History(records[2:5]))  # appended
+    model.set_history(History(records))  # older page at the top
+    assert inserted == [(2, 2), (0, 1)]
+    changed: list[int] = []
+    model.dataChanged.connect(lambda tl, br, roles=(): changed.append(tl.row()))
+    replaced = History(records).replaced(
+        3, MessageRecord(sender=SenderKind.CUSTOMER, text="edited", message_id="3")
+    )
+    model.set_history(replaced)
+    assert changed == [3]
+    assert model.index(3, 0).data() == "edited"
+    assert model.index(3, 0).data(RECORD_ROLE).message_id == "3"
+    model.set_history(History(records[:2]))  # anything else: reset
+    assert model.rowCount() == 2
+    assert model.rowCount(model.index(0, 0)) == 0
+    assert model.data(QModelIndex()) is None
+
+
+def test_message_model_follows_the_store(qtmodeltester):
+    env = make_env()
+    env.feed(
+        HistoryPage(conversation="c", messages=(MessageReceived(conversation="c", text="hi", sent_at=T0),))
+    )
+    model = MessageListModel(env.bridge.state.conversation("c").messages)
+    qtmodeltester.check(model)
+    env.feed(CommandQueued(command_id="x1", kind=CommandKind.REPLY, conversation="c", text="hello"))
+    model.set_history(env.bridge.state.conversation("c").messages)
+    env.feed(CommandSucceeded(command_id="x1", kind=CommandKind.REPLY, conversation="c", message_id="m9"))
+    model.set_history(env.bridge.state.conversation("c").messages)
+    assert model.rowCount() == 2
+    assert model.record_at(1).mine
+
+
+def test_format_and_conflict_helpers(qtbot):
+    model = MessageListModel()
+    assert format_duration(model, 59) == "0:59"
+    assert format_duration(model, 3600 + 120) == "1 h 02 min"
+    assert format_duration(model, 2 * 86400 + 3600) == "2 d 1 h"
+    conv = Conversation(key="k", customer_name="Ann", assigned=True, agent=AgentRef("a", "Bob"))
+    assert conflict_text(model, conv, "Customer is already assigned to x@y.z") == (
+        "Could not take over Ann: Customer is already assigned to x@y.z"
+    )
+    assert (
+        conflict_text(model, conv, "Customer is already assigned to ")
+        == "Ann is already being handled by Bob."
+    )
+    assert conflict_text(model, None, "") == "This customer is already being handled by another agent."

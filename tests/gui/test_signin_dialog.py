@@ -1,0 +1,88 @@
+"""Tests of the sign-in dialog for both dialects."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+
+from tray_agent.core.settings import ConnectionSettings, Settings
+from tray_agent.core.settings_layers import LoadedSettings
+from tray_agent.ui.signin_dialog import SignInDialog, SignInRequest
+
+pytestmark = pytest.mark.gui
+
+
+def loaded(dialect: str, locked: frozenset[str] = frozenset(), **conn: str) -> LoadedSettings:
+    settings = Settings(connection=ConnectionSettings(dialect=dialect, **conn))
+    return LoadedSettings(settings=settings, locked=locked)
+
+
+def test_dashboard_sign_in_emits_the_request(qtbot):
+    dialog = SignInDialog(loaded("dashboard", server="https://dash.example", company="acme"), "dashboard")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog._org_edit is None
+    assert dialog._token_edit is None
+    qtbot.keyClicks(dialog._email_edit, "ann@example.com")
+    qtbot.keyClicks(dialog._password_edit, "s3cret")
+    qtbot.mouseClick(dialog._remember_check, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(dialog.sign_in_requested) as blocker:
+        qtbot.mouseClick(dialog._sign_in_button, Qt.MouseButton.LeftButton)
+    request = blocker.args[0]
+    assert request == SignInRequest(
+        dialect="dashboard",
+        server="https://dash.example",
+        company="acme",
+        email="ann@example.com",
+        password="s3cret",
+        remember=True,
+    )
+    assert "s3cret" not in repr(request)
+    assert not dialog._sign_in_button.isEnabled()  # waiting for app.py
+    dialog.show_problem("Wrong email or password.")
+    assert dialog.problem_text == "Wrong email or password."
+    assert dialog._sign_in_button.isEnabled()
+
+
+def test_org_fields_prefilled_and_locked_by_it(qtbot):
+    settings = loaded(
+        "org",
+        frozenset({"connection.server", "connection.supabase_url", "connection.supabase_key"}),
+        server="https://crm.example",
+        org="org-1",
+        supabase_url="https://x.supabase.co",
+        supabase_key="anon",
+    )
+    dialog = SignInDialog(settings, "org")
+    qtbot.addWidget(dialog)
+    assert dialog._supabase_url_edit.text() == "https://x.supabase.co"
+    for edit in (dialog._server_edit, dialog._supabase_url_edit, dialog._supabase_key_edit):
+        assert not edit.isEnabled()
+        assert edit.toolTip() == "Set by your IT department"
+    assert dialog._org_edit.isEnabled()
+    dialog._token_edit.setText("eyJ.token")
+    with qtbot.waitSignal(dialog.sign_in_requested) as blocker:
+        dialog._buttons.accepted.emit()
+    assert blocker.args[0].token == "eyJ.token"
+    assert blocker.args[0].org == "org-1"
+
+
+def test_missing_fields_and_problems_are_plain_words(qtbot):
+    dialog = SignInDialog(loaded("dashboard"), "dashboard")
+    qtbot.addWidget(dialog)
+    with qtbot.assertNotEmitted(dialog.sign_in_requested):
+        dialog._buttons.accepted.emit()
+    assert dialog.problem_text.startswith("Enter the server address")
+    dialog.show_problem("<b>Server unreachable</b>")
+    assert dialog._problem_label.textFormat() == Qt.TextFormat.PlainText
+    dialog.set_keyring_problem("no keyring backend")
+    assert dialog._keyring_label.text() == "Your sign-in will not be remembered: no keyring backend"
+    for widget in (
+        dialog._server_edit,
+        dialog._company_edit,
+        dialog._email_edit,
+        dialog._password_edit,
+        dialog._remember_check,
+        dialog._sign_in_button,
+    ):
+        assert widget.accessibleName()

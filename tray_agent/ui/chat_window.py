@@ -1,0 +1,851 @@
+"""One chat window per customer: history then live bubbles, who handles it, replies, retry, drafts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRect,
+    QSize,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import (
+    QCloseEvent,
+    QColor,
+    QDesktopServices,
+    QFont,
+    QFontMetrics,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QMouseEvent,
+    QPainter,
+    QPalette,
+    QShortcut,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QPlainTextEdit,
+    QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tray_agent.core.commands import LoadHistory, Release, SendReply, TakeOver
+from tray_agent.core.events import ConnectionState, Event, SenderKind
+from tray_agent.core.ports import CommandSink
+from tray_agent.core.settings_layers import atomic_write_text
+from tray_agent.core.state import (
+    CommandState,
+    ConnectionInfo,
+    Conversation,
+    FocusChanged,
+    History,
+    MessageRecord,
+    OutboundCommand,
+)
+from tray_agent.ui.bridge import StoreBridge
+from tray_agent.ui.customer_service import ConflictBanner, can_release, can_take_over, new_conflicts
+from tray_agent.ui.models import (
+    RECORD_ROLE,
+    RETRIED_ROLE,
+    MessageListModel,
+    agent_name,
+    is_online,
+    one_line,
+    sender_label,
+)
+
+logger = logging.getLogger(__name__)
+
+_Index = QModelIndex | QPersistentModelIndex
+
+DRAFT_SAVE_DELAY_MS: Final = 500
+"""Drafts are written at most this often while typing (and at once when a window closes)."""
+LINK_SCHEMES: Final = frozenset({"http", "https"})
+"""Attachment URLs with these schemes are links; anything else is shown as plain text."""
+_EMPTY_HISTORY: Final = History()
+
+
+def is_web_link(url: str) -> bool:
+    """True for a well-formed http(s) URL (the only links a bubble makes clickable)."""
+    parsed = QUrl(url, QUrl.ParsingMode.StrictMode)
+    return parsed.isValid() and parsed.scheme().lower() in LINK_SCHEMES and bool(parsed.host())
+
+
+class DraftStore(QObject):
+    """Reply drafts by conversation, kept across window closes and app restarts.
+
+    Persisted as JSON (``{"version": 1, "drafts": {conversation: text}}``) with atomic writes,
+    debounced while typing. An unreadable file is logged and treated as empty.
+
+    Args:
+        path: the drafts file (``drafts.json`` next to the window state), or None for memory only.
+        parent: the Qt parent.
+    """
+
+    def __init__(self, path: Path | None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._path = path
+        self._drafts: dict[str, str] = {}
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DRAFT_SAVE_DELAY_MS)
+        self._timer.timeout.connect(self.save_now)
+        if path is not None:
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            logger.warning("Ignoring unreadable drafts file %s: %s", path, exc)
+            return
+        drafts = data.get("drafts") if isinstance(data, dict) else None
+        if isinstance(drafts, dict):
+            self._drafts = {
+                k: v for k, v in drafts.items() if isinstance(k, str) and isinstance(v, str) and v
+            }
+
+    def get(self, conversation: str) -> str:
+        """The draft of a conversation ("" if none)."""
+        return self._drafts.get(conversation, "")
+
+    def set(self, conversation: str, text: str) -> None:
+        """Remember a draft ("" forgets it); written to disk shortly after."""
+        if text.strip():
+            if self._drafts.get(conversation) == text:
+                return
+            self._drafts[conversation] = text
+        elif self._drafts.pop(conversation, None) is None:
+            return
+        if self._path is not None and not self._timer.isActive():
+            self._timer.start()
+
+    def save_now(self) -> None:
+        """Write the drafts at once (atomically); failures are logged, never raised."""
+        self._timer.stop()
+        if self._path is None:
+            return
+        try:
+            atomic_write_text(
+                self._path, json.dumps({"version": 1, "drafts": self._drafts}, ensure_ascii=False)
+            )
+        except OSError as exc:
+            logger.warning("Could not save reply drafts to %s: %s", self._path, exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bubbles
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BubbleLayout:
+    """Where the parts of one bubble go (computed identically for sizing, painting, clicks)."""
+
+    bubble: QRect
+    header: QRect
+    body: QRect
+    link: QRect | None
+    status: QRect | None
+    retry: QRect | None
+    height: int
+
+
+_PAD: Final = 8
+_GAP: Final = 6
+_TEXT_FLAGS: Final = int(Qt.TextFlag.TextWordWrap | Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+
+
+class BubbleDelegate(QStyledItemDelegate):
+    """Paints a message as a plain-text bubble: customer left, everyone else right.
+
+    Text is drawn with ``QPainter.drawText`` (never interpreted as markup). An http(s)
+    attachment is a link opened on click; a failed reply of mine has a Retry link.
+
+    Args:
+        view: the list view (its width sets the bubble width).
+        context: returns (customer name, my user id, online) for labels and queued marks.
+
+    Signals:
+        link_activated(QUrl): an http(s) attachment link was clicked.
+        retry_requested(object): Retry was clicked on a failed reply (its MessageRecord).
+    """
+
+    link_activated = Signal(QUrl)
+    retry_requested = Signal(object)
+
+    def __init__(self, view: QListView, context: Callable[[], tuple[str, str, bool]]) -> None:
+        super().__init__(view)
+        self._view = view
+        self._context = context
+
+    # ------------------------------------------------------------------ texts
+
+    def header_text(self, record: MessageRecord) -> str:
+        """Sender and time."""
+        customer, me, _ = self._context()
+        label = sender_label(self, record, customer, me)
+        if record.at is not None:
+            label += "  ·  " + record.at.astimezone().strftime("%H:%M")
+        return label
+
+    def status_text(self, record: MessageRecord, retried: bool) -> str:
+        """Where my reply stands ("" for others' messages)."""
+        if not record.mine:
+            return ""
+        _, _, online = self._context()
+        state = record.reply_state
+        if state is CommandState.QUEUED:
+            return self.tr("Sending…") if online else self.tr("Queued: will be sent when you are back online")
+        if state is CommandState.SENT:
+            return self.tr("Sent")
+        if state is CommandState.CONFIRMED:
+            return self.tr("Delivered ✓")
+        if state is CommandState.FAILED:
+            text = self.tr("Failed: %1").replace(
+                "%1", one_line(record.error, 160) or self.tr("unknown error")
+            )
+            return text + ("  " + self.tr("(retried)") if retried else "")
+        if state is CommandState.UNCONFIRMED:
+            text = self.tr("Not confirmed: the connection dropped while sending")
+            return text + ("  " + self.tr("(retried)") if retried else "")
+        return ""
+
+    def link_text(self, record: MessageRecord) -> tuple[str, bool]:
+        """The attachment line and whether it is a clickable web link."""
+        attachment = record.attachment
+        if attachment is None:
+            return "", False
+        label = one_line(attachment.name or attachment.kind or self.tr("attachment"), 80)
+        if is_web_link(attachment.url):
+            return self.tr("Attachment: ") + label + " — " + one_line(attachment.url, 120), True
+        return self.tr("Attachment: ") + label + " " + self.tr("(not a web link: %1)").replace(
+            "%1", one_line(attachment.url, 120)
+        ), False
+
+    @staticmethod
+    def can_retry(record: MessageRecord, retried: bool) -> bool:
+        """Retry is offered once for my failed or unconfirmed replies."""
+        return (
+            record.mine
+            and not retried
+            and record.reply_state in (CommandState.FAILED, CommandState.UNCONFIRMED)
+        )
+
+    # ------------------------------------------------------------------ geometry
+
+    def _fonts(self, option: QStyleOptionViewItem) -> tuple[QFont, QFont]:
+        body = QFont(option.font)
+        small = QFont(option.font)
+        small.setPointSizeF(max(6.0, body.pointSizeF() * 0.85))
+        return body, small
+
+    def bubble_layout(self, option: QStyleOptionViewItem, index: _Index) -> BubbleLayout:
+        """Compute the bubble's geometry inside ``option.rect``."""
+        record: MessageRecord = index.data(RECORD_ROLE)
+        retried = bool(index.data(RETRIED_ROLE))
+        body_font, small_font = self._fonts(option)
+        body_fm, small_fm = QFontMetrics(body_font), QFontMetrics(small_font)
+        full = max(200, self._view.viewport().width())
+        width = max(160, int(full * 0.78))
+        inner = width - 2 * _PAD
+        header_h = small_fm.height()
+        text = record.text
+        body_h = body_fm.boundingRect(QRect(0, 0, inner, 100000), _TEXT_FLAGS, text).height() if text else 0
+        link_text, _ = self.link_text(record)
+        link_h = (
+            small_fm.boundingRect(QRect(0, 0, inner, 1000), _TEXT_FLAGS, link_text).height()
+            if link_text
+            else 0
+        )
+        status = self.status_text(record, retried)
+        status_h = (
+            small_fm.boundingRect(QRect(0, 0, inner, 1000), _TEXT_FLAGS, status).height() if status else 0
+        )
+        retry_w = (
+            small_fm.horizontalAdvance(self.tr("Retry")) + 2 * _PAD if self.can_retry(record, retried) else 0
+        )
+        height = _PAD + header_h + (_GAP + body_h if body_h else 0)
+        height += (
+            (_GAP + link_h if link_h else 0)
+            + (_GAP + max(status_h, small_fm.height()) if status else 0)
+            + _PAD
+        )
+        left = option.rect.left() + _GAP
+        right_side = record.sender is not SenderKind.CUSTOMER
+        x = option.rect.left() + full - width - _GAP if right_side else left
+        top = option.rect.top() + _GAP // 2
+        bubble = QRect(x, top, width, height)
+        y = top + _PAD
+        header = QRect(x + _PAD, y, inner, header_h)
+        y += header_h
+        body = QRect(x + _PAD, y + _GAP, inner, body_h) if body_h else QRect(x + _PAD, y, inner, 0)
+        y = body.bottom() + 1 if body_h else y
+        link = None
+        if link_h:
+            link = QRect(x + _PAD, y + _GAP, inner, link_h)
+            y = link.bottom() + 1
+        status_rect = retry = None
+        if status:
+            status_rect = QRect(x + _PAD, y + _GAP, inner - retry_w, max(status_h, small_fm.height()))
+            if retry_w:
+                retry = QRect(x + width - _PAD - retry_w, y + _GAP, retry_w, small_fm.height())
+        return BubbleLayout(bubble, header, body, link, status_rect, retry, height + _GAP)
+
+    # ------------------------------------------------------------------ Qt overrides
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:  # noqa: D102, N802
+        layout = self.bubble_layout(option, index)
+        return QSize(max(200, self._view.viewport().width()), layout.height)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:  # noqa: D102
+        record: MessageRecord = index.data(RECORD_ROLE)
+        retried = bool(index.data(RETRIED_ROLE))
+        layout = self.bubble_layout(option, index)
+        palette = option.palette
+        body_font, small_font = self._fonts(option)
+        fill, ink = bubble_colors(palette, record)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(layout.bubble, 8, 8)
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.setPen(palette.color(QPalette.ColorRole.Highlight))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(layout.bubble, 8, 8)
+        muted = QColor(ink)
+        muted.setAlphaF(0.7)
+        painter.setFont(small_font)
+        painter.setPen(muted)
+        painter.drawText(layout.header, _TEXT_FLAGS, self.header_text(record))
+        painter.setFont(body_font)
+        painter.setPen(ink)
+        if record.text:
+            painter.drawText(layout.body, _TEXT_FLAGS, record.text)
+        painter.setFont(small_font)
+        if layout.link is not None:
+            text, clickable = self.link_text(record)
+            if clickable:
+                link_font = QFont(small_font)
+                link_font.setUnderline(True)
+                painter.setFont(link_font)
+                painter.setPen(palette.color(QPalette.ColorRole.Link))
+            else:
+                painter.setPen(muted)
+            painter.drawText(layout.link, _TEXT_FLAGS, text)
+            painter.setFont(small_font)
+        if layout.status is not None:
+            failed = record.reply_state in (CommandState.FAILED, CommandState.UNCONFIRMED)
+            painter.setPen(QColor("#c62828") if failed and not retried else muted)
+            painter.drawText(layout.status, _TEXT_FLAGS, self.status_text(record, retried))
+        if layout.retry is not None:
+            retry_font = QFont(small_font)
+            retry_font.setBold(True)
+            retry_font.setUnderline(True)
+            painter.setFont(retry_font)
+            painter.setPen(palette.color(QPalette.ColorRole.Link))
+            painter.drawText(layout.retry, int(Qt.AlignmentFlag.AlignCenter), self.tr("Retry"))
+        painter.restore()
+
+    def editorEvent(  # noqa: D102, N802
+        self, event: QEvent, model: QAbstractItemModel, option: QStyleOptionViewItem, index: _Index
+    ) -> bool:
+        if (
+            event.type() == QEvent.Type.MouseButtonRelease
+            and isinstance(event, QMouseEvent)
+            and event.button() == Qt.MouseButton.LeftButton
+        ):
+            layout = self.bubble_layout(option, index)
+            pos = event.position().toPoint()
+            record: MessageRecord = index.data(RECORD_ROLE)
+            attachment = record.attachment
+            link = layout.link
+            if (
+                link is not None
+                and link.contains(pos)
+                and attachment is not None
+                and is_web_link(attachment.url)
+            ):
+                self.link_activated.emit(QUrl(attachment.url, QUrl.ParsingMode.StrictMode))
+                return True
+            if layout.retry is not None and layout.retry.contains(pos):
+                self.retry_requested.emit(record)
+                return True
+        return super().editorEvent(event, model, option, index)
+
+
+def bubble_colors(palette: QPalette, record: MessageRecord) -> tuple[QColor, QColor]:
+    """Fill and text colour of a bubble, readable on light and dark palettes."""
+    dark = palette.color(QPalette.ColorRole.Window).lightness() < 128
+    if record.mine or record.sender is SenderKind.AGENT:
+        hue = 210 if record.mine else 270  # me: blue; other agents: violet
+    elif record.sender is SenderKind.CUSTOMER:
+        hue = -1
+    elif record.sender is SenderKind.AI:
+        hue = 150  # green
+    else:
+        hue = 35  # bot / system: amber
+    if hue < 0:
+        fill = palette.color(QPalette.ColorRole.AlternateBase if not dark else QPalette.ColorRole.Button)
+    else:
+        fill = QColor.fromHsl(hue, 90 if dark else 160, 60 if dark else 225)
+    return fill, palette.color(QPalette.ColorRole.Text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reply box
+# ---------------------------------------------------------------------------------------------
+
+
+class ReplyEdit(QPlainTextEdit):
+    """The reply box: Enter sends, Shift+Enter starts a new line.
+
+    Signals:
+        submitted(): Enter was pressed.
+    """
+
+    submitted = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: D102, N802
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                self.insertPlainText("\n")
+            else:
+                self.submitted.emit()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+
+# ---------------------------------------------------------------------------------------------
+# The window
+# ---------------------------------------------------------------------------------------------
+
+
+class ChatWindow(QWidget):
+    """A small window for one customer: history then live messages, handler banner, replies.
+
+    Args:
+        conversation: the conversation key.
+        bridge: the store bridge (signals and snapshots).
+        dispatch: dispatches UI events to the store (FocusChanged, ConversationRead).
+        command_sink: where replies, take-overs, releases and history loads go.
+        drafts: the shared draft store.
+        parent: the Qt parent (normally None: a top-level window).
+        url_opener: opens a clicked http(s) link (default: QDesktopServices.openUrl).
+
+    Signals:
+        closed(str): the window was closed (its conversation key).
+    """
+
+    closed = Signal(str)
+
+    def __init__(
+        self,
+        conversation: str,
+        bridge: StoreBridge,
+        dispatch: Callable[[Event], Any],
+        command_sink: CommandSink,
+        drafts: DraftStore,
+        parent: QWidget | None = None,
+        *,
+        url_opener: Callable[[QUrl], Any] = QDesktopServices.openUrl,
+    ) -> None:
+        super().__init__(parent, Qt.WindowType.Window)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+        self._conversation = conversation
+        self._bridge = bridge
+        self._dispatch = dispatch
+        self._sink = command_sink
+        self._drafts = drafts
+        self._url_opener = url_opener
+        self._retried: set[str] = set()
+        self._reported: set[str] = set()
+        self._history_page = 0
+        self._older_requested_at: int | None = None  # history length when "load older" was asked
+        self._stick_to_bottom = True
+        self._focused = False
+        new_conflicts(bridge.state.outbound, self._reported, conversation)
+        self.setObjectName("chatWindow")
+
+        conv = self._conv()
+        self._model = MessageListModel(conv.messages if conv is not None else None, self)
+        self._build_ui()
+        self._refresh()
+        bridge.conversations_changed.connect(self._on_bridge_conversations_changed)
+        bridge.connection_changed.connect(self._on_bridge_connection_changed)
+        bridge.outbound_changed.connect(self._on_bridge_outbound_changed)
+        self._sink.submit(LoadHistory(conversation, page=0))
+
+    # ------------------------------------------------------------------ construction
+
+    def _build_ui(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+
+        self._handler_frame = QFrame(self)
+        self._handler_frame.setFrameShape(QFrame.Shape.StyledPanel)
+        handler_layout = QHBoxLayout(self._handler_frame)
+        handler_layout.setContentsMargins(8, 4, 8, 4)
+        self._handler_label = QLabel(self._handler_frame)
+        self._handler_label.setTextFormat(Qt.TextFormat.PlainText)
+        self._handler_label.setWordWrap(True)
+        self._handler_label.setAccessibleName(self.tr("Who handles this chat"))
+        self._take_over_button = QPushButton(self.tr("&Take over"), self._handler_frame)
+        self._take_over_button.setAccessibleName(self.tr("Take over this customer"))
+        self._take_over_button.clicked.connect(self._on_take_over_button_clicked)
+        self._release_button = QPushButton(self.tr("&Release"), self._handler_frame)
+        self._release_button.setAccessibleName(self.tr("Release this customer"))
+        self._release_button.clicked.connect(self._on_release_button_clicked)
+        handler_layout.addWidget(self._handler_label, 1)
+        handler_layout.addWidget(self._take_over_button)
+        handler_layout.addWidget(self._release_button)
+        layout.addWidget(self._handler_frame)
+
+        self._conflict_banner = ConflictBanner(self)
+        layout.addWidget(self._conflict_banner)
+
+        self._older_button = QPushButton(self.tr("Load older messages"), self)
+        self._older_button.setFlat(True)
+        self._older_button.setAccessibleName(self.tr("Load older messages"))
+        self._older_button.clicked.connect(self._on_older_button_clicked)
+        layout.addWidget(self._older_button)
+
+        self._message_view = QListView(self)
+        self._message_view.setModel(self._model)
+        self._message_view.setAccessibleName(self.tr("Messages"))
+        self._message_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self._message_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self._message_view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self._message_view.setResizeMode(QListView.ResizeMode.Adjust)
+        self._message_view.setWordWrap(True)
+        self._message_view.setMouseTracking(True)
+        self._delegate = BubbleDelegate(self._message_view, self._bubble_context)
+        self._delegate.link_activated.connect(self._on_delegate_link_activated)
+        self._delegate.retry_requested.connect(self._on_delegate_retry_requested)
+        self._message_view.setItemDelegate(self._delegate)
+        scrollbar = self._message_view.verticalScrollBar()
+        scrollbar.valueChanged.connect(self._on_scrollbar_value_changed)
+        scrollbar.rangeChanged.connect(self._on_scrollbar_range_changed)
+        self._model.rowsInserted.connect(self._on_model_rows_inserted)
+        layout.addWidget(self._message_view, 1)
+        self._copy_shortcut = QShortcut(QKeySequence.StandardKey.Copy, self._message_view)
+        self._copy_shortcut.activated.connect(self._on_copy_shortcut_activated)
+
+        self._failure_frame = QFrame(self)
+        failure_layout = QHBoxLayout(self._failure_frame)
+        failure_layout.setContentsMargins(8, 2, 8, 2)
+        self._failure_label = QLabel(self._failure_frame)
+        self._failure_label.setTextFormat(Qt.TextFormat.PlainText)
+        self._failure_label.setWordWrap(True)
+        self._failure_label.setAccessibleName(self.tr("Failed reply"))
+        self._retry_button = QPushButton(self.tr("Re&try"), self._failure_frame)
+        self._retry_button.setAccessibleName(self.tr("Retry sending the failed reply"))
+        self._retry_button.clicked.connect(self._on_retry_button_clicked)
+        failure_layout.addWidget(self._failure_label, 1)
+        failure_layout.addWidget(self._retry_button)
+        self._failure_frame.hide()
+        layout.addWidget(self._failure_frame)
+
+        reply_row = QHBoxLayout()
+        self._reply_edit = ReplyEdit(self)
+        self._reply_edit.setAccessibleName(self.tr("Reply"))
+        self._reply_edit.setPlaceholderText(
+            self.tr("Write a reply — Enter sends, Shift+Enter for a new line")
+        )
+        self._reply_edit.setTabChangesFocus(True)
+        self._reply_edit.setFixedHeight(self._reply_edit.fontMetrics().lineSpacing() * 4 + 12)
+        self._reply_edit.setPlainText(self._drafts.get(self._conversation))
+        self._reply_edit.moveCursor(self._reply_edit.textCursor().MoveOperation.End)
+        self._reply_edit.submitted.connect(self._on_reply_edit_submitted)
+        self._reply_edit.textChanged.connect(self._on_reply_edit_text_changed)
+        self._send_button = QPushButton(self.tr("&Send"), self)
+        self._send_button.setAccessibleName(self.tr("Send reply"))
+        self._send_button.clicked.connect(self._on_send_button_clicked)
+        reply_row.addWidget(self._reply_edit, 1)
+        reply_row.addWidget(self._send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        layout.addLayout(reply_row)
+
+        self._offline_label = QLabel(self)
+        self._offline_label.setTextFormat(Qt.TextFormat.PlainText)
+        self._offline_label.setAccessibleName(self.tr("Connection note"))
+        layout.addWidget(self._offline_label)
+
+        QWidget.setTabOrder(self._reply_edit, self._send_button)
+        QWidget.setTabOrder(self._send_button, self._message_view)
+        QWidget.setTabOrder(self._message_view, self._older_button)
+        QWidget.setTabOrder(self._older_button, self._take_over_button)
+        QWidget.setTabOrder(self._take_over_button, self._release_button)
+        QWidget.setTabOrder(self._release_button, self._retry_button)
+        self.setFocusProxy(self._reply_edit)
+        self.resize(420, 560)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def conversation(self) -> str:
+        """The conversation key."""
+        return self._conversation
+
+    @property
+    def model(self) -> MessageListModel:
+        """The message model."""
+        return self._model
+
+    @property
+    def message_view(self) -> QListView:
+        """The bubble list."""
+        return self._message_view
+
+    @property
+    def delegate(self) -> BubbleDelegate:
+        """The bubble painter."""
+        return self._delegate
+
+    @property
+    def handler_text(self) -> str:
+        """What the banner says about who handles the chat."""
+        return self._handler_label.text()
+
+    @property
+    def conflict_banner(self) -> ConflictBanner:
+        """The conflict banner."""
+        return self._conflict_banner
+
+    @property
+    def failure_text(self) -> str:
+        """The failure bar's text ("" when hidden)."""
+        return self._failure_label.text() if not self._failure_frame.isHidden() else ""
+
+    def send_reply(self) -> None:
+        """Send what the reply box holds (Enter and the Send button)."""
+        text = self._reply_edit.toPlainText()
+        if not text.strip():
+            return
+        self._sink.submit(SendReply(self._conversation, text))
+        self._reply_edit.clear()
+        self._drafts.set(self._conversation, "")
+        self._stick_to_bottom = True
+        self._scroll_to_bottom()
+
+    def retry(self, record: MessageRecord) -> None:
+        """Send a failed reply again as a new command with the same text."""
+        if record.command_id is None or record.command_id in self._retried:
+            return
+        self._retried.add(record.command_id)
+        self._model.set_retried(frozenset(self._retried))
+        self._sink.submit(SendReply(self._conversation, record.text))
+        self._stick_to_bottom = True
+        self._refresh_failure()
+
+    def load_older(self) -> None:
+        """Ask for the next older history page (once per page until it arrives)."""
+        length = len(self._model.records)
+        if self._older_requested_at is not None and self._older_requested_at == length:
+            return  # the previous page has not added anything yet
+        self._older_requested_at = length
+        self._history_page += 1
+        self._sink.submit(LoadHistory(self._conversation, page=self._history_page))
+
+    # ------------------------------------------------------------------ Qt overrides
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: D102, N802
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.ActivationChange:
+            self._set_focused(self.isActiveWindow())
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: D102, N802
+        self._drafts.set(self._conversation, self._reply_edit.toPlainText())
+        self._drafts.save_now()
+        self._set_focused(False)
+        super().closeEvent(event)
+        self.closed.emit(self._conversation)
+
+    # ------------------------------------------------------------------ slots
+
+    def _on_bridge_conversations_changed(self, keys: frozenset[str]) -> None:
+        if self._conversation in keys:
+            self._refresh()
+
+    def _on_bridge_connection_changed(self, info: ConnectionInfo) -> None:
+        self._refresh_connection(info)
+        if is_online(info):
+            self._older_requested_at = None  # a lost history request may be asked again
+        self._message_view.viewport().update()  # queued marks depend on the connection
+
+    def _on_bridge_outbound_changed(self, outbound: Mapping[str, OutboundCommand]) -> None:
+        for cmd in new_conflicts(outbound, self._reported, self._conversation):
+            self._conflict_banner.show_conflict(self._conversation, self._conv(), cmd.error)
+        self._refresh_buttons(self._conv())
+
+    def _on_take_over_button_clicked(self) -> None:
+        self._conflict_banner.hide()
+        self._sink.submit(TakeOver(self._conversation))
+        self._refresh_buttons(self._conv())
+
+    def _on_release_button_clicked(self) -> None:
+        self._sink.submit(Release(self._conversation))
+        self._refresh_buttons(self._conv())
+
+    def _on_older_button_clicked(self) -> None:
+        self.load_older()
+
+    def _on_reply_edit_submitted(self) -> None:
+        self.send_reply()
+
+    def _on_send_button_clicked(self) -> None:
+        self.send_reply()
+
+    def _on_reply_edit_text_changed(self) -> None:
+        self._drafts.set(self._conversation, self._reply_edit.toPlainText())
+
+    def _on_retry_button_clicked(self) -> None:
+        record = self._newest_failed()
+        if record is not None:
+            self.retry(record)
+
+    def _on_delegate_retry_requested(self, record: MessageRecord) -> None:
+        self.retry(record)
+
+    def _on_delegate_link_activated(self, url: QUrl) -> None:
+        if url.scheme().lower() in LINK_SCHEMES:
+            self._url_opener(url)
+
+    def _on_scrollbar_value_changed(self, value: int) -> None:
+        scrollbar = self._message_view.verticalScrollBar()
+        self._stick_to_bottom = value >= scrollbar.maximum() - 4
+        if value == scrollbar.minimum() and scrollbar.maximum() > 0 and self.isVisible():
+            self.load_older()
+
+    def _on_scrollbar_range_changed(self, minimum: int, maximum: int) -> None:
+        if self._stick_to_bottom:
+            self._scroll_to_bottom()
+
+    def _on_model_rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
+        if self._stick_to_bottom:
+            QTimer.singleShot(0, self._scroll_to_bottom)
+
+    def _on_copy_shortcut_activated(self) -> None:
+        rows = self._message_view.selectionModel().selectedRows()
+        if rows:
+            QGuiApplication.clipboard().setText(self._model.record_at(rows[0].row()).text)
+
+    # ------------------------------------------------------------------ internals
+
+    def _conv(self) -> Conversation | None:
+        return self._bridge.state.conversation(self._conversation)
+
+    def _bubble_context(self) -> tuple[str, str, bool]:
+        state = self._bridge.state
+        conv = state.conversation(self._conversation)
+        return (
+            (conv.customer_name if conv is not None else ""),
+            state.connection.user_id,
+            is_online(state.connection),
+        )
+
+    def _set_focused(self, focused: bool) -> None:
+        if focused == self._focused:
+            return
+        self._focused = focused
+        if focused:
+            self._dispatch(FocusChanged(self._conversation))
+        elif self._bridge.state.focused == self._conversation:
+            self._dispatch(FocusChanged(None))
+
+    def _refresh(self) -> None:
+        conv = self._conv()
+        self._model.set_history(conv.messages if conv is not None else _EMPTY_HISTORY)
+        name = one_line(conv.customer_name, 80) if conv is not None else ""
+        channel = one_line(conv.channel, 40) if conv is not None else ""
+        title = name or self.tr("Unknown customer")
+        self.setWindowTitle(f"{title} — {channel}" if channel else title)
+        self._handler_label.setText(self._handler_sentence(conv))
+        self._refresh_buttons(conv)
+        self._refresh_failure()
+        self._refresh_connection(self._bridge.state.connection)
+        if self._conflict_banner.conversation:
+            self._conflict_banner.refresh(conv)
+
+    def _handler_sentence(self, conv: Conversation | None) -> str:
+        if conv is None:
+            return self.tr("Loading…")
+        if conv.pending_takeover is not None:
+            return self.tr("Taking over…")
+        if conv.assigned_to_me:
+            return self.tr("You are handling this customer.")
+        if conv.assigned:
+            return self.tr("%1 is handling this customer.").replace("%1", agent_name(self, conv))
+        if conv.handled_by == "ai":
+            return self.tr("The AI is answering this customer.")
+        if conv.waiting:
+            since = conv.waiting_since.astimezone().strftime("%H:%M") if conv.waiting_since else ""
+            if since:
+                return self.tr("Waiting for a human since %1 — nobody has them yet.").replace("%1", since)
+            return self.tr("Waiting for a human — nobody has them yet.")
+        return self.tr("Nobody is handling this customer.")
+
+    def _refresh_buttons(self, conv: Conversation | None) -> None:
+        self._take_over_button.setEnabled(can_take_over(conv))
+        self._release_button.setEnabled(can_release(conv))
+        self._take_over_button.setVisible(conv is None or not conv.assigned_to_me)
+        self._release_button.setVisible(conv is not None and conv.assigned_to_me)
+
+    def _newest_failed(self) -> MessageRecord | None:
+        for record in reversed(self._model.records):
+            if BubbleDelegate.can_retry(record, record.command_id in self._retried):
+                return record
+        return None
+
+    def _refresh_failure(self) -> None:
+        record = self._newest_failed()
+        if record is None:
+            self._failure_frame.hide()
+            return
+        if record.reply_state is CommandState.UNCONFIRMED:
+            text = self.tr("A reply may not have been sent (the connection dropped). Check, then retry.")
+        else:
+            reason = one_line(record.error, 160) or self.tr("unknown error")
+            text = self.tr("A reply could not be sent: %1").replace("%1", reason)
+        self._failure_label.setText(text)
+        self._failure_frame.show()
+
+    def _refresh_connection(self, info: ConnectionInfo) -> None:
+        if is_online(info):
+            self._offline_label.hide()
+            return
+        if info.state is ConnectionState.AUTH_REQUIRED:
+            self._offline_label.setText(self.tr("Signed out: replies wait in the outbox until you sign in."))
+        else:
+            self._offline_label.setText(
+                self.tr("Offline: replies wait in the outbox and are sent on reconnect.")
+            )
+        self._offline_label.show()
+
+    def _scroll_to_bottom(self) -> None:
+        self._message_view.scrollToBottom()

@@ -1,0 +1,496 @@
+"""The Customer Service inbox window: waiting, mine and all conversations, take over and release."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from PySide6.QtCore import QEvent, QItemSelection, QObject, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QHideEvent, QKeyEvent, QKeySequence, QShowEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QPushButton,
+    QTableView,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tray_agent.core.commands import Release, TakeOver
+from tray_agent.core.events import CommandKind, FailureReason
+from tray_agent.core.ports import CommandSink
+from tray_agent.core.state import CommandState, ConnectionInfo, Conversation, OutboundCommand
+from tray_agent.ui.bridge import StoreBridge
+from tray_agent.ui.models import (
+    AllActiveProxy,
+    Column,
+    ConversationTableModel,
+    ConversationTabProxy,
+    MineProxy,
+    WaitingProxy,
+    conflict_text,
+    connection_text,
+    utc_now,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ConflictBanner(QFrame):
+    """A non-modal strip saying who already has a customer I tried to take; closable.
+
+    Signals:
+        dismissed(): the agent closed the banner.
+    """
+
+    dismissed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("conflictBanner")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAutoFillBackground(True)
+        self._label = QLabel(self)
+        self._label.setTextFormat(Qt.TextFormat.PlainText)  # server and customer text: never markup
+        self._label.setWordWrap(True)
+        self._label.setAccessibleName(self.tr("Conflict message"))
+        self._close_button = QToolButton(self)
+        self._close_button.setText("✕")
+        self._close_button.setAccessibleName(self.tr("Dismiss conflict message"))
+        self._close_button.setToolTip(self.tr("Dismiss"))
+        self._close_button.clicked.connect(self._on_close_button_clicked)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        layout.addWidget(self._label, 1)
+        layout.addWidget(self._close_button)
+        self.conversation = ""
+        self.server_text = ""
+        self.hide()
+
+    @property
+    def text(self) -> str:
+        """The message shown."""
+        return self._label.text()
+
+    def show_conflict(self, conversation: str, conv: Conversation | None, server_text: str) -> None:
+        """Say who has ``conversation`` (the server's words, or the agent we know of)."""
+        self.conversation = conversation
+        self.server_text = server_text
+        self.refresh(conv)
+        self.show()
+
+    def refresh(self, conv: Conversation | None) -> None:
+        """Re-word the message after the conversation changed (e.g. the agent became known)."""
+        self._label.setText(conflict_text(self, conv, self.server_text))
+
+    def _on_close_button_clicked(self) -> None:
+        self.hide()
+        self.conversation = ""
+        self.dismissed.emit()
+
+
+def new_conflicts(
+    outbound: Mapping[str, OutboundCommand], reported: set[str], conversation: str | None = None
+) -> list[OutboundCommand]:
+    """My take-overs that failed because somebody else has the customer, not yet reported.
+
+    Marks the returned ones as reported. ``outbound`` is bounded (core OUTBOUND_LIMIT).
+    """
+    found = []
+    for command_id, cmd in outbound.items():
+        if (
+            cmd.kind is CommandKind.TAKE_OVER
+            and cmd.state is CommandState.FAILED
+            and cmd.reason is FailureReason.ALREADY_ASSIGNED
+            and command_id not in reported
+            and (conversation is None or cmd.conversation == conversation)
+        ):
+            reported.add(command_id)
+            found.append(cmd)
+    return found
+
+
+class CustomerServiceWindow(QMainWindow):
+    """The inbox: tabs of conversations, search, take over / release, connection status.
+
+    Args:
+        bridge: the store bridge (signals and the current snapshot).
+        command_sink: where take-over and release commands go.
+        dialect: ``"org"`` or ``"dashboard"``.
+        parent: the Qt parent (normally None: a top-level window).
+        clock: wall clock for the waiting time (tests inject one).
+
+    Signals:
+        chat_requested(str): the agent wants the chat window of a conversation.
+        settings_requested(): the agent chose Settings.
+        sign_in_requested(): the agent chose Sign in.
+        quit_requested(): the agent chose Quit.
+    """
+
+    chat_requested = Signal(str)
+    settings_requested = Signal()
+    sign_in_requested = Signal()
+    quit_requested = Signal()
+
+    def __init__(
+        self,
+        bridge: StoreBridge,
+        command_sink: CommandSink,
+        dialect: str,
+        parent: QWidget | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__(parent)
+        self._bridge = bridge
+        self._sink = command_sink
+        self._dialect = dialect
+        self._selected_key = ""
+        self._reported: set[str] = set()
+        new_conflicts(bridge.state.outbound, self._reported)  # old failures are not news
+        self.setWindowTitle(self.tr("Customer Service"))
+        self.setObjectName("customerServiceWindow")
+
+        self._model = ConversationTableModel(lambda: bridge.state, dialect, self, clock=clock)
+        self._model.set_active(False)  # nothing to show until the window is shown
+        self._proxies: tuple[ConversationTabProxy, ...] = (
+            WaitingProxy(self._model, self),
+            MineProxy(self._model, self),
+            AllActiveProxy(self._model, self),
+        )
+        self._build_ui()
+        bridge.conversations_changed.connect(self._on_bridge_conversations_changed)
+        bridge.connection_changed.connect(self._on_bridge_connection_changed)
+        bridge.outbound_changed.connect(self._on_bridge_outbound_changed)
+        self._model.ticked.connect(self._on_model_ticked)
+        self._on_bridge_connection_changed(bridge.state.connection)
+        self._update_tab_titles()
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ construction
+
+    def _build_ui(self) -> None:
+        file_menu = self.menuBar().addMenu(self.tr("&File"))
+        self._settings_action = QAction(self.tr("&Settings…"), self)
+        self._settings_action.triggered.connect(self.settings_requested)
+        self._sign_in_action = QAction(self.tr("Sign &in…"), self)
+        self._sign_in_action.triggered.connect(self.sign_in_requested)
+        self._close_action = QAction(self.tr("&Close window"), self)
+        self._close_action.setShortcut(QKeySequence.StandardKey.Close)
+        self._close_action.triggered.connect(self.close)
+        self._quit_action = QAction(self.tr("&Quit"), self)
+        self._quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        self._quit_action.triggered.connect(self.quit_requested)
+        for action in (self._settings_action, self._sign_in_action, self._close_action, self._quit_action):
+            file_menu.addAction(action)
+        self._find_action = QAction(self.tr("Find"), self)
+        self._find_action.setShortcut(QKeySequence.StandardKey.Find)
+        self._find_action.triggered.connect(self._on_find_action_triggered)
+        self.addAction(self._find_action)
+
+        central = QWidget(self)
+        layout = QVBoxLayout(central)
+        self._conflict_banner = ConflictBanner(central)
+        layout.addWidget(self._conflict_banner)
+
+        self._search_edit = QLineEdit(central)
+        self._search_edit.setPlaceholderText(self.tr("Search customers, messages or channels"))
+        self._search_edit.setClearButtonEnabled(True)
+        self._search_edit.setAccessibleName(self.tr("Search conversations"))
+        self._search_edit.textChanged.connect(self._on_search_edit_text_changed)
+        self._search_edit.installEventFilter(self)
+        layout.addWidget(self._search_edit)
+
+        self._tabs = QTabWidget(central)
+        self._tabs.setAccessibleName(self.tr("Conversation lists"))
+        self._tables: list[QTableView] = []
+        for proxy in self._proxies:
+            table = self._make_table(proxy)
+            self._tables.append(table)
+            self._tabs.addTab(table, "")
+        self._tabs.currentChanged.connect(self._on_tabs_current_changed)
+        layout.addWidget(self._tabs, 1)
+
+        buttons = QHBoxLayout()
+        self._open_button = QPushButton(self.tr("&Open chat"), central)
+        self._open_button.setAccessibleName(self.tr("Open chat with the selected customer"))
+        self._open_button.clicked.connect(self._on_open_button_clicked)
+        self._take_over_button = QPushButton(self.tr("&Take over"), central)
+        self._take_over_button.setAccessibleName(self.tr("Take over the selected customer"))
+        self._take_over_button.clicked.connect(self._on_take_over_button_clicked)
+        self._release_button = QPushButton(self.tr("&Release"), central)
+        self._release_button.setAccessibleName(self.tr("Release the selected customer"))
+        self._release_button.clicked.connect(self._on_release_button_clicked)
+        buttons.addWidget(self._open_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self._take_over_button)
+        buttons.addWidget(self._release_button)
+        layout.addLayout(buttons)
+        self.setCentralWidget(central)
+
+        self._connection_label = QLabel(self)
+        self._connection_label.setTextFormat(Qt.TextFormat.PlainText)
+        self._connection_label.setAccessibleName(self.tr("Connection status"))
+        self.statusBar().addWidget(self._connection_label, 1)
+
+        QWidget.setTabOrder(self._search_edit, self._tabs)
+        QWidget.setTabOrder(self._tabs, self._tables[0])
+        QWidget.setTabOrder(self._tables[0], self._open_button)
+        QWidget.setTabOrder(self._open_button, self._take_over_button)
+        QWidget.setTabOrder(self._take_over_button, self._release_button)
+        QWidget.setTabOrder(self._release_button, self._conflict_banner._close_button)
+        self.resize(820, 520)
+
+    def _make_table(self, proxy: ConversationTabProxy) -> QTableView:
+        table = QTableView(self)
+        table.setModel(proxy)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setTabKeyNavigation(False)  # Tab leaves the table: a sensible tab order
+        table.setWordWrap(False)
+        table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        table.setAlternatingRowColors(True)
+        table.setCornerButtonEnabled(False)
+        table.setAccessibleName(self.tr("Conversations"))
+        # PERFORMANCE-NOTES §2.3: a fixed row height keeps relayout O(1) at any row count.
+        vheader = table.verticalHeader()
+        vheader.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vheader.setDefaultSectionSize(table.fontMetrics().height() + 10)
+        vheader.hide()
+        header = table.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(Column.LAST_MESSAGE, QHeaderView.ResizeMode.Stretch)
+        for column, width in ((Column.CUSTOMER, 180), (Column.CHANNEL, 110), (Column.WAITING, 80)):
+            header.resizeSection(column, width)
+        header.resizeSection(Column.AGENT, 140)
+        table.doubleClicked.connect(self._on_table_double_clicked)
+        table.selectionModel().selectionChanged.connect(self._on_table_selection_changed)
+        table.installEventFilter(self)
+        proxy.modelReset.connect(self._on_proxy_rows_changed)
+        proxy.rowsInserted.connect(self._on_proxy_rows_changed)
+        proxy.rowsRemoved.connect(self._on_proxy_rows_changed)
+        return table
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def model(self) -> ConversationTableModel:
+        """The conversation table behind the tabs."""
+        return self._model
+
+    @property
+    def proxies(self) -> tuple[ConversationTabProxy, ...]:
+        """The tab models: waiting, mine, all active."""
+        return self._proxies
+
+    @property
+    def current_table(self) -> QTableView:
+        """The table of the current tab."""
+        return self._tables[self._tabs.currentIndex()]
+
+    @property
+    def current_index(self) -> int:
+        """The current tab (0 waiting, 1 mine, 2 all)."""
+        return self._tabs.currentIndex()
+
+    def set_current_tab(self, index: int) -> None:
+        """Switch tabs (session restore)."""
+        if 0 <= index < self._tabs.count():
+            self._tabs.setCurrentIndex(index)
+
+    @property
+    def conflict_banner(self) -> ConflictBanner:
+        """The conflict banner (for tests and the tray)."""
+        return self._conflict_banner
+
+    def selected_key(self) -> str:
+        """The conversation selected in the current tab, or ""."""
+        table = self.current_table
+        rows = table.selectionModel().selectedRows()
+        if not rows:
+            return ""
+        proxy = self._proxies[self._tabs.currentIndex()]
+        return proxy.key_at(rows[0].row())
+
+    def select_conversation(self, key: str) -> bool:
+        """Select a conversation in the current tab; False if the tab does not show it."""
+        proxy = self._proxies[self._tabs.currentIndex()]
+        row = proxy.row_of(key)
+        if row < 0:
+            return False
+        table = self.current_table
+        table.selectRow(row)
+        table.scrollTo(proxy.index(row, 0))
+        return True
+
+    # ------------------------------------------------------------------ Qt overrides
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: D102, N802
+        super().showEvent(event)
+        self._bridge.flush_now()
+        self._model.set_active(True)
+        self._update_ticking()
+        self._update_tab_titles()
+
+    def hideEvent(self, event: QHideEvent) -> None:  # noqa: D102, N802
+        super().hideEvent(event)
+        self._model.set_active(False)  # PERFORMANCE-NOTES §7: no view work while hidden
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: D102, N802
+        # A tray app: closing the inbox hides it; Quit is a separate action.
+        event.accept()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: D102, N802
+        if event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
+            key = event.key()
+            if watched in self._tables and key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                self._open_selected()
+                return True
+            if watched is self._search_edit:
+                if key == Qt.Key.Key_Down:
+                    self._focus_table()
+                    return True
+                if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                    self._focus_table()
+                    self._open_selected()
+                    return True
+                if key == Qt.Key.Key_Escape and self._search_edit.text():
+                    self._search_edit.clear()
+                    return True
+        return super().eventFilter(watched, event)
+
+    # ------------------------------------------------------------------ slots
+
+    def _on_bridge_conversations_changed(self, keys: frozenset[str]) -> None:
+        self._model.on_conversations_changed(keys)
+        if self._conflict_banner.conversation in keys:
+            conv = self._bridge.state.conversation(self._conflict_banner.conversation)
+            self._conflict_banner.refresh(conv)
+        if self._selected_key in keys:
+            self._update_buttons()
+
+    def _on_bridge_connection_changed(self, info: ConnectionInfo) -> None:
+        text = connection_text(self, info)
+        if info.last_synced is not None:
+            synced = info.last_synced.astimezone().strftime("%H:%M")
+            text += "  ·  " + self.tr("last synced %1").replace("%1", synced)
+        self._connection_label.setText(text)
+
+    def _on_bridge_outbound_changed(self, outbound: Mapping[str, OutboundCommand]) -> None:
+        for cmd in new_conflicts(outbound, self._reported):
+            conv = self._bridge.state.conversation(cmd.conversation)
+            self._conflict_banner.show_conflict(cmd.conversation, conv, cmd.error)
+        self._update_buttons()
+
+    def _on_model_ticked(self) -> None:
+        table = self.current_table
+        proxy = self._proxies[self._tabs.currentIndex()]
+        top = table.rowAt(0)
+        if top < 0:
+            return
+        bottom = table.rowAt(table.viewport().height() - 1)
+        proxy.refresh_column(Column.WAITING, top, bottom if bottom >= 0 else proxy.rowCount() - 1)
+
+    def _on_search_edit_text_changed(self, text: str) -> None:
+        key = self._selected_key
+        for proxy in self._proxies:
+            proxy.set_search_text(text)
+        if key:
+            self.select_conversation(key)
+        self._update_tab_titles()
+
+    def _on_tabs_current_changed(self, index: int) -> None:
+        if self._selected_key and not self.select_conversation(self._selected_key):
+            self._selected_key = self.selected_key()
+        self._update_ticking()
+        self._update_buttons()
+
+    def _on_table_double_clicked(self) -> None:
+        self._open_selected()
+
+    def _on_table_selection_changed(self, selected: QItemSelection, deselected: QItemSelection) -> None:
+        key = self.selected_key()
+        if key or self.sender() is self.current_table.selectionModel():
+            self._selected_key = key
+        self._update_buttons()
+
+    def _on_proxy_rows_changed(self) -> None:
+        self._update_tab_titles()
+        self._update_ticking()
+        proxy = self.sender()
+        if proxy is self._proxies[self._tabs.currentIndex()] and self._selected_key:
+            table = self.current_table
+            if not table.selectionModel().hasSelection():
+                self.select_conversation(self._selected_key)
+
+    def _on_open_button_clicked(self) -> None:
+        self._open_selected()
+
+    def _on_take_over_button_clicked(self) -> None:
+        key = self.selected_key()
+        if key:
+            self._conflict_banner.hide()
+            self._sink.submit(TakeOver(key))
+            self._update_buttons()
+
+    def _on_release_button_clicked(self) -> None:
+        key = self.selected_key()
+        if key:
+            self._sink.submit(Release(key))
+            self._update_buttons()
+
+    def _on_find_action_triggered(self) -> None:
+        self._search_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self._search_edit.selectAll()
+
+    # ------------------------------------------------------------------ internals
+
+    def _focus_table(self) -> None:
+        table = self.current_table
+        table.setFocus(Qt.FocusReason.OtherFocusReason)
+        if not table.selectionModel().hasSelection() and table.model().rowCount() > 0:
+            table.selectRow(0)
+
+    def _open_selected(self) -> None:
+        key = self.selected_key()
+        if key:
+            self.chat_requested.emit(key)
+
+    def _update_buttons(self) -> None:
+        key = self.selected_key()
+        conv = self._bridge.state.conversation(key) if key else None
+        self._open_button.setEnabled(conv is not None)
+        self._take_over_button.setEnabled(can_take_over(conv))
+        self._release_button.setEnabled(can_release(conv))
+
+    def _update_tab_titles(self) -> None:
+        titles = (self.tr("Waiting for a human (%1)"), self.tr("Mine (%1)"), self._all_title())
+        for i, (proxy, title) in enumerate(zip(self._proxies, titles, strict=True)):
+            self._tabs.setTabText(i, title.replace("%1", str(proxy.rowCount())))
+
+    def _all_title(self) -> str:
+        return self.tr("All active (%1)") if self._dialect == "org" else self.tr("All customers (%1)")
+
+    def _update_ticking(self) -> None:
+        proxy = self._proxies[self._tabs.currentIndex()]
+        self._model.set_ticking(self.isVisible() and proxy.rowCount() > 0)
+
+
+def can_take_over(conv: Conversation | None) -> bool:
+    """Take over is offered when nobody (human) has the customer and no take-over is pending."""
+    return conv is not None and not conv.assigned and conv.pending_takeover is None
+
+
+def can_release(conv: Conversation | None) -> bool:
+    """Release is offered for my customers once my take-over is confirmed."""
+    return conv is not None and conv.assigned_to_me and conv.pending_takeover is None

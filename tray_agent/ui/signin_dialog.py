@@ -1,0 +1,232 @@
+"""The sign-in dialog, per dialect: server and tenant, email and password (or an org token)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tray_agent.core.settings_layers import LoadedSettings
+
+
+@dataclass(frozen=True, slots=True)
+class SignInRequest:
+    """What the agent entered; app.py signs in with it (and stores secrets in the keyring).
+
+    Attributes:
+        dialect: ``"org"`` or ``"dashboard"``.
+        server: backend base URL.
+        org: org dialect: organisation id.
+        company: dashboard dialect: company id.
+        supabase_url: org dialect: Supabase project URL.
+        supabase_key: org dialect: Supabase anon key.
+        email: the agent's email.
+        password: the password ("" when a token was pasted).
+        token: org dialect: a pasted access token ("" otherwise).
+        remember: keep the password (refresh token) in the OS keyring.
+    """
+
+    dialect: str
+    server: str
+    org: str = ""
+    company: str = ""
+    supabase_url: str = ""
+    supabase_key: str = ""
+    email: str = ""
+    password: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
+    remember: bool = False
+
+
+LOCK_NOTE = "Set by your IT department"
+
+
+class SignInDialog(QDialog):
+    """Sign in to the org or dashboard backend.
+
+    Fields pre-filled from settings; keys locked by the machine policy are shown read-only.
+    Errors arrive from app.py as plain words through :meth:`show_problem`.
+
+    Args:
+        loaded: the loaded settings (values and locks).
+        dialect: ``"org"`` or ``"dashboard"``.
+        parent: the Qt parent.
+
+    Signals:
+        sign_in_requested(object): a :class:`SignInRequest` when the agent pressed Sign in.
+    """
+
+    sign_in_requested = Signal(object)
+
+    def __init__(self, loaded: LoadedSettings, dialect: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._loaded = loaded
+        self._dialect = dialect
+        conn = loaded.settings.connection
+        self.setWindowTitle(self.tr("Sign in"))
+        layout = QVBoxLayout(self)
+        self._problem_label = QLabel(self)
+        self._problem_label.setTextFormat(Qt.TextFormat.PlainText)
+        self._problem_label.setWordWrap(True)
+        self._problem_label.setStyleSheet("color: #c62828;")
+        self._problem_label.setAccessibleName(self.tr("Sign-in problem"))
+        self._problem_label.hide()
+        layout.addWidget(self._problem_label)
+
+        form = QFormLayout()
+        self._server_edit = self._line(form, self.tr("Server URL"), conn.server, "connection.server")
+        self._server_edit.setPlaceholderText("https://")
+        self._org_edit = self._company_edit = None
+        self._supabase_url_edit = self._supabase_key_edit = self._token_edit = None
+        if dialect == "org":
+            self._org_edit = self._line(form, self.tr("Organisation ID"), conn.org, "connection.org")
+            self._supabase_url_edit = self._line(
+                form, self.tr("Supabase URL"), conn.supabase_url, "connection.supabase_url"
+            )
+            self._supabase_key_edit = self._line(
+                form, self.tr("Supabase anon key"), conn.supabase_key, "connection.supabase_key"
+            )
+        else:
+            self._company_edit = self._line(form, self.tr("Company ID"), conn.company, "connection.company")
+        self._email_edit = self._line(form, self.tr("Email"), conn.email, "connection.email")
+        self._password_edit = QLineEdit(self)
+        self._password_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self._password_edit.setAccessibleName(self.tr("Password"))
+        form.addRow(self.tr("&Password"), self._password_edit)
+        if dialect == "org":
+            self._token_edit = QLineEdit(self)
+            self._token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+            self._token_edit.setAccessibleName(self.tr("Access token (instead of a password)"))
+            self._token_edit.setPlaceholderText(self.tr("or paste an access token"))
+            form.addRow(self.tr("Access &token"), self._token_edit)
+        layout.addLayout(form)
+
+        self._remember_check = QCheckBox(self.tr("&Remember password"), self)
+        self._remember_check.setAccessibleName(self.tr("Remember password"))
+        self._remember_check.setChecked(loaded.settings.ui.remember_password)
+        layout.addWidget(self._remember_check)
+        self._keyring_label = QLabel(self)
+        self._keyring_label.setTextFormat(Qt.TextFormat.PlainText)
+        self._keyring_label.setWordWrap(True)
+        self._keyring_label.setAccessibleName(self.tr("Keyring note"))
+        self._keyring_label.hide()
+        layout.addWidget(self._keyring_label)
+
+        self._buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        self._sign_in_button = self._buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self._sign_in_button.setText(self.tr("&Sign in"))
+        self._sign_in_button.setAccessibleName(self.tr("Sign in"))
+        self._buttons.button(QDialogButtonBox.StandardButton.Cancel).setAccessibleName(self.tr("Cancel"))
+        self._buttons.accepted.connect(self._on_buttons_accepted)
+        self._buttons.rejected.connect(self.reject)
+        layout.addWidget(self._buttons)
+        first_empty = next((e for e in self._edits() if e.isEnabled() and not e.text()), self._password_edit)
+        first_empty.setFocus()
+
+    def _line(self, form: QFormLayout, label: str, value: str, key: str) -> QLineEdit:
+        edit = QLineEdit(value, self)
+        edit.setAccessibleName(label)
+        if self._loaded.is_locked(key):
+            edit.setEnabled(False)
+            edit.setToolTip(self.tr(LOCK_NOTE))
+            label = label + " 🔒"
+            edit.setAccessibleDescription(self.tr(LOCK_NOTE))
+        form.addRow(label, edit)
+        return edit
+
+    def _edits(self) -> list[QLineEdit]:
+        edits = [
+            self._server_edit,
+            self._org_edit,
+            self._company_edit,
+            self._supabase_url_edit,
+            self._supabase_key_edit,
+            self._email_edit,
+            self._password_edit,
+        ]
+        return [e for e in edits if e is not None]
+
+    # ------------------------------------------------------------------ public API
+
+    def request(self) -> SignInRequest:
+        """What the form holds now."""
+
+        def text(edit: QLineEdit | None) -> str:
+            return edit.text().strip() if edit is not None else ""
+
+        return SignInRequest(
+            dialect=self._dialect,
+            server=text(self._server_edit),
+            org=text(self._org_edit),
+            company=text(self._company_edit),
+            supabase_url=text(self._supabase_url_edit),
+            supabase_key=text(self._supabase_key_edit),
+            email=text(self._email_edit),
+            password=self._password_edit.text(),
+            token=text(self._token_edit),
+            remember=self._remember_check.isChecked(),
+        )
+
+    @Slot(str)
+    def show_problem(self, text: str) -> None:
+        """Show a plain-words sign-in error ("" hides it) and let the agent try again."""
+        self._problem_label.setText(text)
+        self._problem_label.setVisible(bool(text))
+        self._sign_in_button.setEnabled(True)
+        if text:
+            self._password_edit.setFocus()
+            self._password_edit.selectAll()
+
+    @Slot(str)
+    def set_keyring_problem(self, problem: str) -> None:
+        """Say that no keyring works, so the sign-in will not be remembered ("" hides it)."""
+        if problem:
+            self._keyring_label.setText(
+                self.tr("Your sign-in will not be remembered: %1").replace("%1", problem)
+            )
+        self._keyring_label.setVisible(bool(problem))
+
+    @property
+    def problem_text(self) -> str:
+        """The problem shown ("" when none)."""
+        return self._problem_label.text() if not self._problem_label.isHidden() else ""
+
+    # ------------------------------------------------------------------ slots
+
+    def _on_buttons_accepted(self) -> None:
+        request = self.request()
+        missing = self._missing(request)
+        if missing:
+            self.show_problem(missing)
+            return
+        self._problem_label.hide()
+        self._sign_in_button.setEnabled(False)  # until app.py answers (show_problem or close)
+        self.sign_in_requested.emit(request)
+
+    def _missing(self, request: SignInRequest) -> str:
+        if not request.server.startswith(("http://", "https://")):
+            return self.tr("Enter the server address, starting with https://")
+        if self._dialect == "org":
+            if not request.org:
+                return self.tr("Enter your organisation ID.")
+            if request.token:
+                return ""
+            if not (request.supabase_url and request.supabase_key):
+                return self.tr("Enter the Supabase URL and anon key (ask your IT department).")
+        elif not request.company:
+            return self.tr("Enter your company ID.")
+        if not request.email or not request.password:
+            return self.tr("Enter your email and password.")
+        return ""

@@ -1,0 +1,300 @@
+"""WindowManager: owns the inbox, chat, sign-in and settings windows and the window session."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from PySide6.QtCore import QByteArray, QObject, Signal
+from PySide6.QtWidgets import QWidget
+
+from tray_agent.core.ports import CommandSink
+from tray_agent.core.settings_layers import LoadedSettings, atomic_write_text
+from tray_agent.core.state import Store
+from tray_agent.ui.bridge import StoreBridge
+from tray_agent.ui.chat_window import ChatWindow, DraftStore
+from tray_agent.ui.customer_service import CustomerServiceWindow
+from tray_agent.ui.models import utc_now
+from tray_agent.ui.settings_dialog import SettingsDialog
+from tray_agent.ui.signin_dialog import SignInDialog, SignInRequest
+
+logger = logging.getLogger(__name__)
+
+SESSION_VERSION: Final = 1
+MAX_RESTORED_CHATS: Final = 20
+"""A session never reopens more chat windows than this."""
+
+__all__ = ["SignInRequest", "WindowManager"]
+
+
+def _geometry(widget: QWidget) -> str:
+    return bytes(widget.saveGeometry().toBase64().data()).decode("ascii")
+
+
+def _restore_geometry(widget: QWidget, text: object) -> None:
+    if isinstance(text, str) and text:
+        widget.restoreGeometry(QByteArray.fromBase64(text.encode("ascii")))
+
+
+class WindowManager(QObject):
+    """Creates and raises the app's windows; persists which chats were open, and where.
+
+    Args:
+        store: the store (UI events such as FocusChanged are dispatched to it).
+        command_sink: where the windows' commands go (the network client).
+        loaded_settings: the loaded settings (dialog values, locks).
+        dialect: ``"org"`` or ``"dashboard"``.
+        bridge: the store bridge; one is created if None.
+        parent: the Qt parent.
+        state_file: the window session file (``paths.state / "windows.json"``), or None.
+        drafts_file: the reply drafts file; defaults to ``drafts.json`` next to ``state_file``.
+        clock: wall clock for waiting times (tests inject one).
+
+    Signals:
+        sign_in_requested(object): a :class:`~tray_agent.ui.signin_dialog.SignInRequest`.
+        settings_saved(object): the edited :class:`~tray_agent.core.settings.Settings`; app.py
+            saves them with ``save_user_settings`` and calls :meth:`set_loaded_settings`.
+        quit_requested(): the agent chose Quit in a window.
+    """
+
+    sign_in_requested = Signal(object)
+    settings_saved = Signal(object)
+    quit_requested = Signal()
+
+    def __init__(
+        self,
+        store: Store,
+        command_sink: CommandSink,
+        loaded_settings: LoadedSettings,
+        dialect: str,
+        bridge: StoreBridge | None = None,
+        parent: QObject | None = None,
+        *,
+        state_file: Path | None = None,
+        drafts_file: Path | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__(parent)
+        self._store = store
+        self._sink = command_sink
+        self._loaded = loaded_settings
+        self._dialect = dialect
+        self._bridge = bridge if bridge is not None else StoreBridge(store, self)
+        self._state_file = state_file
+        if drafts_file is None and state_file is not None:
+            drafts_file = state_file.with_name("drafts.json")
+        self._drafts = DraftStore(drafts_file, self)
+        self._clock = clock
+        self._inbox: CustomerServiceWindow | None = None
+        self._chats: dict[str, ChatWindow] = {}
+        self._sign_in: SignInDialog | None = None
+        self._settings: SettingsDialog | None = None
+        self._keyring_problem = ""
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def bridge(self) -> StoreBridge:
+        """The store bridge the windows listen to."""
+        return self._bridge
+
+    @property
+    def inbox(self) -> CustomerServiceWindow | None:
+        """The inbox window, once created."""
+        return self._inbox
+
+    @property
+    def chats(self) -> dict[str, ChatWindow]:
+        """Open chat windows by conversation (a copy)."""
+        return dict(self._chats)
+
+    @property
+    def sign_in_dialog(self) -> SignInDialog | None:
+        """The sign-in dialog while it is open."""
+        return self._sign_in
+
+    @property
+    def settings_dialog(self) -> SettingsDialog | None:
+        """The settings dialog while it is open."""
+        return self._settings
+
+    def set_loaded_settings(self, loaded: LoadedSettings) -> None:
+        """Use new settings (after a save) for the next dialogs."""
+        self._loaded = loaded
+
+    def show_inbox(self) -> CustomerServiceWindow:
+        """Show and raise the Customer Service window."""
+        inbox = self._ensure_inbox()
+        _raise(inbox)
+        return inbox
+
+    def open_chat(self, conversation: str) -> ChatWindow:
+        """Open the chat window of a conversation, or raise the one already open."""
+        window = self._chats.get(conversation)
+        if window is None:
+            window = ChatWindow(conversation, self._bridge, self._store.dispatch, self._sink, self._drafts)
+            window.closed.connect(self._on_chat_closed)
+            self._chats[conversation] = window
+        _raise(window)
+        return window
+
+    def show_settings(self) -> SettingsDialog:
+        """Show the settings dialog (non-modal; one at a time)."""
+        if self._settings is None:
+            dialog = SettingsDialog(self._loaded)
+            dialog.settings_saved.connect(self.settings_saved)
+            dialog.finished.connect(self._on_settings_finished)
+            self._settings = dialog
+        _raise(self._settings)
+        return self._settings
+
+    def settings_save_failed(self, problem: str) -> None:
+        """Tell the agent that saving failed (app.py calls this when save raised OSError)."""
+        dialog = self.show_settings()
+        dialog.show_problem(problem)
+
+    def show_sign_in(self, problem: str = "", *, keyring_problem: str | None = None) -> SignInDialog:
+        """Show the sign-in dialog, with a plain-words problem from the last attempt if any.
+
+        Args:
+            problem: why the last sign-in failed ("" for none).
+            keyring_problem: why secrets cannot be remembered (None: keep the last one said).
+        """
+        if keyring_problem is not None:
+            self._keyring_problem = keyring_problem
+        if self._sign_in is None:
+            dialog = SignInDialog(self._loaded, self._dialect)
+            dialog.sign_in_requested.connect(self._on_sign_in_dialog_sign_in_requested)
+            dialog.finished.connect(self._on_sign_in_finished)
+            self._sign_in = dialog
+        self._sign_in.set_keyring_problem(self._keyring_problem)
+        self._sign_in.show_problem(problem)
+        _raise(self._sign_in)
+        return self._sign_in
+
+    def close_sign_in(self) -> None:
+        """Close the sign-in dialog (app.py calls this once signed in)."""
+        if self._sign_in is not None:
+            self._sign_in.accept()
+
+    def save_session(self) -> None:
+        """Write which windows are open and where (atomically); failures are logged."""
+        self._drafts.save_now()
+        if self._state_file is None:
+            return
+        inbox = self._inbox
+        data: dict[str, Any] = {
+            "version": SESSION_VERSION,
+            "inbox": {
+                "open": inbox is not None and inbox.isVisible(),
+                "geometry": _geometry(inbox) if inbox is not None else "",
+                "tab": inbox.current_index if inbox is not None else 0,
+            },
+            "chats": [
+                {"conversation": key, "geometry": _geometry(window)}
+                for key, window in self._chats.items()
+                if window.isVisible()
+            ],
+        }
+        try:
+            atomic_write_text(self._state_file, json.dumps(data, indent=1))
+        except OSError as exc:
+            logger.warning("Could not save the window session to %s: %s", self._state_file, exc)
+
+    def restore_session(self) -> None:
+        """Reopen the windows of the last session (unknown or broken content is ignored)."""
+        data = self._read_session()
+        inbox_data = data.get("inbox")
+        if isinstance(inbox_data, dict):
+            if inbox_data.get("geometry"):
+                _restore_geometry(self._ensure_inbox(), inbox_data.get("geometry"))
+            tab = inbox_data.get("tab")
+            if isinstance(tab, int) and self._inbox is not None:
+                self._inbox.set_current_tab(tab)
+            if inbox_data.get("open") is True:
+                self.show_inbox()
+        chats = data.get("chats")
+        if isinstance(chats, list):
+            for entry in chats[:MAX_RESTORED_CHATS]:
+                if (
+                    isinstance(entry, dict)
+                    and isinstance(entry.get("conversation"), str)
+                    and entry["conversation"]
+                ):
+                    window = self.open_chat(entry["conversation"])
+                    _restore_geometry(window, entry.get("geometry"))
+
+    def close_all(self) -> None:
+        """Close every window (at quit, after :meth:`save_session`)."""
+        for window in list(self._chats.values()):
+            window.close()
+        for dialog in (self._sign_in, self._settings):
+            if dialog is not None:
+                dialog.reject()
+        if self._inbox is not None:
+            self._inbox.hide()
+
+    # ------------------------------------------------------------------ slots
+
+    def _on_chat_closed(self, conversation: str) -> None:
+        window = self._chats.pop(conversation, None)
+        if window is not None:
+            window.deleteLater()
+
+    def _on_inbox_chat_requested(self, conversation: str) -> None:
+        self.open_chat(conversation)
+
+    def _on_inbox_settings_requested(self) -> None:
+        self.show_settings()
+
+    def _on_inbox_sign_in_requested(self) -> None:
+        self.show_sign_in()
+
+    def _on_sign_in_dialog_sign_in_requested(self, request: SignInRequest) -> None:
+        self.sign_in_requested.emit(request)
+
+    def _on_sign_in_finished(self) -> None:
+        if self._sign_in is not None:
+            self._sign_in.deleteLater()
+            self._sign_in = None
+
+    def _on_settings_finished(self) -> None:
+        if self._settings is not None:
+            self._settings.deleteLater()
+            self._settings = None
+
+    # ------------------------------------------------------------------ internals
+
+    def _ensure_inbox(self) -> CustomerServiceWindow:
+        if self._inbox is None:
+            inbox = CustomerServiceWindow(self._bridge, self._sink, self._dialect, clock=self._clock)
+            inbox.chat_requested.connect(self._on_inbox_chat_requested)
+            inbox.settings_requested.connect(self._on_inbox_settings_requested)
+            inbox.sign_in_requested.connect(self._on_inbox_sign_in_requested)
+            inbox.quit_requested.connect(self.quit_requested)
+            self._inbox = inbox
+        return self._inbox
+
+    def _read_session(self) -> dict[str, Any]:
+        if self._state_file is None:
+            return {}
+        try:
+            data = json.loads(self._state_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            logger.warning("Ignoring unreadable window session %s: %s", self._state_file, exc)
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+def _raise(widget: QWidget) -> None:
+    if widget.isMinimized():
+        widget.showNormal()
+    widget.show()
+    widget.raise_()
+    widget.activateWindow()
