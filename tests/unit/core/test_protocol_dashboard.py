@@ -26,6 +26,7 @@ from tray_agent.core.events import (
     FailureReason,
     Ignored,
     KeepaliveReceived,
+    MessageReceived,
     ServerRejected,
 )
 from tray_agent.core.protocol import codec_for
@@ -297,3 +298,29 @@ def test_codec_for_dashboard() -> None:
     codec = codec_for(Dialect.DASHBOARD)
     assert isinstance(codec, DashboardCodec)
     assert codec.dialect is Dialect.DASHBOARD
+
+
+def test_new_message_names_the_page_once_a_customer_object_named_it() -> None:
+    codec = DashboardCodec()
+    frame = {
+        "type": "new_message",
+        "page_id": "p1",
+        "timestamp": 1756288800,
+        "data": {"chat_id": "c1", "sender_id": "c1", "recipient_id": "p1", "message": "hi", "is_bot": False},
+    }
+    (before,) = codec.parse_frame(json.dumps(frame))
+    assert isinstance(before, MessageReceived)
+    assert before.channel == ""  # only the page id is known: never shown as a "channel"
+    page = {
+        "type": "stopped_customers",
+        "timestamp": 1756288800,
+        "data": {
+            "customers": [{"customer_id": "c2", "page_id": "p1", "page_name": "Shoe Shop", "stop": True}],
+            "pagination": {"total": 1, "limit": 50, "skip": 0, "has_more": False},
+            "page_id": "",
+        },
+    }
+    codec.parse_frame(json.dumps(page))
+    (after,) = codec.parse_frame(json.dumps(frame))
+    assert isinstance(after, MessageReceived)
+    assert after.channel == "Shoe Shop"

@@ -519,6 +519,9 @@ def _key(page_id: str, customer_id: str) -> str | None:
     return key if split_dashboard_key(key) == (page_id, customer_id) else None
 
 
+_PAGE_NAME_CACHE = 1_000  # page id -> name entries kept
+
+
 class DashboardCodec:
     """Codec of the dashboard dialect (sans-I/O; see :class:`~tray_agent.core.protocol.base.DialectCodec`).
 
@@ -531,6 +534,19 @@ class DashboardCodec:
 
     def __init__(self) -> None:
         self.user_id = ""
+        # new_message frames name the page by id only; customer objects carry its name. A
+        # company has a handful of pages, so this map stays small (bounded anyway).
+        self._page_names: dict[str, str] = {}
+
+    def _page_name(self, page_id: str) -> str:
+        """The page's display name if a customer object named it, else "" (never the bare id)."""
+        return self._page_names.get(page_id, "")
+
+    def _learn_page_name(self, page_id: str, page_name: str) -> None:
+        if page_id and page_name and self._page_names.get(page_id) != page_name:
+            if len(self._page_names) >= _PAGE_NAME_CACHE:
+                self._page_names.pop(next(iter(self._page_names)))
+            self._page_names[page_id] = page_name
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -600,7 +616,7 @@ class DashboardCodec:
                 message_id=None,
                 sent_at=data.timestamp or frame.timestamp,
                 customer_name=data.sender_name if is_customer else "",
-                channel=page_id,
+                channel=self._page_name(page_id),
                 sender_name=data.sender_name or (data.agent_name if sender is SenderKind.AGENT else ""),
                 agent_id=data.agent_id if sender is SenderKind.AGENT else "",
                 requires_human=data.requires_human,
@@ -756,10 +772,11 @@ class DashboardCodec:
                 to_me = False
             elif customer.agent_id and self.user_id:
                 to_me = customer.agent_id == self.user_id
+        self._learn_page_name(page, customer.page_name)
         return ConversationSummary(
             conversation=key,
             customer_name=name,
-            channel=customer.page_name or page,
+            channel=customer.page_name or self._page_name(page),
             last_message=customer.last_message,
             last_message_at=customer.last_seen or customer.updated_at,
             waiting=customer.stop,
