@@ -1,0 +1,97 @@
+"""SingleInstance: a second launch forwards to the first, in one process and from a real second process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtNetwork import QLocalServer
+from pytestqt.qtbot import QtBot
+
+from tray_agent.ui.single_instance import ACTIVATE, SingleInstance, open_message, server_name
+
+pytestmark = pytest.mark.gui
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    """A server name no other test (or run) uses."""
+    unique = f"tray-agent-test-{uuid.uuid4().hex[:12]}"
+    yield unique
+    QLocalServer.removeServer(unique)
+
+
+def test_server_name_differs_per_user_and_config_dir(tmp_path: Path) -> None:
+    a = server_name(str(tmp_path / "a"), user="ani")
+    assert a == server_name(str(tmp_path / "a"), user="ani")
+    assert a != server_name(str(tmp_path / "a"), user="budi")
+    assert a != server_name(str(tmp_path / "b"), user="ani")
+    assert a.startswith("tray-agent-")
+    assert len(a) < 40  # short enough for a Unix socket path in any temp directory
+
+
+def test_first_instance_listens_and_gets_forwarded_messages(qtbot: QtBot, name: str) -> None:
+    first = SingleInstance(name)
+    assert first.try_forward(ACTIVATE, timeout_ms=200) is False  # nobody there yet
+    assert first.listen() is True
+    second = SingleInstance(name)
+    with qtbot.waitSignal(first.message_received, timeout=5000) as blocker:
+        assert second.try_forward(ACTIVATE) is True
+    assert blocker.args == [ACTIVATE]
+    with qtbot.waitSignal(first.message_received, timeout=5000) as blocker:
+        assert SingleInstance(name).try_forward(open_message("1001/77")) is True
+    assert blocker.args == ["open 1001/77"]
+    first.close()
+
+
+def test_second_listen_fails_while_the_first_runs(name: str) -> None:
+    first = SingleInstance(name)
+    assert first.listen()
+    assert SingleInstance(name).listen() is False
+    first.close()
+    assert SingleInstance(name).try_forward(ACTIVATE, timeout_ms=200) is False
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="stale sockets are a Unix matter")
+def test_a_stale_socket_left_by_a_crash_is_replaced(qtbot: QtBot, name: str) -> None:
+    # What a crashed instance leaves behind: a socket file nobody listens on.
+    stale = os.path.join(os.environ.get("TMPDIR", "/tmp"), name)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(stale)
+    sock.close()  # bound, never listening: connecting is refused, the file stays
+    assert Path(stale).exists()
+    first = SingleInstance(name)
+    assert first.try_forward(ACTIVATE, timeout_ms=200) is False
+    assert first.listen() is True
+    with qtbot.waitSignal(first.message_received, timeout=5000):
+        assert SingleInstance(name).try_forward(ACTIVATE)
+    first.close()
+
+
+def test_a_second_process_forwards_to_the_running_instance(qtbot: QtBot, name: str) -> None:
+    first = SingleInstance(name)
+    assert first.listen()
+    script = textwrap.dedent(
+        """
+        import sys
+        from PySide6.QtCore import QCoreApplication
+        from tray_agent.ui.single_instance import SingleInstance, open_message
+        app = QCoreApplication([])
+        sys.exit(0 if SingleInstance(sys.argv[1]).try_forward(open_message(sys.argv[2]), 5000) else 3)
+        """
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    with qtbot.waitSignal(first.message_received, timeout=20000) as blocker:
+        proc = subprocess.Popen([sys.executable, "-c", script, name, "chat-9"], cwd=REPO, env=env)
+    assert blocker.args == ["open chat-9"]
+    assert proc.wait(timeout=20) == 0
+    first.close()

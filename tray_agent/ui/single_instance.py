@@ -1,0 +1,202 @@
+r"""One running app per user and config directory: a second launch forwards its request over a local socket.
+
+The first instance :meth:`~SingleInstance.listen`\\ s on a per-user local server (a Unix socket in
+the temp directory, a named pipe on Windows). A second launch calls
+:meth:`~SingleInstance.try_forward` with ``"activate"`` or ``"open <conversation>"``; when that
+returns True it exits, and the first instance gets :attr:`~SingleInstance.message_received`.
+
+Messages are one UTF-8 line each. A socket left behind by a crashed instance (Unix) is removed
+when nobody answers on it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import logging
+import os
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtNetwork import QAbstractSocket, QLocalServer, QLocalSocket
+
+logger = logging.getLogger(__name__)
+
+ACTIVATE = "activate"
+"""Show the app's window (a plain second launch)."""
+OPEN_PREFIX = "open "
+"""``"open <conversation>"``: open that conversation's chat window."""
+MAX_MESSAGE_BYTES = 4096
+PROBE_TIMEOUT_MS = 500
+
+
+def server_name(config_dir: str, user: str | None = None, app: str = "tray-agent") -> str:
+    """The local server's name for this user and config directory.
+
+    Two users on one machine, or one user with two ``--basedir`` directories, get different names;
+    the hash keeps the name short enough for a Unix socket path.
+
+    Args:
+        config_dir: the app's config directory (``Paths.config``).
+        user: the login name; default the current user.
+        app: the app's name, the readable prefix.
+    """
+    if user is None:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # no user name (containers): the uid still separates users
+            user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    digest = hashlib.sha256(f"{user}\0{os.path.abspath(config_dir)}".encode()).hexdigest()[:16]
+    return f"{app}-{digest}"
+
+
+def open_message(conversation: str) -> str:
+    """The message asking the running instance to open ``conversation``."""
+    return OPEN_PREFIX + conversation
+
+
+class SingleInstance(QObject):
+    """The local server of the first instance, and the client side of later ones.
+
+    Signals:
+        message_received(str): a later launch forwarded ``"activate"`` or ``"open <conversation>"``.
+    """
+
+    message_received = Signal(str)
+
+    def __init__(self, name: str, parent: QObject | None = None) -> None:
+        """Prepare (not start) the single-instance channel.
+
+        Args:
+            name: the local server name, from :func:`server_name`.
+            parent: Qt parent.
+        """
+        super().__init__(parent)
+        self._name = name
+        self._server: QLocalServer | None = None
+        self._buffers: dict[QLocalSocket, bytearray] = {}
+
+    @property
+    def name(self) -> str:
+        """The local server name."""
+        return self._name
+
+    @property
+    def listening(self) -> bool:
+        """Whether this object is the running instance's server."""
+        return self._server is not None and self._server.isListening()
+
+    def try_forward(self, message: str, timeout_ms: int = 2000) -> bool:
+        """Send ``message`` to the running instance, if there is one. Blocks up to ``timeout_ms``.
+
+        Call this before :meth:`listen`, before the event loop runs.
+
+        Returns:
+            True when the message was handed to a running instance (then exit); False when no
+            instance answers (then :meth:`listen`).
+        """
+        data = message.replace("\n", " ").encode("utf-8")[: MAX_MESSAGE_BYTES - 1] + b"\n"
+        socket = QLocalSocket()
+        socket.connectToServer(self._name)
+        if not socket.waitForConnected(timeout_ms):
+            logger.debug("No running instance at %s: %s", self._name, socket.errorString())
+            return False
+        socket.write(data)
+        ok = socket.waitForBytesWritten(timeout_ms) or socket.bytesToWrite() == 0
+        socket.disconnectFromServer()
+        if socket.state() != QLocalSocket.LocalSocketState.UnconnectedState:
+            socket.waitForDisconnected(timeout_ms)
+        if not ok:
+            logger.warning("Could not hand %r to the running instance: %s", message, socket.errorString())
+        return ok
+
+    def listen(self) -> bool:
+        """Become the running instance. Removes a stale socket left by a crash.
+
+        Returns:
+            True when listening; False when another instance already listens (or the name is
+            unusable), then forward to it with :meth:`try_forward` instead.
+        """
+        if self.listening:
+            return True
+        # Probe first: with UserAccessOption Qt binds in a private directory and renames the
+        # socket into place, which would silently replace a live instance's socket.
+        if self._someone_listens():
+            return False
+        server = QLocalServer(self)
+        server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
+        if not server.listen(self._name):
+            if server.serverError() != QAbstractSocket.SocketError.AddressInUseError:
+                logger.warning("Single-instance server %s failed: %s", self._name, server.errorString())
+                return False
+            logger.info("Removing the stale single-instance socket %s", self._name)
+            QLocalServer.removeServer(self._name)
+            if not server.listen(self._name):
+                logger.warning("Single-instance server %s failed: %s", self._name, server.errorString())
+                return False
+        server.newConnection.connect(self._on_server_new_connection)
+        self._server = server
+        return True
+
+    def close(self) -> None:
+        """Stop listening (at quit); the socket file goes away with it."""
+        for socket in list(self._buffers):
+            socket.readyRead.disconnect(self._on_socket_ready_read)
+            socket.disconnected.disconnect(self._on_socket_disconnected)
+            socket.abort()
+        self._buffers.clear()
+        if self._server is not None:
+            self._server.newConnection.disconnect(self._on_server_new_connection)
+            self._server.close()
+            self._server.deleteLater()
+            self._server = None
+
+    def _someone_listens(self) -> bool:
+        probe = QLocalSocket()
+        probe.connectToServer(self._name)
+        alive = probe.waitForConnected(PROBE_TIMEOUT_MS)
+        probe.abort()
+        return alive
+
+    def _on_server_new_connection(self) -> None:
+        assert self._server is not None
+        while (socket := self._server.nextPendingConnection()) is not None:
+            self._buffers[socket] = bytearray()
+            # Bound slots, not lambdas: Qt drops them when this object goes (no calls into
+            # sockets destroyed at exit).
+            socket.readyRead.connect(self._on_socket_ready_read)
+            socket.disconnected.connect(self._on_socket_disconnected)
+            if socket.bytesAvailable():
+                self._read(socket)
+
+    def _on_socket_ready_read(self) -> None:
+        socket = self.sender()
+        if isinstance(socket, QLocalSocket):
+            self._read(socket)
+
+    def _read(self, socket: QLocalSocket) -> None:
+        buffer = self._buffers.get(socket)
+        if buffer is None:
+            return
+        buffer += bytes(socket.readAll().data())
+        while (end := buffer.find(b"\n")) >= 0:
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]
+            self._emit(line)
+        if len(buffer) > MAX_MESSAGE_BYTES:
+            logger.warning("Dropping an over-long single-instance message")
+            self._buffers.pop(socket, None)
+            socket.abort()
+
+    def _on_socket_disconnected(self) -> None:
+        socket = self.sender()
+        if not isinstance(socket, QLocalSocket):
+            return
+        buffer = self._buffers.pop(socket, None)
+        if buffer:
+            self._emit(bytes(buffer))  # a last line without its newline
+        socket.deleteLater()
+
+    def _emit(self, line: bytes) -> None:
+        text = line.decode("utf-8", errors="replace").strip()
+        if text:
+            self.message_received.emit(text)
