@@ -280,8 +280,41 @@ class TrayApp:
         self._auth_prompted = False
         self._last_logged_state = ""
         self._tasks: set[asyncio.Future[None]] = set()
+        self.single_instance: Any = None
+        self._open_at_start = ""
 
     # -------------------------------------------------------------- start and stop
+
+    def attach_single_instance(self, instance: Any, open_conversation: str = "") -> None:
+        """Receive later launches' requests; open ``open_conversation`` once the windows exist."""
+        self.single_instance = instance
+        self._open_at_start = open_conversation
+        instance.message_received.connect(self._on_single_instance_message_received)
+
+    def _on_single_instance_message_received(self, message: str) -> None:
+        from tray_agent.ui.single_instance import ACTIVATE, OPEN_PREFIX
+
+        if self.windows is None:
+            self._open_at_start = message.removeprefix(OPEN_PREFIX) if message != ACTIVATE else ""
+            return
+        if message.startswith(OPEN_PREFIX):
+            logger.info("Another launch asked to open a conversation")
+            self.windows.open_chat(message.removeprefix(OPEN_PREFIX))
+        else:
+            logger.info("Another launch asked to show the app")
+            self.windows.show_inbox()
+
+    def _apply_autostart(self) -> None:
+        """Make the login item match ``ui.autostart`` (never for the throw-away demo)."""
+        if self.args.demo:
+            return
+        from tray_agent.platform.autostart import apply_autostart
+
+        result = apply_autostart(
+            self.loaded.settings.ui.autostart, locked=self.loaded.is_locked("ui.autostart")
+        )
+        if result.problem:
+            logger.warning("Autostart: %s", result.problem)
 
     def show_tray(self) -> None:
         """Show the tray icon (or the status window) as early as possible."""
@@ -331,6 +364,11 @@ class TrayApp:
             self.windows.settings_saved.connect(self._on_windows_settings_saved)
             self.windows.quit_requested.connect(self._on_tray_quit_requested)
             self.windows.restore_session()
+            if self._open_at_start:
+                self.windows.open_chat(self._open_at_start)
+            elif not self.loaded.settings.ui.start_hidden:
+                self.windows.show_inbox()
+        self._apply_autostart()
         connection = self.loaded.settings.connection
         if not connection.server or not (connection.email or connection.token.get_secret_value()):
             logger.info("No server or account configured: asking the agent to sign in")
@@ -549,6 +587,7 @@ class TrayApp:
         settings = self.loaded.settings
         self.runner.update_settings(settings.alerts)
         self.store.history_limit = settings.ui.history_limit
+        self._apply_autostart()
         if settings.connection != before:
             task = asyncio.ensure_future(self._restart_client())
             self._tasks.add(task)
@@ -629,6 +668,39 @@ class TrayApp:
 # Entry point
 
 
+def claim_single_instance(args: argparse.Namespace, paths: Paths) -> tuple[Any, str] | int:
+    """Become the one running instance, or hand this launch over to it.
+
+    A second launch (or ``tray-agent open <conversation>`` / a ``tray-agent://`` link) forwards
+    "activate" or "open <conversation>" to the running instance over a per-user local socket and
+    exits 0. A malformed link exits 2 with a plain-words message.
+
+    Returns:
+        ``(single_instance, conversation_to_open)`` when this process is the instance, or the
+        exit code when it is not.
+    """
+    from tray_agent.core.deeplink import DeepLinkError, parse_link
+    from tray_agent.ui.single_instance import ACTIVATE, SingleInstance, open_message, server_name
+
+    conversation = ""
+    target = getattr(args, "target", None)
+    if target:
+        try:
+            conversation = parse_link(target).conversation
+        except DeepLinkError as exc:
+            print(f"tray-agent: {exc}", file=sys.stderr)
+            return 2
+    instance = SingleInstance(server_name(str(paths.config)))
+    if instance.try_forward(open_message(conversation) if conversation else ACTIVATE):
+        logger.info("Another instance is running: handed over to it")
+        return 0
+    if instance.listen():
+        logger.info("Single instance: listening for later launches")
+    else:
+        logger.warning("Could not listen for other launches; a second launch will start a second app")
+    return instance, conversation
+
+
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -669,6 +741,11 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "self_test", False) or paths is None:
         return self_test(app)
 
+    claimed = claim_single_instance(args, paths)
+    if isinstance(claimed, int):
+        return claimed  # forwarded to the running instance, or a bad link
+    instance, open_conversation = claimed
+
     loaded = load_settings_for(paths, os.environ, args)
 
     import qasync
@@ -677,11 +754,13 @@ def run(args: argparse.Namespace) -> int:
     asyncio.set_event_loop(loop)
     try:
         tray_app = TrayApp(args, paths, loaded, app)
+        tray_app.attach_single_instance(instance, open_conversation)
         tray_app.show_tray()
         _install_signal_handlers(loop, tray_app.stopping.set)
         with loop:
             code = int(loop.run_until_complete(tray_app.main()))
     finally:
+        instance.close()
         asyncio.set_event_loop(None)
     logger.info("Stopped (exit code %d)", code)
     logging.shutdown()

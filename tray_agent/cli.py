@@ -122,8 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """Parse a command line; ``--set`` given before and after the subcommand are merged."""
-    args = build_parser().parse_args(list(argv))
+    """Parse a command line; ``--set`` given before and after the subcommand are merged.
+
+    A bare ``tray-agent://...`` argument (how desktops and browsers launch a link handler) means
+    ``open <link>``.
+    """
+    argv = list(argv)
+    for index, arg in enumerate(argv):
+        if arg.startswith("tray-agent:"):
+            if "open" not in argv[:index]:
+                argv.insert(index, "open")
+            break
+    args = build_parser().parse_args(argv)
     args.set = [*getattr(args, "set", []), *vars(args).pop("set_after_command", [])]
     return args
 

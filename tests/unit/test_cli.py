@@ -42,3 +42,15 @@ def test_demo_server_flags():
         3,
         0,
     )
+
+
+def test_bare_link_means_open():
+    args = parse_args(["tray-agent://open/1001%2F77"])
+    assert args.command == "open"
+    assert args.target == "tray-agent://open/1001%2F77"
+
+
+def test_open_with_explicit_subcommand_is_kept():
+    args = parse_args(["open", "tray-agent://open/c1"])
+    assert args.command == "open"
+    assert args.target == "tray-agent://open/c1"
