@@ -5,6 +5,14 @@ every domain event and connection-state change (``{"event": ..., ...}``), except
 keepalive pongs. Reads newline-delimited JSON commands on stdin (see
 :func:`tray_agent.core.commands.command_from_line`); their outcome comes back as events.
 
+Replies, take-overs and releases go through the durable outbox (:mod:`tray_agent.platform.storage`)
+under ``Paths.data`` (``--basedir DIR``: ``DIR/data``), one file per account: ``command_queued`` is
+printed only once the command is on disk, queued commands left by a previous run (stopped or
+killed while offline) are sent after the first resync, and commands that were sent but never
+confirmed come back as ``command_failed`` with reason ``unconfirmed``, to be answered with
+``{"cmd": "resend"|"discard", "command_id": ID}``. ``--demo`` keeps its store in a temporary
+directory deleted at exit (demo data never mixes with the agent's).
+
 Exit codes: 0 end of input or Ctrl-C (after in-flight commands are settled), 2 bad settings,
 3 authentication refused.
 """
@@ -18,7 +26,9 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import TextIO
 
 from tray_agent.cli import EXIT_AUTH_REFUSED, EXIT_BAD_SETTINGS, EXIT_OK
@@ -38,13 +48,14 @@ from tray_agent.core.events import (
 from tray_agent.core.ports import SecretStore, SystemClock
 from tray_agent.core.protocol import codec_for
 from tray_agent.core.redact import install_redaction
-from tray_agent.core.settings import ConnectionSettings
+from tray_agent.core.settings import ConnectionSettings, Settings
 from tray_agent.core.settings_layers import password_from_env
 from tray_agent.core.state import Store
 from tray_agent.net.auth import authenticator_for
 from tray_agent.net.client import Client
 from tray_agent.platform.paths import Paths, load_settings_for
 from tray_agent.platform.secrets import KeyringSecretStore, MemorySecretStore
+from tray_agent.platform.storage import LocalStore, store_path
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +154,21 @@ def _secret_store(demo: bool) -> SecretStore:
     return KeyringSecretStore()  # falls back to memory by itself, and says so in the log
 
 
+def open_store(data_dir: Path, conn: ConnectionSettings, settings: Settings) -> LocalStore:
+    """The account's durable store under ``data_dir``, bounded by the settings (never raises)."""
+    return LocalStore(
+        store_path(data_dir, conn.secret_key("store")),
+        history_limit=settings.ui.history_limit,
+        history_days=settings.storage.history_days,
+        max_bytes=settings.storage.max_size_mb * 1024 * 1024,
+        keep_history=settings.storage.keep_history,
+    )
+
+
 async def _serve(args: argparse.Namespace, out: TextIO, stdin: TextIO, install_signals: bool) -> int:
     demo_session = None
+    demo_dir: tempfile.TemporaryDirectory[str] | None = None
+    local: LocalStore | None = None
     if args.demo:
         from tray_agent.demo_launch import apply_demo_flags, start_demo
 
@@ -171,14 +195,27 @@ async def _serve(args: argparse.Namespace, out: TextIO, stdin: TextIO, install_s
         except ValueError as exc:
             print(f"tray-agent listen: {exc}", file=sys.stderr)
             return EXIT_BAD_SETTINGS
-        store = Store(history_limit=loaded.settings.ui.history_limit)
+        settings = loaded.settings
+        if demo_session is not None:
+            demo_dir = tempfile.TemporaryDirectory(prefix="tray-agent-listen-demo-")
+            data_dir = Path(demo_dir.name)
+        else:
+            data_dir = paths.data
+        local = open_store(data_dir, conn, settings)
+        if local.problem:
+            print(f"tray-agent listen: {local.problem}", file=sys.stderr)
+        store = Store(history_limit=settings.ui.history_limit)
         console = _Console(out, store)
         codec = codec_for(Dialect(conn.dialect))
-        client = Client(codec, authenticator, conn, console.emit, clock)
+        client = Client(codec, authenticator, conn, console.emit, clock, outbox=local)
         return await _run_console(client, console, conn, stdin, install_signals)
     finally:
+        if local is not None:
+            local.close()
         if demo_session is not None:
             await demo_session.server.stop()
+        if demo_dir is not None:
+            demo_dir.cleanup()
 
 
 async def _run_console(

@@ -11,16 +11,19 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import secrets
 from dataclasses import dataclass, field
 
 from tray_agent.core.events import CommandKind
 
 _counter = itertools.count(1)
-_prefix = f"{os.getpid():x}"
+# Commands outlive the process (the durable outbox): a random part keeps a later process that
+# happens to get the same pid from reusing the id of a command still stored from before.
+_prefix = f"{os.getpid():x}.{secrets.token_hex(3)}"
 
 
 def new_command_id() -> str:
-    """A process-unique command id (``"<pid hex>-<n>"``)."""
+    """A unique command id (``"<pid hex>.<6 random hex>-<n>"``)."""
     return f"{_prefix}-{next(_counter)}"
 
 
@@ -125,12 +128,36 @@ class Ping(Command):
         return CommandKind.PING
 
 
+@dataclass(frozen=True, slots=True)
+class ResendCommand(Command):
+    """The agent sends an unconfirmed command again; ``command_id`` names it (same id, same bubble).
+
+    Only an explicit decision of the agent sends again what may already have reached the
+    customer (see the durable outbox in :mod:`tray_agent.net.client`).
+    """
+
+    @property
+    def kind(self) -> CommandKind:  # noqa: D102
+        return CommandKind.REPLY
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardCommand(Command):
+    """The agent drops an unconfirmed (or still queued) command; ``command_id`` names it."""
+
+    @property
+    def kind(self) -> CommandKind:  # noqa: D102
+        return CommandKind.REPLY
+
+
 _LISTEN_COMMANDS: dict[str, CommandKind] = {
     "take_over": CommandKind.TAKE_OVER,
     "release": CommandKind.RELEASE,
     "reply": CommandKind.REPLY,
     "refresh": CommandKind.REFRESH,
     "history": CommandKind.HISTORY,
+    "resend": CommandKind.REPLY,
+    "discard": CommandKind.REPLY,
 }
 
 
@@ -150,8 +177,10 @@ def command_from_line(line: str) -> Command:
 
     Accepted: ``{"cmd": "take_over"|"release", "conversation": ID}``,
     ``{"cmd": "reply", "conversation": ID, "text": TEXT}``, ``{"cmd": "refresh"}``,
-    ``{"cmd": "history", "conversation": ID, "page": N}``. An optional ``"id"`` (string) becomes
-    the command id echoed in the outcome event, so scripts can correlate.
+    ``{"cmd": "history", "conversation": ID, "page": N}``, and for an unconfirmed reply (one
+    that was sent but never confirmed, e.g. across a crash) ``{"cmd": "resend"|"discard",
+    "command_id": ID}``. An optional ``"id"`` (string) becomes the command id echoed in the
+    outcome event, so scripts can correlate (resend/discard answer under ``command_id``).
 
     Raises:
         CommandLineError: the line is not JSON, not an object, names no known command, or lacks
@@ -178,6 +207,14 @@ def command_from_line(line: str) -> Command:
             raise CommandLineError(problem, kind=kind, command_id=command_id)
         return value
 
+    if name in ("resend", "discard"):
+        target = obj.get("command_id")
+        if not isinstance(target, str) or not target.strip():
+            problem = "'command_id' must name the unconfirmed command (a non-empty string)"
+            raise CommandLineError(problem, kind=kind, command_id=command_id)
+        if name == "resend":
+            return ResendCommand(command_id=target)
+        return DiscardCommand(command_id=target)
     if kind is CommandKind.REFRESH:
         return RefreshWaitingList(command_id=command_id)
     conversation = text_field("conversation")

@@ -1,4 +1,4 @@
-"""Protocols the core needs from the outside: command sink, notifier, sound, secrets, clock.
+"""Protocols the core needs from the outside: command sink, notifier, sound, secrets, clock, outbox.
 
 Implementations live in net/ (CommandSink) and platform/ (the rest), each platform port with a
 Null implementation so the app keeps running where the OS service is missing. Tests use fakes.
@@ -6,13 +6,16 @@ Null implementation so the app keeps running where the OS service is missing. Te
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from tray_agent.core.commands import Command
+from tray_agent.core.commands import Command, Release, SendReply, TakeOver
 from tray_agent.core.effects import SoundName, Toast, ToastAction
+from tray_agent.core.events import CommandKind
 
 
 class Clock(Protocol):
@@ -101,4 +104,113 @@ class SecretStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove a secret if present. Never raises."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# The durable outbox (implemented by platform.storage.LocalStore; net reaches it only through this)
+# ---------------------------------------------------------------------------------------------
+
+
+class StoredState(enum.StrEnum):
+    """Where a persisted command stands."""
+
+    QUEUED = "queued"  # never written to the wire: safe to send at the next start
+    SENT = "sent"  # written (or its HTTP call started), no answer yet
+    UNCONFIRMED = "unconfirmed"  # sent, then a drop or crash: only the agent may resend it
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCommand:
+    """One persisted command of the agent (reply, take-over, release).
+
+    Attributes:
+        command_id: the command's id (kept across restarts, so outcomes still match).
+        kind: reply, take_over or release.
+        conversation: the conversation key.
+        text: the reply text ("" for other kinds).
+        state: queued, sent or unconfirmed.
+        queued_at: wall-clock time it was first queued (UTC).
+    """
+
+    command_id: str
+    kind: CommandKind
+    conversation: str
+    text: str = ""
+    state: StoredState = StoredState.QUEUED
+    queued_at: datetime | None = None
+
+    @classmethod
+    def from_command(cls, command: Command, queued_at: datetime | None = None) -> StoredCommand | None:
+        """The record of ``command``, or None for kinds that are never persisted."""
+        if isinstance(command, SendReply):
+            text = command.text
+        elif isinstance(command, TakeOver | Release):
+            text = ""
+        else:
+            return None  # refreshes, history loads and pings are re-derived, never replayed
+        return cls(command.command_id, command.kind, command.conversation, text, queued_at=queued_at)
+
+    def to_command(self) -> Command | None:
+        """The command again (same id), or None for a record of an unknown kind."""
+        if self.kind is CommandKind.REPLY:
+            return SendReply(self.conversation, self.text, command_id=self.command_id)
+        if self.kind is CommandKind.TAKE_OVER:
+            return TakeOver(self.conversation, command_id=self.command_id)
+        if self.kind is CommandKind.RELEASE:
+            return Release(self.conversation, command_id=self.command_id)
+        return None
+
+
+class OutboxStore(Protocol):
+    """The durable outbox the network client writes through.
+
+    Synchronous on purpose: each call is one small SQLite transaction in WAL mode (well under a
+    millisecond to a few ms with the fsync), made at human pace (one per reply or take-over),
+    and the client must know the row is on disk *before* it emits CommandQueued -- an await
+    there would let the loop show "queued" for a reply a crash could still lose, and would make
+    :meth:`~CommandSink.submit` asynchronous for every caller. Implementations never raise:
+    a failed write is logged and reported through :attr:`problem`, and the client then keeps the
+    command in memory only (it is still sent; it just would not survive a crash).
+    """
+
+    @property
+    def problem(self) -> str:
+        """A plain-words description of the last storage problem, "" when all is well."""
+        ...
+
+    def pending(self) -> list[StoredCommand]:
+        """Every persisted command, oldest first."""
+        ...
+
+    def add(self, command: StoredCommand) -> bool:
+        """Persist a new QUEUED command (or reset an existing id to QUEUED); True once on disk."""
+        ...
+
+    def mark_sent(self, command_id: str) -> None:
+        """The command is about to be written to the wire (recorded *before* the write)."""
+        ...
+
+    def mark_unconfirmed(self, command_id: str) -> None:
+        """The command was sent but its answer never came (drop, crash, stop)."""
+        ...
+
+    def remove(self, command_id: str) -> None:
+        """The command ended (confirmed, failed, discarded): forget it."""
+        ...
+
+
+class DraftStore(Protocol):
+    """Unsent reply drafts by conversation (platform.storage.LocalStore; injected into the UI by app.py)."""
+
+    def draft(self, conversation: str) -> str:
+        """The saved draft of ``conversation`` ("" if none)."""
+        ...
+
+    def set_draft(self, conversation: str, text: str) -> None:
+        """Save a draft; a blank text deletes it. Never raises."""
+        ...
+
+    def drafts(self) -> dict[str, str]:
+        """Every saved draft by conversation."""
         ...

@@ -69,6 +69,7 @@ class ConnectionSettings(_Section):
     heartbeat_timeout: float = Field(default=10.0, ge=1.0, le=120.0)  # s, dead if nothing arrives
     backoff_max: float = Field(default=60.0, ge=1.0, le=3600.0)  # s
     poll_interval: float = Field(default=10.0, ge=2.0, le=600.0)  # s, REST fallback polling
+    ws_retry_interval: float = Field(default=180.0, ge=1.0, le=3600.0)  # s, limited mode: retry WS
     allow_insecure: bool = False  # allow ws:// / http:// to non-loopback hosts
     ca_bundle: str = ""  # extra CA bundle (TLS-inspecting proxies)
     proxy: str = ""  # explicit HTTP(S) proxy; empty = from the environment
@@ -107,6 +108,18 @@ class AlertSettings(_Section):
     quiet_hours: list[QuietHoursRule] = Field(default_factory=list)
 
 
+class QuickReplySetting(_Section):
+    """A canned reply: a short name the agent types after "/", and its text per language.
+
+    The texts may hold ``{customer_name}``, ``{agent_name}``, ``{channel}`` and ``{conversation}``
+    (filled in by :mod:`tray_agent.core.quick_replies`).
+    """
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[\w-]+$")
+    text: str = Field(default="", max_length=4000)  # English (and any language without its own)
+    text_id: str = Field(default="", max_length=4000)  # Bahasa Indonesia; "" uses ``text``
+
+
 class UiSettings(_Section):
     """Windows and presentation."""
 
@@ -116,6 +129,17 @@ class UiSettings(_Section):
     start_hidden: bool = True
     autostart: bool = False
     remember_password: bool = False
+    quick_replies: list[QuickReplySetting] = Field(default_factory=list)  # the agent's own
+    # Set by IT in the machine policy (lock it there); shown read-only, before the agent's own.
+    team_quick_replies: list[QuickReplySetting] = Field(default_factory=list)
+
+
+class StorageSettings(_Section):
+    """The local store (outbox, drafts, recent history): its bounds."""
+
+    history_days: int = Field(default=30, ge=1, le=3650)  # conversations untouched longer are pruned
+    max_size_mb: int = Field(default=64, ge=4, le=4096)  # total size; oldest history pruned first
+    keep_history: bool = True  # False: keep only the outbox, drafts and unread state on disk
 
 
 def secret_key(dialect: str, server: str, tenant: str, account: str, kind: str) -> str:
@@ -144,3 +168,4 @@ class Settings(_Section):
     connection: ConnectionSettings = Field(default_factory=ConnectionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)

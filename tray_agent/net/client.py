@@ -48,7 +48,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.protocol import State
 
-from tray_agent.core.commands import Command, RefreshWaitingList, SendReply
+from tray_agent.core.commands import Command, DiscardCommand, RefreshWaitingList, ResendCommand, SendReply
 from tray_agent.core.events import (
     CommandFailed,
     CommandKind,
@@ -66,7 +66,7 @@ from tray_agent.core.events import (
     ServerRejected,
     WaitingListPage,
 )
-from tray_agent.core.ports import Clock
+from tray_agent.core.ports import Clock, OutboxStore, StoredCommand, StoredState
 from tray_agent.core.protocol.auth import redact_url
 from tray_agent.core.protocol.base import DialectCodec, EncodeError, HttpCall, WsFrame
 from tray_agent.core.redact import RedactingFilter
@@ -80,6 +80,7 @@ from tray_agent.net.auth import (
     classify_network_error,
     make_ssl_context,
 )
+from tray_agent.net.polling import Poller, PollError, rest_call
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +173,10 @@ class Timings:
         protocol_ping_interval: websockets' own ping period (None: off).
         protocol_ping_timeout: websockets' own pong timeout.
         http_timeout: total time of one REST call.
+        poll_interval: limited mode (WebSocket blocked): seconds between REST polls.
+        ws_retry_interval: limited mode: seconds between attempts to get the WebSocket back.
+        limited_after: consecutive failed handshakes (not refusals of the credentials) after
+            which the REST API is tried; an "upgrade refused" status tries it at once.
     """
 
     heartbeat_interval: float = 25.0
@@ -187,6 +192,9 @@ class Timings:
     protocol_ping_interval: float | None = 20.0
     protocol_ping_timeout: float | None = 20.0
     http_timeout: float = 10.0
+    poll_interval: float = 10.0
+    ws_retry_interval: float = 180.0
+    limited_after: int = 3
 
     @classmethod
     def from_settings(cls, settings: ConnectionSettings) -> Timings:
@@ -198,6 +206,8 @@ class Timings:
             resync_interval=settings.resync_interval,
             backoff_max=settings.backoff_max,
             http_timeout=settings.command_timeout,
+            poll_interval=settings.poll_interval,
+            ws_retry_interval=settings.ws_retry_interval,
         )
 
 
@@ -247,6 +257,11 @@ class Transport(enum.StrEnum):
 
 
 _RETRY_AFTER_DROP = frozenset({CommandKind.TAKE_OVER, CommandKind.REFRESH, CommandKind.HISTORY})
+
+UPGRADE_REFUSED = frozenset({400, 405, 426, 501, 502, 503, 504})
+"""Handshake statuses a WebSocket-breaking proxy answers with: try REST polling at once."""
+
+_POLL_ERRORS_BEFORE_GIVING_UP = 5
 
 
 @dataclass(eq=False, slots=True)
@@ -479,6 +494,8 @@ class _End(enum.Enum):
     AUTH_REQUIRED = "auth_required"
     CONFIG = "config"
     STOPPED = "stopped"
+    LIMITED = "limited"  # WebSocket blocked but REST answers: poll
+    PROBE_WS = "probe_ws"  # limited mode: time to try the WebSocket again (no state change)
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,6 +530,8 @@ class Client:
         sleep: the backoff sleep (tests make it return at once and record the delays).
         rng: jitter source in [0, 1).
         ssl_context: TLS context for https/wss; default: :func:`~tray_agent.net.auth.make_ssl_context`.
+        outbox: the durable outbox (replies, take-overs, releases survive a crash); None keeps
+            commands in memory only.
 
     Emits:
         ConnectionChanged: CONNECTING, RESYNCING (socket open, resync running), CONNECTED,
@@ -535,8 +554,21 @@ class Client:
         sleep: Sleep | None = None,
         rng: Callable[[], float] = random.random,
         ssl_context: ssl.SSLContext | None = None,
+        outbox: OutboxStore | None = None,
     ) -> None:
         self._codec = codec
+        self._outbox = outbox
+        # Commands persisted in the outbox store (by id) and those sent but never confirmed,
+        # which only the agent may resend or discard.
+        self._durable: dict[str, Command] = {}
+        self._unconfirmed: dict[str, Command] = {}
+        self._restored = False
+        self._closing = False  # settling at shutdown: queued commands stay in the store
+        self._handshake_failures = 0
+        self._limited_mode = False
+        self._poller: Poller | None = None
+        self._next_poll = 0.0
+        self._stop_requested = asyncio.Event()
         self._auth = authenticator
         self._settings = settings
         self._emit_cb = emit
@@ -599,6 +631,7 @@ class Client:
         self._running = True
         self._runner = asyncio.current_task()
         self._done.clear()
+        self._restore()
         connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
         self._http = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=not self._settings.proxy
@@ -615,6 +648,7 @@ class Client:
         run loop to finish (bounded by the close timeout); safe to call twice or before run.
         """
         self._stopping = True
+        self._stop_requested.set()
         self._kick.set()
         self._abort("stopping")
         if self._running:
@@ -622,8 +656,10 @@ class Client:
                 await self._done.wait()
         elif not self._stopped:
             self._stopped = True
+            self._closing = True
             for outcome in self._tracker.settle_all("the client stopped"):
                 self._emit(outcome.event)
+            self._closing = False
             self._set_state(ConnectionState.OFFLINE, "stopped")
 
     def reconnect_now(self) -> None:
@@ -648,20 +684,21 @@ class Client:
     def submit(self, command: Command) -> None:
         """Queue a command; its outcome arrives as events. Never raises.
 
+        With an outbox store, a reply / take-over / release is written to it *before*
+        CommandQueued is emitted, so whatever the agent saw as queued survives a crash.
         Emits CommandQueued at once; CommandFailed at once when the dialect cannot express the
-        command (EncodeError) or the client has stopped.
+        command (EncodeError) or the client has stopped. :class:`ResendCommand` and
+        :class:`DiscardCommand` go to :meth:`resend` / :meth:`discard`.
         """
         try:
-            text = command.text if isinstance(command, SendReply) else ""
-            self._emit(
-                CommandQueued(
-                    command_id=command.command_id,
-                    kind=command.kind,
-                    conversation=command.conversation_key,
-                    text=text,
-                )
-            )
+            if isinstance(command, ResendCommand):
+                self.resend(command.command_id)
+                return
+            if isinstance(command, DiscardCommand):
+                self.discard(command.command_id)
+                return
             if self._stopped or self._stopping:
+                self._emit(_queued(command))
                 self._emit(failed(command, FailureReason.OFFLINE, "the client is stopped"))
                 return
             try:
@@ -670,8 +707,11 @@ class Client:
                 # Before the first sign-in the codec may lack the user id / chat cache: decide
                 # when the command is sent instead.
                 if self._signed_in:
+                    self._emit(_queued(command))
                     self._emit(failed(command, exc.reason, exc.text))
                     return
+            self._persist(command)
+            self._emit(_queued(command))
             self._tracker.enqueue(command)
             self._wake.set()
         except Exception:
@@ -679,9 +719,131 @@ class Client:
             with contextlib.suppress(Exception):
                 self._emit(failed(command, FailureReason.INVALID, "internal error"))
 
+    def unconfirmed(self) -> list[Command]:
+        """Commands sent but never confirmed (this run or a previous one), oldest first."""
+        return list(self._unconfirmed.values())
+
+    def resend(self, command_id: str) -> None:
+        """The agent chose to send an unconfirmed command again (same id: the same bubble).
+
+        Emits CommandQueued (and later its outcome), or CommandFailed(INVALID) when no
+        unconfirmed command has that id. Never raises.
+        """
+        command = self._unconfirmed.pop(command_id, None)
+        if command is None:
+            self._emit(_no_such_unconfirmed(command_id))
+            return
+        if self._stopped or self._stopping:
+            self._unconfirmed[command_id] = command
+            self._emit(failed(command, FailureReason.OFFLINE, "the client is stopped"))
+            return
+        self._persist(command)
+        self._emit(_queued(command))
+        self._tracker.enqueue(command)
+        self._wake.set()
+
+    def discard(self, command_id: str) -> None:
+        """The agent dropped an unconfirmed (or still queued) command: it is never sent.
+
+        Emits CommandFailed(OFFLINE, "discarded ...") for it, or CommandFailed(INVALID) when no
+        such command waits. Never raises.
+        """
+        command = self._unconfirmed.pop(command_id, None)
+        if command is None:
+            for pending in list(self._tracker.outbox):
+                if pending.command.command_id == command_id and not pending.internal:
+                    self._tracker.outbox.remove(pending)
+                    command = pending.command
+                    break
+        if command is None:
+            self._emit(_no_such_unconfirmed(command_id))
+            return
+        self._forget(command_id)
+        self._emit(failed(command, FailureReason.OFFLINE, "discarded by the agent; not sent"))
+
+    # -- the durable outbox ----------------------------------------------------------------------
+
+    def _persist(self, command: Command) -> None:
+        if self._outbox is None:
+            return
+        record = StoredCommand.from_command(command, self._clock.now())
+        if record is None:
+            return
+        self._durable[command.command_id] = command
+        if not self._outbox.add(record):
+            logger.warning("the outbox store could not save %s; kept in memory only", command.command_id)
+
+    def _forget(self, command_id: str) -> None:
+        self._unconfirmed.pop(command_id, None)
+        if self._durable.pop(command_id, None) is not None and self._outbox is not None:
+            self._outbox.remove(command_id)
+
+    def _mark_sent(self, command: Command) -> None:
+        """Record in the store that ``command`` goes out now.
+
+        Before the write: a crash in between makes it unconfirmed, never a silent duplicate.
+        """
+        if self._outbox is not None and command.command_id in self._durable:
+            self._outbox.mark_sent(command.command_id)
+
+    def _record_outcome(self, event: CommandSucceeded | CommandFailed) -> None:
+        command_id = event.command_id
+        if isinstance(event, CommandFailed) and event.reason is FailureReason.UNCONFIRMED:
+            command = self._durable.get(command_id) or self._unconfirmed.get(command_id)
+            if command is None:
+                return
+            self._unconfirmed[command_id] = command
+            if self._outbox is not None and command_id in self._durable:
+                self._outbox.mark_unconfirmed(command_id)
+            return
+        if isinstance(event, CommandFailed) and event.reason is FailureReason.OFFLINE and self._closing:
+            return  # still queued at shutdown: stays in the store and goes out at the next start
+        self._forget(command_id)
+
+    def _restore(self) -> None:
+        """Load the store once: queued commands wait for the first resync, unconfirmed ones for the agent.
+
+        A take-over that was sent but not confirmed is queued again (assigning to yourself is
+        idempotent on both servers); a reply or release is shown as unconfirmed, never resent.
+        """
+        if self._restored or self._outbox is None:
+            return
+        self._restored = True
+        try:
+            records = self._outbox.pending()
+        except Exception:
+            logger.exception("reading the outbox store failed")
+            return
+        for record in records:
+            command = record.to_command()
+            if command is None:
+                continue
+            self._durable[command.command_id] = command
+            self._emit(_queued(command))
+            if record.state is StoredState.QUEUED or command.kind in _RETRY_AFTER_DROP:
+                if record.state is not StoredState.QUEUED:
+                    self._outbox.add(record)
+                self._tracker.enqueue(command)
+                continue
+            self._unconfirmed[command.command_id] = command
+            if record.state is not StoredState.UNCONFIRMED:
+                self._outbox.mark_unconfirmed(command.command_id)
+            text = "sent before the app stopped, but the server never confirmed it; resend or discard it"
+            self._emit(failed(command, FailureReason.UNCONFIRMED, text))
+        if records:
+            logger.info("outbox store: %d command(s) restored", len(records))
+            self._wake.set()
+
     # -- emission and state ----------------------------------------------------------------------
 
     def _emit(self, event: Event) -> None:
+        if isinstance(event, CommandSucceeded | CommandFailed) and (
+            event.command_id in self._durable or event.command_id in self._unconfirmed
+        ):
+            try:
+                self._record_outcome(event)
+            except Exception:
+                logger.exception("recording the outcome of %s failed", event.command_id)
         try:
             self._emit_cb(event)
         except Exception:
@@ -709,11 +871,15 @@ class Client:
                 continue
             try:
                 result = await self._attempt()
+                if result.end is _End.LIMITED:
+                    result = await self._limited(result.detail)
             except Exception:
                 logger.exception("unexpected error in the connection loop")
                 result = _Result(_End.FAILED, "internal error")
             if self._stopping or result.end is _End.STOPPED:
                 break
+            if result.end is _End.PROBE_WS:
+                continue
             if result.end is _End.AUTH_REQUIRED:
                 self._blocked = True
                 logger.warning("sign-in needed: %s", result.detail)
@@ -769,7 +935,9 @@ class Client:
     async def _attempt(self) -> _Result:
         """One sign-in + connection + session. Cancellation propagates."""
         self._reconnect_requested = False
-        if self._state is None or self._state[0] is not ConnectionState.CONNECTING:
+        if not self._limited_mode and (
+            self._state is None or self._state[0] is not ConnectionState.CONNECTING
+        ):
             self._set_state(ConnectionState.CONNECTING)
         assert self._http is not None
         try:
@@ -814,16 +982,169 @@ class Client:
                     logger.info("handshake refused (HTTP %d); renewing the credentials once", status)
                     return _Result(_End.RETRY_NOW, f"HTTP {status}: signing in again")
                 return _Result(_End.AUTH_REQUIRED, f"the server refused the credentials (HTTP {status})")
-            return _Result(_End.FAILED, f"handshake refused (HTTP {status})")
+            return await self._handshake_failed(
+                f"handshake refused (HTTP {status})", refused=status in UPGRADE_REFUSED
+            )
         except InvalidURI:
             return _Result(_End.CONFIG, "invalid server address")
         except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
             if isinstance(exc, ssl.SSLError):
                 return _Result(_End.FAILED, classify_network_error(exc, "connect").text)
-            return _Result(_End.FAILED, _describe(exc))
+            return await self._handshake_failed(_describe(exc), refused=False)
         self._auth_retry_used = False
+        self._handshake_failures = 0
+        if self._limited_mode:
+            logger.info("the WebSocket works again; leaving limited mode")
+        self._limited_mode = False
+        self._poller = None  # a later limited mode starts from a fresh baseline
         logger.info("connected to %s", redact_url(url))
         return await self._session(ws)
+
+    # -- limited mode (REST fallback) ------------------------------------------------------------
+
+    async def _handshake_failed(self, detail: str, *, refused: bool) -> _Result:
+        """A handshake failed for a reason other than the credentials: poll over REST if it answers.
+
+        An "upgrade refused" status (a proxy that breaks WebSockets) tries REST at once; other
+        failures after ``limited_after`` in a row; in limited mode every failed retry goes back
+        to polling at once.
+        """
+        self._handshake_failures += 1
+        if not (refused or self._limited_mode or self._handshake_failures >= self._t.limited_after):
+            return _Result(_End.FAILED, detail)
+        if self._stopping:
+            return _Result(_End.STOPPED)
+        if self._poller is None:
+            self._poller = Poller(self._poll_call)
+        try:
+            answers = await self._poller.probe()
+        except AuthRefused as exc:
+            return _Result(_End.AUTH_REQUIRED, exc.text)
+        except AuthError as exc:
+            return _Result(_End.FAILED, f"{detail}; {exc.text}")
+        if not answers:
+            self._limited_mode = False
+            return _Result(_End.FAILED, detail)
+        return _Result(_End.LIMITED, detail)
+
+    async def _poll_call(self, command: Command) -> Sequence[Event]:
+        """One internal REST call of the poller. Raises PollError, AuthRefused, AuthError."""
+        try:
+            call = rest_call(self._codec, command)
+            status, body = await self._http_call(call)
+        except EncodeError as exc:
+            raise PollError(exc.text) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise PollError(classify_network_error(exc, "request").text) from None
+        return self._codec.parse_response(command, status, body)
+
+    async def _limited(self, detail: str) -> _Result:
+        """Poll over REST until the WebSocket is worth another try, or polling fails for good.
+
+        Commands go over REST meanwhile. Returns PROBE_WS every ``ws_retry_interval`` (and on
+        :meth:`reconnect_now`), STOPPED, AUTH_REQUIRED, or FAILED after repeated poll errors.
+        Cancellation propagates.
+        """
+        assert self._poller is not None
+        poller = self._poller
+        first = not self._limited_mode
+        self._limited_mode = True
+        if first:
+            logger.warning("WebSocket unavailable (%s); limited mode: polling over REST", detail)
+        self._set_state(
+            ConnectionState.LIMITED,
+            f"WebSocket blocked ({detail}); polling every {self._t.poll_interval:g} s",
+        )
+        self._live = True
+        retry_ws_at = self._clock.monotonic() + self._t.ws_retry_interval
+        errors = 0
+        # A failed WebSocket retry comes back here: keep the poll rhythm instead of polling at once.
+        next_poll = self._clock.monotonic() if first else self._next_poll
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                if self._reconnect_requested:
+                    return _Result(_End.PROBE_WS)
+                self._flush_rest()
+                now = self._clock.monotonic()
+                if now >= retry_ws_at:
+                    return _Result(_End.PROBE_WS)
+                if now >= next_poll:
+                    try:
+                        events = await self._unless_stopped(poller.poll())
+                        if events is None:
+                            break
+                    except AuthRefused as exc:
+                        return _Result(_End.AUTH_REQUIRED, exc.text)
+                    except (PollError, AuthError) as exc:
+                        errors += 1
+                        text = exc.text if isinstance(exc, AuthError) else str(exc)
+                        logger.info("limited mode: poll failed (%d in a row): %s", errors, text)
+                        if errors >= _POLL_ERRORS_BEFORE_GIVING_UP:
+                            return _Result(_End.FAILED, f"polling failed: {text}")
+                        delay = min(
+                            self._t.poll_interval * 2.0**errors,
+                            max(self._t.backoff_max, self._t.poll_interval),
+                        )
+                    else:
+                        errors = 0
+                        delay = self._t.poll_interval
+                        for event in events:
+                            self._emit(event)
+                    next_poll = self._next_poll = self._clock.monotonic() + delay
+                    continue
+                timeout = max(0.0, min(next_poll, retry_ws_at) - self._clock.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+            return _Result(_End.STOPPED)
+        finally:
+            self._live = False
+
+    async def _unless_stopped(self, coro: Awaitable[list[Event]]) -> list[Event] | None:
+        """Await ``coro``, or give up on it (None) as soon as :meth:`stop` is called."""
+        work = asyncio.ensure_future(coro)
+        stopper = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, stopper):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(work, stopper, return_exceptions=True)
+        if work.cancelled():
+            return None
+        return work.result()
+
+    def _flush_rest(self) -> None:
+        """Send what the outbox allows, each command as its REST call (limited mode)."""
+        for pending in self._tracker.take_sendable(live=True):
+            try:
+                call = rest_call(self._codec, pending.command)
+            except EncodeError as exc:
+                if pending.kind in (CommandKind.TAKE_OVER, CommandKind.RELEASE):
+                    text = (
+                        "not possible in limited mode (this network blocks the live connection); "
+                        "a reply assigns the customer to you"
+                    )
+                    self._settle(self._tracker.fail(pending, FailureReason.OFFLINE, text))
+                else:
+                    self._settle(self._tracker.fail(pending, exc.reason, exc.text))
+                continue
+            self._tracker.mark_sent(pending, Transport.HTTP, self._clock.monotonic())
+            self._mark_sent(pending.command)
+            task = asyncio.ensure_future(self._http_command(pending, call))
+            self._http_tasks[task] = pending
+            task.add_done_callback(self._http_tasks.pop)
+            if not pending.internal:
+                command = pending.command
+                self._emit(
+                    CommandSent(
+                        command_id=command.command_id,
+                        kind=command.kind,
+                        conversation=command.conversation_key,
+                    )
+                )
 
     # -- one connection --------------------------------------------------------------------------
 
@@ -997,6 +1318,7 @@ class Client:
                     self._tracker.unsend(pending)
                     break
                 self._tracker.mark_sent(pending, Transport.WS, self._clock.monotonic())
+                self._mark_sent(pending.command)
                 try:
                     await ws.send(outbound.text)
                 except ConnectionClosed:
@@ -1004,6 +1326,7 @@ class Client:
                     break
             else:
                 self._tracker.mark_sent(pending, Transport.HTTP, self._clock.monotonic())
+                self._mark_sent(pending.command)
                 task = asyncio.ensure_future(self._http_command(pending, outbound))
                 self._http_tasks[task] = pending
                 task.add_done_callback(self._http_tasks.pop)
@@ -1166,8 +1489,10 @@ class Client:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        self._closing = True
         for outcome in self._tracker.settle_all("the client stopped"):
             self._emit(outcome.event)
+        self._closing = False
         if self._http is not None:
             with contextlib.suppress(Exception):
                 await self._http.close()
@@ -1176,6 +1501,24 @@ class Client:
         self._stopped = self._stopping
         self._set_state(ConnectionState.OFFLINE, "stopped" if self._stopping else "")
         self._done.set()
+
+
+def _queued(command: Command) -> CommandQueued:
+    return CommandQueued(
+        command_id=command.command_id,
+        kind=command.kind,
+        conversation=command.conversation_key,
+        text=command.text if isinstance(command, SendReply) else "",
+    )
+
+
+def _no_such_unconfirmed(command_id: str) -> CommandFailed:
+    return CommandFailed(
+        command_id=command_id,
+        kind=CommandKind.REPLY,
+        reason=FailureReason.INVALID,
+        text="no unconfirmed or queued command has this id",
+    )
 
 
 def _describe(exc: BaseException) -> str:

@@ -6,9 +6,11 @@ import pytest
 
 from tray_agent.core.commands import (
     CommandLineError,
+    DiscardCommand,
     LoadHistory,
     RefreshWaitingList,
     Release,
+    ResendCommand,
     SendReply,
     TakeOver,
     command_from_line,
@@ -67,3 +69,17 @@ def test_rejected_line_keeps_caller_id():
     with pytest.raises(CommandLineError) as info:
         command_from_line('{"cmd": "take_over", "id": "k-7"}')
     assert info.value.command_id == "k-7"
+
+
+@pytest.mark.parametrize(("name", "expected_type"), [("resend", ResendCommand), ("discard", DiscardCommand)])
+def test_command_from_line_resolves_unconfirmed_by_command_id(name, expected_type):
+    command = command_from_line(f'{{"cmd": "{name}", "command_id": "abc-3"}}')
+    assert type(command) is expected_type
+    assert command.command_id == "abc-3"
+
+
+@pytest.mark.parametrize("line", ['{"cmd": "resend"}', '{"cmd": "discard", "command_id": ""}'])
+def test_command_from_line_resend_needs_command_id(line):
+    with pytest.raises(CommandLineError) as info:
+        command_from_line(line)
+    assert "command_id" in info.value.text
