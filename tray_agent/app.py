@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tray_agent.core.i18n import _
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -50,7 +52,6 @@ APP_NAME = "tray-agent"
 DISPLAY_NAME = "tray_agent"
 LOG_FILE = "tray-agent.log"
 TEST_SHOW_MENU_ENV = "TRAY_AGENT_TEST_SHOW_MENU"
-DEMO_RATE = 4.0  # simulated customers per minute with --demo
 DEMO_SEED = 7
 STOP_TIMEOUT = 5.0  # seconds for the client to close cleanly at shutdown
 
@@ -237,6 +238,7 @@ class TrayApp:
         from tray_agent.platform.sound import NullSound
         from tray_agent.ui.bridge import StoreBridge
         from tray_agent.ui.effects import EffectRunner
+        from tray_agent.ui.theme import ThemeController
         from tray_agent.ui.tray import TrayController
 
         self.args = args
@@ -264,6 +266,10 @@ class TrayApp:
             self.clock,
             mute_locked=loaded.is_locked("alerts.sounds"),
         )
+        # Light/dark/high contrast: the setting, else the OS scheme, followed live (ui/theme.py).
+        self.theme = ThemeController(app, settings.ui.theme, app)
+        self.tray.set_icon_style(self.theme.icon_style)
+        self.theme.icon_style_changed.connect(self.tray.set_icon_style)
         self.bridge.waiting_changed.connect(self._on_bridge_waiting_changed)
         self.bridge.focus_changed.connect(self._on_bridge_focus_changed)
         self.bridge.connection_changed.connect(self._on_bridge_connection_changed)
@@ -282,6 +288,8 @@ class TrayApp:
         self._tasks: set[asyncio.Future[None]] = set()
         self.single_instance: Any = None
         self._open_at_start = ""
+        self.local: Any = None
+        self._demo_data: Any = None
 
     # -------------------------------------------------------------- start and stop
 
@@ -372,7 +380,7 @@ class TrayApp:
         connection = self.loaded.settings.connection
         if not connection.server or not (connection.email or connection.token.get_secret_value()):
             logger.info("No server or account configured: asking the agent to sign in")
-            self._show_sign_in("Enter your server and account to sign in.")
+            self._show_sign_in(_("Enter your server and account to sign in."))
             return
         self._start_client(password)
 
@@ -389,7 +397,7 @@ class TrayApp:
                 logger.info("Notifications: tray messages (no notification service answered)")
                 self.tray.set_problem("notifications", "")
             else:
-                self.tray.set_problem("notifications", "no notification service on this desktop")
+                self.tray.set_problem("notifications", _("no notification service on this desktop"))
         else:
             logger.info("Notifications: native")
         notifier.set_callback(self._on_toast_activated)
@@ -411,30 +419,22 @@ class TrayApp:
 
     async def _start_demo(self) -> str:
         """Start the built-in demo backend and configure the connection for its first agent."""
-        from tray_agent.core.settings import ConnectionSettings
-        from tray_agent.demo.server import DemoServer
+        import tempfile
 
-        dialect = self.args.demo_dialect
-        self.demo = DemoServer(dialect, host="127.0.0.1", port=0, simulate=DEMO_RATE, seed=DEMO_SEED)
-        info = await self.demo.start()
-        agent = info.agents[0]
-        if dialect == "org":
-            connection = ConnectionSettings(
-                dialect="org",
-                server=info.url,
-                org=info.extra.get("org_id", agent.tenant),
-                email=agent.email,
-                supabase_url=info.extra.get("supabase_url", info.url),
-                supabase_key=info.extra.get("supabase_anon_key", ""),
-            )
-        else:
-            connection = ConnectionSettings(
-                dialect="dashboard", server=info.url, company=agent.tenant, email=agent.email
-            )
+        from tray_agent.core.settings import ConnectionSettings
+        from tray_agent.demo_launch import demo_connection, start_demo
+
+        session = await start_demo(self.args.demo_dialect, seed=DEMO_SEED)
+        self.demo = session.server
+        # The demo's account is throw-away: its local store lives in a temporary directory.
+        self._demo_data = tempfile.TemporaryDirectory(prefix="tray-agent-demo-")
+        connection = ConnectionSettings(**demo_connection(session.info))
         settings = self.loaded.settings.model_copy(update={"connection": connection})
         self.loaded = dataclasses.replace(self.loaded, settings=settings)
-        logger.info("Demo backend (%s) on %s, signed in as %s", dialect, info.url, agent.email)
-        return str(agent.password)
+        logger.info(
+            "Demo backend (%s) on %s, signed in as %s", connection.dialect, session.info.url, connection.email
+        )
+        return session.password
 
     def _start_client(self, password: str | None, token: str | None = None) -> None:
         from tray_agent.core.events import Dialect
@@ -453,16 +453,42 @@ class TrayApp:
         except ValueError as exc:
             self._show_sign_in(str(exc))
             return
+        self.local = self._open_local_store(connection)
         self.client = Client(
-            codec_for(dialect, **kwargs), self.authenticator, connection, self.emit, self.clock
+            codec_for(dialect, **kwargs),
+            self.authenticator,
+            connection,
+            self.emit,
+            self.clock,
+            outbox=self.local,
         )
         self.commands.client = self.client
         self.client_task = self.client.start()
 
+    def _open_local_store(self, connection: Any) -> Any:
+        """Open the account's durable store (outbox, drafts, recent history); never raises."""
+        from tray_agent.platform.storage import LocalStore, store_path
+
+        settings = self.loaded.settings
+        base = Path(self._demo_data.name) if self._demo_data is not None else self.paths.data
+        local = LocalStore(
+            store_path(base, connection.secret_key("store")),
+            history_limit=settings.ui.history_limit,
+            history_days=settings.storage.history_days,
+            max_bytes=settings.storage.max_size_mb * 2**20,
+            keep_history=settings.storage.keep_history,
+        )
+        if local.problem:
+            logger.warning("Local store: %s", local.problem)
+            self.tray.set_problem("storage", local.problem)
+        return local
+
     async def _stop_client(self) -> None:
-        client, task = self.client, self.client_task
-        self.client, self.client_task, self.commands.client = None, None, None
+        client, task, local = self.client, self.client_task, self.local
+        self.client, self.client_task, self.commands.client, self.local = None, None, None, None
         if client is None:
+            if local is not None:
+                local.close()
             return
         try:
             await asyncio.wait_for(client.stop(), STOP_TIMEOUT)
@@ -472,6 +498,8 @@ class TrayApp:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        if local is not None:
+            local.close()  # after the client: its last outbox writes go in first
 
     async def _shutdown(self) -> None:
         logger.info("Shutting down")
@@ -489,6 +517,8 @@ class TrayApp:
         if self.demo is not None:
             with contextlib.suppress(Exception):
                 await self.demo.stop()
+        if self._demo_data is not None:
+            self._demo_data.cleanup()
         self.bridge.close()
         self.tray.hide()
 
@@ -522,7 +552,7 @@ class TrayApp:
                 kind=command.kind,
                 conversation=conversation,
                 reason=FailureReason.OFFLINE,
-                text="not signed in",
+                text=_("not signed in"),
             )
         )
 
@@ -587,6 +617,10 @@ class TrayApp:
         settings = self.loaded.settings
         self.runner.update_settings(settings.alerts)
         self.store.history_limit = settings.ui.history_limit
+        self.theme.set_setting(settings.ui.theme)
+        from tray_agent.ui.language import apply_language
+
+        apply_language(settings.ui.language, self.app)  # new windows and the tray menu follow
         self._apply_autostart()
         if settings.connection != before:
             task = asyncio.ensure_future(self._restart_client())
@@ -707,7 +741,7 @@ def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: Callable[[],
             loop.add_signal_handler(sig, stop)
         except (NotImplementedError, RuntimeError, AttributeError, ValueError):
             # Windows / loops without signal support: let Python's handler set the flag.
-            signal.signal(sig, lambda *_: stop())
+            signal.signal(sig, lambda *_args: stop())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -747,6 +781,10 @@ def run(args: argparse.Namespace) -> int:
     instance, open_conversation = claimed
 
     loaded = load_settings_for(paths, os.environ, args)
+    from tray_agent.ui.language import apply_language
+
+    # Before any window or menu is built: every string goes through core.i18n (docs/i18n.md).
+    apply_language(loaded.settings.ui.language, app)
 
     import qasync
 

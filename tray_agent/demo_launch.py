@@ -50,16 +50,20 @@ async def start_demo(dialect: str, *, seed: int | None = None) -> DemoSession:
     return DemoSession(server=server, info=info, password=agent.password)
 
 
+def demo_connection(info: DemoInfo) -> dict[str, str]:
+    """The connection settings (``connection.*`` keys) that sign in as the demo's first agent."""
+    agent = info.agents[0]
+    values = {"dialect": info.dialect, "server": info.url, "email": agent.email}
+    if info.dialect == "org":
+        values["org"] = agent.tenant
+        values["supabase_url"] = info.extra.get("supabase_url", info.url)
+        values["supabase_key"] = info.extra.get("supabase_anon_key", "")
+    else:
+        values["company"] = agent.tenant
+    return values
+
+
 def apply_demo_flags(args: argparse.Namespace, session: DemoSession) -> None:
     """Set the connection flags on ``args`` as if the agent had typed them for the demo."""
-    info = session.info
-    agent = info.agents[0]
-    args.dialect = info.dialect
-    args.server = info.url
-    args.email = agent.email
-    if info.dialect == "org":
-        args.org = agent.tenant
-        args.supabase_url = info.extra.get("supabase_url", info.url)
-        args.supabase_key = info.extra.get("supabase_anon_key", "")
-    else:
-        args.company = agent.tenant
+    for key, value in demo_connection(session.info).items():
+        setattr(args, key, value)

@@ -54,7 +54,12 @@ POLICY_FILE_ENV = "TRAY_AGENT_POLICY_FILE"
 USER_FILE_NAME = "settings.json"
 POLICY_FILE_NAME = "policy.toml"
 
-SECTIONS: tuple[str, ...] = ("connection", "alerts", "ui")
+SECTIONS: tuple[str, ...] = tuple(
+    name
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+)
+"""The settings sections (``connection``, ``alerts``, ``ui``, ``storage``), read off the model."""
 
 SECRET_KEYS: frozenset[str] = frozenset({"connection.token"})
 """Keys taken only from the environment and the command line: never from or to a file."""

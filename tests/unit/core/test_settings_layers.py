@@ -572,3 +572,9 @@ def test_invalid_value_messages_are_redacted() -> None:
     loaded = load_settings(cli=cli(set=["ui.history_limit=https://bob:pa55word@proxy"]))
     assert "pa55word" not in loaded.problems[0]
     assert "ui.history_limit" in loaded.problems[0]
+
+
+def test_every_settings_section_is_a_layer_section() -> None:
+    loaded = load_settings(env={"TRAY_AGENT_STORAGE__HISTORY_DAYS": "7"})
+    assert loaded.settings.storage.history_days == 7
+    assert not loaded.problems
