@@ -634,7 +634,7 @@ async def _read_head(reader: asyncio.StreamReader) -> _Answer:
 def _ssl_context(conn: ConnectionSettings) -> ssl.SSLContext:
     from tray_agent.net.auth import make_ssl_context
 
-    return make_ssl_context(conn) or ssl.create_default_context()
+    return make_ssl_context(conn)
 
 
 def _cert_fields(cert: Mapping[str, Any]) -> tuple[str, str, str]:

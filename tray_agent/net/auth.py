@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 import aiohttp
+import truststore
 
 from tray_agent.core.events import Dialect
 from tray_agent.core.ports import Clock, SecretStore
@@ -135,16 +136,21 @@ class Authenticator(Protocol):
 # ---------------------------------------------------------------------------------------------
 
 
-def make_ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | None:
-    """The TLS context for https/wss, or None for the library default.
+def make_ssl_context(settings: ConnectionSettings) -> ssl.SSLContext:
+    """The TLS context for https/wss: the operating system's trust store, plus the policy's CA.
 
-    Seam: an OS trust store (e.g. ``truststore.SSLContext``) would be built here; today it is
-    the default context plus ``settings.ca_bundle`` when set (TLS-inspecting proxies).
+    ``truststore`` verifies certificates the way the OS does (Windows certificate store, macOS
+    keychain, the system CA files on Linux), so a corporate root CA deployed by IT is trusted
+    without any setting; ``settings.ca_bundle`` adds one more bundle (TLS-inspecting proxies).
+    Verification and host-name checks are always on: a TLS failure is never bypassed.
+
+    Raises:
+        OSError: the CA bundle named in the settings cannot be read.
+        ssl.SSLError: it is not a PEM bundle.
     """
-    if not settings.ca_bundle:
-        return None
-    context = ssl.create_default_context()
-    context.load_verify_locations(cafile=settings.ca_bundle)
+    context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if settings.ca_bundle:
+        context.load_verify_locations(cafile=settings.ca_bundle)
     return context
 
 

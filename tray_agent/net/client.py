@@ -576,7 +576,8 @@ class Client:
         self._t = timings or Timings.from_settings(settings)
         self._sleep: Sleep = sleep or asyncio.sleep
         self._backoff = Backoff(self._t.backoff_base, self._t.backoff_max, rng)
-        self._ssl = ssl_context if ssl_context is not None else make_ssl_context(settings)
+        self._ssl_override = ssl_context
+        self._ssl: ssl.SSLContext | None = None  # built in run(): a bad CA bundle is a state, not a crash
         self._tracker = CommandTracker(self._t.command_timeout)
         self._state: tuple[ConnectionState, str, float | None] | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -628,11 +629,20 @@ class Client:
         if self._running or self._stopped:
             logger.warning("Client.run() called twice or after stop(); ignored")
             return
+        try:
+            self._ssl = self._ssl_override or make_ssl_context(self._settings)
+        except (OSError, ssl.SSLError) as exc:
+            logger.warning("The CA bundle %r cannot be used: %s", self._settings.ca_bundle, exc)
+            self._stopped = True
+            self._set_state(
+                ConnectionState.OFFLINE, f"The CA bundle {self._settings.ca_bundle} cannot be used: {exc}"
+            )
+            return
         self._running = True
         self._runner = asyncio.current_task()
         self._done.clear()
         self._restore()
-        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
+        connector = aiohttp.TCPConnector(ssl=self._ssl)
         self._http = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=not self._settings.proxy
         )
@@ -970,7 +980,7 @@ class Client:
                 ping_interval=self._t.protocol_ping_interval,
                 ping_timeout=self._t.protocol_ping_timeout,
                 proxy=self._settings.proxy or True,
-                ssl=self._ssl if url.startswith("wss:") and self._ssl is not None else None,
+                ssl=self._ssl if url.startswith("wss:") else None,
                 logger=_wire_logger,
             )
         except InvalidStatus as exc:
