@@ -31,7 +31,7 @@ from tray_agent.ui.models import (
     MineProxy,
     WaitingProxy,
     conflict_text,
-    format_duration,
+    waiting_duration,
 )
 
 pytestmark = pytest.mark.gui
@@ -246,16 +246,12 @@ def test_message_model_follows_the_store(qtmodeltester):
 
 
 def test_format_and_conflict_helpers(qtbot):
-    model = MessageListModel()
-    assert format_duration(model, 59) == "0:59"
-    assert format_duration(model, 3600 + 120) == "1 h 02 min"
-    assert format_duration(model, 2 * 86400 + 3600) == "2 d 1 h"
+    assert waiting_duration(59) == "0:59"
+    assert waiting_duration(3600 + 120) == "1 h 2 min"
+    assert waiting_duration(2 * 86400 + 3600) == "2 d 1 h"
     conv = Conversation(key="k", customer_name="Ann", assigned=True, agent=AgentRef("a", "Bob"))
-    assert conflict_text(model, conv, "Customer is already assigned to x@y.z") == (
+    assert conflict_text(conv, "Customer is already assigned to x@y.z") == (
         "Could not take over Ann: Customer is already assigned to x@y.z"
     )
-    assert (
-        conflict_text(model, conv, "Customer is already assigned to ")
-        == "Ann is already being handled by Bob."
-    )
-    assert conflict_text(model, None, "") == "This customer is already being handled by another agent."
+    assert conflict_text(conv, "Customer is already assigned to ") == "Ann is already being handled by Bob."
+    assert conflict_text(None, "") == "This customer is already being handled by another agent."

@@ -76,6 +76,7 @@ from tray_agent.core.effects import (
     Urgency,
     Withdraw,
 )
+from tray_agent.core.i18n import N_, _, ngettext
 from tray_agent.core.settings import AlertSettings, QuietHoursRule
 
 __all__ = [
@@ -120,43 +121,62 @@ class TrayLevel(enum.StrEnum):
     SLA_BREACHED = "sla_breached"  # the oldest unassigned customer waits beyond sla_minutes
 
 
-class AlertTexts:
-    """Every user-visible string the policy produces, in one place for translation.
+class _Text:
+    """A class attribute that reads as its translation in the current language (looked up late)."""
 
-    All arguments are plain text; the results are plain text.
+    def __init__(self, message: str) -> None:
+        self._message = message
+
+    def __get__(self, instance: object, owner: type | None = None) -> str:
+        return _(self._message)
+
+
+class AlertTexts:
+    """Every user-visible string the policy produces, in one place, translated (core.i18n).
+
+    All arguments are plain text; the results are plain text in the current language.
     """
 
-    UNKNOWN_CUSTOMER = "A customer"
-    ESCALATION_BODY = "Wants to talk to a person."
-    REMINDER_BODY = "Nobody has taken this conversation yet."
-    NEW_MESSAGE = "New message"  # body when the message has no text (an attachment)
+    UNKNOWN_CUSTOMER = _Text(N_("A customer"))
+    ESCALATION_BODY = _Text(N_("Wants to talk to a person."))
+    REMINDER_BODY = _Text(N_("Nobody has taken this conversation yet."))
+    NEW_MESSAGE = _Text(N_("New message"))  # body when the message has no text (an attachment)
 
     @staticmethod
     def message_title(name: str, channel: str) -> str:
         """Title of a message toast: "<customer name> · <channel>"."""
-        return f"{name} · {channel}" if channel else name
+        return _("{name} · {channel}").format(name=name, channel=channel) if channel else name
 
     @staticmethod
     def message_body(count: int, text: str) -> str:
         """Body of a message toast; ``count`` messages in the burst, ``text`` the last one."""
         if count <= 1:
             return text or AlertTexts.NEW_MESSAGE
-        return f"{count} new messages: {text}" if text else f"{count} new messages"
+        if text:
+            return ngettext("{count} new message: {text}", "{count} new messages: {text}", count).format(
+                count=count, text=text
+            )
+        return ngettext("{count} new message", "{count} new messages", count).format(count=count)
 
     @staticmethod
     def escalation_title(name: str) -> str:
         """Title of an escalation toast."""
-        return f"{name} asks for a human"
+        return _("{name} asks for a human").format(name=name)
 
     @staticmethod
     def reminder_title(name: str, minutes: int) -> str:
-        """Title of a reminder toast."""
-        return f"{name} is still waiting ({minutes} min)"
+        """Title of a reminder toast ("Ana is still waiting (95 min)"; minutes, localised)."""
+        duration = ngettext("{count} min", "{count} min", minutes).format(count=minutes)
+        return _("{name} is still waiting ({duration})").format(name=name, duration=duration)
 
     @staticmethod
     def summary_title(count: int, any_message: bool) -> str:
         """Title of a summary toast for ``count`` customers."""
-        return f"{count} customers wrote" if any_message else f"{count} customers are still waiting"
+        if any_message:
+            return ngettext("{count} customer wrote", "{count} customers wrote", count).format(count=count)
+        return ngettext(
+            "{count} customer is still waiting", "{count} customers are still waiting", count
+        ).format(count=count)
 
     @staticmethod
     def summary_body(names: list[str], total: int) -> str:
@@ -165,9 +185,12 @@ class AlertTexts:
         more = total - len(shown)
         if not shown:
             return ""
+        listed = _(", ").join(shown)
         if more > 0:
-            return f"{', '.join(shown)} and {more} more"
-        return ", ".join(shown)
+            return ngettext("{names} and {count} more", "{names} and {count} more", more).format(
+                names=listed, count=more
+            )
+        return listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -628,7 +651,7 @@ class AlertPolicy:
             (b.dirty_since or now, b.seq, c, True) for c, b in bursts.items()
         ]
         order += [(r.queued_at, r.seq, c, False) for c, r in reminders.items()]
-        _, _, conversation, is_message = min(order)
+        _due, _seq, conversation, is_message = min(order)
         if is_message:
             return self._show_burst(conversation, bursts[conversation], now)
         return self._show_reminder(conversation, now)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tray_agent.core.effects import Toast, ToastAction, Urgency
+from tray_agent.core.i18n import N_, _
 from tray_agent.core.ports import ToastCallback
 
 logger = logging.getLogger(__name__)
@@ -45,10 +46,10 @@ MAX_TRACKED = 200
 """How many toast keys are remembered for replacement and withdrawal."""
 
 BUTTON_LABELS: dict[ToastAction, str] = {
-    ToastAction.TAKE_OVER: "Take over",
-    ToastAction.OPEN: "Open",
+    ToastAction.TAKE_OVER: N_("Take over"),
+    ToastAction.OPEN: N_("Open"),
 }
-"""User-visible button labels (the one place to translate them)."""
+"""User-visible button labels, in English: shown through ``core.i18n._`` (the current language)."""
 
 _MARKUP_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _FREEDESKTOP = "org.freedesktop.Notifications"
@@ -184,7 +185,7 @@ class ToastNotifier:
                 await self._clear(old)
             identifier = uuid.uuid4().hex
             body = escape_markup(toast.body) if self._backend.body_markup else toast.body
-            buttons = [(action.value, BUTTON_LABELS[action]) for action in toast.actions]
+            buttons = [(action.value, _(BUTTON_LABELS[action])) for action in toast.actions]
             try:
                 await self._backend.send(
                     identifier,
@@ -206,7 +207,7 @@ class ToastNotifier:
             self._failure_logged = False
             self._shown[toast.key] = identifier
             while len(self._shown) > self._max_tracked:
-                _, stale = self._shown.popitem(last=False)
+                _key, stale = self._shown.popitem(last=False)
                 await self._clear(stale)
 
     async def withdraw(self, key: str) -> None:

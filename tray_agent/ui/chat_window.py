@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -53,7 +53,9 @@ from PySide6.QtWidgets import (
 
 from tray_agent.core.commands import LoadHistory, Release, SendReply, TakeOver
 from tray_agent.core.events import ConnectionState, Event, SenderKind
+from tray_agent.core.i18n import _, format_clock
 from tray_agent.core.ports import CommandSink
+from tray_agent.core.quick_replies import QuickReply
 from tray_agent.core.settings_layers import atomic_write_text
 from tray_agent.core.state import (
     CommandState,
@@ -75,6 +77,7 @@ from tray_agent.ui.models import (
     one_line,
     sender_label,
 )
+from tray_agent.ui.quick_reply_popup import QuickReplyPopup
 
 logger = logging.getLogger(__name__)
 
@@ -207,32 +210,30 @@ class BubbleDelegate(QStyledItemDelegate):
 
     def header_text(self, record: MessageRecord) -> str:
         """Sender and time."""
-        customer, me, _ = self._context()
-        label = sender_label(self, record, customer, me)
+        customer, me, _online = self._context()
+        label = sender_label(record, customer, me)
         if record.at is not None:
-            label += "  ·  " + record.at.astimezone().strftime("%H:%M")
+            label += "  ·  " + format_clock(record.at)
         return label
 
     def status_text(self, record: MessageRecord, retried: bool) -> str:
         """Where my reply stands ("" for others' messages)."""
         if not record.mine:
             return ""
-        _, _, online = self._context()
+        _customer, _me, online = self._context()
         state = record.reply_state
         if state is CommandState.QUEUED:
-            return self.tr("Sending…") if online else self.tr("Queued: will be sent when you are back online")
+            return _("Sending…") if online else _("Queued: will be sent when you are back online")
         if state is CommandState.SENT:
-            return self.tr("Sent")
+            return _("Sent")
         if state is CommandState.CONFIRMED:
-            return self.tr("Delivered ✓")
+            return _("Delivered ✓")
         if state is CommandState.FAILED:
-            text = self.tr("Failed: %1").replace(
-                "%1", one_line(record.error, 160) or self.tr("unknown error")
-            )
-            return text + ("  " + self.tr("(retried)") if retried else "")
+            text = _("Failed: {reason}").format(reason=one_line(record.error, 160) or _("unknown error"))
+            return text + ("  " + _("(retried)") if retried else "")
         if state is CommandState.UNCONFIRMED:
-            text = self.tr("Not confirmed: the connection dropped while sending")
-            return text + ("  " + self.tr("(retried)") if retried else "")
+            text = _("Not confirmed: the connection dropped while sending")
+            return text + ("  " + _("(retried)") if retried else "")
         return ""
 
     def link_text(self, record: MessageRecord) -> tuple[str, bool]:
@@ -240,11 +241,11 @@ class BubbleDelegate(QStyledItemDelegate):
         attachment = record.attachment
         if attachment is None:
             return "", False
-        label = one_line(attachment.name or attachment.kind or self.tr("attachment"), 80)
+        label = one_line(attachment.name or attachment.kind or _("attachment"), 80)
         if is_web_link(attachment.url):
-            return self.tr("Attachment: ") + label + " — " + one_line(attachment.url, 120), True
-        return self.tr("Attachment: ") + label + " " + self.tr("(not a web link: %1)").replace(
-            "%1", one_line(attachment.url, 120)
+            return _("Attachment: {name} — {url}").format(name=label, url=one_line(attachment.url, 120)), True
+        return _("Attachment: {name} (not a web link: {url})").format(
+            name=label, url=one_line(attachment.url, 120)
         ), False
 
     @staticmethod
@@ -276,7 +277,7 @@ class BubbleDelegate(QStyledItemDelegate):
         header_h = small_fm.height()
         text = record.text
         body_h = body_fm.boundingRect(QRect(0, 0, inner, 100000), _TEXT_FLAGS, text).height() if text else 0
-        link_text, _ = self.link_text(record)
+        link_text, _clickable = self.link_text(record)
         link_h = (
             small_fm.boundingRect(QRect(0, 0, inner, 1000), _TEXT_FLAGS, link_text).height()
             if link_text
@@ -286,9 +287,7 @@ class BubbleDelegate(QStyledItemDelegate):
         status_h = (
             small_fm.boundingRect(QRect(0, 0, inner, 1000), _TEXT_FLAGS, status).height() if status else 0
         )
-        retry_w = (
-            small_fm.horizontalAdvance(self.tr("Retry")) + 2 * _PAD if self.can_retry(record, retried) else 0
-        )
+        retry_w = small_fm.horizontalAdvance(_("Retry")) + 2 * _PAD if self.can_retry(record, retried) else 0
         height = _PAD + header_h + (_GAP + body_h if body_h else 0)
         height += (
             (_GAP + link_h if link_h else 0)
@@ -369,7 +368,7 @@ class BubbleDelegate(QStyledItemDelegate):
             retry_font.setUnderline(True)
             painter.setFont(retry_font)
             painter.setPen(palette.color(QPalette.ColorRole.Link))
-            painter.drawText(layout.retry, int(Qt.AlignmentFlag.AlignCenter), self.tr("Retry"))
+            painter.drawText(layout.retry, int(Qt.AlignmentFlag.AlignCenter), _("Retry"))
         painter.restore()
 
     def editorEvent(  # noqa: D102, N802
@@ -458,6 +457,8 @@ class ChatWindow(QWidget):
         drafts: the shared draft store.
         parent: the Qt parent (normally None: a top-level window).
         url_opener: opens a clicked http(s) link (default: QDesktopServices.openUrl).
+        quick_replies: the quick replies offered after "/" in the reply box (read when typing).
+        agent_name: my name, for the ``{agent_name}`` variable of quick replies.
 
     Signals:
         closed(str): the window was closed (its conversation key).
@@ -475,6 +476,8 @@ class ChatWindow(QWidget):
         parent: QWidget | None = None,
         *,
         url_opener: Callable[[QUrl], Any] = QDesktopServices.openUrl,
+        quick_replies: Callable[[], Sequence[QuickReply]] = tuple,
+        agent_name: Callable[[], str] = str,
     ) -> None:
         super().__init__(parent, Qt.WindowType.Window)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
@@ -484,6 +487,8 @@ class ChatWindow(QWidget):
         self._sink = command_sink
         self._drafts = drafts
         self._url_opener = url_opener
+        self._quick_replies = quick_replies
+        self._agent_name = agent_name
         self._retried: set[str] = set()
         self._reported: set[str] = set()
         self._history_page = 0
@@ -515,12 +520,18 @@ class ChatWindow(QWidget):
         self._handler_label = QLabel(self._handler_frame)
         self._handler_label.setTextFormat(Qt.TextFormat.PlainText)
         self._handler_label.setWordWrap(True)
-        self._handler_label.setAccessibleName(self.tr("Who handles this chat"))
-        self._take_over_button = QPushButton(self.tr("&Take over"), self._handler_frame)
-        self._take_over_button.setAccessibleName(self.tr("Take over this customer"))
+        self._handler_label.setAccessibleName(_("Who handles this chat"))
+        self._take_over_button = QPushButton(_("&Take over"), self._handler_frame)
+        self._take_over_button.setAccessibleName(_("Take over this customer"))
+        self._take_over_button.setAccessibleDescription(
+            _("You become the agent for this customer. Shortcut: Ctrl+Shift+T.")
+        )
         self._take_over_button.clicked.connect(self._on_take_over_button_clicked)
-        self._release_button = QPushButton(self.tr("&Release"), self._handler_frame)
-        self._release_button.setAccessibleName(self.tr("Release this customer"))
+        self._release_button = QPushButton(_("&Release"), self._handler_frame)
+        self._release_button.setAccessibleName(_("Release this customer"))
+        self._release_button.setAccessibleDescription(
+            _("Gives the customer back so another agent can take them. Shortcut: Ctrl+Shift+R.")
+        )
         self._release_button.clicked.connect(self._on_release_button_clicked)
         handler_layout.addWidget(self._handler_label, 1)
         handler_layout.addWidget(self._take_over_button)
@@ -530,15 +541,21 @@ class ChatWindow(QWidget):
         self._conflict_banner = ConflictBanner(self)
         layout.addWidget(self._conflict_banner)
 
-        self._older_button = QPushButton(self.tr("Load older messages"), self)
+        self._older_button = QPushButton(_("Load older messages"), self)
         self._older_button.setFlat(True)
-        self._older_button.setAccessibleName(self.tr("Load older messages"))
+        self._older_button.setAccessibleName(_("Load older messages"))
+        self._older_button.setAccessibleDescription(
+            _("Adds earlier messages at the top of the conversation.")
+        )
         self._older_button.clicked.connect(self._on_older_button_clicked)
         layout.addWidget(self._older_button)
 
         self._message_view = QListView(self)
         self._message_view.setModel(self._model)
-        self._message_view.setAccessibleName(self.tr("Messages"))
+        self._message_view.setAccessibleName(_("Messages"))
+        self._message_view.setAccessibleDescription(
+            _("The conversation, oldest first. Ctrl+C copies the selected message.")
+        )
         self._message_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self._message_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self._message_view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
@@ -563,9 +580,10 @@ class ChatWindow(QWidget):
         self._failure_label = QLabel(self._failure_frame)
         self._failure_label.setTextFormat(Qt.TextFormat.PlainText)
         self._failure_label.setWordWrap(True)
-        self._failure_label.setAccessibleName(self.tr("Failed reply"))
-        self._retry_button = QPushButton(self.tr("Re&try"), self._failure_frame)
-        self._retry_button.setAccessibleName(self.tr("Retry sending the failed reply"))
+        self._failure_label.setAccessibleName(_("Failed reply"))
+        self._retry_button = QPushButton(_("Retr&y"), self._failure_frame)
+        self._retry_button.setAccessibleName(_("Retry sending the failed reply"))
+        self._retry_button.setAccessibleDescription(_("Sends the same text again as a new reply."))
         self._retry_button.clicked.connect(self._on_retry_button_clicked)
         failure_layout.addWidget(self._failure_label, 1)
         failure_layout.addWidget(self._retry_button)
@@ -574,18 +592,23 @@ class ChatWindow(QWidget):
 
         reply_row = QHBoxLayout()
         self._reply_edit = ReplyEdit(self)
-        self._reply_edit.setAccessibleName(self.tr("Reply"))
-        self._reply_edit.setPlaceholderText(
-            self.tr("Write a reply — Enter sends, Shift+Enter for a new line")
+        self._reply_edit.setAccessibleName(_("Reply"))
+        self._reply_edit.setAccessibleDescription(
+            _("Enter sends, Shift+Enter starts a new line. Type / for quick replies.")
         )
+        self._reply_edit.setPlaceholderText(_("Write a reply — Enter sends, Shift+Enter for a new line"))
         self._reply_edit.setTabChangesFocus(True)
         self._reply_edit.setFixedHeight(self._reply_edit.fontMetrics().lineSpacing() * 4 + 12)
         self._reply_edit.setPlainText(self._drafts.get(self._conversation))
         self._reply_edit.moveCursor(self._reply_edit.textCursor().MoveOperation.End)
         self._reply_edit.submitted.connect(self._on_reply_edit_submitted)
         self._reply_edit.textChanged.connect(self._on_reply_edit_text_changed)
-        self._send_button = QPushButton(self.tr("&Send"), self)
-        self._send_button.setAccessibleName(self.tr("Send reply"))
+        self._quick_reply_popup = QuickReplyPopup(
+            self._reply_edit, self._quick_replies, self._quick_reply_variables, self
+        )
+        self._send_button = QPushButton(_("&Send"), self)
+        self._send_button.setAccessibleName(_("Send reply"))
+        self._send_button.setAccessibleDescription(_("Sends what the reply box holds."))
         self._send_button.clicked.connect(self._on_send_button_clicked)
         reply_row.addWidget(self._reply_edit, 1)
         reply_row.addWidget(self._send_button, 0, Qt.AlignmentFlag.AlignBottom)
@@ -593,7 +616,7 @@ class ChatWindow(QWidget):
 
         self._offline_label = QLabel(self)
         self._offline_label.setTextFormat(Qt.TextFormat.PlainText)
-        self._offline_label.setAccessibleName(self.tr("Connection note"))
+        self._offline_label.setAccessibleName(_("Connection note"))
         layout.addWidget(self._offline_label)
 
         QWidget.setTabOrder(self._reply_edit, self._send_button)
@@ -603,6 +626,7 @@ class ChatWindow(QWidget):
         QWidget.setTabOrder(self._take_over_button, self._release_button)
         QWidget.setTabOrder(self._release_button, self._retry_button)
         self.setFocusProxy(self._reply_edit)
+        self._reply_edit.setFocus(Qt.FocusReason.OtherFocusReason)  # a new chat starts in the reply box
         self.resize(420, 560)
 
     # ------------------------------------------------------------------ public API
@@ -626,6 +650,16 @@ class ChatWindow(QWidget):
     def delegate(self) -> BubbleDelegate:
         """The bubble painter."""
         return self._delegate
+
+    @property
+    def reply_edit(self) -> ReplyEdit:
+        """The reply box."""
+        return self._reply_edit
+
+    @property
+    def quick_reply_popup(self) -> QuickReplyPopup:
+        """The "/" quick-reply picker of the reply box."""
+        return self._quick_reply_popup
 
     @property
     def handler_text(self) -> str:
@@ -662,6 +696,23 @@ class ChatWindow(QWidget):
         self._sink.submit(SendReply(self._conversation, record.text))
         self._stick_to_bottom = True
         self._refresh_failure()
+
+    def take_over(self) -> bool:
+        """Take over this customer (button, Alt+T, Ctrl+Shift+T) when nobody has them."""
+        if not can_take_over(self._conv()):
+            return False
+        self._conflict_banner.hide()
+        self._sink.submit(TakeOver(self._conversation))
+        self._refresh_buttons(self._conv())
+        return True
+
+    def release(self) -> bool:
+        """Release this customer (button, Alt+R, Ctrl+Shift+R) when they are mine."""
+        if not can_release(self._conv()):
+            return False
+        self._sink.submit(Release(self._conversation))
+        self._refresh_buttons(self._conv())
+        return True
 
     def load_older(self) -> None:
         """Ask for the next older history page (once per page until it arrives)."""
@@ -704,13 +755,10 @@ class ChatWindow(QWidget):
         self._refresh_buttons(self._conv())
 
     def _on_take_over_button_clicked(self) -> None:
-        self._conflict_banner.hide()
-        self._sink.submit(TakeOver(self._conversation))
-        self._refresh_buttons(self._conv())
+        self.take_over()
 
     def _on_release_button_clicked(self) -> None:
-        self._sink.submit(Release(self._conversation))
-        self._refresh_buttons(self._conv())
+        self.release()
 
     def _on_older_button_clicked(self) -> None:
         self.load_older()
@@ -760,6 +808,15 @@ class ChatWindow(QWidget):
     def _conv(self) -> Conversation | None:
         return self._bridge.state.conversation(self._conversation)
 
+    def _quick_reply_variables(self) -> dict[str, str]:
+        conv = self._conv()
+        return {
+            "customer_name": one_line(conv.customer_name, 80) if conv is not None else "",
+            "agent_name": self._agent_name(),
+            "channel": one_line(conv.channel, 80) if conv is not None else "",
+            "conversation": self._conversation,
+        }
+
     def _bubble_context(self) -> tuple[str, str, bool]:
         state = self._bridge.state
         conv = state.conversation(self._conversation)
@@ -783,7 +840,7 @@ class ChatWindow(QWidget):
         self._model.set_history(conv.messages if conv is not None else _EMPTY_HISTORY)
         name = one_line(conv.customer_name, 80) if conv is not None else ""
         channel = one_line(conv.channel, 40) if conv is not None else ""
-        title = name or self.tr("Unknown customer")
+        title = name or _("Unknown customer")
         self.setWindowTitle(f"{title} — {channel}" if channel else title)
         self._handler_label.setText(self._handler_sentence(conv))
         self._refresh_buttons(conv)
@@ -794,21 +851,21 @@ class ChatWindow(QWidget):
 
     def _handler_sentence(self, conv: Conversation | None) -> str:
         if conv is None:
-            return self.tr("Loading…")
+            return _("Loading…")
         if conv.pending_takeover is not None:
-            return self.tr("Taking over…")
+            return _("Taking over…")
         if conv.assigned_to_me:
-            return self.tr("You are handling this customer.")
+            return _("You are handling this customer.")
         if conv.assigned:
-            return self.tr("%1 is handling this customer.").replace("%1", agent_name(self, conv))
+            return _("{agent} is handling this customer.").format(agent=agent_name(conv))
         if conv.handled_by == "ai":
-            return self.tr("The AI is answering this customer.")
+            return _("The AI is answering this customer.")
         if conv.waiting:
-            since = conv.waiting_since.astimezone().strftime("%H:%M") if conv.waiting_since else ""
+            since = format_clock(conv.waiting_since) if conv.waiting_since else ""
             if since:
-                return self.tr("Waiting for a human since %1 — nobody has them yet.").replace("%1", since)
-            return self.tr("Waiting for a human — nobody has them yet.")
-        return self.tr("Nobody is handling this customer.")
+                return _("Waiting for a human since {time} — nobody has them yet.").format(time=since)
+            return _("Waiting for a human — nobody has them yet.")
+        return _("Nobody is handling this customer.")
 
     def _refresh_buttons(self, conv: Conversation | None) -> None:
         self._take_over_button.setEnabled(can_take_over(conv))
@@ -828,10 +885,10 @@ class ChatWindow(QWidget):
             self._failure_frame.hide()
             return
         if record.reply_state is CommandState.UNCONFIRMED:
-            text = self.tr("A reply may not have been sent (the connection dropped). Check, then retry.")
+            text = _("A reply may not have been sent (the connection dropped). Check, then retry.")
         else:
-            reason = one_line(record.error, 160) or self.tr("unknown error")
-            text = self.tr("A reply could not be sent: %1").replace("%1", reason)
+            reason = one_line(record.error, 160) or _("unknown error")
+            text = _("A reply could not be sent: {reason}").format(reason=reason)
         self._failure_label.setText(text)
         self._failure_frame.show()
 
@@ -840,11 +897,9 @@ class ChatWindow(QWidget):
             self._offline_label.hide()
             return
         if info.state is ConnectionState.AUTH_REQUIRED:
-            self._offline_label.setText(self.tr("Signed out: replies wait in the outbox until you sign in."))
+            self._offline_label.setText(_("Signed out: replies wait in the outbox until you sign in."))
         else:
-            self._offline_label.setText(
-                self.tr("Offline: replies wait in the outbox and are sent on reconnect.")
-            )
+            self._offline_label.setText(_("Offline: replies wait in the outbox and are sent on reconnect."))
         self._offline_label.show()
 
     def _scroll_to_bottom(self) -> None:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from tray_agent.core.commands import Release, TakeOver
 from tray_agent.core.events import CommandKind, FailureReason
+from tray_agent.core.i18n import _, format_clock
 from tray_agent.core.ports import CommandSink
 from tray_agent.core.state import CommandState, ConnectionInfo, Conversation, OutboundCommand
 from tray_agent.ui.bridge import StoreBridge
@@ -61,11 +62,12 @@ class ConflictBanner(QFrame):
         self._label = QLabel(self)
         self._label.setTextFormat(Qt.TextFormat.PlainText)  # server and customer text: never markup
         self._label.setWordWrap(True)
-        self._label.setAccessibleName(self.tr("Conflict message"))
+        self._label.setAccessibleName(_("Conflict message"))
         self._close_button = QToolButton(self)
         self._close_button.setText("✕")
-        self._close_button.setAccessibleName(self.tr("Dismiss conflict message"))
-        self._close_button.setToolTip(self.tr("Dismiss"))
+        self._close_button.setAccessibleName(_("Dismiss conflict message"))
+        self._close_button.setAccessibleDescription(_("Hides this message. The customer stays as they are."))
+        self._close_button.setToolTip(_("Dismiss"))
         self._close_button.clicked.connect(self._on_close_button_clicked)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 4, 4)
@@ -89,7 +91,7 @@ class ConflictBanner(QFrame):
 
     def refresh(self, conv: Conversation | None) -> None:
         """Re-word the message after the conversation changed (e.g. the agent became known)."""
-        self._label.setText(conflict_text(self, conv, self.server_text))
+        self._label.setText(conflict_text(conv, self.server_text))
 
     def _on_close_button_clicked(self) -> None:
         self.hide()
@@ -156,7 +158,7 @@ class CustomerServiceWindow(QMainWindow):
         self._selected_key = ""
         self._reported: set[str] = set()
         new_conflicts(bridge.state.outbound, self._reported)  # old failures are not news
-        self.setWindowTitle(self.tr("Customer Service"))
+        self.setWindowTitle(_("Customer Service"))
         self.setObjectName("customerServiceWindow")
 
         self._model = ConversationTableModel(lambda: bridge.state, dialect, self, clock=clock)
@@ -178,20 +180,20 @@ class CustomerServiceWindow(QMainWindow):
     # ------------------------------------------------------------------ construction
 
     def _build_ui(self) -> None:
-        file_menu = self.menuBar().addMenu(self.tr("&File"))
-        self._settings_action = QAction(self.tr("&Settings…"), self)
+        file_menu = self.menuBar().addMenu(_("&File"))
+        self._settings_action = QAction(_("&Settings…"), self)
         self._settings_action.triggered.connect(self.settings_requested)
-        self._sign_in_action = QAction(self.tr("Sign &in…"), self)
+        self._sign_in_action = QAction(_("Sign &in…"), self)
         self._sign_in_action.triggered.connect(self.sign_in_requested)
-        self._close_action = QAction(self.tr("&Close window"), self)
+        self._close_action = QAction(_("&Close window"), self)
         self._close_action.setShortcut(QKeySequence.StandardKey.Close)
         self._close_action.triggered.connect(self.close)
-        self._quit_action = QAction(self.tr("&Quit"), self)
+        self._quit_action = QAction(_("&Quit"), self)
         self._quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         self._quit_action.triggered.connect(self.quit_requested)
         for action in (self._settings_action, self._sign_in_action, self._close_action, self._quit_action):
             file_menu.addAction(action)
-        self._find_action = QAction(self.tr("Find"), self)
+        self._find_action = QAction(_("Find"), self)
         self._find_action.setShortcut(QKeySequence.StandardKey.Find)
         self._find_action.triggered.connect(self._on_find_action_triggered)
         self.addAction(self._find_action)
@@ -202,15 +204,21 @@ class CustomerServiceWindow(QMainWindow):
         layout.addWidget(self._conflict_banner)
 
         self._search_edit = QLineEdit(central)
-        self._search_edit.setPlaceholderText(self.tr("Search customers, messages or channels"))
+        self._search_edit.setPlaceholderText(_("Search customers, messages or channels"))
         self._search_edit.setClearButtonEnabled(True)
-        self._search_edit.setAccessibleName(self.tr("Search conversations"))
+        self._search_edit.setAccessibleName(_("Search conversations"))
+        self._search_edit.setAccessibleDescription(
+            _("Filters every list as you type. Down arrow moves to the list, Enter opens the first match.")
+        )
         self._search_edit.textChanged.connect(self._on_search_edit_text_changed)
         self._search_edit.installEventFilter(self)
         layout.addWidget(self._search_edit)
 
         self._tabs = QTabWidget(central)
-        self._tabs.setAccessibleName(self.tr("Conversation lists"))
+        self._tabs.setAccessibleName(_("Conversation lists"))
+        self._tabs.setAccessibleDescription(_("Waiting customers, your customers, and all of them."))
+        self._tabs.tabBar().setAccessibleName(_("Conversation lists"))
+        self._tabs.tabBar().setAccessibleDescription(_("Ctrl+Tab switches between the lists."))
         self._tables: list[QTableView] = []
         for proxy in self._proxies:
             table = self._make_table(proxy)
@@ -220,14 +228,23 @@ class CustomerServiceWindow(QMainWindow):
         layout.addWidget(self._tabs, 1)
 
         buttons = QHBoxLayout()
-        self._open_button = QPushButton(self.tr("&Open chat"), central)
-        self._open_button.setAccessibleName(self.tr("Open chat with the selected customer"))
+        self._open_button = QPushButton(_("&Open chat"), central)
+        self._open_button.setAccessibleName(_("Open chat with the selected customer"))
+        self._open_button.setAccessibleDescription(
+            _("Opens the chat window. Enter in the list does the same.")
+        )
         self._open_button.clicked.connect(self._on_open_button_clicked)
-        self._take_over_button = QPushButton(self.tr("&Take over"), central)
-        self._take_over_button.setAccessibleName(self.tr("Take over the selected customer"))
+        self._take_over_button = QPushButton(_("&Take over"), central)
+        self._take_over_button.setAccessibleName(_("Take over the selected customer"))
+        self._take_over_button.setAccessibleDescription(
+            _("You become the agent for this customer. Shortcut: Ctrl+Shift+T.")
+        )
         self._take_over_button.clicked.connect(self._on_take_over_button_clicked)
-        self._release_button = QPushButton(self.tr("&Release"), central)
-        self._release_button.setAccessibleName(self.tr("Release the selected customer"))
+        self._release_button = QPushButton(_("&Release"), central)
+        self._release_button.setAccessibleName(_("Release the selected customer"))
+        self._release_button.setAccessibleDescription(
+            _("Gives the customer back so another agent can take them. Shortcut: Ctrl+Shift+R.")
+        )
         self._release_button.clicked.connect(self._on_release_button_clicked)
         buttons.addWidget(self._open_button)
         buttons.addStretch(1)
@@ -238,7 +255,7 @@ class CustomerServiceWindow(QMainWindow):
 
         self._connection_label = QLabel(self)
         self._connection_label.setTextFormat(Qt.TextFormat.PlainText)
-        self._connection_label.setAccessibleName(self.tr("Connection status"))
+        self._connection_label.setAccessibleName(_("Connection status"))
         self.statusBar().addWidget(self._connection_label, 1)
 
         QWidget.setTabOrder(self._search_edit, self._tabs)
@@ -260,7 +277,10 @@ class CustomerServiceWindow(QMainWindow):
         table.setTextElideMode(Qt.TextElideMode.ElideRight)
         table.setAlternatingRowColors(True)
         table.setCornerButtonEnabled(False)
-        table.setAccessibleName(self.tr("Conversations"))
+        table.setAccessibleName(_("Conversations"))
+        table.setAccessibleDescription(
+            _("Customer, channel, last message, waiting time and agent. Enter opens the chat.")
+        )
         # PERFORMANCE-NOTES §2.3: a fixed row height keeps relayout O(1) at any row count.
         vheader = table.verticalHeader()
         vheader.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
@@ -333,6 +353,37 @@ class CustomerServiceWindow(QMainWindow):
         table.scrollTo(proxy.index(row, 0))
         return True
 
+    def take_over_selected(self) -> bool:
+        """Take over the selected customer (button, Alt+T, Ctrl+Shift+T) when nobody has them."""
+        key = self.selected_key()
+        if not key or not can_take_over(self._bridge.state.conversation(key)):
+            return False
+        self._conflict_banner.hide()
+        self._sink.submit(TakeOver(key))
+        self._update_buttons()
+        return True
+
+    def release_selected(self) -> bool:
+        """Release the selected customer (button, Alt+R, Ctrl+Shift+R) when they are mine."""
+        key = self.selected_key()
+        if not key or not can_release(self._bridge.state.conversation(key)):
+            return False
+        self._sink.submit(Release(key))
+        self._update_buttons()
+        return True
+
+    def add_shortcut_menus(self, actions: Mapping[str, QAction]) -> None:
+        """Show the app-wide shortcuts in a Conversation menu and a Help menu (discoverable keys)."""
+        conversation_menu = self.menuBar().addMenu(_("Co&nversation"))
+        for name in ("next_waiting", "take_over", "release", "open_inbox"):
+            if name in actions:
+                conversation_menu.addAction(actions[name])
+        help_menu = self.menuBar().addMenu(_("&Help"))
+        if "help" in actions:
+            help_action = actions["help"]
+            help_action.setText(_("&Keyboard shortcuts"))
+            help_menu.addAction(help_action)
+
     # ------------------------------------------------------------------ Qt overrides
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: D102, N802
@@ -380,10 +431,9 @@ class CustomerServiceWindow(QMainWindow):
             self._update_buttons()
 
     def _on_bridge_connection_changed(self, info: ConnectionInfo) -> None:
-        text = connection_text(self, info)
+        text = connection_text(info)
         if info.last_synced is not None:
-            synced = info.last_synced.astimezone().strftime("%H:%M")
-            text += "  ·  " + self.tr("last synced %1").replace("%1", synced)
+            text += "  ·  " + _("last synced {time}").format(time=format_clock(info.last_synced))
         self._connection_label.setText(text)
 
     def _on_bridge_outbound_changed(self, outbound: Mapping[str, OutboundCommand]) -> None:
@@ -437,17 +487,10 @@ class CustomerServiceWindow(QMainWindow):
         self._open_selected()
 
     def _on_take_over_button_clicked(self) -> None:
-        key = self.selected_key()
-        if key:
-            self._conflict_banner.hide()
-            self._sink.submit(TakeOver(key))
-            self._update_buttons()
+        self.take_over_selected()
 
     def _on_release_button_clicked(self) -> None:
-        key = self.selected_key()
-        if key:
-            self._sink.submit(Release(key))
-            self._update_buttons()
+        self.release_selected()
 
     def _on_find_action_triggered(self) -> None:
         self._search_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
@@ -474,12 +517,12 @@ class CustomerServiceWindow(QMainWindow):
         self._release_button.setEnabled(can_release(conv))
 
     def _update_tab_titles(self) -> None:
-        titles = (self.tr("Waiting for a human (%1)"), self.tr("Mine (%1)"), self._all_title())
+        titles = (_("Waiting for a human ({count})"), _("Mine ({count})"), self._all_title())
         for i, (proxy, title) in enumerate(zip(self._proxies, titles, strict=True)):
-            self._tabs.setTabText(i, title.replace("%1", str(proxy.rowCount())))
+            self._tabs.setTabText(i, title.format(count=proxy.rowCount()))
 
     def _all_title(self) -> str:
-        return self.tr("All active (%1)") if self._dialect == "org" else self.tr("All customers (%1)")
+        return _("All active ({count})") if self._dialect == "org" else _("All customers ({count})")
 
     def _update_ticking(self) -> None:
         proxy = self._proxies[self._tabs.currentIndex()]

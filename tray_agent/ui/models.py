@@ -22,6 +22,7 @@ from PySide6.QtCore import (
 )
 
 from tray_agent.core.events import ConnectionState, SenderKind
+from tray_agent.core.i18n import _, format_duration
 from tray_agent.core.state import ConnectionInfo, Conversation, History, MessageRecord, State
 
 logger = logging.getLogger(__name__)
@@ -278,12 +279,12 @@ class ConversationTableModel(QAbstractTableModel):
         return None
 
     def _column_titles(self) -> tuple[str, ...]:
-        channel = self.tr("Channel") if self._dialect == "org" else self.tr("Page")
-        return (self.tr("Customer"), channel, self.tr("Last message"), self.tr("Waiting"), self.tr("Agent"))
+        channel = _("Channel") if self._dialect == "org" else _("Page")
+        return (_("Customer"), channel, _("Last message"), _("Waiting"), _("Agent"))
 
     def _display(self, conv: Conversation, column: int) -> str:
         if column == Column.CUSTOMER:
-            return one_line(conv.customer_name) or self.tr("Unknown customer")
+            return one_line(conv.customer_name) or _("Unknown customer")
         if column == Column.CHANNEL:
             return one_line(conv.channel, 60)
         if column == Column.LAST_MESSAGE:
@@ -291,9 +292,9 @@ class ConversationTableModel(QAbstractTableModel):
         if column == Column.WAITING:
             if not conv.waiting or conv.waiting_since is None:
                 return ""
-            return format_duration(self, (self._now - conv.waiting_since).total_seconds())
+            return waiting_duration((self._now - conv.waiting_since).total_seconds())
         if column == Column.AGENT:
-            return agent_text(self, conv)
+            return agent_text(conv)
         return ""
 
     @staticmethod
@@ -337,41 +338,40 @@ def _runs(rows: list[int]) -> Iterable[tuple[int, int]]:
     yield first, prev
 
 
-def format_duration(owner: QObject, seconds: float) -> str:
-    """A waiting time as short text: ``4:05`` under an hour, ``2 h 05 min``, ``3 d 4 h``."""
+def waiting_duration(seconds: float) -> str:
+    """The waiting column: a ticking ``4:05`` under an hour, then ``2 h 5 min``, ``3 d 4 h``.
+
+    Longer times are :func:`tray_agent.core.i18n.format_duration`, localised ("2 j 5 mnt").
+    """
     total = max(0, int(seconds))
+    if total >= 3600:
+        return format_duration(total)
     minutes, secs = divmod(total, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return owner.tr("%1 d %2 h").replace("%1", str(days)).replace("%2", str(hours))
-    if hours:
-        return owner.tr("%1 h %2 min").replace("%1", str(hours)).replace("%2", f"{minutes:02d}")
     return f"{minutes}:{secs:02d}"
 
 
-def agent_name(owner: QObject, conv: Conversation) -> str:
+def agent_name(conv: Conversation) -> str:
     """Who has the customer, in words ("" when nobody does)."""
     if not conv.assigned:
         return ""
     if conv.assigned_to_me:
-        return owner.tr("Me")
+        return _("Me")
     agent = conv.agent
     if agent is not None:
         name = one_line(agent.name or agent.email, 80)
         if name:
             return name
-    return owner.tr("Another agent")
+    return _("Another agent")
 
 
-def agent_text(owner: QObject, conv: Conversation) -> str:
+def agent_text(conv: Conversation) -> str:
     """The agent column: me, another agent, the AI, or nobody while the customer waits."""
     if conv.assigned:
-        return agent_name(owner, conv)
+        return agent_name(conv)
     if conv.handled_by == "ai":
-        return owner.tr("AI")
+        return _("AI")
     if conv.waiting:
-        return owner.tr("Nobody yet")
+        return _("Nobody yet")
     return ""
 
 
@@ -715,19 +715,19 @@ def _is_suffix(old: tuple[MessageRecord, ...], new: tuple[MessageRecord, ...]) -
     return all(a is b for a, b in zip(old, new[offset:], strict=True))
 
 
-def sender_label(owner: QObject, record: MessageRecord, customer_name: str, me: str) -> str:
+def sender_label(record: MessageRecord, customer_name: str, me: str) -> str:
     """Who wrote a bubble, in words: the customer's name, AI, Bot, an agent, or You."""
     if record.mine or (me and record.sender is SenderKind.AGENT and record.agent_id == me):
-        return owner.tr("You")
+        return _("You")
     if record.sender is SenderKind.CUSTOMER:
-        return one_line(customer_name, 80) or owner.tr("Customer")
+        return one_line(customer_name, 80) or _("Customer")
     if record.sender is SenderKind.AI:
-        return owner.tr("AI")
+        return _("AI")
     if record.sender is SenderKind.BOT:
-        return owner.tr("Bot")
+        return _("Bot")
     if record.sender is SenderKind.SYSTEM:
-        return owner.tr("System")
-    return one_line(record.sender_name, 80) or owner.tr("Agent")
+        return _("System")
+    return one_line(record.sender_name, 80) or _("Agent")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -735,20 +735,20 @@ def sender_label(owner: QObject, record: MessageRecord, customer_name: str, me: 
 # ---------------------------------------------------------------------------------------------
 
 
-def connection_text(owner: QObject, info: ConnectionInfo) -> str:
+def connection_text(info: ConnectionInfo) -> str:
     """The connection state in words (the state is an enum; this is only its rendering)."""
     texts = {
-        ConnectionState.OFFLINE: owner.tr("Offline"),
-        ConnectionState.CONNECTING: owner.tr("Connecting…"),
-        ConnectionState.RESYNCING: owner.tr("Connected, catching up…"),
-        ConnectionState.CONNECTED: owner.tr("Connected"),
-        ConnectionState.RECONNECTING: owner.tr("Connection lost, reconnecting…"),
-        ConnectionState.LIMITED: owner.tr("Limited connection (updates may be slow)"),
-        ConnectionState.AUTH_REQUIRED: owner.tr("Signed out: please sign in again"),
+        ConnectionState.OFFLINE: _("Offline"),
+        ConnectionState.CONNECTING: _("Connecting…"),
+        ConnectionState.RESYNCING: _("Connected, catching up…"),
+        ConnectionState.CONNECTED: _("Connected"),
+        ConnectionState.RECONNECTING: _("Connection lost, reconnecting…"),
+        ConnectionState.LIMITED: _("Limited connection (updates may be slow)"),
+        ConnectionState.AUTH_REQUIRED: _("Signed out: please sign in again"),
     }
     text = texts.get(info.state, str(info.state))
     if info.state is ConnectionState.RECONNECTING and info.retry_in is not None:
-        text += " " + owner.tr("(next try in %1 s)").replace("%1", str(max(0, round(info.retry_in))))
+        text += " " + _("(next try in {seconds} s)").format(seconds=max(0, round(info.retry_in)))
     if info.detail and info.state is not ConnectionState.CONNECTED:
         text += " — " + one_line(info.detail, 120)
     return text
@@ -762,7 +762,7 @@ def is_online(info: ConnectionInfo) -> bool:
 _ALREADY_ASSIGNED_PREFIX: Final = "already assigned to"
 
 
-def conflict_text(owner: QObject, conv: Conversation | None, server_text: str) -> str:
+def conflict_text(conv: Conversation | None, server_text: str) -> str:
     """Why my take-over failed and who has the customer, in plain words.
 
     The server's text is used when it names somebody ("Customer is already assigned to
@@ -770,14 +770,14 @@ def conflict_text(owner: QObject, conv: Conversation | None, server_text: str) -
     known from a later resync or assignment event is named, or "another agent".
     """
     customer = one_line(conv.customer_name, 80) if conv is not None else ""
-    customer = customer or owner.tr("This customer")
+    customer = customer or _("This customer")
     server = one_line(server_text, 200)
-    _, found, rest = server.casefold().partition(_ALREADY_ASSIGNED_PREFIX)
+    _head, found, rest = server.casefold().partition(_ALREADY_ASSIGNED_PREFIX)
     if server and (not found or rest.strip(" .")):
-        return owner.tr("Could not take over %1: %2").replace("%1", customer).replace("%2", server)
+        return _("Could not take over {customer}: {reason}").format(customer=customer, reason=server)
     who = ""
     if conv is not None and conv.assigned and not conv.assigned_to_me and conv.agent is not None:
         who = one_line(conv.agent.name or conv.agent.email, 80)
     if who:
-        return owner.tr("%1 is already being handled by %2.").replace("%1", customer).replace("%2", who)
-    return owner.tr("%1 is already being handled by another agent.").replace("%1", customer)
+        return _("{customer} is already being handled by {agent}.").format(customer=customer, agent=who)
+    return _("{customer} is already being handled by another agent.").format(customer=customer)

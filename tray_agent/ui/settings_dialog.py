@@ -29,13 +29,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tray_agent.core.i18n import LANGUAGE_NAMES, _
 from tray_agent.core.settings import QuietHoursRule, Settings
 from tray_agent.core.settings_layers import SECRET_KEYS, LoadedSettings
+from tray_agent.ui.quick_reply_popup import QuickRepliesEditor
 
 logger = logging.getLogger(__name__)
 
-SECTIONS: tuple[str, ...] = ("connection", "alerts", "ui")
+SECTIONS: tuple[str, ...] = ("connection", "alerts", "ui", "storage")
 _SKIPPED: frozenset[str] = SECRET_KEYS  # tokens never appear in the form
+READ_ONLY: frozenset[str] = frozenset({"ui.team_quick_replies"})
+"""Shown but never edited here: IT provides them through the machine policy."""
 
 
 class QuietHoursEditor(QWidget):
@@ -52,8 +56,9 @@ class QuietHoursEditor(QWidget):
         self._rows: list[tuple[QWidget, list[QCheckBox], QTimeEdit, QTimeEdit]] = []
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
-        self._add_button = QPushButton(self.tr("Add quiet hours"), self)
-        self._add_button.setAccessibleName(self.tr("Add quiet hours"))
+        self._add_button = QPushButton(_("Add quiet hours"), self)
+        self._add_button.setAccessibleName(_("Add quiet hours"))
+        self._add_button.setAccessibleDescription(_("Adds a rule: days of the week and a time range."))
         self._add_button.clicked.connect(self._on_add_button_clicked)
         self._layout.addWidget(self._add_button)
         for rule in rules:
@@ -61,8 +66,8 @@ class QuietHoursEditor(QWidget):
 
     def _day_names(self) -> tuple[str, ...]:
         return (
-            self.tr("Mon"), self.tr("Tue"), self.tr("Wed"), self.tr("Thu"),
-            self.tr("Fri"), self.tr("Sat"), self.tr("Sun"),
+            _("Mon"), _("Tue"), _("Wed"), _("Thu"),
+            _("Fri"), _("Sat"), _("Sun"),
         )  # fmt: skip
 
     def add_rule(self, rule: QuietHoursRule | None = None) -> None:
@@ -75,21 +80,24 @@ class QuietHoursEditor(QWidget):
         for day, name in enumerate(self._day_names(), start=1):
             box = QCheckBox(name, row)
             box.setChecked(day in rule.days)
-            box.setAccessibleName(self.tr("Quiet on %1").replace("%1", name))
+            box.setAccessibleName(_("Quiet on {day}").format(day=name))
+            box.setAccessibleDescription(_("Quiet hours start on this day."))
             box.toggled.connect(self.changed)
             boxes.append(box)
             layout.addWidget(box)
         start = QTimeEdit(QTime.fromString(rule.start, "HH:mm"), row)
         end = QTimeEdit(QTime.fromString(rule.end, "HH:mm"), row)
-        for edit, name in ((start, self.tr("Quiet from")), (end, self.tr("Quiet until"))):
+        for edit, name in ((start, _("Quiet from")), (end, _("Quiet until"))):
             edit.setDisplayFormat("HH:mm")
             edit.setAccessibleName(name)
+            edit.setAccessibleDescription(_("A time, hours and minutes."))
             edit.timeChanged.connect(self.changed)
             layout.addWidget(QLabel(name, row))
             layout.addWidget(edit)
         remove = QToolButton(row)
         remove.setText("✕")
-        remove.setAccessibleName(self.tr("Remove these quiet hours"))
+        remove.setAccessibleName(_("Remove these quiet hours"))
+        remove.setAccessibleDescription(_("Deletes this rule."))
         remove.clicked.connect(lambda: self._remove(row))
         layout.addWidget(remove)
         self._rows.append((row, boxes, start, end))
@@ -138,7 +146,7 @@ class SettingsDialog(QDialog):
         self._loaded = loaded
         self._editors: dict[str, tuple[QWidget, Callable[[], Any]]] = {}
         self._errors: dict[str, QLabel] = {}
-        self.setWindowTitle(self.tr("Settings"))
+        self.setWindowTitle(_("Settings"))
         layout = QVBoxLayout(self)
         self._problem_label = QLabel(self)
         self._problem_label.setTextFormat(Qt.TextFormat.PlainText)
@@ -147,8 +155,16 @@ class SettingsDialog(QDialog):
         self._problem_label.hide()
         layout.addWidget(self._problem_label)
         self._tabs = QTabWidget(self)
-        self._tabs.setAccessibleName(self.tr("Settings sections"))
-        titles = {"connection": self.tr("Connection"), "alerts": self.tr("Alerts"), "ui": self.tr("Window")}
+        self._tabs.setAccessibleName(_("Settings sections"))
+        self._tabs.setAccessibleDescription(_("Connection, alerts, window and storage settings."))
+        self._tabs.tabBar().setAccessibleName(_("Settings sections"))
+        self._tabs.tabBar().setAccessibleDescription(_("Ctrl+Tab switches between the sections."))
+        titles = {
+            "connection": _("Connection"),
+            "alerts": _("Alerts"),
+            "ui": _("Window"),
+            "storage": _("Storage"),
+        }
         for section in SECTIONS:
             self._tabs.addTab(self._section_page(section), titles[section])
         layout.addWidget(self._tabs, 1)
@@ -156,8 +172,11 @@ class SettingsDialog(QDialog):
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self
         )
         self._save_button = self._buttons.button(QDialogButtonBox.StandardButton.Save)
-        self._save_button.setAccessibleName(self.tr("Save settings"))
-        self._buttons.button(QDialogButtonBox.StandardButton.Cancel).setAccessibleName(self.tr("Cancel"))
+        self._save_button.setAccessibleName(_("Save settings"))
+        self._save_button.setAccessibleDescription(_("Checks and saves every setting, then closes."))
+        cancel = self._buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        cancel.setAccessibleName(_("Cancel"))
+        cancel.setAccessibleDescription(_("Closes without saving."))
         self._buttons.accepted.connect(self._on_buttons_accepted)
         self._buttons.rejected.connect(self.reject)
         layout.addWidget(self._buttons)
@@ -167,41 +186,46 @@ class SettingsDialog(QDialog):
 
     def _labels(self) -> dict[str, str]:
         return {
-            "connection.dialect": self.tr("Backend type"),
-            "connection.server": self.tr("Server URL"),
-            "connection.org": self.tr("Organisation ID"),
-            "connection.company": self.tr("Company ID"),
-            "connection.email": self.tr("Email"),
-            "connection.supabase_url": self.tr("Supabase URL"),
-            "connection.supabase_key": self.tr("Supabase anon key"),
-            "connection.resync_interval": self.tr("Full refresh every (s)"),
-            "connection.command_timeout": self.tr("Command timeout (s)"),
-            "connection.heartbeat_interval": self.tr("Heartbeat every (s)"),
-            "connection.heartbeat_timeout": self.tr("Heartbeat timeout (s)"),
-            "connection.backoff_max": self.tr("Longest reconnect wait (s)"),
-            "connection.poll_interval": self.tr("Polling interval when limited (s)"),
-            "connection.allow_insecure": self.tr("Allow unencrypted connections"),
-            "connection.ca_bundle": self.tr("Extra CA certificates file"),
-            "connection.proxy": self.tr("HTTP(S) proxy"),
-            "alerts.notify_messages": self.tr("Notify about customer messages"),
-            "alerts.notify_escalations": self.tr("Notify when a customer asks for a human"),
-            "alerts.escalations_bypass_dnd": self.tr("Escalations break through do-not-disturb"),
-            "alerts.toast_min_interval": self.tr("Minimum time between notifications (s)"),
-            "alerts.coalesce_window": self.tr("Group a customer's messages within (s)"),
-            "alerts.summary_threshold": self.tr("Summarise when this many customers at once"),
-            "alerts.reminder_after": self.tr("Remind about untaken customers after (min)"),
-            "alerts.reminder_backoff": self.tr("Reminder interval grows by a factor of"),
-            "alerts.reminder_max_interval": self.tr("Longest reminder interval (min)"),
-            "alerts.sla_minutes": self.tr("Waiting-time target (min)"),
-            "alerts.sounds": self.tr("Play sounds"),
-            "alerts.volume": self.tr("Volume"),
-            "alerts.quiet_hours": self.tr("Quiet hours"),
-            "ui.language": self.tr("Language"),
-            "ui.theme": self.tr("Theme"),
-            "ui.history_limit": self.tr("Messages kept per conversation"),
-            "ui.start_hidden": self.tr("Start in the tray (window hidden)"),
-            "ui.autostart": self.tr("Start when I log in"),
-            "ui.remember_password": self.tr("Remember my password"),
+            "connection.dialect": _("Backend type"),
+            "connection.server": _("Server URL"),
+            "connection.org": _("Organisation ID"),
+            "connection.company": _("Company ID"),
+            "connection.email": _("Email"),
+            "connection.supabase_url": _("Supabase URL"),
+            "connection.supabase_key": _("Supabase anon key"),
+            "connection.resync_interval": _("Full refresh every (s)"),
+            "connection.command_timeout": _("Command timeout (s)"),
+            "connection.heartbeat_interval": _("Heartbeat every (s)"),
+            "connection.heartbeat_timeout": _("Heartbeat timeout (s)"),
+            "connection.backoff_max": _("Longest reconnect wait (s)"),
+            "connection.poll_interval": _("Polling interval when limited (s)"),
+            "connection.allow_insecure": _("Allow unencrypted connections"),
+            "connection.ca_bundle": _("Extra CA certificates file"),
+            "connection.proxy": _("HTTP(S) proxy"),
+            "alerts.notify_messages": _("Notify about customer messages"),
+            "alerts.notify_escalations": _("Notify when a customer asks for a human"),
+            "alerts.escalations_bypass_dnd": _("Escalations break through do-not-disturb"),
+            "alerts.toast_min_interval": _("Minimum time between notifications (s)"),
+            "alerts.coalesce_window": _("Group a customer's messages within (s)"),
+            "alerts.summary_threshold": _("Summarise when this many customers at once"),
+            "alerts.reminder_after": _("Remind about untaken customers after (min)"),
+            "alerts.reminder_backoff": _("Reminder interval grows by a factor of"),
+            "alerts.reminder_max_interval": _("Longest reminder interval (min)"),
+            "alerts.sla_minutes": _("Waiting-time target (min)"),
+            "alerts.sounds": _("Play sounds"),
+            "alerts.volume": _("Volume"),
+            "alerts.quiet_hours": _("Quiet hours"),
+            "ui.language": _("Language"),
+            "ui.theme": _("Theme"),
+            "ui.history_limit": _("Messages kept per conversation"),
+            "ui.start_hidden": _("Start in the tray (window hidden)"),
+            "ui.autostart": _("Start when I log in"),
+            "ui.remember_password": _("Remember my password"),
+            "ui.quick_replies": _("My quick replies"),
+            "ui.team_quick_replies": _("Team quick replies"),
+            "storage.history_days": _("Forget conversations untouched for (days)"),
+            "storage.max_size_mb": _("Largest size of the local store (MB)"),
+            "storage.keep_history": _("Keep message history on this computer"),
         }
 
     def _section_page(self, section: str) -> QWidget:
@@ -217,17 +241,23 @@ class SettingsDialog(QDialog):
                 continue
             label = labels.get(key, name.replace("_", " ").capitalize())
             editor, getter = self._editor(key, info, getattr(model, name), label, page)
+            editor.setAccessibleDescription(_("Saved when you press Save."))
             cell = QWidget(page)
             cell_layout = QVBoxLayout(cell)
             cell_layout.setContentsMargins(0, 0, 0, 0)
             cell_layout.addWidget(editor)
-            if self._loaded.is_locked(key):
+            if key in READ_ONLY:
+                note = QLabel(_("Provided by your IT department"), cell)
+                note.setObjectName("teamNote")
+                cell_layout.addWidget(note)
+                editor.setAccessibleDescription(_("Provided by your IT department"))
+            elif self._loaded.is_locked(key):
                 editor.setEnabled(False)
-                note = QLabel(self.tr("Set by your IT department"), cell)
+                note = QLabel(_("Set by your IT department"), cell)
                 note.setObjectName("lockNote")
                 cell_layout.addWidget(note)
-                editor.setToolTip(self.tr("Set by your IT department"))
-                editor.setAccessibleDescription(self.tr("Set by your IT department"))
+                editor.setToolTip(_("Set by your IT department"))
+                editor.setAccessibleDescription(_("Set by your IT department"))
             error = QLabel(cell)
             error.setTextFormat(Qt.TextFormat.PlainText)
             error.setWordWrap(True)
@@ -271,6 +301,12 @@ class SettingsDialog(QDialog):
             combo.setCurrentIndex(max(0, combo.findData(value)))
             combo.setAccessibleName(label)
             return combo, combo.currentData
+        if key in ("ui.quick_replies", "ui.team_quick_replies"):
+            replies = QuickRepliesEditor(
+                [reply.model_dump() for reply in value], read_only=key in READ_ONLY, parent=parent
+            )
+            replies.setAccessibleName(label)
+            return replies, replies.value
         if get_origin(annotation) is list:
             editor = QuietHoursEditor(list(value), parent)
             editor.setAccessibleName(label)
@@ -281,13 +317,12 @@ class SettingsDialog(QDialog):
 
     def _choice_text(self, choice: str) -> str:
         texts = {
-            "system": self.tr("Same as the system"),
-            "en": "English",
-            "id": "Bahasa Indonesia",
-            "light": self.tr("Light"),
-            "dark": self.tr("Dark"),
-            "org": self.tr("Organisation (WhatsApp, Telegram, email)"),
-            "dashboard": self.tr("Dashboard (Messenger pages)"),
+            "system": _("Same as the system"),
+            **LANGUAGE_NAMES,  # each language in its own words, never translated
+            "light": _("Light"),
+            "dark": _("Dark"),
+            "org": _("Organisation (WhatsApp, Telegram, email)"),
+            "dashboard": _("Dashboard (Messenger pages)"),
         }
         return texts.get(choice, choice)
 
@@ -315,7 +350,7 @@ class SettingsDialog(QDialog):
             values = {name: getattr(model, name) for name in type(model).model_fields}
             for name in values:
                 key = f"{section}.{name}"
-                if key in self._editors and not self._loaded.is_locked(key):
+                if key in self._editors and not self._loaded.is_locked(key) and key not in READ_ONLY:
                     values[name] = self._editors[key][1]()
             nested[section] = values
         return Settings.model_validate({"version": base.version, **nested})
@@ -361,15 +396,13 @@ class SettingsDialog(QDialog):
             if key in self._editors and not self._loaded.is_locked(key):
                 text = self._editors[key][1]()
                 if text and not text.startswith(("http://", "https://")):
-                    problems[key] = self.tr("Must start with https:// (or http://)")
+                    problems[key] = _("Must start with https:// (or http://)")
         rules = self._editors.get("alerts.quiet_hours")
         if rules is not None and not self._loaded.is_locked("alerts.quiet_hours"):
             if any(not rule["days"] for rule in rules[1]()):
-                problems["alerts.quiet_hours"] = self.tr("Choose at least one day for each quiet-hours rule")
+                problems["alerts.quiet_hours"] = _("Choose at least one day for each quiet-hours rule")
             elif any(rule["start"] == rule["end"] for rule in rules[1]()):
-                problems["alerts.quiet_hours"] = self.tr(
-                    "Quiet hours must end at a different time than they start"
-                )
+                problems["alerts.quiet_hours"] = _("Quiet hours must end at a different time than they start")
         return problems
 
 

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tray_agent.core.i18n import N_, _
 from tray_agent.core.settings_layers import LoadedSettings
 
 
@@ -48,7 +49,8 @@ class SignInRequest:
     remember: bool = False
 
 
-LOCK_NOTE = "Set by your IT department"
+LOCK_NOTE = N_("Set by your IT department")
+"""Shown by locked fields (translated when shown)."""
 
 
 class SignInDialog(QDialog):
@@ -73,52 +75,57 @@ class SignInDialog(QDialog):
         self._loaded = loaded
         self._dialect = dialect
         conn = loaded.settings.connection
-        self.setWindowTitle(self.tr("Sign in"))
+        self.setWindowTitle(_("Sign in"))
         layout = QVBoxLayout(self)
         self._problem_label = QLabel(self)
         self._problem_label.setTextFormat(Qt.TextFormat.PlainText)
         self._problem_label.setWordWrap(True)
         self._problem_label.setStyleSheet("color: #c62828;")
-        self._problem_label.setAccessibleName(self.tr("Sign-in problem"))
+        self._problem_label.setAccessibleName(_("Sign-in problem"))
         self._problem_label.hide()
         layout.addWidget(self._problem_label)
 
         form = QFormLayout()
-        self._server_edit = self._line(form, self.tr("Server URL"), conn.server, "connection.server")
+        self._server_edit = self._line(form, _("Server URL"), conn.server, "connection.server")
         self._server_edit.setPlaceholderText("https://")
         self._org_edit = self._company_edit = None
         self._supabase_url_edit = self._supabase_key_edit = self._token_edit = None
         if dialect == "org":
-            self._org_edit = self._line(form, self.tr("Organisation ID"), conn.org, "connection.org")
+            self._org_edit = self._line(form, _("Organisation ID"), conn.org, "connection.org")
             self._supabase_url_edit = self._line(
-                form, self.tr("Supabase URL"), conn.supabase_url, "connection.supabase_url"
+                form, _("Supabase URL"), conn.supabase_url, "connection.supabase_url"
             )
             self._supabase_key_edit = self._line(
-                form, self.tr("Supabase anon key"), conn.supabase_key, "connection.supabase_key"
+                form, _("Supabase anon key"), conn.supabase_key, "connection.supabase_key"
             )
         else:
-            self._company_edit = self._line(form, self.tr("Company ID"), conn.company, "connection.company")
-        self._email_edit = self._line(form, self.tr("Email"), conn.email, "connection.email")
+            self._company_edit = self._line(form, _("Company ID"), conn.company, "connection.company")
+        self._email_edit = self._line(form, _("Email"), conn.email, "connection.email")
         self._password_edit = QLineEdit(self)
         self._password_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self._password_edit.setAccessibleName(self.tr("Password"))
-        form.addRow(self.tr("&Password"), self._password_edit)
+        self._password_edit.setAccessibleName(_("Password"))
+        self._password_edit.setAccessibleDescription(_("Your password; it is never shown."))
+        form.addRow(_("&Password"), self._password_edit)
         if dialect == "org":
             self._token_edit = QLineEdit(self)
             self._token_edit.setEchoMode(QLineEdit.EchoMode.Password)
-            self._token_edit.setAccessibleName(self.tr("Access token (instead of a password)"))
-            self._token_edit.setPlaceholderText(self.tr("or paste an access token"))
-            form.addRow(self.tr("Access &token"), self._token_edit)
+            self._token_edit.setAccessibleName(_("Access token (instead of a password)"))
+            self._token_edit.setAccessibleDescription(
+                _("Paste a token from your IT department, or leave empty.")
+            )
+            self._token_edit.setPlaceholderText(_("or paste an access token"))
+            form.addRow(_("Access &token"), self._token_edit)
         layout.addLayout(form)
 
-        self._remember_check = QCheckBox(self.tr("&Remember password"), self)
-        self._remember_check.setAccessibleName(self.tr("Remember password"))
+        self._remember_check = QCheckBox(_("&Remember password"), self)
+        self._remember_check.setAccessibleName(_("Remember password"))
+        self._remember_check.setAccessibleDescription(_("Keeps you signed in, stored in the system keyring."))
         self._remember_check.setChecked(loaded.settings.ui.remember_password)
         layout.addWidget(self._remember_check)
         self._keyring_label = QLabel(self)
         self._keyring_label.setTextFormat(Qt.TextFormat.PlainText)
         self._keyring_label.setWordWrap(True)
-        self._keyring_label.setAccessibleName(self.tr("Keyring note"))
+        self._keyring_label.setAccessibleName(_("Keyring note"))
         self._keyring_label.hide()
         layout.addWidget(self._keyring_label)
 
@@ -126,9 +133,12 @@ class SignInDialog(QDialog):
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
         self._sign_in_button = self._buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self._sign_in_button.setText(self.tr("&Sign in"))
-        self._sign_in_button.setAccessibleName(self.tr("Sign in"))
-        self._buttons.button(QDialogButtonBox.StandardButton.Cancel).setAccessibleName(self.tr("Cancel"))
+        self._sign_in_button.setText(_("&Sign in"))
+        self._sign_in_button.setAccessibleName(_("Sign in"))
+        self._sign_in_button.setAccessibleDescription(_("Signs in with these details."))
+        cancel = self._buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        cancel.setAccessibleName(_("Cancel"))
+        cancel.setAccessibleDescription(_("Closes without signing in."))
         self._buttons.accepted.connect(self._on_buttons_accepted)
         self._buttons.rejected.connect(self.reject)
         layout.addWidget(self._buttons)
@@ -138,11 +148,12 @@ class SignInDialog(QDialog):
     def _line(self, form: QFormLayout, label: str, value: str, key: str) -> QLineEdit:
         edit = QLineEdit(value, self)
         edit.setAccessibleName(label)
+        edit.setAccessibleDescription(_("Needed to sign in."))
         if self._loaded.is_locked(key):
             edit.setEnabled(False)
-            edit.setToolTip(self.tr(LOCK_NOTE))
+            edit.setToolTip(_(LOCK_NOTE))
             label = label + " 🔒"
-            edit.setAccessibleDescription(self.tr(LOCK_NOTE))
+            edit.setAccessibleDescription(_(LOCK_NOTE))
         form.addRow(label, edit)
         return edit
 
@@ -194,7 +205,7 @@ class SignInDialog(QDialog):
         """Say that no keyring works, so the sign-in will not be remembered ("" hides it)."""
         if problem:
             self._keyring_label.setText(
-                self.tr("Your sign-in will not be remembered: %1").replace("%1", problem)
+                _("Your sign-in will not be remembered: {problem}").format(problem=problem)
             )
         self._keyring_label.setVisible(bool(problem))
 
@@ -217,16 +228,16 @@ class SignInDialog(QDialog):
 
     def _missing(self, request: SignInRequest) -> str:
         if not request.server.startswith(("http://", "https://")):
-            return self.tr("Enter the server address, starting with https://")
+            return _("Enter the server address, starting with https://")
         if self._dialect == "org":
             if not request.org:
-                return self.tr("Enter your organisation ID.")
+                return _("Enter your organisation ID.")
             if request.token:
                 return ""
             if not (request.supabase_url and request.supabase_key):
-                return self.tr("Enter the Supabase URL and anon key (ask your IT department).")
+                return _("Enter the Supabase URL and anon key (ask your IT department).")
         elif not request.company:
-            return self.tr("Enter your company ID.")
+            return _("Enter your company ID.")
         if not request.email or not request.password:
-            return self.tr("Enter your email and password.")
+            return _("Enter your email and password.")
         return ""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from PySide6.QtCore import QByteArray, QCoreApplication, QObject, QPoint, QRectF, Qt, Signal
+from PySide6.QtCore import QByteArray, QObject, QPoint, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QColor, QFont, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import (
@@ -26,11 +26,13 @@ from PySide6.QtWidgets import (
 
 from tray_agent.core.commands import TakeOver
 from tray_agent.core.events import ConnectionState
+from tray_agent.core.i18n import _, format_clock, format_duration, ngettext
 from tray_agent.core.policy import TrayLevel
 from tray_agent.core.ports import Clock, CommandSink
 from tray_agent.core.state import ConnectionInfo, Conversation
 from tray_agent.ui.bridge import StoreBridge
 from tray_agent.ui.effects import EffectRunner
+from tray_agent.ui.theme import IconStyle, contrast_svg
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +41,6 @@ ICON_SIZES = (16, 22, 24, 32, 48, 64)
 MENU_CUSTOMERS = 10
 """Waiting customers listed in the menu; the rest are behind "N more…"."""
 _ICON_CACHE_SIZE = 32
-
-
-def _t(source: str) -> str:
-    """Translate a user-visible string of the tray (the one place strings go through)."""
-    return QCoreApplication.translate("TrayController", source)
 
 
 def menu_text(text: str) -> str:
@@ -82,10 +79,15 @@ def icon_state(connection: ConnectionState, level: TrayLevel, quiet: bool) -> Ic
     return IconState.CONNECTED
 
 
-def icon_svg(state: IconState | str) -> bytes:
-    """The bundled SVG of an icon state (``"agent"`` gives the app icon)."""
+def icon_svg(state: IconState | str, style: IconStyle = IconStyle.COLOR) -> bytes:
+    """The bundled SVG of an icon state (``"agent"`` gives the app icon), in a theme variant.
+
+    The colour SVGs are legible on light and dark panels alike (light halo under a dark
+    outline); high contrast gets a two-colour variant derived from them (ui/theme.py).
+    """
     name = "tray-agent.svg" if state == "agent" else f"tray-{state}.svg"
-    return importlib.resources.files("tray_agent.resources").joinpath("icons", name).read_bytes()
+    svg = importlib.resources.files("tray_agent.resources").joinpath("icons", name).read_bytes()
+    return contrast_svg(svg, style)
 
 
 def badge_text(count: int) -> str:
@@ -122,9 +124,9 @@ def render_icon_image(svg: bytes, size: int, badge: str = "") -> QImage:
     return image
 
 
-def render_icon(state: IconState | str, badge: str = "") -> QIcon:
+def render_icon(state: IconState | str, badge: str = "", style: IconStyle = IconStyle.COLOR) -> QIcon:
     """A QIcon of the state at every size in :data:`ICON_SIZES`, with the badge painted in."""
-    svg = icon_svg(state)
+    svg = icon_svg(state, style)
     icon = QIcon()
     for size in ICON_SIZES:
         icon.addPixmap(QPixmap.fromImage(render_icon_image(svg, size, badge)))
@@ -155,50 +157,45 @@ def waited_text(since: datetime | None, now: datetime) -> str:
     """How long someone has waited, for the menu ("<1 min", "5 min", "2 h 5 min")."""
     if since is None:
         return ""
-    minutes = max(0, int((now - since).total_seconds() // 60))
-    if minutes < 1:
-        return _t("<1 min")
-    if minutes < 60:
-        return _t("{minutes} min").format(minutes=minutes)
-    return _t("{hours} h {minutes} min").format(hours=minutes // 60, minutes=minutes % 60)
+    return format_duration((now - since).total_seconds())
 
 
 def who_has_text(conv: Conversation) -> str:
     """Who has a waiting customer, for the menu."""
     if conv.assigned_to_me:
-        return _t("you have them")
+        return _("you have them")
     if conv.assigned:
         name = conv.agent.name or conv.agent.email if conv.agent else ""
-        return _t("{agent} has them").format(agent=name) if name else _t("an agent has them")
-    return _t("nobody has them")
+        return _("{agent} has them").format(agent=name) if name else _("an agent has them")
+    return _("nobody has them")
 
 
 def _clock_text(moment: datetime) -> str:
-    return moment.astimezone().strftime("%H:%M")
+    return format_clock(moment)
 
 
 def status_text(info: ConnectionInfo) -> str:
     """One line for the connection state (menu header, tooltip, status window)."""
     state = info.state
     if state is ConnectionState.CONNECTED:
-        text = _t("Connected")
+        text = _("Connected")
     elif state is ConnectionState.CONNECTING:
-        text = _t("Connecting…")
+        text = _("Connecting…")
     elif state is ConnectionState.RESYNCING:
-        text = _t("Syncing…")
+        text = _("Syncing…")
     elif state is ConnectionState.RECONNECTING:
         if info.retry_in is not None:
-            text = _t("Reconnecting in {seconds} s").format(seconds=max(1, round(info.retry_in)))
+            text = _("Reconnecting in {seconds} s").format(seconds=max(1, round(info.retry_in)))
         else:
-            text = _t("Reconnecting…")
+            text = _("Reconnecting…")
     elif state is ConnectionState.LIMITED:
-        text = _t("Connected (limited: live updates blocked)")
+        text = _("Connected (limited: live updates blocked)")
     elif state is ConnectionState.AUTH_REQUIRED:
-        text = _t("Sign-in needed")
+        text = _("Sign-in needed")
     else:
-        text = _t("Offline")
+        text = _("Offline")
     if info.detail and state is not ConnectionState.CONNECTED:
-        text = _t("{status} ({detail})").format(status=text, detail=" ".join(info.detail.split())[:80])
+        text = _("{status} ({detail})").format(status=text, detail=" ".join(info.detail.split())[:80])
     return text
 
 
@@ -206,7 +203,7 @@ def synced_text(info: ConnectionInfo) -> str:
     """The "Last synced HH:MM" line, or "" before the first sync."""
     if info.last_synced is None:
         return ""
-    return _t("Last synced {time}").format(time=_clock_text(info.last_synced))
+    return _("Last synced {time}").format(time=_clock_text(info.last_synced))
 
 
 def tomorrow_morning(now: datetime) -> datetime:
@@ -234,16 +231,20 @@ class StatusWindow(QWidget):
 
     def __init__(self, menu: QMenu, parent: QWidget | None = None) -> None:
         super().__init__(parent, Qt.WindowType.Window)
-        self.setWindowTitle(_t("tray_agent"))
+        self.setWindowTitle(_("tray_agent"))
         self._menu = menu
         self._icon_label = QLabel(self)
         self._state_label = QLabel(self)
         self._state_label.setTextFormat(Qt.TextFormat.PlainText)
         self._badge_label = QLabel(self)
         self._badge_label.setTextFormat(Qt.TextFormat.PlainText)
-        self._menu_button = QPushButton(_t("Menu"), self)
+        self._menu_button = QPushButton(_("&Menu"), self)
+        self._menu_button.setAccessibleName(_("Menu"))
+        self._menu_button.setAccessibleDescription(_("Status, waiting customers, do not disturb and more."))
         self._menu_button.clicked.connect(self._on_menu_button_clicked)
-        self._inbox_button = QPushButton(_t("Open inbox"), self)
+        self._inbox_button = QPushButton(_("Open &inbox"), self)
+        self._inbox_button.setAccessibleName(_("Open inbox"))
+        self._inbox_button.setAccessibleDescription(_("Shows the Customer Service window."))
         self._inbox_button.clicked.connect(self.inbox_requested)
         texts = QVBoxLayout()
         texts.addWidget(self._state_label)
@@ -338,6 +339,7 @@ class TrayController(QObject):
         self._icon_key: tuple[IconState, str] | None = None
         self._status_window: StatusWindow | None = None
         self._no_tray_reported = False
+        self._icon_style = IconStyle.COLOR
 
         self._menu = QMenu()
         self._menu.aboutToShow.connect(self._on_menu_about_to_show)
@@ -390,6 +392,21 @@ class TrayController(QObject):
     def tooltip(self) -> str:
         """The tooltip text."""
         return self._tray.toolTip()
+
+    @property
+    def icon_style(self) -> IconStyle:
+        """The icon variant in use (colour, or high contrast for a light or dark panel)."""
+        return self._icon_style
+
+    def set_icon_style(self, style: IconStyle | str) -> None:
+        """Use another icon variant (ui.theme.ThemeController.icon_style_changed)."""
+        style = IconStyle(style)
+        if style is self._icon_style:
+            return
+        self._icon_style = style
+        self._icons.clear()
+        self._icon_key = None
+        self._changed()
 
     def set_windows(self, windows: WindowsPort | None) -> None:
         """Use this window manager from now on (inbox, chats, settings, sign-in)."""
@@ -499,7 +516,7 @@ class TrayController(QObject):
     def _icon(self, key: tuple[IconState, str]) -> QIcon:
         icon = self._icons.get(key)
         if icon is None:
-            icon = render_icon(*key)
+            icon = render_icon(key[0], key[1], self._icon_style)
             self._icons[key] = icon
             while len(self._icons) > _ICON_CACHE_SIZE:
                 self._icons.popitem(last=False)
@@ -518,22 +535,20 @@ class TrayController(QObject):
     def _waiting_line(self) -> str:
         count = self._bridge.state.waiting_count
         if count == 0:
-            return _t("Nobody is waiting")
-        if count == 1:
-            return _t("1 customer waiting")
-        return _t("{count} customers waiting").format(count=count)
+            return _("Nobody is waiting")
+        return ngettext("{count} customer waiting", "{count} customers waiting", count).format(count=count)
 
     def _dnd_line(self) -> str:
         until = self._runner.dnd_until
         if until is not None:
-            return _t("Do not disturb until {time}").format(time=_clock_text(until))
+            return _("Do not disturb until {time}").format(time=_clock_text(until))
         if self._runner.quiet:
-            return _t("Do not disturb (quiet hours)")
+            return _("Do not disturb (quiet hours)")
         return ""
 
     def _tooltip_text(self) -> str:
         info = self._bridge.state.connection
-        lines = [_t("tray_agent"), status_text(info), self._waiting_line()]
+        lines = [_("tray_agent"), status_text(info), self._waiting_line()]
         lines += [line for line in (synced_text(info), self._dnd_line()) if line]
         return "\n".join(lines)
 
@@ -563,43 +578,43 @@ class TrayController(QObject):
         self._info_item(menu, header)
         for what, problem in sorted(self._problems.items()):
             if what == "notifications":
-                self._info_item(menu, _t("Notifications unavailable: {problem}").format(problem=problem))
+                self._info_item(menu, _("Notifications unavailable: {problem}").format(problem=problem))
             else:
-                self._info_item(menu, _t("Sounds unavailable: {problem}").format(problem=problem))
+                self._info_item(menu, _("Sounds unavailable: {problem}").format(problem=problem))
         if info.state is ConnectionState.AUTH_REQUIRED and self._windows is not None:
-            self._item(menu, _t("Sign in…"), self._sign_in)
+            self._item(menu, _("Sign in…"), self._sign_in)
         if info.state in (ConnectionState.RECONNECTING, ConnectionState.OFFLINE, ConnectionState.LIMITED):
-            self._item(menu, _t("Reconnect now"), self.reconnect_requested.emit)
+            self._item(menu, _("Reconnect now"), self.reconnect_requested.emit)
         menu.addSeparator()
 
         self._build_waiting(menu, state.waiting_list())
         menu.addSeparator()
 
         if self._windows is not None:
-            self._item(menu, _t("Open inbox"), self._open_inbox)
+            self._item(menu, _("Open inbox"), self._open_inbox)
         self._build_dnd(menu)
-        mute = self._item(menu, _t("Mute sounds"), None)
+        mute = self._item(menu, _("Mute sounds"), None)
         mute.setCheckable(True)
         mute.setChecked(self._runner.muted)
         mute.setObjectName("mute")
         if self._mute_locked:
             mute.setEnabled(False)
-            mute.setToolTip(_t("Set by your administrator"))
+            mute.setToolTip(_("Set by your administrator"))
         else:
             mute.toggled.connect(self.mute_toggled)
         if self._windows is not None:
-            self._item(menu, _t("Settings…"), self._show_settings)
+            self._item(menu, _("Settings…"), self._show_settings)
         menu.addSeparator()
-        self._item(menu, _t("Quit"), self.quit_requested.emit)
+        self._item(menu, _("Quit"), self.quit_requested.emit)
 
     def _build_waiting(self, menu: QMenu, waiting: tuple[Conversation, ...]) -> None:
         if not waiting:
-            self._info_item(menu, _t("Nobody is waiting"))
+            self._info_item(menu, _("Nobody is waiting"))
             return
         now = self._clock.now()
-        self._info_item(menu, _t("Waiting customers ({count})").format(count=len(waiting)))
+        self._info_item(menu, _("Waiting customers ({count})").format(count=len(waiting)))
         for conv in waiting[:MENU_CUSTOMERS]:
-            name = conv.customer_name or _t("Unknown customer")
+            name = conv.customer_name or _("Unknown customer")
             parts = [menu_text(name)]
             waited = waited_text(conv.waiting_since, now)
             if waited:
@@ -608,14 +623,14 @@ class TrayController(QObject):
             sub = menu.addMenu(" · ".join(parts))
             sub.menuAction().setObjectName(f"customer:{conv.key}")
             key = conv.key
-            take = self._item(sub, _t("Take over"), functools.partial(self._take_over, key))
+            take = self._item(sub, _("Take over"), functools.partial(self._take_over, key))
             take.setEnabled(not conv.assigned)
             take.setObjectName("take_over")
             if self._windows is not None:
-                self._item(sub, _t("Open"), functools.partial(self._open_chat, key)).setObjectName("open")
+                self._item(sub, _("Open"), functools.partial(self._open_chat, key)).setObjectName("open")
         more = len(waiting) - MENU_CUSTOMERS
         if more > 0:
-            item = self._item(menu, _t("{count} more…").format(count=more), self._open_inbox)
+            item = self._item(menu, _("{count} more…").format(count=more), self._open_inbox)
             item.setObjectName("more")
             item.setEnabled(self._windows is not None)
 
@@ -623,7 +638,7 @@ class TrayController(QObject):
         until = self._runner.dnd_until
         if until is None and self._dnd_choice is not _DndChoice.OFF:
             self._dnd_choice = _DndChoice.OFF
-        title = _t("Do not disturb")
+        title = _("Do not disturb")
         line = self._dnd_line()
         if line:
             title = line
@@ -633,15 +648,15 @@ class TrayController(QObject):
         group.setExclusive(True)
         now = self._clock.now()
         choices: list[tuple[_DndChoice, str, datetime | None]] = [
-            (_DndChoice.MIN30, _t("For 30 minutes"), now + timedelta(minutes=30)),
-            (_DndChoice.HOUR, _t("For 1 hour"), now + timedelta(hours=1)),
-            (_DndChoice.TOMORROW, _t("Until tomorrow morning"), tomorrow_morning(now)),
-            (_DndChoice.OFF, _t("Off"), None),
+            (_DndChoice.MIN30, _("For 30 minutes"), now + timedelta(minutes=30)),
+            (_DndChoice.HOUR, _("For 1 hour"), now + timedelta(hours=1)),
+            (_DndChoice.TOMORROW, _("Until tomorrow morning"), tomorrow_morning(now)),
+            (_DndChoice.OFF, _("Off"), None),
         ]
         for choice, label, end in choices:
             text = label
             if choice is self._dnd_choice and until is not None:
-                text = _t("{label} (until {time})").format(label=label, time=_clock_text(until))
+                text = _("{label} (until {time})").format(label=label, time=_clock_text(until))
             action = self._item(sub, text, functools.partial(self._set_dnd, choice, end))
             action.setCheckable(True)
             action.setChecked(choice is self._dnd_choice)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -13,13 +14,16 @@ from PySide6.QtCore import QByteArray, QObject, Signal
 from PySide6.QtWidgets import QWidget
 
 from tray_agent.core.ports import CommandSink
+from tray_agent.core.quick_replies import QuickReply, merge_replies
 from tray_agent.core.settings_layers import LoadedSettings, atomic_write_text
 from tray_agent.core.state import Store
+from tray_agent.ui.accessibility import EscalationAnnouncer
 from tray_agent.ui.bridge import StoreBridge
 from tray_agent.ui.chat_window import ChatWindow, DraftStore
 from tray_agent.ui.customer_service import CustomerServiceWindow
 from tray_agent.ui.models import utc_now
 from tray_agent.ui.settings_dialog import SettingsDialog
+from tray_agent.ui.shortcuts import KeyboardHelpDialog, ShortcutController
 from tray_agent.ui.signin_dialog import SignInDialog, SignInRequest
 
 logger = logging.getLogger(__name__)
@@ -93,7 +97,11 @@ class WindowManager(QObject):
         self._chats: dict[str, ChatWindow] = {}
         self._sign_in: SignInDialog | None = None
         self._settings: SettingsDialog | None = None
+        self._help: KeyboardHelpDialog | None = None
         self._keyring_problem = ""
+        self._shortcuts = ShortcutController(self, lambda: self._bridge.state, self)
+        self._shortcuts.help_requested.connect(self._on_shortcuts_help_requested)
+        self._announcer = EscalationAnnouncer(self._bridge, self._announce_target, self)
 
     # ------------------------------------------------------------------ public API
 
@@ -113,6 +121,33 @@ class WindowManager(QObject):
         return dict(self._chats)
 
     @property
+    def shortcuts(self) -> ShortcutController:
+        """The keyboard shortcuts every window gets."""
+        return self._shortcuts
+
+    @property
+    def announcer(self) -> EscalationAnnouncer:
+        """Speaks new escalations to screen readers."""
+        return self._announcer
+
+    @property
+    def keyboard_help(self) -> KeyboardHelpDialog | None:
+        """The keyboard-shortcut list while it is open."""
+        return self._help
+
+    def show_keyboard_help(self) -> KeyboardHelpDialog:
+        """Show the list of keyboard shortcuts (F1 in any window, Help menu in the inbox)."""
+        if self._help is None:
+            self._help = KeyboardHelpDialog()
+            self._help.finished.connect(self._on_help_finished)
+        _raise(self._help)
+        return self._help
+
+    def open_next_waiting(self) -> str:
+        """Open the chat of the next waiting customer (the tray and toasts may call this too)."""
+        return self._shortcuts.open_next_waiting()
+
+    @property
     def sign_in_dialog(self) -> SignInDialog | None:
         """The sign-in dialog while it is open."""
         return self._sign_in
@@ -121,6 +156,16 @@ class WindowManager(QObject):
     def settings_dialog(self) -> SettingsDialog | None:
         """The settings dialog while it is open."""
         return self._settings
+
+    def quick_replies(self) -> list[QuickReply]:
+        """The quick replies on offer: IT's (from the policy) first, then the agent's own."""
+        ui = self._loaded.settings.ui
+        return merge_replies(ui.team_quick_replies, ui.quick_replies)
+
+    def agent_name(self) -> str:
+        """My name for quick replies: the account email's name part ("sam.lee@x" -> "Sam Lee")."""
+        local = self._loaded.settings.connection.email.partition("@")[0]
+        return " ".join(part.capitalize() for part in re.split(r"[._-]+", local) if part)
 
     def set_loaded_settings(self, loaded: LoadedSettings) -> None:
         """Use new settings (after a save) for the next dialogs."""
@@ -136,8 +181,19 @@ class WindowManager(QObject):
         """Open the chat window of a conversation, or raise the one already open."""
         window = self._chats.get(conversation)
         if window is None:
-            window = ChatWindow(conversation, self._bridge, self._store.dispatch, self._sink, self._drafts)
+            window = ChatWindow(
+                conversation,
+                self._bridge,
+                self._store.dispatch,
+                self._sink,
+                self._drafts,
+                quick_replies=self.quick_replies,
+                agent_name=self.agent_name,
+            )
             window.closed.connect(self._on_chat_closed)
+            self._shortcuts.attach(
+                window, take_over=window.take_over, release=window.release, close=window.close
+            )
             self._chats[conversation] = window
         _raise(window)
         return window
@@ -232,7 +288,7 @@ class WindowManager(QObject):
         """Close every window (at quit, after :meth:`save_session`)."""
         for window in list(self._chats.values()):
             window.close()
-        for dialog in (self._sign_in, self._settings):
+        for dialog in (self._sign_in, self._settings, self._help):
             if dialog is not None:
                 dialog.reject()
         if self._inbox is not None:
@@ -262,6 +318,14 @@ class WindowManager(QObject):
             self._sign_in.deleteLater()
             self._sign_in = None
 
+    def _on_shortcuts_help_requested(self) -> None:
+        self.show_keyboard_help()
+
+    def _on_help_finished(self) -> None:
+        if self._help is not None:
+            self._help.deleteLater()
+            self._help = None
+
     def _on_settings_finished(self) -> None:
         if self._settings is not None:
             self._settings.deleteLater()
@@ -276,8 +340,19 @@ class WindowManager(QObject):
             inbox.settings_requested.connect(self._on_inbox_settings_requested)
             inbox.sign_in_requested.connect(self._on_inbox_sign_in_requested)
             inbox.quit_requested.connect(self.quit_requested)
+            actions = self._shortcuts.attach(
+                inbox, take_over=inbox.take_over_selected, release=inbox.release_selected
+            )
+            inbox.add_shortcut_menus(actions)
             self._inbox = inbox
         return self._inbox
+
+    def _announce_target(self) -> QWidget | None:
+        windows: list[QWidget] = [w for w in (self._inbox, *self._chats.values()) if w is not None]
+        for window in windows:
+            if window.isActiveWindow():
+                return window
+        return next((w for w in windows if w.isVisible()), None)
 
     def _read_session(self) -> dict[str, Any]:
         if self._state_file is None:
