@@ -53,6 +53,7 @@ DISPLAY_NAME = "tray_agent"
 LOG_FILE = "tray-agent.log"
 TEST_SHOW_MENU_ENV = "TRAY_AGENT_TEST_SHOW_MENU"
 DEMO_SEED = 7
+SHIPPED_TRANSLATIONS = ("id",)  # catalogs the self-test requires (English is the source)
 STOP_TIMEOUT = 5.0  # seconds for the client to close cleanly at shutdown
 
 ICON_STATES = ("connected", "connecting", "offline", "auth", "dnd", "sla", "agent")
@@ -157,6 +158,15 @@ def self_test(app: QApplication) -> int:
             problems.append(f"sound {name}: {exc}")
         else:
             lines.append(f"sound {name}: ok ({frames / rate:.2f} s)")
+    from tray_agent.core.i18n import PoError, catalog_path, parse_po
+
+    for lang in SHIPPED_TRANSLATIONS:
+        try:
+            entries = [e for e in parse_po(catalog_path(lang).read_text(encoding="utf-8")) if e.msgid]
+        except (OSError, PoError) as exc:
+            problems.append(f"translation {lang}: {exc}")
+        else:
+            lines.append(f"translation {lang}: ok ({len(entries)} strings)")
     if QSystemTrayIcon.isSystemTrayAvailable():
         tray = QSystemTrayIcon(render_icon("connected"))
         tray.show()
@@ -329,6 +339,19 @@ class TrayApp:
         self.tray.show()
         self.runner.start()
 
+    def _watch_wakeups(self) -> None:
+        """Reconnect at once after sleep/resume or a network change, not after the backoff."""
+        from tray_agent.ui.wakeup import WakeupWatcher
+
+        self.wakeup = WakeupWatcher(self.app)
+        self.wakeup.wakeup_detected.connect(self._on_wakeup_detected)
+        self.wakeup.start()
+
+    def _on_wakeup_detected(self, reason: str) -> None:
+        if self.client is not None:
+            logger.info("Reconnecting at once: %s", reason)
+            self.client.reconnect_now()
+
     async def main(self) -> int:
         """Start everything, wait for Quit / SIGINT / SIGTERM, shut down cleanly."""
         try:
@@ -337,6 +360,7 @@ class TrayApp:
             logger.exception("Start-up failed")
             await self._shutdown()
             return 1
+        self._watch_wakeups()
         gc.freeze()  # PERFORMANCE-NOTES §6: no gen-2 pauses over start-up objects
         if os.environ.get(TEST_SHOW_MENU_ENV) == "1":
             self._test_show_menu()
