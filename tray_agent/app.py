@@ -656,11 +656,8 @@ class TrayApp:
         self._start_client(None)
 
     def _on_runner_resync_requested(self, why: str) -> None:
-        from tray_agent.core.commands import RefreshWaitingList
-
-        logger.info("Resync requested: %s", why)
         if self.client is not None:
-            self.client.submit(RefreshWaitingList())
+            self.client.request_resync(why)
 
     def _on_toast_activated(self, key: str, action: Any) -> None:
         from tray_agent.core.commands import TakeOver

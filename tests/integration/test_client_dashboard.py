@@ -371,3 +371,16 @@ async def test_dashboard_extra_disconnect_after_a_reconnect_is_retried_at_once()
         await server.next_connection()
         await ev.wait_state(CONNECTED, after=mark)
         assert len(rig.sleep.delays) == 1  # retried at once, backoff untouched
+
+
+@pytest.mark.asyncio
+async def test_dashboard_request_resync_pages_the_whole_list_again_on_the_live_socket() -> None:
+    async with _server(customers=250) as server, running(dashboard_rig(server)) as rig:
+        await rig.events.wait_state(CONNECTED)
+        (conn,) = server.connections
+        before = len(conn.frames_of("get_stopped_customers"))
+        mark = rig.events.mark()
+        rig.client.request_resync("an unknown customer was assigned")
+        await rig.events.wait_for(WaitingListPage, lambda p: not p.has_more, after=mark)
+        assert len(conn.frames_of("get_stopped_customers")) == before + 2  # two pages, same socket
+        assert server.connections == [conn]

@@ -672,6 +672,18 @@ class Client:
             self._closing = False
             self._set_state(ConnectionState.OFFLINE, "stopped")
 
+    def request_resync(self, why: str = "") -> None:
+        """Run a full resync (every page) now, on the live socket; no-op while offline.
+
+        For events that referred to customers the store does not know. When the client is not
+        live, the resync that follows the next (re)connect covers it anyway.
+        """
+        if self._stopping or not self._live:
+            return
+        logger.info("Resync requested%s", f": {why}" if why else "")
+        self._next_resync = self._clock.monotonic()
+        self._wake.set()
+
     def reconnect_now(self) -> None:
         """Drop the current socket (if any) and reconnect at once, resetting the backoff.
 
