@@ -51,6 +51,8 @@ logger = logging.getLogger("tray_agent.app")
 APP_NAME = "tray-agent"
 DISPLAY_NAME = "tray_agent"
 LOG_FILE = "tray-agent.log"
+DRAFTS_FILE = "drafts.json"  # drafts of versions before the local store (migrated once, then deleted)
+SIGN_OUT_SECRETS = ("password", "refresh_token", "session")  # keyring kinds of one account
 TEST_SHOW_MENU_ENV = "TRAY_AGENT_TEST_SHOW_MENU"
 DEMO_SEED = 7
 SHIPPED_TRANSLATIONS = ("id",)  # catalogs the self-test requires (English is the source)
@@ -226,6 +228,7 @@ def build_windows(app: TrayApp) -> Any:
             app.loaded.settings.connection.dialect,
             bridge=app.bridge,
             state_file=app.paths.state / "windows.json",
+            draft_store=app.local,
             clock=app.clock.now,
         )
     except Exception:
@@ -286,6 +289,8 @@ class TrayApp:
         self.tray.quit_requested.connect(self._on_tray_quit_requested)
         self.tray.reconnect_requested.connect(self._on_tray_reconnect_requested)
         self.tray.mute_toggled.connect(self._on_tray_mute_toggled)
+        self.tray.sign_out_requested.connect(self._on_tray_sign_out_requested)
+        self.tray.diagnostics_export_requested.connect(self._on_tray_diagnostics_export_requested)
         self.client: Client | None = None
         self.client_task: asyncio.Task[None] | None = None
         self.authenticator: Any = None
@@ -389,24 +394,35 @@ class TrayApp:
             from tray_agent.core.settings_layers import password_from_env
 
             password = password_from_env(os.environ)
-        self.windows = build_windows(self)
+        connection = self.loaded.settings.connection
+        configured = bool(connection.server and (connection.email or connection.token.get_secret_value()))
+        if configured:
+            # Before the windows: restored chats find their drafts in the account's store.
+            self.local = self.open_local_store(connection)
+        self.attach_windows(build_windows(self))
         if self.windows is not None:
-            self.tray.set_windows(self.windows)
-            self.windows.sign_in_requested.connect(self._on_windows_sign_in_requested)
-            self.windows.settings_saved.connect(self._on_windows_settings_saved)
-            self.windows.quit_requested.connect(self._on_tray_quit_requested)
             self.windows.restore_session()
             if self._open_at_start:
                 self.windows.open_chat(self._open_at_start)
             elif not self.loaded.settings.ui.start_hidden:
                 self.windows.show_inbox()
         self._apply_autostart()
-        connection = self.loaded.settings.connection
-        if not connection.server or not (connection.email or connection.token.get_secret_value()):
+        if not configured:
             logger.info("No server or account configured: asking the agent to sign in")
             self._show_sign_in(_("Enter your server and account to sign in."))
             return
         self._start_client(password)
+
+    def attach_windows(self, windows: Any) -> None:
+        """Use ``windows`` (a ``ui.windows.WindowManager``, or None) and connect its signals."""
+        self.windows = windows
+        if windows is None:
+            return
+        self.tray.set_windows(windows)
+        windows.sign_in_requested.connect(self._on_windows_sign_in_requested)
+        windows.settings_saved.connect(self._on_windows_settings_saved)
+        windows.quit_requested.connect(self._on_tray_quit_requested)
+        windows.sign_out_confirmed.connect(self._on_windows_sign_out_confirmed)
 
     async def _start_services(self) -> None:
         """The notifier (desktop-notifier, else tray messages, else none) and the sound."""
@@ -477,7 +493,8 @@ class TrayApp:
         except ValueError as exc:
             self._show_sign_in(str(exc))
             return
-        self.local = self._open_local_store(connection)
+        if self.local is None:
+            self.local = self.open_local_store(connection)
         self.client = Client(
             codec_for(dialect, **kwargs),
             self.authenticator,
@@ -489,14 +506,17 @@ class TrayApp:
         self.commands.client = self.client
         self.client_task = self.client.start()
 
-    def _open_local_store(self, connection: Any) -> Any:
-        """Open the account's durable store (outbox, drafts, recent history); never raises."""
-        from tray_agent.platform.storage import LocalStore, store_path
+    def open_local_store(self, connection: Any) -> Any:
+        """Open the account's durable store (outbox, drafts, recent history); never raises.
+
+        Drafts of an older version (``drafts.json``) move into it once, and the windows keep
+        their drafts in it from now on.
+        """
+        from tray_agent.platform.storage import LocalStore
 
         settings = self.loaded.settings
-        base = Path(self._demo_data.name) if self._demo_data is not None else self.paths.data
         local = LocalStore(
-            store_path(base, connection.secret_key("store")),
+            self._local_store_path(connection),
             history_limit=settings.ui.history_limit,
             history_days=settings.storage.history_days,
             max_bytes=settings.storage.max_size_mb * 2**20,
@@ -505,10 +525,51 @@ class TrayApp:
         if local.problem:
             logger.warning("Local store: %s", local.problem)
             self.tray.set_problem("storage", local.problem)
+        self._migrate_drafts_file(local)
+        if self.windows is not None:
+            self.windows.set_draft_store(local)
         return local
+
+    def _local_store_path(self, connection: Any) -> Path:
+        from tray_agent.platform.storage import store_path
+
+        base = Path(self._demo_data.name) if self._demo_data is not None else self.paths.data
+        return store_path(base, connection.secret_key("store"))
+
+    def _migrate_drafts_file(self, local: Any) -> None:
+        """Move the drafts of an older version (``drafts.json``) into the account's store, once."""
+        path = self.paths.state / DRAFTS_FILE
+        if local.in_memory or not path.exists():
+            return
+        import json
+
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            logger.warning("Ignoring the unreadable old drafts file %s: %s", path, exc)
+            data = {}
+        drafts = data.get("drafts") if isinstance(data, dict) else None
+        moved = 0
+        if isinstance(drafts, dict):
+            for conversation, text in drafts.items():
+                usable = isinstance(conversation, str) and isinstance(text, str) and bool(text.strip())
+                if usable and not local.draft(conversation):
+                    local.set_draft(conversation, text)
+                    moved += 1
+        if local.problem:
+            return  # keep the file: the store could not take them
+        try:
+            path.unlink()
+        except OSError as exc:
+            logger.warning("Could not delete the old drafts file %s: %s", path, exc)
+        logger.info("Moved %d reply draft(s) from %s into the local store", moved, DRAFTS_FILE)
 
     async def _stop_client(self) -> None:
         client, task, local = self.client, self.client_task, self.local
+        if self.windows is not None and local is not None:
+            with contextlib.suppress(Exception):
+                self.windows.save_drafts()  # what the reply boxes hold, before the store closes
+                self.windows.set_draft_store(None)
         self.client, self.client_task, self.commands.client, self.local = None, None, None, None
         if client is None:
             if local is not None:
@@ -564,8 +625,13 @@ class TrayApp:
         return effects
 
     def _fail_offline(self, command: Command) -> None:
+        from tray_agent.core.commands import DiscardCommand, ResendCommand
         from tray_agent.core.events import CommandFailed, CommandQueued, FailureReason
 
+        if isinstance(command, ResendCommand | DiscardCommand):
+            # They name an existing command: a CommandQueued here would overwrite its record.
+            logger.info("Not signed in: %s of %s ignored", type(command).__name__, command.command_id)
+            return
         conversation = command.conversation_key
         self.dispatch(
             CommandQueued(command_id=command.command_id, kind=command.kind, conversation=conversation)
@@ -605,6 +671,26 @@ class TrayApp:
 
     def _on_tray_quit_requested(self) -> None:
         self.stopping.set()
+
+    def _on_tray_sign_out_requested(self) -> None:
+        if self.windows is not None:
+            self.windows.ask_sign_out()
+
+    def _on_windows_sign_out_confirmed(self) -> None:
+        self._spawn(self.sign_out())
+
+    def _on_tray_diagnostics_export_requested(self, path: str) -> None:
+        self._spawn(self.export_diagnostics(Path(path)))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_for_tasks(self) -> None:
+        """Wait until the background tasks started by UI signals (sign-in, sign-out, export) end."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _on_tray_reconnect_requested(self) -> None:
         if self.client is not None:
@@ -717,6 +803,85 @@ class TrayApp:
             loop = asyncio.get_running_loop()
             authenticator = self.authenticator
             await loop.run_in_executor(None, lambda: authenticator.set_password(password, remember=True))
+
+    # -------------------------------------------------------------- sign out, diagnostics
+
+    async def sign_out(self) -> None:
+        """Forget the account on this computer, then ask for a sign-in. Never raises.
+
+        Stops the client; deletes the account's local store (conversations, drafts, queued
+        replies: the database and its companions) and its secrets in the keyring (password,
+        refresh token, session cookie); closes the chats and forgets which were open; empties
+        the state (``SignedOut``) so every view follows; shows the sign-in dialog.
+        """
+        from tray_agent.core.state import SignedOut
+
+        logger.info("Signing out: deleting this computer's copy of the account")
+        connection = self.loaded.settings.connection
+        local = self.local
+        await self._stop_client()
+        self.authenticator = None
+        try:
+            if local is None:  # never opened this run: open (no migration) just to delete it
+                from tray_agent.platform.storage import LocalStore
+
+                local = LocalStore(self._local_store_path(connection))
+            if not local.sign_out():
+                logger.error("Sign-out: some local data could not be deleted")
+        except Exception:
+            logger.exception("Sign-out: deleting the local store failed")
+        self.tray.set_problem("storage", "")
+        secrets = self.secrets
+        if secrets is not None:
+            keys = [connection.secret_key(kind) for kind in SIGN_OUT_SECRETS]
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(None, lambda: [secrets.delete(key) for key in keys])
+            except Exception:
+                logger.exception("Sign-out: deleting the saved sign-in failed")
+        if self.windows is not None:
+            with contextlib.suppress(Exception):
+                self.windows.signed_out()
+        self._auth_prompted = True  # the sign-in dialog below is the prompt
+        self.dispatch(SignedOut(detail=_("signed out")))
+        self._show_sign_in(_("You are signed out. Sign in to continue."))
+
+    async def export_diagnostics(self, target: Path) -> bool:
+        """Write the diagnostics zip to ``target`` (logs, settings without secrets, checks).
+
+        The doctor's local checks are bounded (a few seconds); the zip is written off the GUI
+        thread. The agent is told where it went, or why it failed. Never raises.
+
+        Returns:
+            True once the zip is written.
+        """
+        from tray_agent import diagnostics
+        from tray_agent.platform.paths import read_policy_sources
+
+        loop = asyncio.get_running_loop()
+        try:
+            sources = await loop.run_in_executor(None, read_policy_sources, self.paths)
+            doctor = await diagnostics.local_checks(self.args)
+            backend = getattr(self.secrets, "backend_name", None)
+            inputs = diagnostics.DiagnosticsInput(
+                loaded=self.loaded,
+                log_dir=self.paths.log,
+                policy_sources=[name for name, _source in sources],
+                versions=diagnostics.collect_versions(backend if isinstance(backend, str) else None),
+                store_problem=str(getattr(self.local, "problem", "") or ""),
+                doctor=doctor,
+                created_at=self.clock.now(),
+            )
+            await loop.run_in_executor(None, diagnostics.write_diagnostics_zip, target, inputs)
+        except Exception as exc:
+            logger.exception("Could not export diagnostics to %s", target)
+            problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            self.tray.show_info(
+                _("Diagnostics not saved"), _("Could not save the file: {problem}").format(problem=problem)
+            )
+            return False
+        self.tray.show_info(_("Diagnostics saved"), _("Saved to {path}").format(path=str(target)))
+        return True
 
 
 # ---------------------------------------------------------------------------------------------

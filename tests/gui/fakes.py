@@ -6,15 +6,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from tray_agent.core.commands import Command, LoadHistory, Release, SendReply, TakeOver
+from tray_agent.core.commands import (
+    Command,
+    DiscardCommand,
+    LoadHistory,
+    Release,
+    ResendCommand,
+    SendReply,
+    TakeOver,
+)
 from tray_agent.core.events import (
     AgentRef,
+    CommandFailed,
     CommandQueued,
     Connected,
     ConnectionChanged,
     ConnectionState,
     ConversationSummary,
     Event,
+    FailureReason,
     WaitingListPage,
 )
 from tray_agent.core.state import Store
@@ -44,7 +54,9 @@ class FakeCommandSink:
 
     Args:
         store: when given, replies, take-overs and releases are dispatched as CommandQueued
-            (the store then shows a pending bubble / optimistic take-over, as with net.Client).
+            (the store then shows a pending bubble / optimistic take-over, as with net.Client);
+            a ResendCommand queues the named command again (same id) and a DiscardCommand
+            fails it as "discarded", as net.Client does.
     """
 
     def __init__(self, store: Store | None = None) -> None:
@@ -54,6 +66,30 @@ class FakeCommandSink:
     def submit(self, command: Command) -> None:
         self.commands.append(command)
         if self.store is None:
+            return
+        if isinstance(command, (ResendCommand, DiscardCommand)):
+            known = self.store.state.outbound.get(command.command_id)
+            if known is None:
+                return
+            if isinstance(command, ResendCommand):
+                self.store.dispatch(
+                    CommandQueued(
+                        command_id=known.command_id,
+                        kind=known.kind,
+                        conversation=known.conversation,
+                        text=known.text,
+                    )
+                )
+            else:
+                self.store.dispatch(
+                    CommandFailed(
+                        command_id=known.command_id,
+                        kind=known.kind,
+                        conversation=known.conversation,
+                        reason=FailureReason.OFFLINE,
+                        text="discarded by the agent; not sent",
+                    )
+                )
             return
         if isinstance(command, (SendReply, TakeOver, Release)):
             self.store.dispatch(
@@ -75,6 +111,30 @@ class FakeCommandSink:
 
     def history_pages(self, conversation: str) -> list[int]:
         return [c.page for c in self.of(LoadHistory) if c.conversation == conversation]
+
+
+class FakeSecretStore:
+    """A SecretStore in a dict (core.ports.SecretStore), persistent as far as the app can tell."""
+
+    def __init__(self, secrets: dict[str, str] | None = None) -> None:
+        self.secrets: dict[str, str] = dict(secrets or {})
+        self.deleted: list[str] = []
+        self.problem = ""
+        self.backend_name = "fake"
+
+    @property
+    def persistent(self) -> bool:
+        return True
+
+    def get(self, key: str) -> str | None:
+        return self.secrets.get(key)
+
+    def set(self, key: str, value: str) -> None:
+        self.secrets[key] = value
+
+    def delete(self, key: str) -> None:
+        self.deleted.append(key)
+        self.secrets.pop(key, None)
 
 
 @dataclass

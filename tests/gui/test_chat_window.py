@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from tests.gui.fakes import T0, make_env, page, summary
 from tests.gui.test_customer_service import ARTIFACTS, dark_palette, light_palette
-from tray_agent.core.commands import Release, SendReply, TakeOver
+from tray_agent.core.commands import DiscardCommand, Release, ResendCommand, SendReply, TakeOver
 from tray_agent.core.events import (
     AgentRef,
     Attachment,
@@ -26,8 +25,10 @@ from tray_agent.core.events import (
     MessageReceived,
     SenderKind,
 )
+from tray_agent.core.ports import DraftStore
 from tray_agent.core.state import CommandState
-from tray_agent.ui.chat_window import ChatWindow, DraftStore, is_web_link
+from tray_agent.platform.storage import LocalStore
+from tray_agent.ui.chat_window import ChatWindow, MemoryDraftStore, is_web_link
 
 pytestmark = pytest.mark.gui
 
@@ -53,7 +54,7 @@ class Chat:
         self.env = make_env(online=online)
         self.env.feed(page(summary(KEY, "Alice <i>A</i>", since=timedelta(minutes=-5))))
         self.opened: list[str] = []
-        self.drafts = drafts or DraftStore(tmp_path / "drafts.json")
+        self.drafts = drafts if drafts is not None else MemoryDraftStore()
         self.window = ChatWindow(
             KEY,
             self.env.bridge,
@@ -191,25 +192,113 @@ def test_offline_replies_show_as_queued(qtbot, tmp_path):
 
 
 def test_drafts_survive_closing_and_restarting(qtbot, tmp_path):
-    chat = Chat(qtbot, tmp_path)
+    path = tmp_path / "data" / "store.sqlite3"
+    store = LocalStore(path)
+    chat = Chat(qtbot, tmp_path, drafts=store)
     qtbot.keyClicks(chat.window._reply_edit, "half-written answer")
     chat.window.close()
-    saved = json.loads((tmp_path / "drafts.json").read_text())
-    assert saved["drafts"] == {KEY: "half-written answer"}
+    assert store.drafts() == {KEY: "half-written answer"}
     chat.env.close()
-    # "Restart": a new draft store reading the same file, a new window.
-    again = Chat(qtbot, tmp_path, drafts=DraftStore(tmp_path / "drafts.json"))
+    store.close()
+    # "Restart": the account's store opened again from disk, a new window.
+    reopened = LocalStore(path)
+    again = Chat(qtbot, tmp_path, drafts=reopened)
     assert again.window._reply_edit.toPlainText() == "half-written answer"
     again.window.send_reply()
-    again.drafts.save_now()
-    assert json.loads((tmp_path / "drafts.json").read_text())["drafts"] == {}
+    assert reopened.drafts() == {}
     again.env.close()
+    reopened.close()
 
 
-def test_broken_drafts_file_is_ignored(tmp_path):
-    path = tmp_path / "drafts.json"
-    path.write_text("{not json")
-    assert DraftStore(path).get(KEY) == ""
+def test_draft_is_written_once_typing_pauses(qtbot, tmp_path):
+    store = MemoryDraftStore()
+    chat = Chat(qtbot, tmp_path, drafts=store)
+    qtbot.keyClicks(chat.window._reply_edit, "typing")
+    qtbot.waitUntil(lambda: store.draft(KEY) == "typing")
+    chat.env.close()
+
+
+def test_a_new_draft_store_takes_the_reply_box_or_gives_its_draft(qtbot, tmp_path):
+    chat = Chat(qtbot, tmp_path)
+    chat.window._reply_edit.setPlainText("kept across the switch")
+    account = LocalStore(tmp_path / "store.sqlite3")
+    chat.window.set_draft_store(account)
+    assert account.draft(KEY) == "kept across the switch"
+    chat.window._reply_edit.clear()
+    other = MemoryDraftStore()
+    other.set_draft(KEY, "saved elsewhere")
+    chat.window.set_draft_store(other)
+    assert chat.window._reply_edit.toPlainText() == "saved elsewhere"
+    chat.env.close()
+    account.close()
+
+
+def _unconfirmed_reply(chat: Chat, text: str) -> SendReply:
+    chat.window._reply_edit.setPlainText(text)
+    chat.window.send_reply()
+    reply = chat.env.sink.last(SendReply)
+    chat.env.feed(
+        CommandSent(command_id=reply.command_id, kind=CommandKind.REPLY, conversation=KEY),
+        CommandFailed(
+            command_id=reply.command_id,
+            kind=CommandKind.REPLY,
+            conversation=KEY,
+            reason=FailureReason.UNCONFIRMED,
+            text="connection lost",
+        ),
+    )
+    return reply
+
+
+def test_unconfirmed_reply_can_be_sent_again_in_the_same_bubble(chat, qtbot):
+    window = chat.window
+    reply = _unconfirmed_reply(chat, "Your refund is on its way")
+    count = len(chat.bubbles())
+    mine = chat.bubbles()[-1]
+    assert mine.reply_state is CommandState.UNCONFIRMED
+    assert window.delegate.status_text(mine, False) == (
+        "Not confirmed — the customer may or may not have received it"
+    )
+    assert window.failure_text == "Not confirmed — the customer may or may not have received it"
+    assert window._resend_button.isVisible()
+    assert window._discard_button.isVisible()
+    assert not window._retry_button.isVisible()
+    layout = bubble_layout(window, count - 1)
+    assert layout.retry is None
+    assert layout.resend is not None
+    assert layout.discard is not None
+    qtbot.mouseClick(window._resend_button, Qt.MouseButton.LeftButton)
+    assert chat.env.sink.last(ResendCommand).command_id == reply.command_id
+    assert chat.env.sink.of(SendReply) == [reply]  # no new reply: the same command again
+    chat.env.bridge.flush_now()
+    assert len(chat.bubbles()) == count
+    assert chat.bubbles()[-1].reply_state is CommandState.QUEUED
+    assert window.failure_text == ""
+    chat.env.feed(
+        CommandSent(command_id=reply.command_id, kind=CommandKind.REPLY, conversation=KEY),
+        CommandSucceeded(command_id=reply.command_id, kind=CommandKind.REPLY, conversation=KEY),
+    )
+    assert len(chat.bubbles()) == count
+    assert chat.bubbles()[-1].reply_state is CommandState.CONFIRMED
+    assert window.delegate.status_text(chat.bubbles()[-1], False) == "Delivered ✓"
+
+
+def test_unconfirmed_reply_can_be_discarded_from_its_bubble(chat, qtbot):
+    window = chat.window
+    reply = _unconfirmed_reply(chat, "maybe sent")
+    row = len(chat.bubbles()) - 1
+    layout = bubble_layout(window, row)
+    assert layout.discard is not None
+    qtbot.mouseClick(window.message_view.viewport(), Qt.MouseButton.LeftButton, pos=layout.discard.center())
+    assert chat.env.sink.last(DiscardCommand).command_id == reply.command_id
+    chat.env.bridge.flush_now()
+    gone = chat.bubbles()[-1]
+    assert gone.reply_state is CommandState.FAILED
+    assert window.delegate.status_text(gone, False) == "Discarded: not sent"
+    after = bubble_layout(window, row)
+    assert (after.retry, after.resend, after.discard) == (None, None, None)
+    assert window.failure_text == ""
+    assert chat.env.sink.of(SendReply) == [reply]
 
 
 def test_markup_is_shown_literally_and_only_web_links_open(chat, qtbot):
@@ -301,6 +390,8 @@ def test_widgets_have_accessible_names(chat):
         w._take_over_button,
         w._release_button,
         w._retry_button,
+        w._resend_button,
+        w._discard_button,
         w.conflict_banner._close_button,
     ):
         assert widget.accessibleName(), widget

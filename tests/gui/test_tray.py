@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+from PySide6.QtWidgets import QFileDialog, QMenu, QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
 from tests.gui.conftest import (
@@ -33,6 +34,7 @@ from tray_agent.ui.tray import (
     IconState,
     TrayController,
     badge_text,
+    diagnostics_file_name,
     icon_svg,
     menu_text,
     render_icon_image,
@@ -293,3 +295,46 @@ def test_tray_no_tray_shows_status_window_once(
     assert window.state_text.startswith("Connected")
     assert window.badge_text == "1 customer waiting"
     assert caplog.text.count("No system tray") == 1
+
+
+def test_tray_sign_out_item_asks_through_a_signal(rig: Rig, qtbot: QtBot) -> None:
+    action = find(rig.menu(), "signOut")
+    assert action.text() == "Sign out…"
+    with qtbot.waitSignal(rig.tray.sign_out_requested):
+        action.trigger()
+
+
+def test_tray_without_windows_offers_no_sign_out(make_rig: object) -> None:
+    rig = make_rig(None)  # type: ignore[operator]
+    with pytest.raises(LookupError):
+        find(rig.menu(), "signOut")
+    assert find(rig.menu(), "exportDiagnostics").isEnabled()
+
+
+def test_tray_export_diagnostics_suggests_a_dated_zip_and_emits_the_choice(
+    rig: Rig, qtbot: QtBot, tmp_path: Path
+) -> None:
+    assert diagnostics_file_name(NOW) == f"tray-agent-diagnostics-{NOW.astimezone().date().isoformat()}.zip"
+    find(rig.menu(), "exportDiagnostics").trigger()
+    dialog = rig.tray.export_dialog
+    assert dialog is not None
+    assert dialog.acceptMode() is QFileDialog.AcceptMode.AcceptSave
+    assert dialog.accessibleName() == "Export diagnostics"
+    assert dialog.directory().absolutePath() == str(Path.home())
+    assert [Path(f).name for f in dialog.selectedFiles()] == [diagnostics_file_name(NOW)]
+    dialog.reject()
+    qtbot.waitUntil(lambda: rig.tray.export_dialog is None)
+
+    dialog = rig.tray.ask_export_diagnostics(tmp_path)
+    target = tmp_path / "support.zip"
+    with qtbot.waitSignal(rig.tray.diagnostics_export_requested) as blocker:
+        dialog.fileSelected.emit(str(target))
+    assert blocker.args == [str(target)]
+    dialog.reject()
+
+
+def test_tray_storage_problem_is_named_as_such(rig: Rig) -> None:
+    rig.tray.set_problem("storage", "the disk is full")
+    assert "Local storage problem: the disk is full" in texts(rig.menu())
+    rig.tray.set_problem("storage", "")
+    assert not any("storage" in t for t in texts(rig.menu()))

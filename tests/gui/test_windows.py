@@ -6,13 +6,15 @@ import json
 from datetime import timedelta
 
 import pytest
+from PySide6.QtWidgets import QMessageBox, QPushButton
 
 from tests.gui.fakes import make_env, page, summary
 from tray_agent.core.commands import LoadHistory
 from tray_agent.core.settings import Settings
 from tray_agent.core.settings_layers import LoadedSettings
+from tray_agent.platform.storage import LocalStore
 from tray_agent.ui.signin_dialog import SignInRequest
-from tray_agent.ui.windows import WindowManager
+from tray_agent.ui.windows import WindowManager, replies_at_risk, sign_out_question
 
 pytestmark = pytest.mark.gui
 
@@ -25,7 +27,7 @@ def env():
     e.close()
 
 
-def manager(env, tmp_path, dialect="dashboard") -> WindowManager:
+def manager(env, tmp_path, dialect="dashboard", draft_store=None) -> WindowManager:
     return WindowManager(
         env.store,
         env.sink,
@@ -33,6 +35,7 @@ def manager(env, tmp_path, dialect="dashboard") -> WindowManager:
         dialect,
         env.bridge,
         state_file=tmp_path / "windows.json",
+        draft_store=draft_store,
         clock=env.clock,
     )
 
@@ -111,4 +114,83 @@ def test_dialog_signals_reach_the_manager(qtbot, env, tmp_path):
     qtbot.addWidget(inbox)
     with qtbot.waitSignal(wm.quit_requested):
         inbox._quit_action.trigger()
+    wm.close_all()
+
+
+def test_drafts_live_in_the_account_store_across_restarts(qtbot, env, tmp_path):
+    path = tmp_path / "data" / "store.sqlite3"
+    store = LocalStore(path)
+    wm = manager(env, tmp_path, draft_store=store)
+    chat = wm.open_chat("p/a")
+    qtbot.keyClicks(chat.reply_edit, "I will check your order")
+    chat.close()
+    wm.close_all()
+    store.close()
+    assert not (tmp_path / "drafts.json").exists()  # the JSON file is gone for good
+
+    reopened = LocalStore(path)  # "restart": the store from disk, a new manager
+    again = manager(env, tmp_path, draft_store=reopened)
+    assert again.open_chat("p/a").reply_edit.toPlainText() == "I will check your order"
+    again.close_all()
+    reopened.close()
+
+
+def test_a_new_draft_store_follows_the_account(qtbot, env, tmp_path):
+    wm = manager(env, tmp_path)  # no store yet: drafts in memory
+    chat = wm.open_chat("p/a")
+    chat.reply_edit.setPlainText("typed before the store opened")
+    store = LocalStore(tmp_path / "store.sqlite3")
+    wm.set_draft_store(store)
+    assert wm.draft_store is store
+    assert store.draft("p/a") == "typed before the store opened"
+    chat.reply_edit.setPlainText("changed")
+    wm.save_drafts()
+    assert store.draft("p/a") == "changed"
+    wm.close_all()
+    store.close()
+
+
+def test_sign_out_from_the_inbox_asks_first_and_counts_replies_at_risk(qtbot, env, tmp_path):
+    wm = manager(env, tmp_path)
+    inbox = wm.show_inbox()
+    qtbot.addWidget(inbox)
+    wm.open_chat("p/a").reply_edit.setPlainText("one")
+    wm.chats["p/a"].send_reply()
+    assert replies_at_risk(env.store.state) == 1
+    inbox._sign_out_action.trigger()
+    box = wm.sign_out_box
+    assert box is not None
+    assert box.isVisible()
+    assert "deletes this computer's copy" in box.text()
+    assert "1 reply has not been confirmed yet and will be lost." in box.text()
+    assert box.accessibleName() == "Sign out"
+    with qtbot.assertNotEmitted(wm.sign_out_confirmed):
+        box.button(QMessageBox.StandardButton.Cancel).click()
+    assert wm.sign_out_box is None or not wm.sign_out_box.isVisible()
+
+    box = wm.ask_sign_out()
+    confirm = box.findChild(QPushButton, "signOut")
+    assert confirm.accessibleName()
+    with qtbot.waitSignal(wm.sign_out_confirmed):
+        confirm.click()
+    wm.close_all()
+
+
+def test_sign_out_question_without_replies_at_risk():
+    text = sign_out_question(0)
+    assert "sign in again" in text
+    assert "will be lost" not in text
+    assert "3 replies have not been confirmed" in sign_out_question(3)
+
+
+def test_signed_out_closes_chats_and_forgets_the_session(qtbot, env, tmp_path):
+    wm = manager(env, tmp_path)
+    wm.open_chat("p/a").reply_edit.setPlainText("secret plan")
+    wm.open_chat("p/b")
+    wm.save_session()
+    assert (tmp_path / "windows.json").exists()
+    wm.signed_out()
+    assert wm.chats == {}
+    assert not (tmp_path / "windows.json").exists()
+    assert wm.draft_store.drafts() == {}
     wm.close_all()

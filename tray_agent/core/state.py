@@ -69,6 +69,7 @@ __all__ = [
     "MessageRecord",
     "OutboundCommand",
     "ResyncProgress",
+    "SignedOut",
     "State",
     "Store",
     "changed_conversations",
@@ -123,6 +124,18 @@ class ConversationRead(Event):
 
     conversation: str = ""
     event_name: str = field(default="conversation_read", init=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedOut(Event):
+    """The agent signed out: everything the app knew about the account is forgotten.
+
+    The reducer answers with an empty state whose connection is AUTH_REQUIRED (``detail``), so
+    every view empties and the tray offers "Sign in…".
+    """
+
+    detail: str = "signed out"
+    event_name: str = field(default="signed_out", init=False, repr=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1662,6 +1675,13 @@ def _on_read(state: State, event: ConversationRead, limit: int) -> Result:
     return tx.commit()
 
 
+def _on_signed_out(state: State, event: SignedOut, limit: int) -> Result:
+    # A fresh state (no conversations, outbound commands or counters): nothing of the old
+    # account may linger in a view. Not signed in, so the connection asks for a sign-in.
+    connection = ConnectionInfo(state=ConnectionState.AUTH_REQUIRED, detail=event.detail)
+    return State(connection=connection), ()
+
+
 _Handler = Callable[[State, Any, int], Result]
 
 _HANDLERS: Final[Mapping[type[Event], _Handler]] = {
@@ -1684,6 +1704,7 @@ _HANDLERS: Final[Mapping[type[Event], _Handler]] = {
     Ignored: _on_ignored,
     FocusChanged: _on_focus,
     ConversationRead: _on_read,
+    SignedOut: _on_signed_out,
 }
 
 

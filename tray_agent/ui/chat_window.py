@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 from PySide6.QtCore import (
     QAbstractItemModel,
     QEvent,
     QModelIndex,
-    QObject,
     QPersistentModelIndex,
     QRect,
     QSize,
@@ -51,12 +48,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tray_agent.core.commands import LoadHistory, Release, SendReply, TakeOver
+from tray_agent.core.commands import DiscardCommand, LoadHistory, Release, ResendCommand, SendReply, TakeOver
 from tray_agent.core.events import ConnectionState, Event, SenderKind
 from tray_agent.core.i18n import _, format_clock
-from tray_agent.core.ports import CommandSink
+from tray_agent.core.ports import CommandSink, DraftStore
 from tray_agent.core.quick_replies import QuickReply
-from tray_agent.core.settings_layers import atomic_write_text
 from tray_agent.core.state import (
     CommandState,
     ConnectionInfo,
@@ -96,68 +92,26 @@ def is_web_link(url: str) -> bool:
     return parsed.isValid() and parsed.scheme().lower() in LINK_SCHEMES and bool(parsed.host())
 
 
-class DraftStore(QObject):
-    """Reply drafts by conversation, kept across window closes and app restarts.
+class MemoryDraftStore:
+    """A :class:`~tray_agent.core.ports.DraftStore` in memory (no account's local store yet, tests)."""
 
-    Persisted as JSON (``{"version": 1, "drafts": {conversation: text}}``) with atomic writes,
-    debounced while typing. An unreadable file is logged and treated as empty.
-
-    Args:
-        path: the drafts file (``drafts.json`` next to the window state), or None for memory only.
-        parent: the Qt parent.
-    """
-
-    def __init__(self, path: Path | None, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._path = path
+    def __init__(self) -> None:
         self._drafts: dict[str, str] = {}
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(DRAFT_SAVE_DELAY_MS)
-        self._timer.timeout.connect(self.save_now)
-        if path is not None:
-            self._load(path)
 
-    def _load(self, path: Path) -> None:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            logger.warning("Ignoring unreadable drafts file %s: %s", path, exc)
-            return
-        drafts = data.get("drafts") if isinstance(data, dict) else None
-        if isinstance(drafts, dict):
-            self._drafts = {
-                k: v for k, v in drafts.items() if isinstance(k, str) and isinstance(v, str) and v
-            }
-
-    def get(self, conversation: str) -> str:
-        """The draft of a conversation ("" if none)."""
+    def draft(self, conversation: str) -> str:
+        """The draft of ``conversation`` ("" if none)."""
         return self._drafts.get(conversation, "")
 
-    def set(self, conversation: str, text: str) -> None:
-        """Remember a draft ("" forgets it); written to disk shortly after."""
+    def set_draft(self, conversation: str, text: str) -> None:
+        """Remember a draft; a blank text forgets it."""
         if text.strip():
-            if self._drafts.get(conversation) == text:
-                return
             self._drafts[conversation] = text
-        elif self._drafts.pop(conversation, None) is None:
-            return
-        if self._path is not None and not self._timer.isActive():
-            self._timer.start()
+        else:
+            self._drafts.pop(conversation, None)
 
-    def save_now(self) -> None:
-        """Write the drafts at once (atomically); failures are logged, never raised."""
-        self._timer.stop()
-        if self._path is None:
-            return
-        try:
-            atomic_write_text(
-                self._path, json.dumps({"version": 1, "drafts": self._drafts}, ensure_ascii=False)
-            )
-        except OSError as exc:
-            logger.warning("Could not save reply drafts to %s: %s", self._path, exc)
+    def drafts(self) -> dict[str, str]:
+        """Every draft by conversation."""
+        return dict(self._drafts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +130,8 @@ class BubbleLayout:
     status: QRect | None
     retry: QRect | None
     height: int
+    resend: QRect | None = None
+    discard: QRect | None = None
 
 
 _PAD: Final = 8
@@ -187,7 +143,8 @@ class BubbleDelegate(QStyledItemDelegate):
     """Paints a message as a plain-text bubble: customer left, everyone else right.
 
     Text is drawn with ``QPainter.drawText`` (never interpreted as markup). An http(s)
-    attachment is a link opened on click; a failed reply of mine has a Retry link.
+    attachment is a link opened on click; a failed reply of mine has a Retry link; an
+    unconfirmed one (sent, then the connection dropped) has "Send again" and "Discard" links.
 
     Args:
         view: the list view (its width sets the bubble width).
@@ -196,15 +153,29 @@ class BubbleDelegate(QStyledItemDelegate):
     Signals:
         link_activated(QUrl): an http(s) attachment link was clicked.
         retry_requested(object): Retry was clicked on a failed reply (its MessageRecord).
+        resend_requested(object): "Send again" was clicked on an unconfirmed reply.
+        discard_requested(object): "Discard" was clicked on an unconfirmed reply.
     """
 
     link_activated = Signal(QUrl)
     retry_requested = Signal(object)
+    resend_requested = Signal(object)
+    discard_requested = Signal(object)
 
     def __init__(self, view: QListView, context: Callable[[], tuple[str, str, bool]]) -> None:
         super().__init__(view)
         self._view = view
         self._context = context
+        self._discarded: frozenset[str] = frozenset()
+
+    def set_discarded(self, command_ids: frozenset[str]) -> None:
+        """Replies the agent discarded in this window (they say so and offer nothing)."""
+        self._discarded = command_ids
+        self._view.viewport().update()
+
+    def is_discarded(self, record: MessageRecord) -> bool:
+        """True for a reply the agent discarded here (its state is then FAILED, "not sent")."""
+        return record.command_id is not None and record.command_id in self._discarded
 
     # ------------------------------------------------------------------ texts
 
@@ -222,6 +193,8 @@ class BubbleDelegate(QStyledItemDelegate):
             return ""
         _customer, _me, online = self._context()
         state = record.reply_state
+        if self.is_discarded(record) and state is CommandState.FAILED:
+            return _("Discarded: not sent")
         if state is CommandState.QUEUED:
             return _("Sending…") if online else _("Queued: will be sent when you are back online")
         if state is CommandState.SENT:
@@ -232,8 +205,7 @@ class BubbleDelegate(QStyledItemDelegate):
             text = _("Failed: {reason}").format(reason=one_line(record.error, 160) or _("unknown error"))
             return text + ("  " + _("(retried)") if retried else "")
         if state is CommandState.UNCONFIRMED:
-            text = _("Not confirmed: the connection dropped while sending")
-            return text + ("  " + _("(retried)") if retried else "")
+            return _("Not confirmed — the customer may or may not have received it")
         return ""
 
     def link_text(self, record: MessageRecord) -> tuple[str, bool]:
@@ -250,12 +222,13 @@ class BubbleDelegate(QStyledItemDelegate):
 
     @staticmethod
     def can_retry(record: MessageRecord, retried: bool) -> bool:
-        """Retry is offered once for my failed or unconfirmed replies."""
-        return (
-            record.mine
-            and not retried
-            and record.reply_state in (CommandState.FAILED, CommandState.UNCONFIRMED)
-        )
+        """Retry (a new reply with the same text) is offered once for my failed replies."""
+        return record.mine and not retried and record.reply_state is CommandState.FAILED
+
+    @staticmethod
+    def can_resend(record: MessageRecord) -> bool:
+        """Whether to offer Send again (same command, same bubble) and Discard: my unconfirmed replies."""
+        return record.mine and record.reply_state is CommandState.UNCONFIRMED
 
     # ------------------------------------------------------------------ geometry
 
@@ -268,7 +241,7 @@ class BubbleDelegate(QStyledItemDelegate):
     def bubble_layout(self, option: QStyleOptionViewItem, index: _Index) -> BubbleLayout:
         """Compute the bubble's geometry inside ``option.rect``."""
         record: MessageRecord = index.data(RECORD_ROLE)
-        retried = bool(index.data(RETRIED_ROLE))
+        retried = bool(index.data(RETRIED_ROLE)) or self.is_discarded(record)
         body_font, small_font = self._fonts(option)
         body_fm, small_fm = QFontMetrics(body_font), QFontMetrics(small_font)
         full = max(200, self._view.viewport().width())
@@ -288,10 +261,15 @@ class BubbleDelegate(QStyledItemDelegate):
             small_fm.boundingRect(QRect(0, 0, inner, 1000), _TEXT_FLAGS, status).height() if status else 0
         )
         retry_w = small_fm.horizontalAdvance(_("Retry")) + 2 * _PAD if self.can_retry(record, retried) else 0
+        resend_w = discard_w = 0
+        if self.can_resend(record):
+            resend_w = small_fm.horizontalAdvance(_("Send again")) + 2 * _PAD
+            discard_w = small_fm.horizontalAdvance(_("Discard")) + 2 * _PAD
         height = _PAD + header_h + (_GAP + body_h if body_h else 0)
         height += (
             (_GAP + link_h if link_h else 0)
             + (_GAP + max(status_h, small_fm.height()) if status else 0)
+            + (_GAP + small_fm.height() if resend_w else 0)
             + _PAD
         )
         left = option.rect.left() + _GAP
@@ -308,12 +286,19 @@ class BubbleDelegate(QStyledItemDelegate):
         if link_h:
             link = QRect(x + _PAD, y + _GAP, inner, link_h)
             y = link.bottom() + 1
-        status_rect = retry = None
+        status_rect = retry = resend = discard = None
         if status:
             status_rect = QRect(x + _PAD, y + _GAP, inner - retry_w, max(status_h, small_fm.height()))
             if retry_w:
                 retry = QRect(x + width - _PAD - retry_w, y + _GAP, retry_w, small_fm.height())
-        return BubbleLayout(bubble, header, body, link, status_rect, retry, height + _GAP)
+            y = status_rect.bottom() + 1
+        if resend_w:
+            # The agent decides: their own line, so neither link hides the status words.
+            discard = QRect(x + width - _PAD - discard_w, y + _GAP, discard_w, small_fm.height())
+            resend = QRect(discard.left() - resend_w, y + _GAP, resend_w, small_fm.height())
+        return BubbleLayout(
+            bubble, header, body, link, status_rect, retry, height + _GAP, resend=resend, discard=discard
+        )
 
     # ------------------------------------------------------------------ Qt overrides
 
@@ -323,7 +308,7 @@ class BubbleDelegate(QStyledItemDelegate):
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:  # noqa: D102
         record: MessageRecord = index.data(RECORD_ROLE)
-        retried = bool(index.data(RETRIED_ROLE))
+        retried = bool(index.data(RETRIED_ROLE)) or self.is_discarded(record)
         layout = self.bubble_layout(option, index)
         palette = option.palette
         body_font, small_font = self._fonts(option)
@@ -369,6 +354,15 @@ class BubbleDelegate(QStyledItemDelegate):
             painter.setFont(retry_font)
             painter.setPen(palette.color(QPalette.ColorRole.Link))
             painter.drawText(layout.retry, int(Qt.AlignmentFlag.AlignCenter), _("Retry"))
+        for rect, label in ((layout.resend, _("Send again")), (layout.discard, _("Discard"))):
+            if rect is None:
+                continue
+            action_font = QFont(small_font)
+            action_font.setBold(True)
+            action_font.setUnderline(True)
+            painter.setFont(action_font)
+            painter.setPen(palette.color(QPalette.ColorRole.Link))
+            painter.drawText(rect, int(Qt.AlignmentFlag.AlignCenter), label)
         painter.restore()
 
     def editorEvent(  # noqa: D102, N802
@@ -394,6 +388,12 @@ class BubbleDelegate(QStyledItemDelegate):
                 return True
             if layout.retry is not None and layout.retry.contains(pos):
                 self.retry_requested.emit(record)
+                return True
+            if layout.resend is not None and layout.resend.contains(pos):
+                self.resend_requested.emit(record)
+                return True
+            if layout.discard is not None and layout.discard.contains(pos):
+                self.discard_requested.emit(record)
                 return True
         return super().editorEvent(event, model, option, index)
 
@@ -454,7 +454,8 @@ class ChatWindow(QWidget):
         bridge: the store bridge (signals and snapshots).
         dispatch: dispatches UI events to the store (FocusChanged, ConversationRead).
         command_sink: where replies, take-overs, releases and history loads go.
-        drafts: the shared draft store.
+        drafts: where reply drafts are kept (the account's local store, injected by app.py
+            through the WindowManager); written shortly after typing stops and at close.
         parent: the Qt parent (normally None: a top-level window).
         url_opener: opens a clicked http(s) link (default: QDesktopServices.openUrl).
         quick_replies: the quick replies offered after "/" in the reply box (read when typing).
@@ -472,7 +473,7 @@ class ChatWindow(QWidget):
         bridge: StoreBridge,
         dispatch: Callable[[Event], Any],
         command_sink: CommandSink,
-        drafts: DraftStore,
+        drafts: DraftStore | None = None,
         parent: QWidget | None = None,
         *,
         url_opener: Callable[[QUrl], Any] = QDesktopServices.openUrl,
@@ -485,11 +486,16 @@ class ChatWindow(QWidget):
         self._bridge = bridge
         self._dispatch = dispatch
         self._sink = command_sink
-        self._drafts = drafts
+        self._drafts: DraftStore = drafts if drafts is not None else MemoryDraftStore()
+        self._draft_timer = QTimer(self)
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(DRAFT_SAVE_DELAY_MS)
+        self._draft_timer.timeout.connect(self._on_draft_timer_timeout)
         self._url_opener = url_opener
         self._quick_replies = quick_replies
         self._agent_name = agent_name
         self._retried: set[str] = set()
+        self._discarded: set[str] = set()
         self._reported: set[str] = set()
         self._history_page = 0
         self._older_requested_at: int | None = None  # history length when "load older" was asked
@@ -565,6 +571,8 @@ class ChatWindow(QWidget):
         self._delegate = BubbleDelegate(self._message_view, self._bubble_context)
         self._delegate.link_activated.connect(self._on_delegate_link_activated)
         self._delegate.retry_requested.connect(self._on_delegate_retry_requested)
+        self._delegate.resend_requested.connect(self._on_delegate_resend_requested)
+        self._delegate.discard_requested.connect(self._on_delegate_discard_requested)
         self._message_view.setItemDelegate(self._delegate)
         scrollbar = self._message_view.verticalScrollBar()
         scrollbar.valueChanged.connect(self._on_scrollbar_value_changed)
@@ -585,8 +593,22 @@ class ChatWindow(QWidget):
         self._retry_button.setAccessibleName(_("Retry sending the failed reply"))
         self._retry_button.setAccessibleDescription(_("Sends the same text again as a new reply."))
         self._retry_button.clicked.connect(self._on_retry_button_clicked)
+        self._resend_button = QPushButton(_("Send a&gain"), self._failure_frame)
+        self._resend_button.setAccessibleName(_("Send the unconfirmed reply again"))
+        self._resend_button.setAccessibleDescription(
+            _("Sends the same reply again. The customer may then receive it twice.")
+        )
+        self._resend_button.clicked.connect(self._on_resend_button_clicked)
+        self._discard_button = QPushButton(_("&Discard"), self._failure_frame)
+        self._discard_button.setAccessibleName(_("Discard the unconfirmed reply"))
+        self._discard_button.setAccessibleDescription(
+            _("Stops trying to send the reply. It is kept in the chat as not sent.")
+        )
+        self._discard_button.clicked.connect(self._on_discard_button_clicked)
         failure_layout.addWidget(self._failure_label, 1)
         failure_layout.addWidget(self._retry_button)
+        failure_layout.addWidget(self._resend_button)
+        failure_layout.addWidget(self._discard_button)
         self._failure_frame.hide()
         layout.addWidget(self._failure_frame)
 
@@ -599,7 +621,7 @@ class ChatWindow(QWidget):
         self._reply_edit.setPlaceholderText(_("Write a reply — Enter sends, Shift+Enter for a new line"))
         self._reply_edit.setTabChangesFocus(True)
         self._reply_edit.setFixedHeight(self._reply_edit.fontMetrics().lineSpacing() * 4 + 12)
-        self._reply_edit.setPlainText(self._drafts.get(self._conversation))
+        self._reply_edit.setPlainText(self._drafts.draft(self._conversation))
         self._reply_edit.moveCursor(self._reply_edit.textCursor().MoveOperation.End)
         self._reply_edit.submitted.connect(self._on_reply_edit_submitted)
         self._reply_edit.textChanged.connect(self._on_reply_edit_text_changed)
@@ -625,6 +647,8 @@ class ChatWindow(QWidget):
         QWidget.setTabOrder(self._older_button, self._take_over_button)
         QWidget.setTabOrder(self._take_over_button, self._release_button)
         QWidget.setTabOrder(self._release_button, self._retry_button)
+        QWidget.setTabOrder(self._retry_button, self._resend_button)
+        QWidget.setTabOrder(self._resend_button, self._discard_button)
         self.setFocusProxy(self._reply_edit)
         self._reply_edit.setFocus(Qt.FocusReason.OtherFocusReason)  # a new chat starts in the reply box
         self.resize(420, 560)
@@ -683,7 +707,7 @@ class ChatWindow(QWidget):
             return
         self._sink.submit(SendReply(self._conversation, text))
         self._reply_edit.clear()
-        self._drafts.set(self._conversation, "")
+        self.save_draft()
         self._stick_to_bottom = True
         self._scroll_to_bottom()
 
@@ -696,6 +720,45 @@ class ChatWindow(QWidget):
         self._sink.submit(SendReply(self._conversation, record.text))
         self._stick_to_bottom = True
         self._refresh_failure()
+
+    def resend(self, record: MessageRecord) -> None:
+        """Send an unconfirmed reply again: the same command id, so the same bubble."""
+        if record.command_id is None or not BubbleDelegate.can_resend(record):
+            return
+        self._sink.submit(ResendCommand(command_id=record.command_id))
+        self._stick_to_bottom = True
+        self._refresh_failure()
+
+    def discard(self, record: MessageRecord) -> None:
+        """Give up on an unconfirmed reply: it is never sent; the bubble says so."""
+        if record.command_id is None or not BubbleDelegate.can_resend(record):
+            return
+        self._discarded.add(record.command_id)
+        self._delegate.set_discarded(frozenset(self._discarded))
+        self._sink.submit(DiscardCommand(command_id=record.command_id))
+        self._refresh_failure()
+
+    def save_draft(self) -> None:
+        """Write the reply box to the draft store now (a blank box deletes the draft)."""
+        self._draft_timer.stop()
+        self._drafts.set_draft(self._conversation, self._reply_edit.toPlainText())
+
+    def set_draft_store(self, drafts: DraftStore) -> None:
+        """Keep drafts in another store from now on (the account's store was re-opened).
+
+        What the reply box holds goes to the new store; an empty box takes the new store's draft.
+        """
+        self._draft_timer.stop()
+        self._drafts = drafts
+        text = self._reply_edit.toPlainText()
+        if text.strip():
+            drafts.set_draft(self._conversation, text)
+        else:
+            saved = drafts.draft(self._conversation)
+            if saved:
+                self._reply_edit.setPlainText(saved)
+                self._reply_edit.moveCursor(self._reply_edit.textCursor().MoveOperation.End)
+                self._draft_timer.stop()  # setPlainText started it; nothing new to write
 
     def take_over(self) -> bool:
         """Take over this customer (button, Alt+T, Ctrl+Shift+T) when nobody has them."""
@@ -731,8 +794,7 @@ class ChatWindow(QWidget):
             self._set_focused(self.isActiveWindow())
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: D102, N802
-        self._drafts.set(self._conversation, self._reply_edit.toPlainText())
-        self._drafts.save_now()
+        self.save_draft()
         self._set_focused(False)
         super().closeEvent(event)
         self.closed.emit(self._conversation)
@@ -770,7 +832,27 @@ class ChatWindow(QWidget):
         self.send_reply()
 
     def _on_reply_edit_text_changed(self) -> None:
-        self._drafts.set(self._conversation, self._reply_edit.toPlainText())
+        if not self._draft_timer.isActive():
+            self._draft_timer.start()  # at most one write per DRAFT_SAVE_DELAY_MS while typing
+
+    def _on_draft_timer_timeout(self) -> None:
+        self.save_draft()
+
+    def _on_resend_button_clicked(self) -> None:
+        record = self._newest_failed()
+        if record is not None:
+            self.resend(record)
+
+    def _on_discard_button_clicked(self) -> None:
+        record = self._newest_failed()
+        if record is not None:
+            self.discard(record)
+
+    def _on_delegate_resend_requested(self, record: MessageRecord) -> None:
+        self.resend(record)
+
+    def _on_delegate_discard_requested(self, record: MessageRecord) -> None:
+        self.discard(record)
 
     def _on_retry_button_clicked(self) -> None:
         record = self._newest_failed()
@@ -875,7 +957,10 @@ class ChatWindow(QWidget):
 
     def _newest_failed(self) -> MessageRecord | None:
         for record in reversed(self._model.records):
-            if BubbleDelegate.can_retry(record, record.command_id in self._retried):
+            if BubbleDelegate.can_resend(record) and record.command_id not in self._discarded:
+                return record
+            done = record.command_id in self._retried or record.command_id in self._discarded
+            if BubbleDelegate.can_retry(record, done):
                 return record
         return None
 
@@ -884,12 +969,18 @@ class ChatWindow(QWidget):
         if record is None:
             self._failure_frame.hide()
             return
-        if record.reply_state is CommandState.UNCONFIRMED:
-            text = _("A reply may not have been sent (the connection dropped). Check, then retry.")
+        unconfirmed = record.reply_state is CommandState.UNCONFIRMED
+        if unconfirmed:
+            text = _("Not confirmed — the customer may or may not have received it")
+            self._failure_label.setAccessibleName(_("Unconfirmed reply"))
         else:
             reason = one_line(record.error, 160) or _("unknown error")
             text = _("A reply could not be sent: {reason}").format(reason=reason)
+            self._failure_label.setAccessibleName(_("Failed reply"))
         self._failure_label.setText(text)
+        self._retry_button.setVisible(not unconfirmed)
+        self._resend_button.setVisible(unconfirmed)
+        self._discard_button.setVisible(unconfirmed)
         self._failure_frame.show()
 
     def _refresh_connection(self, info: ConnectionInfo) -> None:

@@ -134,12 +134,14 @@ class CustomerServiceWindow(QMainWindow):
         chat_requested(str): the agent wants the chat window of a conversation.
         settings_requested(): the agent chose Settings.
         sign_in_requested(): the agent chose Sign in.
+        sign_out_requested(): the agent chose Sign out (the WindowManager asks to confirm).
         quit_requested(): the agent chose Quit.
     """
 
     chat_requested = Signal(str)
     settings_requested = Signal()
     sign_in_requested = Signal()
+    sign_out_requested = Signal()
     quit_requested = Signal()
 
     def __init__(
@@ -185,13 +187,25 @@ class CustomerServiceWindow(QMainWindow):
         self._settings_action.triggered.connect(self.settings_requested)
         self._sign_in_action = QAction(_("Sign &in…"), self)
         self._sign_in_action.triggered.connect(self.sign_in_requested)
+        self._sign_out_action = QAction(_("Sign &out…"), self)
+        self._sign_out_action.setObjectName("signOut")
+        self._sign_out_action.setToolTip(
+            _("Forget this account on this computer: conversations, drafts, queued replies, saved sign-in.")
+        )
+        self._sign_out_action.triggered.connect(self.sign_out_requested)
         self._close_action = QAction(_("&Close window"), self)
         self._close_action.setShortcut(QKeySequence.StandardKey.Close)
         self._close_action.triggered.connect(self.close)
         self._quit_action = QAction(_("&Quit"), self)
         self._quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         self._quit_action.triggered.connect(self.quit_requested)
-        for action in (self._settings_action, self._sign_in_action, self._close_action, self._quit_action):
+        for action in (
+            self._settings_action,
+            self._sign_in_action,
+            self._sign_out_action,
+            self._close_action,
+            self._quit_action,
+        ):
             file_menu.addAction(action)
         self._find_action = QAction(_("Find"), self)
         self._find_action.setShortcut(QKeySequence.StandardKey.Find)

@@ -9,12 +9,14 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from PySide6.QtCore import QByteArray, QObject, QPoint, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QColor, QFont, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import (
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMenu,
@@ -41,6 +43,11 @@ ICON_SIZES = (16, 22, 24, 32, 48, 64)
 MENU_CUSTOMERS = 10
 """Waiting customers listed in the menu; the rest are behind "N more…"."""
 _ICON_CACHE_SIZE = 32
+
+
+def diagnostics_file_name(now: datetime) -> str:
+    """The suggested name of a diagnostics export: ``tray-agent-diagnostics-<local date>.zip``."""
+    return f"tray-agent-diagnostics-{now.astimezone().date().isoformat()}.zip"
 
 
 def menu_text(text: str) -> str:
@@ -304,12 +311,17 @@ class TrayController(QObject):
         reconnect_requested(): "Reconnect now" was chosen.
         mute_toggled(bool): the agent switched sounds off (True) or on (False).
         icon_changed(str): the icon state or badge changed ("<state>:<badge>").
+        sign_out_requested(): "Sign out…" was chosen (app.py asks the windows to confirm).
+        diagnostics_export_requested(str): "Export diagnostics…" was chosen and a file picked
+            (its path); app.py writes the zip.
     """
 
     quit_requested = Signal()
     reconnect_requested = Signal()
     mute_toggled = Signal(bool)
     icon_changed = Signal(str)
+    sign_out_requested = Signal()
+    diagnostics_export_requested = Signal(str)
 
     def __init__(
         self,
@@ -338,6 +350,7 @@ class TrayController(QObject):
         self._icons: OrderedDict[tuple[IconState, str], QIcon] = OrderedDict()
         self._icon_key: tuple[IconState, str] | None = None
         self._status_window: StatusWindow | None = None
+        self._export_dialog: QFileDialog | None = None
         self._no_tray_reported = False
         self._icon_style = IconStyle.COLOR
 
@@ -398,6 +411,38 @@ class TrayController(QObject):
         """The icon variant in use (colour, or high contrast for a light or dark panel)."""
         return self._icon_style
 
+    @property
+    def export_dialog(self) -> QFileDialog | None:
+        """The "Export diagnostics" file dialog while it is open."""
+        return self._export_dialog
+
+    def ask_export_diagnostics(self, directory: Path | None = None) -> QFileDialog:
+        """Ask where to save the diagnostics zip (non-modal); a choice emits the path.
+
+        Args:
+            directory: where to suggest saving (default: the home directory).
+        """
+        if self._export_dialog is None:
+            folder = directory if directory is not None else Path.home()
+            suggested = folder / diagnostics_file_name(self._clock.now())
+            dialog = QFileDialog(None, _("Export diagnostics"), str(suggested), _("Zip archives (*.zip)"))
+            dialog.setObjectName("exportDiagnostics")
+            dialog.setAccessibleName(_("Export diagnostics"))
+            dialog.setAccessibleDescription(
+                _("Choose where to save a zip of the logs and settings, without passwords or tokens.")
+            )
+            dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+            dialog.setFileMode(QFileDialog.FileMode.AnyFile)
+            dialog.setDefaultSuffix("zip")
+            dialog.selectFile(str(suggested))
+            dialog.fileSelected.connect(self._on_export_dialog_file_selected)
+            dialog.finished.connect(self._on_export_dialog_finished)
+            self._export_dialog = dialog
+        self._export_dialog.open()
+        self._export_dialog.raise_()
+        self._export_dialog.activateWindow()
+        return self._export_dialog
+
     def set_icon_style(self, style: IconStyle | str) -> None:
         """Use another icon variant (ui.theme.ThemeController.icon_style_changed)."""
         style = IconStyle(style)
@@ -418,7 +463,7 @@ class TrayController(QObject):
         """Say in the menu that a service is unavailable ("" clears it).
 
         Args:
-            what: ``"notifications"`` or ``"sounds"``.
+            what: ``"notifications"``, ``"sounds"`` or ``"storage"``.
             problem: the reason, plain words.
         """
         if problem:
@@ -426,6 +471,14 @@ class TrayController(QObject):
         else:
             self._problems.pop(what, None)
         self.refresh_menu()
+
+    def show_info(self, title: str, text: str) -> None:
+        """Tell the agent something brief (a tray balloon; the log when there is no tray)."""
+        logger.info("%s: %s", title, text)
+        if self._available and self._tray.isVisible():
+            self._tray.showMessage(title, text, QSystemTrayIcon.MessageIcon.Information, 8000)
+        elif self._status_window is not None:
+            self._status_window.setToolTip(f"{title}: {text}")
 
     def show(self) -> None:
         """Show the tray icon; without a tray, say so once and show the status window."""
@@ -496,6 +549,15 @@ class TrayController(QObject):
     def _on_tray_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason is QSystemTrayIcon.ActivationReason.Trigger:
             self._open_inbox()
+
+    def _on_export_dialog_file_selected(self, path: str) -> None:
+        if path:
+            self.diagnostics_export_requested.emit(path)
+
+    def _on_export_dialog_finished(self) -> None:
+        if self._export_dialog is not None:
+            self._export_dialog.deleteLater()
+            self._export_dialog = None
 
     def _on_status_window_inbox_requested(self) -> None:
         self._open_inbox()
@@ -579,6 +641,8 @@ class TrayController(QObject):
         for what, problem in sorted(self._problems.items()):
             if what == "notifications":
                 self._info_item(menu, _("Notifications unavailable: {problem}").format(problem=problem))
+            elif what == "storage":
+                self._info_item(menu, _("Local storage problem: {problem}").format(problem=problem))
             else:
                 self._info_item(menu, _("Sounds unavailable: {problem}").format(problem=problem))
         if info.state is ConnectionState.AUTH_REQUIRED and self._windows is not None:
@@ -604,6 +668,12 @@ class TrayController(QObject):
             mute.toggled.connect(self.mute_toggled)
         if self._windows is not None:
             self._item(menu, _("Settings…"), self._show_settings)
+        export = self._item(menu, _("Export diagnostics…"), self.ask_export_diagnostics)
+        export.setObjectName("exportDiagnostics")
+        export.setToolTip(_("Save the logs and settings (without secrets) to a zip for support"))
+        if self._windows is not None:
+            sign_out = self._item(menu, _("Sign out…"), self.sign_out_requested.emit)
+            sign_out.setObjectName("signOut")
         menu.addSeparator()
         self._item(menu, _("Quit"), self.quit_requested.emit)
 

@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import Any, Final
 
 from PySide6.QtCore import QByteArray, QObject, Signal
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QAbstractButton, QMessageBox, QWidget
 
-from tray_agent.core.ports import CommandSink
+from tray_agent.core.events import CommandKind
+from tray_agent.core.i18n import _, ngettext
+from tray_agent.core.ports import CommandSink, DraftStore
 from tray_agent.core.quick_replies import QuickReply, merge_replies
 from tray_agent.core.settings_layers import LoadedSettings, atomic_write_text
-from tray_agent.core.state import Store
+from tray_agent.core.state import CommandState, State, Store
 from tray_agent.ui.accessibility import EscalationAnnouncer
 from tray_agent.ui.bridge import StoreBridge
-from tray_agent.ui.chat_window import ChatWindow, DraftStore
+from tray_agent.ui.chat_window import ChatWindow, MemoryDraftStore
 from tray_agent.ui.customer_service import CustomerServiceWindow
 from tray_agent.ui.models import utc_now
 from tray_agent.ui.settings_dialog import SettingsDialog
@@ -32,7 +34,30 @@ SESSION_VERSION: Final = 1
 MAX_RESTORED_CHATS: Final = 20
 """A session never reopens more chat windows than this."""
 
-__all__ = ["SignInRequest", "WindowManager"]
+__all__ = ["SignInRequest", "WindowManager", "replies_at_risk", "sign_out_question"]
+
+_AT_RISK: Final = frozenset({CommandState.QUEUED, CommandState.SENT, CommandState.UNCONFIRMED})
+
+
+def replies_at_risk(state: State) -> int:
+    """My replies not yet confirmed (queued, in flight or unconfirmed): signing out loses them."""
+    return sum(1 for c in state.outbound.values() if c.kind is CommandKind.REPLY and c.state in _AT_RISK)
+
+
+def sign_out_question(queued: int) -> str:
+    """What the sign-out confirmation says, in plain words (with the replies that would be lost)."""
+    text = _(
+        "Sign out of this account?\n\nThis deletes this computer's copy of your conversations, "
+        "drafts and queued replies, and the saved sign-in. You will need to sign in again."
+    )
+    if queued:
+        lost = ngettext(
+            "{count} reply has not been confirmed yet and will be lost.",
+            "{count} replies have not been confirmed yet and will be lost.",
+            queued,
+        ).format(count=queued)
+        text = text + "\n\n" + lost
+    return text
 
 
 def _geometry(widget: QWidget) -> str:
@@ -55,7 +80,8 @@ class WindowManager(QObject):
         bridge: the store bridge; one is created if None.
         parent: the Qt parent.
         state_file: the window session file (``paths.state / "windows.json"``), or None.
-        drafts_file: the reply drafts file; defaults to ``drafts.json`` next to ``state_file``.
+        draft_store: where reply drafts are kept (the account's ``LocalStore``, injected by
+            app.py); None keeps them in memory until :meth:`set_draft_store` gives one.
         clock: wall clock for waiting times (tests inject one).
 
     Signals:
@@ -63,11 +89,14 @@ class WindowManager(QObject):
         settings_saved(object): the edited :class:`~tray_agent.core.settings.Settings`; app.py
             saves them with ``save_user_settings`` and calls :meth:`set_loaded_settings`.
         quit_requested(): the agent chose Quit in a window.
+        sign_out_confirmed(): the agent confirmed signing out; app.py deletes the local data
+            and the saved sign-in, then calls :meth:`signed_out`.
     """
 
     sign_in_requested = Signal(object)
     settings_saved = Signal(object)
     quit_requested = Signal()
+    sign_out_confirmed = Signal()
 
     def __init__(
         self,
@@ -79,7 +108,7 @@ class WindowManager(QObject):
         parent: QObject | None = None,
         *,
         state_file: Path | None = None,
-        drafts_file: Path | None = None,
+        draft_store: DraftStore | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         super().__init__(parent)
@@ -89,10 +118,9 @@ class WindowManager(QObject):
         self._dialect = dialect
         self._bridge = bridge if bridge is not None else StoreBridge(store, self)
         self._state_file = state_file
-        if drafts_file is None and state_file is not None:
-            drafts_file = state_file.with_name("drafts.json")
-        self._drafts = DraftStore(drafts_file, self)
+        self._drafts: DraftStore = draft_store if draft_store is not None else MemoryDraftStore()
         self._clock = clock
+        self._sign_out_box: QMessageBox | None = None
         self._inbox: CustomerServiceWindow | None = None
         self._chats: dict[str, ChatWindow] = {}
         self._sign_in: SignInDialog | None = None
@@ -167,6 +195,71 @@ class WindowManager(QObject):
         local = self._loaded.settings.connection.email.partition("@")[0]
         return " ".join(part.capitalize() for part in re.split(r"[._-]+", local) if part)
 
+    @property
+    def draft_store(self) -> DraftStore:
+        """Where reply drafts are kept now."""
+        return self._drafts
+
+    def set_draft_store(self, store: DraftStore | None) -> None:
+        """Keep drafts in ``store`` from now on (app.py: the account's store was (re)opened).
+
+        Open chats write what their reply box holds to the new store (an empty box takes the
+        store's draft). None keeps drafts in memory (no account store open).
+        """
+        self._drafts = store if store is not None else MemoryDraftStore()
+        for window in self._chats.values():
+            window.set_draft_store(self._drafts)
+
+    def save_drafts(self) -> None:
+        """Write every open chat's reply box to the draft store now (before it is closed)."""
+        for window in self._chats.values():
+            window.save_draft()
+
+    @property
+    def sign_out_box(self) -> QMessageBox | None:
+        """The sign-out confirmation while it is open."""
+        return self._sign_out_box
+
+    def ask_sign_out(self) -> QMessageBox:
+        """Ask whether to sign out (non-modal); :attr:`sign_out_confirmed` follows a yes."""
+        if self._sign_out_box is None:
+            box = QMessageBox(
+                QMessageBox.Icon.Question, _("Sign out"), "", QMessageBox.StandardButton.NoButton
+            )
+            box.setObjectName("signOutBox")
+            box.setAccessibleName(_("Sign out"))
+            box.setAccessibleDescription(_("Confirm that this computer should forget the account."))
+            sign_out = box.addButton(_("Sign out and delete"), QMessageBox.ButtonRole.DestructiveRole)
+            sign_out.setObjectName("signOut")
+            sign_out.setAccessibleName(_("Sign out and delete the local data"))
+            cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+            box.setDefaultButton(cancel)
+            box.setEscapeButton(cancel)
+            box.buttonClicked.connect(self._on_sign_out_box_button_clicked)
+            box.finished.connect(self._on_sign_out_box_finished)
+            self._sign_out_box = box
+        self._sign_out_box.setText(sign_out_question(replies_at_risk(self._store.state)))
+        _raise(self._sign_out_box)
+        return self._sign_out_box
+
+    def signed_out(self) -> None:
+        """After a sign-out: close every chat (drafts are gone with the store) and forget the session."""
+        self._drafts = MemoryDraftStore()
+        for window in list(self._chats.values()):
+            window.set_draft_store(self._drafts)
+            window.reply_edit.clear()
+            window.close()
+        self.clear_session()
+
+    def clear_session(self) -> None:
+        """Delete the window session file (which chats were open); failures are logged."""
+        if self._state_file is None:
+            return
+        try:
+            self._state_file.unlink(missing_ok=True)
+        except OSError as exc:
+            logger.warning("Could not delete the window session %s: %s", self._state_file, exc)
+
     def set_loaded_settings(self, loaded: LoadedSettings) -> None:
         """Use new settings (after a save) for the next dialogs."""
         self._loaded = loaded
@@ -239,7 +332,7 @@ class WindowManager(QObject):
 
     def save_session(self) -> None:
         """Write which windows are open and where (atomically); failures are logged."""
-        self._drafts.save_now()
+        self.save_drafts()
         if self._state_file is None:
             return
         inbox = self._inbox
@@ -288,7 +381,7 @@ class WindowManager(QObject):
         """Close every window (at quit, after :meth:`save_session`)."""
         for window in list(self._chats.values()):
             window.close()
-        for dialog in (self._sign_in, self._settings, self._help):
+        for dialog in (self._sign_in, self._settings, self._help, self._sign_out_box):
             if dialog is not None:
                 dialog.reject()
         if self._inbox is not None:
@@ -309,6 +402,19 @@ class WindowManager(QObject):
 
     def _on_inbox_sign_in_requested(self) -> None:
         self.show_sign_in()
+
+    def _on_inbox_sign_out_requested(self) -> None:
+        self.ask_sign_out()
+
+    def _on_sign_out_box_button_clicked(self, button: QAbstractButton) -> None:
+        box = self._sign_out_box
+        if box is not None and box.buttonRole(button) is QMessageBox.ButtonRole.DestructiveRole:
+            self.sign_out_confirmed.emit()
+
+    def _on_sign_out_box_finished(self) -> None:
+        if self._sign_out_box is not None:
+            self._sign_out_box.deleteLater()
+            self._sign_out_box = None
 
     def _on_sign_in_dialog_sign_in_requested(self, request: SignInRequest) -> None:
         self.sign_in_requested.emit(request)
@@ -339,6 +445,7 @@ class WindowManager(QObject):
             inbox.chat_requested.connect(self._on_inbox_chat_requested)
             inbox.settings_requested.connect(self._on_inbox_settings_requested)
             inbox.sign_in_requested.connect(self._on_inbox_sign_in_requested)
+            inbox.sign_out_requested.connect(self._on_inbox_sign_out_requested)
             inbox.quit_requested.connect(self.quit_requested)
             actions = self._shortcuts.attach(
                 inbox, take_over=inbox.take_over_selected, release=inbox.release_selected

@@ -47,6 +47,7 @@ from tray_agent.core.state import (
     FocusChanged,
     History,
     MessageRecord,
+    SignedOut,
     State,
     Store,
     changed_conversations,
@@ -385,6 +386,38 @@ def test_reduce_reply_unconfirmed_reason_gives_unconfirmed_state():
     state, _ = run(events, me_connected())
     assert bubbles(state)[-1].reply_state is CommandState.UNCONFIRMED
     assert state.outbound["c1"].state is CommandState.UNCONFIRMED
+
+
+def test_reduce_resent_unconfirmed_reply_reuses_its_bubble_until_confirmed():
+    unconfirmed = CommandFailed(
+        command_id="c1", kind=CommandKind.REPLY, conversation=KEY, reason=FailureReason.UNCONFIRMED
+    )
+    state, _ = run([*reply_flow("c1", "hi"), unconfirmed], me_connected())
+    count = len(bubbles(state))
+    # ResendCommand: the client queues the same command id again.
+    state, _ = run(
+        [CommandQueued(command_id="c1", kind=CommandKind.REPLY, conversation=KEY, text="hi")], state
+    )
+    assert len(bubbles(state)) == count
+    assert (bubbles(state)[-1].reply_state, bubbles(state)[-1].error) == (CommandState.QUEUED, "")
+    assert state.outbound["c1"].state is CommandState.QUEUED
+    state, _ = run([CommandSent(command_id="c1", kind=CommandKind.REPLY, conversation=KEY)], state)
+    assert bubbles(state)[-1].reply_state is CommandState.SENT
+    state, _ = run([CommandSucceeded(command_id="c1", kind=CommandKind.REPLY, conversation=KEY)], state)
+    assert [b.reply_state for b in bubbles(state) if b.command_id == "c1"] == [CommandState.CONFIRMED]
+    assert state.outbound["c1"].state is CommandState.CONFIRMED
+
+
+def test_reduce_signed_out_forgets_everything_and_asks_for_a_sign_in():
+    state, _ = run([*reply_flow("c1", "hi"), FocusChanged(KEY)], me_connected())
+    assert state.conversations
+    assert state.outbound
+    state, effects = run([SignedOut()], state)
+    assert effects == []
+    assert (state.conversations, dict(state.outbound), state.focused) == ({}, {}, None)
+    assert (state.unread_total, state.waiting_keys, state.initial_load_done) == (0, frozenset(), False)
+    assert state.connection.state is ConnectionState.AUTH_REQUIRED
+    assert state.connection.user_id == ""
 
 
 def test_reduce_late_timeout_after_echo_keeps_reply_confirmed():

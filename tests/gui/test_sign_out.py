@@ -1,0 +1,155 @@
+"""Sign out through the tray and its confirmation: the account leaves the disk and the keyring."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zipfile
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from PySide6.QtWidgets import QApplication, QPushButton
+
+from tests.gui.fakes import FakeSecretStore, page, summary
+from tray_agent.app import SIGN_OUT_SECRETS, TrayApp, build_windows
+from tray_agent.core.events import CommandKind, ConnectionState
+from tray_agent.core.ports import StoredCommand
+from tray_agent.core.settings import ConnectionSettings, Settings
+from tray_agent.core.settings_layers import LoadedSettings
+from tray_agent.platform.paths import Paths
+
+pytestmark = [pytest.mark.gui, pytest.mark.asyncio]
+
+ACCOUNT = ConnectionSettings(
+    dialect="dashboard", server="https://support.example", company="acme", email="sam@example.com"
+)
+OTHER_ACCOUNT = ACCOUNT.model_copy(update={"email": "kim@example.com"})
+
+
+@pytest_asyncio.fixture
+async def tray_app(qapp: QApplication, tmp_path) -> AsyncIterator[TrayApp]:
+    quit_on_close = qapp.quitOnLastWindowClosed()
+    qapp.setQuitOnLastWindowClosed(False)  # as run() does: closing a dialog must not stop the loop
+    paths = Paths.from_platform(tmp_path / "base", env={})
+    paths.ensure_dirs()
+    loaded = LoadedSettings(settings=Settings(connection=ACCOUNT))
+    app = TrayApp(argparse.Namespace(demo=False), paths, loaded, qapp)
+    app.secrets = FakeSecretStore(
+        {ACCOUNT.secret_key(kind): f"s3cret-{kind}" for kind in SIGN_OUT_SECRETS}
+        | {OTHER_ACCOUNT.secret_key("password"): "not this account"}
+    )
+    app.local = app.open_local_store(ACCOUNT)  # as _start does for a configured account
+    app.attach_windows(build_windows(app))
+    assert app.windows is not None
+    yield app
+    app.windows.close_all()
+    await app.runner.aclose()
+    app.bridge.close()
+    app.tray.hide()
+    qapp.setQuitOnLastWindowClosed(quit_on_close)
+
+
+def find_action(app: TrayApp, name: str):
+    app.tray.refresh_menu()
+    return next(a for a in app.tray.menu.actions() if a.objectName() == name)
+
+
+async def test_sign_out_deletes_the_local_copy_and_the_saved_sign_in(tray_app: TrayApp, tmp_path) -> None:
+    app = tray_app
+    windows = app.windows
+    paths = app.paths
+    # What an agent leaves behind: customers, an open chat with a draft, a queued reply, history.
+    app.dispatch(page(summary("p/a", "Alice", since=timedelta(minutes=-3))))
+    chat = windows.open_chat("p/a")
+    chat.reply_edit.setPlainText("draft for Alice")
+    windows.save_drafts()
+    app.local.add(StoredCommand("c-1", CommandKind.REPLY, "p/a", "queued answer"))
+    app.local.record_opened("p/a", "Alice")
+    windows.save_session()
+    store_files = sorted(p.name for p in paths.data.iterdir())
+    assert any(name.startswith("store-") for name in store_files), store_files
+    assert app.local.drafts() == {"p/a": "draft for Alice"}
+    assert (paths.state / "windows.json").exists()
+
+    # Tray -> confirmation -> "Sign out and delete".
+    find_action(app, "signOut").trigger()
+    box = windows.sign_out_box
+    assert box is not None
+    assert "conversations, drafts and queued replies" in box.text()
+    box.findChild(QPushButton, "signOut").click()
+    await app.wait_for_tasks()
+
+    assert list(paths.data.iterdir()) == []  # the database, its -wal/-shm: all gone
+    deleted = {ACCOUNT.secret_key(kind) for kind in SIGN_OUT_SECRETS}
+    assert deleted <= set(app.secrets.deleted)
+    assert set(app.secrets.secrets) == {OTHER_ACCOUNT.secret_key("password")}  # other accounts stay
+    assert windows.chats == {}
+    assert not (paths.state / "windows.json").exists()
+    assert app.local is None
+    state = app.store.state
+    assert (len(state.conversations), len(state.outbound)) == (0, 0)
+    assert state.connection.state is ConnectionState.AUTH_REQUIRED
+    dialog = windows.sign_in_dialog
+    assert dialog is not None
+    assert dialog.isVisible()
+    assert dialog.problem_text == "You are signed out. Sign in to continue."
+
+
+async def test_sign_out_without_an_open_store_still_deletes_its_files(tray_app: TrayApp) -> None:
+    app = tray_app
+    app.local.set_draft("p/b", "left from last run")
+    app.local.close()
+    app.local = None  # e.g. the client never started this run
+    assert list(app.paths.data.iterdir())
+    await app.sign_out()
+    assert list(app.paths.data.iterdir()) == []
+    assert app.windows.sign_in_dialog is not None
+
+
+async def test_cancelled_sign_out_keeps_everything(tray_app: TrayApp) -> None:
+    app = tray_app
+    app.local.set_draft("p/a", "keep me")
+    find_action(app, "signOut").trigger()
+    box = app.windows.sign_out_box
+    assert box is not None
+    box.reject()
+    await app.wait_for_tasks()
+    assert app.local is not None
+    assert app.local.drafts() == {"p/a": "keep me"}
+    assert app.secrets.deleted == []
+
+
+async def test_export_diagnostics_from_the_tray_writes_the_zip(tray_app: TrayApp, tmp_path) -> None:
+    app = tray_app
+    (app.paths.log / "tray-agent.log").write_text("x INFO app: token=abc123secret\n", encoding="utf-8")
+    find_action(app, "exportDiagnostics").trigger()
+    dialog = app.tray.export_dialog
+    assert dialog is not None
+    target = tmp_path / "support.zip"
+    dialog.fileSelected.emit(str(target))
+    dialog.reject()
+    await app.wait_for_tasks()
+    with zipfile.ZipFile(target) as archive:
+        names = set(archive.namelist())
+        assert {"logs/tray-agent.log", "settings.json", "policy.json", "versions.json"} <= names
+        assert all(b"abc123secret" not in archive.read(n) for n in names)
+        versions = json.loads(archive.read("versions.json"))
+    assert versions["keyring backend"] == "fake"
+
+
+async def test_drafts_of_the_old_json_file_move_into_the_store_once(tray_app: TrayApp) -> None:
+    app = tray_app
+    app.local.set_draft("p/a", "newer draft in the store")
+    app.local.close()
+    old = app.paths.state / "drafts.json"
+    old.write_text(
+        json.dumps({"version": 1, "drafts": {"p/a": "older draft", "p/b": "only in the file", "p/c": " "}}),
+        encoding="utf-8",
+    )
+    app.local = app.open_local_store(ACCOUNT)
+    assert app.local.drafts() == {"p/a": "newer draft in the store", "p/b": "only in the file"}
+    assert not old.exists()
+    assert app.windows.draft_store is app.local
+    assert app.windows.open_chat("p/b").reply_edit.toPlainText() == "only in the file"
