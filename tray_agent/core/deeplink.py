@@ -99,4 +99,8 @@ def _check_conversation(conversation: str) -> str:
         raise DeepLinkError(Msg.TOO_LONG)
     if conversation != conversation.strip() or any(ch < " " or ch == "\x7f" for ch in conversation):
         raise DeepLinkError(Msg.BAD_CONVERSATION)
+    try:
+        conversation.encode("utf-8")  # a lone surrogate cannot travel in a URL (or a socket)
+    except UnicodeEncodeError:
+        raise DeepLinkError(Msg.BAD_CONVERSATION) from None
     return conversation

@@ -61,8 +61,17 @@ def test_build_link_encodes_the_slash_of_dashboard_keys() -> None:
 
 @given(
     st.text(
-        alphabet=st.characters(min_codepoint=0x20, blacklist_characters="\x7f"), min_size=1, max_size=80
+        alphabet=st.characters(min_codepoint=0x20, blacklist_characters="\x7f", blacklist_categories=("Cs",)),
+        min_size=1,
+        max_size=80,
     ).filter(lambda s: s == s.strip())
 )
 def test_build_then_parse_round_trips(conversation: str) -> None:
     assert parse_link(build_link(conversation)).conversation == conversation
+
+
+def test_lone_surrogate_is_refused_not_mangled() -> None:
+    with pytest.raises(DeepLinkError):
+        build_link("\ud800")
+    with pytest.raises(DeepLinkError):
+        parse_link("\ud800")
