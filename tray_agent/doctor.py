@@ -37,6 +37,8 @@ from typing import Any, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
 from tray_agent import __version__
+from tray_agent.core import i18n
+from tray_agent.core.i18n import N_, _, ngettext
 from tray_agent.core.redact import install_redaction, redact
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.core.settings_layers import LoadedSettings
@@ -69,92 +71,93 @@ class Status(enum.StrEnum):
 
 
 class Msg:
-    """Every user-visible text of the report, in one place (a later issue translates them)."""
+    """Every user-visible text of the report, marked for translation (translated where used)."""
 
-    SETTINGS_OK = "{where}; dialect {dialect}, server {server}"
-    SETTINGS_PROBLEM = "{problem}"
-    NO_SERVER = "no server set: use --server URL, TRAY_AGENT_SERVER or the settings dialog"
-    BAD_SERVER = "the server must be an http:// or https:// URL, not {server!r}"
-    NO_ORG = "no organisation id set (org dialect): use --org ID or TRAY_AGENT_ORG"
-    NO_COMPANY = "no company id set (dashboard dialect): use --company ID or TRAY_AGENT_COMPANY"
-    POLICY_NONE = "no machine policy"
-    POLICY_OK = "machine policy from {sources}; locked: {locked}"
-    POLICY_NO_LOCKS = "machine policy from {sources}; nothing locked"
-    KEYRING_OK = "secrets go to the system keyring ({backend})"
-    KEYRING_TIMEOUT = "the keyring did not answer within {seconds:.0f} s (is an unlock prompt open?)"
-    SELF_TEST_OK = "icons and sounds bundled and readable"
-    SELF_TEST_MISSING = "the app's resources are broken: {missing}"
-    SELF_TEST_NO_QT = "Qt could not start here ({detail}); is there a display?"
-    SELF_TEST_TIMEOUT = "the app's self-test did not finish within {seconds:.0f} s"
-    TRAY_OK = "system tray available ({platform})"
-    TRAY_MISSING = (
+    SETTINGS_OK = N_("{where}; dialect {dialect}, server {server}")
+    SETTINGS_PROBLEM = N_("{problem}")
+    NO_SERVER = N_("no server set: use --server URL, TRAY_AGENT_SERVER or the settings dialog")
+    BAD_SERVER = N_("the server must be an http:// or https:// URL, not {server!r}")
+    NO_ORG = N_("no organisation id set (org dialect): use --org ID or TRAY_AGENT_ORG")
+    NO_COMPANY = N_("no company id set (dashboard dialect): use --company ID or TRAY_AGENT_COMPANY")
+    POLICY_NONE = N_("no machine policy")
+    POLICY_OK = N_("machine policy from {sources}; locked: {locked}")
+    POLICY_NO_LOCKS = N_("machine policy from {sources}; nothing locked")
+    KEYRING_OK = N_("secrets go to the system keyring ({backend})")
+    KEYRING_TIMEOUT = N_("the keyring did not answer within {seconds:.0f} s (is an unlock prompt open?)")
+    SELF_TEST_OK = N_("icons and sounds bundled and readable")
+    SELF_TEST_MISSING = N_("the app's resources are broken: {missing}")
+    SELF_TEST_NO_QT = N_("Qt could not start here ({detail}); is there a display?")
+    SELF_TEST_TIMEOUT = N_("the app's self-test did not finish within {seconds:.0f} s")
+    TRAY_OK = N_("system tray available ({platform})")
+    TRAY_MISSING = N_(
         "no system tray on this desktop ({platform}); the app shows a status window instead. "
         "GNOME needs the AppIndicator extension"
     )
-    SNI_OK = "StatusNotifierWatcher on the session bus ({detail})"
-    SNI_MISSING = (
+    SNI_OK = N_("StatusNotifierWatcher on the session bus ({detail})")
+    SNI_MISSING = N_(
         "no StatusNotifierWatcher on the session bus: tray icons fall back to the old XEmbed tray "
         "(GNOME needs the AppIndicator extension)"
     )
-    NO_BUS = "no D-Bus session bus ({detail})"
-    NOTIFY_OK = "{name} {version} by {vendor}; {features}"
-    NOTIFY_MISSING = "no notification server on the session bus ({detail}); alerts only show in the tray"
-    NOTIFY_FEATURES = "markup: {markup}, buttons: {actions}, kept in a history: {persistence}"
-    NOTIFY_NO_ACTIONS = "the notification server shows no buttons (Take over / Open only from the tray)"
-    NOT_LINUX = "native notifications of this OS (nothing to check)"
-    AUDIO_OK = "alert sounds play with {player}{server}"
-    AUDIO_MISSING = "alert sounds cannot play: {problem}"
-    AUDIO_SERVER = "; sound server {name}, output {sink}"
-    AUDIO_NO_SERVER = "{player} is installed but no sound server answers (pactl info failed)"
-    PROXY_NONE = "no proxy: direct connection"
-    PROXY_USED = "through proxy {proxy} (from {origin})"
-    PROXY_BYPASSED = "proxy {proxy} is bypassed for {host} (no_proxy)"
-    PROXY_BAD = "the proxy setting {proxy!r} is not an http:// proxy URL; connecting directly"
-    DNS_OK = "{host} -> {addresses}"
-    DNS_FAIL = "cannot resolve {host}: {reason}"
-    DNS_VIA_PROXY = "{host} is not resolvable here ({reason}); the proxy resolves it"
-    TCP_OK = "connected to {host}:{port}"
-    TCP_FAIL = "cannot connect to {host}:{port}: {reason}"
-    PROXY_CONNECT_OK = "connected to {host}:{port} through the proxy"
-    PROXY_CONNECT_FAIL = "the proxy refused to connect to {host}:{port}: {reason}"
-    TLS_OK = "{version}, certificate for {subject} issued by {issuer}, valid until {expires}"
-    TLS_EXPIRING = "the certificate expires in {days} days ({expires})"
-    TLS_SELF_SIGNED = "the server's certificate is self-signed, so it is not trusted{cert}"
-    TLS_UNKNOWN_CA = (
+    NO_BUS = N_("no D-Bus session bus ({detail})")
+    NOTIFY_OK = N_("{name} {version} by {vendor}; {features}")
+    NOTIFY_MISSING = N_("no notification server on the session bus ({detail}); alerts only show in the tray")
+    NOTIFY_FEATURES = N_("markup: {markup}, buttons: {actions}, kept in a history: {persistence}")
+    NOTIFY_NO_ACTIONS = N_("the notification server shows no buttons (Take over / Open only from the tray)")
+    NOT_LINUX = N_("native notifications of this OS (nothing to check)")
+    AUDIO_OK = N_("alert sounds play with {player}{server}")
+    AUDIO_MISSING = N_("alert sounds cannot play: {problem}")
+    AUDIO_SERVER = N_("; sound server {name}, output {sink}")
+    AUDIO_NO_SERVER = N_("{player} is installed but no sound server answers (pactl info failed)")
+    PROXY_NONE = N_("no proxy: direct connection")
+    PROXY_USED = N_("through proxy {proxy} (from {origin})")
+    PROXY_BYPASSED = N_("proxy {proxy} is bypassed for {host} (no_proxy)")
+    PROXY_BAD = N_("the proxy setting {proxy!r} is not an http:// proxy URL; connecting directly")
+    DNS_OK = N_("{host} -> {addresses}")
+    DNS_FAIL = N_("cannot resolve {host}: {reason}")
+    DNS_VIA_PROXY = N_("{host} is not resolvable here ({reason}); the proxy resolves it")
+    TCP_OK = N_("connected to {host}:{port}")
+    TCP_FAIL = N_("cannot connect to {host}:{port}: {reason}")
+    PROXY_CONNECT_OK = N_("connected to {host}:{port} through the proxy")
+    PROXY_CONNECT_FAIL = N_("the proxy refused to connect to {host}:{port}: {reason}")
+    TLS_OK = N_("{version}, certificate for {subject} issued by {issuer}, valid until {expires}")
+    TLS_EXPIRING = N_("the certificate expires in {days} days ({expires})")
+    TLS_SELF_SIGNED = N_("the server's certificate is self-signed, so it is not trusted{cert}")
+    TLS_UNKNOWN_CA = N_(
         "the server's certificate is issued by an unknown authority{cert}; a TLS-inspecting "
         "proxy needs its CA in connection.ca_bundle"
     )
-    TLS_HOSTNAME = "the server's certificate is not valid for {host}{cert}"
-    TLS_EXPIRED = "the server's certificate has expired{cert}"
-    TLS_NOT_YET = "the server's certificate is not valid yet (check this computer's clock){cert}"
-    TLS_OTHER = "the server's certificate is not trusted: {reason}{cert}"
-    TLS_FAILED = "TLS handshake failed: {reason}"
-    TLS_CERT_DETAIL = " (subject {subject}, issuer {issuer}, valid until {expires})"
-    TLS_PLAIN = "plain http:// (no TLS)"
-    HTTP_OK = "HTTP {status} from {url}"
-    HTTP_ERROR = "the server answered HTTP {status} at {url}"
-    HTTP_BAD = "no HTTP answer from {url}: {reason}"
-    WS_OK = "WebSocket handshake accepted at {path}"
-    WS_SIGN_IN = "server reachable at {path}; sign-in needed (HTTP {status})"
-    WS_NOT_FOUND = "no WebSocket endpoint at {path} (HTTP 404): is the dialect ({dialect}) right?"
-    WS_REFUSED = "WebSocket handshake refused at {path}: HTTP {status}"
-    WS_NO_ORG = "no organisation id: the org WebSocket endpoint cannot be named"
-    CLOCK_OK = "clock within {skew:.0f} s of the server"
-    CLOCK_SKEW = "this computer's clock is {skew:.0f} s {direction} the server's; sign-in may fail"
-    CLOCK_AHEAD = "ahead of"
-    CLOCK_BEHIND = "behind"
-    CLOCK_NO_DATE = "the server sent no Date header; clock not checked"
-    TOKEN_OK = "access token valid for {minutes:.0f} more minutes"
-    TOKEN_EXPIRED = "the access token expired {minutes:.0f} minutes ago"
-    TOKEN_FUTURE = (
+    TLS_HOSTNAME = N_("the server's certificate is not valid for {host}{cert}")
+    TLS_EXPIRED = N_("the server's certificate has expired{cert}")
+    TLS_NOT_YET = N_("the server's certificate is not valid yet (check this computer's clock){cert}")
+    TLS_OTHER = N_("the server's certificate is not trusted: {reason}{cert}")
+    TLS_FAILED = N_("TLS handshake failed: {reason}")
+    TLS_CERT_DETAIL = N_(" (subject {subject}, issuer {issuer}, valid until {expires})")
+    TLS_PLAIN = N_("plain http:// (no TLS)")
+    HTTP_OK = N_("HTTP {status} from {url}")
+    HTTP_ERROR = N_("the server answered HTTP {status} at {url}")
+    HTTP_BAD = N_("no HTTP answer from {url}: {reason}")
+    WS_OK = N_("WebSocket handshake accepted at {path}")
+    WS_SIGN_IN = N_("server reachable at {path}; sign-in needed (HTTP {status})")
+    WS_NOT_FOUND = N_("no WebSocket endpoint at {path} (HTTP 404): is the dialect ({dialect}) right?")
+    WS_REFUSED = N_("WebSocket handshake refused at {path}: HTTP {status}")
+    WS_NO_ORG = N_("no organisation id: the org WebSocket endpoint cannot be named")
+    CLOCK_OK = N_("clock within {skew:.0f} s of the server")
+    CLOCK_SKEW = N_("this computer's clock is {skew:.0f} s {direction} the server's; sign-in may fail")
+    CLOCK_AHEAD = N_("ahead of")
+    CLOCK_BEHIND = N_("behind")
+    CLOCK_NO_DATE = N_("the server sent no Date header; clock not checked")
+    TOKEN_OK = N_("access token valid for {minutes:.0f} more minutes")
+    TOKEN_EXPIRED = N_("the access token expired {minutes:.0f} minutes ago")
+    TOKEN_FUTURE = N_(
         "the access token was issued {seconds:.0f} s in the future: this computer's clock is behind"
     )
-    TOKEN_BAD = "the access token is not a JWT ({reason})"
-    SKIPPED_AFTER = "not checked: {what} failed"
-    SKIPPED_NO_SERVER = "not checked: no usable server URL"
-    SUMMARY_OK = "all checks passed"
-    SUMMARY_WARN = "{warn} warning(s), no failures"
-    SUMMARY_FAIL = "{fail} check(s) FAILED, {warn} warning(s)"
+    TOKEN_BAD = N_("the access token is not a JWT ({reason})")
+    SKIPPED_AFTER = N_("not checked: {what} failed")
+    SKIPPED_NO_SERVER = N_("not checked: no usable server URL")
+    SUMMARY_OK = N_("all checks passed")
+    CHECK_CRASHED = N_("the check itself failed: {error}")
+    SUMMARY_WARN = N_("{warnings}, no failures")
+    SUMMARY_FAIL = N_("{failures} FAILED, {warnings}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +202,8 @@ def _load(args: argparse.Namespace, env: Mapping[str, str]) -> _Setup:
     paths = Paths.from_platform(getattr(args, "basedir", None), env)
     sources = read_policy_sources(paths)
     loaded = load_settings_for(paths, env, args, policy_sources=sources)
+    # The report speaks the agent's language (setting, else the OS locale), like the app.
+    i18n.set_language(i18n.resolve_language(loaded.settings.ui.language, i18n.languages_from_environ(env)))
     return _Setup(loaded, tuple(name for name, _source in sources), str(paths.settings_file))
 
 
@@ -206,18 +211,18 @@ def check_settings(setup: _Setup) -> list[CheckResult]:
     """Problems met while loading the settings, and whether the connection is configured."""
     conn = setup.loaded.settings.connection
     results = [
-        _result("settings", Status.WARN, Msg.SETTINGS_PROBLEM.format(problem=p))
+        _result("settings", Status.WARN, _(Msg.SETTINGS_PROBLEM).format(problem=p))
         for p in setup.loaded.problems
     ]
     missing = []
     if not conn.server:
-        missing.append(Msg.NO_SERVER)
+        missing.append(_(Msg.NO_SERVER))
     elif not conn.server.startswith(("http://", "https://")):
-        missing.append(Msg.BAD_SERVER.format(server=conn.server))
+        missing.append(_(Msg.BAD_SERVER).format(server=conn.server))
     if conn.dialect == "org" and not conn.org:
-        missing.append(Msg.NO_ORG)
+        missing.append(_(Msg.NO_ORG))
     if conn.dialect == "dashboard" and not conn.company:
-        missing.append(Msg.NO_COMPANY)
+        missing.append(_(Msg.NO_COMPANY))
     results += [_result("settings", Status.FAIL, text) for text in missing]
     if not results:
         where = setup.settings_file
@@ -225,7 +230,7 @@ def check_settings(setup: _Setup) -> list[CheckResult]:
             _result(
                 "settings",
                 Status.OK,
-                Msg.SETTINGS_OK.format(where=where, dialect=conn.dialect, server=conn.server),
+                _(Msg.SETTINGS_OK).format(where=where, dialect=conn.dialect, server=conn.server),
                 file=where,
                 dialect=conn.dialect,
                 server=conn.server,
@@ -233,13 +238,13 @@ def check_settings(setup: _Setup) -> list[CheckResult]:
         )
     locked = sorted(setup.loaded.locked)
     if not setup.policy_sources:
-        results.append(_result("policy", Status.OK, Msg.POLICY_NONE, sources=[], locked=[]))
+        results.append(_result("policy", Status.OK, _(Msg.POLICY_NONE), sources=[], locked=[]))
     else:
         sources = ", ".join(setup.policy_sources)
         text = (
-            Msg.POLICY_OK.format(sources=sources, locked=", ".join(locked))
+            _(Msg.POLICY_OK).format(sources=sources, locked=", ".join(locked))
             if locked
-            else Msg.POLICY_NO_LOCKS.format(sources=sources)
+            else _(Msg.POLICY_NO_LOCKS).format(sources=sources)
         )
         results.append(_result("policy", Status.OK, text, sources=list(setup.policy_sources), locked=locked))
     return results
@@ -261,9 +266,9 @@ async def check_keyring() -> list[CheckResult]:
     try:
         persistent, problem, backend = await asyncio.wait_for(asyncio.to_thread(probe), KEYRING_TIMEOUT)
     except TimeoutError:
-        return [_result("keyring", Status.WARN, Msg.KEYRING_TIMEOUT.format(seconds=KEYRING_TIMEOUT))]
+        return [_result("keyring", Status.WARN, _(Msg.KEYRING_TIMEOUT).format(seconds=KEYRING_TIMEOUT))]
     if persistent:
-        return [_result("keyring", Status.OK, Msg.KEYRING_OK.format(backend=backend), backend=backend)]
+        return [_result("keyring", Status.OK, _(Msg.KEYRING_OK).format(backend=backend), backend=backend)]
     return [_result("keyring", Status.WARN, problem or "", backend=backend)]
 
 
@@ -288,19 +293,21 @@ def parse_self_test(returncode: int, stdout: str, stderr: str) -> list[CheckResu
         errors = [line.strip() for line in stderr.splitlines() if line.strip()]
         detail = next((line for line in errors if "could not" in line.lower()), errors[-1] if errors else "")
         detail = detail or f"exit code {returncode}"
-        return [_result("tray", Status.WARN, Msg.SELF_TEST_NO_QT.format(detail=detail[:200]))]
+        return [_result("tray", Status.WARN, _(Msg.SELF_TEST_NO_QT).format(detail=detail[:200]))]
     results = []
     if missing or returncode != 0:
         results.append(
-            _result("resources", Status.FAIL, Msg.SELF_TEST_MISSING.format(missing="; ".join(missing)))
+            _result("resources", Status.FAIL, _(Msg.SELF_TEST_MISSING).format(missing="; ".join(missing)))
         )
     else:
-        results.append(_result("resources", Status.OK, Msg.SELF_TEST_OK))
+        results.append(_result("resources", Status.OK, _(Msg.SELF_TEST_OK)))
     if tray.startswith("available"):
-        results.append(_result("tray", Status.OK, Msg.TRAY_OK.format(platform=platform), platform=platform))
+        results.append(
+            _result("tray", Status.OK, _(Msg.TRAY_OK).format(platform=platform), platform=platform)
+        )
     else:
         results.append(
-            _result("tray", Status.WARN, Msg.TRAY_MISSING.format(platform=platform), platform=platform)
+            _result("tray", Status.WARN, _(Msg.TRAY_MISSING).format(platform=platform), platform=platform)
         )
     return results
 
@@ -319,14 +326,14 @@ async def check_tray(args: argparse.Namespace, env: Mapping[str, str]) -> list[C
             env=dict(env),
         )
     except OSError as exc:
-        return [_result("tray", Status.WARN, Msg.SELF_TEST_NO_QT.format(detail=exc))]
+        return [_result("tray", Status.WARN, _(Msg.SELF_TEST_NO_QT).format(detail=exc))]
     try:
         out, err = await asyncio.wait_for(proc.communicate(), SELF_TEST_TIMEOUT)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()  # our own child, by its handle
         await proc.wait()
-        return [_result("tray", Status.WARN, Msg.SELF_TEST_TIMEOUT.format(seconds=SELF_TEST_TIMEOUT))]
+        return [_result("tray", Status.WARN, _(Msg.SELF_TEST_TIMEOUT).format(seconds=SELF_TEST_TIMEOUT))]
     rc = proc.returncode if proc.returncode is not None else -1
     return parse_self_test(rc, out.decode(errors="replace"), err.decode(errors="replace"))
 
@@ -350,25 +357,25 @@ async def _dbus_call(bus: Any, destination: str, path: str, interface: str, memb
 async def check_desktop_bus(env: Mapping[str, str], platform: str = sys.platform) -> list[CheckResult]:
     """The StatusNotifierWatcher and the notification server (name, version, capabilities)."""
     if platform in ("win32", "darwin"):
-        return [_result("notifications", Status.OK, Msg.NOT_LINUX)]
+        return [_result("notifications", Status.OK, _(Msg.NOT_LINUX))]
     address = env.get("DBUS_SESSION_BUS_ADDRESS", "")
     if not address:
         detail = "DBUS_SESSION_BUS_ADDRESS is not set"
         return [
-            _result("sni", Status.WARN, Msg.NO_BUS.format(detail=detail)),
-            _result("notifications", Status.WARN, Msg.NOTIFY_MISSING.format(detail=detail)),
+            _result("sni", Status.WARN, _(Msg.NO_BUS).format(detail=detail)),
+            _result("notifications", Status.WARN, _(Msg.NOTIFY_MISSING).format(detail=detail)),
         ]
     try:
         from dbus_fast.aio import MessageBus
     except ImportError as exc:
-        return [_result("notifications", Status.WARN, Msg.NOTIFY_MISSING.format(detail=exc))]
+        return [_result("notifications", Status.WARN, _(Msg.NOTIFY_MISSING).format(detail=exc))]
     try:
         bus = await asyncio.wait_for(MessageBus(bus_address=address).connect(), DBUS_TIMEOUT)
     except Exception as exc:  # any transport or auth error: report it
         detail = f"{type(exc).__name__}: {exc}"
         return [
-            _result("sni", Status.WARN, Msg.NO_BUS.format(detail=detail)),
-            _result("notifications", Status.WARN, Msg.NOTIFY_MISSING.format(detail=detail)),
+            _result("sni", Status.WARN, _(Msg.NO_BUS).format(detail=detail)),
+            _result("notifications", Status.WARN, _(Msg.NOTIFY_MISSING).format(detail=detail)),
         ]
     try:
         return [await _check_sni(bus), await _check_notifications(bus)]
@@ -388,9 +395,9 @@ async def _check_sni(bus: Any) -> CheckResult:
             body=[SNI_WATCHER],
         )
     except Exception as exc:
-        return _result("sni", Status.WARN, Msg.NO_BUS.format(detail=exc))
+        return _result("sni", Status.WARN, _(Msg.NO_BUS).format(detail=exc))
     if not has_owner:
-        return _result("sni", Status.WARN, Msg.SNI_MISSING, watcher=False)
+        return _result("sni", Status.WARN, _(Msg.SNI_MISSING), watcher=False)
     host = None
     with contextlib.suppress(Exception):  # an old watcher may not have the property
         (variant,) = await _dbus_call(
@@ -405,7 +412,7 @@ async def _check_sni(bus: Any) -> CheckResult:
         host = bool(variant.value)
     detail = {True: "a tray host is registered", False: "no tray host registered", None: "host unknown"}[host]
     status = Status.WARN if host is False else Status.OK
-    return _result("sni", status, Msg.SNI_OK.format(detail=detail), watcher=True, host=host)
+    return _result("sni", status, _(Msg.SNI_OK).format(detail=detail), watcher=True, host=host)
 
 
 async def _check_notifications(bus: Any) -> CheckResult:
@@ -416,20 +423,20 @@ async def _check_notifications(bus: Any) -> CheckResult:
         )
         (capabilities,) = await _dbus_call(bus, NOTIFICATIONS, path, NOTIFICATIONS, "GetCapabilities")
     except Exception as exc:
-        return _result("notifications", Status.WARN, Msg.NOTIFY_MISSING.format(detail=exc), server=None)
+        return _result("notifications", Status.WARN, _(Msg.NOTIFY_MISSING).format(detail=exc), server=None)
     caps = sorted(str(c) for c in capabilities)
     flags = {key: key in caps for key in ("body-markup", "actions", "persistence")}
 
     def yes(key: str) -> str:
         return "yes" if flags[key] else "no"
 
-    features = Msg.NOTIFY_FEATURES.format(
+    features = _(Msg.NOTIFY_FEATURES).format(
         markup=yes("body-markup"), actions=yes("actions"), persistence=yes("persistence")
     )
-    text = Msg.NOTIFY_OK.format(name=name, version=version, vendor=vendor, features=features)
+    text = _(Msg.NOTIFY_OK).format(name=name, version=version, vendor=vendor, features=features)
     status = Status.OK
     if not flags["actions"]:
-        status, text = Status.WARN, f"{text}. {Msg.NOTIFY_NO_ACTIONS}"
+        status, text = Status.WARN, f"{text}. {_(Msg.NOTIFY_NO_ACTIONS)}"
     return _result("notifications", status, text, server=name, version=version, capabilities=caps)
 
 
@@ -461,20 +468,20 @@ async def check_audio(env: Mapping[str, str]) -> list[CheckResult]:
     sound = SystemSound()
     try:
         if not sound.available:
-            return [_result("audio", Status.WARN, Msg.AUDIO_MISSING.format(problem=sound.problem))]
+            return [_result("audio", Status.WARN, _(Msg.AUDIO_MISSING).format(problem=sound.problem))]
         player = sound.player
         kind = str(player.kind) if player is not None else "?"
         info = await asyncio.to_thread(_pactl_info, env)
         if info is False:
-            return [_result("audio", Status.WARN, Msg.AUDIO_NO_SERVER.format(player=kind), player=kind)]
+            return [_result("audio", Status.WARN, _(Msg.AUDIO_NO_SERVER).format(player=kind), player=kind)]
         if not isinstance(info, tuple):
             info = None
-        server = Msg.AUDIO_SERVER.format(name=info[0], sink=info[1]) if info else ""
+        server = _(Msg.AUDIO_SERVER).format(name=info[0], sink=info[1]) if info else ""
         return [
             _result(
                 "audio",
                 Status.OK,
-                Msg.AUDIO_OK.format(player=kind, server=server),
+                _(Msg.AUDIO_OK).format(player=kind, server=server),
                 player=kind,
                 server=info[0] if info else None,
                 sink=info[1] if info else None,
@@ -560,10 +567,10 @@ def find_proxy(
             no_proxy = proxies.get("no_proxy", ("", ""))[1]
             if no_proxy and _bypassed(target.host, no_proxy):
                 shown = _strip_userinfo(url)
-                text = Msg.PROXY_BYPASSED.format(proxy=shown, host=target.host)
+                text = _(Msg.PROXY_BYPASSED).format(proxy=shown, host=target.host)
                 return None, _result("proxy", Status.OK, text, proxy=None)
     if not url:
-        return None, _result("proxy", Status.OK, Msg.PROXY_NONE, proxy=None)
+        return None, _result("proxy", Status.OK, _(Msg.PROXY_NONE), proxy=None)
     if "://" not in url:
         url = "http://" + url
     try:
@@ -573,7 +580,7 @@ def find_proxy(
         parts, port = urlsplit(""), 0
     if parts.scheme != "http" or not parts.hostname:
         return None, _result(
-            "proxy", Status.WARN, Msg.PROXY_BAD.format(proxy=_strip_userinfo(url)), proxy=None
+            "proxy", Status.WARN, _(Msg.PROXY_BAD).format(proxy=_strip_userinfo(url)), proxy=None
         )
     auth = None
     if parts.username:
@@ -581,7 +588,9 @@ def find_proxy(
         auth = "Basic " + base64.b64encode(raw).decode("ascii")
     shown = _strip_userinfo(url)
     proxy = Proxy(parts.hostname, port, origin, shown, auth)
-    return proxy, _result("proxy", Status.OK, Msg.PROXY_USED.format(proxy=shown, origin=origin), proxy=shown)
+    return proxy, _result(
+        "proxy", Status.OK, _(Msg.PROXY_USED).format(proxy=shown, origin=origin), proxy=shown
+    )
 
 
 def _bypassed(host: str, no_proxy: str) -> bool:
@@ -664,23 +673,23 @@ def _describe_der(der: bytes | None) -> str:
         return str(attrs[0].value) if attrs else name.rfc4514_string()
 
     expires = cert.not_valid_after_utc.strftime("%Y-%m-%d")
-    return Msg.TLS_CERT_DETAIL.format(subject=cn(cert.subject), issuer=cn(cert.issuer), expires=expires)
+    return _(Msg.TLS_CERT_DETAIL).format(subject=cn(cert.subject), issuer=cn(cert.issuer), expires=expires)
 
 
 def _verify_message(exc: ssl.SSLCertVerificationError, host: str, cert: str) -> str:
     # OpenSSL X509_V_ERR_* codes.
     code = exc.verify_code
     if code in (18, 19):
-        return Msg.TLS_SELF_SIGNED.format(cert=cert)
+        return _(Msg.TLS_SELF_SIGNED).format(cert=cert)
     if code in (2, 20, 21):
-        return Msg.TLS_UNKNOWN_CA.format(cert=cert)
+        return _(Msg.TLS_UNKNOWN_CA).format(cert=cert)
     if code in (62, 64) or "mismatch" in str(exc).lower():  # host name, IP address
-        return Msg.TLS_HOSTNAME.format(host=host, cert=cert)
+        return _(Msg.TLS_HOSTNAME).format(host=host, cert=cert)
     if code == 10:
-        return Msg.TLS_EXPIRED.format(cert=cert)
+        return _(Msg.TLS_EXPIRED).format(cert=cert)
     if code == 9:
-        return Msg.TLS_NOT_YET.format(cert=cert)
-    return Msg.TLS_OTHER.format(reason=exc.verify_message or exc.reason or exc, cert=cert)
+        return _(Msg.TLS_NOT_YET).format(cert=cert)
+    return _(Msg.TLS_OTHER).format(reason=exc.verify_message or exc.reason or exc, cert=cert)
 
 
 class _StepError(Exception):
@@ -722,13 +731,13 @@ class NetworkProbe:
                 )
             except (OSError, TimeoutError) as exc:
                 if is_server and self.proxy is not None:
-                    text = Msg.DNS_VIA_PROXY.format(host=host, reason=_reason(exc))
+                    text = _(Msg.DNS_VIA_PROXY).format(host=host, reason=_reason(exc))
                     self.results.append(_result("dns", Status.OK, text, host=host, addresses=[]))
                     continue
-                text = Msg.DNS_FAIL.format(host=host, reason=_reason(exc))
+                text = _(Msg.DNS_FAIL).format(host=host, reason=_reason(exc))
                 raise _StepError(_result("dns", Status.FAIL, text)) from exc
             addresses = sorted({str(info[4][0]) for info in infos})
-            text = Msg.DNS_OK.format(host=host, addresses=", ".join(addresses[:4]))
+            text = _(Msg.DNS_OK).format(host=host, addresses=", ".join(addresses[:4]))
             self.results.append(_result("dns", Status.OK, text, host=host, addresses=addresses))
 
     async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -740,18 +749,18 @@ class NetworkProbe:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), STEP_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             raise _StepError(
-                _result("tcp", Status.FAIL, Msg.TCP_FAIL.format(host=host, port=port, reason=_reason(exc)))
+                _result("tcp", Status.FAIL, _(Msg.TCP_FAIL).format(host=host, port=port, reason=_reason(exc)))
             ) from exc
         try:
             if self.proxy is None:
-                self._report(_result("tcp", Status.OK, Msg.TCP_OK.format(host=host, port=port)))
+                self._report(_result("tcp", Status.OK, _(Msg.TCP_OK).format(host=host, port=port)))
             else:
-                self._report(_result("tcp", Status.OK, Msg.TCP_OK.format(host=host, port=port)))
+                self._report(_result("tcp", Status.OK, _(Msg.TCP_OK).format(host=host, port=port)))
                 await self._connect_through(reader, writer)
             if self.target.secure:
                 await self._start_tls(writer)
             elif not self.reported:
-                self._report(_result("tls", Status.OK, Msg.TLS_PLAIN, tls=False))
+                self._report(_result("tls", Status.OK, _(Msg.TLS_PLAIN), tls=False))
         except BaseException:
             writer.close()
             raise
@@ -771,16 +780,16 @@ class NetworkProbe:
             await writer.drain()
             answer = await _read_head(reader)
         except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
-            text = Msg.PROXY_CONNECT_FAIL.format(
+            text = _(Msg.PROXY_CONNECT_FAIL).format(
                 host=self.target.host, port=self.target.port, reason=_reason(exc)
             )
             raise _StepError(_result("proxy-connect", Status.FAIL, text)) from exc
         if answer.status != 200:
-            text = Msg.PROXY_CONNECT_FAIL.format(
+            text = _(Msg.PROXY_CONNECT_FAIL).format(
                 host=self.target.host, port=self.target.port, reason=f"HTTP {answer.status}"
             )
             raise _StepError(_result("proxy-connect", Status.FAIL, text, http_status=answer.status))
-        text = Msg.PROXY_CONNECT_OK.format(host=self.target.host, port=self.target.port)
+        text = _(Msg.PROXY_CONNECT_OK).format(host=self.target.host, port=self.target.port)
         self._report(_result("proxy-connect", Status.OK, text))
 
     async def _start_tls(self, writer: asyncio.StreamWriter) -> None:
@@ -794,7 +803,9 @@ class NetworkProbe:
                 _result("tls", Status.FAIL, _verify_message(exc, host, cert), verify_code=exc.verify_code)
             ) from exc
         except (ssl.SSLError, OSError, TimeoutError) as exc:
-            raise _StepError(_result("tls", Status.FAIL, Msg.TLS_FAILED.format(reason=_reason(exc)))) from exc
+            raise _StepError(
+                _result("tls", Status.FAIL, _(Msg.TLS_FAILED).format(reason=_reason(exc)))
+            ) from exc
         if self.reported:
             return
         ssl_object = writer.get_extra_info("ssl_object")
@@ -802,13 +813,13 @@ class NetworkProbe:
         version = ssl_object.version() if ssl_object is not None else "TLS"
         subject, issuer, expires = _cert_fields(peer if isinstance(peer, dict) else {})
         details = {"tls": True, "version": version, "subject": subject, "issuer": issuer, "expires": expires}
-        text = Msg.TLS_OK.format(version=version, subject=subject, issuer=issuer, expires=expires)
+        text = _(Msg.TLS_OK).format(version=version, subject=subject, issuer=issuer, expires=expires)
         status = Status.OK
         with contextlib.suppress(ValueError, KeyError):
             days = (ssl.cert_time_to_seconds(expires) - datetime.now(UTC).timestamp()) / 86400
             if days < CERT_WARN_DAYS:
                 status = Status.WARN
-                text = Msg.TLS_EXPIRING.format(days=int(days), expires=expires)
+                text = _(Msg.TLS_EXPIRING).format(days=int(days), expires=expires)
         self._report(_result("tls", status, text, **details))
 
     async def _unverified_certificate(self) -> bytes | None:
@@ -872,7 +883,7 @@ async def check_network(
     now = now or (lambda: datetime.now(UTC))
     target = Target.from_url(conn.server)
     if target is None:
-        return [_result("network", Status.SKIP, Msg.SKIPPED_NO_SERVER)]
+        return [_result("network", Status.SKIP, _(Msg.SKIPPED_NO_SERVER))]
     proxy, proxy_line = find_proxy(conn, target, env)
     probe = NetworkProbe(conn, target, proxy, [proxy_line])
     url = f"{target.scheme}://{target.authority}{target.base_path or '/'}"
@@ -885,12 +896,14 @@ async def check_network(
         probe.results.append(step.result)
         failed = step.result.check
     except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
-        probe.results.append(_result("http", Status.FAIL, Msg.HTTP_BAD.format(url=url, reason=_reason(exc))))
+        probe.results.append(
+            _result("http", Status.FAIL, _(Msg.HTTP_BAD).format(url=url, reason=_reason(exc)))
+        )
         failed = "http"
     results = probe.results
     if answer is not None:
         status = Status.WARN if answer.status >= 500 else Status.OK
-        template = Msg.HTTP_ERROR if answer.status >= 500 else Msg.HTTP_OK
+        template = _(Msg.HTTP_ERROR) if answer.status >= 500 else _(Msg.HTTP_OK)
         results.append(
             _result("http", status, template.format(status=answer.status, url=url), http_status=answer.status)
         )
@@ -898,7 +911,7 @@ async def check_network(
         results.append(_check_clock(answer, now()))
     else:
         for check in ("websocket", "clock"):
-            results.append(_result(check, Status.SKIP, Msg.SKIPPED_AFTER.format(what=failed)))
+            results.append(_result(check, Status.SKIP, _(Msg.SKIPPED_AFTER).format(what=failed)))
     token_line = _check_token(conn, now())
     if token_line is not None:
         results.append(token_line)
@@ -908,7 +921,7 @@ async def check_network(
 async def _check_websocket(probe: NetworkProbe, conn: ConnectionSettings, target: Target) -> CheckResult:
     paths = websocket_path(conn, target)
     if paths is None:
-        return _result("websocket", Status.SKIP, Msg.WS_NO_ORG)
+        return _result("websocket", Status.SKIP, _(Msg.WS_NO_ORG))
     path, shown = paths
     key = base64.b64encode(os.urandom(16)).decode("ascii")
     headers = [
@@ -923,25 +936,27 @@ async def _check_websocket(probe: NetworkProbe, conn: ConnectionSettings, target
     except _StepError as step:
         return _result("websocket", Status.FAIL, f"{shown}: {step.result.message}")
     except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
-        return _result("websocket", Status.FAIL, Msg.HTTP_BAD.format(url=shown, reason=_reason(exc)))
+        return _result("websocket", Status.FAIL, _(Msg.HTTP_BAD).format(url=shown, reason=_reason(exc)))
     status = answer.status
     if status == 101:
-        return _result("websocket", Status.OK, Msg.WS_OK.format(path=shown), http_status=status, path=shown)
+        return _result(
+            "websocket", Status.OK, _(Msg.WS_OK).format(path=shown), http_status=status, path=shown
+        )
     if status in (401, 403):
         return _result(
             "websocket",
             Status.OK,
-            Msg.WS_SIGN_IN.format(path=shown, status=status),
+            _(Msg.WS_SIGN_IN).format(path=shown, status=status),
             http_status=status,
             path=shown,
         )
     if status == 404:
-        text = Msg.WS_NOT_FOUND.format(path=shown, dialect=conn.dialect)
+        text = _(Msg.WS_NOT_FOUND).format(path=shown, dialect=conn.dialect)
         return _result("websocket", Status.FAIL, text, http_status=status, path=shown)
     return _result(
         "websocket",
         Status.FAIL,
-        Msg.WS_REFUSED.format(path=shown, status=status),
+        _(Msg.WS_REFUSED).format(path=shown, status=status),
         http_status=status,
         path=shown,
     )
@@ -954,14 +969,14 @@ def _check_clock(answer: _Answer, now: datetime) -> CheckResult:
     except (TypeError, ValueError):
         server_time = None
     if server_time is None or server_time.tzinfo is None:
-        return _result("clock", Status.WARN, Msg.CLOCK_NO_DATE)
+        return _result("clock", Status.WARN, _(Msg.CLOCK_NO_DATE))
     skew = (now - server_time).total_seconds()  # > 0: we are ahead
     size = abs(skew)
     if size < CLOCK_WARN:
-        return _result("clock", Status.OK, Msg.CLOCK_OK.format(skew=max(size, 1.0)), skew=skew)
-    direction = Msg.CLOCK_AHEAD if skew > 0 else Msg.CLOCK_BEHIND
+        return _result("clock", Status.OK, _(Msg.CLOCK_OK).format(skew=max(size, 1.0)), skew=skew)
+    direction = _(Msg.CLOCK_AHEAD) if skew > 0 else _(Msg.CLOCK_BEHIND)
     status = Status.FAIL if size >= CLOCK_FAIL else Status.WARN
-    return _result("clock", status, Msg.CLOCK_SKEW.format(skew=size, direction=direction), skew=skew)
+    return _result("clock", status, _(Msg.CLOCK_SKEW).format(skew=size, direction=direction), skew=skew)
 
 
 def _check_token(conn: ConnectionSettings, now: datetime) -> CheckResult | None:
@@ -973,16 +988,16 @@ def _check_token(conn: ConnectionSettings, now: datetime) -> CheckResult | None:
     try:
         claims = decode_jwt_claims(token)
     except ValueError as exc:
-        return _result("token", Status.FAIL, Msg.TOKEN_BAD.format(reason=exc))
+        return _result("token", Status.FAIL, _(Msg.TOKEN_BAD).format(reason=exc))
     if claims.issued_at is not None and (claims.issued_at - now).total_seconds() > CLOCK_WARN:
         seconds = (claims.issued_at - now).total_seconds()
-        return _result("token", Status.WARN, Msg.TOKEN_FUTURE.format(seconds=seconds))
+        return _result("token", Status.WARN, _(Msg.TOKEN_FUTURE).format(seconds=seconds))
     if claims.expires_at is not None:
         minutes = (claims.expires_at - now).total_seconds() / 60
         if minutes <= 0:
-            return _result("token", Status.FAIL, Msg.TOKEN_EXPIRED.format(minutes=-minutes))
-        return _result("token", Status.OK, Msg.TOKEN_OK.format(minutes=minutes))
-    return _result("token", Status.OK, Msg.TOKEN_OK.format(minutes=float("inf")))
+            return _result("token", Status.FAIL, _(Msg.TOKEN_EXPIRED).format(minutes=-minutes))
+        return _result("token", Status.OK, _(Msg.TOKEN_OK).format(minutes=minutes))
+    return _result("token", Status.OK, _(Msg.TOKEN_OK).format(minutes=float("inf")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1039,7 +1054,7 @@ async def _collect(args: argparse.Namespace, env: dict[str, str], groups: Sequen
     for group, outcome in zip(chosen, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             logger.debug("doctor check %s crashed", group, exc_info=outcome)
-            results.append(_result(group, Status.WARN, f"the check itself failed: {outcome!r}"))
+            results.append(_result(group, Status.WARN, _(Msg.CHECK_CRASHED).format(error=repr(outcome))))
         else:
             results.extend(outcome)
     return results
@@ -1054,9 +1069,11 @@ def summary(results: Sequence[CheckResult]) -> str:
     """The report's last line."""
     fail = sum(r.status is Status.FAIL for r in results)
     warn = sum(r.status is Status.WARN for r in results)
+    warnings = ngettext("{count} warning", "{count} warnings", warn).format(count=warn)
     if fail:
-        return Msg.SUMMARY_FAIL.format(fail=fail, warn=warn)
-    return Msg.SUMMARY_WARN.format(warn=warn) if warn else Msg.SUMMARY_OK
+        failures = ngettext("{count} check", "{count} checks", fail).format(count=fail)
+        return _(Msg.SUMMARY_FAIL).format(failures=failures, warnings=warnings)
+    return _(Msg.SUMMARY_WARN).format(warnings=warnings) if warn else _(Msg.SUMMARY_OK)
 
 
 def format_report(results: Sequence[CheckResult]) -> str:

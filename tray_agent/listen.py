@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tray_agent.cli import EXIT_AUTH_REFUSED, EXIT_BAD_SETTINGS, EXIT_OK
+from tray_agent.core import i18n
 from tray_agent.core.commands import CommandLineError, command_from_line
 from tray_agent.core.events import (
     CommandFailed,
@@ -45,6 +46,7 @@ from tray_agent.core.events import (
     KeepaliveReceived,
     event_to_json,
 )
+from tray_agent.core.i18n import _
 from tray_agent.core.ports import SecretStore, SystemClock
 from tray_agent.core.protocol import codec_for
 from tray_agent.core.redact import install_redaction
@@ -66,29 +68,31 @@ def missing_settings(conn: ConnectionSettings, password: str | None) -> list[str
     """What is missing to connect, in plain words (empty when the settings are usable)."""
     problems: list[str] = []
     if not conn.server:
-        problems.append("no server: use --server URL or TRAY_AGENT_SERVER")
+        problems.append(_("no server: use --server URL or TRAY_AGENT_SERVER"))
     elif not conn.server.startswith(("http://", "https://")):
-        problems.append(f"the server must be an http:// or https:// URL, not {conn.server!r}")
+        problems.append(
+            _("the server must be an http:// or https:// URL, not {server!r}").format(server=conn.server)
+        )
     token = conn.token.get_secret_value()
     if conn.dialect == "org":
         if not conn.org:
-            problems.append("no organisation id: use --org ID or TRAY_AGENT_ORG")
+            problems.append(_("no organisation id: use --org ID or TRAY_AGENT_ORG"))
         if not token:
             if not conn.email:
-                problems.append("no e-mail: use --email, or --token TOKEN")
+                problems.append(_("no e-mail: use --email, or --token TOKEN"))
             if not password:
-                problems.append("no password: set TRAY_AGENT_PASSWORD, or use --token TOKEN")
+                problems.append(_("no password: set TRAY_AGENT_PASSWORD, or use --token TOKEN"))
             if not conn.supabase_url or not conn.supabase_key:
                 problems.append(
-                    "the org dialect signs in through Supabase: use --supabase-url and --supabase-key"
+                    _("the org dialect signs in through Supabase: use --supabase-url and --supabase-key")
                 )
     else:
         if not conn.company:
-            problems.append("no company id: use --company ID or TRAY_AGENT_COMPANY")
+            problems.append(_("no company id: use --company ID or TRAY_AGENT_COMPANY"))
         if not conn.email:
-            problems.append("no e-mail: use --email or TRAY_AGENT_EMAIL")
+            problems.append(_("no e-mail: use --email or TRAY_AGENT_EMAIL"))
         if not password:
-            problems.append("no password: set TRAY_AGENT_PASSWORD")
+            problems.append(_("no password: set TRAY_AGENT_PASSWORD"))
     return problems
 
 
@@ -177,6 +181,9 @@ async def _serve(args: argparse.Namespace, out: TextIO, stdin: TextIO, install_s
     try:
         paths = Paths.from_platform(args.basedir, os.environ)
         loaded = load_settings_for(paths, os.environ, args)
+        i18n.set_language(
+            i18n.resolve_language(loaded.settings.ui.language, i18n.languages_from_environ(os.environ))
+        )
         for problem in loaded.problems:
             print(f"tray-agent listen: {problem}", file=sys.stderr)
         conn = loaded.settings.connection

@@ -434,3 +434,19 @@ def test_self_test_command_uses_the_frozen_executable() -> None:
         "--self-test",
     ]
     assert doctor.self_test_command(frozen=False, executable="py")[:3] == ["py", "-m", "tray_agent"]
+
+
+def test_report_speaks_indonesian_with_plural_correct_counts() -> None:
+    from tray_agent.core import i18n
+    from tray_agent.doctor import CheckResult, Status, summary
+
+    warn = CheckResult("audio", Status.WARN, "x")
+    fail = CheckResult("tls", Status.FAIL, "y")
+    try:
+        assert summary([warn, warn]) == "2 warnings, no failures"
+        assert summary([warn, fail]) == "1 check FAILED, 1 warning"
+        i18n.set_language("id")
+        assert summary([]) == "semua pemeriksaan lulus"
+        assert summary([warn, warn]) == "2 peringatan, tanpa kegagalan"
+    finally:
+        i18n.set_language("en")
