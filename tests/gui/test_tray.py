@@ -338,3 +338,64 @@ def test_tray_storage_problem_is_named_as_such(rig: Rig) -> None:
     assert "Local storage problem: the disk is full" in texts(rig.menu())
     rig.tray.set_problem("storage", "")
     assert not any("storage" in t for t in texts(rig.menu()))
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _drive_to(rig: Rig, clock: FakeClock, state: IconState) -> None:
+    rig.dispatch(connected(), escalation("p/1", "Ann <b>Lee</b>", minutes_ago=2))
+    if state is IconState.CONNECTING:
+        rig.dispatch(
+            ConnectionChanged(state=ConnectionState.RECONNECTING, detail="server unreachable", retry_in=8)
+        )
+    elif state is IconState.OFFLINE:
+        rig.dispatch(ConnectionChanged(state=ConnectionState.OFFLINE, detail="stopped"))
+    elif state is IconState.AUTH:
+        rig.dispatch(ConnectionChanged(state=ConnectionState.AUTH_REQUIRED, detail="Invalid credentials"))
+    elif state is IconState.DND:
+        rig.runner.set_dnd(clock.now() + timedelta(hours=1))
+    elif state is IconState.SLA:
+        rig.dispatch(escalation("p/2", "Budi", minutes_ago=45))  # beyond the 10-minute SLA
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        IconState.CONNECTED,
+        IconState.CONNECTING,
+        IconState.OFFLINE,
+        IconState.AUTH,
+        IconState.DND,
+        IconState.SLA,
+    ],
+)
+def test_tray_icon_and_menu_screenshot_per_state(rig: Rig, clock: FakeClock, state: IconState) -> None:
+    """Saves test-artifacts/tray-state-<state>.png (icon, badge and open menu) for review."""
+    from PySide6.QtGui import QColor, QImage, QPainter
+
+    _drive_to(rig, clock, state)
+    assert rig.tray.icon_state is state
+    menu = rig.menu()
+    rig.tray.refresh_menu()
+    menu.adjustSize()
+    menu_image = menu.grab().toImage()
+    icon_image = rig.tray.tray_icon.icon().pixmap(64, 64).toImage()
+    assert not menu_image.isNull()
+    assert not icon_image.isNull()
+    sheet = QImage(
+        icon_image.width() + menu_image.width() + 24,
+        max(icon_image.height(), menu_image.height()) + 16,
+        QImage.Format.Format_ARGB32,
+    )
+    sheet.fill(QColor("#808080"))  # mid grey: the icon must read on light and dark panels alike
+    painter = QPainter(sheet)
+    painter.drawImage(8, 8, icon_image)
+    painter.drawImage(icon_image.width() + 16, 8, menu_image)
+    painter.end()
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert sheet.save(str(ARTIFACTS / f"tray-state-{state.value}.png"))
+    assert any(
+        "Ann <b>Lee</b>" in text
+        for text in texts(menu) + [a.text() for m in menu.findChildren(QMenu) for a in m.actions()]
+    )
