@@ -58,6 +58,8 @@ clipped); the notifier escapes it for its markup. User-visible strings live in :
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import math
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -212,6 +214,9 @@ class WaitingCustomer:
     channel: str = ""
 
 
+_BURSTS_KEPT = 256  # finished bursts are pruned once the table grows past this
+
+
 @dataclass(slots=True)
 class _Burst:
     """One conversation's coalesced messages."""
@@ -236,6 +241,7 @@ class _Waiting:
     since: datetime
     reminders_sent: int = 0
     last_reminder_at: datetime | None = None
+    due: datetime | None = None  # next reminder; mirrored in AlertPolicy._due_heap
 
 
 @dataclass(slots=True)
@@ -281,6 +287,13 @@ class AlertPolicy:
         self._bursts: dict[str, _Burst] = {}
         self._reminders: dict[str, _PendingReminder] = {}
         self._waiting: dict[str, _Waiting] = {}
+        # Min-heaps over the waiting customers, so that an alert costs O(log n) however many
+        # customers wait: (next reminder, tie, conversation) and (waiting since, tie, conversation).
+        # Entries go stale when a customer leaves or is rescheduled; they are skipped lazily and
+        # the heaps are rebuilt when stale entries outnumber live ones.
+        self._due_heap: list[tuple[datetime, int, str]] = []
+        self._since_heap: list[tuple[datetime, int, str]] = []
+        self._tie = itertools.count()
         self._shown: set[str] = set()  # toast keys shown and not withdrawn
         self._summary_members: set[str] = set()
         self._last_toast_at: datetime | None = None
@@ -305,6 +318,9 @@ class AlertPolicy:
             self._bursts.clear()
         if not self._settings.notify_escalations:
             self._reminders.clear()
+        self._due_heap.clear()
+        for conversation, waiting in self._waiting.items():  # the reminder gaps may have changed
+            self._schedule(conversation, waiting)
 
     @property
     def focus(self) -> str | None:
@@ -412,9 +428,9 @@ class AlertPolicy:
 
     def tray_level(self, now: datetime) -> TrayLevel:
         """How urgent the waiting list is at ``now`` (for the tray icon)."""
-        if not self._waiting:
+        oldest = self._oldest_since()
+        if oldest is None:
             return TrayLevel.NORMAL
-        oldest = min(w.since for w in self._waiting.values())
         if _as_utc(now) - oldest >= self._minutes(self._settings.sla_minutes):
             return TrayLevel.SLA_BREACHED
         return TrayLevel.WAITING
@@ -472,10 +488,12 @@ class AlertPolicy:
                 flush_at = max(flush_at, self._last_toast_at + self._interval())
             candidates.append(flush_at)
         if self._settings.notify_escalations:
-            candidates += [self._next_reminder_at(w) for w in self._waiting.values()]
+            due = self._next_due()
+            if due is not None:
+                candidates.append(due)
         last = self._last_now
-        if self._waiting:
-            oldest = min(w.since for w in self._waiting.values())
+        oldest = self._oldest_since()
+        if oldest is not None:
             crossing = oldest + self._minutes(self._settings.sla_minutes)
             if last is None or crossing > last:
                 candidates.append(crossing)
@@ -602,29 +620,97 @@ class AlertPolicy:
     def _due_reminders(self, now: datetime, quiet: bool) -> None:
         if not self._settings.notify_escalations:
             return
-        for conversation, waiting in self._waiting.items():
-            if self._next_reminder_at(waiting) > now:
-                continue
+        heap = self._due_heap
+        due_now: list[tuple[datetime, int, str]] = []
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            waiting = self._waiting.get(entry[2])
+            if waiting is not None and waiting.due == entry[0]:
+                due_now.append(entry)
+        # Same order as the waiting list (oldest first), as the toasts' order follows it.
+        for _due, _tie, conversation in sorted(due_now, key=lambda e: self._waiting[e[2]].since):
+            waiting = self._waiting[conversation]
             # One reminder however late the tick; the schedule restarts from now.
             waiting.reminders_sent += 1
             waiting.last_reminder_at = now
+            self._schedule(conversation, waiting)
             if not quiet and conversation != self._focus:
                 self._queue_reminder(conversation, now)
+
+    def _schedule(self, conversation: str, waiting: _Waiting) -> None:
+        """(Re)compute the customer's next reminder and index it."""
+        waiting.due = self._next_reminder_at(waiting)
+        heapq.heappush(self._due_heap, (waiting.due, next(self._tie), conversation))
+        if len(self._due_heap) > 2 * len(self._waiting) + 64:
+            self._due_heap = [
+                (w.due, next(self._tie), c) for c, w in self._waiting.items() if w.due is not None
+            ]
+            heapq.heapify(self._due_heap)
+
+    def _index_since(self, conversation: str, since: datetime) -> None:
+        heapq.heappush(self._since_heap, (since, next(self._tie), conversation))
+        if len(self._since_heap) > 2 * len(self._waiting) + 64:
+            self._since_heap = [(w.since, next(self._tie), c) for c, w in self._waiting.items()]
+            heapq.heapify(self._since_heap)
+
+    def _next_due(self) -> datetime | None:
+        """The earliest scheduled reminder (stale heap entries are dropped on the way)."""
+        heap = self._due_heap
+        while heap:
+            due, _tie, conversation = heap[0]
+            waiting = self._waiting.get(conversation)
+            if waiting is not None and waiting.due == due:
+                return due
+            heapq.heappop(heap)
+        return None
+
+    def _oldest_since(self) -> datetime | None:
+        """When the longest-waiting customer started waiting (stale entries dropped)."""
+        heap = self._since_heap
+        while heap:
+            since, _tie, conversation = heap[0]
+            waiting = self._waiting.get(conversation)
+            if waiting is not None and waiting.since == since:
+                return since
+            heapq.heappop(heap)
+        return None
 
     def _upsert_waiting(self, customer: WaitingCustomer, now: datetime) -> None:
         since = now if customer.since is None else min(_as_utc(customer.since), now)
         known = self._waiting.get(customer.conversation)
         if known is None:
-            self._waiting[customer.conversation] = _Waiting(customer.customer_name, customer.channel, since)
+            waiting = _Waiting(customer.customer_name, customer.channel, since)
+            self._waiting[customer.conversation] = waiting
+            self._schedule(customer.conversation, waiting)
+            self._index_since(customer.conversation, since)
             return
         known.customer_name = customer.customer_name or known.customer_name
         known.channel = customer.channel or known.channel
-        if customer.since is not None:
+        if customer.since is not None and since != known.since:
             known.since = since
+            self._schedule(customer.conversation, known)
+            self._index_since(customer.conversation, since)
 
     # ------------------------------------------------------------------ internals: showing
 
+    def _prune_bursts(self, now: datetime) -> None:
+        """Forget finished bursts: shown, and quiet for a whole coalescing window.
+
+        A new message starts a new burst for them anyway. Amortised: only when the table grew.
+        """
+        if len(self._bursts) <= _BURSTS_KEPT:
+            return
+        window = timedelta(seconds=self._settings.coalesce_window)
+        for conversation in [
+            c
+            for c, b in self._bursts.items()
+            if b.dirty_since is None
+            and now - max(b.last_message_at, b.shown_at or b.last_message_at) > window
+        ]:
+            del self._bursts[conversation]
+
     def _flush(self, now: datetime) -> list[Effect]:
+        self._prune_bursts(now)
         effects: list[Effect] = []
         interval = self._interval()
         while self._last_toast_at is None or now >= self._last_toast_at + interval:

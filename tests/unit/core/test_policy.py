@@ -610,3 +610,38 @@ def test_policy_property_no_message_is_lost(
     for conv, when in last_message.items():
         assert conv in shown
         assert shown[conv] >= when
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["join", "leave", "take", "tick"]),
+            st.integers(min_value=0, max_value=30),  # which customer
+            st.integers(min_value=0, max_value=600),  # seconds forward
+        ),
+        max_size=60,
+    )
+)
+def test_schedule_indexes_agree_with_a_full_scan(steps: list[tuple[str, int, int]]) -> None:
+    """The heaps behind next_deadline / tray_level give what scanning every customer would."""
+    policy = AlertPolicy(AlertSettings(reminder_after=1, sla_minutes=3, toast_min_interval=0), local_tz=UTC)
+    now = T0
+    for op, who, forward in steps:
+        now += timedelta(seconds=forward)
+        conversation = f"c{who}"
+        if op == "join":
+            policy.on_waiting_changed(WaitingCustomer(conversation, now, False, "N", "web"), True, now)
+        elif op == "leave":
+            policy.on_waiting_changed(WaitingCustomer(conversation, None, False, "N", "web"), False, now)
+        elif op == "take":
+            policy.on_waiting_changed(WaitingCustomer(conversation, None, True, "N", "web"), True, now)
+        else:
+            policy.on_tick(now)
+        waiting = policy._waiting  # the full scan is the reference here, not the code under test
+        expected_due = min((policy._next_reminder_at(w) for w in waiting.values()), default=None)
+        assert policy._next_due() == expected_due
+        expected_oldest = min((w.since for w in waiting.values()), default=None)
+        assert policy._oldest_since() == expected_oldest
+        if expected_oldest is None:
+            assert policy.tray_level(now) is TrayLevel.NORMAL
