@@ -38,6 +38,7 @@ import ipaddress
 import logging
 import random
 import ssl
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +86,7 @@ from tray_agent.net.polling import Poller, PollError, rest_call
 logger = logging.getLogger(__name__)
 
 RESYNC_PAGE = 200
+READ_SLICE = 0.008  # seconds of frame handling before the read loop yields to the GUI
 _MAX_RESYNC_PAGES = 500
 
 
@@ -1213,12 +1215,21 @@ class Client:
         return _Result(_End.FAILED, detail, lived)
 
     async def _read_loop(self, ws: ClientConnection, beat: _Heartbeat) -> None:
-        """Read frames until the socket closes (returns; ConnectionClosed is swallowed)."""
+        """Read frames until the socket closes (returns; ConnectionClosed is swallowed).
+
+        Frames already buffered are handed out without yielding to the event loop, so a burst
+        (one socket read holds hundreds of frames) would keep the GUI from painting; the loop
+        therefore yields once every ``READ_SLICE`` seconds of work.
+        """
+        slice_started = time.perf_counter()
         try:
             async for message in ws:
                 beat.last_rx = self._clock.monotonic()
                 if self._on_frame(message):
                     await ws.send(self._codec.pong_frame())
+                if time.perf_counter() - slice_started >= READ_SLICE:
+                    await asyncio.sleep(0)  # let Qt paint and run its timers between slices
+                    slice_started = time.perf_counter()
         except ConnectionClosed:
             return
 
