@@ -248,19 +248,14 @@ async def test_limited_mode_in_the_windows(qtbot, tmp_path: Path, dialect: str) 
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (org codec): an AI hand-off is only inferred from a later customer message or the "
-    "periodic resync, not from the AI's new_message frame that says handled_by='human'",
-)
 async def test_org_ai_hand_off_shows_without_waiting_for_the_periodic_resync(qtbot, tmp_path: Path) -> None:
     """Expected: the customer the AI hands to humans is in the waiting list as soon as it is said.
 
     The org server broadcasts no escalation (PROTOCOL.md 1.3); the hand-off is the customer's
     message (sent while the AI still had the chat, ``handled_by="ai"``) followed by the AI's
     "connecting you to a human" ``new_message`` whose frame carries ``handled_by="human"`` and no
-    ``human_agent_id``. The client infers escalations from *customer* messages only, so with the
-    app's default 60 s resync the agent is not told for up to a minute.
+    ``human_agent_id``. The codec infers the escalation from that AI frame, so the agent is told
+    at once, not at the next periodic resync (60 s by default; FAST timings have none).
     """
     async with DemoServer("org") as server, windows_rig(server, "org", tmp_path, FAST) as rig:
         inbox = await rig.sign_in(qtbot)

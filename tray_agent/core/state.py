@@ -1131,8 +1131,16 @@ def _on_human_requested(state: State, event: HumanRequested, limit: int) -> Resu
     tx.put(conv)
     tx.mark_waiting_seen(key)
     if raise_alert:
-        tx.alert(AlertKind.ESCALATION, conv, event.text)
+        tx.alert(AlertKind.ESCALATION, conv, event.text or _last_customer_text(conv))
     return tx.commit()
+
+
+def _last_customer_text(conv: Conversation) -> str:
+    """The customer's latest words (for an escalation inferred from someone else's message)."""
+    for record in reversed(conv.messages):
+        if record.sender is SenderKind.CUSTOMER and record.text:
+            return record.text
+    return ""
 
 
 def _on_waiting_changed(state: State, event: WaitingChanged, limit: int) -> Result:

@@ -324,3 +324,24 @@ def test_chat_escalated_to_a_human_agent_is_assigned_not_waiting(codec: OrgCodec
     assert summary.waiting is False
     assert summary.agent is not None
     assert summary.agent.agent_id == "h-7"
+
+
+def test_ai_hand_off_message_is_a_human_request(codec: OrgCodec) -> None:
+    frame = {
+        "type": "new_message",
+        "timestamp": "2026-03-21T08:15:30",
+        "data": {
+            "chat_id": "c",
+            "sender_type": "ai",
+            "customer_id": "cust-1",
+            "customer_name": "AI Agent",
+            "message_content": "A human agent will contact you shortly.",
+            "handled_by": "human",
+            "human_agent_id": None,
+        },
+    }
+    events = codec.parse_frame(json.dumps(frame))
+    assert [e.event_name for e in events] == ["message_received", "human_requested"]
+    human = events[1]
+    assert human.customer_name == ""  # "AI Agent" is not the customer (O5)
+    assert human.text == ""  # the store uses the customer's own last words

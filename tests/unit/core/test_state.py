@@ -1154,3 +1154,21 @@ def test_store_reducer_bug_is_logged_not_raised(caplog, monkeypatch):
     with caplog.at_level(logging.ERROR, logger="tray_agent.core.state"):
         assert store.dispatch(KeepaliveReceived()) == ()
     assert "reducer failed" in caplog.text
+
+
+def test_escalation_inferred_from_another_senders_message_quotes_the_customer() -> None:
+    from tray_agent.core.effects import Alert, AlertKind
+    from tray_agent.core.events import HumanRequested, MessageReceived, SenderKind
+    from tray_agent.core.state import Store
+
+    store = Store()
+    store.dispatch(
+        MessageReceived(
+            conversation="c", sender=SenderKind.CUSTOMER, text="I need a person", customer_name="Ani"
+        )
+    )
+    store.dispatch(MessageReceived(conversation="c", sender=SenderKind.AI, text="A human will contact you"))
+    effects = store.dispatch(HumanRequested(conversation="c"))
+    alerts = [e for e in effects if isinstance(e, Alert) and e.kind is AlertKind.ESCALATION]
+    assert [a.text for a in alerts] == ["I need a person"]
+    assert alerts[0].customer_name == "Ani"

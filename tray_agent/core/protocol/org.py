@@ -13,7 +13,8 @@ Decisions documented here (the server gives no better answer):
   Frames from before ``sender_type`` existed (the 9-field legacy shape, only sent by the
   webhook) are CUSTOMER. ``customer_name`` is passed on only for customer messages (O5).
 * **HumanRequested from ``new_message``.** The org server never broadcasts escalations (1.2 item
-  3), so an escalation is inferred: a *customer* message in a chat whose ``handled_by`` is
+  3), so an escalation is inferred: a customer, AI or system message (the AI's hand-off
+  message is the first to carry the new ``handled_by``) in a chat whose ``handled_by`` is
   ``"human"`` or ``"unassigned"`` while no ``human_agent_id`` is set (nobody will answer it: it
   went to humans but no human has it, or no handler at all) yields a HumanRequested after the
   MessageReceived. This repeats for every such message; the reducer dedupes (a conversation
@@ -462,11 +463,13 @@ class OrgCodec:
             agent_id=(data.sender_id or data.human_agent_id) if kind is SenderKind.AGENT else "",
             is_new_chat=data.is_new_chat,
         )
-        if is_customer and _is_waiting(data.handled_by, data.human_agent_id, ""):
+        # The AI's hand-off message ("a human will contact you") is the first frame that shows
+        # handled_by="human": the customer's own request went out while the AI still had the chat.
+        if kind is not SenderKind.AGENT and _is_waiting(data.handled_by, data.human_agent_id, ""):
             human = HumanRequested(
                 conversation=chat_id,
-                customer_name=data.customer_name,
-                text=text,
+                customer_name=data.customer_name if is_customer else "",
+                text=text if is_customer else "",  # the store fills in the customer's last words
                 at=sent_at,
             )
             return (message, human)
