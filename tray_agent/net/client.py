@@ -567,6 +567,7 @@ class Client:
         self._restored = False
         self._closing = False  # settling at shutdown: queued commands stay in the store
         self._handshake_failures = 0
+        self._ws_retried_after_probe = False
         self._limited_mode = False
         self._poller: Poller | None = None
         self._next_poll = 0.0
@@ -1017,6 +1018,7 @@ class Client:
             return await self._handshake_failed(_describe(exc), refused=False)
         self._auth_retry_used = False
         self._handshake_failures = 0
+        self._ws_retried_after_probe = False
         if self._limited_mode:
             logger.info("the WebSocket works again; leaving limited mode")
         self._limited_mode = False
@@ -1049,6 +1051,11 @@ class Client:
         if not answers:
             self._limited_mode = False
             return _Result(_End.FAILED, detail)
+        if not refused and not self._limited_mode and not self._ws_retried_after_probe:
+            # The socket could not even connect, yet REST answers now: most likely the server
+            # just came back from an outage. One more WebSocket try before calling it blocked.
+            self._ws_retried_after_probe = True
+            return _Result(_End.RETRY_NOW, "the server answers again")
         return _Result(_End.LIMITED, detail)
 
     async def _poll_call(self, command: Command) -> Sequence[Event]:
