@@ -308,17 +308,37 @@ def app(info: dict[str, Any]) -> None:
                 # A short sample with the inbox shown is reported too (its 1 s waiting-time tick
                 # and the text cursor's blink are legitimate while a window is open).
                 async def sample(seconds: float) -> dict[str, Any]:
+                    # Qt timers are counted per receiver. qasync delivers *every* asyncio callback
+                    # (call_soon included: I/O completions, task steps) through one Qt timer
+                    # object, so asyncio timers are attributed per callback instead, counting
+                    # only delayed ones (call_later with a delay > 0): those are the timers.
                     counter = TimerCounter()
+                    delayed: dict[str, int] = {}
+                    original_call_later = loop.call_later
+
+                    def counting_call_later(delay: float, callback: Any, *args: Any, **kw: Any) -> Any:
+                        if delay > 0:
+                            name = "asyncio:" + getattr(callback, "__qualname__", type(callback).__name__)
+                            delayed[name] = delayed.get(name, 0) + 1
+                        return original_call_later(delay, callback, *args, **kw)
+
+                    loop.call_later = counting_call_later  # type: ignore[method-assign]
                     qt.installEventFilter(counter)
                     cpu0, t0 = cpu_s(), time.monotonic()
                     await asyncio.sleep(seconds)  # the idle period being measured
                     cpu, wall = cpu_s() - cpu0, time.monotonic() - t0
                     qt.removeEventFilter(counter)
-                    rates = {k: v / wall for k, v in counter.counts.items()}
+                    loop.call_later = original_call_later  # type: ignore[method-assign]
+                    qt_timers = {
+                        k: v / wall for k, v in counter.counts.items() if not k.startswith("_SimpleTimer")
+                    }
+                    asyncio_timers = {k: v / wall for k, v in delayed.items()}
+                    rates = {**qt_timers, **asyncio_timers}
                     return {
                         "cpu_pct": 100.0 * cpu / wall,
                         "seconds": wall,
                         "timer_events": sum(counter.counts.values()),
+                        "asyncio_callbacks_per_s": counter.counts.get("_SimpleTimer:", 0) / wall,
                         "max_timer_rate_hz": max(rates.values(), default=0.0),
                         "timers": {k: round(v, 3) for k, v in sorted(rates.items())},
                     }
