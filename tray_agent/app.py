@@ -283,7 +283,7 @@ class TrayApp:
         self.theme = ThemeController(app, settings.ui.theme, app)
         self.tray.set_icon_style(self.theme.icon_style)
         self.theme.icon_style_changed.connect(self.tray.set_icon_style)
-        self.bridge.waiting_changed.connect(self._on_bridge_waiting_changed)
+        self.bridge.conversations_changed.connect(self._on_bridge_conversations_changed)
         self.bridge.focus_changed.connect(self._on_bridge_focus_changed)
         self.bridge.connection_changed.connect(self._on_bridge_connection_changed)
         self.tray.quit_requested.connect(self._on_tray_quit_requested)
@@ -648,8 +648,9 @@ class TrayApp:
 
     # -------------------------------------------------------------- slots
 
-    def _on_bridge_waiting_changed(self, waiting: Any) -> None:
-        self.runner.set_waiting(waiting)
+    def _on_bridge_conversations_changed(self, keys: Any) -> None:
+        # Only what changed reaches the policy: a flush costs its changes, not the waiting list.
+        self.runner.update_waiting(keys, self.store.state)
 
     def _on_bridge_focus_changed(self, conversation: Any) -> None:
         self.runner.set_focus(conversation)

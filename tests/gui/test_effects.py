@@ -176,3 +176,30 @@ async def test_effects_notifier_failure_is_logged_not_raised(
         await asyncio.sleep(0)  # let the done-callback run
     assert notifier.shown
     assert "Could not show a toast" in caplog.text
+
+
+def test_effects_changed_conversations_update_the_waiting_list(
+    qtbot: QtBot, notifier: FakeNotifier, sound: FakeSound
+) -> None:
+    """The app's path: only the conversations a flush changed reach the policy."""
+    from tray_agent.core.events import AgentRef, AssignmentAction, AssignmentChanged, HumanRequested
+    from tray_agent.core.state import Store
+
+    clock = FakeClock()
+    runner = make_runner(notifier, sound, clock, AlertSettings(sla_minutes=10, reminder_after=60))
+    store = Store()
+    store.dispatch(HumanRequested(conversation="p/1", customer_name="Ann", at=clock.now()))
+    store.dispatch(HumanRequested(conversation="p/2", customer_name="Bob", at=clock.now()))
+    runner.update_waiting({"p/1", "p/2"}, store.state)
+    assert runner.policy.waiting_count == 2
+    assert runner.tray_level is TrayLevel.WAITING
+    # Someone takes Ann: only her conversation changed, and only it is passed on.
+    store.dispatch(
+        AssignmentChanged(conversation="p/1", action=AssignmentAction.ASSIGNED, agent=AgentRef(agent_id="x"))
+    )
+    runner.update_waiting({"p/1"}, store.state)
+    assert runner.policy.waiting_count == 1
+    # A conversation gone from the state (sign-out) stops waiting.
+    runner.update_waiting({"p/2"}, Store().state)
+    assert runner.policy.waiting_count == 0
+    assert runner.tray_level is TrayLevel.NORMAL

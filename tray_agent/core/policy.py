@@ -409,16 +409,29 @@ class AlertPolicy:
         Returns:
             Withdraw effects when they stopped waiting unassigned, plus anything that fell due.
         """
+        return self.update_waiting(((customer, waiting),), now)
+
+    def update_waiting(self, changes: Iterable[tuple[WaitingCustomer, bool]], now: datetime) -> list[Effect]:
+        """Several customers changed at once (a batch of :meth:`on_waiting_changed`, one tick).
+
+        The app feeds only the conversations that changed since its last update, so the cost
+        follows the changes, not the length of the waiting list.
+
+        Returns:
+            Withdraw effects for customers no longer waiting unassigned, plus anything due.
+        """
         now = self._see(now)
         effects: list[Effect] = []
-        if not customer.conversation:
-            return self.on_tick(now)
-        if waiting and not customer.assigned:
-            self._upsert_waiting(customer, now)
-        elif customer.conversation in self._waiting or (
-            self._shown & {escalation_key(customer.conversation), reminder_key(customer.conversation)}
-        ):
-            effects += self._forget(customer.conversation)
+        for customer, waiting in changes:
+            conversation = customer.conversation
+            if not conversation:
+                continue
+            if waiting and not customer.assigned:
+                self._upsert_waiting(customer, now)
+            elif conversation in self._waiting or (
+                self._shown & {escalation_key(conversation), reminder_key(conversation)}
+            ):
+                effects += self._forget(conversation)
         return effects + self.on_tick(now)
 
     @property

@@ -574,6 +574,7 @@ class State:
         resync: the resync in progress, if any.
         resync_requested: a RequestResync effect is outstanding (so it is not repeated).
         clock: the newest server timestamp seen: the reducer's only notion of "now".
+        urgent_total: how many waiting customers nobody has taken (the badge), kept incrementally.
     """
 
     connection: ConnectionInfo = field(default_factory=ConnectionInfo)
@@ -589,6 +590,7 @@ class State:
     resync: ResyncProgress | None = None
     resync_requested: bool = False
     clock: datetime | None = None
+    urgent_total: int = 0
     # Lazily computed views of this (immutable) state; invisible to equality and repr.
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -618,12 +620,7 @@ class State:
     @property
     def waiting_count(self) -> int:
         """The badge: waiting customers nobody has taken yet."""
-        cached: int | None = self._cache.get("waiting_count")
-        if cached is None:
-            cached = self._cache["waiting_count"] = sum(
-                1 for k in self.waiting_keys if not self.conversations[k].assigned
-            )
-        return cached
+        return self.urgent_total
 
     @property
     def oldest_waiting_since(self) -> datetime | None:
@@ -657,6 +654,7 @@ class _Tx:
         "pending",
         "state",
         "unread_total",
+        "urgent_total",
         "waiting_keys",
     )
 
@@ -665,6 +663,7 @@ class _Tx:
         self.conversations = state.conversations
         self.pending: dict[str, Conversation] = {}
         self.unread_total = state.unread_total
+        self.urgent_total = state.urgent_total
         self.waiting_keys = state.waiting_keys
         self.mine_keys = state.mine_keys
         self.effects: list[Effect] = []
@@ -684,12 +683,14 @@ class _Tx:
         self.pending[key] = new
         if old is None:
             self.unread_total += new.unread
+            self.urgent_total += new.urgent
             if new.waiting:
                 self.waiting_keys = self.waiting_keys | {key}
             if new.assigned_to_me:
                 self.mine_keys = self.mine_keys | {key}
             return
         self.unread_total += new.unread - old.unread
+        self.urgent_total += new.urgent - old.urgent
         if old.waiting != new.waiting:
             self.waiting_keys = self.waiting_keys | {key} if new.waiting else self.waiting_keys - {key}
         if old.assigned_to_me != new.assigned_to_me:
@@ -736,6 +737,8 @@ class _Tx:
             changes["conversations"] = self.conversations.set_many(self.pending)
             if self.unread_total != state.unread_total:
                 changes["unread_total"] = self.unread_total
+            if self.urgent_total != state.urgent_total:
+                changes["urgent_total"] = self.urgent_total
             if self.waiting_keys is not state.waiting_keys:
                 changes["waiting_keys"] = self.waiting_keys
             if self.mine_keys is not state.mine_keys:
@@ -756,6 +759,7 @@ class _Tx:
             get("resync", state.resync),
             get("resync_requested", state.resync_requested),
             get("clock", state.clock),
+            get("urgent_total", state.urgent_total),
         )
         return new, tuple(self.effects)
 

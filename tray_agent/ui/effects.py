@@ -14,7 +14,7 @@ from tray_agent.core.effects import Alert, Effect, Notify, PlaySound, RequestRes
 from tray_agent.core.policy import AlertPolicy, TrayLevel, WaitingCustomer
 from tray_agent.core.ports import Clock, Notifier, Sound
 from tray_agent.core.settings import AlertSettings
-from tray_agent.core.state import Conversation
+from tray_agent.core.state import Conversation, State
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +189,28 @@ class EffectRunner(QObject):
             if conv.urgent
         ]
         self._carry_out(self._policy.set_waiting(customers, self._clock.now()))
+
+    def update_waiting(self, changed: Iterable[str], state: State) -> None:
+        """Some conversations changed (a bridge flush): reminders and the SLA level follow them.
+
+        Only the changed conversations are looked at, so a flush costs what changed, not the
+        length of the waiting list; a conversation gone from ``state`` stops waiting.
+        """
+        changes: list[tuple[WaitingCustomer, bool]] = []
+        for key in changed:
+            conv = state.conversation(key)
+            if conv is None:
+                changes.append((WaitingCustomer(conversation=key, since=None, assigned=False), False))
+                continue
+            customer = WaitingCustomer(
+                conversation=key,
+                since=conv.waiting_since,
+                assigned=conv.assigned,
+                customer_name=conv.customer_name,
+                channel=conv.channel,
+            )
+            changes.append((customer, conv.waiting))
+        self._carry_out(self._policy.update_waiting(changes, self._clock.now()))
 
     async def aclose(self) -> None:
         """Stop the timer and wait (bounded) for toasts still being sent. Never raises."""
