@@ -197,7 +197,7 @@ def app(info: dict[str, Any]) -> None:
     notifier = RecordingNotifier()
     runner = EffectRunner(AlertPolicy(alerts), notifier, NullSound("benchmark"), clock, alerts)
     bridge = StoreBridge(store)
-    bridge.waiting_changed.connect(runner.set_waiting)
+    bridge.conversations_changed.connect(lambda keys: runner.update_waiting(keys, store.state))  # as app.py
 
     class Sink:
         def submit(self, command: Any) -> None:
