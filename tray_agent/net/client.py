@@ -1162,20 +1162,8 @@ class Client:
                 else:
                     self._settle(self._tracker.fail(pending, exc.reason, exc.text))
                 continue
-            self._tracker.mark_sent(pending, Transport.HTTP, self._clock.monotonic())
-            self._mark_sent(pending.command)
-            task = asyncio.ensure_future(self._http_command(pending, call))
-            self._http_tasks[task] = pending
-            task.add_done_callback(self._http_tasks.pop)
-            if not pending.internal:
-                command = pending.command
-                self._emit(
-                    CommandSent(
-                        command_id=command.command_id,
-                        kind=command.kind,
-                        conversation=command.conversation_key,
-                    )
-                )
+            self._start_http(pending, call)
+            self._announce_sent(pending)
 
     # -- one connection --------------------------------------------------------------------------
 
@@ -1342,6 +1330,24 @@ class Client:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
 
+    def _start_http(self, pending: PendingCommand, call: HttpCall) -> None:
+        """Mark a command sent (memory and the durable outbox) and start its HTTP call."""
+        self._tracker.mark_sent(pending, Transport.HTTP, self._clock.monotonic())
+        self._mark_sent(pending.command)
+        task = asyncio.ensure_future(self._http_command(pending, call))
+        self._http_tasks[task] = pending
+        task.add_done_callback(self._http_tasks.pop)
+
+    def _announce_sent(self, pending: PendingCommand) -> None:
+        """CommandSent for the agent's own commands (internal resync/ping ones stay silent)."""
+        if not pending.internal:
+            command = pending.command
+            self._emit(
+                CommandSent(
+                    command_id=command.command_id, kind=command.kind, conversation=command.conversation_key
+                )
+            )
+
     async def _flush(self, ws: ClientConnection) -> None:
         for pending in self._tracker.take_sendable(live=self._live):
             try:
@@ -1365,20 +1371,8 @@ class Client:
                     # It may have been written: an unconfirmed command, settled on disconnect.
                     break
             else:
-                self._tracker.mark_sent(pending, Transport.HTTP, self._clock.monotonic())
-                self._mark_sent(pending.command)
-                task = asyncio.ensure_future(self._http_command(pending, outbound))
-                self._http_tasks[task] = pending
-                task.add_done_callback(self._http_tasks.pop)
-            if not pending.internal:
-                command = pending.command
-                self._emit(
-                    CommandSent(
-                        command_id=command.command_id,
-                        kind=command.kind,
-                        conversation=command.conversation_key,
-                    )
-                )
+                self._start_http(pending, outbound)
+            self._announce_sent(pending)
 
     def _spawn_side(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
