@@ -342,7 +342,8 @@ def debug_log(path: Path) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         handler.close()
-        root.removeFilter(redaction)
+        for other in root.handlers:  # install_redaction put it on pytest's handlers too
+            other.removeFilter(redaction)
         root.setLevel(old_level)
 
 

@@ -173,10 +173,11 @@ def install_redaction(logger: logging.Logger | None = None) -> RedactingFilter:
         logger: Whose handlers to cover.
 
     Returns:
-        The installed filter.
+        The filter now on every handler (one already installed is reused, never doubled).
     """
     target = logger or logging.getLogger()
-    redacting = RedactingFilter()
+    installed = [f for h in target.handlers for f in h.filters if isinstance(f, RedactingFilter)]
+    redacting = installed[0] if installed else RedactingFilter()
     for handler in target.handlers:
         if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
             handler.addFilter(redacting)
