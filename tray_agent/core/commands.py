@@ -14,7 +14,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-from tray_agent.core.events import CommandKind
+from tray_agent.core.events import CommandFailed, CommandKind, CommandSucceeded, FailureReason
 
 _counter = itertools.count(1)
 # Commands outlive the process (the durable outbox): a random part keeps a later process that
@@ -148,6 +148,27 @@ class DiscardCommand(Command):
     @property
     def kind(self) -> CommandKind:  # noqa: D102
         return CommandKind.REPLY
+
+
+def succeeded(command: Command, message_id: str | None = None) -> CommandSucceeded:
+    """The CommandSucceeded event of ``command`` (``message_id``: a sent reply's server id)."""
+    return CommandSucceeded(
+        command_id=command.command_id,
+        kind=command.kind,
+        conversation=command.conversation_key,
+        message_id=message_id,
+    )
+
+
+def failed(command: Command, reason: FailureReason, text: str) -> CommandFailed:
+    """The CommandFailed event of ``command``, with the server's (or our) words."""
+    return CommandFailed(
+        command_id=command.command_id,
+        kind=command.kind,
+        conversation=command.conversation_key,
+        reason=reason,
+        text=text,
+    )
 
 
 _LISTEN_COMMANDS: dict[str, CommandKind] = {

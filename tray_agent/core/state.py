@@ -515,10 +515,6 @@ class ConversationMap(Mapping[str, Conversation]):
             buckets[i] = bucket
         return ConversationMap._make(tuple(buckets), length)
 
-    def bucket_of(self, key: str) -> Mapping[str, Conversation]:
-        """The bucket holding ``key`` (for :func:`changed_conversations`)."""
-        return self._buckets[hash(key) & _MASK]
-
 
 def changed_conversations(old: ConversationMap, new: ConversationMap) -> frozenset[str]:
     """Keys whose Conversation object differs (by identity) between two maps.
@@ -793,11 +789,7 @@ def _update(obj: _T, **changes: Any) -> _T:
 
 def _describe(conv: Conversation, customer_name: str, channel: str) -> Conversation:
     """Fill in the customer's name and channel when the event names them."""
-    if (customer_name and customer_name != conv.customer_name) or (channel and channel != conv.channel):
-        return dataclasses.replace(
-            conv, customer_name=customer_name or conv.customer_name, channel=channel or conv.channel
-        )
-    return conv
+    return _update(conv, customer_name=customer_name or conv.customer_name, channel=channel or conv.channel)
 
 
 def _is_me(user_id: str, agent_id: str) -> bool:

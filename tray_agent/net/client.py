@@ -49,7 +49,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.protocol import State
 
-from tray_agent.core.commands import Command, DiscardCommand, RefreshWaitingList, ResendCommand, SendReply
+from tray_agent.core.commands import (
+    Command,
+    DiscardCommand,
+    RefreshWaitingList,
+    ResendCommand,
+    SendReply,
+    failed,
+    succeeded,
+)
 from tray_agent.core.events import (
     CommandFailed,
     CommandKind,
@@ -306,27 +314,6 @@ class Outcome:
     def ok(self) -> bool:
         """True for a success."""
         return isinstance(self.event, CommandSucceeded)
-
-
-def succeeded(command: Command, message_id: str | None = None) -> CommandSucceeded:
-    """CommandSucceeded for ``command``."""
-    return CommandSucceeded(
-        command_id=command.command_id,
-        kind=command.kind,
-        conversation=command.conversation_key,
-        message_id=message_id,
-    )
-
-
-def failed(command: Command, reason: FailureReason, text: str) -> CommandFailed:
-    """CommandFailed for ``command``."""
-    return CommandFailed(
-        command_id=command.command_id,
-        kind=command.kind,
-        conversation=command.conversation_key,
-        reason=reason,
-        text=text,
-    )
 
 
 class CommandTracker:

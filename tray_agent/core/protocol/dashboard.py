@@ -37,6 +37,8 @@ from tray_agent.core.commands import (
     Release,
     SendReply,
     TakeOver,
+    failed,
+    succeeded,
 )
 from tray_agent.core.events import (
     AgentRef,
@@ -44,7 +46,6 @@ from tray_agent.core.events import (
     AssignmentChanged,
     CommandFailed,
     CommandKind,
-    CommandSucceeded,
     Connected,
     ConversationSummary,
     Dialect,
@@ -366,23 +367,6 @@ class DashCustomersIn(_In):
     company_id: LooseStr = ""
 
 
-class DashSendData(_In):
-    """``data`` of the REST send answer."""
-
-    customer_id: LooseStr = ""
-    page_id: LooseStr = ""
-    message: LooseStr = ""
-    agent: LooseStr = ""
-    timestamp: Timestamp = None
-
-
-class DashSendAnswerIn(_In):
-    """``POST /customers/:id/message`` answer."""
-
-    message: LooseStr = ""
-    data: LooseObject[DashSendData] = Field(default_factory=DashSendData)
-
-
 class DashErrorIn(_In):
     """REST error body ``{"error": ..., "details"?: ...}``."""
 
@@ -394,7 +378,6 @@ _FRAMES: TypeAdapter[DashFrame] = TypeAdapter(DashFrame)
 _HEAD: TypeAdapter[TypeHead] = TypeAdapter(TypeHead)
 _HISTORY: TypeAdapter[DashHistoryIn] = TypeAdapter(DashHistoryIn)
 _CUSTOMERS: TypeAdapter[DashCustomersIn] = TypeAdapter(DashCustomersIn)
-_SEND_ANSWER: TypeAdapter[DashSendAnswerIn] = TypeAdapter(DashSendAnswerIn)
 _ERROR: TypeAdapter[DashErrorIn] = TypeAdapter(DashErrorIn)
 
 
@@ -874,19 +857,19 @@ class DashboardCodec:
                 return self.parse_customers_page(command, body)
             if isinstance(command, SendReply):
                 return parse_send_answer(command, status, body)
-            return (_succeeded(command),)
+            return (succeeded(command),)
         except Exception:
             logger.exception("dashboard response translation failed")
             if 200 <= status < 300:
-                return (_succeeded(command),)
-            return (_failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}"),)
+                return (succeeded(command),)
+            return (failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}"),)
 
     def parse_history(self, command: LoadHistory, body: bytes) -> Sequence[Event]:
         """``GET /messages/conversation/:id`` (newest first) -> HistoryPage, oldest first."""
         try:
             answer = _HISTORY.validate_json(body)
         except ValidationError:
-            return (_failed(command, FailureReason.SERVER_ERROR, "unreadable history"),)
+            return (failed(command, FailureReason.SERVER_ERROR, "unreadable history"),)
         split = split_dashboard_key(command.conversation)
         page_id = split[0] if split else answer.page_id
         # /messages/conversation/:id is newest first; /messages/chat/:id is already oldest first.
@@ -899,14 +882,14 @@ class DashboardCodec:
         if not has_more and pagination.page is not None and pagination.total_pages is not None:
             has_more = pagination.page < pagination.total_pages
         history = HistoryPage(conversation=command.conversation, messages=messages, has_more=has_more)
-        return (_succeeded(command), history)
+        return (succeeded(command), history)
 
     def parse_customers_page(self, command: RefreshWaitingList, body: bytes) -> Sequence[Event]:
         """REST fallback: a ``GET /api/dashboard/customers`` page -> WaitingListPage (+ success)."""
         try:
             answer = _CUSTOMERS.validate_json(body)
         except ValidationError:
-            return (_failed(command, FailureReason.SERVER_ERROR, "unreadable customer list"),)
+            return (failed(command, FailureReason.SERVER_ERROR, "unreadable customer list"),)
         pagination = answer.pagination
         if pagination.page is not None and pagination.limit is not None and pagination.page > 0:
             offset = (pagination.page - 1) * max(0, pagination.limit)
@@ -919,7 +902,7 @@ class DashboardCodec:
             has_more=pagination.has_more,
             complete_list=not answer.page_id,
         )
-        return (_succeeded(command), page)
+        return (succeeded(command), page)
 
     # -- keepalive -----------------------------------------------------------------------------
 
@@ -945,11 +928,11 @@ def parse_send_answer(command: SendReply, status: int, body: bytes) -> Sequence[
     """
     try:
         if 200 <= status < 300:
-            return (_succeeded(command),)
+            return (succeeded(command),)
         return (_rest_failure(command, status, body),)
     except Exception:
         logger.exception("dashboard send answer translation failed")
-        return (_failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}"),)
+        return (failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}"),)
 
 
 def _history_message(
@@ -981,22 +964,6 @@ def _split(conversation: str) -> tuple[str, str]:
     return split
 
 
-def _succeeded(command: Command) -> CommandSucceeded:
-    return CommandSucceeded(
-        command_id=command.command_id, kind=command.kind, conversation=command.conversation_key
-    )
-
-
-def _failed(command: Command, reason: FailureReason, text: str) -> CommandFailed:
-    return CommandFailed(
-        command_id=command.command_id,
-        kind=command.kind,
-        conversation=command.conversation_key,
-        reason=reason,
-        text=text,
-    )
-
-
 def _rest_failure(command: Command, status: int, body: bytes) -> CommandFailed:
     try:
         answer = _ERROR.validate_json(body)
@@ -1006,8 +973,8 @@ def _rest_failure(command: Command, status: int, body: bytes) -> CommandFailed:
     if text:
         reason, kinds = classify_error(text)
         if kinds or reason is not FailureReason.SERVER_ERROR:
-            return _failed(command, reason, text)
-    return _failed(command, _reason_for_status(status), text or f"HTTP {status}")
+            return failed(command, reason, text)
+    return failed(command, _reason_for_status(status), text or f"HTTP {status}")
 
 
 def _reason_for_status(status: int) -> FailureReason:

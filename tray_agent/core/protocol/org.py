@@ -45,6 +45,7 @@ Decisions documented here (the server gives no better answer):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import types
 from collections import OrderedDict
@@ -62,6 +63,8 @@ from tray_agent.core.commands import (
     Release,
     SendReply,
     TakeOver,
+    failed,
+    succeeded,
 )
 from tray_agent.core.events import (
     AgentRef,
@@ -616,8 +619,8 @@ class OrgCodec:
         except Exception:  # never let a bad body or a bug escape into the network layer
             logger.exception("org response translation failed")
             if 200 <= status < 300:
-                return (_succeeded(command),)
-            return (_failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}"),)
+                return (succeeded(command),)
+            return (failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}"),)
 
     def _success(self, command: Command, body: bytes) -> Sequence[Event]:
         if isinstance(command, (TakeOver, Release)):
@@ -628,10 +631,10 @@ class OrgCodec:
             return self._chats_answer(command, body)
         if isinstance(command, LoadHistory):
             return self._history_answer(command, body)
-        return (_succeeded(command),)
+        return (succeeded(command),)
 
     def _assign_answer(self, command: TakeOver | Release, body: bytes) -> Sequence[Event]:
-        done = _succeeded(command)
+        done = succeeded(command)
         try:
             chat = _CHAT.validate_json(body)
         except ValidationError:
@@ -668,7 +671,7 @@ class OrgCodec:
         try:
             msg = _MESSAGE.validate_json(body)
         except ValidationError:
-            return (_succeeded(command),)
+            return (succeeded(command),)
         done = CommandSucceeded(
             command_id=command.command_id,
             kind=command.kind,
@@ -680,14 +683,14 @@ class OrgCodec:
         # The WS copy may never come (other worker process, O9); it has the same id (O6): upsert.
         echo = _history_message(msg, command.conversation)
         if echo.sender is SenderKind.AGENT and not echo.agent_id:
-            echo = _replace_agent(echo, self.user_id)
+            echo = dataclasses.replace(echo, agent_id=self.user_id)
         return (done, echo)
 
     def _chats_answer(self, command: RefreshWaitingList, body: bytes) -> Sequence[Event]:
         try:
             page = _CHAT_LIST.validate_json(body)
         except ValidationError:
-            return (_failed(command, FailureReason.SERVER_ERROR, "unreadable chat list"),)
+            return (failed(command, FailureReason.SERVER_ERROR, "unreadable chat list"),)
         rows = []
         for chat in page.chats:
             if not chat.id:
@@ -705,24 +708,24 @@ class OrgCodec:
             has_more=has_more,
             complete_list=True,
         )
-        return (_succeeded(command), result)
+        return (succeeded(command), result)
 
     def _history_answer(self, command: LoadHistory, body: bytes) -> Sequence[Event]:
         try:
             page = _MESSAGE_LIST.validate_json(body)
         except ValidationError:
-            return (_failed(command, FailureReason.SERVER_ERROR, "unreadable message list"),)
+            return (failed(command, FailureReason.SERVER_ERROR, "unreadable message list"),)
         limit = clamp(command.limit, 1, MAX_PAGE)
         skip = max(0, command.page) * limit
         messages = tuple(_history_message(m, command.conversation) for m in reversed(page.messages))
         total = page.total
         has_more = total is not None and skip + len(page.messages) < total and len(page.messages) > 0
         history = HistoryPage(conversation=command.conversation, messages=messages, has_more=has_more)
-        return (_succeeded(command), history)
+        return (succeeded(command), history)
 
     def _failure(self, command: Command, status: int, body: bytes) -> CommandFailed:
         text = _detail_text(body) or f"HTTP {status}"
-        return _failed(command, _reason_for(status, text), text)
+        return failed(command, _reason_for(status, text), text)
 
     # -- keepalive -----------------------------------------------------------------------------
 
@@ -744,35 +747,6 @@ def _chat_path(conversation: str) -> str:
     if not conversation or conversation.strip() != conversation:
         raise EncodeError(FailureReason.INVALID, f"not an org chat id: {conversation!r}")
     return f"/crm/chats/{quote(conversation, safe='')}"
-
-
-def _replace_agent(message: MessageReceived, agent_id: str) -> MessageReceived:
-    return MessageReceived(
-        conversation=message.conversation,
-        sender=message.sender,
-        text=message.text,
-        attachment=message.attachment,
-        message_id=message.message_id,
-        sent_at=message.sent_at,
-        sender_name=message.sender_name,
-        agent_id=agent_id,
-    )
-
-
-def _succeeded(command: Command) -> CommandSucceeded:
-    return CommandSucceeded(
-        command_id=command.command_id, kind=command.kind, conversation=command.conversation_key
-    )
-
-
-def _failed(command: Command, reason: FailureReason, text: str) -> CommandFailed:
-    return CommandFailed(
-        command_id=command.command_id,
-        kind=command.kind,
-        conversation=command.conversation_key,
-        reason=reason,
-        text=text,
-    )
 
 
 def _detail_text(body: bytes) -> str:
