@@ -204,7 +204,7 @@ def build_members(inputs: DiagnosticsInput) -> dict[str, str]:
     members: dict[str, str] = {}
     for path in _log_files(inputs.log_dir):
         try:
-            members[f"logs/{path.name}"] = redact_lines(_read_log(path))
+            members[f"logs/{path.name}"] = _read_log(path)  # redacted with every member below
         except OSError as exc:
             members[f"logs/{path.name}.unreadable.txt"] = f"could not read: {exc.strerror or exc}\n"
     members["settings.json"] = _dumps(settings_document(inputs.loaded))

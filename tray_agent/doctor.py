@@ -37,6 +37,7 @@ from typing import Any, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
 from tray_agent import __version__
+from tray_agent.cli import EXIT_FAILURE, EXIT_OK
 from tray_agent.core import i18n
 from tray_agent.core.i18n import N_, _, ngettext
 from tray_agent.core.redact import install_redaction, redact
@@ -45,8 +46,6 @@ from tray_agent.core.settings_layers import LoadedSettings
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 STEP_TIMEOUT = 5.0  # seconds for each network step (DNS, TCP, TLS, one HTTP answer)
 SELF_TEST_TIMEOUT = 60.0  # seconds for the app's self-test (Qt start-up on a cold disk)
@@ -202,8 +201,6 @@ def _load(args: argparse.Namespace, env: Mapping[str, str]) -> _Setup:
     paths = Paths.from_platform(getattr(args, "basedir", None), env)
     sources = read_policy_sources(paths)
     loaded = load_settings_for(paths, env, args, policy_sources=sources)
-    # The report speaks the agent's language (setting, else the OS locale), like the app.
-    i18n.set_language(i18n.resolve_language(loaded.settings.ui.language, i18n.languages_from_environ(env)))
     return _Setup(loaded, tuple(name for name, _source in sources), str(paths.settings_file))
 
 
@@ -752,10 +749,8 @@ class NetworkProbe:
                 _result("tcp", Status.FAIL, _(Msg.TCP_FAIL).format(host=host, port=port, reason=_reason(exc)))
             ) from exc
         try:
-            if self.proxy is None:
-                self._report(_result("tcp", Status.OK, _(Msg.TCP_OK).format(host=host, port=port)))
-            else:
-                self._report(_result("tcp", Status.OK, _(Msg.TCP_OK).format(host=host, port=port)))
+            self._report(_result("tcp", Status.OK, _(Msg.TCP_OK).format(host=host, port=port)))
+            if self.proxy is not None:
                 await self._connect_through(reader, writer)
             if self.target.secure:
                 await self._start_tls(writer)
@@ -1013,6 +1008,7 @@ async def collect(
     env: Mapping[str, str] | None = None,
     *,
     groups: Sequence[str] = GROUPS,
+    set_language: bool = False,
 ) -> list[CheckResult]:
     """Run the checks of ``groups`` concurrently and return their lines in report order.
 
@@ -1020,6 +1016,8 @@ async def collect(
         args: the parsed command line (connection flags, ``--basedir``).
         env: the environment (default ``os.environ``).
         groups: which groups of :data:`GROUPS` to run.
+        set_language: switch the process's language to the settings' (the `doctor` command
+            does; the app's diagnostics export must not, as the app chose its own).
 
     Returns:
         Every check's result.
@@ -1032,14 +1030,19 @@ async def collect(
         demo = await start_demo(getattr(args, "demo_dialect", "dashboard"))
         apply_demo_flags(args, demo)
     try:
-        return await _collect(args, env, groups)
+        return await _collect(args, env, groups, set_language)
     finally:
         if demo is not None:
             await demo.server.stop()
 
 
-async def _collect(args: argparse.Namespace, env: dict[str, str], groups: Sequence[str]) -> list[CheckResult]:
+async def _collect(
+    args: argparse.Namespace, env: dict[str, str], groups: Sequence[str], set_language: bool
+) -> list[CheckResult]:
     setup = _load(args, env)
+    if set_language:  # the report speaks the agent's language (setting, else the OS locale)
+        setting = setup.loaded.settings.ui.language
+        i18n.set_language(i18n.resolve_language(setting, i18n.languages_from_environ(env)))
     conn = setup.loaded.settings.connection
     jobs: dict[str, Callable[[], Awaitable[list[CheckResult]]]] = {
         "keyring": check_keyring,
@@ -1062,7 +1065,7 @@ async def _collect(args: argparse.Namespace, env: dict[str, str], groups: Sequen
 
 def exit_code(results: Sequence[CheckResult]) -> int:
     """1 when any check FAILed, else 0."""
-    return EXIT_FAILED if any(r.status is Status.FAIL for r in results) else EXIT_OK
+    return EXIT_FAILURE if any(r.status is Status.FAIL for r in results) else EXIT_OK
 
 
 def summary(results: Sequence[CheckResult]) -> str:
@@ -1112,7 +1115,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     )
     install_redaction()
     out = out or sys.stdout
-    results = asyncio.run(collect(args))
+    results = asyncio.run(collect(args, set_language=True))
     out.write(format_json(results) + "\n" if getattr(args, "json", False) else format_report(results))
     out.flush()
     return exit_code(results)

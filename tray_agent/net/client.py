@@ -41,7 +41,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -502,7 +502,6 @@ class _Heartbeat:
     next_ping: float
     ping_sent: float | None = None
     last_rx: float = 0.0
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class Client:

@@ -4,9 +4,9 @@ Every call blocks (D-Bus, Keychain, Credential Manager; an unlock prompt may app
 code calls them through ``loop.run_in_executor(None, store.get, key)``.
 
 Secrets are stored under the service name ``"tray-agent"`` with keys
-``"<dialect>:<server>:<account>:<kind>"`` (see
+``"<dialect>:<server>:<tenant>:<account>:<kind>"`` (see
 :func:`tray_agent.core.settings.secret_key` / ``ConnectionSettings.secret_key``), e.g.
-``"org:https://support.example.com:alice@example.com:refresh_token"``.
+``"org:https://support.example.com:org-1:alice@example.com:refresh_token"``.
 
 Plain-file keyrings (``keyrings.alt`` ``PlaintextKeyring`` and friends) are refused unless
 explicitly allowed: a token is never written to a plain file. Values are never logged.
@@ -23,7 +23,6 @@ import keyring.errors
 from keyring.backends import chainer, fail, null
 
 from tray_agent.core.redact import redact
-from tray_agent.core.settings import secret_key
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +41,6 @@ __all__ = [
     "KeyringSecretStore",
     "MemorySecretStore",
     "is_insecure_backend",
-    "secret_key",
 ]
 
 

@@ -89,11 +89,6 @@ class Player:
     kind: PlayerKind
     executable: str = ""
 
-    @property
-    def supports_volume(self) -> bool:
-        """False for players that cannot scale (aplay: we pre-scale; winsound: unsupported)."""
-        return self.kind not in (PlayerKind.APLAY, PlayerKind.WINSOUND)
-
     def command(self, wav: Path, volume: float) -> list[str]:
         """The argument vector that plays ``wav`` at ``volume`` (0..1).
 
