@@ -58,7 +58,6 @@ DEMO_SEED = 7
 SHIPPED_TRANSLATIONS = ("id",)  # catalogs the self-test requires (English is the source)
 STOP_TIMEOUT = 5.0  # seconds for the client to close cleanly at shutdown
 
-ICON_STATES = ("connected", "connecting", "offline", "auth", "dnd", "sla", "agent")
 SOUND_FILES = ("message.wav", "escalation.wav")
 
 
@@ -131,11 +130,11 @@ def self_test(app: QApplication) -> int:
     from PySide6.QtSvg import QSvgRenderer
     from PySide6.QtWidgets import QSystemTrayIcon
 
-    from tray_agent.ui.tray import icon_svg, render_icon, render_icon_image
+    from tray_agent.ui.tray import IconState, icon_svg, render_icon, render_icon_image
 
     problems: list[str] = []
     lines: list[str] = []
-    for state in ICON_STATES:
+    for state in (*IconState, "agent"):  # every tray state, and the app icon
         try:
             svg = icon_svg(state)
         except (OSError, ValueError) as exc:
@@ -734,9 +733,7 @@ class TrayApp:
         apply_language(settings.ui.language, self.app)  # new windows and the tray menu follow
         self._apply_autostart()
         if settings.connection != before:
-            task = asyncio.ensure_future(self._restart_client())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._restart_client())
 
     async def _restart_client(self) -> None:
         await self._stop_client()
@@ -769,9 +766,7 @@ class TrayApp:
             logger.warning("Sign-in needed (%s), but this build has no sign-in window", problem)
 
     def _on_windows_sign_in_requested(self, credentials: Any) -> None:
-        task = asyncio.ensure_future(self._sign_in(credentials))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._sign_in(credentials))
 
     async def _sign_in(self, credentials: Any) -> None:
         """New credentials from the sign-in dialog: save the account, restart the client."""

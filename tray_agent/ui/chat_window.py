@@ -74,6 +74,7 @@ from tray_agent.ui.models import (
     sender_label,
 )
 from tray_agent.ui.quick_reply_popup import QuickReplyPopup
+from tray_agent.ui.theme import is_dark
 
 logger = logging.getLogger(__name__)
 
@@ -400,7 +401,7 @@ class BubbleDelegate(QStyledItemDelegate):
 
 def bubble_colors(palette: QPalette, record: MessageRecord) -> tuple[QColor, QColor]:
     """Fill and text colour of a bubble, readable on light and dark palettes."""
-    dark = palette.color(QPalette.ColorRole.Window).lightness() < 128
+    dark = is_dark(palette)
     if record.mine or record.sender is SenderKind.AGENT:
         hue = 210 if record.mine else 270  # me: blue; other agents: violet
     elif record.sender is SenderKind.CUSTOMER:

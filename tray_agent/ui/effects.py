@@ -177,17 +177,7 @@ class EffectRunner(QObject):
 
     def set_waiting(self, waiting: Iterable[Conversation]) -> None:
         """The waiting list changed (a bridge flush): reminders and the SLA level follow it."""
-        customers = [
-            WaitingCustomer(
-                conversation=conv.key,
-                since=conv.waiting_since,
-                assigned=conv.assigned,
-                customer_name=conv.customer_name,
-                channel=conv.channel,
-            )
-            for conv in waiting
-            if conv.urgent
-        ]
+        customers = [_waiting_customer(conv) for conv in waiting if conv.urgent]
         self._carry_out(self._policy.set_waiting(customers, self._clock.now()))
 
     def update_waiting(self, changed: Iterable[str], state: State) -> None:
@@ -202,14 +192,7 @@ class EffectRunner(QObject):
             if conv is None:
                 changes.append((WaitingCustomer(conversation=key, since=None, assigned=False), False))
                 continue
-            customer = WaitingCustomer(
-                conversation=key,
-                since=conv.waiting_since,
-                assigned=conv.assigned,
-                customer_name=conv.customer_name,
-                channel=conv.channel,
-            )
-            changes.append((customer, conv.waiting))
+            changes.append((_waiting_customer(conv), conv.waiting))
         self._carry_out(self._policy.update_waiting(changes, self._clock.now()))
 
     async def aclose(self) -> None:
@@ -286,3 +269,14 @@ class EffectRunner(QObject):
                 logger.warning("Could not %s", what, exc_info=task.exception())
 
         future.add_done_callback(finished)
+
+
+def _waiting_customer(conv: Conversation) -> WaitingCustomer:
+    """How the policy needs to know a conversation's customer."""
+    return WaitingCustomer(
+        conversation=conv.key,
+        since=conv.waiting_since,
+        assigned=conv.assigned,
+        customer_name=conv.customer_name,
+        channel=conv.channel,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from PySide6.QtCore import QCoreApplication, QLocale, QObject, Qt, QTranslator
+from PySide6.QtCore import QCoreApplication, QLocale, Qt, QTranslator
 from PySide6.QtGui import QGuiApplication
 
 from tray_agent.core import i18n
@@ -93,8 +93,3 @@ def apply_language(setting: str, app: QCoreApplication | None = None) -> str:
             app.setLayoutDirection(Qt.LayoutDirection.LeftToRight)  # both languages are LTR
     logger.info("Language: %s (setting %r)", lang, setting)
     return lang
-
-
-def find_translator(app: QObject) -> GettextTranslator | None:
-    """The installed translator, if any (tests)."""
-    return app.findChild(GettextTranslator)

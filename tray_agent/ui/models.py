@@ -415,11 +415,6 @@ class ConversationTabProxy(QAbstractTableModel):
         """The conversation table this tab shows a part of."""
         return self._source
 
-    @property
-    def search_text(self) -> str:
-        """The current search text."""
-        return self._needle
-
     def set_search_text(self, text: str) -> None:
         """Show only rows whose customer, last message or channel contain ``text`` (any case)."""
         needle = text.strip().casefold()

@@ -48,11 +48,6 @@ class TrayMessageNotifier(QObject):
         """True when the tray exists and can show messages."""
         return QSystemTrayIcon.isSystemTrayAvailable() and QSystemTrayIcon.supportsMessages()
 
-    @property
-    def last_key(self) -> str | None:
-        """The key a click would report now."""
-        return self._last_key
-
     def set_callback(self, callback: ToastCallback) -> None:
         """Register the click handler: ``callback(key, None)`` (there are no buttons)."""
         self._callback = callback

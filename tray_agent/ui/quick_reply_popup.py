@@ -32,17 +32,13 @@ from tray_agent.core.quick_replies import (
     slash_query,
 )
 from tray_agent.ui.accessibility import announce
+from tray_agent.ui.models import one_line
 
 logger = logging.getLogger(__name__)
 
 MAX_VISIBLE = 8
 """Rows the picker shows before it scrolls."""
 _PREVIEW = 90
-
-
-def _preview(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= _PREVIEW else line[: _PREVIEW - 1] + "…"
 
 
 class QuickReplyPopup(QObject):
@@ -98,11 +94,6 @@ class QuickReplyPopup(QObject):
         edit.cursorPositionChanged.connect(self._on_edit_text_changed)
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def list_widget(self) -> QListWidget:
-        """The picker list (tests, screenshots)."""
-        return self._list
 
     @property
     def is_open(self) -> bool:
@@ -176,7 +167,7 @@ class QuickReplyPopup(QObject):
             return
         self._list.clear()
         for reply in self._shown:
-            item = QListWidgetItem(f"/{reply.name} — {_preview(reply.text(language))}")
+            item = QListWidgetItem(f"/{reply.name} — {one_line(reply.text(language), _PREVIEW)}")
             item.setToolTip(reply.text(language))
             self._list.addItem(item)
         self._list.setCurrentRow(0)

@@ -527,7 +527,10 @@ class TrayController(QObject):
         self._changed()
 
     def _on_bridge_waiting_changed(self, waiting: object) -> None:
-        self._changed()
+        # Icon, tooltip and status window show only the count (badge_changed); the list itself
+        # is shown only by the open menu. This runs on most flushes: keep it that cheap.
+        if self._menu.isVisible():
+            self.refresh_menu()
 
     def _on_bridge_badge_changed(self, count: int) -> None:
         self._changed()
@@ -592,7 +595,9 @@ class TrayController(QObject):
             self._icon_key = key
             self._tray.setIcon(self._icon(key))
             self.icon_changed.emit(f"{key[0]}:{key[1]}")
-        self._tray.setToolTip(self._tooltip_text())
+        text = self._tooltip_text()
+        if text != self._tray.toolTip():  # each change is a D-Bus update on SNI desktops
+            self._tray.setToolTip(text)
 
     def _waiting_line(self) -> str:
         count = self._bridge.state.waiting_count
