@@ -163,7 +163,10 @@ async def test_client_submit_queues_and_stop_settles_offline() -> None:
 
 
 def test_client_submit_never_raises_even_if_emit_does() -> None:
+    calls: list[Event] = []
+
     def explode(event: Event) -> None:
+        calls.append(event)
         raise RuntimeError("consumer bug")
 
     settings = ConnectionSettings(dialect="dashboard", server="http://127.0.0.1:9")
@@ -171,6 +174,8 @@ def test_client_submit_never_raises_even_if_emit_does() -> None:
     auth = DashboardAuthenticator(settings, FakeSecretStore(), clock)
     client = Client(FakeCodec(), auth, settings, explode, clock)
     client.submit(TakeOver(conversation="p/a"))
+    assert calls
+    assert isinstance(calls[0], CommandQueued)  # the raising path really ran
 
 
 @pytest.mark.asyncio

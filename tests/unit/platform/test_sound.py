@@ -217,11 +217,16 @@ def test_success_resets_failure_count() -> None:
 
 
 def test_play_never_raises_when_spawn_explodes() -> None:
+    calls: list[Sequence[str]] = []
+
     def explode(argv: Sequence[str]) -> FakeProcess:
+        calls.append(argv)
         raise RuntimeError("boom")
 
     sound = SystemSound(platform="linux", which=which_of("paplay"), spawn=explode)
     sound.play(SoundName.ESCALATION, 1.0)
+    assert calls  # the failing path really ran
+    assert calls[0][0].endswith("paplay")
 
 
 # --------------------------------------------------------------------------- Windows
