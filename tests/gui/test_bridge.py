@@ -51,7 +51,7 @@ def test_bridge_conversations_changed_carries_the_keys(
 def test_bridge_badge_waiting_and_unread(qtbot: QtBot, store: Store, bridge: StoreBridge) -> None:
     badges: list[int] = []
     unread: list[int] = []
-    waiting: list[tuple[object, ...]] = []
+    waiting: list[frozenset[str]] = []
     bridge.badge_changed.connect(badges.append)
     bridge.unread_changed.connect(unread.append)
     bridge.waiting_changed.connect(waiting.append)
@@ -61,7 +61,12 @@ def test_bridge_badge_waiting_and_unread(qtbot: QtBot, store: Store, bridge: Sto
         store.dispatch(MessageReceived(conversation="p/3", text="hi", customer_name="Cy"))
     assert badges == [2]
     assert unread == [store.state.unread_total]
-    assert [c.key for c in waiting[-1]] == ["p/2", "p/1"]  # oldest first
+    assert waiting == [frozenset({"p/1", "p/2"})]  # the keys; p/3 is not waiting
+    assert [c.key for c in bridge.state.waiting_list()] == ["p/2", "p/1"]  # oldest first
+    with qtbot.waitSignal(bridge.flushed, timeout=1000):
+        store.dispatch(MessageReceived(conversation="p/3", text="more", customer_name="Cy"))
+        store.dispatch(MessageReceived(conversation="p/1", text="still here", customer_name="Ann"))
+    assert waiting[-1] == frozenset({"p/1"})  # a waiting customer's entry changed, p/3 does not wait
 
 
 def test_bridge_no_signal_for_an_unrelated_change(qtbot: QtBot, store: Store, bridge: StoreBridge) -> None:

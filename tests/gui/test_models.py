@@ -19,6 +19,7 @@ from tray_agent.core.events import (
     MessageReceived,
     SenderKind,
     WaitingChanged,
+    WaitingListPage,
 )
 from tray_agent.core.state import Conversation, ConversationMap, History, MessageRecord, State
 from tray_agent.ui.models import (
@@ -192,6 +193,53 @@ def test_ten_thousand_waiting_customers_load_in_one_batch(qtbot, qtmodeltester):
     env.feed(WaitingChanged(conversation="p/5", waiting=False, at=T0))
     assert waiting.rowCount() == 9_999
     assert resets == []
+
+
+def test_paged_resync_inserts_in_runs_and_keeps_the_order(qtbot, qtmodeltester):
+    """A resync arrives in pages: each page lands as a few row runs, never a reset, in order."""
+    env = make_env()
+    model, (waiting, _mine, everyone) = build(env)
+    env.feed(page(summary("p/seed", since=timedelta(seconds=-1))))
+    qtmodeltester.check(waiting)
+    inserted: list[tuple[int, int]] = []
+    resets: list[int] = []
+    waiting.rowsInserted.connect(lambda _parent, first, last: inserted.append((first, last)))
+    waiting.modelReset.connect(lambda: resets.append(1))
+    total = 1_000
+    for offset in range(0, total, 100):
+        # Oldest first across pages, as the servers send them; page 5 interleaves with the rest.
+        rows = [
+            summary(
+                f"p/{i}",
+                since=timedelta(seconds=-1010.5 + (i - 500) * 5 if offset == 500 else -(total - i) - 10),
+            )
+            for i in range(offset, offset + 100)
+        ]
+        inserted.clear()
+        env.feed(WaitingListPage(customers=tuple(rows), offset=offset, total=total, complete_list=False))
+        assert sum(last - first + 1 for first, last in inserted) == 100
+        assert len(inserted) == (100 if offset == 500 else 1)  # runs, not one per row
+        fresh = WaitingProxy(model)  # built from scratch: the reference order
+        assert keys(waiting) == keys(fresh)
+    assert resets == []
+    assert waiting.rowCount() == total + 1
+    assert everyone.rowCount() == total + 1
+
+
+def test_bulk_removal_resets_once_and_keeps_the_order(qtbot, qtmodeltester):
+    env = make_env()
+    model, (waiting, _mine, _everyone) = build(env)
+    env.feed(page(*(summary(f"p/{i}", since=timedelta(seconds=-((i * 37) % 500) - 1)) for i in range(500))))
+    qtmodeltester.check(waiting)
+    resets: list[int] = []
+    waiting.modelReset.connect(lambda: resets.append(1))
+    env.feed(
+        *(WaitingChanged(conversation=f"p/{i}", waiting=False, at=T0) for i in range(0, 500, 3)),
+        WaitingChanged(conversation="p/new", waiting=True, customer=summary("p/new"), at=T0),
+    )
+    assert resets == [1]
+    assert keys(waiting) == keys(WaitingProxy(model))
+    assert waiting.rowCount() == 500 - len(range(0, 500, 3)) + 1
 
 
 def test_markup_in_customer_data_is_returned_literally(qtbot):

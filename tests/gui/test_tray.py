@@ -63,7 +63,9 @@ class Rig:
         self.runner = EffectRunner(
             AlertPolicy(settings), self.notifier, FakeSound(), clock, settings, spawn=close_awaitable
         )
-        self.bridge.waiting_changed.connect(self.runner.set_waiting)
+        self.bridge.conversations_changed.connect(  # as app.py
+            lambda keys: self.runner.update_waiting(keys, self.bridge.state)
+        )
         self.tray = TrayController(
             self.bridge, self.runner, sink, clock, windows=windows, tray_available=False
         )

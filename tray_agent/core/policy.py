@@ -224,7 +224,7 @@ class _Burst:
     customer_name: str
     channel: str
     count: int
-    last_text: str
+    last_text: str  # raw (clipped to a bound); cleaned only when a toast shows it
     last_message_at: datetime
     ready_at: datetime  # earliest showing (per-conversation throttle)
     dirty_since: datetime | None  # unshown content since; None = nothing to show
@@ -254,9 +254,14 @@ def _clean(text: str, limit: int) -> str:
     """Plain, single-line, clipped text: control characters dropped, whitespace collapsed."""
     if len(text) > limit * 4:
         text = text[: limit * 4]  # bound the work on pathological input
-    kept = "".join(
-        " " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] != "C"
-    )
+    if text.isprintable():
+        # The common case, checked in C: no control, format or separator characters other than
+        # the ASCII space, so only runs of spaces are left to collapse.
+        kept = text
+    else:
+        kept = "".join(
+            " " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] != "C"
+        )
     collapsed = " ".join(kept.split())
     if len(collapsed) > limit:
         return collapsed[: limit - 1].rstrip() + "…"
@@ -299,6 +304,8 @@ class AlertPolicy:
         self._last_toast_at: datetime | None = None
         self._last_now: datetime | None = None
         self._seq = 0
+        # (computed at, quiet hours active, next window edge): see _quiet_span.
+        self._quiet_cache: tuple[datetime, bool, datetime | None] | None = None
 
     # ------------------------------------------------------------------ settings and modes
 
@@ -314,6 +321,7 @@ class AlertPolicy:
         notifications off drops held-back reminders. Call :meth:`next_deadline` afterwards.
         """
         self._settings = settings.model_copy(deep=True)
+        self._quiet_cache = None
         if not self._settings.notify_messages:
             self._bursts.clear()
         if not self._settings.notify_escalations:
@@ -369,14 +377,29 @@ class AlertPolicy:
 
     def quiet_hours_active(self, now: datetime) -> bool:
         """True while one of the quiet-hours windows covers ``now``."""
-        now = _as_utc(now)
+        if not self._settings.quiet_hours:
+            return False
+        return self._quiet_span(_as_utc(now))[0]
+
+    def _quiet_span(self, now: datetime) -> tuple[bool, datetime | None]:
+        """(quiet hours active at ``now``, the next window edge after it).
+
+        Both stay true until that edge, so they are computed (times parsed, zones converted)
+        once per edge, not once per alert: the answer is cached for ``[now, edge)``.
+        """
+        cached = self._quiet_cache
+        if cached is not None and cached[0] <= now and (cached[2] is None or now < cached[2]):
+            return cached[1], cached[2]
+        active = False
         local_day = self._to_local(now).date()
         for rule in self._settings.quiet_hours:
             for back in (1, 0):
                 window = self._window(rule, local_day - timedelta(days=back))
                 if window is not None and window[0] <= now < window[1]:
-                    return True
-        return False
+                    active = True
+        edge = self._next_quiet_boundary(now)
+        self._quiet_cache = (now, active, edge)
+        return active, edge
 
     # ------------------------------------------------------------------ waiting list
 
@@ -512,8 +535,8 @@ class AlertPolicy:
                 candidates.append(crossing)
         if self._dnd_until is not None and (last is None or self._dnd_until > last):
             candidates.append(self._dnd_until)
-        if last is not None:
-            boundary = self._next_quiet_boundary(last)
+        if last is not None and self._settings.quiet_hours:
+            boundary = self._quiet_span(last)[1]
             if boundary is not None:
                 candidates.append(boundary)
         return min(candidates) if candidates else None
@@ -556,7 +579,9 @@ class AlertPolicy:
         if not self._settings.notify_messages or self.dnd_active(now):
             return  # dropped, not queued: the badge still counts it
         window = timedelta(seconds=self._settings.coalesce_window)
-        text = _clean(alert.text, _BODY_LIMIT)
+        # Kept raw (bounded) and cleaned only if it is ever shown: in a burst most texts are
+        # replaced by the next one before the rate limit lets a toast out.
+        text = alert.text[: _BODY_LIMIT * 4]
         burst = self._bursts.get(alert.conversation)
         if burst is not None:
             activity = max(burst.last_message_at, burst.shown_at or burst.last_message_at)
@@ -761,7 +786,7 @@ class AlertPolicy:
         toast = Toast(
             key=key,
             title=AlertTexts.message_title(name, _clean(burst.channel, _NAME_LIMIT)),
-            body=AlertTexts.message_body(burst.count, burst.last_text),
+            body=AlertTexts.message_body(burst.count, _clean(burst.last_text, _BODY_LIMIT)),
             urgency=Urgency.NORMAL,
             conversation=conversation,
         )

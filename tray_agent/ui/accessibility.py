@@ -57,12 +57,21 @@ class EscalationAnnouncer(QObject):
         super().__init__(parent)
         self._target = target
         self._known: set[str] = {c.key for c in bridge.state.waiting_list() if not c.assigned}
+        self._bridge = bridge
         bridge.waiting_changed.connect(self._on_bridge_waiting_changed)
 
-    def _on_bridge_waiting_changed(self, waiting: Iterable[Conversation]) -> None:
-        unassigned = [c for c in waiting if not c.assigned]
-        new = [c for c in unassigned if c.key not in self._known]
-        self._known = {c.key for c in unassigned}
+    def _on_bridge_waiting_changed(self, keys: Iterable[str]) -> None:
+        # Only the customers this flush touched: the cost follows the change, not the list.
+        state = self._bridge.state
+        new: list[Conversation] = []
+        for key in sorted(keys):
+            conv = state.conversation(key)
+            if conv is not None and conv.waiting and not conv.assigned:
+                if key not in self._known:
+                    self._known.add(key)
+                    new.append(conv)
+            else:
+                self._known.discard(key)
         if not new:
             return
         if len(new) == 1:

@@ -32,8 +32,9 @@ class StoreBridge(QObject):
 
     Signals:
         connection_changed(ConnectionInfo): the connection state, detail or last sync changed.
-        waiting_changed(tuple[Conversation, ...]): the waiting list (oldest first) or one of
-            its customers changed (name, assignment ...).
+        waiting_changed(frozenset[str]): keys of customers who started or stopped waiting, or
+            whose waiting entry changed (name, assignment ...). The list itself is
+            ``state.waiting_list()`` (sorted on demand, cached per state): a flush never sorts it.
         badge_changed(int): the number of customers waiting for a human, nobody has them.
         unread_changed(int): the total of unread customer messages.
         conversations_changed(frozenset[str]): keys of conversations added, changed or removed.
@@ -43,7 +44,7 @@ class StoreBridge(QObject):
     """
 
     connection_changed = Signal(object)
-    waiting_changed = Signal(object)
+    waiting_changed = Signal(frozenset)
     badge_changed = Signal(int)
     unread_changed = Signal(int)
     conversations_changed = Signal(frozenset)
@@ -124,8 +125,9 @@ class StoreBridge(QObject):
             if changed:
                 self.conversations_changed.emit(changed)
                 emitted = True
-            if old.waiting_keys != new.waiting_keys or not changed.isdisjoint(new.waiting_keys):
-                self.waiting_changed.emit(new.waiting_list())
+            waiting = (old.waiting_keys ^ new.waiting_keys) | (changed & new.waiting_keys)
+            if waiting:
+                self.waiting_changed.emit(frozenset(waiting))
                 emitted = True
             if old.waiting_count != new.waiting_count:
                 self.badge_changed.emit(new.waiting_count)

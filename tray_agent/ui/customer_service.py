@@ -533,7 +533,9 @@ class CustomerServiceWindow(QMainWindow):
     def _update_tab_titles(self) -> None:
         titles = (_("Waiting for a human ({count})"), _("Mine ({count})"), self._all_title())
         for i, (proxy, title) in enumerate(zip(self._proxies, titles, strict=True)):
-            self._tabs.setTabText(i, title.format(count=proxy.rowCount()))
+            text = title.format(count=proxy.rowCount())
+            if self._tabs.tabText(i) != text:  # runs per inserted run of rows: set only changes
+                self._tabs.setTabText(i, text)
 
     def _all_title(self) -> str:
         return _("All active ({count})") if self._dialect == "org" else _("All customers ({count})")

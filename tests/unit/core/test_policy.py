@@ -369,6 +369,34 @@ def test_quiet_hours_suppress_messages_and_boundary_is_a_deadline() -> None:
     assert policy.next_deadline() == local(4, 7, 0)
 
 
+_RULE_TIMES = st.sampled_from(["00:00", "06:30", "07:00", "12:00", "17:45", "22:00", "23:59"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rules=st.lists(
+        st.builds(
+            QuietHoursRule,
+            days=st.lists(st.integers(1, 7), min_size=1, max_size=7, unique=True),
+            start=_RULE_TIMES,
+            end=_RULE_TIMES,
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    steps=st.lists(st.integers(-3 * 24 * 60, 3 * 24 * 60), min_size=1, max_size=25),
+)
+def test_quiet_hours_cached_answer_equals_a_fresh_computation(
+    rules: list[QuietHoursRule], steps: list[int]
+) -> None:
+    """The cached quiet-hours span gives what a fresh policy computes, whichever way time moves."""
+    policy = quiet(rules)
+    moment = local(3, 12, 0)
+    for minutes in steps:
+        moment += timedelta(minutes=minutes)
+        assert policy.quiet_hours_active(moment) == quiet(rules).quiet_hours_active(moment)
+
+
 # --------------------------------------------------------------------------- reminders and tray
 
 
