@@ -8,6 +8,8 @@
   the real net.Client (dashboard), Store + reducer, StoreBridge, AlertPolicy + EffectRunner with
   a recording notifier, the TrayController, and the inbox window SHOWN (the worst case: the
   app starts hidden). ``gc.freeze()`` right after start-up, as app.py does.
+* ``app-tray``: the same with the inbox window never shown: the app's default state
+  (``ui.start_hidden``), where only the tray (here its status window) follows the store.
 
 Both print ``{"ready": ...}`` once connected and resynced, then answer one JSON line per stdin
 command: ``expect`` (count N load frames; report the time the last one was handled and, for
@@ -168,7 +170,7 @@ class StallProbe:
         return self.max_gap * 1000.0
 
 
-def app(info: dict[str, Any]) -> None:
+def app(info: dict[str, Any], inbox_shown: bool = True) -> None:
     import qasync
     from PySide6.QtCore import QEvent, QObject
     from PySide6.QtWidgets import QApplication
@@ -207,7 +209,8 @@ def app(info: dict[str, Any]) -> None:
     tray.show()
     runner.start()
     inbox = CustomerServiceWindow(bridge, Sink(), "dashboard")
-    inbox.show()
+    if inbox_shown:
+        inbox.show()
     counted = [0]
     hit = [0, 0.0]  # [target count, monotonic time the target was reached in emit()]
 
@@ -359,4 +362,4 @@ if __name__ == "__main__":
     if mode == "bare":
         asyncio.run(bare(server))
     else:
-        app(server)
+        app(server, inbox_shown=mode != "app-tray")
