@@ -219,6 +219,18 @@ class MessageReceived(Event):
     is_new_chat: bool = False
     event_name: str = _named("message_received")
 
+    @property
+    def dedupe_key(self) -> str:
+        """The message's identity across copies: ``id:<server id>``, else ``t:<time>|<sender>|<text>``.
+
+        The dashboard has no message ids (PROTOCOL.md G7). The local store persists this key, so
+        its format must not change.
+        """
+        if self.message_id:
+            return f"id:{self.message_id}"
+        at = self.sent_at.timestamp() if self.sent_at is not None else ""
+        return f"t:{at}|{self.sender.value}|{self.text}"
+
 
 @dataclass(frozen=True, slots=True)
 class HumanRequested(Event):

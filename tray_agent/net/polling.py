@@ -87,14 +87,6 @@ class _Watch:
     seen: OrderedDict[str, None]
 
 
-def message_key(message: MessageReceived) -> str:
-    """The dedupe key: the server id, else time, sender and text."""
-    if message.message_id:
-        return f"id:{message.message_id}"
-    at = message.sent_at.isoformat() if message.sent_at is not None else ""
-    return f"t:{at}|{message.sender.value}|{message.text}"
-
-
 def _signature(summary: ConversationSummary) -> tuple[str, str]:
     at = summary.last_message_at.isoformat() if summary.last_message_at is not None else ""
     return (summary.last_message, at)
@@ -238,7 +230,7 @@ class Poller:
                 continue
             watch.signature = signature
             for message in page.messages:
-                mkey = message_key(message)
+                mkey = message.dedupe_key
                 if mkey in watch.seen:
                     continue
                 self._remember(watch, (message,))
@@ -248,6 +240,6 @@ class Poller:
     @staticmethod
     def _remember(watch: _Watch, messages: Sequence[MessageReceived]) -> None:
         for message in messages:
-            watch.seen[message_key(message)] = None
+            watch.seen[message.dedupe_key] = None
         while len(watch.seen) > SEEN_PER_CONVERSATION:
             watch.seen.popitem(last=False)

@@ -140,14 +140,6 @@ class RecentConversation:
     unread: int
 
 
-def message_key(message: MessageReceived) -> str:
-    """The dedupe key of a message: its server id, else ``time|sender|text`` (dashboard has no ids)."""
-    if message.message_id:
-        return f"id:{message.message_id}"
-    at = message.sent_at.timestamp() if message.sent_at is not None else ""
-    return f"t:{at}|{message.sender.value}|{message.text}"
-
-
 def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
@@ -572,7 +564,7 @@ class LocalStore:
         rows = [
             (
                 conversation,
-                message_key(m),
+                m.dedupe_key,
                 m.sender.value,
                 m.sender_name or m.customer_name,
                 m.text,
@@ -625,7 +617,7 @@ class LocalStore:
         return out
 
     def has_message(self, conversation: str, key: str) -> bool:
-        """Whether a message with dedupe ``key`` (see :func:`message_key`) is kept."""
+        """Whether a message with dedupe ``key`` (``MessageReceived.dedupe_key``) is kept."""
         return bool(
             self._query(
                 "SELECT 1 FROM messages WHERE conversation = ? AND message_key = ?", (conversation, key)

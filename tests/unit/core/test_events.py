@@ -84,3 +84,14 @@ def test_commands_get_unique_ids_and_kinds():
     assert reply.conversation_key == "c2"
     assert Ping().conversation_key == ""
     assert new_command_id() != new_command_id()
+
+
+def test_message_dedupe_key_is_the_id_else_time_sender_and_text() -> None:
+    at = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+    with_id = ev.MessageReceived(conversation="c", text="hi", message_id="m-1", sent_at=at)
+    assert with_id.dedupe_key == "id:m-1"
+    plain = ev.MessageReceived(conversation="c", sender=ev.SenderKind.AGENT, text="hi", sent_at=at)
+    # Persisted by the local store: this exact format must not change.
+    assert plain.dedupe_key == f"t:{at.timestamp()}|agent|hi"
+    assert ev.MessageReceived(conversation="c", text="hi").dedupe_key == "t:|customer|hi"
+    assert plain.dedupe_key != ev.MessageReceived(conversation="c", text="hi", sent_at=at).dedupe_key

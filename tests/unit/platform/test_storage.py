@@ -11,7 +11,7 @@ import pytest
 from tray_agent.core.commands import SendReply, TakeOver
 from tray_agent.core.events import CommandKind, MessageReceived, SenderKind
 from tray_agent.core.ports import StoredCommand, StoredState
-from tray_agent.platform.storage import SCHEMA_VERSION, LocalStore, message_key, store_path
+from tray_agent.platform.storage import SCHEMA_VERSION, LocalStore, store_path
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -126,7 +126,7 @@ def test_history_is_deduplicated_and_bounded_per_conversation(path):
     assert store.add_messages("p/1", [_message(i) for i in range(8)]) == 5  # 0..2 already kept
     kept = store.history("p/1")
     assert [m.text for m in kept] == [f"message {i}" for i in range(3, 8)]
-    assert store.has_message("p/1", message_key(_message(7)))
+    assert store.has_message("p/1", _message(7).dedupe_key)
     assert store.history("p/1", limit=2)[-1].text == "message 7"
 
 
