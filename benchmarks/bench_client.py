@@ -7,7 +7,8 @@
 * ``app``: what ``tray-agent`` runs, minus the OS services: QApplication (offscreen), qasync,
   the real net.Client (dashboard), Store + reducer, StoreBridge, AlertPolicy + EffectRunner with
   a recording notifier, the TrayController, and the inbox window SHOWN (the worst case: the
-  app starts hidden). ``gc.freeze()`` right after start-up, as app.py does.
+  app starts hidden). As app.py: the linecache guard right after Qt is imported
+  (``platform/memory.py``) and ``gc.freeze()`` right after start-up.
 * ``app-tray``: the same with the inbox window never shown: the app's default state
   (``ui.start_hidden``), where only the tray (here its status window) follows the store.
 
@@ -174,6 +175,10 @@ def app(info: dict[str, Any], inbox_shown: bool = True) -> None:
     import qasync
     from PySide6.QtCore import QEvent, QObject
     from PySide6.QtWidgets import QApplication
+
+    from tray_agent.platform.memory import install_pyside_linecache_guard
+
+    install_pyside_linecache_guard()  # as app.run(), right after Qt is imported
 
     from tray_agent.core.events import ConnectionState, HumanRequested, MessageReceived
     from tray_agent.core.policy import AlertPolicy

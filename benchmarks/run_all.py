@@ -302,34 +302,110 @@ def bench_startup(runs: int) -> dict[str, Any]:
     return result
 
 
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:")) / 1024
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+PACKAGED_DEMO_SERVER = ("demo-server", "--port", "0", "--seed", "7", "--simulate", "4", "--preload", "3")
+"""The bundle's backend for benchmark 8, set up as ``--demo`` sets up its in-process one."""
+
+
+def _packaged_idle(exe: Path, idle_s: float, in_process_demo: bool) -> dict[str, Any]:
+    """Start the bundle, let it connect and settle for ``idle_s``, then read its RSS.
+
+    Installed-app way (``in_process_demo`` False): the bundle's own ``tray-agent demo-server``
+    runs in a separate process, like a real backend, and the app is configured for it the way an
+    administrator would (``TRAY_AGENT_*`` variables, the password in ``TRAY_AGENT_PASSWORD``),
+    so it runs its real start-up: the keyring, the local store, no demo code. ``--demo`` runs the
+    demo backend (aiohttp server, SQLite, simulator) inside the measured process instead. Both
+    use the settings of ``--demo`` (seed 7, 4 simulated customers a minute, 3 waiting). The
+    session is private: HOME and the XDG directories are temporary and there is no D-Bus session
+    bus, so the developer's keyring and notifications are never touched.
+    """
+    with tempfile.TemporaryDirectory(prefix="tray-bench-pkg-") as tmp:
+        env = {k: v for k, v in ENV.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+        env.update(
+            {
+                "HOME": tmp,
+                **{f"XDG_{d}_HOME": str(Path(tmp) / d.lower()) for d in ("CONFIG", "DATA", "STATE", "CACHE")},
+            }
+        )
+        server: subprocess.Popen[str] | None = None
+        result: dict[str, Any] = {}
+        try:
+            if in_process_demo:
+                argv = [str(exe), "--demo", "--basedir", str(Path(tmp) / "base")]
+            else:
+                server = subprocess.Popen(
+                    [str(exe), *PACKAGED_DEMO_SERVER],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+                assert server.stdout is not None
+                timer = threading.Timer(60.0, server.kill)  # a server that never says where it is
+                timer.start()
+                try:
+                    info = json.loads(server.stdout.readline())  # first line: its URL and agents
+                finally:
+                    timer.cancel()
+                agent = info["agents"][0]
+                env.update(
+                    {
+                        "TRAY_AGENT_DIALECT": info["dialect"],
+                        "TRAY_AGENT_SERVER": info["url"],
+                        "TRAY_AGENT_COMPANY": agent["tenant"],
+                        "TRAY_AGENT_EMAIL": agent["email"],
+                        "TRAY_AGENT_PASSWORD": agent["password"],
+                    }
+                )
+                argv = [str(exe), "--basedir", str(Path(tmp) / "base")]
+            proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(idle_s)  # let it start, connect and settle: then it is idle
+                result["rss_mb"] = round(_rss_mb(proc.pid), 1)
+                result["alive"] = proc.poll() is None
+                if server is not None:
+                    result["demo_server_rss_mb"] = round(_rss_mb(server.pid), 1)
+            finally:
+                _stop(proc)
+        finally:
+            if server is not None:
+                _stop(server)
+        log = "".join(p.read_text(errors="replace") for p in Path(tmp, "base").rglob("*.log"))
+        result["connected"] = "Connection: connected" in log
+    return result
+
+
 def bench_packaged(idle_s: float) -> dict[str, Any]:
-    """8. the PyInstaller one-folder build: RSS while idle (offscreen, demo backend)."""
+    """8. the PyInstaller one-folder build: RSS while idle (offscreen), as installed and with --demo."""
     exe = ROOT / "dist" / "tray-agent" / "tray-agent"
     if not exe.exists():
         return {
             "skipped": "not built: run packaging/build.sh (PyInstaller one-folder -> dist/tray-agent/)",
             "met": None,
         }
-    with tempfile.TemporaryDirectory(prefix="tray-bench-pkg-") as tmp:
-        proc = subprocess.Popen(
-            [str(exe), "--demo", "--basedir", str(Path(tmp) / "base")],
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(idle_s)  # let it start, connect and settle: then it is idle
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            rss = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:")) / 1024
-            alive = proc.poll() is None
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    return {"rss_mb": round(rss, 1), "alive": alive, "target": "< 100 MB", "met": rss < 100.0}
+    installed = _packaged_idle(exe, idle_s, in_process_demo=False)
+    demo = _packaged_idle(exe, idle_s, in_process_demo=True)
+    rss = installed["rss_mb"]
+    return {
+        **installed,
+        "in_process_demo": demo,
+        "note": "rss_mb: app against `tray-agent demo-server` in its own process; in_process_demo: --demo",
+        "target": "< 100 MB",
+        "met": rss < 100.0 and installed["alive"] and installed["connected"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,7 +506,10 @@ def table(results: dict[str, Any]) -> str:
         )
     if "packaged" in r:
         t = r["packaged"]
-        add("8 packaged idle RSS", t.get("skipped") or f"{t['rss_mb']} MB", "—", "—", "< 100 MB", t["met"])
+        figure = t.get("skipped") or (
+            f"{t['rss_mb']} MB (with --demo in-process: {t['in_process_demo']['rss_mb']} MB)"
+        )
+        add("8 packaged idle RSS", figure, "—", "—", "< 100 MB", t["met"])
     head = ("benchmark", "figure", "limit (same run)", "ratio", "target", "met")
     widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
     lines = [" | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *rows]]

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.desktop.session import DesktopSession
+from tests.desktop.session import DesktopSession, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="the .deb is Linux-only")]
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 600
 RUN_TIMEOUT = 120
+APP_START_TIMEOUT = 30.0
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
 
@@ -188,3 +189,38 @@ def test_bundled_doctor_passes_on_the_desktop_against_its_demo_backend(
     # The session's watcher has no tray host (nothing draws icons): reported, not a failure.
     sni = next(check for check in report["checks"] if check["check"] == "sni")
     assert sni["watcher"] is True
+
+
+def test_bundled_app_uses_native_notifications_on_the_desktop(
+    build: Build, desktop: DesktopSession, tmp_path: Path
+) -> None:
+    # desktop-notifier reads its default icon from its package data when imported: a bundle
+    # without desktop_notifier.resources falls back to tray messages.
+    env = {**desktop.env, "HOME": str(tmp_path)}
+    log = tmp_path / "base" / "log" / "tray-agent.log"
+    app = subprocess.Popen(
+        [str(build.executable), "--demo", "--basedir", str(tmp_path / "base")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def text() -> str:
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    def started() -> bool:
+        if app.poll() is not None:
+            raise AssertionError(f"the bundle exited with {app.returncode}:\n{text()}")
+        return "Notifications:" in text() or "not installed" in text()
+
+    try:
+        wait_until(started, APP_START_TIMEOUT, "the bundled app to set up its notifications")
+    finally:
+        app.terminate()
+        try:
+            app.wait(RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            app.wait()
+    assert "Notifications: native" in text(), text()
+    assert "desktop-notifier is not installed" not in text()
