@@ -3,9 +3,13 @@
 ``tray-agent`` (no subcommand) calls :func:`run`. Nothing else in the package constructs the
 long-lived objects; everything below gets its collaborators injected here.
 
-Start-up order keeps the tray icon early: Qt, the store, the policy and the tray come first;
-the network client, the codecs (pydantic schemas), the notifier and the windows are imported and
-built afterwards, on the running event loop.
+Start-up order puts the tray icon first (PERFORMANCE-NOTES, design choice 11): paths, logging,
+the QApplication and the single-instance claim, then at once an :class:`EarlyTray` icon
+("connecting", with Quit). Everything else comes after it, on the running event loop, a loop
+turn apart: the settings (pydantic), the language, the store, the policy and the tray controller
+(which adopts the icon and attaches the full menu), then the notifier, the keyring, the demo
+backend, the local store, the windows and the network client. So this module imports only what
+that first step needs (no asyncio, pydantic or ``ui.tray`` at import time).
 
 Test hooks (documented, tiny):
 
@@ -17,18 +21,14 @@ Test hooks (documented, tiny):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import gc
 import importlib.resources
-import io
 import logging
-import logging.handlers
 import os
 import signal
 import sys
-import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,15 +36,18 @@ from typing import TYPE_CHECKING, Any
 from tray_agent.core.i18n import _
 
 if TYPE_CHECKING:
+    import asyncio
     from types import TracebackType
 
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 
     from tray_agent.core.commands import Command
     from tray_agent.core.events import Event
     from tray_agent.core.settings_layers import LoadedSettings
     from tray_agent.net.client import Client
     from tray_agent.platform.paths import Paths
+    from tray_agent.ui.single_instance import SingleInstance
 
 logger = logging.getLogger("tray_agent.app")
 
@@ -65,37 +68,89 @@ SOUND_FILES = ("message.wav", "escalation.wav")
 # Logging
 
 
-def setup_logging(log_dir: Path | None, verbose: bool) -> None:
+LOG_BUFFER_LIMIT = 1000
+"""Records kept in memory at most until the log file opens (start-up only)."""
+
+
+class _StartupLogBuffer(logging.Handler):
+    """Holds the records logged before the log file is open (see :func:`setup_logging`)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) < LOG_BUFFER_LIMIT:
+            self.records.append(record)
+
+
+def setup_logging(
+    log_dir: Path | None, verbose: bool, *, open_file_later: bool = False
+) -> Callable[[], None]:
     """Log to stderr (warnings, or debug with -v) and to a rotating file; redact secrets.
 
     Also routes uncaught exceptions (``sys.excepthook``) to the log.
+
+    Args:
+        log_dir: where the log file goes; None logs to stderr only.
+        verbose: log debug details, to stderr too.
+        open_file_later: hold the file's records in memory until the returned function opens
+            it (:func:`run` shows the tray icon first, and ``logging.handlers`` alone takes
+            ~10 ms to import).
+
+    Returns:
+        A function that opens the log file and writes the records held until then into it;
+        calling it again does nothing. Without ``open_file_later`` the file is open already.
     """
     from tray_agent.core.redact import install_redaction
 
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    file_level = logging.DEBUG if verbose else logging.INFO
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
     stderr.setFormatter(fmt)
     root.addHandler(stderr)
-    if log_dir is not None:
+    buffer: _StartupLogBuffer | None = None
+    if log_dir is not None and open_file_later:
+        buffer = _StartupLogBuffer(file_level)
+        root.addHandler(buffer)
+    install_redaction(root)
+    pending = [log_dir] if log_dir is not None else []
+
+    def open_file() -> None:
+        if not pending:
+            return
+        directory = pending.pop()
+        import logging.handlers
+
         try:
             file_handler = logging.handlers.RotatingFileHandler(
-                log_dir / LOG_FILE, maxBytes=1_000_000, backupCount=3, encoding="utf-8"
+                directory / LOG_FILE, maxBytes=1_000_000, backupCount=3, encoding="utf-8"
             )
         except OSError as exc:
-            logger.warning("Cannot write the log file in %s: %s", log_dir, exc)
-        else:
-            file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
-            file_handler.setFormatter(fmt)
-            root.addHandler(file_handler)
-    install_redaction(root)
+            file_handler = None
+            logger.warning("Cannot write the log file in %s: %s", directory, exc)
+        if buffer is not None:
+            root.removeHandler(buffer)
+        if file_handler is None:
+            return
+        file_handler.setLevel(file_level)
+        file_handler.setFormatter(fmt)
+        root.addHandler(file_handler)
+        install_redaction(root)
+        for record in buffer.records if buffer is not None else ():
+            file_handler.handle(record)  # in order, before any newer record
+
+    if not open_file_later:
+        open_file()
 
     def excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         logger.critical("Uncaught exception", exc_info=(kind, value, tb))
 
     sys.excepthook = excepthook
+    return open_file
 
 
 def install_qt_message_handler() -> None:
@@ -126,6 +181,9 @@ def self_test(app: QApplication) -> int:
 
     Uses importlib.resources only, so it works the same in a PyInstaller build.
     """
+    import io
+    import wave
+
     from PySide6.QtCore import QByteArray
     from PySide6.QtSvg import QSvgRenderer
     from PySide6.QtWidgets import QSystemTrayIcon
@@ -242,7 +300,26 @@ def build_windows(app: TrayApp) -> Any:
 class TrayApp:
     """Holds and wires the app's objects for one run (built by :func:`run`)."""
 
-    def __init__(self, args: argparse.Namespace, paths: Paths, loaded: LoadedSettings, app: QApplication):
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        paths: Paths,
+        loaded: LoadedSettings,
+        app: QApplication,
+        *,
+        tray_icon: QSystemTrayIcon | None = None,
+    ):
+        """Build the store, policy, effect runner and tray (not started: see :meth:`main`).
+
+        Args:
+            args: the parsed command line.
+            paths: the app's directories.
+            loaded: the loaded settings.
+            app: the running QApplication.
+            tray_icon: an icon already shown (:class:`EarlyTray`): the tray controller adopts it.
+        """
+        import asyncio
+
         from tray_agent.core.policy import AlertPolicy
         from tray_agent.core.ports import SystemClock
         from tray_agent.core.state import Store
@@ -277,6 +354,7 @@ class TrayApp:
             self.commands,
             self.clock,
             mute_locked=loaded.is_locked("alerts.sounds"),
+            tray_icon=tray_icon,
         )
         # Light/dark/high contrast: the setting, else the OS scheme, followed live (ui/theme.py).
         self.theme = ThemeController(app, settings.ui.theme, app)
@@ -316,14 +394,16 @@ class TrayApp:
     def _on_single_instance_message_received(self, message: str) -> None:
         from tray_agent.ui.single_instance import ACTIVATE, OPEN_PREFIX
 
-        if self.windows is None:
-            self._open_at_start = message.removeprefix(OPEN_PREFIX) if message != ACTIVATE else ""
-            return
-        if message.startswith(OPEN_PREFIX):
+        opening = message.startswith(OPEN_PREFIX)
+        if opening:
             logger.info("Another launch asked to open a conversation")
-            self.windows.open_chat(message.removeprefix(OPEN_PREFIX))
         else:
             logger.info("Another launch asked to show the app")
+        if self.windows is None:  # still starting: _start does it once the windows exist
+            self._open_at_start = message.removeprefix(OPEN_PREFIX) if message != ACTIVATE else ""
+        elif opening:
+            self.windows.open_chat(message.removeprefix(OPEN_PREFIX))
+        else:
             self.windows.show_inbox()
 
     def _apply_autostart(self) -> None:
@@ -383,6 +463,8 @@ class TrayApp:
         logger.info("Test hook: menu shown")
 
     async def _start(self) -> None:
+        import asyncio
+
         loop = asyncio.get_running_loop()
         await self._start_services()
         self.secrets = await loop.run_in_executor(None, self._make_secrets)
@@ -564,6 +646,8 @@ class TrayApp:
         logger.info("Moved %d reply draft(s) from %s into the local store", moved, DRAFTS_FILE)
 
     async def _stop_client(self) -> None:
+        import asyncio
+
         client, task, local = self.client, self.client_task, self.local
         if self.windows is not None and local is not None:
             with contextlib.suppress(Exception):
@@ -683,12 +767,16 @@ class TrayApp:
         self._spawn(self.export_diagnostics(Path(path)))
 
     def _spawn(self, coro: Any) -> None:
+        import asyncio
+
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def wait_for_tasks(self) -> None:
         """Wait until the background tasks started by UI signals (sign-in, sign-out, export) end."""
+        import asyncio
+
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -770,6 +858,8 @@ class TrayApp:
 
     async def _sign_in(self, credentials: Any) -> None:
         """New credentials from the sign-in dialog: save the account, restart the client."""
+        import asyncio
+
         from tray_agent.core.settings_layers import save_user_settings
 
         def field(name: str) -> Any:
@@ -810,6 +900,8 @@ class TrayApp:
         refresh token, session cookie); closes the chats and forgets which were open; empties
         the state (``SignedOut``) so every view follows; shows the sign-in dialog.
         """
+        import asyncio
+
         from tray_agent.core.state import SignedOut
 
         logger.info("Signing out: deleting this computer's copy of the account")
@@ -851,6 +943,8 @@ class TrayApp:
         Returns:
             True once the zip is written.
         """
+        import asyncio
+
         from tray_agent import diagnostics
         from tray_agent.platform.paths import read_policy_sources
 
@@ -895,12 +989,13 @@ def claim_single_instance(args: argparse.Namespace, paths: Paths) -> tuple[Any, 
         ``(single_instance, conversation_to_open)`` when this process is the instance, or the
         exit code when it is not.
     """
-    from tray_agent.core.deeplink import DeepLinkError, parse_link
     from tray_agent.ui.single_instance import ACTIVATE, SingleInstance, open_message, server_name
 
     conversation = ""
     target = getattr(args, "target", None)
     if target:
+        from tray_agent.core.deeplink import DeepLinkError, parse_link
+
         try:
             conversation = parse_link(target).conversation
         except DeepLinkError as exc:
@@ -917,18 +1012,256 @@ def claim_single_instance(args: argparse.Namespace, paths: Paths) -> tuple[Any, 
     return instance, conversation
 
 
-def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop | None, stop: Callable[[], None]) -> None:
+    """SIGINT and SIGTERM call ``stop``: through ``loop`` when it supports signals, else Python's handler."""
     for sig in (signal.SIGINT, signal.SIGTERM):
+        if loop is not None:
+            try:
+                loop.add_signal_handler(sig, stop)
+                continue
+            except (NotImplementedError, RuntimeError, AttributeError, ValueError):
+                pass  # Windows / loops without signal support: let Python's handler set the flag.
+        signal.signal(sig, lambda *_args: stop())
+
+
+EARLY_ICON_STATE = "connecting"
+"""What the first icon shows: the app is starting and will connect."""
+EARLY_ICON_SIZES = (16, 22, 24, 32, 48, 64)
+"""Pixmap sizes of the first icon (as ``ui.tray.ICON_SIZES``, which is not imported yet)."""
+
+
+def render_svg_icon(svg: bytes, sizes: tuple[int, ...] = EARLY_ICON_SIZES) -> QIcon:
+    """A QIcon of an SVG at each size, for the first icon.
+
+    ``ui.tray.render_icon`` draws the same, with badge and theme, but importing it brings the
+    store and the policy; this needs QtGui and QtSvg only (and not the ``Qt`` namespace, whose
+    first import alone costs PySide6 about 15 ms).
+    """
+    from PySide6.QtCore import QByteArray, QRectF
+    from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+    from PySide6.QtSvg import QSvgRenderer
+
+    renderer = QSvgRenderer(QByteArray(svg))
+    icon = QIcon()
+    for size in sizes:
+        # A QPixmap, not a QImage: resolving QImage.fill's overloads builds the Qt namespace.
+        pixmap = QPixmap(size, size)
+        pixmap.fill(QColor(0, 0, 0, 0))
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        renderer.render(painter, QRectF(0, 0, size, size))
+        painter.end()
+        icon.addPixmap(pixmap)
+    return icon
+
+
+class EarlyTray:
+    """The tray icon shown first, before the settings, the store, the network or the windows exist.
+
+    It shows the "connecting" icon, a tooltip and a menu with Quit, in the OS language (the
+    ``ui.language`` setting is applied a moment later, with the settings). TrayApp's tray
+    controller then adopts the same QSystemTrayIcon (the desktop keeps the item it registered)
+    and puts the full menu in place of this one.
+
+    Args:
+        app: the running application (the icon's Qt parent until it is adopted).
+        quit_requested: called when Quit is chosen.
+    """
+
+    def __init__(self, app: QApplication, quit_requested: Callable[[], None]) -> None:
+        from PySide6.QtWidgets import QSystemTrayIcon
+
+        svg = (
+            importlib.resources.files("tray_agent.resources")
+            .joinpath("icons", f"tray-{EARLY_ICON_STATE}.svg")
+            .read_bytes()
+        )
+        self._quit_requested = quit_requested
+        self.menu: QMenu | None = None
+        self.icon = QSystemTrayIcon(render_svg_icon(svg), app)
+        self.icon.setToolTip("\n".join((_("tray_agent"), _("Connecting…"))))
+
+    def show(self) -> None:
+        """Show the icon, then give it its menu.
+
+        The menu comes right after the icon: it is the process's first widget, which costs Qt
+        its style, and the desktop can ask for the menu only once the event loop runs anyway.
+        """
+        from PySide6.QtWidgets import QMenu
+
+        self.icon.show()
+        self.menu = QMenu()
+        quit_action = self.menu.addAction(_("Quit"))
+        quit_action.setObjectName("quit")
+        quit_action.triggered.connect(self._on_quit_action_triggered)
+        self.icon.setContextMenu(self.menu)
+
+    def _on_quit_action_triggered(self) -> None:
+        self._quit_requested()
+
+    def handed_over(self) -> None:
+        """The tray controller owns the icon now, with its own menu: drop the first menu."""
+        if self.menu is not None:
+            self.menu.deleteLater()
+            self.menu = None
+
+    def close(self) -> None:
+        """Hide the icon (quit before the app was up)."""
+        self.icon.hide()
+        self.handed_over()
+
+
+def show_early_tray(app: QApplication, quit_requested: Callable[[], None]) -> EarlyTray | None:
+    """Show the first tray icon at once; None on a desktop without a tray.
+
+    Without a tray there is nothing to show early: the tray controller shows its status window
+    once it is built. The menu's language is the OS's (see :class:`EarlyTray`).
+    """
+    from PySide6.QtWidgets import QSystemTrayIcon
+
+    from tray_agent.core import i18n
+    from tray_agent.ui.language import system_languages
+
+    if not QSystemTrayIcon.isSystemTrayAvailable():
+        return None
+    i18n.set_language(i18n.resolve_language("system", system_languages()))
+    early = EarlyTray(app, quit_requested)
+    early.show()
+    return early
+
+
+class Launch:
+    """One run of the tray app after the single-instance claim: the icon first, then the rest.
+
+    :meth:`run` shows the :class:`EarlyTray` icon, then runs :meth:`main` on the qasync loop,
+    which gives Qt a loop turn (the desktop asks the new icon for its properties) before each
+    heavy step: loading the settings (pydantic), then the language and the :class:`TrayApp`
+    (which adopts the icon), whose :meth:`TrayApp.main` starts everything else.
+
+    Quit, SIGINT and SIGTERM work from the moment the icon shows: before the TrayApp exists they
+    end the launch at the next step, afterwards they stop the app as usual.
+
+    Args:
+        args: the parsed command line.
+        paths: the app's directories.
+        app: the QApplication.
+        instance: the single-instance server (this process is the instance).
+        open_conversation: a conversation to open once the windows exist ("" for none).
+        open_log_file: opens the log file (see :func:`setup_logging`); called after the first
+            loop turn, so that Qt can answer the desktop about the new icon before.
+    """
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        paths: Paths,
+        app: QApplication,
+        instance: SingleInstance,
+        open_conversation: str = "",
+        *,
+        open_log_file: Callable[[], None] | None = None,
+    ) -> None:
+        self.args = args
+        self.paths = paths
+        self.app = app
+        self.instance = instance
+        self.open_conversation = open_conversation
+        self._open_log_file = open_log_file
+        self.early: EarlyTray | None = None
+        self.tray_app: TrayApp | None = None
+        self.stop_requested = False
+        self._messages: list[str] = []
+
+    def stop(self) -> None:
+        """Quit: end the launch, or stop the app once it runs."""
+        self.stop_requested = True
+        if self.tray_app is not None:
+            self.tray_app.stopping.set()
+
+    def _on_instance_message_received(self, message: str) -> None:
+        self._messages.append(message)  # later launches before the app is up: replayed to it
+
+    def run(self) -> int:
+        """Show the icon, run the app until Quit / SIGINT / SIGTERM; returns the exit code."""
+        self.instance.message_received.connect(self._on_instance_message_received)
+        self.early = show_early_tray(self.app, self.stop)
+        _install_signal_handlers(None, self.stop)  # from the moment the icon shows
+
+        import asyncio
+
+        import qasync
+
+        loop = qasync.QEventLoop(self.app)
+        asyncio.set_event_loop(loop)
         try:
-            loop.add_signal_handler(sig, stop)
-        except (NotImplementedError, RuntimeError, AttributeError, ValueError):
-            # Windows / loops without signal support: let Python's handler set the flag.
-            signal.signal(sig, lambda *_args: stop())
+            _install_signal_handlers(loop, self.stop)
+            with loop:
+                code = int(loop.run_until_complete(self.main()))
+        finally:
+            self.instance.close()
+            asyncio.set_event_loop(None)
+        logger.info("Stopped (exit code %d)", code)
+        logging.shutdown()
+        return code
+
+    async def main(self) -> int:
+        """Load the settings, build the TrayApp and run it (a loop turn between heavy steps)."""
+        from tray_agent.platform.paths import load_settings_for
+
+        if not await self._next_turn():  # Qt answers the desktop's first questions about the icon
+            return self._stopped_early()
+        loaded = load_settings_for(self.paths, os.environ, self.args)  # pydantic: ~100 ms
+        from tray_agent.ui.language import apply_language
+
+        # Before the tray controller and any window: every string goes through core.i18n
+        # (docs/i18n.md). Only the first icon's tooltip and Quit item were built before.
+        apply_language(loaded.settings.ui.language, self.app)
+        if not await self._next_turn():
+            return self._stopped_early()
+        from tray_agent.ui.tray import render_icon  # the store, the policy, the bridge: ~60 ms
+
+        self.app.setWindowIcon(render_icon("agent"))
+        if not await self._next_turn():
+            return self._stopped_early()
+        early = self.early
+        tray_app = TrayApp(self.args, self.paths, loaded, self.app, tray_icon=early.icon if early else None)
+        self.tray_app = tray_app
+        if self.stop_requested:  # a signal during the build (Python runs handlers between any lines)
+            tray_app.stopping.set()
+        if early is not None:
+            early.handed_over()
+        self.instance.message_received.disconnect(self._on_instance_message_received)
+        tray_app.attach_single_instance(self.instance, self.open_conversation)
+        for message in self._messages:
+            tray_app._on_single_instance_message_received(message)
+        self._messages.clear()
+        tray_app.show_tray()
+        return await tray_app.main()
+
+    async def _next_turn(self) -> bool:
+        """Let the event loop run once (and open the log file after the first); False on Quit."""
+        import asyncio
+
+        await asyncio.sleep(0)
+        if self._open_log_file is not None:
+            self._open_log_file()
+            self._open_log_file = None
+        return not self.stop_requested
+
+    def _stopped_early(self) -> int:
+        logger.info("Quit before the app was up")
+        if self.early is not None:
+            self.early.close()
+        return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the tray app until Quit, SIGINT or SIGTERM; returns the exit code."""
-    from tray_agent.platform.paths import Paths, load_settings_for
+    """Run the tray app until Quit, SIGINT or SIGTERM; returns the exit code.
+
+    Paths, logging, the QApplication and the single-instance claim come first; then
+    :class:`Launch` shows the tray icon before anything else is loaded.
+    """
+    from tray_agent.platform.paths import Paths
 
     verbose = bool(getattr(args, "verbose", False))
     paths: Paths | None = None
@@ -940,48 +1273,34 @@ def run(args: argparse.Namespace) -> int:
         if not getattr(args, "self_test", False):
             return 1
         paths = None  # the self-test runs without them
-    setup_logging(paths.log if paths is not None else None, verbose)
+    open_log_file = setup_logging(paths.log if paths is not None else None, verbose, open_file_later=True)
+    try:
+        return _run_qt(args, paths, open_log_file)
+    finally:
+        open_log_file()  # when the launch did not get to it (handed over, self-test, failure)
 
+
+def _run_qt(args: argparse.Namespace, paths: Paths | None, open_log_file: Callable[[], None]) -> int:
     from PySide6.QtWidgets import QApplication
 
-    from tray_agent.ui.tray import render_icon
+    from tray_agent.platform.memory import install_pyside_linecache_guard
 
+    install_pyside_linecache_guard()  # before the rest is imported: ~15 MB less (platform/memory.py)
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else APP_NAME])
     assert isinstance(app, QApplication)
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(DISPLAY_NAME)
     app.setDesktopFileName(APP_NAME)
     app.setQuitOnLastWindowClosed(False)
-    app.setWindowIcon(render_icon("agent"))
     install_qt_message_handler()
     if getattr(args, "self_test", False) or paths is None:
+        from tray_agent.ui.tray import render_icon
+
+        app.setWindowIcon(render_icon("agent"))
         return self_test(app)
 
     claimed = claim_single_instance(args, paths)
     if isinstance(claimed, int):
         return claimed  # forwarded to the running instance, or a bad link
     instance, open_conversation = claimed
-
-    loaded = load_settings_for(paths, os.environ, args)
-    from tray_agent.ui.language import apply_language
-
-    # Before any window or menu is built: every string goes through core.i18n (docs/i18n.md).
-    apply_language(loaded.settings.ui.language, app)
-
-    import qasync
-
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
-    try:
-        tray_app = TrayApp(args, paths, loaded, app)
-        tray_app.attach_single_instance(instance, open_conversation)
-        tray_app.show_tray()
-        _install_signal_handlers(loop, tray_app.stopping.set)
-        with loop:
-            code = int(loop.run_until_complete(tray_app.main()))
-    finally:
-        instance.close()
-        asyncio.set_event_loop(None)
-    logger.info("Stopped (exit code %d)", code)
-    logging.shutdown()
-    return code
+    return Launch(args, paths, app, instance, open_conversation, open_log_file=open_log_file).run()

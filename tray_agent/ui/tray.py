@@ -304,6 +304,8 @@ class TrayController(QObject):
         windows: the window manager, or None while there is none (no inbox/chat items).
         mute_locked: the mute switch is fixed by the administrator's policy.
         tray_available: override the tray detection (tests); None asks Qt.
+        tray_icon: an icon already shown (app.py shows one before this controller exists): it
+            is adopted, so the desktop keeps the item it registered; None creates one.
         parent: the Qt parent.
 
     Signals:
@@ -333,6 +335,7 @@ class TrayController(QObject):
         windows: WindowsPort | None = None,
         mute_locked: bool = False,
         tray_available: bool | None = None,
+        tray_icon: QSystemTrayIcon | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -356,7 +359,8 @@ class TrayController(QObject):
 
         self._menu = QMenu()
         self._menu.aboutToShow.connect(self._on_menu_about_to_show)
-        self._tray = QSystemTrayIcon(self)
+        self._tray = QSystemTrayIcon(self) if tray_icon is None else tray_icon
+        self._tray.setParent(self)  # adopted: it goes with this controller
         self._tray.setContextMenu(self._menu)
         self._tray.activated.connect(self._on_tray_activated)
 

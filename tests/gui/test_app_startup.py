@@ -1,0 +1,135 @@
+"""app.py start-up: the first tray icon (EarlyTray), its adoption, quitting early, the log file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QApplication, QMenu
+from pytestqt.qtbot import QtBot
+
+from tests.gui.conftest import FakeClock, FakeCommandSink, FakeNotifier, FakeSound, close_awaitable
+from tray_agent.app import LOG_FILE, EarlyTray, Launch, setup_logging
+from tray_agent.core import i18n
+from tray_agent.core.policy import AlertPolicy
+from tray_agent.core.settings import AlertSettings
+from tray_agent.core.state import Store
+from tray_agent.platform.paths import Paths
+from tray_agent.ui.bridge import StoreBridge
+from tray_agent.ui.effects import EffectRunner
+from tray_agent.ui.single_instance import SingleInstance, server_name
+from tray_agent.ui.tray import TrayController
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def english() -> Iterator[None]:
+    before = i18n.language()
+    i18n.set_language("en")
+    yield
+    i18n.set_language(before)
+
+
+def menu_texts(menu: QMenu) -> list[str]:
+    return [action.text() for action in menu.actions() if not action.isSeparator()]
+
+
+def test_early_tray_is_a_connecting_icon_with_a_tooltip_and_a_working_quit(
+    qapp: QApplication, english: None
+) -> None:
+    quits: list[bool] = []
+    early = EarlyTray(qapp, lambda: quits.append(True))
+    try:
+        assert not early.icon.icon().isNull()
+        assert early.icon.toolTip() == "tray_agent\nConnecting…"
+        assert early.menu is None  # the menu comes right after the icon is shown
+        early.show()
+        assert early.menu is not None
+        assert early.icon.contextMenu() is early.menu
+        assert menu_texts(early.menu) == ["Quit"]
+        early.menu.actions()[0].trigger()
+        assert quits == [True]
+    finally:
+        early.close()
+
+
+def test_tray_controller_adopts_the_early_icon_and_puts_its_full_menu_in(
+    qapp: QApplication, qtbot: QtBot, english: None
+) -> None:
+    early = EarlyTray(qapp, lambda: None)
+    early.show()
+    first_menu = early.menu
+    assert first_menu is not None
+    clock = FakeClock()
+    settings = AlertSettings()
+    bridge = StoreBridge(Store())
+    runner = EffectRunner(
+        AlertPolicy(settings), FakeNotifier(), FakeSound(), clock, settings, spawn=close_awaitable
+    )
+    tray = TrayController(bridge, runner, FakeCommandSink(), clock, tray_icon=early.icon)
+    try:
+        assert tray.tray_icon is early.icon  # one icon: the desktop keeps the item it registered
+        assert early.icon.parent() is tray
+        assert early.icon.contextMenu() is tray.menu
+        early.handed_over()
+        with qtbot.waitSignal(first_menu.destroyed, timeout=1000):
+            pass
+        assert "Mute sounds" in menu_texts(tray.menu)
+        assert tray.tooltip.startswith("tray_agent\nOffline")  # the store's state from now on
+    finally:
+        tray.hide()
+        bridge.close()
+
+
+@pytest.mark.asyncio
+async def test_quit_before_the_app_is_up_ends_the_launch_without_loading_more(
+    qapp: QApplication, tmp_path: Path, english: None
+) -> None:
+    paths = Paths.from_platform(tmp_path / "base", env={})
+    paths.ensure_dirs()
+    instance = SingleInstance(server_name(str(paths.config)))
+    opened: list[bool] = []
+    launch = Launch(
+        argparse.Namespace(demo=False), paths, qapp, instance, open_log_file=lambda: opened.append(True)
+    )
+    launch.early = EarlyTray(qapp, launch.stop)
+    launch.early.show()
+    assert launch.early.menu is not None
+    launch.early.menu.actions()[0].trigger()  # Quit, at once
+    try:
+        assert await launch.main() == 0
+        assert launch.tray_app is None  # no store, tray controller, client or windows were built
+        assert not launch.early.icon.isVisible()
+        assert opened == [True]  # the log file still opens (the records held so far go in)
+    finally:
+        instance.close()
+
+
+def test_setup_logging_holds_the_records_until_the_log_file_opens(tmp_path: Path) -> None:
+    root = logging.getLogger()
+    handlers, level, hook = list(root.handlers), root.level, sys.excepthook
+    log = tmp_path / LOG_FILE
+    try:
+        open_file = setup_logging(tmp_path, verbose=False, open_file_later=True)
+        logging.getLogger("tray_agent.test").info("before the file, token=s3cret-before")
+        assert not log.exists()
+        open_file()
+        logging.getLogger("tray_agent.test").info("after the file")
+        open_file()  # again: nothing more happens
+        added = [h for h in root.handlers if h not in handlers]
+        text = log.read_text(encoding="utf-8")
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
+        sys.excepthook = hook
+    assert len(added) == 2  # stderr and the file; the holding buffer is gone
+    assert text.index("before the file") < text.index("after the file")
+    assert "s3cret-before" not in text  # redacted, as every record
