@@ -438,6 +438,10 @@ class TrayApp:
 
     async def main(self) -> int:
         """Start everything, wait for Quit / SIGINT / SIGTERM, shut down cleanly."""
+        if self.args.demo or self.loaded.settings.connection.server:
+            # The first icon said "connecting"; the store starts OFFLINE. Keep saying it while
+            # the services, the keyring and the demo start, until the client takes over.
+            self._set_connection(connecting=True)
         try:
             await self._start()
         except Exception:
@@ -490,6 +494,7 @@ class TrayApp:
         self._apply_autostart()
         if not configured:
             logger.info("No server or account configured: asking the agent to sign in")
+            self._set_connection(connecting=False)
             self._show_sign_in(_("Enter your server and account to sign in."))
             return
         self._start_client(password)
@@ -572,6 +577,8 @@ class TrayApp:
                 connection, self.secrets, self.clock, password=password, token=token
             )
         except ValueError as exc:
+            if self.client is None:
+                self._set_connection(connecting=False)
             self._show_sign_in(str(exc))
             return
         if self.local is None:
@@ -699,6 +706,13 @@ class TrayApp:
         if isinstance(event, ConnectionChanged) and event.at is None:
             event = dataclasses.replace(event, at=self.clock.now())
         self.dispatch(event)
+
+    def _set_connection(self, *, connecting: bool) -> None:
+        """Show CONNECTING or OFFLINE on the app's own account (before a client exists)."""
+        from tray_agent.core.events import ConnectionChanged, ConnectionState
+
+        state = ConnectionState.CONNECTING if connecting else ConnectionState.OFFLINE
+        self.emit(ConnectionChanged(state=state))
 
     def dispatch(self, event: Event) -> tuple[Any, ...]:
         """Reduce one event (from the client or the UI) and carry out its effects."""

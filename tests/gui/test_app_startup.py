@@ -133,3 +133,37 @@ def test_setup_logging_holds_the_records_until_the_log_file_opens(tmp_path: Path
     assert len(added) == 2  # stderr and the file; the holding buffer is gone
     assert text.index("before the file") < text.index("after the file")
     assert "s3cret-before" not in text  # redacted, as every record
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("server", "expected"), [("https://support.example", "connecting"), ("", "offline")])
+async def test_the_app_keeps_saying_connecting_while_it_starts_when_it_has_a_server(
+    qapp: QApplication, tmp_path: Path, server: str, expected: str
+) -> None:
+    """The first icon says "connecting": a configured app must not flash "offline" while its
+    services, keyring and demo start (the store itself starts OFFLINE); without a server it is
+    honestly offline (the sign-in window follows)."""
+    from tray_agent.app import TrayApp
+    from tray_agent.core.settings import ConnectionSettings, Settings
+    from tray_agent.core.settings_layers import LoadedSettings
+
+    paths = Paths.from_platform(tmp_path / "base", env={})
+    paths.ensure_dirs()
+    account = ConnectionSettings(dialect="dashboard", server=server, company="acme", email="sam@example.com")
+    app = TrayApp(
+        argparse.Namespace(demo=False), paths, LoadedSettings(settings=Settings(connection=account)), qapp
+    )
+    seen: list[str] = []
+
+    async def start() -> None:  # stands in for services, keyring, windows and the client
+        seen.append(str(app.store.state.connection.state))
+        app.stopping.set()
+
+    app._start = start  # type: ignore[method-assign]
+    try:
+        assert await app.main() == 0
+    finally:
+        await app.runner.aclose()
+        app.bridge.close()
+        app.tray.hide()
+    assert seen == [expected]
