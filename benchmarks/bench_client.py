@@ -325,10 +325,17 @@ def app(info: dict[str, Any], inbox_shown: bool = True) -> None:
                     original_call_later = loop.call_later
 
                     def counting_call_later(delay: float, callback: Any, *args: Any, **kw: Any) -> Any:
-                        if delay > 0:
-                            name = "asyncio:" + getattr(callback, "__qualname__", type(callback).__name__)
+                        if delay <= 0:
+                            return original_call_later(delay, callback, *args, **kw)
+                        # Counted when it fires: a timeout re-armed (and cancelled) each time its
+                        # loop wakes is a deadline moved, not a timer firing.
+                        name = "asyncio:" + getattr(callback, "__qualname__", type(callback).__name__)
+
+                        def fired(*fired_args: Any) -> Any:
                             delayed[name] = delayed.get(name, 0) + 1
-                        return original_call_later(delay, callback, *args, **kw)
+                            return callback(*fired_args)
+
+                        return original_call_later(delay, fired, *args, **kw)
 
                     loop.call_later = counting_call_later  # type: ignore[method-assign]
                     qt.installEventFilter(counter)

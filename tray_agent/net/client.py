@@ -96,6 +96,8 @@ logger = logging.getLogger(__name__)
 RESYNC_PAGE = 200
 READ_SLICE = 0.008  # seconds of frame handling before the read loop yields to the GUI
 _MAX_RESYNC_PAGES = 500
+TIMER_PADDING = 0.06  # waits for a deadline are this much longer (Qt coarse timers fire early) ...
+TIMER_PADDING_MAX = 1.0  # ... but at most this many seconds longer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1110,10 +1112,7 @@ class Client:
                             self._emit(event)
                     next_poll = self._next_poll = self._clock.monotonic() + delay
                     continue
-                timeout = max(0.0, min(next_poll, retry_ws_at) - self._clock.monotonic())
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
+                await self._wait_for_wake(min(next_poll, retry_ws_at))
             return _Result(_End.STOPPED)
         finally:
             self._live = False
@@ -1311,10 +1310,20 @@ class Client:
                 deadlines.append(self._next_resync)
             if self._next_keepalive is not None:
                 deadlines.append(self._next_keepalive)
-            timeout = max(0.0, min(deadlines) - self._clock.monotonic())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+            await self._wait_for_wake(min(deadlines))
+
+    async def _wait_for_wake(self, deadline: float) -> None:
+        """Wait until :attr:`_wake` is set or the monotonic ``deadline`` has passed.
+
+        qasync runs asyncio timers on Qt's coarse timers, which may fire a little early; the
+        loop would then find nothing due and wait again for the last few milliseconds (two
+        wake-ups per deadline while idle). The wait is padded so one wake-up meets the deadline.
+        """
+        timeout = max(0.0, deadline - self._clock.monotonic())
+        timeout += min(timeout * TIMER_PADDING, TIMER_PADDING_MAX)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     def _start_http(self, pending: PendingCommand, call: HttpCall) -> None:
         """Mark a command sent (memory and the durable outbox) and start its HTTP call."""
