@@ -600,16 +600,9 @@ class TrayApp:
         Drafts of an older version (``drafts.json``) move into it once, and the windows keep
         their drafts in it from now on.
         """
-        from tray_agent.platform.storage import LocalStore
+        from tray_agent.platform.storage import open_account_store
 
-        settings = self.loaded.settings
-        local = LocalStore(
-            self._local_store_path(connection),
-            history_limit=settings.ui.history_limit,
-            history_days=settings.storage.history_days,
-            max_bytes=settings.storage.max_size_mb * 2**20,
-            keep_history=settings.storage.keep_history,
-        )
+        local = open_account_store(self._data_base(), connection, self.loaded.settings)
         if local.problem:
             logger.warning("Local store: %s", local.problem)
             self.tray.set_problem("storage", local.problem)
@@ -618,11 +611,14 @@ class TrayApp:
             self.windows.set_draft_store(local)
         return local
 
+    def _data_base(self) -> Path:
+        """Where the account stores live: the data directory (the demo's is temporary)."""
+        return Path(self._demo_data.name) if self._demo_data is not None else self.paths.data
+
     def _local_store_path(self, connection: Any) -> Path:
         from tray_agent.platform.storage import store_path
 
-        base = Path(self._demo_data.name) if self._demo_data is not None else self.paths.data
-        return store_path(base, connection.secret_key("store"))
+        return store_path(self._data_base(), connection.secret_key("store"))
 
     def _migrate_drafts_file(self, local: Any) -> None:
         """Move the drafts of an older version (``drafts.json``) into the account's store, once."""

@@ -50,14 +50,14 @@ from tray_agent.core.i18n import _
 from tray_agent.core.ports import SecretStore, SystemClock
 from tray_agent.core.protocol import codec_for
 from tray_agent.core.redact import install_redaction
-from tray_agent.core.settings import ConnectionSettings, Settings
+from tray_agent.core.settings import ConnectionSettings
 from tray_agent.core.settings_layers import password_from_env
 from tray_agent.core.state import Store
 from tray_agent.net.auth import authenticator_for
 from tray_agent.net.client import Client
 from tray_agent.platform.paths import Paths, load_settings_for
 from tray_agent.platform.secrets import KeyringSecretStore, MemorySecretStore
-from tray_agent.platform.storage import LocalStore, store_path
+from tray_agent.platform.storage import LocalStore, open_account_store
 
 logger = logging.getLogger(__name__)
 
@@ -158,17 +158,6 @@ def _secret_store(demo: bool) -> SecretStore:
     return KeyringSecretStore()  # falls back to memory by itself, and says so in the log
 
 
-def open_store(data_dir: Path, conn: ConnectionSettings, settings: Settings) -> LocalStore:
-    """The account's durable store under ``data_dir``, bounded by the settings (never raises)."""
-    return LocalStore(
-        store_path(data_dir, conn.secret_key("store")),
-        history_limit=settings.ui.history_limit,
-        history_days=settings.storage.history_days,
-        max_bytes=settings.storage.max_size_mb * 1024 * 1024,
-        keep_history=settings.storage.keep_history,
-    )
-
-
 async def _serve(args: argparse.Namespace, out: TextIO, stdin: TextIO, install_signals: bool) -> int:
     demo_session = None
     demo_dir: tempfile.TemporaryDirectory[str] | None = None
@@ -208,7 +197,7 @@ async def _serve(args: argparse.Namespace, out: TextIO, stdin: TextIO, install_s
             data_dir = Path(demo_dir.name)
         else:
             data_dir = paths.data
-        local = open_store(data_dir, conn, settings)
+        local = open_account_store(data_dir, conn, settings)
         if local.problem:
             print(f"tray-agent listen: {local.problem}", file=sys.stderr)
         store = Store(history_limit=settings.ui.history_limit)

@@ -34,10 +34,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tray_agent.core.events import CommandKind, MessageReceived, SenderKind
 from tray_agent.core.ports import StoredCommand, StoredState
+
+if TYPE_CHECKING:
+    from tray_agent.core.settings import ConnectionSettings, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +91,20 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX messages_by_conversation ON messages (conversation, seq)",
     ),
 )
+
+
+def open_account_store(data_dir: Path, connection: ConnectionSettings, settings: Settings) -> LocalStore:
+    """The account's durable store under ``data_dir``, bounded by the settings (never raises).
+
+    The one way the app and ``tray-agent listen`` open it; a problem is in ``.problem``.
+    """
+    return LocalStore(
+        store_path(data_dir, connection.secret_key("store")),
+        history_limit=settings.ui.history_limit,
+        history_days=settings.storage.history_days,
+        max_bytes=settings.storage.max_size_mb * 2**20,
+        keep_history=settings.storage.keep_history,
+    )
 
 
 def store_path(data_dir: Path, account: str) -> Path:
