@@ -320,6 +320,7 @@ class TrayApp:
         """
         import asyncio
 
+        from tray_agent.core.events import ConnectionChanged, ConnectionState
         from tray_agent.core.policy import AlertPolicy
         from tray_agent.core.ports import SystemClock
         from tray_agent.core.state import Store
@@ -337,6 +338,11 @@ class TrayApp:
         self.clock = SystemClock()
         settings = loaded.settings
         self.store = Store(history_limit=settings.ui.history_limit)
+        if args.demo or self._configured():
+            # The first icon said "connecting" and the client will: do not show the store's
+            # initial OFFLINE meanwhile (services, keyring, demo). Without an account it is
+            # offline (and the sign-in window follows).
+            self.store.dispatch(ConnectionChanged(state=ConnectionState.CONNECTING, at=self.clock.now()))
         self.policy = AlertPolicy(settings.alerts)
         self.bridge = StoreBridge(self.store)
         self.commands = CommandRelay(self._fail_offline)
@@ -438,10 +444,6 @@ class TrayApp:
 
     async def main(self) -> int:
         """Start everything, wait for Quit / SIGINT / SIGTERM, shut down cleanly."""
-        if self.args.demo or self.loaded.settings.connection.server:
-            # The first icon said "connecting"; the store starts OFFLINE. Keep saying it while
-            # the services, the keyring and the demo start, until the client takes over.
-            self._set_connection(connecting=True)
         try:
             await self._start()
         except Exception:
@@ -480,7 +482,7 @@ class TrayApp:
 
             password = password_from_env(os.environ)
         connection = self.loaded.settings.connection
-        configured = bool(connection.server and (connection.email or connection.token.get_secret_value()))
+        configured = self._configured()
         if configured:
             # Before the windows: restored chats find their drafts in the account's store.
             self.local = self.open_local_store(connection)
@@ -494,7 +496,7 @@ class TrayApp:
         self._apply_autostart()
         if not configured:
             logger.info("No server or account configured: asking the agent to sign in")
-            self._set_connection(connecting=False)
+            self._set_offline()
             self._show_sign_in(_("Enter your server and account to sign in."))
             return
         self._start_client(password)
@@ -578,7 +580,7 @@ class TrayApp:
             )
         except ValueError as exc:
             if self.client is None:
-                self._set_connection(connecting=False)
+                self._set_offline()
             self._show_sign_in(str(exc))
             return
         if self.local is None:
@@ -703,12 +705,16 @@ class TrayApp:
             event = dataclasses.replace(event, at=self.clock.now())
         self.dispatch(event)
 
-    def _set_connection(self, *, connecting: bool) -> None:
-        """Show CONNECTING or OFFLINE on the app's own account (before a client exists)."""
+    def _configured(self) -> bool:
+        """A server and an account to sign in with are set."""
+        connection = self.loaded.settings.connection
+        return bool(connection.server and (connection.email or connection.token.get_secret_value()))
+
+    def _set_offline(self) -> None:
+        """No client will connect (no account, or unusable sign-in settings): say so."""
         from tray_agent.core.events import ConnectionChanged, ConnectionState
 
-        state = ConnectionState.CONNECTING if connecting else ConnectionState.OFFLINE
-        self.emit(ConnectionChanged(state=state))
+        self.emit(ConnectionChanged(state=ConnectionState.OFFLINE))
 
     def dispatch(self, event: Event) -> tuple[Any, ...]:
         """Reduce one event (from the client or the UI) and carry out its effects."""
@@ -1193,29 +1199,49 @@ class Launch:
 
     def run(self) -> int:
         """Show the icon, run the app until Quit / SIGINT / SIGTERM; returns the exit code."""
-        self.instance.message_received.connect(self._on_instance_message_received)
-        self.early = show_early_tray(self.app, self.stop)
-        _install_signal_handlers(None, self.stop)  # from the moment the icon shows
-
-        import asyncio
-
-        import qasync
-
-        loop = qasync.QEventLoop(self.app)
-        asyncio.set_event_loop(loop)
         try:
-            _install_signal_handlers(loop, self.stop)
-            with loop:
-                code = int(loop.run_until_complete(self.main()))
+            self.instance.message_received.connect(self._on_instance_message_received)
+            self.early = show_early_tray(self.app, self.stop)
+            _install_signal_handlers(None, self.stop)  # from the moment the icon shows
+
+            import asyncio
+
+            import qasync
+
+            loop = qasync.QEventLoop(self.app)
+            asyncio.set_event_loop(loop)
+            try:
+                _install_signal_handlers(loop, self.stop)
+                with loop:
+                    code = int(loop.run_until_complete(self.main()))
+            finally:
+                asyncio.set_event_loop(None)
         finally:
-            self.instance.close()
-            asyncio.set_event_loop(None)
+            self.instance.close()  # later launches must not hand over to a process that is gone
         logger.info("Stopped (exit code %d)", code)
         logging.shutdown()
         return code
 
     async def main(self) -> int:
-        """Load the settings, build the TrayApp and run it (a loop turn between heavy steps)."""
+        """Load the settings, build the TrayApp and run it (a loop turn between heavy steps).
+
+        A failure while building (before :meth:`TrayApp.main` takes over, which handles its
+        own) is logged and ends the launch with exit code 1 and no icon left behind.
+        """
+        try:
+            built = await self._build()
+        except Exception:
+            logger.exception("Start-up failed")
+            if self.tray_app is not None:
+                self.tray_app.tray.hide()
+            if self.early is not None:
+                self.early.close()
+            return 1
+        if isinstance(built, int):
+            return built  # quit before the app was up
+        return await built.main()
+
+    async def _build(self) -> TrayApp | int:
         from tray_agent.platform.paths import load_settings_for
 
         if not await self._next_turn():  # Qt answers the desktop's first questions about the icon
@@ -1246,7 +1272,7 @@ class Launch:
             tray_app._on_single_instance_message_received(message)
         self._messages.clear()
         tray_app.show_tray()
-        return await tray_app.main()
+        return tray_app
 
     async def _next_turn(self) -> bool:
         """Let the event loop run once (and open the log file after the first); False on Quit."""

@@ -8,10 +8,15 @@ StatusNotifierWatcher). A small wrapper prints ``sys.modules`` the moment the fi
 from __future__ import annotations
 
 import json
+import queue
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import IO
+
+import pytest
 
 from tests.desktop.session import REPO, DesktopSession, wait_until
 
@@ -61,6 +66,16 @@ LOADED_AFTER_THE_ICON = (
 )
 
 
+def read_line(stream: IO[str], timeout: float) -> str:
+    """One line from a child's pipe, or a test failure after ``timeout`` s (never a hang)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"no line from the app within {timeout:.0f} s (was the first icon shown?)")
+
+
 def dbus(desktop: DesktopSession, dest: str, *args: str) -> str:
     out = subprocess.run(
         ["dbus-send", "--session", "--print-reply", f"--dest={dest}", *args],
@@ -92,7 +107,7 @@ def test_tray_icon_shows_before_the_heavy_modules_and_is_adopted_by_the_app(
     )
     try:
         assert proc.stdout is not None
-        modules = set(json.loads(proc.stdout.readline()))
+        modules = set(json.loads(read_line(proc.stdout, START_TIMEOUT)))
         assert "PySide6.QtWidgets" in modules
         assert [name for name in LOADED_AFTER_THE_ICON if name in modules] == []
 

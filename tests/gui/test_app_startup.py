@@ -16,6 +16,7 @@ from tests.gui.conftest import FakeClock, FakeCommandSink, FakeNotifier, FakeSou
 from tray_agent.app import LOG_FILE, EarlyTray, Launch, setup_logging
 from tray_agent.core import i18n
 from tray_agent.core.policy import AlertPolicy
+from tray_agent.core.redact import RedactingFilter
 from tray_agent.core.settings import AlertSettings
 from tray_agent.core.state import Store
 from tray_agent.platform.paths import Paths
@@ -110,6 +111,31 @@ async def test_quit_before_the_app_is_up_ends_the_launch_without_loading_more(
         instance.close()
 
 
+@pytest.mark.asyncio
+async def test_a_failure_while_building_the_app_ends_the_launch_with_code_1(
+    qapp: QApplication, tmp_path: Path, english: None, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    import tray_agent.app as app_module
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("broken build")
+
+    monkeypatch.setattr(app_module, "TrayApp", broken)
+    paths = Paths.from_platform(tmp_path / "base", env={})
+    paths.ensure_dirs()
+    instance = SingleInstance(server_name(str(paths.config)))
+    launch = Launch(argparse.Namespace(demo=False, basedir=None, set=None), paths, qapp, instance)
+    launch.early = EarlyTray(qapp, launch.stop)
+    launch.early.show()
+    try:
+        with caplog.at_level(logging.ERROR, logger="tray_agent.app"):
+            assert await launch.main() == 1
+        assert "Start-up failed" in caplog.text
+        assert not launch.early.icon.isVisible()  # no icon left behind that nothing answers
+    finally:
+        instance.close()
+
+
 def test_setup_logging_holds_the_records_until_the_log_file_opens(tmp_path: Path) -> None:
     root = logging.getLogger()
     handlers, level, hook = list(root.handlers), root.level, sys.excepthook
@@ -128,6 +154,9 @@ def test_setup_logging_holds_the_records_until_the_log_file_opens(tmp_path: Path
             if handler not in handlers:
                 root.removeHandler(handler)
                 handler.close()
+        for handler in handlers:  # pytest's own handlers live on: no redaction left on them
+            for existing in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+                handler.removeFilter(existing)
         root.setLevel(level)
         sys.excepthook = hook
     assert len(added) == 2  # stderr and the file; the holding buffer is gone
@@ -135,35 +164,27 @@ def test_setup_logging_holds_the_records_until_the_log_file_opens(tmp_path: Path
     assert "s3cret-before" not in text  # redacted, as every record
 
 
-@pytest.mark.asyncio
-@pytest.mark.parametrize(("server", "expected"), [("https://support.example", "connecting"), ("", "offline")])
-async def test_the_app_keeps_saying_connecting_while_it_starts_when_it_has_a_server(
-    qapp: QApplication, tmp_path: Path, server: str, expected: str
+@pytest.mark.parametrize(
+    ("server", "email", "expected"),
+    [("https://support.example", "sam@example.com", "connecting"), ("", "", "offline")],
+)
+def test_the_app_says_connecting_from_the_start_when_it_has_an_account(
+    qapp: QApplication, tmp_path: Path, server: str, email: str, expected: str
 ) -> None:
-    """The first icon says "connecting": a configured app must not flash "offline" while its
-    services, keyring and demo start (the store itself starts OFFLINE); without a server it is
+    """The first icon says "connecting": a configured app must not flash "offline" (the store's
+    initial state) while its services, keyring and demo start; without an account it is
     honestly offline (the sign-in window follows)."""
     from tray_agent.app import TrayApp
     from tray_agent.core.settings import ConnectionSettings, Settings
     from tray_agent.core.settings_layers import LoadedSettings
 
     paths = Paths.from_platform(tmp_path / "base", env={})
-    paths.ensure_dirs()
-    account = ConnectionSettings(dialect="dashboard", server=server, company="acme", email="sam@example.com")
-    app = TrayApp(
-        argparse.Namespace(demo=False), paths, LoadedSettings(settings=Settings(connection=account)), qapp
-    )
-    seen: list[str] = []
-
-    async def start() -> None:  # stands in for services, keyring, windows and the client
-        seen.append(str(app.store.state.connection.state))
-        app.stopping.set()
-
-    app._start = start  # type: ignore[method-assign]
+    account = ConnectionSettings(dialect="dashboard", server=server, company="acme", email=email)
+    loaded = LoadedSettings(settings=Settings(connection=account))
+    app = TrayApp(argparse.Namespace(demo=False), paths, loaded, qapp)
     try:
-        assert await app.main() == 0
+        assert str(app.store.state.connection.state) == expected
+        assert app.tray.icon_state == expected  # what the tray controller showed first
     finally:
-        await app.runner.aclose()
         app.bridge.close()
         app.tray.hide()
-    assert seen == [expected]
