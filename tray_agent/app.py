@@ -376,6 +376,7 @@ class TrayApp:
         self.tray.diagnostics_export_requested.connect(self._on_tray_diagnostics_export_requested)
         self.client: Client | None = None
         self.client_task: asyncio.Task[None] | None = None
+        self.wakeup: Any = None  # ui.wakeup.WakeupWatcher, once started
         self.authenticator: Any = None
         self.secrets: Any = None
         self.windows: Any = None
@@ -676,6 +677,8 @@ class TrayApp:
 
     async def _shutdown(self) -> None:
         logger.info("Shutting down")
+        if self.wakeup is not None:
+            self.wakeup.stop()
         await self._stop_client()
         if self.windows is not None:
             with contextlib.suppress(Exception):
