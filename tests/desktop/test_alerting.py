@@ -12,7 +12,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -195,15 +194,13 @@ def test_alerting_burst_is_coalesced(
 ) -> None:
     app = launch()
     app.wait_for_log("Connection: connected")
-    started = time.monotonic()
     demo_server.control("burst", count=200, rate=400, customers=20, wait=True)
     desktop.wait_for_notification(lambda n: "customers wrote" in n.summary, timeout=10.0)
-    elapsed = time.monotonic() - started
     messages = [n for n in desktop.notifications() if n.urgency != 2]
-    # The policy's bound: at most one message toast a second (the first at once). On this
-    # machine that is one toast, then the summary after 1 s; a slow runner stretches the burst
-    # and may see one more per extra second, never one per message.
-    assert 1 <= len(messages) <= 2 + int(elapsed), (elapsed, [n.summary for n in messages])
+    # 200 messages from 20 customers: one toast at once, then a summary after the 1 s rate limit
+    # (the exact rate is the policy's unit tests' job, on a fake clock). A slow runner stretches
+    # the burst over a few more seconds, one toast each at most; never a toast per message.
+    assert len(messages) <= 6, [n.summary for n in messages]
 
 
 def test_alerting_dnd_silences_messages_not_escalations(

@@ -24,8 +24,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tests.gui.fakes import make_env, page, summary
-from tray_agent.core.events import HumanRequested
+from tests.gui.fakes import T0, make_env, page, summary
+from tray_agent.core.events import (
+    AgentRef,
+    AssignmentAction,
+    AssignmentChanged,
+    HumanRequested,
+    WaitingChanged,
+)
 from tray_agent.core.settings import QuickReplySetting, Settings
 from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.ui.accessibility import EscalationAnnouncer
@@ -232,6 +238,15 @@ def test_accessibility_new_escalation_is_announced(qtbot):
         )
     )
     assert announced == ["2 customers ask for a human"]
+    # Released (no longer waiting), then asking again: news again.
+    env.feed(WaitingChanged(conversation="p/new", waiting=False, at=T0))
+    env.feed(HumanRequested(conversation="p/new", customer_name="Ana", text="still there?"))
+    assert announced[-1] == "Ana asks for a human"
+    # Taken by an agent while waiting, then handed back to the queue: news again.
+    env.feed(AssignmentChanged(conversation="p/x", action=AssignmentAction.ASSIGNED, agent=AgentRef("a-2")))
+    env.feed(AssignmentChanged(conversation="p/x", action=AssignmentAction.UNASSIGNED))
+    assert announced[-1] == "X asks for a human"
+    assert len(announced) == 3
     env.close()
 
 

@@ -6,7 +6,7 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from tests.gui.conftest import connected, escalation
-from tray_agent.core.events import ConnectionChanged, ConnectionState, MessageReceived
+from tray_agent.core.events import ConnectionChanged, ConnectionState, MessageReceived, WaitingChanged
 from tray_agent.core.state import ConnectionInfo, Store
 from tray_agent.ui.bridge import FLUSH_INTERVAL_MS, StoreBridge
 
@@ -67,6 +67,9 @@ def test_bridge_badge_waiting_and_unread(qtbot: QtBot, store: Store, bridge: Sto
         store.dispatch(MessageReceived(conversation="p/3", text="more", customer_name="Cy"))
         store.dispatch(MessageReceived(conversation="p/1", text="still here", customer_name="Ann"))
     assert waiting[-1] == frozenset({"p/1"})  # a waiting customer's entry changed, p/3 does not wait
+    with qtbot.waitSignal(bridge.flushed, timeout=1000):
+        store.dispatch(WaitingChanged(conversation="p/2", waiting=False))
+    assert waiting[-1] == frozenset({"p/2"})  # stopped waiting: told too
 
 
 def test_bridge_no_signal_for_an_unrelated_change(qtbot: QtBot, store: Store, bridge: StoreBridge) -> None:

@@ -98,22 +98,20 @@ def test_effects_timer_fires_and_goes_idle(qtbot: QtBot, notifier: FakeNotifier,
 def test_effects_waiting_list_drives_sla_level(
     qtbot: QtBot, notifier: FakeNotifier, sound: FakeSound
 ) -> None:
-    from tray_agent.core.state import Conversation
+    from tray_agent.core.state import Conversation, ConversationMap, State
 
     clock = FakeClock()
     runner = make_runner(notifier, sound, clock, AlertSettings(sla_minutes=10, reminder_after=60))
     levels: list[object] = []
     runner.tray_level_changed.connect(levels.append)
-    waiting = [
-        Conversation(
-            "p/1", customer_name="Ann", waiting=True, waiting_since=clock.now() - timedelta(minutes=3)
-        )
-    ]
-    runner.set_waiting(waiting)
+    ann = Conversation(
+        "p/1", customer_name="Ann", waiting=True, waiting_since=clock.now() - timedelta(minutes=3)
+    )
+    runner.update_waiting({"p/1"}, State(conversations=ConversationMap([ann])))
     assert runner.tray_level is TrayLevel.WAITING
     # The SLA crossing (7 minutes from now) is the next deadline.
     assert runner.timer_interval_ms == 7 * 60 * 1000
-    runner.set_waiting([])
+    runner.update_waiting({"p/1"}, State())  # gone from the state: no longer waiting
     assert runner.tray_level is TrayLevel.NORMAL
     assert levels == [TrayLevel.WAITING, TrayLevel.NORMAL]
     assert not runner.timer_active

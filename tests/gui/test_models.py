@@ -228,7 +228,7 @@ def test_paged_resync_inserts_in_runs_and_keeps_the_order(qtbot, qtmodeltester):
 
 def test_bulk_removal_resets_once_and_keeps_the_order(qtbot, qtmodeltester):
     env = make_env()
-    model, (waiting, _mine, _everyone) = build(env)
+    model, (waiting, _mine, everyone) = build(env)
     env.feed(page(*(summary(f"p/{i}", since=timedelta(seconds=-((i * 37) % 500) - 1)) for i in range(500))))
     qtmodeltester.check(waiting)
     resets: list[int] = []
@@ -240,6 +240,46 @@ def test_bulk_removal_resets_once_and_keeps_the_order(qtbot, qtmodeltester):
     assert resets == [1]
     assert keys(waiting) == keys(WaitingProxy(model))
     assert waiting.rowCount() == 500 - len(range(0, 500, 3)) + 1
+    assert all(waiting.row_of(key) == row for row, key in enumerate(keys(waiting)))
+    assert all(waiting.row_of(f"p/{i}") == -1 for i in range(0, 500, 3))
+    # A bulk of moves: 100 customers write, in a new order; the "all" tab sorts by activity.
+    everyone_resets: list[int] = []
+    everyone.modelReset.connect(lambda: everyone_resets.append(1))
+    env.feed(
+        *(
+            MessageReceived(
+                conversation=f"p/{i}",
+                sender=SenderKind.CUSTOMER,
+                text=f"again {i}",
+                sent_at=T0 + timedelta(seconds=(i * 37) % 101),
+            )
+            for i in range(1, 300, 3)
+        )
+    )
+    assert everyone_resets == [1]
+    assert keys(everyone) == keys(AllActiveProxy(model))
+    assert len(set(keys(everyone))) == everyone.rowCount()  # no row twice
+    assert all(everyone.row_of(key) == row for row, key in enumerate(keys(everyone)))
+    env.feed(MessageReceived(conversation="p/1", sender=SenderKind.CUSTOMER, text="once more", sent_at=T0))
+    assert keys(everyone).count("p/1") == 1
+    assert keys(everyone) == keys(AllActiveProxy(model))
+
+
+def test_cells_answer_no_role_outside_the_ones_data_passes_on(qtbot):
+    """``data()`` returns None for roles outside ``_CELL_ROLES`` before any lookup: ``cell()``
+    must answer nothing else, or a role added there would silently never reach the view."""
+    from tray_agent.ui.models import _CELL_ROLES
+
+    env = make_env()
+    model, _proxies = build(env)
+    env.feed(
+        page(summary("p/1", "Ann", last="a long last message " * 5, since=timedelta(minutes=-3))),
+        AssignmentChanged(conversation="p/1", action=AssignmentAction.ASSIGNED, agent=AgentRef("me-1")),
+    )
+    for role in range(0, 0x200):
+        for column in range(model.columnCount()):
+            if role not in _CELL_ROLES:
+                assert model.cell("p/1", column, role) is None, (role, column)
 
 
 def test_markup_in_customer_data_is_returned_literally(qtbot):

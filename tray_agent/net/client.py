@@ -96,8 +96,12 @@ logger = logging.getLogger(__name__)
 RESYNC_PAGE = 200
 READ_SLICE = 0.008  # seconds of frame handling before the read loop yields to the GUI
 _MAX_RESYNC_PAGES = 500
-TIMER_PADDING = 0.06  # waits for a deadline are this much longer (Qt coarse timers fire early) ...
-TIMER_PADDING_MAX = 1.0  # ... but at most this many seconds longer
+# WORKAROUND(qasync coarse timers): asyncio timers may fire a little early (python/cpython#127859),
+# and qasync runs them on Qt coarse timers (about 5 % slack). Waits for a deadline are this much
+# longer, so one wake-up meets it; deadlines (pings, heartbeats, command timeouts) are therefore
+# met up to 6 %, at most 1 s, late.
+TIMER_PADDING = 0.06
+TIMER_PADDING_MAX = 1.0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,7 +56,9 @@ class EscalationAnnouncer(QObject):
     ) -> None:
         super().__init__(parent)
         self._target = target
-        self._known: set[str] = {c.key for c in bridge.state.waiting_list() if not c.assigned}
+        # What the bridge's signals have told so far: later flushes report changes against it.
+        told = bridge.flushed_state
+        self._known: set[str] = {k for k in told.waiting_keys if not told.conversations[k].assigned}
         self._bridge = bridge
         bridge.waiting_changed.connect(self._on_bridge_waiting_changed)
 
@@ -64,7 +66,7 @@ class EscalationAnnouncer(QObject):
         # Only the customers this flush touched: the cost follows the change, not the list.
         state = self._bridge.state
         new: list[Conversation] = []
-        for key in sorted(keys):
+        for key in keys:
             conv = state.conversation(key)
             if conv is not None and conv.waiting and not conv.assigned:
                 if key not in self._known:

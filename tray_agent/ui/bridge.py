@@ -77,6 +77,11 @@ class StoreBridge(QObject):
         return self._store.state
 
     @property
+    def flushed_state(self) -> State:
+        """The state the last flush reflected: what the signals so far have told."""
+        return self._base
+
+    @property
     def flush_pending(self) -> bool:
         """True while a flush is scheduled (False when idle: no timer runs)."""
         return self._timer.isActive()
@@ -125,9 +130,11 @@ class StoreBridge(QObject):
             if changed:
                 self.conversations_changed.emit(changed)
                 emitted = True
-            waiting = (old.waiting_keys ^ new.waiting_keys) | (changed & new.waiting_keys)
+            waiting = changed & new.waiting_keys
+            if old.waiting_keys is not new.waiting_keys:  # the reducer keeps the set when unchanged
+                waiting |= old.waiting_keys ^ new.waiting_keys
             if waiting:
-                self.waiting_changed.emit(frozenset(waiting))
+                self.waiting_changed.emit(waiting)
                 emitted = True
             if old.waiting_count != new.waiting_count:
                 self.badge_changed.emit(new.waiting_count)

@@ -175,11 +175,6 @@ class EffectRunner(QObject):
         self._policy.update_settings(settings)
         self._carry_out([])
 
-    def set_waiting(self, waiting: Iterable[Conversation]) -> None:
-        """The waiting list changed (a bridge flush): reminders and the SLA level follow it."""
-        customers = [_waiting_customer(conv) for conv in waiting if conv.urgent]
-        self._carry_out(self._policy.set_waiting(customers, self._clock.now()))
-
     def update_waiting(self, changed: Iterable[str], state: State) -> None:
         """Some conversations changed (a bridge flush): reminders and the SLA level follow them.
 

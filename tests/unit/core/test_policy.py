@@ -384,17 +384,22 @@ _RULE_TIMES = st.sampled_from(["00:00", "06:30", "07:00", "12:00", "17:45", "22:
         min_size=1,
         max_size=3,
     ),
-    steps=st.lists(st.integers(-3 * 24 * 60, 3 * 24 * 60), min_size=1, max_size=25),
+    steps=st.lists(st.tuples(st.integers(-3 * 24 * 60, 3 * 24 * 60), st.booleans()), min_size=1, max_size=25),
 )
 def test_quiet_hours_cached_answer_equals_a_fresh_computation(
-    rules: list[QuietHoursRule], steps: list[int]
+    rules: list[QuietHoursRule], steps: list[tuple[int, bool]]
 ) -> None:
-    """The cached quiet-hours span gives what a fresh policy computes, whichever way time moves."""
+    """The cached quiet-hours span gives what a fresh policy computes, whichever way time moves
+    and whenever the rules change (new settings drop the cache)."""
     policy = quiet(rules)
     moment = local(3, 12, 0)
-    for minutes in steps:
+    in_force = rules
+    for minutes, swap in steps:
+        if swap:
+            in_force = rules if in_force is not rules else rules[::-1][:1]
+            policy.update_settings(AlertSettings(quiet_hours=in_force))
         moment += timedelta(minutes=minutes)
-        assert policy.quiet_hours_active(moment) == quiet(rules).quiet_hours_active(moment)
+        assert policy.quiet_hours_active(moment) == quiet(in_force).quiet_hours_active(moment)
 
 
 # --------------------------------------------------------------------------- reminders and tray

@@ -188,6 +188,16 @@ def test_reduce_webhook_retry_within_two_seconds_folds_but_later_repeat_does_not
     assert state.conversation(KEY).unread == 2  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(("between", "folded"), [(1, True), (63, True), (64, False)])
+def test_reduce_retry_after_other_messages_folds_within_the_scanned_rows(between: int, folded: bool):
+    """A webhook retry arriving after other messages still folds, while its first copy is among
+    the newest 64 rows (the duplicate scan's window); older copies are not searched."""
+    others = [customer(f"other {i}", 10) for i in range(between)]
+    state, _ = run([customer("ok", 10), *others, customer("ok", 11)])
+    texts = [r.text for r in bubbles(state)]
+    assert texts.count("ok") == (1 if folded else 2)
+
+
 def test_reduce_empty_message_makes_no_bubble_no_alert_but_is_activity():
     empty_bot = MessageReceived(conversation=KEY, sender=SenderKind.BOT, text="", sent_at=at(5))
     state, effects = run([customer("I want a human", 1), empty_bot, customer("", 6)])
