@@ -247,6 +247,14 @@ app.exec()
 """
 
 
+_XDG_DIRS = {
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_STATE_HOME": ".local/state",
+    "XDG_CACHE_HOME": ".cache",
+}
+
+
 def bench_startup(runs: int) -> dict[str, Any]:
     """6. process start -> tray icon registered with the StatusNotifierWatcher (embedded)."""
     sys.path.insert(0, str(ROOT))
@@ -261,10 +269,17 @@ def bench_startup(runs: int) -> dict[str, Any]:
         DesktopSession() as session,
         session.environ() as session_env,
     ):
-        env = {**session_env, "QT_QPA_PLATFORM": "xcb"}
+        # The default launch path (platformdirs, no --basedir), in throw-away XDG directories.
+        home = Path(tmp)
+        env = {
+            **session_env,
+            "QT_QPA_PLATFORM": "xcb",
+            "HOME": str(home),
+            **{var: str(home / sub) for var, sub in _XDG_DIRS.items()},
+        }
         programs = {
             "bare": [PY, "-c", BARE_TRAY],
-            "app": [PY, "-m", "tray_agent", "--demo", "--basedir", str(Path(tmp) / "base")],
+            "app": [PY, "-m", "tray_agent", "--demo"],
         }
         times: dict[str, list[float]] = {"bare": [], "app": []}
         for _ in range(runs):

@@ -51,8 +51,6 @@ PASSWORD_ENV = "TRAY_AGENT_PASSWORD"
 """The agent's password for a non-interactive sign-in (``listen``); never stored."""
 POLICY_FILE_ENV = "TRAY_AGENT_POLICY_FILE"
 """Path of an extra machine-policy file (the only policy read with ``--basedir``)."""
-USER_FILE_NAME = "settings.json"
-POLICY_FILE_NAME = "policy.toml"
 
 SECTIONS: tuple[str, ...] = tuple(
     name

@@ -48,14 +48,13 @@ def test_paths_basedir_puts_everything_under_it(tmp_path: Path) -> None:
     assert paths.os_policy is False
 
 
-def test_paths_file_names_are_the_settings_layers_ones() -> None:
-    # paths.py repeats them so that building a Paths imports no pydantic (app start-up).
+def test_paths_policy_file_variable_is_the_settings_layers_one() -> None:
+    # paths.py repeats it so that building a Paths imports no pydantic (app start-up); the
+    # settings layers must not read it as a setting.
     from tray_agent.core import settings_layers
     from tray_agent.platform import paths
 
     assert paths.POLICY_FILE_ENV == settings_layers.POLICY_FILE_ENV
-    assert paths.USER_FILE_NAME == settings_layers.USER_FILE_NAME
-    assert paths.POLICY_FILE_NAME == settings_layers.POLICY_FILE_NAME
 
 
 def test_paths_basedir_reads_only_policy_file_from_env(tmp_path: Path) -> None:
