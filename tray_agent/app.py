@@ -387,6 +387,7 @@ class TrayApp:
         self._tasks: set[asyncio.Future[None]] = set()
         self.single_instance: Any = None
         self._open_at_start = ""
+        self._show_at_start = False  # a later launch asked to show the app while it started
         self.local: Any = None
         self._demo_data: Any = None
 
@@ -407,7 +408,10 @@ class TrayApp:
         else:
             logger.info("Another launch asked to show the app")
         if self.windows is None:  # still starting: _start does it once the windows exist
-            self._open_at_start = message.removeprefix(OPEN_PREFIX) if message != ACTIVATE else ""
+            if opening:
+                self._open_at_start = message.removeprefix(OPEN_PREFIX)
+            elif message == ACTIVATE:
+                self._show_at_start = True  # an earlier request to open a chat still stands
         elif opening:
             self.windows.open_chat(message.removeprefix(OPEN_PREFIX))
         else:
@@ -488,12 +492,7 @@ class TrayApp:
             # Before the windows: restored chats find their drafts in the account's store.
             self.local = self.open_local_store(connection)
         self.attach_windows(build_windows(self))
-        if self.windows is not None:
-            self.windows.restore_session()
-            if self._open_at_start:
-                self.windows.open_chat(self._open_at_start)
-            elif not self.loaded.settings.ui.start_hidden:
-                self.windows.show_inbox()
+        self.show_first_windows()
         self._apply_autostart()
         if not configured:
             logger.info("No server or account configured: asking the agent to sign in")
@@ -501,6 +500,20 @@ class TrayApp:
             self._show_sign_in(_("Enter your server and account to sign in."))
             return
         self._start_client(password)
+
+    def show_first_windows(self) -> None:
+        """Once the windows exist: the last session's chats, then what launches asked for.
+
+        The chat a launch's link named, else the inbox when a later launch asked to show the
+        app (or the settings do not start hidden).
+        """
+        if self.windows is None:
+            return
+        self.windows.restore_session()
+        if self._open_at_start:
+            self.windows.open_chat(self._open_at_start)
+        elif self._show_at_start or not self.loaded.settings.ui.start_hidden:
+            self.windows.show_inbox()
 
     def attach_windows(self, windows: Any) -> None:
         """Use ``windows`` (a ``ui.windows.WindowManager``, or None) and connect its signals."""

@@ -153,3 +153,36 @@ async def test_drafts_of_the_old_json_file_move_into_the_store_once(tray_app: Tr
     assert not old.exists()
     assert app.windows.draft_store is app.local
     assert app.windows.open_chat("p/b").reply_edit.toPlainText() == "only in the file"
+
+
+async def test_later_launches_during_start_up_are_answered_once_the_windows_exist(
+    qapp: QApplication, tmp_path
+) -> None:
+    """A link's "open" then a plain relaunch's "activate", both before the windows exist: the
+    chat still opens (the activate does not cancel it); an "activate" alone shows the inbox."""
+    from tray_agent.ui.single_instance import ACTIVATE, open_message
+
+    for messages, chat in (([open_message("p/a"), ACTIVATE], "p/a"), ([ACTIVATE], "")):
+        paths = Paths.from_platform(tmp_path / f"base-{len(messages)}", env={})
+        paths.ensure_dirs()
+        app = TrayApp(
+            argparse.Namespace(demo=False), paths, LoadedSettings(settings=Settings(connection=ACCOUNT)), qapp
+        )
+        app.secrets = FakeSecretStore({})
+        for message in messages:
+            app._on_single_instance_message_received(message)  # as the instance's signal does
+        app.attach_windows(build_windows(app))
+        assert app.windows is not None
+        try:
+            app.show_first_windows()
+            if chat:
+                assert list(app.windows.chats) == [chat]
+            else:
+                assert app.windows.chats == {}
+                assert app.windows.inbox is not None
+                assert app.windows.inbox.isVisible()
+        finally:
+            app.windows.close_all()
+            await app.runner.aclose()
+            app.bridge.close()
+            app.tray.hide()
