@@ -29,7 +29,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -393,11 +393,19 @@ class TrayApp:
 
     # -------------------------------------------------------------- start and stop
 
-    def attach_single_instance(self, instance: Any, open_conversation: str = "") -> None:
-        """Receive later launches' requests; open ``open_conversation`` once the windows exist."""
+    def attach_single_instance(
+        self, instance: Any, open_conversation: str = "", pending: Iterable[str] = ()
+    ) -> None:
+        """Receive later launches' requests; open ``open_conversation`` once the windows exist.
+
+        ``pending``: requests that arrived before this app existed (while the first icon showed),
+        answered as if they arrived now.
+        """
         self.single_instance = instance
         self._open_at_start = open_conversation
         instance.message_received.connect(self._on_single_instance_message_received)
+        for message in pending:
+            self._on_single_instance_message_received(message)
 
     def _on_single_instance_message_received(self, message: str) -> None:
         from tray_agent.ui.single_instance import ACTIVATE, OPEN_PREFIX
@@ -1283,9 +1291,7 @@ class Launch:
         if early is not None:
             early.handed_over()
         self.instance.message_received.disconnect(self._on_instance_message_received)
-        tray_app.attach_single_instance(self.instance, self.open_conversation)
-        for message in self._messages:
-            tray_app._on_single_instance_message_received(message)
+        tray_app.attach_single_instance(self.instance, self.open_conversation, self._messages)
         self._messages.clear()
         tray_app.show_tray()
         return tray_app

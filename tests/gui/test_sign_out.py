@@ -160,7 +160,7 @@ async def test_later_launches_during_start_up_are_answered_once_the_windows_exis
 ) -> None:
     """A link's "open" then a plain relaunch's "activate", both before the windows exist: the
     chat still opens (the activate does not cancel it); an "activate" alone shows the inbox."""
-    from tray_agent.ui.single_instance import ACTIVATE, open_message
+    from tray_agent.ui.single_instance import ACTIVATE, SingleInstance, open_message, server_name
 
     for messages, chat in (([open_message("p/a"), ACTIVATE], "p/a"), ([ACTIVATE], "")):
         paths = Paths.from_platform(tmp_path / f"base-{len(messages)}", env={})
@@ -169,8 +169,8 @@ async def test_later_launches_during_start_up_are_answered_once_the_windows_exis
             argparse.Namespace(demo=False), paths, LoadedSettings(settings=Settings(connection=ACCOUNT)), qapp
         )
         app.secrets = FakeSecretStore({})
-        for message in messages:
-            app._on_single_instance_message_received(message)  # as the instance's signal does
+        instance = SingleInstance(server_name(str(paths.config)))
+        app.attach_single_instance(instance, pending=messages)  # arrived while the first icon showed
         app.attach_windows(build_windows(app))
         assert app.windows is not None
         try:
@@ -186,3 +186,4 @@ async def test_later_launches_during_start_up_are_answered_once_the_windows_exis
             await app.runner.aclose()
             app.bridge.close()
             app.tray.hide()
+            instance.close()
