@@ -12,11 +12,6 @@ from collections.abc import Sequence
 
 from tray_agent import __version__
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_SETTINGS = 2
-EXIT_AUTH_REFUSED = 3
-
 
 def _add_connection_flags(parser: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
     """Flags shared by the GUI and `listen` (they override settings files and environment).

@@ -37,12 +37,12 @@ from typing import Any, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
 from tray_agent import __version__
-from tray_agent.cli import EXIT_FAILURE, EXIT_OK
 from tray_agent.core import i18n
 from tray_agent.core.i18n import N_, _, ngettext
 from tray_agent.core.redact import install_redaction, redact
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.core.settings_layers import LoadedSettings
+from tray_agent.exit_codes import EXIT_FAILURE, EXIT_OK
 
 logger = logging.getLogger(__name__)
 
