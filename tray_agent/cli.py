@@ -149,6 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tray_agent.demo.server import run as run_demo
 
         return run_demo(args)
-    from tray_agent.app import run as run_gui
+    from tray_agent.gui import run as run_gui
 
     return run_gui(args)
