@@ -77,6 +77,7 @@ from tray_agent.core.protocol.common import (
     TypeHead,
     clamp,
     classify_unparsed,
+    validate_json_lenient,
 )
 
 logger = logging.getLogger(__name__)
@@ -538,7 +539,7 @@ class DashboardCodec:
         if len(frame) > self.max_frame_size:
             return (Ignored(kind="oversized", why=f"frame of {len(frame)} bytes"),)
         try:
-            parsed = _FRAMES.validate_json(frame)
+            parsed = validate_json_lenient(_FRAMES, frame)
         except ValidationError as exc:
             return (classify_unparsed(frame, exc, _HEAD),)
         try:
@@ -867,7 +868,7 @@ class DashboardCodec:
     def parse_history(self, command: LoadHistory, body: bytes) -> Sequence[Event]:
         """``GET /messages/conversation/:id`` (newest first) -> HistoryPage, oldest first."""
         try:
-            answer = _HISTORY.validate_json(body)
+            answer = validate_json_lenient(_HISTORY, body)
         except ValidationError:
             return (failed(command, FailureReason.SERVER_ERROR, "unreadable history"),)
         split = split_dashboard_key(command.conversation)
@@ -887,7 +888,7 @@ class DashboardCodec:
     def parse_customers_page(self, command: RefreshWaitingList, body: bytes) -> Sequence[Event]:
         """REST fallback: a ``GET /api/dashboard/customers`` page -> WaitingListPage (+ success)."""
         try:
-            answer = _CUSTOMERS.validate_json(body)
+            answer = validate_json_lenient(_CUSTOMERS, body)
         except ValidationError:
             return (failed(command, FailureReason.SERVER_ERROR, "unreadable customer list"),)
         pagination = answer.pagination

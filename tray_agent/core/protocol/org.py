@@ -102,6 +102,7 @@ from tray_agent.core.protocol.common import (
     TypeHead,
     clamp,
     classify_unparsed,
+    validate_json_lenient,
 )
 
 logger = logging.getLogger(__name__)
@@ -409,7 +410,7 @@ class OrgCodec:
         if len(frame) > self.max_frame_size:
             return (Ignored(kind="oversized", why=f"frame of {len(frame)} bytes"),)
         try:
-            parsed = _FRAMES.validate_json(frame)
+            parsed = validate_json_lenient(_FRAMES, frame)
         except ValidationError as exc:
             return (classify_unparsed(frame, exc, _HEAD),)
         try:
@@ -636,7 +637,7 @@ class OrgCodec:
     def _assign_answer(self, command: TakeOver | Release, body: bytes) -> Sequence[Event]:
         done = succeeded(command)
         try:
-            chat = _CHAT.validate_json(body)
+            chat = validate_json_lenient(_CHAT, body)
         except ValidationError:
             return (done,)
         if not chat.id:
@@ -669,7 +670,7 @@ class OrgCodec:
 
     def _reply_answer(self, command: SendReply, body: bytes) -> Sequence[Event]:
         try:
-            msg = _MESSAGE.validate_json(body)
+            msg = validate_json_lenient(_MESSAGE, body)
         except ValidationError:
             return (succeeded(command),)
         done = CommandSucceeded(
@@ -688,7 +689,7 @@ class OrgCodec:
 
     def _chats_answer(self, command: RefreshWaitingList, body: bytes) -> Sequence[Event]:
         try:
-            page = _CHAT_LIST.validate_json(body)
+            page = validate_json_lenient(_CHAT_LIST, body)
         except ValidationError:
             return (failed(command, FailureReason.SERVER_ERROR, "unreadable chat list"),)
         rows = []
@@ -712,7 +713,7 @@ class OrgCodec:
 
     def _history_answer(self, command: LoadHistory, body: bytes) -> Sequence[Event]:
         try:
-            page = _MESSAGE_LIST.validate_json(body)
+            page = validate_json_lenient(_MESSAGE_LIST, body)
         except ValidationError:
             return (failed(command, FailureReason.SERVER_ERROR, "unreadable message list"),)
         limit = clamp(command.limit, 1, MAX_PAGE)
