@@ -843,6 +843,29 @@ def _is_me(user_id: str, agent_id: str) -> bool:
     return bool(user_id) and agent_id == user_id
 
 
+def _merge_agent(known: AgentRef | None, new: AgentRef | None) -> AgentRef | None:
+    """``new``, with what is already known of the same agent filling its blanks.
+
+    Partial answers (the org ``assign`` answer is not enriched: names are null) must never
+    overwrite a known name with "" (issue 15).
+    """
+    if new is None or known is None:
+        return new
+    if new.agent_id and new.agent_id != known.agent_id:
+        return new  # another agent (or one we cannot tell is the same)
+    merged = AgentRef(
+        agent_id=new.agent_id or known.agent_id,
+        name=new.name or known.name,
+        email=new.email or known.email,
+    )
+    return merged if merged != new else new
+
+
+def _same_agent(known: AgentRef | None, new: AgentRef | None) -> bool:
+    """Both name the same agent id (so "is it me?" has not changed)."""
+    return known is not None and new is not None and bool(new.agent_id) and new.agent_id == known.agent_id
+
+
 def _norm(text: str) -> str:
     return text.strip()
 
@@ -1228,12 +1251,17 @@ def _on_assignment(state: State, event: AssignmentChanged, limit: int) -> Result
         return tx.commit()  # an unknown customer was released: nothing to show
     conv = _apply_summary_description(old if old is not None else Conversation(key=key), event.customer)
     if assigned:
-        agent = event.agent or (event.customer.agent if event.customer is not None else None)
+        known = conv.agent if conv.assigned else None
+        agent = _merge_agent(
+            known, event.agent or (event.customer.agent if event.customer is not None else None)
+        )
         me = state.connection.user_id
         if event.is_me is not None:
             to_me = event.is_me
         elif event.customer is not None and event.customer.assigned_to_me is not None:
             to_me = event.customer.assigned_to_me
+        elif _same_agent(known, agent):
+            to_me = conv.assigned_to_me  # the same assignee again: nothing new about "me"
         else:
             to_me = agent is not None and _is_me(me, agent.agent_id)
         if agent is None and to_me and me:
@@ -1331,9 +1359,12 @@ def _apply_summary(
         changes.update(waiting=True, waiting_since=since, escalation_alerted=not summary.assigned)
     else:
         changes.update(waiting=False, waiting_since=None, escalation_alerted=False)
-    agent = summary.agent if summary.assigned else None
+    known = conv.agent if conv.assigned else None
+    agent = _merge_agent(known, summary.agent) if summary.assigned else None
     if summary.assigned_to_me is not None:
         to_me = summary.assigned and summary.assigned_to_me
+    elif _same_agent(known, agent):
+        to_me = conv.assigned_to_me  # a row that does not say (not enriched): keep what is known
     else:
         to_me = agent is not None and _is_me(me, agent.agent_id)
     changes.update(assigned=summary.assigned, agent=agent, assigned_to_me=to_me)

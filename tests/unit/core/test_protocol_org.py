@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.core.golden import (
+    DATA,
     assert_subset,
     body_bytes,
     command,
@@ -32,7 +33,9 @@ from tray_agent.core.events import (
 from tray_agent.core.protocol import codec_for
 from tray_agent.core.protocol.base import EncodeError, HttpCall, WsFrame
 from tray_agent.core.protocol.org import MAX_FRAME_SIZE, OrgChatIn, OrgCodec
+from tray_agent.core.state import State, reduce
 
+DATA_ORG = DATA / "org"
 ME = "9f1e2d3c-4b5a-4c6d-8e7f-0a1b2c3d4e5f"
 CHAT = "0b6c3c1e-6a4e-4f5b-9d2a-1f2e3d4c5b6a"
 
@@ -71,7 +74,8 @@ def test_parse_frame_golden(codec: OrgCodec, path: Path) -> None:
 def test_parse_frame_golden_as_bytes(codec: OrgCodec, path: Path) -> None:
     golden = load(path)
     text = frame_text(golden)
-    assert events_plain(codec.parse_frame(text.encode())) == events_plain(codec.parse_frame(text))
+    fresh = OrgCodec(user_id=codec.user_id, org_id=codec.org_id)  # the codec remembers assignments
+    assert events_plain(codec.parse_frame(text.encode())) == events_plain(fresh.parse_frame(text))
 
 
 @pytest.mark.parametrize("path", OUT_FILES, ids=_ids(OUT_FILES))
@@ -345,3 +349,88 @@ def test_ai_hand_off_message_is_a_human_request(codec: OrgCodec) -> None:
     human = events[1]
     assert human.customer_name == ""  # "AI Agent" is not the customer (O5)
     assert human.text == ""  # the store uses the customer's own last words
+
+
+# -- assignment learned from new_message (issue 15: REST escalate/assign broadcast nothing) --------
+
+
+def _escalated_frame(handled_by: str, human: str | None, message_id: str) -> str:
+    golden = load(DATA_ORG / "in_new_message_after_rest_escalate.json")
+    data = golden["frame"]["data"]
+    data.update(handled_by=handled_by, human_agent_id=human, assigned_agent_id=human or data["ai_agent_id"])
+    data.update(message_id=message_id, human_agent_name=None)
+    return json.dumps(golden["frame"])
+
+
+def _list_with_my_chat(codec: OrgCodec) -> None:
+    """A resync row held by me (``human_id`` = my user id) teaches the codec my agent row id."""
+    row = {
+        "id": "other-chat",
+        "handled_by": "human",
+        "human_agent_id": "h-me",
+        "human_id": ME,
+        "human_agent_name": "Me Myself",
+        "status": "assigned",
+    }
+    codec.parse_response(
+        RefreshWaitingList(command_id="r"), 200, json.dumps({"chats": [row], "total": 1}).encode()
+    )
+
+
+def _assignments(events: object) -> list[dict[str, object]]:
+    return [e for e in events_plain(events) if e["event"] == "assignment_changed"]
+
+
+def test_new_message_reveals_an_escalation_to_me_at_once(codec: OrgCodec) -> None:
+    _list_with_my_chat(codec)
+    [change] = _assignments(codec.parse_frame(_escalated_frame("human", "h-me", "m-1")))
+    assert change["action"] == "assigned"
+    assert change["is_me"] is True
+    assert change["agent"] == {"agent_id": "h-me", "name": "Me Myself", "email": ""}  # name learned
+    # The same holder again: nothing new to say.
+    assert _assignments(codec.parse_frame(_escalated_frame("human", "h-me", "m-2"))) == []
+    # Handed back to the AI (the org "release"): human_agent_id stays, handled_by says "ai".
+    [back] = _assignments(codec.parse_frame(_escalated_frame("ai", "h-me", "m-3")))
+    assert (back["action"], back["agent"]) == ("unassigned", None)
+
+
+def test_new_message_without_agent_ids_or_handler_says_nothing_about_assignment(codec: OrgCodec) -> None:
+    # REST-posted messages carry handled_by but no agent ids; handled_by null is not authoritative.
+    assert _assignments(codec.parse_frame(_escalated_frame("human", None, "m-1"))) == []
+    assert _assignments(codec.parse_frame(_escalated_frame("", "h1", "m-2"))) == []
+    # An AI chat nobody was known to hold stays quiet.
+    assert _assignments(codec.parse_frame(_escalated_frame("ai", None, "m-3"))) == []
+
+
+def test_store_learns_an_escalation_to_me_from_the_next_message(codec: OrgCodec) -> None:
+    _list_with_my_chat(codec)
+    state = reduce(State(), Connected(user_id=ME))[0]
+    before = codec.parse_frame(_escalated_frame("ai", None, "m-0"))
+    after = codec.parse_frame(_escalated_frame("human", "h-me", "m-1"))
+    for event in (*before, *after):
+        state = reduce(state, event)[0]
+    conv = state.conversation("chat-esc")
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me) == (True, True)
+    assert "chat-esc" in state.mine_keys
+
+
+def test_take_over_answer_names_the_agent_from_what_rows_said_before(codec: OrgCodec) -> None:
+    # The real assign answer is not enriched (agent_name, human_agent_name, customer_name null).
+    _list_with_my_chat(codec)
+    body = {
+        "id": "chat-x",
+        "assigned_agent_id": "h-me",
+        "human_agent_id": "h-me",
+        "agent_name": None,
+        "human_agent_name": None,
+        "customer_name": None,
+        "handled_by": "human",
+        "status": "assigned",
+    }
+    events = events_plain(
+        codec.parse_response(TakeOver(command_id="t", conversation="chat-x"), 200, json.dumps(body).encode())
+    )
+    [change] = [e for e in events if e["event"] == "assignment_changed"]
+    assert change["agent"] == {"agent_id": "h-me", "name": "Me Myself", "email": ""}
+    assert codec.my_agent_id == "h-me"

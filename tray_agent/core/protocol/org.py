@@ -50,6 +50,7 @@ import logging
 import types
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -116,6 +117,7 @@ _PING = '{"type":"ping"}'
 _PONG = '{"type":"pong"}'
 _CLOSED_STATUSES = frozenset({"resolved", "closed"})
 _AI_CACHE_SIZE = 10_000
+_AGENT_NAMES_SIZE = 1_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +403,12 @@ class OrgCodec:
     def __init__(self, user_id: str = "", org_id: str = "") -> None:
         self.user_id = user_id
         self.org_id = org_id
+        self.my_agent_id = ""
+        """My ``agents`` row id (frames name agents by row id, not by auth user id); learned from
+        chat rows whose ``human_id`` is my user id and from my take-over answers."""
         self._ai_agents: OrderedDict[str, str] = OrderedDict()
+        self._assignees: OrderedDict[str, str] = OrderedDict()  # chat -> human agent id ("" = none)
+        self._agent_names: OrderedDict[str, str] = OrderedDict()  # agent id -> name
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -467,6 +474,10 @@ class OrgCodec:
             agent_id=(data.sender_id or data.human_agent_id) if kind is SenderKind.AGENT else "",
             is_new_chat=data.is_new_chat,
         )
+        events: list[Event] = [message]
+        change = self._frame_assignment(chat_id, data, sent_at)
+        if change is not None:
+            events.append(change)
         # The AI's hand-off message ("a human will contact you") is the first frame that shows
         # handled_by="human": the customer's own request went out while the AI still had the chat.
         if kind is not SenderKind.AGENT and _is_waiting(data.handled_by, data.human_agent_id, ""):
@@ -476,8 +487,44 @@ class OrgCodec:
                 text=text if is_customer else "",  # the store fills in the customer's last words
                 at=sent_at,
             )
-            return (message, human)
-        return (message,)
+            events.append(human)
+        return tuple(events)
+
+    def _frame_assignment(
+        self, chat_id: str, data: OrgNewMessageData, at: datetime | None
+    ) -> AssignmentChanged | None:
+        """The assignment a ``new_message`` reveals, when it differs from the last one seen.
+
+        REST escalate and assign broadcast nothing (PROTOCOL.md 5); the next ``new_message`` of
+        the chat carries the new ``handled_by`` and agent ids, so the change is known at once.
+        ``handled_by`` null says nothing (O8); ``"human"`` without any agent id says nothing
+        either (the REST message emitter passes no agent ids; the AI hand-off has none yet).
+        """
+        self._learn_agent_name(data.human_agent_id, data.human_agent_name)
+        if data.handled_by == "human":
+            human = data.assigned_agent_id if data.assigned_agent_id != data.ai_agent_id else ""
+            assignee = data.human_agent_id or human
+            if not assignee:
+                return None
+        elif data.handled_by in ("ai", "unassigned"):
+            assignee = ""
+        else:
+            return None
+        previous = self._assignees.get(chat_id)
+        self._learn_assignee(chat_id, assignee)
+        if assignee == previous or (not assignee and not previous):
+            return None  # nothing new (and a chat nobody was known to hold stays unheld)
+        if not assignee:
+            return AssignmentChanged(
+                conversation=chat_id, action=AssignmentAction.UNASSIGNED, agent=None, is_me=None, at=at
+            )
+        return AssignmentChanged(
+            conversation=chat_id,
+            action=AssignmentAction.ASSIGNED,
+            agent=AgentRef(agent_id=assignee, name=self._agent_name(assignee, data.human_agent_name)),
+            is_me=(assignee == self.my_agent_id) if self.my_agent_id else None,
+            at=at,
+        )
 
     def _chat_update(self, frame: OrgChatUpdate) -> Sequence[Event]:
         data = frame.data
@@ -518,12 +565,21 @@ class OrgCodec:
         waiting = not assigned and _is_waiting(chat.handled_by, chat.human_agent_id, chat.status)
         agent: AgentRef | None = None
         assigned_to_me: bool | None = False
+        self._learn_agent_name(chat.human_agent_id, chat.human_agent_name)
+        self._learn_agent_name(chat.assigned_agent_id, chat.agent_name)
+        if chat.human_id and chat.human_id == self.user_id and chat.human_agent_id:
+            self.my_agent_id = chat.human_agent_id
         if assigned:
+            agent_id = chat.human_agent_id or human_assignee
             agent = AgentRef(
-                agent_id=chat.human_agent_id or human_assignee,
-                name=chat.human_agent_name or chat.agent_name,
+                agent_id=agent_id,
+                name=self._agent_name(agent_id, chat.human_agent_name or chat.agent_name),
             )
             assigned_to_me = (chat.human_id == self.user_id) if (chat.human_id and self.user_id) else None
+            if assigned_to_me is None and self.my_agent_id:
+                assigned_to_me = agent_id == self.my_agent_id
+        if chat.id and chat.handled_by:
+            self._learn_assignee(chat.id, agent.agent_id if agent is not None else "")
         last = chat.last_message
         return ConversationSummary(
             conversation=chat.id,
@@ -539,6 +595,26 @@ class OrgCodec:
             handled_by=chat.handled_by,
             status=chat.status,
         )
+
+    def _learn_assignee(self, chat_id: str, agent_id: str) -> None:
+        cache = self._assignees
+        cache[chat_id] = agent_id
+        cache.move_to_end(chat_id)
+        if len(cache) > _AI_CACHE_SIZE:
+            cache.popitem(last=False)
+
+    def _learn_agent_name(self, agent_id: str, name: str) -> None:
+        if not agent_id or not name:
+            return
+        cache = self._agent_names
+        cache[agent_id] = name
+        cache.move_to_end(agent_id)
+        if len(cache) > _AGENT_NAMES_SIZE:
+            cache.popitem(last=False)
+
+    def _agent_name(self, agent_id: str, name: str) -> str:
+        """``name``, else the name this agent id had elsewhere (answers that are not enriched)."""
+        return name or self._agent_names.get(agent_id, "")
 
     def _learn_ai_agent(self, chat_id: str, ai_agent_id: str) -> None:
         if not ai_agent_id:
@@ -643,15 +719,20 @@ class OrgCodec:
         if not chat.id:
             chat = chat.model_copy(update={"id": command.conversation})
         self._learn_ai_agent(chat.id, chat.ai_agent_id)
+        if isinstance(command, TakeOver) and (chat.assigned_agent_id or chat.human_agent_id):
+            # assigned_to_me: the target is my agent row. The answer is not enriched (names and
+            # human_id are null, PROTOCOL.md 5): names come from what rows said before.
+            self.my_agent_id = chat.assigned_agent_id or chat.human_agent_id
         summary = self.chat_summary(chat)
         if isinstance(command, TakeOver):
             # Org assign broadcasts nothing (PROTOCOL.md O9): this answer is the only news of it.
+            agent_id = chat.assigned_agent_id or chat.human_agent_id
             change = AssignmentChanged(
                 conversation=command.conversation,
                 action=AssignmentAction.ASSIGNED,
                 agent=AgentRef(
-                    agent_id=chat.assigned_agent_id or chat.human_agent_id,
-                    name=chat.agent_name or chat.human_agent_name,
+                    agent_id=agent_id,
+                    name=self._agent_name(agent_id, chat.agent_name or chat.human_agent_name),
                 ),
                 is_me=True,
                 customer=summary,
