@@ -873,8 +873,7 @@ class DashboardCodec:
             return (failed(command, FailureReason.SERVER_ERROR, "unreadable history"),)
         split = split_dashboard_key(command.conversation)
         page_id = split[0] if split else answer.page_id
-        # /messages/conversation/:id is newest first; /messages/chat/:id is already oldest first.
-        items = list(reversed(answer.conversation)) if answer.conversation else list(answer.messages)
+        items = _oldest_first(answer)
         messages = tuple(
             _history_message(item, command.conversation, page_id, answer.page_name) for item in items
         )
@@ -934,6 +933,24 @@ def parse_send_answer(command: SendReply, status: int, body: bytes) -> Sequence[
     except Exception:
         logger.exception("dashboard send answer translation failed")
         return (failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}"),)
+
+
+def _oldest_first(answer: DashHistoryIn) -> list[DashHistoryItemIn]:
+    """The history items, oldest first, whichever key and order the server used.
+
+    ``/messages/conversation/:id`` answers ``conversation`` newest first, ``/messages/chat/:id``
+    answers ``messages`` oldest first (G13); other builds (and the demo, once) mixed them up. The
+    order is read from the first and last timestamps; only when they cannot tell is it assumed
+    from the key.
+    """
+    items = list(answer.conversation or answer.messages)
+    newest_first = bool(answer.conversation)
+    stamped = [item.timestamp for item in items if item.timestamp is not None]
+    if len(stamped) >= 2 and stamped[0] != stamped[-1]:
+        newest_first = stamped[0] > stamped[-1]
+    if newest_first:
+        items.reverse()
+    return items
 
 
 def _history_message(
