@@ -702,11 +702,22 @@ class OrgServer(ScriptedServer):
         return web.json_response({"messages": rows[skip : skip + limit], "total": len(rows)})
 
     def _chats(self, record: RecordedRequest) -> web.StreamResponse:
+        """``GET /crm/chats``: ``status_filter``/``handled_by`` filters, newest ``last_message_at`` first."""
         skip = int(record.query.get("skip", "0"))
         limit = int(record.query.get("limit", "50"))
         if not 1 <= limit <= 100:
             return web.json_response({"detail": "limit out of range"}, status=422)
-        return web.json_response({"chats": self.chats[skip : skip + limit], "total": len(self.chats)})
+        rows = [
+            c
+            for c in self.chats
+            if all(
+                c.get(column) == record.query[name]
+                for name, column in (("status_filter", "status"), ("handled_by", "handled_by"))
+                if name in record.query
+            )
+        ]
+        rows.sort(key=lambda c: str(c.get("last_message_at") or ""), reverse=True)  # stable
+        return web.json_response({"chats": rows[skip : skip + limit], "total": len(rows)})
 
     def _assign(self, record: RecordedRequest, chat_id: str) -> web.StreamResponse:
         chat = next((c for c in self.chats if c["id"] == chat_id), None)

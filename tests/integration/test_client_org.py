@@ -44,12 +44,24 @@ async def test_org_password_grant_token_url_rest_resync_and_live_events() -> Non
         (conn,) = server.connections
         assert conn.request.query["token"] in server.tokens
         assert conn.request.path == f"/ws/{server.org_id}"
-        # Resync over REST, pages clamped to 100 by the codec, before CONNECTED.
+        # Resync over REST before CONNECTED: the filtered segments (issue 15), pages clamped to 100
+        # by the codec; the 150 unassigned chats take two pages, the recent-activity segment one.
         chats = server.requests_to("GET", "/crm/chats")
-        assert [(r.query["skip"], r.query["limit"]) for r in chats] == [("0", "100"), ("100", "100")]
+        assert [
+            (r.query.get("handled_by"), r.query.get("status_filter"), r.query["skip"], r.query["limit"])
+            for r in chats
+        ] == [
+            ("human", "open", "0", "100"),
+            ("human", "pending", "0", "100"),
+            ("human", "assigned", "0", "100"),
+            ("unassigned", "open", "0", "100"),
+            ("unassigned", "open", "100", "100"),
+            ("unassigned", "pending", "0", "100"),
+            (None, None, "0", "100"),
+        ]
         assert all(r.headers["Authorization"].startswith("Bearer ") for r in chats)
         pages = ev.of(WaitingListPage)
-        assert [len(p.customers) for p in pages] == [100, 50]
+        assert [len(p.customers) for p in pages] == [0, 0, 0, 100, 50, 0, 100]
         assert not pages[-1].has_more
         assert ev.of(Connected)[0].connection_count == 1
         # The refresh token went to the SecretStore; the password did not.

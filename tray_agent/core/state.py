@@ -431,11 +431,15 @@ class ResyncProgress:
         next_offset: the offset the next page must have for the pages to be contiguous.
         seen: conversations the pages (or live escalations during the resync) showed waiting.
         intact: pages were contiguous from offset 0 and all said ``complete_list``.
+        held: all pages said ``complete_assignments`` (then ``listed`` holds every row's key).
+        listed: every conversation the pages listed, when ``held``.
     """
 
     next_offset: int = 0
     seen: frozenset[str] = frozenset()
     intact: bool = True
+    held: bool = False
+    listed: frozenset[str] = frozenset()
 
 
 _NBUCKETS: Final = 128
@@ -1390,20 +1394,25 @@ def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result
         armed = (
             state.resync.seen if state.resync is not None and state.resync.next_offset == 0 else frozenset()
         )
-        progress = ResyncProgress(seen=armed, intact=event.complete_list)
+        progress = ResyncProgress(seen=armed, intact=event.complete_list, held=event.complete_assignments)
         tx.changes["resync_requested"] = False
     elif state.resync is not None and event.offset == state.resync.next_offset:
         progress = state.resync
         if not event.complete_list:
             progress = _replace(progress, intact=False)
+        if not event.complete_assignments and progress.held:
+            progress = _replace(progress, held=False)
     else:
         # We missed the start or a page: merge what we got, but drop nobody at the end.
         progress = ResyncProgress(intact=False)
     seen = set(progress.seen)
+    listed = set(progress.listed) if progress.held else set()
     for summary in event.customers:
         key = summary.conversation
         if not key:
             continue
+        if progress.held:
+            listed.add(key)
         old = tx.get(key)
         conv = _apply_summary(old if old is not None else Conversation(key=key), summary, me, clock)
         if conv.waiting:
@@ -1416,7 +1425,11 @@ def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result
     next_offset = event.offset + len(event.customers)
     if event.has_more:
         tx.changes["resync"] = ResyncProgress(
-            next_offset=next_offset, seen=frozenset(seen), intact=progress.intact
+            next_offset=next_offset,
+            seen=frozenset(seen),
+            intact=progress.intact,
+            held=progress.held,
+            listed=frozenset(listed),
         )
         return tx.commit()
     # Last page: customers still waiting here but absent from a complete, contiguous list were
@@ -1426,6 +1439,13 @@ def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result
             gone = tx.get(key)
             if gone is not None:
                 tx.put(_update(gone, waiting=False, waiting_since=None, escalation_alerted=False))
+        if progress.held:
+            # Every chat a human holds was listed: mine that were not are held by nobody now
+            # (handed back to the AI, resolved) -- unless my take-over is still on its way.
+            for key in tx.mine_keys - listed:
+                mine = tx.get(key)
+                if mine is not None and mine.pending_takeover is None:
+                    tx.put(_update(mine, assigned=False, agent=None, assigned_to_me=False))
     tx.changes["resync"] = None
     tx.changes["initial_load_done"] = True
     if first_load:

@@ -1410,7 +1410,7 @@ class Client:
             return
         page = outcome.pending.page
         self._resync_pages += 1
-        if page is not None and page.has_more and page.customers and self._resync_pages < _MAX_RESYNC_PAGES:
+        if page is not None and page.has_more and self._resync_pages < _MAX_RESYNC_PAGES:
             offset = page.offset + len(page.customers)
             self._tracker.enqueue(
                 RefreshWaitingList(offset=offset, limit=RESYNC_PAGE), internal=True, front=True

@@ -28,6 +28,7 @@ from tray_agent.core.events import (
     Ignored,
     MessageReceived,
     WaitingChanged,
+    WaitingListPage,
     event_to_dict,
 )
 from tray_agent.core.protocol import codec_for
@@ -234,7 +235,7 @@ def test_bad_chat_id_is_refused(codec: OrgCodec, conversation: str) -> None:
 def test_refresh_limit_is_clamped(codec: OrgCodec, limit: int, sent: str) -> None:
     out = codec.encode(RefreshWaitingList(offset=-3, limit=limit))
     assert isinstance(out, HttpCall)
-    assert out.query == (("skip", "0"), ("limit", sent))
+    assert out.query[-2:] == (("skip", "0"), ("limit", sent))
 
 
 def test_history_limit_is_clamped_and_paged(codec: OrgCodec) -> None:
@@ -280,13 +281,99 @@ def test_refresh_with_unreadable_body_fails(codec: OrgCodec) -> None:
     assert event.reason is FailureReason.SERVER_ERROR
 
 
-def test_last_page_has_no_more(codec: OrgCodec) -> None:
-    body = {"chats": [{"id": "a"}, {"id": "b"}], "total": 102}
-    events = codec.parse_response(RefreshWaitingList(offset=100, limit=100), 200, json.dumps(body).encode())
-    page = events_plain(events)[1]
-    assert page["offset"] == 100
-    assert page["has_more"] is False
-    assert len(page["customers"]) == 2
+class FakeChats:
+    """``GET /crm/chats`` as the real server answers it: filters, newest activity first, skip/limit."""
+
+    def __init__(self, chats: list[dict[str, object]]) -> None:
+        self.chats = chats
+        self.queries: list[dict[str, str]] = []
+
+    def answer(self, call: HttpCall) -> bytes:
+        query = dict(call.query)
+        self.queries.append(query)
+        rows = [
+            c
+            for c in self.chats
+            if all(
+                c[col] == query[name]
+                for name, col in (("handled_by", "handled_by"), ("status_filter", "status"))
+                if name in query
+            )
+        ]
+        rows.sort(key=lambda c: str(c["last_message_at"]), reverse=True)
+        skip, limit = int(query["skip"]), int(query["limit"])
+        return json.dumps({"chats": rows[skip : skip + limit], "total": len(rows)}).encode()
+
+
+def _resync(codec: OrgCodec, server: FakeChats) -> list[WaitingListPage]:
+    pages: list[WaitingListPage] = []
+    offset = 0
+    while True:
+        command = RefreshWaitingList(offset=offset, limit=200)
+        call = codec.encode(command)
+        assert isinstance(call, HttpCall)
+        [page] = [
+            e
+            for e in codec.parse_response(command, 200, server.answer(call))
+            if isinstance(e, WaitingListPage)
+        ]
+        pages.append(page)
+        assert page.offset == offset
+        if not page.has_more:
+            return pages
+        offset = page.offset + len(page.customers)
+        assert len(pages) < 100
+
+
+def _chat(i: int, handled_by: str, status: str, minute: int, human: str = "") -> dict[str, object]:
+    return {
+        "id": f"c{i}",
+        "handled_by": handled_by,
+        "status": status,
+        "human_agent_id": human,
+        "ai_agent_id": "ai",
+        "last_message_at": f"2026-03-01T{10 + minute // 60:02d}:{minute % 60:02d}:00+00:00",
+    }
+
+
+def test_resync_reads_only_human_and_waiting_chats_plus_recent_activity(codec: OrgCodec) -> None:
+    # Issue 15: 3,000 chats used to cost 30 GETs a resync. Mostly the AI's or closed.
+    chats = [_chat(i, "ai", "open" if i % 2 else "resolved", i % 600) for i in range(2_900)]
+    chats += [_chat(3_000 + i, "human", "open", 100 + i) for i in range(150)]  # waiting (team inbox)
+    chats += [_chat(4_000 + i, "human", "assigned", 50 + i, human="h1") for i in range(20)]  # held
+    chats += [_chat(5_000 + i, "unassigned", "open", 70 + i) for i in range(5)]
+    server = FakeChats(chats)
+    pages = _resync(codec, server)
+    listed = {row.conversation for page in pages for row in page.customers}
+    wanted = {c["id"] for c in chats if c["handled_by"] != "ai"}
+    assert wanted <= listed
+    assert all(p.complete_list and p.complete_assignments for p in pages)
+    filters = [(q.get("handled_by"), q.get("status_filter"), q["skip"]) for q in server.queries]
+    assert filters == [
+        ("human", "open", "0"),
+        ("human", "open", "100"),
+        ("human", "pending", "0"),
+        ("human", "assigned", "0"),
+        ("unassigned", "open", "0"),
+        ("unassigned", "pending", "0"),
+        (None, None, "0"),  # recent activity: one page on the first resync
+    ]
+    # The next resync reads recent activity only down to what the previous one saw.
+    server.queries.clear()
+    for i in range(150):
+        chats[i * 2 + 1]["last_message_at"] = "2026-03-01T23:00:00+00:00"  # new AI-chat activity
+    pages = _resync(codec, server)
+    recent = [q for q in server.queries if "handled_by" not in q]
+    assert [q["skip"] for q in recent] == ["0", "100"]
+    assert {f"c{i * 2 + 1}" for i in range(150)} <= {r.conversation for p in pages for r in p.customers}
+    assert len(server.queries) == 8
+
+
+def test_an_empty_segment_moves_on_to_the_next(codec: OrgCodec) -> None:
+    server = FakeChats([_chat(1, "unassigned", "pending", 5)])
+    pages = _resync(codec, server)
+    assert [len(p.customers) for p in pages] == [0, 0, 0, 0, 1, 1]
+    assert [p.has_more for p in pages] == [True] * 5 + [False]
 
 
 def test_codec_for_org_builds_an_org_codec() -> None:

@@ -1238,3 +1238,21 @@ def test_assignment_to_another_agent_takes_their_names_only() -> None:
     assert conv is not None
     assert conv.agent == AgentRef(agent_id="h2")
     assert not conv.assigned_to_me
+
+
+def test_a_resync_listing_every_held_chat_releases_mine_that_are_missing() -> None:
+    # Issue 15: the org resync reads only waiting and human-held chats; one of mine handed back to
+    # the AI (or resolved) while we were away is simply not listed any more.
+    state = _assigned_to_me_state()
+    other = summary(OTHER, assigned=True, agent=AgentRef(agent_id="h1"), assigned_to_me=True)
+    state, _ = run([WaitingListPage(customers=(other,), complete_assignments=True)], state)
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me, conv.agent) == (False, False, None)
+    assert state.mine_keys == frozenset({OTHER})
+
+
+def test_a_resync_without_that_promise_leaves_mine_alone() -> None:
+    state = _assigned_to_me_state()
+    state, _ = run([WaitingListPage(customers=(summary(OTHER),))], state)
+    assert KEY in state.mine_keys

@@ -724,7 +724,7 @@ class DashboardCodec:
             customers=rows,
             offset=skip,
             total=pagination.total,
-            has_more=pagination.has_more,
+            has_more=pagination.has_more and bool(data.customers),  # an empty page ends the paging
             complete_list=not data.page_id,  # a page-filtered list says nothing about other pages
         )
         return (page, ServerAcked(kind=CommandKind.REFRESH))
@@ -899,7 +899,7 @@ class DashboardCodec:
             customers=self._summaries(answer.customers),
             offset=offset,
             total=pagination.total,
-            has_more=pagination.has_more,
+            has_more=pagination.has_more and bool(answer.customers),  # an empty page ends the paging
             complete_list=not answer.page_id,
         )
         return (succeeded(command), page)

@@ -25,12 +25,21 @@ Decisions documented here (the server gives no better answer):
   resolved/closed, not assigned, and ``handled_by`` is ``"human"`` or ``"unassigned"``.
   ``assigned_to_me`` compares the row's ``human_id`` (the human agent's auth user id) with the
   JWT ``sub`` (:attr:`OrgCodec.user_id`); None when either is unknown.
-* **Resync (RefreshWaitingList).** ``GET /crm/chats`` takes one ``status_filter`` value only, so
-  "open, pending and assigned" cannot be asked for at once. The call therefore sends no status
-  filter (``skip``/``limit`` only, newest activity first) and every row becomes a summary with
-  its ``status``, so resolved/closed rows tell the store to drop those conversations; the pages
-  together are the server's whole truth (``complete_list=True``), ``has_more`` comes from
-  ``total``. ``limit`` is clamped to 1..100 (the server's bound).
+* **Resync (RefreshWaitingList).** Paging through every chat costs one GET per 100 chats on every
+  resync (3,000 chats = 30 GETs a minute), and most chats are the AI's or closed. ``GET
+  /crm/chats`` filters by one ``status_filter`` and one ``handled_by`` value (it has no "updated
+  since", PROTOCOL.md 1.6), so a resync is a fixed list of segments (:data:`RESYNC_SEGMENTS`),
+  each paged with ``skip``/``limit`` until the server's ``total``: every chat a human holds or a
+  customer waits in (``handled_by`` human or unassigned, status open, pending or assigned), then
+  the newest activity of all chats (no filter, newest first), read only until the rows reach the
+  newest activity the previous resync saw (one page on the first resync). The global ``offset``
+  of the command maps to (segment, skip) through the segment starts learned from earlier pages of
+  the same resync (offset 0 starts one); an empty segment yields an empty page with ``has_more``
+  and the next request repeats its offset, which the codec tells from a new resync by the offset
+  it expects next (cleared when a resync ends or fails).
+  The pages together list every waiting or human-held chat (``complete_list`` and
+  ``complete_assignments``): a conversation missing from them is neither. ``limit`` is clamped
+  to 1..100 (the server's bound).
 * **Release.** The server has no unassign. ``PUT /crm/chats/{id}/assign`` with
   ``assigned_to_me: false`` and no ``assigned_agent_id`` answers **400 "No agent identified for
   assignment"** (``assign_chat``: ``target_agent_id = assignment.assigned_agent_id`` -> None ->
@@ -117,6 +126,15 @@ _PING = '{"type":"ping"}'
 _PONG = '{"type":"pong"}'
 _CLOSED_STATUSES = frozenset({"resolved", "closed"})
 _AI_CACHE_SIZE = 10_000
+RESYNC_SEGMENTS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("handled_by", "human"), ("status_filter", "open")),
+    (("handled_by", "human"), ("status_filter", "pending")),
+    (("handled_by", "human"), ("status_filter", "assigned")),
+    (("handled_by", "unassigned"), ("status_filter", "open")),
+    (("handled_by", "unassigned"), ("status_filter", "pending")),
+    (),  # recent activity of every chat, newest first, down to the last resync's newest
+)
+"""The filters of each resync segment, in order (see the module docstring)."""
 _AGENT_NAMES_SIZE = 1_000
 
 
@@ -409,6 +427,10 @@ class OrgCodec:
         self._ai_agents: OrderedDict[str, str] = OrderedDict()
         self._assignees: OrderedDict[str, str] = OrderedDict()  # chat -> human agent id ("" = none)
         self._agent_names: OrderedDict[str, str] = OrderedDict()  # agent id -> name
+        self._segment_starts: list[int] = [0]  # global offset where each resync segment began
+        self._continue_at: int | None = None  # the offset the resync in progress asks for next
+        self._recent_floor: datetime | None = None  # newest activity the last resync saw
+        self._recent_top: datetime | None = None  # newest activity this resync saw
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -637,11 +659,18 @@ class OrgCodec:
         if isinstance(command, Ping):
             return WsFrame(text=_PING)
         if isinstance(command, RefreshWaitingList):
+            offset = max(0, command.offset)
+            if offset == 0 and self._continue_at != 0:
+                # A new resync (an empty first segment asks for offset 0 again: not new).
+                self._segment_starts = [0]
+                self._recent_top = None
+            segment, skip = self._segment_of(offset)
             return HttpCall(
                 method="GET",
                 path="/crm/chats",
                 query=(
-                    ("skip", str(max(0, command.offset))),
+                    *RESYNC_SEGMENTS[segment],
+                    ("skip", str(skip)),
                     ("limit", str(clamp(command.limit, 1, MAX_PAGE))),
                 ),
             )
@@ -769,6 +798,7 @@ class OrgCodec:
         return (done, echo)
 
     def _chats_answer(self, command: RefreshWaitingList, body: bytes) -> Sequence[Event]:
+        self._continue_at = None  # unless this page says more follows
         try:
             page = validate_json_lenient(_CHAT_LIST, body)
         except ValidationError:
@@ -780,17 +810,48 @@ class OrgCodec:
             self._learn_ai_agent(chat.id, chat.ai_agent_id)
             rows.append(self.chat_summary(chat))
         offset = max(0, command.offset)
+        segment, skip = self._segment_of(offset)
         total = page.total
-        seen = offset + len(page.chats)
-        has_more = total is not None and seen < total and len(page.chats) > 0
+        count = len(page.chats)
+        more_here = total is not None and skip + count < total and count > 0
+        if segment == len(RESYNC_SEGMENTS) - 1:
+            newest = max((r.last_message_at for r in rows if r.last_message_at is not None), default=None)
+            if newest is not None and (self._recent_top is None or newest > self._recent_top):
+                self._recent_top = newest
+            oldest = min((r.last_message_at for r in rows if r.last_message_at is not None), default=None)
+            floor = self._recent_floor
+            # Newest first: once a row is no newer than what the last resync saw, the rest is known.
+            if floor is None or oldest is None or oldest <= floor:
+                more_here = False
+            if not more_here:
+                self._recent_floor = self._recent_top or floor
+            has_more = more_here
+        elif more_here:
+            has_more = True
+        else:
+            del self._segment_starts[segment + 1 :]
+            self._segment_starts.append(offset + count)  # the next segment starts here
+            has_more = True
+        self._continue_at = offset + count if has_more else None
         result = WaitingListPage(
             customers=tuple(rows),
             offset=offset,
-            total=total,
+            total=None,
             has_more=has_more,
             complete_list=True,
+            complete_assignments=True,
         )
         return (succeeded(command), result)
+
+    def _segment_of(self, offset: int) -> tuple[int, int]:
+        """The resync segment a global offset falls in, and the ``skip`` within it."""
+        starts = self._segment_starts
+        segment = 0
+        for index, start in enumerate(starts):
+            if start <= offset:
+                segment = index
+        segment = min(segment, len(RESYNC_SEGMENTS) - 1)
+        return segment, offset - starts[segment]
 
     def _history_answer(self, command: LoadHistory, body: bytes) -> Sequence[Event]:
         try:
@@ -806,6 +867,8 @@ class OrgCodec:
         return (succeeded(command), history)
 
     def _failure(self, command: Command, status: int, body: bytes) -> CommandFailed:
+        if isinstance(command, RefreshWaitingList):
+            self._continue_at = None  # the resync is over; the next one starts afresh
         text = _detail_text(body) or f"HTTP {status}"
         return failed(command, _reason_for(status, text), text)
 
