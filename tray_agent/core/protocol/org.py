@@ -19,6 +19,16 @@ Decisions documented here (the server gives no better answer):
   went to humans but no human has it, or no handler at all) yields a HumanRequested after the
   MessageReceived. This repeats for every such message; the reducer dedupes (a conversation
   already waiting stays waiting). ``handled_by`` null (O8) never triggers it.
+* **Assignment from ``new_message``.** REST escalate and assign broadcast nothing, but every later
+  ``new_message`` of the chat carries ``handled_by`` and the agent ids (PROTOCOL.md 5). The codec
+  remembers each chat's human holder (from frames, rows and my take-over answers) and emits an
+  AssignmentChanged after the MessageReceived when a frame shows a new one: ``handled_by``
+  ``"human"`` with ``human_agent_id`` (or an ``assigned_agent_id`` that is not the AI) is that
+  agent; ``"ai"``/``"unassigned"`` is nobody; null, or ``"human"`` without any id (the REST message
+  emitter passes none), says nothing. ``is_me`` compares the holder with my agent row id
+  (:attr:`OrgCodec.my_agent_id`, learned from rows whose ``human_id`` is my user id and from my
+  take-over answers), None while that is unknown. Agent names missing from an answer that is
+  not enriched (the assign answer) are filled from earlier rows.
 * **Waiting / assigned in the REST chat list.** A chat row is *assigned* when ``handled_by`` is
   ``"human"`` and a human agent id (or an assigned agent id other than the chat's AI agent: an
   AI hand-off leaves the AI in ``assigned_agent_id``) is set; it is *waiting* when it is not
