@@ -197,7 +197,8 @@ class BubbleDelegate(QStyledItemDelegate):
         if self.is_discarded(record) and state is CommandState.FAILED:
             return _("Discarded: not sent")
         if state is CommandState.QUEUED:
-            return _("Sending…") if online else _("Queued: will be sent when you are back online")
+            text = _("Sending…") if online else _("Queued: will be sent when you are back online")
+            return text + ("  · " + _("not saved on this computer") if record.unsaved else "")
         if state is CommandState.SENT:
             return _("Sent")
         if state is CommandState.CONFIRMED:
