@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -41,3 +42,21 @@ async def test_listen_says_when_a_queued_reply_was_not_saved(tmp_path):
             assert ("local store" in err) is not durable, err  # the store's problem is on stderr too
     finally:
         await server.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the site policy directory from XDG_CONFIG_DIRS"
+)
+async def test_listen_with_basedir_keeps_the_machine_policy_locks(tmp_path):
+    site = tmp_path / "etc-xdg"
+    (site / "tray-agent").mkdir(parents=True)
+    (site / "tray-agent" / "policy.toml").write_text(
+        'locked = ["connection.server"]\n[connection]\nserver = "https://it.example"\n', encoding="utf-8"
+    )
+    env = {**listen_env("pw"), "XDG_CONFIG_DIRS": str(site)}
+    flags = ["--basedir", str(tmp_path / "base"), "--dialect", "dashboard", "--server", "http://127.0.0.1:9"]
+    listen = await start_listen(flags, env)  # no company: stops at the settings check (exit 2)
+    code, err = await listen.finish()
+    assert code == 2, err
+    assert "connection.server is locked by your administrator" in err, err
