@@ -17,6 +17,7 @@ import logging
 import ssl
 import subprocess
 import sys
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -455,21 +456,64 @@ raise RuntimeError(
 
 
 @pytest.mark.asyncio
-async def test_diagnostics_report_never_contains_the_password_or_token(tmp_path: Path) -> None:
-    from tray_agent import doctor
+async def test_diagnostics_report_never_contains_the_password_or_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real zip, from inputs that do hold the secrets: a token in the settings (command line),
+    the password in the environment the doctor's checks read, and logs with every kind of
+    secret (lines from before redaction existed, a third-party handler ...)."""
+    from tray_agent import diagnostics
     from tray_agent.cli import parse_args
+    from tray_agent.platform.paths import Paths, load_settings_for, read_policy_sources
 
-    password = "doctor-pa55word-never-printed"
-    async with DemoServer("dashboard") as server:
-        tenant = server.info.agents[0].tenant
-        args = parse_args(
-            ["doctor", "--basedir", str(tmp_path / "base"), "--server", server.url, "--company", tenant]
-        )
-        env = {"TRAY_AGENT_PASSWORD": password, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
-        results = await doctor.collect(args, env, groups=("settings", "network"))
-    report = doctor.format_report(results) + doctor.format_json(results)
-    assert password not in report
-    assert "pa55word" not in report
+    token = (
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZ2VudC0xIiwiZW1haWwiOiJzYW1AeC55In0.ZGlhZy1zaWduYXR1cmUtc2VjcmV0"
+    )
+    password, cookie, refresh = (
+        "doctor-pa55word-never-printed",
+        "sess-9e8d7c6b5a4f3e2d1c",
+        "rt-4f3e2d1c0b9a8f7e6d",
+    )
+    secrets = [password, cookie, refresh, token, *token.split(".")[1:]]
+    base = tmp_path / "base"
+    flags = ["--dialect", "org", "--server", "https://support.example", "--org", "org-1"]
+    args = parse_args(["--basedir", str(base), *flags, "--email", "sam@example.com", "--token", token])
+    monkeypatch.setenv("TRAY_AGENT_PASSWORD", password)  # what the doctor's checks read
+    paths = Paths.from_platform(base, env={})
+    paths.ensure_dirs()
+    loaded = load_settings_for(paths, {"TRAY_AGENT_PASSWORD": password}, args)
+    assert loaded.settings.connection.token.get_secret_value() == token  # the secret is in the input
+    raw_log = (
+        "2026-03-04 09:00:00 INFO tray_agent.app: Connection: connected\n"
+        f'2026-03-04 09:00:01 DEBUG aiohttp.client: POST /auth/v1/token body={{"password": "{password}"}}\n'
+        f"2026-03-04 09:00:02 DEBUG websockets.client: > GET /ws?token={token} HTTP/1.1\n"
+        f"2026-03-04 09:00:03 DEBUG aiohttp.client: Cookie: session={cookie}; theme=dark\n"
+        f"2026-03-04 09:00:04 DEBUG tray_agent.net.auth: Authorization: Bearer {token}\n"
+        f'2026-03-04 09:00:05 DEBUG tray_agent.net.auth: refreshed {{"refresh_token": "{refresh}"}}\n'
+        f"2026-03-04 09:00:06 WARNING tray_agent.net.client: https://sam:{password}@support.example/ failed\n"
+    )
+    (paths.log / "tray-agent.log").write_text(raw_log, encoding="utf-8")
+    (paths.log / "tray-agent.log.1").write_text(f"old: token={token} password={password}\n", encoding="utf-8")
+
+    target = tmp_path / "support.zip"
+    inputs = diagnostics.DiagnosticsInput(
+        loaded=loaded,
+        log_dir=paths.log,
+        policy_sources=[name for name, _source in read_policy_sources(paths)],
+        versions=diagnostics.collect_versions("fake"),
+        doctor=await diagnostics.local_checks(args),
+    )
+    names = diagnostics.write_diagnostics_zip(target, inputs)
+
+    with zipfile.ZipFile(target) as archive:
+        members = {name: archive.read(name).decode("utf-8") for name in archive.namelist()}
+    assert set(names) >= {"logs/tray-agent.log", "logs/tray-agent.log.1", "settings.json", "doctor.json"}
+    assert "Connection: connected" in members["logs/tray-agent.log"]  # the logs are in there ...
+    assert len(members["logs/tray-agent.log"].splitlines()) == len(raw_log.splitlines())
+    assert '"connection.server": "https://support.example"' in members["settings.json"]
+    for name, text in members.items():  # ... and no secret is
+        for secret in secrets:
+            assert secret not in text, (name, secret)
 
 
 # ------------------------------------------------------------------ TLS
