@@ -24,12 +24,15 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QMimeData, QModelIndex, Qt
+from PySide6.QtGui import QFont, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractItemView,
+    QApplication,
     QLabel,
     QMenu,
+    QPlainTextEdit,
     QTextEdit,
     QWidget,
 )
@@ -38,6 +41,7 @@ from tests.gui.conftest import FakeClock as GuiClock
 from tests.gui.conftest import FakeNotifier, FakeSound, close_awaitable
 from tests.gui.fakes import T0, make_env, page, summary
 from tests.helpers.fakes import EventRecorder, FakeSecretStore
+from tray_agent.core.commands import SendReply
 from tray_agent.core.effects import Toast, ToastAction, Urgency
 from tray_agent.core.events import (
     AgentRef,
@@ -110,6 +114,28 @@ def _model_texts(view: QAbstractItemView) -> Iterator[tuple[str, Any, Any]]:
     yield from walk(QModelIndex())
 
 
+def rich_fragments(document: QTextDocument) -> list[str]:
+    """What a text document renders as more than plain text: images, links, bold, italic ..."""
+    found: list[str] = []
+    block = document.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            fmt = fragment.charFormat()
+            if (
+                fmt.isImageFormat()
+                or fmt.isAnchor()
+                or fmt.fontWeight() > QFont.Weight.Normal
+                or fmt.fontItalic()
+                or fmt.fontUnderline()
+            ):
+                found.append(fragment.text())
+            it += 1
+        block = block.next()
+    return found
+
+
 def assert_plain_everywhere(root: QWidget) -> int:
     """Every visible text under ``root`` shows customer markup literally; returns how many did."""
     literal = 0
@@ -118,8 +144,9 @@ def assert_plain_everywhere(root: QWidget) -> int:
         if isinstance(widget, QLabel) and _rich(widget.text()):
             assert widget.textFormat() == Qt.TextFormat.PlainText, (widget.objectName(), widget.text())
             literal += 1
-        if isinstance(widget, QTextEdit):
-            assert "evil.test" not in widget.toHtml() or not widget.acceptRichText()
+        if isinstance(widget, QTextEdit | QPlainTextEdit):
+            # What the document renders, whatever acceptRichText says (it only governs paste).
+            assert rich_fragments(widget.document()) == [], widget.objectName()
         if isinstance(widget, QAbstractButton):
             literal += _rich(widget.text())  # buttons never render markup
         tip = widget.toolTip()
@@ -208,6 +235,40 @@ def test_customer_markup_is_plain_text_in_inbox_chat_window_and_tray_menu(qtbot,
         assert not _rich(tray.tray_icon.toolTip()) if hasattr(tray, "tray_icon") else True
         tray.hide()
     finally:
+        env.close()
+
+
+@pytest.mark.gui
+def test_markup_typed_pasted_or_restored_in_the_reply_box_is_shown_and_sent_literally(
+    qtbot, tmp_path: Path
+) -> None:
+    env = make_env()
+    env.feed(page(summary(KEY, "Alice")))
+    drafts = make_drafts(tmp_path)
+    draft = '<i>draft</i> <a href="javascript:alert(1)">x</a> '
+    drafts.set_draft(KEY, draft)  # restored into the box when the window opens
+    chat = ChatWindow(KEY, env.bridge, env.store.dispatch, env.sink, drafts, url_opener=lambda url: None)
+    qtbot.addWidget(chat)
+    chat.show()
+    qtbot.waitExposed(chat)
+    clipboard = QApplication.clipboard()
+    try:
+        edit = chat.reply_edit
+        edit.moveCursor(edit.textCursor().MoveOperation.End)
+        typed = '<b>typed</b> <img src="http://evil.test/t.png"> '
+        qtbot.keyClicks(edit, typed)
+        mime = QMimeData()
+        mime.setHtml(MARKUP)  # a copy from a web page: the rich form and ...
+        mime.setText("pasted")  # ... its plain text
+        clipboard.setMimeData(mime)
+        edit.paste()
+        assert edit.toPlainText() == draft + typed + "pasted"
+        assert rich_fragments(edit.document()) == []  # nothing bold, italic, linked or an image
+        assert_plain_everywhere(chat)  # its checks include the reply box's document
+        qtbot.keyClick(edit, Qt.Key.Key_Return)
+        assert env.sink.last(SendReply).text == draft + typed + "pasted"  # sent as the agent saw it
+    finally:
+        clipboard.clear()
         env.close()
 
 
