@@ -10,6 +10,11 @@ reminders.
 
 Rules (each is covered by ``tests/unit/core/test_policy.py``):
 
+* **Whose messages.** A message alerts (as below) when its customer is mine, waits for a human,
+  or nobody handles them (:class:`~tray_agent.core.effects.Handler` ``ME``, ``NOBODY``,
+  ``UNKNOWN``). A colleague's customers never toast. Messages in conversations the AI handles
+  are quiet unless ``ai_messages`` is on; then they become ONE low-urgency toast (key
+  ``ai_summary``, no sound, a click opens the inbox) at most once a minute.
 * **Coalescing.** A burst of messages from one customer updates ONE toast (key
   ``message:<conversation>``; body "3 new messages: <last text>"). A conversation's toast is
   shown at most once per ``coalesce_window`` seconds: the first message of a burst shows at once
@@ -28,16 +33,25 @@ Rules (each is covered by ``tests/unit/core/test_policy.py``):
   and OPEN) and the escalation sound, and is never part of a summary. With
   ``escalations_bypass_dnd`` (the default) they also pass manual DND and quiet hours. Several
   escalations at the same moment therefore give several toasts at once; this is deliberate,
-  each needs an agent.
+  each needs an agent. One escalation = one toast: the escalation withdraws the customer's
+  message toast (and drops a held-back one), and their messages make no toast of their own
+  while the escalation toast is on screen.
 * **Focus.** Nothing alerts for the conversation the agent is looking at (:meth:`set_focus`):
-  no message toast, no sound, no reminder, no escalation toast. The app must clear the focus
-  (``set_focus(None)``) as soon as the chat window is no longer the active window.
+  no message toast, no sound, no reminder, no escalation toast; focusing withdraws every toast
+  of that customer. The app must clear the focus (``set_focus(None)``) as soon as the chat
+  window is no longer the active window.
+* **Taken.** When a customer becomes assigned (to me, by a toast button, or to a colleague),
+  every toast of theirs is withdrawn and their reminders stop: a "Take over" button that can no
+  longer work never stays on screen. :meth:`withdraw_all` clears the screen at Quit and sign-out.
 * **DND and quiet hours.** Manual DND (:meth:`set_dnd`) and quiet hours (weekly windows in local
   time; ``days`` name the weekday a window *starts* on; a window whose end is not after its start
-  runs past midnight, and ``start == end`` means 24 hours) suppress message and reminder toasts
-  and their sounds entirely: they are dropped, not queued for later. The unread badge is the
-  reducer's business and still counts them. Reminder schedules keep running during DND, so a
-  customer still waiting afterwards gets the next reminder on time.
+  runs past midnight, and ``start == end`` means 24 hours) suppress message toasts and their
+  sounds entirely: they are dropped, not queued for later. Reminders follow the escalations'
+  rule: with ``escalations_bypass_dnd`` they pass DND, otherwise they are dropped too. The
+  unread badge is the reducer's business and still counts them. Reminder schedules keep running
+  during DND, so a customer still waiting afterwards gets the next reminder on time. Manual DND
+  may be forbidden (``allow_manual_dnd``); its end is saved as ``dnd_until`` by the app and
+  restored when the policy is built.
 * **Sounds.** ``sounds`` off mutes everything, escalations included (the critical toast still
   shows). At most one sound per flush. PlaySound carries no volume: the app applies
   ``settings.volume``.
@@ -45,8 +59,11 @@ Rules (each is covered by ``tests/unit/core/test_policy.py``):
   reminder toast (key ``reminder:<conversation>``, rate-limited like messages, may be merged
   into a summary), repeated at intervals growing by ``reminder_backoff`` up to
   ``reminder_max_interval`` minutes, until anyone takes them or they stop waiting; then all their
-  toasts are withdrawn. Reminders follow ``notify_escalations`` (they are the escalation's
-  follow-up), not ``notify_messages``.
+  toasts are withdrawn. Reminders are the escalation's follow-up: they follow
+  ``notify_escalations`` (not ``notify_messages``), are critical, play the escalation sound (a
+  summary with a reminder in it too), and count the waiting time from when the customer really
+  started waiting (``Alert.since`` / ``WaitingCustomer.since``), not from when the app heard of
+  them.
 * **Tray level.** :meth:`tray_level` is ``WAITING`` while any customer waits unassigned and
   ``SLA_BREACHED`` once the oldest of them has waited ``sla_minutes``; ``next_deadline`` includes
   that crossing so the icon changes on time.

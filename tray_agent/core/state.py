@@ -1273,8 +1273,8 @@ def _on_assignment(state: State, event: AssignmentChanged, limit: int) -> Result
             to_me = agent is not None and _is_me(me, agent.agent_id)
         if agent is None and to_me and me:
             agent = AgentRef(agent_id=me)
-        # Taken: their "waiting for someone" urgency ends (they stay in the waiting list, which
-        # shows who has them), and a later request for a human is a new escalation.
+        # Taken: their "waiting for someone" urgency ends and they leave the waiting set at once
+        # (issue 14); a later request for a human is a new escalation.
         conv = _update(
             conv,
             assigned=True,
@@ -1810,23 +1810,29 @@ def reduce(state: State, event: Event, *, history_limit: int = DEFAULT_HISTORY_L
       text still awaiting its echo, whether the ack came first or not; the echo confirms the
       reply. Empty text without attachment: no bubble, no alert; it only moves
       ``last_message_at``. Unread +1 and ``Alert(MESSAGE)`` for new customer bubbles only
-      (the alert is raised even for the focused conversation: the policy decides).
+      (the alert is raised even for the focused conversation: the policy decides), and only
+      when the message is news: one older than the newest customer message we already had (or,
+      with none, than the resync row's last activity) is a replay or backfill after a sign-in,
+      reconnect or resync, counted unread but not alerted. Alerts say who handles the customer
+      (``Alert.handler``: me, a colleague, nobody/waiting, the AI) and since when they wait.
       Unknown conversations are created, without a resync (new customers are normal).
     * **Human mode.** A customer message with ``requires_human`` in a conversation not known
       to be waiting means we missed the escalation: waiting, one ESCALATION alert (if nobody
-      has them), and one :class:`RequestResync`.
+      has them) and no MESSAGE alert for the same words, and one :class:`RequestResync`.
     * **Escalations.** One ESCALATION alert per episode; the episode ends when the customer is
       taken, released (``waiting=False``) or resolved. ``WaitingChanged(True)`` alerts only if
       the customer was not waiting and nobody has them.
-    * **Assignment.** Taking a customer ends their urgency (``Conversation.urgent``) but keeps
-      them in the waiting list. Release of an unknown customer is ignored; assignment of an
-      unknown one without a customer summary requests a resync (once).
+    * **Assignment.** Taking a customer (anyone, my optimistic take-over included) ends their
+      urgency (``Conversation.urgent``) and removes them from the waiting set
+      (``waiting_keys``: the badge, menu and Waiting tab all derive from it). Release of an
+      unknown customer is ignored; assignment of an unknown one without a customer summary
+      requests a resync (once).
     * **Resync.** A page at offset 0 starts a resync. Rows are server truth for waiting and
       assignment; history and unread are kept. After the last page of a complete, contiguous
-      list, waiting customers that no page (nor a live escalation during the resync) showed
-      stop waiting. The first resync after start raises no per-customer alerts, only one
-      REMINDER for the longest-waiting untaken customer; later resyncs alert (ESCALATION) for
-      customers newly waiting and untaken.
+      list, waiting customers (taken ones still flagged waiting too) that no page (nor a live
+      escalation during the resync) showed stop waiting. The first resync after start raises
+      no per-customer alerts, only one REMINDER for the longest-waiting untaken customer; later
+      resyncs alert (ESCALATION) for customers newly waiting and untaken.
     * **Commands.** Only replies, take-overs and releases are tracked. A take-over assigns me
       optimistically; a failure rolls it back (``already_assigned``: assigned to somebody else).
 

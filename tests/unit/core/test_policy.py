@@ -913,3 +913,15 @@ def test_dnd_until_setting_is_stored_in_utc(raw: str, stored: str) -> None:
 def test_dnd_until_setting_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="dnd_until"):
         AlertSettings(dnd_until="tomorrow")
+
+
+def test_machine_policy_can_forbid_and_lock_manual_dnd() -> None:
+    from tray_agent.core.settings_layers import load_settings
+
+    policy_toml = 'locked = ["alerts.allow_manual_dnd"]\n[alerts]\nallow_manual_dnd = false\n'
+    loaded = load_settings(policy_sources=[("machine", policy_toml)], env={})
+    assert loaded.problems == []
+    assert loaded.settings.alerts.allow_manual_dnd is False
+    assert loaded.is_locked("alerts.allow_manual_dnd")
+    policy = AlertPolicy(loaded.settings.alerts, UTC)
+    assert policy.set_dnd(at(minutes=30)) is False
