@@ -495,6 +495,11 @@ class ConversationMap(Mapping[str, Conversation]):
     def __len__(self) -> int:
         return self._len
 
+    def scan(self) -> Iterator[Conversation]:
+        """Every conversation, in no meaningful order: a full scan without a lookup per key."""
+        for bucket in self._buckets:
+            yield from bucket.values()
+
     def __repr__(self) -> str:
         return f"ConversationMap({self._len} conversations)"
 
@@ -1428,7 +1433,7 @@ def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result
     if progress.intact:
         # The waiting set holds only untaken customers: taken ones still flagged waiting (the
         # customer's human mode) are looked up too, so that a later release does not revive them.
-        taken = (k for k, c in state.conversations.items() if c.waiting and c.assigned)
+        taken = (c.key for c in state.conversations.scan() if c.waiting and c.assigned)
         for key in (tx.waiting_keys | frozenset(taken)) - seen:
             gone = tx.get(key)
             if gone is not None and gone.waiting:

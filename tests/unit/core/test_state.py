@@ -1317,3 +1317,11 @@ def test_reduce_message_alert_says_who_handles_the_customer(events, handler):
     state, _ = run([Connected(user_id=ME), *events])
     _state, effects = run([customer("hi", 10)], state)
     assert [a.handler for a in alerts(effects, AlertKind.MESSAGE)] == [handler]
+
+
+def test_conversation_map_scan_yields_every_conversation_once():
+    convs = [Conversation(key=f"k{i}") for i in range(300)]
+    cmap = ConversationMap(convs).set_many({"k1": Conversation(key="k1", unread=2)})
+    scanned = list(cmap.scan())
+    assert sorted(c.key for c in scanned) == sorted(c.key for c in convs)
+    assert next(c for c in scanned if c.key == "k1").unread == 2
