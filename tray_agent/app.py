@@ -71,9 +71,11 @@ class CommandRelay:
 
 
 def conversation_of_toast(key: str) -> str:
-    """The conversation a toast key names ("" for the summary toast)."""
-    _kind, sep, conversation = key.partition(":")
-    return conversation if sep else ""
+    """The conversation a toast key names ("" for the summary toasts and unknown keys)."""
+    from tray_agent.core.policy import ToastKey
+
+    parsed = ToastKey.parse(key)
+    return parsed.conversation if parsed is not None else ""
 
 
 def build_windows(app: TrayApp) -> Any:
@@ -180,6 +182,7 @@ class TrayApp:
         self.tray.mute_toggled.connect(self._on_tray_mute_toggled)
         self.tray.sign_out_requested.connect(self._on_tray_sign_out_requested)
         self.tray.diagnostics_export_requested.connect(self._on_tray_diagnostics_export_requested)
+        self.runner.dnd_changed.connect(self._on_runner_dnd_changed)
         self.client: Client | None = None
         self.client_task: asyncio.Task[None] | None = None
         self.wakeup: Any = None  # ui.wakeup.WakeupWatcher, once started
@@ -645,6 +648,26 @@ class TrayApp:
             self.windows.set_loaded_settings(self.loaded)
         self.runner.update_settings(self.loaded.settings.alerts)
 
+    def _on_runner_dnd_changed(self, until: Any) -> None:
+        # Manual DND survives a restart: its end is saved as alerts.dnd_until (issue 14).
+        from datetime import UTC
+
+        from tray_agent.core.settings_layers import save_user_settings
+
+        value = until.astimezone(UTC).isoformat() if until is not None else ""
+        alerts = self.loaded.settings.alerts
+        if value == alerts.dnd_until or self.loaded.is_locked("alerts.dnd_until"):
+            return
+        edited = self.loaded.settings.model_copy(deep=True)
+        edited.alerts.dnd_until = value
+        try:
+            self.loaded = save_user_settings(self.loaded, edited)
+        except (OSError, ValueError) as exc:
+            logger.warning("Could not save the do-not-disturb setting: %s", exc)
+            return
+        if self.windows is not None:
+            self.windows.set_loaded_settings(self.loaded)
+
     def _on_windows_settings_saved(self, edited: Any) -> None:
         from tray_agent.core.settings_layers import save_user_settings
 
@@ -777,6 +800,7 @@ class TrayApp:
             with contextlib.suppress(Exception):
                 self.windows.signed_out()
         self._auth_prompted = True  # the sign-in dialog below is the prompt
+        self.runner.withdraw_all()  # the old account's toasts: their buttons would do nothing
         self.dispatch(SignedOut(detail=_("signed out")))
         self._show_sign_in(_("You are signed out. Sign in to continue."))
 

@@ -23,7 +23,7 @@ def dialog_for(
 def test_every_setting_has_an_editor_except_secrets(qtbot):
     dialog = dialog_for(qtbot)
     for key in SETTING_KEYS:
-        if key in SECRET_KEYS:
+        if key in SECRET_KEYS or key == "alerts.dnd_until":  # the tray sets DND's end, not the form
             with pytest.raises(KeyError):
                 dialog.editor(key)
         else:
