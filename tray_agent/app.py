@@ -762,9 +762,11 @@ class TrayApp:
         self.session.reconnect_now()
 
     def _on_tray_mute_toggled(self, muted: bool) -> None:
+        locked = self.loaded.is_locked("alerts.sounds")  # the policy decides: nothing changes
         edited = self.loaded.settings.model_copy(deep=True)
-        edited.alerts.sounds = not muted
-        self.session.keep_settings(edited, save=not self.loaded.is_locked("alerts.sounds"))
+        if not locked:
+            edited.alerts.sounds = not muted
+        self.session.keep_settings(edited, save=not locked)
 
     def _on_windows_settings_saved(self, edited: Settings) -> None:
         problem = self.session.apply_settings(edited)

@@ -35,12 +35,24 @@ class FakeClock:
 
 
 class FakeSecretStore:
-    """An in-memory SecretStore."""
+    """An in-memory SecretStore that records deletions (net, session and GUI tests)."""
 
-    persistent = False
+    backend_name = "fake"
 
-    def __init__(self, initial: dict[str, str] | None = None) -> None:
+    def __init__(self, initial: dict[str, str] | None = None, *, persistent: bool = False) -> None:
         self.values: dict[str, str] = dict(initial or {})
+        self.deleted: list[str] = []
+        self.problem = ""
+        self._persistent = persistent
+
+    @property
+    def persistent(self) -> bool:
+        return self._persistent
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        """The stored secrets (an alias of ``values``)."""
+        return self.values
 
     def get(self, key: str) -> str | None:
         return self.values.get(key)
@@ -49,6 +61,7 @@ class FakeSecretStore:
         self.values[key] = value
 
     def delete(self, key: str) -> None:
+        self.deleted.append(key)
         self.values.pop(key, None)
 
 
