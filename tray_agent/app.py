@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from tray_agent.core.settings import ConnectionSettings, Settings
     from tray_agent.core.settings_layers import LoadedSettings
     from tray_agent.core.state import ConnectionInfo, Store
+    from tray_agent.demo.server import DemoServer
     from tray_agent.net.client import Client
     from tray_agent.platform.paths import Paths
     from tray_agent.platform.storage import LocalStore
@@ -381,7 +382,6 @@ class TrayApp:
             NullSound("starting"),
             self.clock,
             settings.alerts,
-            request_resync=self.session.request_resync,
         )
         # The one route into the policy: reducer alerts through the dispatcher, the waiting
         # list and the focus from the store.
@@ -406,7 +406,7 @@ class TrayApp:
         self.tray.sign_out_requested.connect(self._on_tray_sign_out_requested)
         self.tray.diagnostics_export_requested.connect(self._on_tray_diagnostics_export_requested)
         self.wakeup: WakeupWatcher | None = None
-        self.demo: Any = None  # demo.server.DemoServer (only with --demo)
+        self.demo: DemoServer | None = None  # only with --demo
         self.stopping = asyncio.Event()
         self._auth_prompted = False
         self._last_logged_state = ""

@@ -20,7 +20,7 @@ from tests.helpers.fakes import (
 )
 from tray_agent.core.alerting import AlertEngine
 from tray_agent.core.commands import SendReply
-from tray_agent.core.effects import Alert, Effect, RequestResync
+from tray_agent.core.effects import Alert, AlertKind, Effect, RequestResync
 from tray_agent.core.events import (
     CommandFailed,
     CommandKind,
@@ -297,3 +297,32 @@ async def test_apply_settings_restarts_the_client_only_when_the_connection_chang
     assert len(h.clients) == 2
     assert h.clients[1].connection.server == "https://other.example"
     await session.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_alert_engine_runs_on_asyncio_timers_too() -> None:
+    """Without Qt (listen, tests): the policy's deadline fires through AsyncioScheduler."""
+    import asyncio
+
+    from tray_agent.core.ports import SystemClock
+    from tray_agent.session import AsyncioScheduler
+
+    notifier = FakeNotifier()
+    settings = AlertSettings(toast_min_interval=0.05, coalesce_window=0.0)
+    fired = asyncio.Event()
+    engine = AlertEngine(
+        AlertPolicy(settings, UTC),
+        notifier,
+        FakeSound(),
+        SystemClock(),
+        settings,
+        AsyncioScheduler(),
+        spawn=close_awaitable,
+    )
+    engine.on_effects_ran = lambda _effects: fired.set()
+    engine.run([Alert(AlertKind.MESSAGE, "p/1", "Ann"), Alert(AlertKind.MESSAGE, "p/2", "Bob")])
+    assert [t.key for t in notifier.shown] == ["message:p/1"]  # the second is held back
+    fired.clear()
+    await asyncio.wait_for(fired.wait(), 5.0)
+    assert [t.key for t in notifier.shown] == ["message:p/1", "message:p/2"]
+    assert not engine.timer_active
