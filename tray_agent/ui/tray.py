@@ -12,9 +12,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from PySide6.QtCore import QByteArray, QObject, QPoint, QRectF, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QColor, QFont, QIcon, QImage, QPainter, QPen, QPixmap
-from PySide6.QtSvg import QSvgRenderer
+from PySide6.QtCore import QObject, QPoint, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QIcon, QImage
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -34,6 +33,7 @@ from tray_agent.core.ports import Clock, CommandSink
 from tray_agent.core.state import ConnectionInfo, Conversation
 from tray_agent.ui.bridge import StoreBridge
 from tray_agent.ui.effects import EffectRunner
+from tray_agent.ui.icon_render import render_svg_icon, render_svg_image
 from tray_agent.ui.theme import IconStyle, contrast_svg
 
 logger = logging.getLogger(__name__)
@@ -109,35 +109,12 @@ def render_icon_image(svg: bytes, size: int, badge: str = "") -> QImage:
 
     The badge keeps clear of the bottom-right state emblem the SVGs carry.
     """
-    image = QImage(size, size, QImage.Format.Format_ARGB32_Premultiplied)
-    image.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(image)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    QSvgRenderer(QByteArray(svg)).render(painter, QRectF(0, 0, size, size))
-    if badge:
-        height = max(7.0, size * 0.5)
-        width = max(height, height * (0.45 + 0.3 * len(badge)))
-        rect = QRectF(size - width, 0, width, height)
-        painter.setPen(QPen(QColor("#ffffff"), max(1.0, size / 24)))
-        painter.setBrush(QColor("#d32f2f"))
-        painter.drawRoundedRect(rect, height / 2, height / 2)
-        font = QFont()
-        font.setBold(True)
-        font.setPixelSize(max(6, int(height * 0.78)))
-        painter.setFont(font)
-        painter.setPen(QColor("#ffffff"))
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, badge)
-    painter.end()
-    return image
+    return render_svg_image(svg, size, badge)
 
 
 def render_icon(state: IconState | str, badge: str = "", style: IconStyle = IconStyle.COLOR) -> QIcon:
     """A QIcon of the state at every size in :data:`ICON_SIZES`, with the badge painted in."""
-    svg = icon_svg(state, style)
-    icon = QIcon()
-    for size in ICON_SIZES:
-        icon.addPixmap(QPixmap.fromImage(render_icon_image(svg, size, badge)))
-    return icon
+    return render_svg_icon(icon_svg(state, style), ICON_SIZES, badge)
 
 
 class WindowsPort(Protocol):
