@@ -54,11 +54,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tray_agent.app")
 
 DISPLAY_NAME = "tray_agent"
-DRAFTS_FILE = "drafts.json"  # drafts of versions before the local store (migrated once, then deleted)
-SIGN_OUT_SECRETS = ("password", "refresh_token", "session")  # keyring kinds of one account
+SIGN_OUT_SECRETS = ("password", "refresh_token", "session")  # as session.account (not imported at start-up)
 TEST_SHOW_MENU_ENV = "TRAY_AGENT_TEST_SHOW_MENU"
 DEMO_SEED = 7
-STOP_TIMEOUT = 5.0  # seconds for the client to close cleanly at shutdown
 
 
 # ---------------------------------------------------------------------------------------------

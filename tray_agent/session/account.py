@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tray_agent.core.commands import Command, DiscardCommand, ResendCommand
 from tray_agent.core.events import (
@@ -30,8 +30,10 @@ from tray_agent.core.ports import Clock, OutboxStore, SecretStore
 from tray_agent.core.settings import ConnectionSettings, Settings
 from tray_agent.core.settings_layers import LoadedSettings, save_user_settings
 from tray_agent.core.state import SignedOut
-from tray_agent.platform.storage import LocalStore, open_account_store, store_path
 from tray_agent.session.dispatcher import Dispatcher
+
+if TYPE_CHECKING:
+    from tray_agent.platform.storage import LocalStore
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +285,8 @@ class AccountSession:
         Drafts of an older version (``drafts.json``) move into it once; the front end keeps
         its drafts in it from now on (``hooks.local_store_changed``).
         """
+        from tray_agent.platform.storage import open_account_store  # sqlite3: once an account is used
+
         local = open_account_store(self.data_dir, self.loaded.settings.connection, self.loaded.settings)
         if local.problem:
             logger.warning("Local store: %s", local.problem)
@@ -293,6 +297,8 @@ class AccountSession:
 
     def local_store_path(self, connection: ConnectionSettings) -> Path:
         """The store file of an account."""
+        from tray_agent.platform.storage import store_path
+
         return store_path(self.data_dir, connection.secret_key("store"))
 
     def _migrate_drafts_file(self, local: LocalStore) -> None:
@@ -401,6 +407,8 @@ class AccountSession:
         self.authenticator = None
         try:
             if local is None:  # never opened this run: open (no migration) just to delete it
+                from tray_agent.platform.storage import LocalStore
+
                 local = LocalStore(self.local_store_path(connection))
             if not local.sign_out():
                 logger.error("Sign-out: some local data could not be deleted")

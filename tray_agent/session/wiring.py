@@ -1,7 +1,9 @@
 """build_session: the ONE wiring of an account's objects, used by the tray app and ``listen``.
 
 Authenticator (``net.auth``), codec (``core.protocol``), local store (``platform.storage``),
-network client (``net.client``), store and dispatcher: built here and nowhere else.
+network client (``net.client``), store and dispatcher: built here and nowhere else. The network
+and storage modules are imported when first used (the app builds its session before its tray
+menu is up; aiohttp alone costs tens of milliseconds to import).
 """
 
 from __future__ import annotations
@@ -12,12 +14,9 @@ from typing import Any
 
 from tray_agent.core.events import Dialect, Event
 from tray_agent.core.ports import Clock, EffectSink, OutboxStore, SecretStore
-from tray_agent.core.protocol import codec_for
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.core.state import Store
-from tray_agent.net.auth import authenticator_for
-from tray_agent.net.client import Client
 from tray_agent.session.account import AccountSession, ClientFactory, SessionClient, SessionHooks
 from tray_agent.session.dispatcher import Dispatcher
 
@@ -30,9 +29,26 @@ def make_client(
     outbox: OutboxStore,
 ) -> SessionClient:
     """The dialect's codec and the network client of one account (the app's and ``listen``'s)."""
+    from tray_agent.core.protocol import codec_for
+    from tray_agent.net.client import Client
+
     dialect = Dialect(connection.dialect)
     kwargs = {"org_id": connection.org} if dialect is Dialect.ORG else {}
     return Client(codec_for(dialect, **kwargs), authenticator, connection, emit, clock, outbox=outbox)
+
+
+def authenticator_for(
+    connection: ConnectionSettings,
+    secrets: SecretStore,
+    clock: Clock,
+    *,
+    password: str | None = None,
+    token: str | None = None,
+) -> Any:
+    """``net.auth.authenticator_for`` (imported now). Raises ValueError for a token that is not a JWT."""
+    from tray_agent.net.auth import authenticator_for as build
+
+    return build(connection, secrets, clock, password=password, token=token)
 
 
 def build_session(
