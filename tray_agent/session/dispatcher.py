@@ -90,8 +90,6 @@ class Dispatcher:
             self.route(effects)
         return effects
 
-    __call__ = dispatch
-
     def route(self, effects: tuple[Effect, ...]) -> None:
         """Send each effect to its port (in order within a port). Never raises."""
         alerts: list[Effect] = []
