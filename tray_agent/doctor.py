@@ -34,12 +34,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TextIO
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from tray_agent import __version__
 from tray_agent.cli import EXIT_FAILURE, EXIT_OK
 from tray_agent.core import i18n
+from tray_agent.core.events import Dialect
 from tray_agent.core.i18n import N_, _, ngettext
+from tray_agent.core.protocol import codec_for
+from tray_agent.core.protocol.base import UrlError
 from tray_agent.core.redact import install_redaction, redact
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.core.settings_layers import LoadedSettings
@@ -861,14 +864,13 @@ def websocket_path(conn: ConnectionSettings, target: Target) -> tuple[str, str] 
 
     The org path carries the token in its query (when one is set); the shown path never does.
     """
-    if conn.dialect == "org":
-        if not conn.org:
-            return None
-        path = f"{target.base_path}/ws/{quote(conn.org, safe='')}"
-        token = conn.token.get_secret_value()
-        return (f"{path}?token={quote(token, safe='')}" if token else path), path
-    path = f"{target.base_path}/api/dashboard/ws"
-    return path, path
+    token = conn.token.get_secret_value()
+    base = f"{target.scheme}://{target.authority}{target.base_path}"
+    try:
+        url = urlsplit(codec_for(Dialect(conn.dialect)).ws_url(base, token=token, org=conn.org))
+    except UrlError:
+        return None
+    return (f"{url.path}?{url.query}" if token and url.query else url.path), url.path
 
 
 async def check_network(

@@ -42,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
@@ -76,8 +76,9 @@ from tray_agent.core.events import (
     WaitingListPage,
 )
 from tray_agent.core.ports import Clock, OutboxStore, StoredCommand, StoredState
+from tray_agent.core.protocol import codec_for
 from tray_agent.core.protocol.auth import redact_url
-from tray_agent.core.protocol.base import DialectCodec, EncodeError, HttpCall, WsFrame
+from tray_agent.core.protocol.base import DialectCodec, EncodeError, HttpCall, UrlError, WsFrame
 from tray_agent.core.redact import RedactingFilter
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.net.auth import (
@@ -147,23 +148,21 @@ def http_base(settings: ConnectionSettings) -> str:
 
 
 def ws_url(settings: ConnectionSettings, dialect: Dialect, credentials: Credentials) -> str:
-    """The WebSocket URL: org ``/ws/{org_id}?token=JWT``, dashboard ``/api/dashboard/ws``.
+    """The dialect codec's WebSocket URL for ``settings`` (see ``DialectCodec.ws_url``).
 
-    ``ws``/``wss`` follows the server's ``http``/``https``. The org URL holds the token: log it
-    only through :func:`~tray_agent.core.protocol.auth.redact_url`.
+    Kept for callers that hold a dialect rather than a codec; the client asks its own codec.
 
     Raises:
-        ConfigError: as :func:`http_base`, or no organization id for org.
+        ConfigError: as :func:`http_base`, or the codec cannot build the URL (no organization id).
     """
-    parts = urlsplit(http_base(settings))
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    if dialect is Dialect.ORG:
-        if not settings.org:
-            raise ConfigError("The organization id is missing in the settings.")
-        path = f"{parts.path}/ws/{quote(settings.org, safe='')}"
-        query = urlencode({"token": credentials.token})
-        return urlunsplit((scheme, parts.netloc, path, query, ""))
-    return urlunsplit((scheme, parts.netloc, f"{parts.path}/api/dashboard/ws", "", ""))
+    return _codec_ws_url(codec_for(dialect), settings, credentials)
+
+
+def _codec_ws_url(codec: DialectCodec, settings: ConnectionSettings, credentials: Credentials) -> str:
+    try:
+        return codec.ws_url(http_base(settings), token=credentials.token, org=settings.org)
+    except UrlError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,7 +513,7 @@ class Client:
     """The network client of one account; implements :class:`~tray_agent.core.ports.CommandSink`.
 
     Args:
-        codec: the dialect codec (org: its ``user_id`` is set from the credentials).
+        codec: the dialect codec (told the signed-in user id, asked for the socket URL).
         authenticator: signs in per dialect.
         settings: server, org id, proxy, ca_bundle, timings.
         emit: receives every event, in order, on the event loop; must not block. Exceptions it
@@ -965,10 +964,9 @@ class Client:
             return _Result(_End.FAILED, exc.text)
         self._credentials = credentials
         self._signed_in = True
-        if credentials.user_id and hasattr(self._codec, "user_id"):
-            self._codec.user_id = credentials.user_id
+        self._codec.signed_in(credentials.user_id)
         try:
-            url = ws_url(self._settings, self._codec.dialect, credentials)
+            url = _codec_ws_url(self._codec, self._settings, credentials)
         except ConfigError as exc:
             return _Result(_End.CONFIG, str(exc))
         if self._stopping:
