@@ -6,7 +6,10 @@ waiting list before it trusts deltas, forwards the dialect codec's events to ``e
 carries commands out (WebSocket frames or HTTP calls), translating the dialect's answers into
 CommandSucceeded / CommandFailed with the command's id.
 
-Plain asyncio only (it runs on a qasync loop in the app): no threads, no per-frame tasks.
+Plain asyncio only (it runs on a qasync loop in the app): no threads, no per-frame tasks. The
+life-cycle decisions (phases, backoff, heartbeat, credential refusals, limited mode, redirects,
+"signed in elsewhere", stop) are made by the pure :class:`~tray_agent.net.connection.ConnectionMachine`;
+this module carries out its actions (sockets, HTTP, waits) and owns the outbox and the resync.
 
 Decisions:
 
@@ -89,6 +92,22 @@ from tray_agent.net.auth import (
     TlsError,
     classify_network_error,
     make_ssl_context,
+)
+from tray_agent.net.connection import (
+    Action,
+    Backoff,
+    ConnectionMachine,
+    DropSocket,
+    EmitState,
+    Ended,
+    Ending,
+    Finish,
+    MachineTimings,
+    Phase,
+    RenewCredentials,
+    SendPing,
+    WaitBackoff,
+    WaitForAgent,
 )
 from tray_agent.net.polling import Poller, PollError, rest_call
 
@@ -224,38 +243,6 @@ class Timings:
             poll_interval=settings.poll_interval,
             ws_retry_interval=settings.ws_retry_interval,
         )
-
-
-class Backoff:
-    """Exponential backoff with full jitter: delay = uniform(0, min(cap, base * 2**n)).
-
-    Args:
-        base: ceiling of the first delay.
-        cap: largest ceiling.
-        rng: returns a float in [0, 1) (injected so tests are deterministic).
-    """
-
-    def __init__(
-        self, base: float = 1.0, cap: float = 60.0, rng: Callable[[], float] = random.random
-    ) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempts = 0
-        self._rng = rng
-
-    def ceiling(self) -> float:
-        """The ceiling of the next delay."""
-        return min(self.cap, self.base * (2.0 ** min(self.attempts, 62)))
-
-    def next_delay(self) -> float:
-        """The next delay; grows the ceiling for the one after."""
-        delay = self._rng() * self.ceiling()
-        self.attempts += 1
-        return delay
-
-    def reset(self) -> None:
-        """Back to the first ceiling (after a stable connection or an explicit reconnect)."""
-        self.attempts = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,31 +469,11 @@ class CommandTracker:
 # ---------------------------------------------------------------------------------------------
 
 
-class _End(enum.Enum):
-    FAILED = "failed"  # retry after a backoff delay
-    RETRY_NOW = "retry_now"  # retry at once (credentials being renewed)
-    AUTH_REQUIRED = "auth_required"
-    CONFIG = "config"
-    STOPPED = "stopped"
-    LIMITED = "limited"  # WebSocket blocked but REST answers: poll
-    PROBE_WS = "probe_ws"  # limited mode: time to try the WebSocket again (no state change)
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    end: _End
-    detail: str = ""
-    lived: float | None = None  # seconds the socket was open, if it opened
+_End = Ending  # how an attempt ended (connection.Ending)
+_Result = Ended
 
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class _Heartbeat:
-    next_ping: float
-    ping_sent: float | None = None
-    last_rx: float = 0.0
 
 
 class Client:
@@ -557,9 +524,6 @@ class Client:
         self._unconfirmed: dict[str, Command] = {}
         self._restored = False
         self._closing = False  # settling at shutdown: queued commands stay in the store
-        self._handshake_failures = 0
-        self._ws_retried_after_probe = False
-        self._limited_mode = False
         self._poller: Poller | None = None
         self._next_poll = 0.0
         self._stop_requested = asyncio.Event()
@@ -569,24 +533,24 @@ class Client:
         self._clock = clock
         self._t = timings or Timings.from_settings(settings)
         self._sleep: Sleep = sleep or asyncio.sleep
-        self._backoff = Backoff(self._t.backoff_base, self._t.backoff_max, rng)
+        self._m = ConnectionMachine(
+            MachineTimings(
+                heartbeat_interval=self._t.heartbeat_interval,
+                heartbeat_timeout=self._t.heartbeat_timeout,
+                stable_after=self._t.stable_after,
+                early_drop_window=self._t.early_drop_window,
+                limited_after=self._t.limited_after,
+            ),
+            Backoff(self._t.backoff_base, self._t.backoff_max, rng),
+        )
         self._ssl_override = ssl_context
         self._ssl: ssl.SSLContext | None = None  # built in run(): a bad CA bundle is a state, not a crash
         self._tracker = CommandTracker(self._t.command_timeout)
-        self._state: tuple[ConnectionState, str, float | None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ws: ClientConnection | None = None
         self._credentials: Credentials | None = None
         self._signed_in = False
-        self._live = False
-        self._running = False
-        self._stopping = False
-        self._stopped = False
-        self._blocked = False
-        self._auth_retry_used = False
-        self._reconnect_requested = False
-        self._after_failure = False
-        self._early_drop_used = False
+        self._running = False  # run() is active
         self._abort_reason = ""
         self._resync_active = False
         self._resync_initial = False
@@ -606,7 +570,19 @@ class Client:
     @property
     def state(self) -> ConnectionState:
         """The last connection state emitted."""
-        return self._state[0] if self._state else ConnectionState.OFFLINE
+        return self._m.state
+
+    @property
+    def _stopping(self) -> bool:
+        return self._m.stopping
+
+    @property
+    def _stopped(self) -> bool:
+        return self._m.phase is Phase.STOPPED
+
+    @property
+    def _live(self) -> bool:
+        return self._m.live
 
     def start(self) -> asyncio.Task[None]:
         """Run :meth:`run` as a task on the running loop and return it (idempotent)."""
@@ -627,9 +603,11 @@ class Client:
             self._ssl = self._ssl_override or make_ssl_context(self._settings)
         except (OSError, ssl.SSLError) as exc:
             logger.warning("The CA bundle %r cannot be used: %s", self._settings.ca_bundle, exc)
-            self._stopped = True
-            self._set_state(
-                ConnectionState.OFFLINE, f"The CA bundle {self._settings.ca_bundle} cannot be used: {exc}"
+            self._m.phase = Phase.STOPPED
+            self._apply(
+                self._m.emit(
+                    ConnectionState.OFFLINE, f"The CA bundle {self._settings.ca_bundle} cannot be used: {exc}"
+                )
             )
             return
         self._running = True
@@ -651,20 +629,19 @@ class Client:
         Queued commands fail with OFFLINE, unconfirmed ones with UNCONFIRMED. Waits for the
         run loop to finish (bounded by the close timeout); safe to call twice or before run.
         """
-        self._stopping = True
+        self._apply(self._m.stop())
         self._stop_requested.set()
         self._kick.set()
-        self._abort("stopping")
         if self._running:
             if asyncio.current_task() is not self._runner:  # called from inside run(): can't wait
                 await self._done.wait()
         elif not self._stopped:
-            self._stopped = True
+            self._m.phase = Phase.STOPPED
             self._closing = True
             for outcome in self._tracker.settle_all("the client stopped"):
                 self._emit(outcome.event)
             self._closing = False
-            self._set_state(ConnectionState.OFFLINE, "stopped")
+            self._apply(self._m.stopped(requested=True))
 
     def request_resync(self, why: str = "") -> None:
         """Run a full resync (every page) now, on the live socket; no-op while offline.
@@ -681,20 +658,17 @@ class Client:
     def reconnect_now(self) -> None:
         """Drop the current socket (if any) and reconnect at once, resetting the backoff.
 
-        For sleep/resume and network changes. Does nothing while AUTH_REQUIRED.
+        For sleep/resume and network changes, and the agent's way back after "signed in
+        elsewhere" (this app takes the live connection back). Does nothing while AUTH_REQUIRED.
         """
         if self._stopping:
             return
-        self._reconnect_requested = True
-        self._backoff.reset()
+        self._apply(self._m.reconnect_requested())
         self._kick.set()
-        self._abort("reconnect requested")
 
     def reauthenticate(self) -> None:
         """Leave AUTH_REQUIRED and try again (after new credentials went to the authenticator)."""
-        self._blocked = False
-        self._auth_retry_used = False
-        self._backoff.reset()
+        self._apply(self._m.reauthenticate())
         self._kick.set()
 
     def submit(self, command: Command) -> None:
@@ -865,12 +839,22 @@ class Client:
         except Exception:
             logger.exception("event consumer failed on %s", event.event_name)
 
-    def _set_state(self, state: ConnectionState, detail: str = "", retry_in: float | None = None) -> None:
-        new = (state, detail, retry_in)
-        if new == self._state:
-            return
-        self._state = new
-        self._emit(ConnectionChanged(state=state, detail=detail, retry_in=retry_in, at=self._clock.now()))
+    def _apply(self, actions: Sequence[Action]) -> None:
+        """Carry out the machine's immediate actions (the waits are the run loop's)."""
+        for action in actions:
+            if isinstance(action, EmitState):
+                self._emit(
+                    ConnectionChanged(
+                        state=action.state,
+                        detail=action.detail,
+                        retry_in=action.retry_in,
+                        at=self._clock.now(),
+                    )
+                )
+            elif isinstance(action, DropSocket):
+                self._abort(action.reason)
+            elif isinstance(action, RenewCredentials):
+                self._auth.invalidate()
 
     def _abort(self, reason: str) -> None:
         if self._ws is not None and not self._abort_reason:
@@ -880,8 +864,9 @@ class Client:
     # -- the loop --------------------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        """Run attempts and do what the machine decides after each (connect, back off, wait)."""
         while not self._stopping:
-            if self._blocked:
+            if not self._m.unblocked():
                 self._kick.clear()
                 await self._kick.wait()
                 continue
@@ -892,52 +877,24 @@ class Client:
             except Exception:
                 logger.exception("unexpected error in the connection loop")
                 result = _Result(_End.FAILED, "internal error")
-            if self._stopping or result.end is _End.STOPPED:
-                break
-            if result.end is _End.PROBE_WS:
-                continue
             if result.end is _End.AUTH_REQUIRED:
-                self._blocked = True
                 logger.warning("sign-in needed: %s", result.detail)
-                self._set_state(ConnectionState.AUTH_REQUIRED, result.detail)
-                continue
-            if result.end is _End.CONFIG:
-                self._blocked = True
+            elif result.end is _End.CONFIG:
                 logger.warning("cannot connect: %s", result.detail)
-                self._set_state(ConnectionState.OFFLINE, result.detail)
-                continue
-            if self._reconnect_requested:
-                self._reconnect_requested = False
-                self._after_failure = False
-                self._set_state(ConnectionState.CONNECTING, "reconnecting now")
-                continue
-            if result.end is _End.RETRY_NOW:
-                self._set_state(ConnectionState.CONNECTING, result.detail)
-                continue
-            if result.lived is not None:
-                if result.lived >= self._t.stable_after:
-                    self._backoff.reset()
-                    self._early_drop_used = False
-                elif (
-                    self._after_failure
-                    and not self._early_drop_used
-                    and result.lived < self._t.early_drop_window
-                ):
-                    self._early_drop_used = True
-                    logger.info(
-                        "connection dropped soon after a reconnect (%s); retrying at once", result.detail
-                    )
-                    self._set_state(ConnectionState.CONNECTING, result.detail)
-                    continue
-            self._after_failure = True
-            delay = self._backoff.next_delay()
-            logger.info("connection lost: %s; retrying in %.1f s", result.detail, delay)
-            self._set_state(ConnectionState.RECONNECTING, result.detail, round(delay, 3))
-            await self._wait_backoff(delay)
+            actions = self._m.ended(result)
+            self._apply(actions)
+            for action in actions:
+                if isinstance(action, Finish):
+                    return
+                if isinstance(action, WaitBackoff):
+                    logger.info("connection lost: %s; retrying in %.1f s", result.detail, action.delay)
+                    await self._wait_backoff(action.delay)
+                elif isinstance(action, WaitForAgent) and result.end is _End.DISPLACED:
+                    logger.warning("another client of this account took the live connection")
 
     async def _wait_backoff(self, delay: float) -> None:
         self._kick.clear()
-        if self._stopping or self._reconnect_requested or not self._running:
+        if self._stopping or self._m.reconnect_pending or not self._running:
             return
         sleeper = asyncio.ensure_future(self._sleep(delay))
         kicked = asyncio.ensure_future(self._kick.wait())
@@ -950,11 +907,7 @@ class Client:
 
     async def _attempt(self) -> _Result:
         """One sign-in + connection + session. Cancellation propagates."""
-        self._reconnect_requested = False
-        if not self._limited_mode and (
-            self._state is None or self._state[0] is not ConnectionState.CONNECTING
-        ):
-            self._set_state(ConnectionState.CONNECTING)
+        self._apply(self._m.attempt_started())
         assert self._http is not None
         try:
             credentials = await self._auth.credentials(self._http)
@@ -990,13 +943,12 @@ class Client:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            if status in (401, 403):
-                if not self._auth_retry_used:
-                    self._auth_retry_used = True
-                    self._auth.invalidate()
+            refusal = self._m.handshake_refused(status)
+            if refusal is not None:
+                if refusal.end is _End.RETRY_NOW:
                     logger.info("handshake refused (HTTP %d); renewing the credentials once", status)
-                    return _Result(_End.RETRY_NOW, f"HTTP {status}: signing in again")
-                return _Result(_End.AUTH_REQUIRED, f"the server refused the credentials (HTTP {status})")
+                    self._apply(self._m.auth_retry_started())
+                return refusal
             return await self._handshake_failed(
                 f"handshake refused (HTTP {status})", refused=status in UPGRADE_REFUSED
             )
@@ -1006,12 +958,8 @@ class Client:
             if isinstance(exc, ssl.SSLError):
                 return _Result(_End.FAILED, classify_network_error(exc, "connect").text)
             return await self._handshake_failed(_describe(exc), refused=False)
-        self._auth_retry_used = False
-        self._handshake_failures = 0
-        self._ws_retried_after_probe = False
-        if self._limited_mode:
+        if self._m.limited:
             logger.info("the WebSocket works again; leaving limited mode")
-        self._limited_mode = False
         self._poller = None  # a later limited mode starts from a fresh baseline
         logger.info("connected to %s", redact_url(url))
         return await self._session(ws)
@@ -1025,8 +973,7 @@ class Client:
         failures after ``limited_after`` in a row; in limited mode every failed retry goes back
         to polling at once.
         """
-        self._handshake_failures += 1
-        if not (refused or self._limited_mode or self._handshake_failures >= self._t.limited_after):
+        if not self._m.handshake_failed(refused=refused):
             return _Result(_End.FAILED, detail)
         if self._stopping:
             return _Result(_End.STOPPED)
@@ -1038,15 +985,7 @@ class Client:
             return _Result(_End.AUTH_REQUIRED, exc.text)
         except AuthError as exc:
             return _Result(_End.FAILED, f"{detail}; {exc.text}")
-        if not answers:
-            self._limited_mode = False
-            return _Result(_End.FAILED, detail)
-        if not refused and not self._limited_mode and not self._ws_retried_after_probe:
-            # The socket could not even connect, yet REST answers now: most likely the server
-            # just came back from an outage. One more WebSocket try before calling it blocked.
-            self._ws_retried_after_probe = True
-            return _Result(_End.RETRY_NOW, "the server answers again")
-        return _Result(_End.LIMITED, detail)
+        return self._m.probe_answered(answers=bool(answers), refused=refused, detail=detail)
 
     async def _poll_call(self, command: Command) -> Sequence[Event]:
         """One internal REST call of the poller. Raises PollError, AuthRefused, AuthError."""
@@ -1068,15 +1007,10 @@ class Client:
         """
         assert self._poller is not None
         poller = self._poller
-        first = not self._limited_mode
-        self._limited_mode = True
+        first = not self._m.limited
         if first:
             logger.warning("WebSocket unavailable (%s); limited mode: polling over REST", detail)
-        self._set_state(
-            ConnectionState.LIMITED,
-            f"WebSocket blocked ({detail}); polling every {self._t.poll_interval:g} s",
-        )
-        self._live = True
+        self._apply(self._m.limited_entered(detail, self._t.poll_interval))
         retry_ws_at = self._clock.monotonic() + self._t.ws_retry_interval
         errors = 0
         # A failed WebSocket retry comes back here: keep the poll rhythm instead of polling at once.
@@ -1084,7 +1018,7 @@ class Client:
         try:
             while not self._stopping:
                 self._wake.clear()
-                if self._reconnect_requested:
+                if self._m.reconnect_pending:
                     return _Result(_End.PROBE_WS)
                 self._flush_rest()
                 now = self._clock.monotonic()
@@ -1117,7 +1051,7 @@ class Client:
                 await self._wait_for_wake(min(next_poll, retry_ws_at))
             return _Result(_End.STOPPED)
         finally:
-            self._live = False
+            self._m.limited_left()
 
     async def _unless_stopped(self, coro: Awaitable[list[Event]]) -> list[Event] | None:
         """Await ``coro``, or give up on it (None) as soon as :meth:`stop` is called."""
@@ -1158,14 +1092,12 @@ class Client:
         opened = self._clock.monotonic()
         self._ws = ws
         self._abort_reason = "stopping" if self._stopping else ""
-        self._live = False
-        self._set_state(ConnectionState.RESYNCING)
+        self._apply(self._m.opened(opened))
         self._start_resync(initial=True)
-        beat = _Heartbeat(next_ping=opened + self._t.heartbeat_interval, last_rx=opened)
         interval = self._auth.keepalive_interval
         self._next_keepalive = opened + interval if interval else None
-        reader = asyncio.ensure_future(self._read_loop(ws, beat))
-        keeper = asyncio.ensure_future(self._housekeeping(ws, beat))
+        reader = asyncio.ensure_future(self._read_loop(ws))
+        keeper = asyncio.ensure_future(self._housekeeping(ws))
         try:
             await asyncio.wait({reader, keeper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -1175,7 +1107,7 @@ class Client:
             for res in results:
                 if isinstance(res, Exception):
                     logger.error("connection task failed: %r", res)
-            self._live = False
+            self._m.closed()
             self._ws = None
             self._resync_active = False
             with contextlib.suppress(Exception):
@@ -1194,9 +1126,11 @@ class Client:
             detail = "the server sent an oversized frame"
         if self._stopping:
             return _Result(_End.STOPPED)
+        if not self._abort_reason and self._codec.displaced(ws.close_code):
+            return _Result(_End.DISPLACED, detail, lived)
         return _Result(_End.FAILED, detail, lived)
 
-    async def _read_loop(self, ws: ClientConnection, beat: _Heartbeat) -> None:
+    async def _read_loop(self, ws: ClientConnection) -> None:
         """Read frames until the socket closes (returns; ConnectionClosed is swallowed).
 
         Frames already buffered are handed out without yielding to the event loop, so a burst
@@ -1206,7 +1140,7 @@ class Client:
         slice_started = time.perf_counter()
         try:
             async for message in ws:
-                beat.last_rx = self._clock.monotonic()
+                self._m.frame_received(self._clock.monotonic())
                 if self._on_frame(message):
                     await ws.send(self._codec.pong_frame())
                 if time.perf_counter() - slice_started >= READ_SLICE:
@@ -1263,7 +1197,7 @@ class Client:
         else:
             self._emit(outcome.event)
 
-    async def _housekeeping(self, ws: ClientConnection, beat: _Heartbeat) -> None:
+    async def _housekeeping(self, ws: ClientConnection) -> None:
         """Send the outbox, pings, timeouts, periodic resync and session keepalive.
 
         Returns when the socket must be dropped (abort request, dead heartbeat). Cancellation
@@ -1274,18 +1208,16 @@ class Client:
             if self._abort_reason:
                 return
             now = self._clock.monotonic()
-            if beat.ping_sent is not None and now >= beat.ping_sent + self._t.heartbeat_timeout:
-                if beat.last_rx < beat.ping_sent:
-                    self._abort_reason = "no answer to the heartbeat"
-                    logger.info("heartbeat: nothing received for %.1f s after a ping", now - beat.ping_sent)
+            for action in self._m.tick(now):
+                if isinstance(action, DropSocket):
+                    self._abort_reason = action.reason
+                    logger.info(
+                        "heartbeat: nothing received for %.1f s after a ping", self._t.heartbeat_timeout
+                    )
                     return
-                beat.ping_sent = None
-            if now >= beat.next_ping:
-                beat.next_ping = now + self._t.heartbeat_interval
-                if beat.ping_sent is None:
-                    beat.ping_sent = now
-                with contextlib.suppress(ConnectionClosed):
-                    await ws.send(self._codec.ping_frame())
+                if isinstance(action, SendPing):
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.send(self._codec.ping_frame())
             for outcome in self._tracker.expire(now):
                 self._settle(outcome)
             if (
@@ -1302,9 +1234,7 @@ class Client:
             await self._flush(ws)
             if self._abort_reason:
                 return
-            deadlines = [beat.next_ping]
-            if beat.ping_sent is not None:
-                deadlines.append(beat.ping_sent + self._t.heartbeat_timeout)
+            deadlines = [self._m.heartbeat_deadline()]
             command_deadline = self._tracker.next_deadline()
             if command_deadline is not None:
                 deadlines.append(command_deadline)
@@ -1414,8 +1344,7 @@ class Client:
         self._resync_active = False
         self._schedule_resync()
         if self._resync_initial:
-            self._live = True
-            self._set_state(ConnectionState.CONNECTED)
+            self._apply(self._m.resynced())
             self._wake.set()
 
     def _schedule_resync(self) -> None:
@@ -1529,8 +1458,7 @@ class Client:
                 await self._http.close()
             self._http = None
         self._running = False
-        self._stopped = self._stopping
-        self._set_state(ConnectionState.OFFLINE, "stopped" if self._stopping else "")
+        self._apply(self._m.stopped(requested=self._stopping))
         self._done.set()
 
 
