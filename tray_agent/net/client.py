@@ -927,42 +927,62 @@ class Client:
         headers = {}
         if credentials.cookie:
             headers = credentials.http_headers()
-        try:
-            ws = await connect(
-                url,
-                additional_headers=headers,
-                max_size=self._codec.max_frame_size,
-                max_queue=16,
-                open_timeout=self._t.open_timeout,
-                close_timeout=self._t.close_timeout,
-                ping_interval=self._t.protocol_ping_interval,
-                ping_timeout=self._t.protocol_ping_timeout,
-                proxy=self._settings.proxy or True,
-                ssl=self._ssl if url.startswith("wss:") else None,
-                logger=_wire_logger,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            refusal = self._m.handshake_refused(status)
-            if refusal is not None:
-                if refusal.end is _End.RETRY_NOW:
-                    logger.info("handshake refused (HTTP %d); renewing the credentials once", status)
-                    self._apply(self._m.auth_retry_started())
-                return refusal
-            return await self._handshake_failed(
-                f"handshake refused (HTTP {status})", refused=status in UPGRADE_REFUSED
-            )
-        except InvalidURI:
-            return _Result(_End.CONFIG, "invalid server address")
-        except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
-            if isinstance(exc, ssl.SSLError):
-                return _Result(_End.FAILED, classify_network_error(exc, "connect").text)
-            return await self._handshake_failed(_describe(exc), refused=False)
+        while True:
+            try:
+                ws = await self._open(url, headers)
+                break
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                refusal = self._m.handshake_refused(status)
+                if refusal is not None:
+                    if refusal.end is _End.RETRY_NOW:
+                        logger.info("handshake refused (HTTP %d); renewing the credentials once", status)
+                        self._apply(self._m.auth_retry_started())
+                    return refusal
+                if 300 <= status < 400:
+                    location = exc.response.headers.get("Location", "")
+                    follow = self._m.handshake_redirected(status, url, location)
+                    if follow is not None:
+                        logger.warning(
+                            "the server moved the live connection to %s (HTTP %d); following once: "
+                            "use an https:// server address",
+                            redact_url(follow.url),
+                            status,
+                        )
+                        url = follow.url
+                        continue
+                    logger.info("handshake redirected (HTTP %d) to %s", status, redact_url(location))
+                    return await self._handshake_failed(_redirect_detail(status, location), refused=False)
+                return await self._handshake_failed(
+                    f"handshake refused (HTTP {status})", refused=status in UPGRADE_REFUSED
+                )
+            except InvalidURI:
+                return _Result(_End.CONFIG, "invalid server address")
+            except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
+                if isinstance(exc, ssl.SSLError):
+                    return _Result(_End.FAILED, classify_network_error(exc, "connect").text)
+                return await self._handshake_failed(_describe(exc), refused=False)
         if self._m.limited:
             logger.info("the WebSocket works again; leaving limited mode")
         self._poller = None  # a later limited mode starts from a fresh baseline
         logger.info("connected to %s", redact_url(url))
         return await self._session(ws)
+
+    async def _open(self, url: str, headers: dict[str, str]) -> ClientConnection:
+        """Open the socket; bounded by ``open_timeout``. Redirects are left to :meth:`_attempt`."""
+        return await _ConnectNoRedirect(
+            url,
+            additional_headers=headers,
+            max_size=self._codec.max_frame_size,
+            max_queue=16,
+            open_timeout=self._t.open_timeout,
+            close_timeout=self._t.close_timeout,
+            ping_interval=self._t.protocol_ping_interval,
+            ping_timeout=self._t.protocol_ping_timeout,
+            proxy=self._settings.proxy or True,
+            ssl=self._ssl if url.startswith("wss:") else None,
+            logger=_wire_logger,
+        )
 
     # -- limited mode (REST fallback) ------------------------------------------------------------
 
@@ -1477,6 +1497,28 @@ def _no_such_unconfirmed(command_id: str) -> CommandFailed:
         kind=CommandKind.REPLY,
         reason=FailureReason.INVALID,
         text="no unconfirmed or queued command has this id",
+    )
+
+
+class _ConnectNoRedirect(connect):
+    """websockets' ``connect`` that never follows a redirect itself.
+
+    The library follows ws:// redirects to any host and fails on an http(s) ``Location`` with
+    InvalidURI (which looked like a bad server address: offline for good). The client decides
+    instead: one same-host upgrade to wss://, else a retryable failure.
+    """
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        """Hand every redirect back to the caller as the InvalidStatus it is."""
+        return exc
+
+
+def _redirect_detail(status: int, location: str) -> str:
+    host = urlsplit(location).hostname or ""
+    where = f" to {host}" if host else ""
+    return (
+        f"the server address redirects{where} (HTTP {status}): sign in to this network "
+        "(captive portal) or check the server address"
     )
 
 

@@ -304,6 +304,7 @@ class ConnectionMachine:
     def attempt_started(self) -> list[Action]:
         """The driver starts signing in and opening the socket."""
         self._reconnect_requested = False
+        self._redirect_used = False  # one redirect followed per attempt
         self.phase = Phase.CONNECTING
         if self.limited or self.state is ConnectionState.CONNECTING:
             return []
@@ -330,7 +331,7 @@ class ConnectionMachine:
     def handshake_redirected(self, status: int, url: str, location: str) -> FollowRedirect | None:
         """A 3xx answer to the handshake (captive portal, http -> https).
 
-        Follows once when it only upgrades ``ws://`` to ``wss://`` on the same host (and path);
+        Follows once per attempt when it only upgrades ``ws://`` to ``wss://`` on the same host (and path);
         otherwise None: the driver treats it as a failed handshake (retried with backoff).
         """
         if status not in _REDIRECTS or self._redirect_used or not location:
