@@ -169,9 +169,11 @@ class OutboxStore(Protocol):
     millisecond to a few ms with the fsync), made at human pace (one per reply or take-over),
     and the client must know the row is on disk *before* it emits CommandQueued -- an await
     there would let the loop show "queued" for a reply a crash could still lose, and would make
-    :meth:`~CommandSink.submit` asynchronous for every caller. Implementations never raise:
-    a failed write is logged and reported through :attr:`problem`, and the client then keeps the
-    command in memory only (it is still sent; it just would not survive a crash).
+    :meth:`~CommandSink.submit` asynchronous for every caller. A failed write is logged and
+    reported through :attr:`problem`, and shows to the client as an exception or a False answer:
+    a command whose ``add`` failed is kept in memory only (sent, but it would not survive a
+    crash); one whose ``mark_sent`` failed is *not* sent (its row still says QUEUED, so a restart
+    would send it again) and waits queued until the store records it; a failed ``remove`` is retried.
     """
 
     @property

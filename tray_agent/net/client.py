@@ -45,6 +45,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -211,6 +212,8 @@ class Timings:
         ws_retry_interval: limited mode: seconds between attempts to get the WebSocket back.
         limited_after: consecutive failed handshakes (not refusals of the credentials) after
             which the REST API is tried; an "upgrade refused" status tries it at once.
+        store_retry: a command the outbox store cannot mark as sent waits this long (unsent)
+            before the next try; failed deletes of finished rows are retried as often.
     """
 
     heartbeat_interval: float = 25.0
@@ -229,6 +232,7 @@ class Timings:
     poll_interval: float = 10.0
     ws_retry_interval: float = 180.0
     limited_after: int = 3
+    store_retry: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: ConnectionSettings) -> Timings:
@@ -276,6 +280,8 @@ class PendingCommand:
         transport: where it went once sent.
         deadline: monotonic time after which it fails with TIMEOUT (WebSocket commands).
         page: the WaitingListPage its answer carried (refresh commands).
+        hold_until: monotonic time before which it may not go out (the store could not record
+            that it is sent); it keeps its place and holds its conversation meanwhile.
     """
 
     command: Command
@@ -283,6 +289,7 @@ class PendingCommand:
     transport: Transport = Transport.NONE
     deadline: float | None = None
     page: WaitingListPage | None = None
+    hold_until: float = 0.0
 
     @property
     def kind(self) -> CommandKind:
@@ -332,11 +339,12 @@ class CommandTracker:
             self.outbox.append(pending)
         return pending
 
-    def take_sendable(self, *, live: bool) -> list[PendingCommand]:
+    def take_sendable(self, *, live: bool, now: float = 0.0) -> list[PendingCommand]:
         """Remove and return the commands that may go out now, in order.
 
         Args:
             live: the connection is resynced; otherwise only internal commands may go.
+            now: monotonic time, for commands held until later (``hold_until``).
 
         A command waits while another of the same (kind, conversation) is outstanding, and so
         does every later command of the same conversation (per-conversation order).
@@ -346,8 +354,10 @@ class CommandTracker:
         ready: list[PendingCommand] = []
         keep: deque[PendingCommand] = deque()
         for pending in self.outbox:
+            if pending.hold_until and pending.hold_until <= now:
+                pending.hold_until = 0.0
             key = (pending.kind, pending.conversation)
-            blocked = (not live and not pending.internal) or key in busy
+            blocked = (not live and not pending.internal) or key in busy or pending.hold_until > now
             blocked = blocked or (bool(pending.conversation) and pending.conversation in held)
             if blocked:
                 if pending.conversation:
@@ -364,6 +374,13 @@ class CommandTracker:
         pending.transport = transport
         pending.deadline = now + self.command_timeout if transport is Transport.WS else None
         self.outstanding.append(pending)
+
+    def put_back(self, pendings: Sequence[PendingCommand]) -> None:
+        """Return commands taken by :meth:`take_sendable` but not sent, in order, to the front."""
+        for pending in reversed(pendings):
+            pending.transport = Transport.NONE
+            pending.deadline = None
+            self.outbox.appendleft(pending)
 
     def unsend(self, pending: PendingCommand) -> None:
         """Put back a command that could not be written at all (front of the outbox)."""
@@ -427,8 +444,9 @@ class CommandTracker:
         return [self._finish(p, failed(p.command, FailureReason.TIMEOUT, text)) for p in due]
 
     def next_deadline(self) -> float | None:
-        """The earliest command deadline, or None."""
+        """The earliest command deadline (or end of a hold), or None."""
         deadlines = [p.deadline for p in self.outstanding if p.deadline is not None]
+        deadlines += [p.hold_until for p in self.outbox if p.hold_until]
         return min(deadlines) if deadlines else None
 
     def disconnected(self) -> list[Outcome]:
@@ -522,6 +540,9 @@ class Client:
         # which only the agent may resend or discard.
         self._durable: dict[str, Command] = {}
         self._unconfirmed: dict[str, Command] = {}
+        self._on_disk: set[str] = set()  # ids that may have a row in the outbox store
+        self._unremoved: set[str] = set()  # finished commands whose row could not be deleted yet
+        self._store_retry_at = 0.0
         self._restored = False
         self._closing = False  # settling at shutdown: queued commands stay in the store
         self._poller: Poller | None = None
@@ -753,28 +774,83 @@ class Client:
 
     # -- the durable outbox ----------------------------------------------------------------------
 
+    def _store_write(self, what: str, command_id: str, write: Callable[[], object]) -> bool:
+        """One write to the outbox store; False when it raised or answered False (disk full ...)."""
+        try:
+            ok = write() is not False
+        except Exception as exc:
+            logger.warning("the outbox store failed %s %s: %s", what, command_id, exc)
+            return False
+        if not ok:
+            logger.warning("the outbox store failed %s %s", what, command_id)
+        return ok
+
     def _persist(self, command: Command) -> None:
         if self._outbox is None:
             return
+        outbox = self._outbox
         record = StoredCommand.from_command(command, self._clock.now())
         if record is None:
             return
         self._durable[command.command_id] = command
-        if not self._outbox.add(record):
+        if self._store_write("saving", command.command_id, partial(outbox.add, record)):
+            self._on_disk.add(command.command_id)
+        elif command.command_id not in self._on_disk:
             logger.warning("the outbox store could not save %s; kept in memory only", command.command_id)
 
     def _forget(self, command_id: str) -> None:
         self._unconfirmed.pop(command_id, None)
-        if self._durable.pop(command_id, None) is not None and self._outbox is not None:
-            self._outbox.remove(command_id)
+        self._durable.pop(command_id, None)
+        self._remove_row(command_id)
 
-    def _mark_sent(self, command: Command) -> None:
-        """Record in the store that ``command`` goes out now.
+    def _remove_row(self, command_id: str) -> None:
+        """Delete a finished command's row; a failed delete is retried (a left QUEUED row would be sent)."""
+        if self._outbox is None or command_id not in self._on_disk:
+            return
+        outbox = self._outbox
+        if self._store_write("removing", command_id, partial(outbox.remove, command_id)):
+            self._on_disk.discard(command_id)
+            self._unremoved.discard(command_id)
+        else:
+            self._unremoved.add(command_id)
 
-        Before the write: a crash in between makes it unconfirmed, never a silent duplicate.
+    def _retry_store(self, now: float) -> None:
+        """Retry the deletes that failed, at most every ``store_retry`` seconds."""
+        if self._unremoved and now >= self._store_retry_at:
+            self._store_retry_at = now + self._t.store_retry
+            for command_id in list(self._unremoved):
+                if command_id not in self._durable:
+                    self._remove_row(command_id)
+
+    def _mark_sent(self, command: Command) -> bool:
+        """Record in the store that ``command`` goes out now; False: it must not go out.
+
+        Before the write: a crash in between makes it unconfirmed, never a silent duplicate. If
+        the row cannot say SENT, it still says QUEUED, and a restart would send the command a
+        second time: so it is not sent now (held, and tried again later).
         """
-        if self._outbox is not None and command.command_id in self._durable:
-            self._outbox.mark_sent(command.command_id)
+        if self._outbox is None or command.command_id not in self._on_disk:
+            return True
+        outbox = self._outbox
+        return self._store_write(
+            "marking sent", command.command_id, partial(outbox.mark_sent, command.command_id)
+        )
+
+    def _hold(self, pending: PendingCommand, rest: Sequence[PendingCommand]) -> None:
+        """The store cannot record that ``pending`` goes out: keep it queued, unsent, for a while.
+
+        ``rest`` (the commands taken out after it) go back behind it, in order, so nothing of its
+        conversation overtakes it; the others go out at the next flush.
+        """
+        pending.hold_until = self._clock.monotonic() + self._t.store_retry
+        self._tracker.put_back([pending, *rest])
+        self._wake.set()
+        logger.warning(
+            "%s %s not sent: the local store cannot record it (disk full?); trying again in %g s",
+            type(pending.command).__name__,
+            pending.command.command_id,
+            self._t.store_retry,
+        )
 
     def _record_outcome(self, event: CommandSucceeded | CommandFailed) -> None:
         command_id = event.command_id
@@ -783,8 +859,12 @@ class Client:
             if command is None:
                 return
             self._unconfirmed[command_id] = command
-            if self._outbox is not None and command_id in self._durable:
-                self._outbox.mark_unconfirmed(command_id)
+            if self._outbox is not None and command_id in self._on_disk:
+                outbox = self._outbox
+                # A failure leaves the row SENT, which a restart shows as unconfirmed too.
+                self._store_write(
+                    "marking unconfirmed", command_id, partial(outbox.mark_unconfirmed, command_id)
+                )
             return
         if isinstance(event, CommandFailed) and event.reason is FailureReason.OFFLINE and self._closing:
             return  # still queued at shutdown: stays in the store and goes out at the next start
@@ -798,6 +878,7 @@ class Client:
         """
         if self._restored or self._outbox is None:
             return
+        outbox = self._outbox
         self._restored = True
         try:
             records = self._outbox.pending()
@@ -808,16 +889,20 @@ class Client:
             command = record.to_command()
             if command is None:
                 continue
-            self._durable[command.command_id] = command
+            command_id = command.command_id
+            self._durable[command_id] = command
+            self._on_disk.add(command_id)
             self._emit(_queued(command))
             if record.state is StoredState.QUEUED or command.kind in _RETRY_AFTER_DROP:
                 if record.state is not StoredState.QUEUED:
-                    self._outbox.add(record)
+                    self._store_write("re-queueing", command_id, partial(outbox.add, record))
                 self._tracker.enqueue(command)
                 continue
-            self._unconfirmed[command.command_id] = command
+            self._unconfirmed[command_id] = command
             if record.state is not StoredState.UNCONFIRMED:
-                self._outbox.mark_unconfirmed(command.command_id)
+                self._store_write(
+                    "marking unconfirmed", command_id, partial(outbox.mark_unconfirmed, command_id)
+                )
             text = "sent before the app stopped, but the server never confirmed it; resend or discard it"
             self._emit(failed(command, FailureReason.UNCONFIRMED, text))
         if records:
@@ -1090,7 +1175,10 @@ class Client:
 
     def _flush_rest(self) -> None:
         """Send what the outbox allows, each command as its REST call (limited mode)."""
-        for pending in self._tracker.take_sendable(live=True):
+        now = self._clock.monotonic()
+        self._retry_store(now)
+        batch = self._tracker.take_sendable(live=True, now=now)
+        for index, pending in enumerate(batch):
             try:
                 call = rest_call(self._codec, pending.command)
             except EncodeError as exc:
@@ -1103,6 +1191,9 @@ class Client:
                 else:
                     self._settle(self._tracker.fail(pending, exc.reason, exc.text))
                 continue
+            if not self._mark_sent(pending.command):
+                self._hold(pending, batch[index + 1 :])
+                return
             self._start_http(pending, call)
             self._announce_sent(pending)
 
@@ -1278,9 +1369,8 @@ class Client:
                 await self._wake.wait()
 
     def _start_http(self, pending: PendingCommand, call: HttpCall) -> None:
-        """Mark a command sent (memory and the durable outbox) and start its HTTP call."""
+        """Mark a command sent (in memory; the store already says so) and start its HTTP call."""
         self._tracker.mark_sent(pending, Transport.HTTP, self._clock.monotonic())
-        self._mark_sent(pending.command)
         task = asyncio.ensure_future(self._http_command(pending, call))
         self._http_tasks[task] = pending
         task.add_done_callback(self._http_tasks.pop)
@@ -1296,7 +1386,10 @@ class Client:
             )
 
     async def _flush(self, ws: ClientConnection) -> None:
-        for pending in self._tracker.take_sendable(live=self._live):
+        now = self._clock.monotonic()
+        self._retry_store(now)
+        batch = self._tracker.take_sendable(live=self._live, now=now)
+        for index, pending in enumerate(batch):
             try:
                 outbound = self._codec.encode(pending.command)
             except EncodeError as exc:
@@ -1306,12 +1399,14 @@ class Client:
                 logger.exception("encoding %s failed", type(pending.command).__name__)
                 self._settle(self._tracker.fail(pending, FailureReason.INVALID, "internal error"))
                 continue
+            if isinstance(outbound, WsFrame) and ws.state is not State.OPEN:
+                self._tracker.put_back(batch[index:])
+                break
+            if not self._mark_sent(pending.command):
+                self._hold(pending, batch[index + 1 :])
+                break
             if isinstance(outbound, WsFrame):
-                if ws.state is not State.OPEN:
-                    self._tracker.unsend(pending)
-                    break
                 self._tracker.mark_sent(pending, Transport.WS, self._clock.monotonic())
-                self._mark_sent(pending.command)
                 try:
                     await ws.send(outbound.text)
                 except ConnectionClosed:
@@ -1469,6 +1564,8 @@ class Client:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        self._store_retry_at = 0.0  # one last try to delete finished rows
+        self._retry_store(self._clock.monotonic())
         self._closing = True
         for outcome in self._tracker.settle_all("the client stopped"):
             self._emit(outcome.event)
