@@ -1,4 +1,4 @@
-"""The client's life cycle against scripted servers: handshake redirects and "signed in elsewhere"."""
+"""The client's life cycle against scripted servers: redirects, "signed in elsewhere", REST refusals."""
 
 from __future__ import annotations
 
@@ -13,9 +13,17 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from tests.helpers.fakes import EventRecorder, FakeClock, FakeSecretStore, RecordingSleep
-from tests.helpers.net_clients import FAST, dashboard_rig, running
-from tests.helpers.scripted_server import DashboardServer, ScriptedConnection, dashboard_customer
-from tray_agent.core.events import ConnectionChanged, ConnectionState
+from tests.helpers.net_clients import FAST, dashboard_rig, org_rig, running
+from tests.helpers.scripted_server import (
+    DashboardServer,
+    OrgServer,
+    RecordedRequest,
+    ScriptedConnection,
+    dashboard_customer,
+    org_chat,
+)
+from tray_agent.core.commands import SendReply
+from tray_agent.core.events import CommandFailed, ConnectionChanged, ConnectionState
 from tray_agent.core.protocol.dashboard import DashboardCodec
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.net.auth import DashboardAuthenticator
@@ -197,3 +205,31 @@ async def test_handshake_redirected_from_http_to_https_on_the_same_host_is_follo
         finally:
             await client.stop()
             await task
+
+
+# -- credentials refused on a REST command -------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_org_rest_command_refused_after_renewal_requires_sign_in_at_once() -> None:
+    server = OrgServer()
+    server.chats = [org_chat("chat1", handled_by="unassigned")]
+    async with server, running(org_rig(server)) as rig:
+        ev = rig.events
+        await ev.wait_state(CONNECTED)
+        refusals: list[str] = []
+
+        def refuse(record: RecordedRequest) -> web.StreamResponse:
+            refusals.append(record.headers.get("Authorization", ""))
+            return web.json_response({"detail": "Invalid token"}, status=401)
+
+        server.routes[("POST", "/crm/chats/chat1/messages")] = refuse
+        reply = SendReply(conversation="chat1", text="hello")
+        mark = ev.mark()
+        rig.client.submit(reply)
+        await ev.wait_for(CommandFailed, lambda e: e.command_id == reply.command_id)
+        changed = await ev.wait_for(ConnectionChanged, lambda e: e.state is not CONNECTED, after=mark)
+        assert changed.state is ConnectionState.AUTH_REQUIRED  # now, not at the next reconnect
+        assert len(refusals) == 2  # the credentials were renewed once in between
+        assert refusals[0] != refusals[1]
+        assert server.handshakes == 1

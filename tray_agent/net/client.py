@@ -1123,7 +1123,7 @@ class Client:
         try:
             while not self._stopping:
                 self._wake.clear()
-                if self._m.reconnect_pending:
+                if self._m.reconnect_pending or self._m.refused:
                     return _Result(_End.PROBE_WS)
                 self._flush_rest()
                 now = self._clock.monotonic()
@@ -1479,10 +1479,14 @@ class Client:
             raise
         except AuthRefused as exc:
             self._settle(self._tracker.fail(pending, FailureReason.ACCESS_DENIED, exc.text))
+            self._apply(self._m.credentials_refused(exc.text))
             return
         except (AuthError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             self._settle(self._http_failure(pending, exc))
             return
+        if status == 401:  # even after renewing the credentials (see _http_call)
+            logger.warning("%s %s: the server refused the renewed credentials", call.method, call.path)
+            self._apply(self._m.credentials_refused("the server refused the credentials (HTTP 401)"))
         events = self._codec.parse_response(command, status, body)
         outcome = self._tracker.answered(pending, events, status)
         for event in events:

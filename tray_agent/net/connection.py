@@ -232,6 +232,7 @@ class ConnectionMachine:
         self._early_drop_used = False
         self._handshake_failures = 0
         self._ws_retried_after_probe = False
+        self._refused = ""  # a REST call was refused even with renewed credentials
         # heartbeat (valid while a socket is open)
         self.next_ping = 0.0
         self.ping_sent: float | None = None
@@ -292,10 +293,27 @@ class ConnectionMachine:
         self.backoff.reset()
         return [DropSocket("reconnect requested")]
 
+    def credentials_refused(self, detail: str) -> list[Action]:
+        """A REST call (a command, a resync page) was refused even with renewed credentials.
+
+        Sign-in is needed now, not at the next reconnect: the socket is dropped and the attempt
+        ends in AUTH_REQUIRED.
+        """
+        if self.stopping or self.block is Block.AUTH or self._refused:
+            return []
+        self._refused = detail
+        return [DropSocket(detail)]
+
+    @property
+    def refused(self) -> bool:
+        """A credentials refusal is waiting to end the attempt."""
+        return bool(self._refused)
+
     def reauthenticate(self) -> list[Action]:
         """New credentials (or settings) are in place: leave BLOCKED and try again."""
         self.block = None
         self._auth_retry_used = False
+        self._refused = ""
         self.backoff.reset()
         return []
 
@@ -435,6 +453,9 @@ class ConnectionMachine:
         self.closed()
         if self.stopping or result.end is Ending.STOPPED:
             return [Finish()]
+        if self._refused:
+            detail, self._refused = self._refused, ""
+            return self._blocked(Block.AUTH, ConnectionState.AUTH_REQUIRED, detail)
         if result.end is Ending.PROBE_WS:
             return [ConnectNow()]
         if result.end is Ending.AUTH_REQUIRED:

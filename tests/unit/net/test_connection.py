@@ -355,3 +355,21 @@ def test_connection_never_follows_other_redirects(status: int, location: str) ->
 def test_connection_never_follows_a_redirect_away_from_wss() -> None:
     machine = _machine()
     assert machine.handshake_redirected(301, "wss://h/ws", "https://h/ws") is None
+
+
+# -- credentials refused over REST ------------------------------------------------------------------
+
+
+def test_connection_rest_refusal_after_renewal_requires_sign_in_at_once() -> None:
+    machine = _machine()
+    _live(machine)
+    assert machine.credentials_refused("HTTP 401") == [DropSocket("HTTP 401")]
+    assert machine.refused
+    assert machine.credentials_refused("again") == []  # one is enough
+    actions = machine.ended(Ended(Ending.FAILED, "HTTP 401", lived=3.0))
+    assert actions == [EmitState(ConnectionState.AUTH_REQUIRED, "HTTP 401"), WaitForAgent()]
+    assert machine.block is Block.AUTH
+    assert machine.credentials_refused("late answer") == []  # already waiting for the agent
+    machine.reauthenticate()
+    assert machine.unblocked()
+    assert not machine.refused
