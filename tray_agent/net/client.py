@@ -546,7 +546,6 @@ class Client:
         self._restored = False
         self._closing = False  # settling at shutdown: queued commands stay in the store
         self._poller: Poller | None = None
-        self._next_poll = 0.0
         self._stop_requested = asyncio.Event()
         self._auth = authenticator
         self._settings = settings
@@ -561,6 +560,10 @@ class Client:
                 stable_after=self._t.stable_after,
                 early_drop_window=self._t.early_drop_window,
                 limited_after=self._t.limited_after,
+                poll_interval=self._t.poll_interval,
+                ws_retry_interval=self._t.ws_retry_interval,
+                backoff_max=self._t.backoff_max,
+                poll_errors_before_giving_up=_POLL_ERRORS_BEFORE_GIVING_UP,
             ),
             Backoff(self._t.backoff_base, self._t.backoff_max, rng),
         )
@@ -1112,48 +1115,37 @@ class Client:
         """
         assert self._poller is not None
         poller = self._poller
-        first = not self._m.limited
-        if first:
+        if not self._m.limited:
             logger.warning("WebSocket unavailable (%s); limited mode: polling over REST", detail)
-        self._apply(self._m.limited_entered(detail, self._t.poll_interval))
-        retry_ws_at = self._clock.monotonic() + self._t.ws_retry_interval
-        errors = 0
-        # A failed WebSocket retry comes back here: keep the poll rhythm instead of polling at once.
-        next_poll = self._clock.monotonic() if first else self._next_poll
+        self._apply(self._m.limited_entered(detail, self._clock.monotonic()))
         try:
             while not self._stopping:
                 self._wake.clear()
                 if self._m.reconnect_pending or self._m.refused:
                     return _Result(_End.PROBE_WS)
                 self._flush_rest()
-                now = self._clock.monotonic()
-                if now >= retry_ws_at:
-                    return _Result(_End.PROBE_WS)
-                if now >= next_poll:
-                    try:
-                        events = await self._unless_stopped(poller.poll())
-                        if events is None:
-                            break
-                    except AuthRefused as exc:
-                        return _Result(_End.AUTH_REQUIRED, exc.text)
-                    except (PollError, AuthError) as exc:
-                        errors += 1
-                        text = exc.text if isinstance(exc, AuthError) else str(exc)
-                        logger.info("limited mode: poll failed (%d in a row): %s", errors, text)
-                        if errors >= _POLL_ERRORS_BEFORE_GIVING_UP:
-                            return _Result(_End.FAILED, f"polling failed: {text}")
-                        delay = min(
-                            self._t.poll_interval * 2.0**errors,
-                            max(self._t.backoff_max, self._t.poll_interval),
-                        )
-                    else:
-                        errors = 0
-                        delay = self._t.poll_interval
-                        for event in events:
-                            self._emit(event)
-                    next_poll = self._next_poll = self._clock.monotonic() + delay
+                step = self._m.limited_tick(self._clock.monotonic())
+                if isinstance(step, Ended):
+                    return step
+                if step is None:
+                    await self._wait_for_wake(self._m.limited_deadline())
                     continue
-                await self._wait_for_wake(min(next_poll, retry_ws_at))
+                try:
+                    events = await self._unless_stopped(poller.poll())
+                    if events is None:
+                        break
+                except AuthRefused as exc:
+                    return _Result(_End.AUTH_REQUIRED, exc.text)
+                except (PollError, AuthError) as exc:
+                    text = (exc.text if isinstance(exc, AuthError) else str(exc)) or "poll failed"
+                    ended = self._m.poll_done(self._clock.monotonic(), text)
+                    logger.info("limited mode: poll failed (%d in a row): %s", self._m.poll_errors, text)
+                    if ended is not None:
+                        return ended
+                else:
+                    self._m.poll_done(self._clock.monotonic())
+                    for event in events:
+                        self._emit(event)
             return _Result(_End.STOPPED)
         finally:
             self._m.limited_left()

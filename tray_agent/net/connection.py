@@ -165,6 +165,11 @@ class ProbeRest:
 
 
 @dataclass(frozen=True, slots=True)
+class PollRest:
+    """Limited mode: poll the REST API now (then report :meth:`ConnectionMachine.poll_done`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SendPing:
     """Send the application ping frame."""
 
@@ -189,6 +194,7 @@ Action = (
     | RenewCredentials
     | FollowRedirect
     | ProbeRest
+    | PollRest
     | SendPing
     | DropSocket
     | Finish
@@ -204,6 +210,10 @@ class MachineTimings:
     stable_after: float = 60.0
     early_drop_window: float = 60.0
     limited_after: int = 3
+    poll_interval: float = 10.0
+    ws_retry_interval: float = 180.0
+    backoff_max: float = 60.0
+    poll_errors_before_giving_up: int = 5
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -233,6 +243,10 @@ class ConnectionMachine:
         self._handshake_failures = 0
         self._ws_retried_after_probe = False
         self._refused = ""  # a REST call was refused even with renewed credentials
+        # limited mode schedule
+        self._next_poll = 0.0
+        self._retry_ws_at = 0.0
+        self._poll_errors = 0
         # heartbeat (valid while a socket is open)
         self.next_ping = 0.0
         self.ping_sent: float | None = None
@@ -383,13 +397,46 @@ class ConnectionMachine:
             return Ended(Ending.RETRY_NOW, "the server answers again")
         return Ended(Ending.LIMITED, detail)
 
-    def limited_entered(self, detail: str, poll_interval: float) -> list[Action]:
-        """Polling over REST starts (or resumes after a failed socket retry)."""
+    def limited_entered(self, detail: str, now: float) -> list[Action]:
+        """Polling over REST starts (or resumes after a failed socket retry, keeping its rhythm)."""
+        if not self.limited:
+            self._next_poll = now
         self.limited = True
         self.phase = Phase.LIMITED
-        return self._emit(
-            ConnectionState.LIMITED, f"WebSocket blocked ({detail}); polling every {poll_interval:g} s"
-        )
+        self._retry_ws_at = now + self.t.ws_retry_interval
+        self._poll_errors = 0
+        text = f"WebSocket blocked ({detail}); polling every {self.t.poll_interval:g} s"
+        return self._emit(ConnectionState.LIMITED, text)
+
+    def limited_tick(self, now: float) -> Ended | PollRest | None:
+        """Limited mode: time to retry the socket (the stretch ends PROBE_WS), to poll, or neither."""
+        if self._reconnect_requested or self._refused or now >= self._retry_ws_at:
+            return Ended(Ending.PROBE_WS)
+        if now >= self._next_poll:
+            return PollRest()
+        return None
+
+    def limited_deadline(self) -> float:
+        """When :meth:`limited_tick` has something to do next."""
+        return min(self._next_poll, self._retry_ws_at)
+
+    def poll_done(self, now: float, error: str = "") -> Ended | None:
+        """A poll ended (``error``: why it failed); repeated failures end limited mode (FAILED)."""
+        if not error:
+            self._poll_errors = 0
+            self._next_poll = now + self.t.poll_interval
+            return None
+        self._poll_errors += 1
+        if self._poll_errors >= self.t.poll_errors_before_giving_up:
+            return Ended(Ending.FAILED, f"polling failed: {error}")
+        ceiling = max(self.t.backoff_max, self.t.poll_interval)
+        self._next_poll = now + min(self.t.poll_interval * 2.0**self._poll_errors, ceiling)
+        return None
+
+    @property
+    def poll_errors(self) -> int:
+        """Failed polls in a row."""
+        return self._poll_errors
 
     def limited_left(self) -> None:
         """Polling stopped (time to retry the socket, a failure, stop)."""

@@ -18,6 +18,7 @@ from tray_agent.net.connection import (
     FollowRedirect,
     MachineTimings,
     Phase,
+    PollRest,
     ProbeRest,
     RenewCredentials,
     SendPing,
@@ -373,3 +374,32 @@ def test_connection_rest_refusal_after_renewal_requires_sign_in_at_once() -> Non
     machine.reauthenticate()
     assert machine.unblocked()
     assert not machine.refused
+
+
+def test_connection_limited_mode_polls_on_a_rhythm_and_retries_the_socket() -> None:
+    machine = _machine()
+    machine.limited_entered("blocked", 100.0)
+    assert machine.limited_tick(100.0) == PollRest()  # the first poll at once
+    assert machine.poll_done(100.5) is None
+    assert machine.limited_tick(105.0) is None
+    assert machine.limited_deadline() == 110.5
+    assert machine.limited_tick(110.5) == PollRest()
+    # Failed polls back off (capped), five in a row give up.
+    assert machine.poll_done(111.0, "HTTP 502") is None
+    assert machine.limited_deadline() == 131.0  # 10 * 2**1
+    for _ in range(3):
+        assert machine.poll_done(140.0, "HTTP 502") is None
+    assert machine.limited_deadline() == 200.0  # capped at backoff_max (60)
+    assert machine.poll_done(200.0, "HTTP 502") == Ended(Ending.FAILED, "polling failed: HTTP 502")
+    # Every ws_retry_interval the socket is tried again; a failed retry keeps the poll rhythm.
+    machine = _machine()
+    machine.limited_entered("blocked", 0.0)
+    machine.poll_done(0.0)
+    assert machine.limited_tick(180.0) == Ended(Ending.PROBE_WS)
+    machine.limited_left()
+    machine.limited_entered("blocked", 181.0)
+    assert machine.limited_tick(181.0) == PollRest()  # next_poll (10.0) already passed
+    machine.poll_done(181.0)
+    assert machine.limited_deadline() == 191.0
+    machine.reconnect_requested()
+    assert machine.limited_tick(182.0) == Ended(Ending.PROBE_WS)
