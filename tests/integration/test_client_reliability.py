@@ -9,8 +9,10 @@ import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
+from websockets.asyncio.client import connect
 
 from tests.helpers.fakes import EventRecorder, FakeClock, FakeSecretStore, RecordingSleep
 from tests.helpers.net_clients import FAST, dashboard_rig, org_rig, running
@@ -26,6 +28,7 @@ from tray_agent.core.commands import SendReply
 from tray_agent.core.events import CommandFailed, ConnectionChanged, ConnectionState
 from tray_agent.core.protocol.dashboard import DashboardCodec
 from tray_agent.core.settings import ConnectionSettings
+from tray_agent.demo.server import DemoServer
 from tray_agent.net.auth import DashboardAuthenticator
 from tray_agent.net.client import Client
 
@@ -233,3 +236,49 @@ async def test_org_rest_command_refused_after_renewal_requires_sign_in_at_once()
         assert len(refusals) == 2  # the credentials were renewed once in between
         assert refusals[0] != refusals[1]
         assert server.handshakes == 1
+
+
+@pytest.mark.asyncio
+async def test_demo_dashboard_web_tab_closing_under_the_app_says_signed_in_elsewhere(tmp_path: Path) -> None:
+    """Against the demo backend (faithful to the Go server's one-socket-per-user map, G4)."""
+    server = DemoServer(
+        "dashboard",
+        db_path=tmp_path / "demo.sqlite3",
+        preload=2,
+        backend_options={"ping_interval": 3600.0, "read_timeout": 3600.0},
+    )
+    await server.start()
+    try:
+        agent = server.info.agents[0]
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            login = {"email": agent.email, "password": agent.password, "company_id": agent.tenant}
+            async with http.post(server.url + "/auth/login", json=login) as resp:
+                assert resp.status == 200
+                cookie = resp.cookies["session"].value
+        ws_url = server.url.replace("http://", "ws://") + "/api/dashboard/ws"
+        browser = await connect(ws_url, additional_headers={"Cookie": f"session={cookie}"})
+        settings = ConnectionSettings(
+            dialect="dashboard", server=server.url, company=agent.tenant, email=agent.email
+        )
+        clock, events = FakeClock(), EventRecorder()
+        auth = DashboardAuthenticator(
+            settings, FakeSecretStore(), clock, password=agent.password, keepalive_interval=3600.0
+        )
+        sleep = RecordingSleep()
+        client = Client(DashboardCodec(), auth, settings, events, clock, timings=FAST, sleep=sleep)
+        task = client.start()
+        try:
+            await events.wait_state(CONNECTED)
+            mark = events.mark()
+            await browser.close()  # the web dashboard tab goes: its cleanup closes our socket
+            changed = await events.wait_for(ConnectionChanged, lambda e: e.state is not CONNECTED, after=mark)
+            assert changed.state is ELSEWHERE
+            assert sleep.delays == []
+            mark = events.mark()
+            client.reconnect_now()
+            await events.wait_state(CONNECTED, after=mark)
+        finally:
+            await client.stop()
+            await task
+    finally:
+        await server.stop()
