@@ -30,6 +30,16 @@ Decisions:
   state is AUTH_REQUIRED and nothing is retried until :meth:`Client.reauthenticate`.
 * **The dashboard's extra disconnect** (G4): the first drop within ``early_drop_window`` of a
   connection that followed a failure is retried at once, without growing the backoff.
+* **Signed in elsewhere** (dashboard, one socket per user): any other close that the codec calls
+  displacing (an empty Close frame, 1005) means another client of my user holds the socket: the
+  state is SIGNED_IN_ELSEWHERE and nothing is retried until :meth:`Client.reconnect_now`.
+* **Redirects** on the handshake: a same-host ws -> wss upgrade is followed once per attempt;
+  any other (captive portal, another host) is a failed handshake, retried with backoff.
+* **REST refusals**: a REST call still refused after renewing the credentials once (401, or
+  the re-login refused) ends the connection in AUTH_REQUIRED at once.
+* **The outbox store failing** (disk full): a command whose row cannot be marked SENT is not
+  sent (its row still says QUEUED; a restart would send it again): it stays queued, in order,
+  and is tried again every ``store_retry``. Failed deletes of finished rows are retried too.
 """
 
 from __future__ import annotations
@@ -513,7 +523,8 @@ class Client:
 
     Emits:
         ConnectionChanged: CONNECTING, RESYNCING (socket open, resync running), CONNECTED,
-            RECONNECTING (with ``retry_in``), AUTH_REQUIRED, OFFLINE (stopped or bad settings).
+            RECONNECTING (with ``retry_in``), AUTH_REQUIRED, SIGNED_IN_ELSEWHERE, LIMITED,
+            OFFLINE (stopped or bad settings).
         CommandQueued / CommandSent / CommandSucceeded / CommandFailed: per submitted command.
         Ignored: binary and oversized frames (besides what the codec says).
         every other event of the codec (frames and REST answers), in order; ServerAcked and
