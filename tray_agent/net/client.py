@@ -638,12 +638,8 @@ class Client:
             self._ssl = self._ssl_override or make_ssl_context(self._settings)
         except (OSError, ssl.SSLError) as exc:
             logger.warning("The CA bundle %r cannot be used: %s", self._settings.ca_bundle, exc)
-            self._m.phase = Phase.STOPPED
-            self._apply(
-                self._m.emit(
-                    ConnectionState.OFFLINE, f"The CA bundle {self._settings.ca_bundle} cannot be used: {exc}"
-                )
-            )
+            why = f"The CA bundle {self._settings.ca_bundle} cannot be used: {exc}"
+            self._apply(self._m.unusable(why))
             return
         self._running = True
         self._runner = asyncio.current_task()
@@ -671,7 +667,6 @@ class Client:
             if asyncio.current_task() is not self._runner:  # called from inside run(): can't wait
                 await self._done.wait()
         elif not self._stopped:
-            self._m.phase = Phase.STOPPED
             self._closing = True
             for outcome in self._tracker.settle_all("the client stopped"):
                 self._emit(outcome.event)

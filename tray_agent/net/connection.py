@@ -292,6 +292,11 @@ class ConnectionMachine:
         self.phase = Phase.STOPPED if requested else Phase.IDLE
         return self._emit(ConnectionState.OFFLINE, "stopped" if requested else "")
 
+    def unusable(self, detail: str) -> list[Action]:
+        """The client cannot run at all (a bad CA bundle): OFFLINE for good, saying why."""
+        self.phase = Phase.STOPPED
+        return self._emit(ConnectionState.OFFLINE, detail)
+
     def reconnect_requested(self) -> list[Action]:
         """Sleep/resume, a network change, "Reconnect now": drop the socket, connect at once.
 

@@ -403,3 +403,11 @@ def test_connection_limited_mode_polls_on_a_rhythm_and_retries_the_socket() -> N
     assert machine.limited_deadline() == 191.0
     machine.reconnect_requested()
     assert machine.limited_tick(182.0) == Ended(Ending.PROBE_WS)
+
+
+def test_connection_an_unusable_client_is_offline_for_good() -> None:
+    machine = _machine()
+    assert machine.unusable("The CA bundle x cannot be used") == [
+        EmitState(ConnectionState.OFFLINE, "The CA bundle x cannot be used")
+    ]
+    assert machine.phase is Phase.STOPPED
