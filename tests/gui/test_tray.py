@@ -269,6 +269,7 @@ def test_tray_problems_and_sign_in(rig: Rig, windows: FakeWindowManager) -> None
 
 def test_tray_signed_in_elsewhere_says_so_and_offers_reconnect(rig: Rig, qtbot: QtBot) -> None:
     rig.dispatch(connected(), ConnectionChanged(state=ConnectionState.SIGNED_IN_ELSEWHERE))
+    assert rig.tray.icon_state is IconState.OFFLINE  # no live updates: never the connected icon
     menu = rig.menu()
     assert texts(menu)[0].startswith("Signed in elsewhere (Reconnect now takes the live updates back)")
     with qtbot.waitSignal(rig.tray.reconnect_requested):

@@ -75,7 +75,7 @@ def icon_state(connection: ConnectionState, level: TrayLevel, quiet: bool) -> Ic
     """Which icon to show: trouble first, then an SLA breach, then do-not-disturb."""
     if connection is ConnectionState.AUTH_REQUIRED:
         return IconState.AUTH
-    if connection is ConnectionState.OFFLINE:
+    if connection in (ConnectionState.OFFLINE, ConnectionState.SIGNED_IN_ELSEWHERE):
         return IconState.OFFLINE
     if connection in _CONNECTING_STATES:
         return IconState.CONNECTING
