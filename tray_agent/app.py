@@ -453,7 +453,7 @@ class TrayApp:
     def _on_wakeup_detected(self, reason: str) -> None:
         if self.client is not None:
             logger.info("Reconnecting at once: %s", reason)
-            self.client.reconnect_now()
+            self.client.reconnect_now(automatic=True)
 
     async def main(self) -> int:
         """Start everything, wait for Quit / SIGINT / SIGTERM, shut down cleanly."""

@@ -685,15 +685,16 @@ class Client:
         self._next_resync = self._clock.monotonic()
         self._wake.set()
 
-    def reconnect_now(self) -> None:
+    def reconnect_now(self, *, automatic: bool = False) -> None:
         """Drop the current socket (if any) and reconnect at once, resetting the backoff.
 
-        For sleep/resume and network changes, and the agent's way back after "signed in
-        elsewhere" (this app takes the live connection back). Does nothing while AUTH_REQUIRED.
+        For sleep/resume and network changes (``automatic``), and "Reconnect now": the agent's
+        way back after "signed in elsewhere" (this app takes the live connection back), which
+        an automatic reconnect does not do. Does nothing while AUTH_REQUIRED.
         """
         if self._stopping:
             return
-        self._apply(self._m.reconnect_requested())
+        self._apply(self._m.reconnect_requested(automatic=automatic))
         self._kick.set()
 
     def reauthenticate(self) -> None:

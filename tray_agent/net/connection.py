@@ -297,13 +297,14 @@ class ConnectionMachine:
         self.phase = Phase.STOPPED
         return self._emit(ConnectionState.OFFLINE, detail)
 
-    def reconnect_requested(self) -> list[Action]:
+    def reconnect_requested(self, *, automatic: bool = False) -> list[Action]:
         """Sleep/resume, a network change, "Reconnect now": drop the socket, connect at once.
 
-        Also the agent's way out of "signed in elsewhere" (taking the socket back). Ignored
-        while the credentials or settings are refused.
+        "Reconnect now" (not ``automatic``) is also the agent's way out of "signed in
+        elsewhere" (taking the socket back); an automatic one leaves the other client alone.
+        Ignored while the credentials or settings are refused.
         """
-        if self.stopping:
+        if self.stopping or (automatic and self.block is Block.ELSEWHERE):
             return []
         if self.block is Block.ELSEWHERE:
             self.block = None

@@ -263,6 +263,8 @@ def test_connection_displaced_blocks_as_signed_in_elsewhere_until_reconnect_now(
     assert actions == [EmitState(ConnectionState.SIGNED_IN_ELSEWHERE, ""), WaitForAgent()]
     assert machine.block is Block.ELSEWHERE
     assert not machine.unblocked()
+    assert machine.reconnect_requested(automatic=True) == []  # a network change leaves it alone
+    assert not machine.unblocked()
     machine.reconnect_requested()
     assert machine.unblocked()
     assert _states(machine.attempt_started()) == [ConnectionState.CONNECTING]
