@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.desktop.conftest import unavailable
 from tests.desktop.session import REPO, DesktopSession, wait_until
 from tests.desktop.test_alerting import AppProcess, DemoServerProcess
 from tests.desktop.test_alerting import demo_server as demo_server  # the fixture
@@ -377,8 +378,10 @@ def shoot_one(
 def test_screenshots_inbox_and_chat_in_both_languages_and_themes(
     desktop: DesktopSession, seeded: Seeded, launcher: Launcher, tmp_path: Path
 ) -> None:
-    if shutil.which("import") is None or shutil.which("xwininfo") is None:
-        pytest.skip("screenshots need ImageMagick's import and xwininfo (tools/desktop-packages.txt)")
+    missing = [tool for tool in ("import", "convert", "xwininfo") if shutil.which(tool) is None]
+    missing += [f"lib{lib}" for lib in ("X11", "Xtst") if ctypes.util.find_library(lib) is None]
+    if missing:
+        unavailable(f"screenshots: missing {', '.join(missing)} (install tools/desktop-packages.txt)")
     target = out_dir(tmp_path)
     shots: dict[tuple[str, str, str], Shot] = {}
     for language in LANGUAGES:
