@@ -242,8 +242,11 @@ async def test_limited_mode_in_the_windows(qtbot, tmp_path: Path, dialect: str) 
         assert sum(1 for r in chat.model.records if r.text == "Still there?") == 1
 
         await server.control("refuse_upgrades", on=False)
-        await until(lambda: status.text().startswith("Connected"), what="connected again")
-        assert rig.store.state.connection.state is ConnectionState.CONNECTED
+        # "Connected, catching up…" (RESYNCING) also starts with "Connected": wait for the end.
+        await until(
+            lambda: rig.store.state.connection.state is ConnectionState.CONNECTED, what="connected again"
+        )
+        assert status.text().startswith("Connected")
         assert await delivered(server, key) == ["Yes, still here"]
 
 

@@ -808,10 +808,10 @@ class Client:
         self._durable[command.command_id] = command
         if self._store_write("saving", command.command_id, partial(outbox.add, record)):
             self._on_disk.add(command.command_id)
-        elif command.command_id not in self._on_disk:
+            return True
+        if command.command_id not in self._on_disk:
             logger.warning("the outbox store could not save %s; kept in memory only", command.command_id)
-            return False
-        return True
+        return False  # this state of it is not on disk (a restored row may be, in an older state)
 
     def _forget(self, command_id: str) -> None:
         self._unconfirmed.pop(command_id, None)
