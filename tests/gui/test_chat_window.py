@@ -342,7 +342,8 @@ def test_banner_says_who_handles_the_chat(chat, qtbot):
     qtbot.mouseClick(window._release_button, Qt.MouseButton.LeftButton)
     release = chat.env.sink.last(Release)
     chat.env.feed(CommandSucceeded(command_id=release.command_id, kind=CommandKind.RELEASE, conversation=KEY))
-    assert window.handler_text.startswith("Waiting for a human")
+    # Released: they wait for nobody now (not "waiting since" their old time).
+    assert window.handler_text == "Nobody is handling this customer."
     chat.env.feed(page(summary(KEY, "Alice", assigned=True, agent=AgentRef("x", "Sam"))))
     assert window.handler_text == "Sam is handling this customer."
     assert not window._take_over_button.isEnabled()

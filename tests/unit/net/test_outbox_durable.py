@@ -13,7 +13,9 @@ from tests.helpers.net_clients import FAST
 from tests.helpers.scripted_server import DashboardServer, dashboard_customer
 from tray_agent.core.commands import DiscardCommand, Ping, ResendCommand, SendReply, TakeOver
 from tray_agent.core.events import (
+    CommandDiscarded,
     CommandFailed,
+    CommandKind,
     CommandQueued,
     CommandSent,
     CommandSucceeded,
@@ -205,10 +207,14 @@ async def test_unconfirmed_replies_are_shown_never_resent_until_the_agent_decide
         client.submit(ResendCommand(command_id="u1"))
         await events.wait_for(CommandSucceeded, lambda e: e.command_id == "u1")
         client.submit(DiscardCommand(command_id="u2"))
-        dropped = await events.wait_for(
-            CommandFailed, lambda e: e.command_id == "u2" and e.reason is not FailureReason.UNCONFIRMED
-        )
-        assert "discarded" in dropped.text
+        dropped = await events.wait_for(CommandDiscarded, lambda e: e.command_id == "u2")
+        assert dropped.kind is CommandKind.REPLY
+        assert dropped.conversation == "p1/c1"
+        assert not [
+            e
+            for e in events.of(CommandFailed)
+            if e.command_id == "u2" and e.reason is not FailureReason.UNCONFIRMED
+        ]
         client.submit(ResendCommand(command_id="nope"))
         unknown = await events.wait_for(CommandFailed, lambda e: e.command_id == "nope")
         assert unknown.reason is FailureReason.INVALID
