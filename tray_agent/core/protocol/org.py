@@ -410,6 +410,10 @@ class OrgCodec:
         self.user_id = user_id
         self.org_id = org_id
         self._ai_agents: OrderedDict[str, str] = OrderedDict()
+        # Human agent row id -> name, from enriched rows (the chat list); names a take-over conflict
+        # when the single-chat read is not enriched. My own agent row id, from my take-overs.
+        self._agent_names: OrderedDict[str, str] = OrderedDict()
+        self._my_agent_id = ""
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -527,10 +531,11 @@ class OrgCodec:
         agent: AgentRef | None = None
         assigned_to_me: bool | None = False
         if assigned:
-            agent = AgentRef(
-                agent_id=chat.human_agent_id or human_assignee,
-                name=chat.human_agent_name or chat.agent_name,
-            )
+            agent_id = chat.human_agent_id or human_assignee
+            name = chat.human_agent_name or chat.agent_name
+            if agent_id and name:
+                self._learn(self._agent_names, agent_id, name)
+            agent = AgentRef(agent_id=agent_id, name=name or self._agent_names.get(agent_id, ""))
             assigned_to_me = (chat.human_id == self.user_id) if (chat.human_id and self.user_id) else None
         last = chat.last_message
         return ConversationSummary(
@@ -549,11 +554,13 @@ class OrgCodec:
         )
 
     def _learn_ai_agent(self, chat_id: str, ai_agent_id: str) -> None:
-        if not ai_agent_id:
-            return
-        cache = self._ai_agents
-        cache[chat_id] = ai_agent_id
-        cache.move_to_end(chat_id)
+        if ai_agent_id:
+            self._learn(self._ai_agents, chat_id, ai_agent_id)
+
+    @staticmethod
+    def _learn(cache: OrderedDict[str, str], key: str, value: str) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
         if len(cache) > _AI_CACHE_SIZE:
             cache.popitem(last=False)
 
@@ -652,6 +659,8 @@ class OrgCodec:
         summary = self.chat_summary(chat)
         if not summary.assigned or summary.assigned_to_me is True:
             return ()
+        if self._my_agent_id and summary.agent is not None and summary.agent.agent_id == self._my_agent_id:
+            return ()  # mine already (the read is not enriched: no human_id to compare)
         holder = summary.agent or AgentRef()
         name = holder.name or holder.email or "another agent"
         refusal = failed(command, FailureReason.ALREADY_ASSIGNED, f"{name} is already handling this customer")
@@ -687,6 +696,8 @@ class OrgCodec:
         self._learn_ai_agent(chat.id, chat.ai_agent_id)
         summary = self.chat_summary(chat)
         if isinstance(command, TakeOver):
+            if chat.handled_by == "human" and chat.human_agent_id:
+                self._my_agent_id = chat.human_agent_id  # assigned_to_me: the agent row is mine
             # Org assign broadcasts nothing (PROTOCOL.md O9): this answer is the only news of it.
             change = AssignmentChanged(
                 conversation=command.conversation,
