@@ -327,6 +327,7 @@ class TrayApp:
         from tray_agent.platform.notifier import NullNotifier
         from tray_agent.platform.sound import NullSound
         from tray_agent.ui.bridge import StoreBridge
+        from tray_agent.ui.confirm import LeaveGuard
         from tray_agent.ui.effects import EffectRunner
         from tray_agent.ui.theme import ThemeController
         from tray_agent.ui.tray import TrayController
@@ -346,6 +347,7 @@ class TrayApp:
         self.policy = AlertPolicy(settings.alerts)
         self.bridge = StoreBridge(self.store)
         self.commands = CommandRelay(self._fail_offline)
+        self.leave_guard = LeaveGuard(self.bridge, self.commands)  # Quit / Sign out while holding customers
         self.runner = EffectRunner(
             self.policy,
             NullNotifier(),
@@ -794,14 +796,18 @@ class TrayApp:
             self.windows.close_sign_in()
 
     def _on_tray_quit_requested(self) -> None:
-        self.stopping.set()
+        from tray_agent.ui.confirm import LeaveAction
+
+        self.leave_guard.request(LeaveAction.QUIT, self.stopping.set)
 
     def _on_tray_sign_out_requested(self) -> None:
         if self.windows is not None:
             self.windows.ask_sign_out()
 
     def _on_windows_sign_out_confirmed(self) -> None:
-        self._spawn(self.sign_out())
+        from tray_agent.ui.confirm import LeaveAction
+
+        self.leave_guard.request(LeaveAction.SIGN_OUT, lambda: self._spawn(self.sign_out()))
 
     def _on_tray_diagnostics_export_requested(self, path: str) -> None:
         self._spawn(self.export_diagnostics(Path(path)))
