@@ -274,7 +274,16 @@ class Transport(enum.StrEnum):
     HTTP = "http"
 
 
-_RETRY_AFTER_DROP = frozenset({CommandKind.TAKE_OVER, CommandKind.REFRESH, CommandKind.HISTORY})
+# Idempotent kinds: sent again after a drop, or after a restart that left them unconfirmed.
+_RETRY_AFTER_DROP = frozenset(
+    {
+        CommandKind.TAKE_OVER,
+        CommandKind.RESOLVE,
+        CommandKind.HAND_BACK,
+        CommandKind.REFRESH,
+        CommandKind.HISTORY,
+    }
+)
 
 UPGRADE_REFUSED = frozenset({400, 405, 426, 501, 502, 503, 504})
 """Handshake statuses a WebSocket-breaking proxy answers with: try REST polling at once."""
