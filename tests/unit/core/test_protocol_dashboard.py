@@ -369,3 +369,10 @@ def test_a_failed_first_step_is_one_clear_failure(codec) -> None:
         resolve, 0, 403, b'{"error": "Only the assigned agent or an admin can unassign"}'
     )
     assert refused.text.startswith("Could not release the customer")
+
+
+def test_resolve_failing_at_the_bot_step_says_the_customer_was_released(codec) -> None:
+    resolve = Resolve(conversation=KEY)
+    (failure,) = codec.parse_response(resolve, 404, b'{"error": "Customer not found"}')
+    assert failure.reason is FailureReason.NOT_FOUND
+    assert failure.text == "Released, but the bot could not take the customer back: Customer not found"

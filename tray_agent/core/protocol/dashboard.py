@@ -880,7 +880,12 @@ class DashboardCodec:
         """Translate an HTTP answer (history; REST-fallback refresh and reply); never raises."""
         try:
             if not 200 <= status < 300:
-                return (_rest_failure(command, status, body),)
+                failure = _rest_failure(command, status, body)
+                if isinstance(command, Resolve | HandBack):
+                    # The last step of the plan: the customer is already released (step 1 passed).
+                    text = f"Released, but the bot could not take the customer back: {failure.text}"
+                    failure = failed(command, failure.reason, text)
+                return (failure,)
             if isinstance(command, LoadHistory):
                 return self.parse_history(command, body)
             if isinstance(command, RefreshWaitingList):
