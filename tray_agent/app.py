@@ -153,6 +153,7 @@ class TrayApp:
         from tray_agent.platform.sound import NullSound
         from tray_agent.session import SessionHooks, build_session
         from tray_agent.ui.bridge import StoreBridge
+        from tray_agent.ui.confirm import LeaveGuard
         from tray_agent.ui.effects import EffectRunner
         from tray_agent.ui.theme import ThemeController
         from tray_agent.ui.tray import TrayController
@@ -184,6 +185,7 @@ class TrayApp:
         self.policy = AlertPolicy(settings.alerts)
         self.bridge = StoreBridge(self.store)
         self.commands: AccountSession = self.session  # the UI's CommandSink
+        self.leave_guard = LeaveGuard(self.bridge, self.commands)  # Quit / Sign out while holding customers
         self.runner = EffectRunner(
             self.policy,
             NullNotifier(),
@@ -537,14 +539,18 @@ class TrayApp:
             self.windows.close_sign_in()
 
     def _on_tray_quit_requested(self) -> None:
-        self.stopping.set()
+        from tray_agent.ui.confirm import LeaveAction
+
+        self.leave_guard.request(LeaveAction.QUIT, self.stopping.set)
 
     def _on_tray_sign_out_requested(self) -> None:
         if self.windows is not None:
             self.windows.ask_sign_out()
 
     def _on_windows_sign_out_confirmed(self) -> None:
-        self._spawn(self.sign_out())
+        from tray_agent.ui.confirm import LeaveAction
+
+        self.leave_guard.request(LeaveAction.SIGN_OUT, lambda: self._spawn(self.sign_out()))
 
     def _on_tray_diagnostics_export_requested(self, path: str) -> None:
         self._spawn(self._export_diagnostics(Path(path)))

@@ -14,8 +14,9 @@ under ``Paths.data`` (``--basedir DIR``: ``DIR/data``), one file per account: ``
 printed only once the command is on disk, queued commands left by a previous run (stopped or
 killed while offline) are sent after the first resync, and commands that were sent but never
 confirmed come back as ``command_failed`` with reason ``unconfirmed``, to be answered with
-``{"cmd": "resend"|"discard", "command_id": ID}``. ``--demo`` keeps its store in a temporary
-directory deleted at exit (demo data never mixes with the agent's).
+``{"cmd": "resend"|"discard", "command_id": ID}`` (a discard answers ``command_discarded``).
+``--demo`` keeps its store in a temporary directory deleted at exit (demo data never mixes with
+the agent's).
 
 Exit codes: 0 end of input or Ctrl-C (after in-flight commands are settled), 2 bad settings,
 3 authentication refused.
@@ -42,6 +43,7 @@ from tray_agent.core.commands import CommandLineError, command_from_line
 from tray_agent.core.events import (
     AssignmentAction,
     AssignmentChanged,
+    CommandDiscarded,
     CommandFailed,
     CommandKind,
     CommandQueued,
@@ -268,7 +270,7 @@ class _Console:
         if isinstance(event, CommandQueued):
             self.in_flight.add(event.command_id)
             self.settled.clear()
-        elif isinstance(event, CommandSucceeded | CommandFailed):
+        elif isinstance(event, CommandSucceeded | CommandFailed | CommandDiscarded):
             self.in_flight.discard(event.command_id)
             if not self.in_flight:
                 self.settled.set()

@@ -10,22 +10,24 @@ from tests.helpers.fakes import FakeSecretStore as FakeSecretStore  # one set of
 from tray_agent.core.commands import (
     Command,
     DiscardCommand,
+    HandBack,
     LoadHistory,
     Release,
     ResendCommand,
+    Resolve,
     SendReply,
     TakeOver,
 )
 from tray_agent.core.events import (
     AgentRef,
-    CommandFailed,
+    CommandDiscarded,
     CommandQueued,
+    CommandRetried,
     Connected,
     ConnectionChanged,
     ConnectionState,
     ConversationSummary,
     Event,
-    FailureReason,
     WaitingListPage,
 )
 from tray_agent.core.state import Store
@@ -56,8 +58,8 @@ class FakeCommandSink:
     Args:
         store: when given, replies, take-overs and releases are dispatched as CommandQueued
             (the store then shows a pending bubble / optimistic take-over, as with net.Client);
-            a ResendCommand queues the named command again (same id) and a DiscardCommand
-            fails it as "discarded", as net.Client does.
+            a ResendCommand queues the named command again (same id), a DiscardCommand
+            discards it and a retried reply links the failed one to it, as net.Client does.
 
     Attributes:
         durable: what CommandQueued.durable says (net.Client: whether the outbox store saved it).
@@ -88,16 +90,12 @@ class FakeCommandSink:
                 )
             else:
                 self.store.dispatch(
-                    CommandFailed(
-                        command_id=known.command_id,
-                        kind=known.kind,
-                        conversation=known.conversation,
-                        reason=FailureReason.OFFLINE,
-                        text="discarded by the agent; not sent",
+                    CommandDiscarded(
+                        command_id=known.command_id, kind=known.kind, conversation=known.conversation
                     )
                 )
             return
-        if isinstance(command, (SendReply, TakeOver, Release)):
+        if isinstance(command, (SendReply, TakeOver, Release, Resolve, HandBack)):
             self.store.dispatch(
                 CommandQueued(
                     command_id=command.command_id,
@@ -107,6 +105,14 @@ class FakeCommandSink:
                     durable=self.durable,
                 )
             )
+            if isinstance(command, SendReply) and command.retry_of:
+                self.store.dispatch(
+                    CommandRetried(
+                        command_id=command.retry_of,
+                        retried_as=command.command_id,
+                        conversation=command.conversation,
+                    )
+                )
 
     def of(self, kind: type[C]) -> list[C]:
         return [c for c in self.commands if isinstance(c, kind)]

@@ -11,7 +11,15 @@ from PySide6.QtWidgets import QApplication
 
 from tests.gui.fakes import T0, make_env, page, summary
 from tests.gui.test_customer_service import ARTIFACTS, dark_palette, light_palette
-from tray_agent.core.commands import DiscardCommand, Release, ResendCommand, SendReply, TakeOver
+from tray_agent.core.commands import (
+    DiscardCommand,
+    HandBack,
+    Release,
+    ResendCommand,
+    Resolve,
+    SendReply,
+    TakeOver,
+)
 from tray_agent.core.events import (
     AgentRef,
     Attachment,
@@ -293,12 +301,48 @@ def test_unconfirmed_reply_can_be_discarded_from_its_bubble(chat, qtbot):
     assert chat.env.sink.last(DiscardCommand).command_id == reply.command_id
     chat.env.bridge.flush_now()
     gone = chat.bubbles()[-1]
-    assert gone.reply_state is CommandState.FAILED
+    assert gone.reply_state is CommandState.DISCARDED  # the store's state, not the window's memory
     assert window.delegate.status_text(gone, False) == "Discarded: not sent"
     after = bubble_layout(window, row)
     assert (after.retry, after.resend, after.discard) == (None, None, None)
     assert window.failure_text == ""
     assert chat.env.sink.of(SendReply) == [reply]
+    # Closed and opened again: still discarded, still nothing offered.
+    window.close()
+    again = ChatWindow(KEY, chat.env.bridge, chat.env.store.dispatch, chat.env.sink)
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitExposed(again)
+    assert again.delegate.status_text(again.model.records[-1], False) == "Discarded: not sent"
+    assert again.failure_text == ""
+    assert bubble_layout(again, row).discard is None
+
+
+def test_a_retried_reply_stays_retried_in_a_new_window(chat, qtbot):
+    window = chat.window
+    window._reply_edit.setPlainText("lost")
+    window.send_reply()
+    first = chat.env.sink.last(SendReply)
+    chat.env.feed(
+        CommandFailed(command_id=first.command_id, kind=CommandKind.REPLY, conversation=KEY, text="boom")
+    )
+    qtbot.mouseClick(window._retry_button, Qt.MouseButton.LeftButton)
+    retry = chat.env.sink.last(SendReply)
+    assert retry.retry_of == first.command_id
+    chat.env.feed(
+        CommandFailed(command_id=retry.command_id, kind=CommandKind.REPLY, conversation=KEY, text="again")
+    )
+    window.close()
+    again = ChatWindow(KEY, chat.env.bridge, chat.env.store.dispatch, chat.env.sink)
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitExposed(again)
+    old = next(r for r in again.model.records if r.command_id == first.command_id)
+    assert old.retried_as == retry.command_id
+    assert "(retried)" in again.delegate.status_text(old, True)
+    # Only the newest failure is offered again; retrying it sends the new one, not the old.
+    qtbot.mouseClick(again._retry_button, Qt.MouseButton.LeftButton)
+    assert chat.env.sink.last(SendReply).retry_of == retry.command_id
 
 
 def test_markup_is_shown_literally_and_only_web_links_open(chat, qtbot):
@@ -342,7 +386,8 @@ def test_banner_says_who_handles_the_chat(chat, qtbot):
     qtbot.mouseClick(window._release_button, Qt.MouseButton.LeftButton)
     release = chat.env.sink.last(Release)
     chat.env.feed(CommandSucceeded(command_id=release.command_id, kind=CommandKind.RELEASE, conversation=KEY))
-    assert window.handler_text.startswith("Waiting for a human")
+    # Released: they wait for nobody now (not "waiting since" their old time).
+    assert window.handler_text == "Nobody is handling this customer."
     chat.env.feed(page(summary(KEY, "Alice", assigned=True, agent=AgentRef("x", "Sam"))))
     assert window.handler_text == "Sam is handling this customer."
     assert not window._take_over_button.isEnabled()
@@ -460,3 +505,37 @@ def click_link(window: ChatWindow, qtbot, row: int) -> None:
     assert layout.link is not None
     point: QPoint = layout.link.topLeft() + QPoint(6, layout.link.height() // 2)
     qtbot.mouseClick(window.message_view.viewport(), Qt.MouseButton.LeftButton, pos=point)
+
+
+def test_resolve_hand_back_and_take_anyway_in_the_chat_window(chat, qtbot):
+    window = chat.window
+    assert not window._resolve_button.isVisible()  # not mine yet
+    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    take = chat.env.sink.last(TakeOver)
+    chat.env.feed(
+        CommandFailed(
+            command_id=take.command_id,
+            kind=CommandKind.TAKE_OVER,
+            conversation=KEY,
+            reason=FailureReason.ALREADY_ASSIGNED,
+            text="Sari is already handling this customer",
+        )
+    )
+    assert window.conflict_banner.take_anyway_button.isVisible()
+    qtbot.mouseClick(window.conflict_banner.take_anyway_button, Qt.MouseButton.LeftButton)
+    forced = chat.env.sink.last(TakeOver)
+    assert forced.force is True
+    chat.env.feed(
+        CommandSucceeded(command_id=forced.command_id, kind=CommandKind.TAKE_OVER, conversation=KEY)
+    )
+    assert window._resolve_button.isVisible()
+    assert window._resolve_button.isEnabled()
+    assert window._hand_back_button.isEnabled()
+    qtbot.mouseClick(window._hand_back_button, Qt.MouseButton.LeftButton)
+    assert chat.env.sink.last(HandBack).conversation == KEY
+    qtbot.mouseClick(window._resolve_button, Qt.MouseButton.LeftButton)
+    resolve = chat.env.sink.last(Resolve)
+    chat.env.feed(CommandSucceeded(command_id=resolve.command_id, kind=CommandKind.RESOLVE, conversation=KEY))
+    assert window.handler_text == "Nobody is handling this customer."
+    assert not window._resolve_button.isVisible()
+    assert chat.env.store.state.waiting_count == 0

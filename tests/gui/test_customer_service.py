@@ -11,7 +11,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 from tests.gui.fakes import T0, make_env, page, summary
-from tray_agent.core.commands import Release, TakeOver
+from tray_agent.core.commands import HandBack, Release, Resolve, TakeOver
 from tray_agent.core.events import (
     AgentRef,
     AssignmentAction,
@@ -254,3 +254,51 @@ def dark_palette() -> QPalette:
     ):
         palette.setColor(role, QColor(color))
     return palette
+
+
+def test_resolve_and_hand_back_are_offered_for_my_customers(inbox, qtbot):
+    env, window = inbox
+    window._tabs.setCurrentIndex(2)  # All customers: taken ones are not in Waiting (issue 14)
+    assert window.select_conversation("p/a")  # nobody has Alice: nothing to resolve or hand back
+    assert not window._resolve_button.isEnabled()
+    assert not window._hand_back_button.isEnabled()
+    assert window.select_conversation("p/d")  # Sam's
+    assert not window._resolve_button.isEnabled()
+    assert window.select_conversation("p/c")  # mine
+    assert window._resolve_button.isEnabled()
+    assert window._hand_back_button.isEnabled()
+    assert window._resolve_button.accessibleName() == "Resolve the selected conversation"
+    qtbot.mouseClick(window._hand_back_button, Qt.MouseButton.LeftButton)
+    assert env.sink.last(HandBack).conversation == "p/c"
+    qtbot.mouseClick(window._resolve_button, Qt.MouseButton.LeftButton)
+    resolve = env.sink.last(Resolve)
+    assert resolve.conversation == "p/c"
+    env.feed(CommandSucceeded(command_id=resolve.command_id, kind=CommandKind.RESOLVE, conversation="p/c"))
+    # Gone from Waiting and Mine at once, and not counted.
+    assert "p/c" not in tab_keys(window, 0)
+    assert "p/c" not in tab_keys(window, 1)
+    assert window._tabs.tabText(1) == "Mine (0)"
+
+
+def test_conflict_banner_take_anyway_forces_the_take_over(inbox, qtbot):
+    env, window = inbox
+    window.select_conversation("p/a")
+    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    take = env.sink.last(TakeOver)
+    assert take.force is False
+    env.feed(
+        CommandFailed(
+            command_id=take.command_id,
+            kind=CommandKind.TAKE_OVER,
+            conversation="p/a",
+            reason=FailureReason.ALREADY_ASSIGNED,
+            text="Sari is already handling this customer",
+        )
+    )
+    banner = window.conflict_banner
+    assert banner.take_anyway_button.isVisible()
+    assert banner.take_anyway_button.accessibleName() == "Take this customer anyway"
+    qtbot.mouseClick(banner.take_anyway_button, Qt.MouseButton.LeftButton)
+    forced = env.sink.last(TakeOver)
+    assert (forced.conversation, forced.force) == ("p/a", True)
+    assert not banner.isVisible()

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from tests.gui.fakes import make_env, page, summary
-from tray_agent.core.commands import LoadHistory, Release, SendReply, TakeOver
+from tray_agent.core.commands import HandBack, LoadHistory, Release, Resolve, SendReply, TakeOver
 from tray_agent.core.events import AgentRef, CommandKind, CommandSucceeded, HumanRequested
 from tray_agent.core.settings import Settings
 from tray_agent.core.settings_layers import LoadedSettings
@@ -94,6 +94,27 @@ def test_keyboard_flow_from_escalation_to_release_and_close(rig, qtbot):
 
     kinds = [type(c).__name__ for c in env.sink.commands if not isinstance(c, LoadHistory)]
     assert kinds == ["TakeOver", "SendReply", "Release"]
+
+
+def test_keyboard_flow_hand_back_and_resolve_shortcuts(rig, qtbot):
+    env, windows = rig
+    env.feed(HumanRequested(conversation="p/new", customer_name="Ana", text="I need a person"))
+    chat = windows.open_chat("p/new")
+    activate(qtbot, chat)
+    qtbot.keyClick(chat.reply_edit, Qt.Key.Key_D, CTRL_SHIFT)  # not mine: nothing to resolve
+    qtbot.keyClick(chat.reply_edit, Qt.Key.Key_T, CTRL_SHIFT)
+    take = env.sink.last(TakeOver)
+    env.feed(CommandSucceeded(command_id=take.command_id, kind=CommandKind.TAKE_OVER, conversation="p/new"))
+    qtbot.keyClick(chat.reply_edit, Qt.Key.Key_B, CTRL_SHIFT)
+    assert env.sink.last(HandBack).conversation == "p/new"
+    qtbot.keyClick(chat.reply_edit, Qt.Key.Key_D, CTRL_SHIFT)
+    assert env.sink.last(Resolve).conversation == "p/new"
+    kinds = [type(c).__name__ for c in env.sink.commands if not isinstance(c, LoadHistory)]
+    assert kinds == ["TakeOver", "HandBack", "Resolve"]
+    inbox = windows.show_inbox()
+    names = [a.objectName() for m in inbox.menuBar().actions() if m.menu() for a in m.menu().actions()]
+    assert "shortcut:resolve" in names
+    assert "shortcut:hand_back" in names
 
 
 def test_keyboard_flow_toast_open_then_inbox_shortcuts(rig, qtbot):

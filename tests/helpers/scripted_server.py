@@ -314,6 +314,34 @@ class DashboardServer(ScriptedServer):
         self.routes[("POST", "/auth/login")] = self._login
         self.routes[("GET", "/auth/check")] = self._check
 
+    def route(self, record: RecordedRequest) -> RestHandler | None:
+        # PUT /customers/:id/stop and DELETE /customers/:id/agent (PROTOCOL.md 2.6).
+        parts = record.path.strip("/").split("/")
+        if len(parts) != 5 or parts[:3] != ["api", "dashboard", "customers"]:
+            return None
+        if self._session_of(record.headers) not in self.sessions:
+            return lambda r: web.json_response({"error": "Invalid or expired session"}, status=401)
+        customer = self._find((record.json() or {}).get("page_id", ""), parts[3])
+        if customer is None:
+            return lambda r: web.json_response({"error": "Customer not found"}, status=404)
+        if record.method == "PUT" and parts[4] == "stop":
+            return lambda r: self._set_stop(customer, bool((r.json() or {}).get("stop")))
+        if record.method == "DELETE" and parts[4] == "agent":
+            return lambda r: self._rest_unassign(customer)
+        return None
+
+    def _set_stop(self, customer: Json, stop: bool) -> web.StreamResponse:
+        customer["stop"] = stop
+        return web.json_response({"message": "Customer status updated successfully", "customer": customer})
+
+    def _rest_unassign(self, customer: Json) -> web.StreamResponse:
+        if customer["agent_id"] and customer["agent_id"] != self.user_id:
+            return web.json_response(
+                {"error": "Only the assigned agent or an admin can unassign"}, status=403
+            )
+        customer["agent_id"], customer["is_assigned"] = "", False
+        return web.json_response({"message": "Agent unassigned successfully", "customer": customer})
+
     def _session_of(self, headers: Any) -> str:
         cookie = headers.get("Cookie", "")
         for part in cookie.split(";"):
@@ -678,10 +706,17 @@ class OrgServer(ScriptedServer):
         parts = record.path.strip("/").split("/")
         if record.method == "GET" and parts == ["crm", "chats"]:
             return self._chats
+        if record.method == "GET" and len(parts) == 3 and parts[:2] == ["crm", "chats"]:
+            chat = next((c for c in self.chats if c["id"] == parts[2]), None)
+            if chat is None:
+                return lambda r: web.json_response({"detail": "Chat not found"}, status=404)
+            return lambda r: web.json_response(chat)
         if len(parts) == 4 and parts[:2] == ["crm", "chats"]:
             chat_id, action = parts[2], parts[3]
             if record.method == "PUT" and action == "assign":
                 return lambda r: self._assign(r, chat_id)
+            if record.method == "PUT" and action == "resolve":
+                return lambda r: self._resolve(chat_id)
             if record.method == "POST" and action == "messages":
                 return lambda r: self._post_message(r, chat_id)
             if record.method == "GET" and action == "messages":
@@ -732,6 +767,13 @@ class OrgServer(ScriptedServer):
             )
         else:
             chat.update(handled_by="ai", human_id="", status="assigned")
+        return web.json_response(chat)
+
+    def _resolve(self, chat_id: str) -> web.StreamResponse:
+        chat = next((c for c in self.chats if c["id"] == chat_id), None)
+        if chat is None:
+            return web.json_response({"detail": "Chat not found"}, status=404)
+        chat.update(status="resolved")
         return web.json_response(chat)
 
     async def _post_message(self, record: RecordedRequest, chat_id: str) -> web.StreamResponse:

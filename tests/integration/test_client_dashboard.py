@@ -9,7 +9,7 @@ from aiohttp import web
 
 from tests.helpers.net_clients import dashboard_rig, running
 from tests.helpers.scripted_server import DashboardServer, dashboard_customer
-from tray_agent.core.commands import LoadHistory, Release, SendReply, TakeOver
+from tray_agent.core.commands import LoadHistory, Release, Resolve, SendReply, TakeOver
 from tray_agent.core.events import (
     AssignmentChanged,
     CommandFailed,
@@ -96,7 +96,10 @@ async def test_dashboard_commands_success_failure_and_timeout() -> None:
         rig.client.submit(missing)
         fail = await ev.wait_for(CommandFailed, lambda e: e.command_id == missing.command_id)
         assert fail.reason is FailureReason.NOT_FOUND
-        assert fail.text == "Customer not found"
+        # The bot is stopped first (the server refuses to assign otherwise): that step failed.
+        assert fail.text == "Could not stop the bot, so nothing was changed: Customer not found"
+        assigns = server.connections[0].frames_of("assign_agent")
+        assert [f["data"]["customer_id"] for f in assigns] == ["c1"]  # the failed plan stopped there
 
         reply = SendReply(conversation="p1/c1", text="Hi, I am here")
         rig.client.submit(reply)
@@ -288,6 +291,9 @@ async def test_dashboard_stop_settles_queued_commands() -> None:
             take = TakeOver(conversation="p1/c1")
             rig.client.submit(take)
             await rig.events.wait_for(CommandSent, lambda e: e.command_id == take.command_id)
+            # Its last step (after stopping the bot over REST) is on the socket, unanswered.
+            while (await server.connections[0].next_frame()).get("type") != "assign_agent":
+                pass
         fail = await rig.events.wait_for(CommandFailed, lambda e: e.command_id == take.command_id)
         assert fail.reason is FailureReason.UNCONFIRMED
         assert rig.events.states()[-1] is ConnectionState.OFFLINE
@@ -384,3 +390,31 @@ async def test_dashboard_request_resync_pages_the_whole_list_again_on_the_live_s
         await rig.events.wait_for(WaitingListPage, lambda p: not p.has_more, after=mark)
         assert len(conn.frames_of("get_stopped_customers")) == before + 2  # two pages, same socket
         assert server.connections == [conn]
+
+
+@pytest.mark.asyncio
+async def test_dashboard_take_over_of_ai_customer_stops_bot_then_assigns_and_resolve_gives_back() -> None:
+    server = _server()
+    server.customers.append(dashboard_customer("p1", "ai", stop=False))
+    async with server, running(dashboard_rig(server)) as rig:
+        ev = rig.events
+        await ev.wait_state(CONNECTED)
+        take = TakeOver(conversation="p1/ai")
+        rig.client.submit(take)
+        await ev.wait_for(CommandSucceeded, lambda e: e.command_id == take.command_id)
+        (stop,) = server.requests_to("PUT", "/api/dashboard/customers/ai/stop")
+        assert stop.json() == {"page_id": "p1", "stop": True}
+        assert [e.command_id for e in ev.of(CommandSent)].count(take.command_id) == 1
+
+        resolve = Resolve(conversation="p1/ai")
+        rig.client.submit(resolve)
+        await ev.wait_for(CommandSucceeded, lambda e: e.command_id == resolve.command_id)
+        (unassign,) = server.requests_to("DELETE", "/api/dashboard/customers/ai/agent")
+        assert unassign.json() == {"page_id": "p1"}
+        assert server.requests_to("PUT", "/api/dashboard/customers/ai/stop")[-1].json() == {
+            "page_id": "p1",
+            "stop": False,
+        }
+        customer = server._find("p1", "ai")
+        assert customer is not None
+        assert (customer["stop"], customer["agent_id"]) == (False, "")

@@ -10,7 +10,7 @@ import pytest
 from tests.helpers.fakes import make_jwt
 from tests.helpers.net_clients import org_rig, running
 from tests.helpers.scripted_server import OrgServer, org_chat, org_message
-from tray_agent.core.commands import Release, SendReply, TakeOver
+from tray_agent.core.commands import Release, Resolve, SendReply, TakeOver
 from tray_agent.core.events import (
     AssignmentChanged,
     CommandFailed,
@@ -96,7 +96,11 @@ async def test_org_commands_over_rest() -> None:
             conflict = TakeOver(conversation="taken")
             rig.client.submit(conflict)
             fail = await ev.wait_for(CommandFailed, lambda e: e.command_id == conflict.command_id)
-            assert "already handled" in fail.text
+            # Read before assigning (the real assign has no conflict check): never sent.
+            assert fail.reason is FailureReason.ALREADY_ASSIGNED
+            assert fail.text == "another agent is already handling this customer"
+            assert server.requests_to("GET", "/crm/chats/taken")
+            assert not server.requests_to("PUT", "/crm/chats/taken/assign")
 
             reply = SendReply(conversation="chat1", text="Selamat pagi")
             rig.client.submit(reply)
@@ -125,6 +129,11 @@ async def test_org_commands_over_rest() -> None:
                 "assigned_to_me": False,
             }
 
+            resolve = Resolve(conversation="chat1")
+            rig.client.submit(resolve)
+            await ev.wait_for(CommandSucceeded, lambda e: e.command_id == resolve.command_id)
+            assert server.requests_to("PUT", "/crm/chats/chat1/resolve")
+
 
 @pytest.mark.asyncio
 async def test_org_token_refresh_on_rest_401_and_handshake_403() -> None:
@@ -133,7 +142,7 @@ async def test_org_token_refresh_on_rest_401_and_handshake_403() -> None:
         await ev.wait_state(CONNECTED)
         # The access token stops being accepted: REST 401 -> refresh grant -> retried once.
         server.tokens.clear()
-        take = TakeOver(conversation="chat1")
+        take = TakeOver(conversation="chat1", force=True)  # one call: the assign itself
         rig.client.submit(take)
         await ev.wait_for(CommandSucceeded, lambda e: e.command_id == take.command_id)
         assert server.grants == ["password", "refresh_token"]

@@ -46,9 +46,15 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class TakeOver(Command):
-    """Assign the conversation to me (dashboard ``assign_agent``; org PUT assign)."""
+    """Assign the conversation to me.
+
+    Dashboard: stop the bot (``PUT /customers/:id/stop`` stop=true), then ``assign_agent``. Org:
+    read the chat first and refuse (``already_assigned``) when another human holds it, unless
+    ``force`` ("Take anyway"), then ``PUT assign``.
+    """
 
     conversation: str
+    force: bool = False
 
     @property
     def kind(self) -> CommandKind:  # noqa: D102
@@ -75,11 +81,45 @@ class Release(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Resolve(Command):
+    """Close the conversation (org ``PUT resolve``; dashboard: release, and the bot answers again)."""
+
+    conversation: str
+
+    @property
+    def kind(self) -> CommandKind:  # noqa: D102
+        return CommandKind.RESOLVE
+
+    @property
+    def conversation_key(self) -> str:  # noqa: D102
+        return self.conversation
+
+
+@dataclass(frozen=True, slots=True)
+class HandBack(Command):
+    """Give the customer back to the AI (org: assign to the chat AI agent; dashboard: release, stop=false)."""
+
+    conversation: str
+
+    @property
+    def kind(self) -> CommandKind:  # noqa: D102
+        return CommandKind.HAND_BACK
+
+    @property
+    def conversation_key(self) -> str:  # noqa: D102
+        return self.conversation
+
+
+@dataclass(frozen=True, slots=True)
 class SendReply(Command):
-    """Send a text reply to the customer (dashboard ``send_message``; org multipart POST)."""
+    """Send a text reply to the customer (dashboard ``send_message``; org multipart POST).
+
+    ``retry_of`` names the failed reply this one sends again (the store links them).
+    """
 
     conversation: str
     text: str
+    retry_of: str = ""
 
     @property
     def kind(self) -> CommandKind:  # noqa: D102
@@ -138,7 +178,7 @@ class ResendCommand(Command):
 
     @property
     def kind(self) -> CommandKind:  # noqa: D102
-        return CommandKind.REPLY
+        return CommandKind.RESEND
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +187,7 @@ class DiscardCommand(Command):
 
     @property
     def kind(self) -> CommandKind:  # noqa: D102
-        return CommandKind.REPLY
+        return CommandKind.DISCARD
 
 
 def succeeded(command: Command, message_id: str | None = None) -> CommandSucceeded:
@@ -174,11 +214,13 @@ def failed(command: Command, reason: FailureReason, text: str) -> CommandFailed:
 _LISTEN_COMMANDS: dict[str, CommandKind] = {
     "take_over": CommandKind.TAKE_OVER,
     "release": CommandKind.RELEASE,
+    "resolve": CommandKind.RESOLVE,
+    "hand_back": CommandKind.HAND_BACK,
     "reply": CommandKind.REPLY,
     "refresh": CommandKind.REFRESH,
     "history": CommandKind.HISTORY,
-    "resend": CommandKind.REPLY,
-    "discard": CommandKind.REPLY,
+    "resend": CommandKind.RESEND,
+    "discard": CommandKind.DISCARD,
 }
 
 
@@ -196,7 +238,8 @@ class CommandLineError(ValueError):
 def command_from_line(line: str) -> Command:
     """Parse one `tray-agent listen` input line (a JSON object) into a command.
 
-    Accepted: ``{"cmd": "take_over"|"release", "conversation": ID}``,
+    Accepted: ``{"cmd": "take_over"|"release"|"resolve"|"hand_back", "conversation": ID}``
+    (``take_over`` also takes ``"force": true``: take the chat even from a colleague),
     ``{"cmd": "reply", "conversation": ID, "text": TEXT}``, ``{"cmd": "refresh"}``,
     ``{"cmd": "history", "conversation": ID, "page": N}``, and for an unconfirmed reply (one
     that was sent but never confirmed, e.g. across a crash) ``{"cmd": "resend"|"discard",
@@ -240,9 +283,16 @@ def command_from_line(line: str) -> Command:
         return RefreshWaitingList(command_id=command_id)
     conversation = text_field("conversation")
     if kind is CommandKind.TAKE_OVER:
-        return TakeOver(conversation, command_id=command_id)
+        force = obj.get("force", False)
+        if not isinstance(force, bool):
+            raise CommandLineError("'force' must be true or false", kind=kind, command_id=command_id)
+        return TakeOver(conversation, force=force, command_id=command_id)
     if kind is CommandKind.RELEASE:
         return Release(conversation, command_id=command_id)
+    if kind is CommandKind.RESOLVE:
+        return Resolve(conversation, command_id=command_id)
+    if kind is CommandKind.HAND_BACK:
+        return HandBack(conversation, command_id=command_id)
     if kind is CommandKind.REPLY:
         return SendReply(conversation, text_field("text"), command_id=command_id)
     page = obj.get("page", 0)

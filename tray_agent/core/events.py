@@ -81,7 +81,11 @@ class CommandKind(enum.StrEnum):
 
     TAKE_OVER = "take_over"
     RELEASE = "release"
+    RESOLVE = "resolve"  # close the conversation (org resolve; dashboard: release + bot back)
+    HAND_BACK = "hand_back"  # give the customer back to the AI / bot
     REPLY = "reply"
+    RESEND = "resend"  # the agent sends an unconfirmed command again (same id)
+    DISCARD = "discard"  # the agent drops an unconfirmed or queued command
     REFRESH = "refresh"
     HISTORY = "history"
     PING = "ping"
@@ -373,6 +377,26 @@ class CommandFailed(Event):
     reason: FailureReason = FailureReason.SERVER_ERROR
     text: str = ""
     event_name: str = _named("command_failed")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandDiscarded(Event):
+    """The agent dropped one of their commands (unconfirmed or still queued): it is never sent."""
+
+    command_id: str = ""
+    kind: CommandKind = CommandKind.REPLY
+    conversation: str = ""
+    event_name: str = _named("command_discarded")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRetried(Event):
+    """The agent sent a failed command again as a new one: ``command_id`` now lives on as ``retried_as``."""
+
+    command_id: str = ""
+    retried_as: str = ""
+    conversation: str = ""
+    event_name: str = _named("command_retried")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from tray_agent.core.commands import Command, Release, SendReply, TakeOver
+from tray_agent.core.commands import Command, HandBack, Release, Resolve, SendReply, TakeOver
 from tray_agent.core.effects import Effect, SoundName, Toast, ToastAction
 from tray_agent.core.events import CommandKind
 
@@ -173,7 +173,9 @@ class StoredCommand:
         """The record of ``command``, or None for kinds that are never persisted."""
         if isinstance(command, SendReply):
             text = command.text
-        elif isinstance(command, TakeOver | Release):
+        elif isinstance(command, TakeOver):
+            text = "force" if command.force else ""
+        elif isinstance(command, Release | Resolve | HandBack):
             text = ""
         else:
             return None  # refreshes, history loads and pings are re-derived, never replayed
@@ -184,9 +186,13 @@ class StoredCommand:
         if self.kind is CommandKind.REPLY:
             return SendReply(self.conversation, self.text, command_id=self.command_id)
         if self.kind is CommandKind.TAKE_OVER:
-            return TakeOver(self.conversation, command_id=self.command_id)
+            return TakeOver(self.conversation, force=self.text == "force", command_id=self.command_id)
         if self.kind is CommandKind.RELEASE:
             return Release(self.conversation, command_id=self.command_id)
+        if self.kind is CommandKind.RESOLVE:
+            return Resolve(self.conversation, command_id=self.command_id)
+        if self.kind is CommandKind.HAND_BACK:
+            return HandBack(self.conversation, command_id=self.command_id)
         return None
 
 

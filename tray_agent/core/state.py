@@ -34,9 +34,11 @@ from tray_agent.core.events import (
     AssignmentAction,
     AssignmentChanged,
     Attachment,
+    CommandDiscarded,
     CommandFailed,
     CommandKind,
     CommandQueued,
+    CommandRetried,
     CommandSent,
     CommandSucceeded,
     Connected,
@@ -100,7 +102,17 @@ _KIND_MAX_LEN: Final = 64
 _DUP_SCAN_ROWS: Final = 64
 _DUP_SCAN_SLACK: Final = timedelta(seconds=10)
 _TEXT_OF: Final = operator.attrgetter("text")
-_TRACKED_KINDS: Final = frozenset({CommandKind.REPLY, CommandKind.TAKE_OVER, CommandKind.RELEASE})
+_TRACKED_KINDS: Final = frozenset(
+    {
+        CommandKind.REPLY,
+        CommandKind.TAKE_OVER,
+        CommandKind.RELEASE,
+        CommandKind.RESOLVE,
+        CommandKind.HAND_BACK,
+    }
+)
+# My commands after whose success the customer no longer waits for anyone (not for me either).
+_LETTING_GO: Final = frozenset({CommandKind.RELEASE, CommandKind.RESOLVE, CommandKind.HAND_BACK})
 _MIN_TIME: Final = datetime.min.replace(tzinfo=UTC)
 _MAX_TIME: Final = datetime.max.replace(tzinfo=UTC)
 _T = TypeVar("_T", "Conversation", "MessageRecord", "OutboundCommand", "ResyncProgress", "ConnectionInfo")
@@ -153,6 +165,7 @@ class CommandState(enum.StrEnum):
     CONFIRMED = "confirmed"  # the server said yes (or echoed my reply back)
     FAILED = "failed"  # the server said no, or it timed out
     UNCONFIRMED = "unconfirmed"  # sent, then the connection dropped before any answer
+    DISCARDED = "discarded"  # the agent dropped it: never sent (again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +207,7 @@ class MessageRecord:
         error: for failed replies, the server's words (or the failure reason).
         unsaved: for my own replies, queued without being saved on this computer (the outbox
             write failed: CommandQueued.durable False); a crash or restart would lose it.
+        retried_as: for a failed reply the agent sent again, the new reply's command id.
     """
 
     sender: SenderKind
@@ -208,6 +222,7 @@ class MessageRecord:
     echoed: bool = False
     error: str = ""
     unsaved: bool = False
+    retried_as: str = ""
 
     @property
     def mine(self) -> bool:
@@ -373,6 +388,8 @@ class Conversation:
             current waiting episode; cleared when the customer is taken, released or resolved.
         pending_takeover: command id of my optimistic take-over, until the server answers.
         takeover_undo: assignment before the optimistic take-over, as (assigned, agent, to_me).
+        released_at: when I let the customer go (release, resolve, hand back): a waiting flag
+            from before then is the old episode and does not make them wait again.
     """
 
     key: str
@@ -394,6 +411,7 @@ class Conversation:
     escalation_alerted: bool = False
     pending_takeover: str | None = None
     takeover_undo: tuple[bool, AgentRef | None, bool] | None = None
+    released_at: datetime | None = None
 
     @property
     def urgent(self) -> bool:
@@ -407,13 +425,14 @@ class OutboundCommand:
 
     Attributes:
         command_id: the client-generated id.
-        kind: reply, take_over or release.
+        kind: reply, take_over, release, resolve or hand_back.
         conversation: the conversation key.
         text: the reply text (REPLY).
-        state: queued, sent, confirmed, failed or unconfirmed.
+        state: queued, sent, confirmed, failed, unconfirmed or discarded.
         reason: why it failed.
         error: the server's own words for a failure.
         message_id: the server id of a confirmed reply, where the dialect has one.
+        retried_as: the command that sent this failed one again ("" if none).
     """
 
     command_id: str
@@ -424,6 +443,7 @@ class OutboundCommand:
     reason: FailureReason | None = None
     error: str = ""
     message_id: str | None = None
+    retried_as: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1236,6 +1256,9 @@ def _on_human_requested(state: State, event: HumanRequested, limit: int) -> Resu
     clock = tx.touch_clock(at)
     old = tx.get(key)
     conv = _describe(old if old is not None else Conversation(key=key), event.customer_name, "")
+    if _before_release(conv, at):
+        tx.put(conv)
+        return tx.commit()  # the episode I let go of: not a new request for a human
     since = conv.waiting_since if conv.waiting else (at or clock)
     # One alert per escalation: `agent_requested` then `customer_stop_status_changed{stop}` (and
     # the org codec's HumanRequested on every unanswered customer message) are one episode.
@@ -1246,6 +1269,15 @@ def _on_human_requested(state: State, event: HumanRequested, limit: int) -> Resu
     if raise_alert:
         tx.alert(AlertKind.ESCALATION, conv, event.text or _last_customer_text(conv))
     return tx.commit()
+
+
+def _before_release(conv: Conversation, since: datetime | None) -> bool:
+    """A waiting signal from ``since`` belongs to the episode I let go of (release, resolve, hand back).
+
+    Unknown times count as new: a real new request for a human must never be lost.
+    """
+    released = conv.released_at
+    return released is not None and not conv.waiting and since is not None and since <= released
 
 
 def _last_customer_text(conv: Conversation) -> str:
@@ -1268,6 +1300,11 @@ def _on_waiting_changed(state: State, event: WaitingChanged, limit: int) -> Resu
     if old is None and not event.waiting:
         return tx.commit()  # an unknown customer stopped waiting: nothing to show
     conv = _apply_summary_description(old if old is not None else Conversation(key=key), event.customer)
+    if event.waiting and _before_release(
+        conv, (_utc(event.customer.waiting_since) if event.customer is not None else None) or at
+    ):
+        tx.put(conv)
+        return tx.commit()  # the episode I let go of (a late or replayed frame): not waiting again
     if event.waiting:
         summary_since = _utc(event.customer.waiting_since) if event.customer is not None else None
         since = conv.waiting_since if conv.waiting else (summary_since or at or clock)
@@ -1399,6 +1436,8 @@ def _apply_summary(
     if at is not None:
         changes["last_message_at"] = _later(conv.last_message_at, at)
     waiting = summary.waiting and summary.status not in _CLOSED_STATUSES
+    if waiting and _before_release(conv, _utc(summary.waiting_since)):
+        waiting = False  # the episode I let go of, still in a list fetched before the server knew
     if waiting:
         since = _utc(summary.waiting_since) or (conv.waiting_since if conv.waiting else None) or clock
         # Untaken: this episode is known (alerted now or summarised on first load). Taken: it is
@@ -1522,7 +1561,8 @@ def _put_outbound(tx: _Tx, command: OutboundCommand) -> None:
         finished = [
             cid
             for cid, c in new.items()
-            if c.state in (CommandState.CONFIRMED, CommandState.FAILED, CommandState.UNCONFIRMED)
+            if c.state
+            in (CommandState.CONFIRMED, CommandState.FAILED, CommandState.UNCONFIRMED, CommandState.DISCARDED)
         ]
         excess = len(new) - OUTBOUND_LIMIT
         victims = finished[:excess] if len(finished) >= excess else list(new)[:excess]
@@ -1705,8 +1745,20 @@ def _on_command_succeeded(state: State, event: CommandSucceeded, limit: int) -> 
             pending_takeover=None,
             takeover_undo=None,
         )
-    elif conv.assigned_to_me:  # RELEASE
-        conv = _update(conv, assigned=False, agent=None, assigned_to_me=False)
+    elif event.kind in _LETTING_GO:
+        # Let go of: they wait for nobody now (not since their old time either), until they ask
+        # for a human again (a waiting flag from after ``released_at``).
+        changes: dict[str, Any] = {
+            "waiting": False,
+            "waiting_since": None,
+            "escalation_alerted": False,
+            "released_at": _later(state.clock, conv.waiting_since) or conv.released_at,
+        }
+        if conv.assigned_to_me or event.kind is not CommandKind.RELEASE:
+            changes.update(assigned=False, agent=None, assigned_to_me=False)
+        if event.kind is CommandKind.RESOLVE:
+            changes["status"] = "resolved"
+        conv = _update(conv, **changes)
     tx.put(conv)
     return tx.commit()
 
@@ -1742,15 +1794,56 @@ def _on_command_failed(state: State, event: CommandFailed, limit: int) -> Result
             takeover_undo=None,
         )
     else:
-        conv = _replace(
-            conv,
-            assigned=undo[0],
-            agent=undo[1],
-            assigned_to_me=undo[2],
-            pending_takeover=None,
-            takeover_undo=None,
-        )
+        conv = _undo_takeover(conv)
     tx.put(conv)
+    return tx.commit()
+
+
+def _undo_takeover(conv: Conversation) -> Conversation:
+    """``conv`` as it was before my optimistic take-over."""
+    undo = conv.takeover_undo or (False, None, False)
+    return _replace(
+        conv,
+        assigned=undo[0],
+        agent=undo[1],
+        assigned_to_me=undo[2],
+        pending_takeover=None,
+        takeover_undo=None,
+    )
+
+
+def _on_command_discarded(state: State, event: CommandDiscarded, limit: int) -> Result:
+    tx = _Tx(state)
+    cmd = _update_outbound(tx, event.command_id, CommandState.DISCARDED)
+    key = event.conversation or (cmd.conversation if cmd is not None else "")
+    if not key:
+        return tx.commit()
+    if event.kind is CommandKind.REPLY:
+        _set_reply_state(tx, key, event.command_id, CommandState.DISCARDED)
+        return tx.commit()
+    conv = tx.get(key)
+    if conv is not None and conv.pending_takeover == event.command_id:
+        tx.put(_undo_takeover(conv))
+    return tx.commit()
+
+
+def _on_command_retried(state: State, event: CommandRetried, limit: int) -> Result:
+    tx = _Tx(state)
+    outbound: Mapping[str, OutboundCommand] = state.outbound
+    cmd = outbound.get(event.command_id)
+    if cmd is not None and cmd.retried_as != event.retried_as:
+        new = dict(outbound)
+        new[event.command_id] = _replace(cmd, retried_as=event.retried_as)
+        tx.changes["outbound"] = MappingProxyType(new)
+    key = event.conversation or (cmd.conversation if cmd is not None else "")
+    conv = tx.get(key) if key else None
+    if conv is not None:
+        idx = conv.messages.index_of_command(event.command_id)
+        if idx >= 0:
+            own = conv.messages[idx]
+            linked = _update(own, retried_as=event.retried_as)
+            if linked is not own:
+                tx.put(_replace(conv, messages=conv.messages.replaced(idx, linked)))
     return tx.commit()
 
 
@@ -1843,6 +1936,8 @@ _HANDLERS: Final[Mapping[type[Event], _Handler]] = {
     CommandSent: _on_command_sent,
     CommandSucceeded: _on_command_succeeded,
     CommandFailed: _on_command_failed,
+    CommandDiscarded: _on_command_discarded,
+    CommandRetried: _on_command_retried,
     ConnectionChanged: _on_connection_changed,
     Connected: _on_connected,
     KeepaliveReceived: _on_nothing,

@@ -73,9 +73,11 @@ from tray_agent.core.commands import (
     succeeded,
 )
 from tray_agent.core.events import (
+    CommandDiscarded,
     CommandFailed,
     CommandKind,
     CommandQueued,
+    CommandRetried,
     CommandSent,
     CommandSucceeded,
     ConnectionChanged,
@@ -92,7 +94,15 @@ from tray_agent.core.events import (
 from tray_agent.core.ports import Clock, OutboxStore, StoredCommand, StoredState
 from tray_agent.core.protocol import codec_for
 from tray_agent.core.protocol.auth import redact_url
-from tray_agent.core.protocol.base import DialectCodec, EncodeError, HttpCall, UrlError, WsFrame
+from tray_agent.core.protocol.base import (
+    DialectCodec,
+    EncodeError,
+    HttpCall,
+    Outbound,
+    Plan,
+    UrlError,
+    WsFrame,
+)
 from tray_agent.core.redact import RedactingFilter
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.net.auth import (
@@ -273,12 +283,28 @@ class Transport(enum.StrEnum):
     HTTP = "http"
 
 
-_RETRY_AFTER_DROP = frozenset({CommandKind.TAKE_OVER, CommandKind.REFRESH, CommandKind.HISTORY})
+# Idempotent kinds: sent again after a drop, or after a restart that left them unconfirmed.
+_RETRY_AFTER_DROP = frozenset(
+    {
+        CommandKind.TAKE_OVER,
+        CommandKind.RESOLVE,
+        CommandKind.HAND_BACK,
+        CommandKind.REFRESH,
+        CommandKind.HISTORY,
+    }
+)
 
 UPGRADE_REFUSED = frozenset({400, 405, 426, 501, 502, 503, 504})
 """Handshake statuses a WebSocket-breaking proxy answers with: try REST polling at once."""
 
 _POLL_ERRORS_BEFORE_GIVING_UP = 5
+
+
+class _Held:
+    """A step not taken: the store could not record that the command goes out (see ``_hold``)."""
+
+
+HELD = _Held()
 
 
 @dataclass(eq=False, slots=True)
@@ -293,6 +319,7 @@ class PendingCommand:
         page: the WaitingListPage its answer carried (refresh commands).
         hold_until: monotonic time before which it may not go out (the store could not record
             that it is sent); it keeps its place and holds its conversation meanwhile.
+        step: the next step of a multi-step command (:class:`~tray_agent.core.protocol.base.Plan`).
     """
 
     command: Command
@@ -301,6 +328,7 @@ class PendingCommand:
     deadline: float | None = None
     page: WaitingListPage | None = None
     hold_until: float = 0.0
+    step: int = 0
 
     @property
     def kind(self) -> CommandKind:
@@ -735,6 +763,14 @@ class Client:
                     return
             durable = self._persist(command)
             self._emit(_queued(command, durable=durable))
+            if isinstance(command, SendReply) and command.retry_of:
+                self._emit(
+                    CommandRetried(
+                        command_id=command.retry_of,
+                        retried_as=command.command_id,
+                        conversation=command.conversation,
+                    )
+                )
             self._tracker.enqueue(command)
             self._wake.set()
         except Exception:
@@ -768,8 +804,8 @@ class Client:
     def discard(self, command_id: str) -> None:
         """The agent dropped an unconfirmed (or still queued) command: it is never sent.
 
-        Emits CommandFailed(OFFLINE, "discarded ...") for it, or CommandFailed(INVALID) when no
-        such command waits. Never raises.
+        Emits CommandDiscarded for it, or CommandFailed(INVALID) when no such command waits.
+        Never raises.
         """
         command = self._unconfirmed.pop(command_id, None)
         if command is None:
@@ -782,7 +818,9 @@ class Client:
             self._emit(_no_such_unconfirmed(command_id))
             return
         self._forget(command_id)
-        self._emit(failed(command, FailureReason.OFFLINE, "discarded by the agent; not sent"))
+        self._emit(
+            CommandDiscarded(command_id=command_id, kind=command.kind, conversation=command.conversation_key)
+        )
 
     # -- the durable outbox ----------------------------------------------------------------------
 
@@ -1185,7 +1223,16 @@ class Client:
         batch = self._tracker.take_sendable(live=True, now=now)
         for index, pending in enumerate(batch):
             try:
-                call = rest_call(self._codec, pending.command)
+                call = self._due_step(pending, self._rest_form(pending.command))
+                if call is None:
+                    continue
+                if isinstance(call, _Held):
+                    self._hold(pending, batch[index + 1 :])
+                    return
+                if not isinstance(call, HttpCall):
+                    raise EncodeError(
+                        FailureReason.INVALID, f"no REST form for {type(pending.command).__name__}"
+                    )
             except EncodeError as exc:
                 if pending.kind in (CommandKind.TAKE_OVER, CommandKind.RELEASE):
                     text = (
@@ -1201,6 +1248,16 @@ class Client:
                 return
             self._start_http(pending, call)
             self._announce_sent(pending)
+
+    def _rest_form(self, command: Command) -> HttpCall | Plan:
+        """``command`` without a WebSocket: its REST call, or a Plan made only of HTTP steps."""
+        try:
+            return rest_call(self._codec, command)
+        except EncodeError:
+            out = self._codec.encode(command)
+            if isinstance(out, Plan) and all(isinstance(step, HttpCall) for step in out.steps):
+                return out
+            raise
 
     # -- one connection --------------------------------------------------------------------------
 
@@ -1310,8 +1367,22 @@ class Client:
     def _settle(self, outcome: Outcome) -> None:
         if outcome.pending.internal:
             self._resync_step(outcome)
-        else:
-            self._emit(outcome.event)
+            return
+        self._emit(outcome.event)
+        page = outcome.pending.page
+        if (
+            outcome.ok
+            and isinstance(outcome.pending.command, RefreshWaitingList)
+            and page is not None
+            and page.has_more
+            and not self._resync_active
+        ):
+            # The agent's refresh reads the whole list, as a resync does: the org list comes in
+            # segments (waiting, held, recent), and its first page may be an empty one.
+            self._resync_active = True
+            self._resync_initial = False
+            self._resync_pages = 0
+            self._resync_step(outcome)
 
     async def _housekeeping(self, ws: ClientConnection) -> None:
         """Send the outbox, pings, timeouts, periodic resync and session keepalive.
@@ -1373,16 +1444,44 @@ class Client:
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
 
-    def _start_http(self, pending: PendingCommand, call: HttpCall) -> None:
-        """Mark a command sent (in memory; the store already says so) and start its HTTP call."""
+    def _start_http(self, pending: PendingCommand, call: HttpCall, step: int | None = None) -> None:
+        """Mark a command sent (in memory; the store already says so) and start its HTTP call.
+
+        ``step``: the index of a Plan's preparatory step this call is (None: the command's call).
+        """
         self._tracker.mark_sent(pending, Transport.HTTP, self._clock.monotonic())
-        task = asyncio.ensure_future(self._http_command(pending, call))
+        task = asyncio.ensure_future(self._http_command(pending, call, step))
         self._http_tasks[task] = pending
         task.add_done_callback(self._http_tasks.pop)
 
+    def _due_step(self, pending: PendingCommand, outbound: Outbound | Plan) -> Outbound | _Held | None:
+        """The step of ``outbound`` to carry out now, or None when a Plan's HTTP step was started.
+
+        :data:`HELD` when the store could not record that the command goes out (see :meth:`_hold`).
+
+        A Plan's steps run one at a time: a preparatory step's answer puts the command back at
+        the front of the outbox with ``step`` advanced (see :meth:`_http_command`).
+        """
+        if not isinstance(outbound, Plan):
+            return outbound
+        steps = outbound.steps
+        index = min(pending.step, len(steps) - 1)
+        step = steps[index]
+        if index == len(steps) - 1:
+            return step
+        if not isinstance(step, HttpCall):
+            raise EncodeError(FailureReason.INVALID, "only the last step of a plan may be a socket frame")
+        first = pending.step == 0
+        if first and not self._mark_sent(pending.command):
+            return HELD  # the store cannot record it: not one step goes out
+        self._start_http(pending, step, index)
+        if first:
+            self._announce_sent(pending)
+        return None
+
     def _announce_sent(self, pending: PendingCommand) -> None:
         """CommandSent for the agent's own commands (internal resync/ping ones stay silent)."""
-        if not pending.internal:
+        if not pending.internal and pending.step == 0:
             command = pending.command
             self._emit(
                 CommandSent(
@@ -1396,7 +1495,12 @@ class Client:
         batch = self._tracker.take_sendable(live=self._live, now=now)
         for index, pending in enumerate(batch):
             try:
-                outbound = self._codec.encode(pending.command)
+                outbound = self._due_step(pending, self._codec.encode(pending.command))
+                if outbound is None:
+                    continue
+                if isinstance(outbound, _Held):
+                    self._hold(pending, batch[index + 1 :])
+                    break
             except EncodeError as exc:
                 self._settle(self._tracker.fail(pending, exc.reason, exc.text))
                 continue
@@ -1475,8 +1579,8 @@ class Client:
 
     # -- HTTP ------------------------------------------------------------------------------------
 
-    async def _http_command(self, pending: PendingCommand, call: HttpCall) -> None:
-        """Carry out one HTTP command and settle it. Cancellation settles it as UNCONFIRMED."""
+    async def _http_command(self, pending: PendingCommand, call: HttpCall, step: int | None = None) -> None:
+        """Carry out one HTTP command (or a Plan's step) and settle it. Cancellation: UNCONFIRMED."""
         command = pending.command
         try:
             status, body = await self._http_call(call)
@@ -1494,6 +1598,9 @@ class Client:
         if status == 401:  # even after renewing the credentials (see _http_call)
             logger.warning("%s %s: the server refused the renewed credentials", call.method, call.path)
             self._apply(self._m.credentials_refused("the server refused the credentials (HTTP 401)"))
+        if step is not None:
+            self._step_answered(pending, step, status, body)
+            return
         events = self._codec.parse_response(command, status, body)
         outcome = self._tracker.answered(pending, events, status)
         for event in events:
@@ -1508,6 +1615,25 @@ class Client:
                 self._emit(event)
         if outcome.event not in events:
             self._settle(outcome)
+        self._wake.set()
+
+    def _step_answered(self, pending: PendingCommand, step: int, status: int, body: bytes) -> None:
+        """A Plan's preparatory step answered: end the command on failure, else queue the next step."""
+        command = pending.command
+        events = self._codec.parse_step(command, step, status, body)
+        refusal = next(
+            (e for e in events if isinstance(e, CommandFailed) and e.command_id == command.command_id), None
+        )
+        if refusal is None and not 200 <= status < 300:
+            refusal = failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}")
+        if refusal is not None:
+            self._settle(self._tracker.answered(pending, (refusal,), status))
+        for event in events:
+            if event is not refusal and not isinstance(event, CommandSucceeded | CommandFailed):
+                self._emit(event)
+        if refusal is None:
+            self._tracker.unsend(pending)  # back to the front of the outbox for its next step
+            pending.step = step + 1
         self._wake.set()
 
     def _http_failure(self, pending: PendingCommand, exc: BaseException) -> Outcome:

@@ -48,7 +48,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tray_agent.core.commands import DiscardCommand, LoadHistory, Release, ResendCommand, SendReply, TakeOver
+from tray_agent.core.commands import (
+    DiscardCommand,
+    HandBack,
+    LoadHistory,
+    Release,
+    ResendCommand,
+    Resolve,
+    SendReply,
+    TakeOver,
+)
 from tray_agent.core.events import ConnectionState, Event, SenderKind
 from tray_agent.core.i18n import _, format_clock
 from tray_agent.core.ports import CommandSink, DraftStore
@@ -64,7 +73,14 @@ from tray_agent.core.state import (
 )
 from tray_agent.core.text import isolate_bidi
 from tray_agent.ui.bridge import StoreBridge
-from tray_agent.ui.customer_service import ConflictBanner, can_release, can_take_over, new_conflicts
+from tray_agent.ui.customer_service import (
+    ConflictBanner,
+    can_hand_back,
+    can_release,
+    can_resolve,
+    can_take_over,
+    new_conflicts,
+)
 from tray_agent.ui.models import (
     RECORD_ROLE,
     RETRIED_ROLE,
@@ -168,16 +184,6 @@ class BubbleDelegate(QStyledItemDelegate):
         super().__init__(view)
         self._view = view
         self._context = context
-        self._discarded: frozenset[str] = frozenset()
-
-    def set_discarded(self, command_ids: frozenset[str]) -> None:
-        """Replies the agent discarded in this window (they say so and offer nothing)."""
-        self._discarded = command_ids
-        self._view.viewport().update()
-
-    def is_discarded(self, record: MessageRecord) -> bool:
-        """True for a reply the agent discarded here (its state is then FAILED, "not sent")."""
-        return record.command_id is not None and record.command_id in self._discarded
 
     # ------------------------------------------------------------------ texts
 
@@ -195,7 +201,7 @@ class BubbleDelegate(QStyledItemDelegate):
             return ""
         _customer, _me, online = self._context()
         state = record.reply_state
-        if self.is_discarded(record) and state is CommandState.FAILED:
+        if state is CommandState.DISCARDED:
             return _("Discarded: not sent")
         if state is CommandState.QUEUED:
             text = _("Sending…") if online else _("Queued: will be sent when you are back online")
@@ -244,7 +250,7 @@ class BubbleDelegate(QStyledItemDelegate):
     def bubble_layout(self, option: QStyleOptionViewItem, index: _Index) -> BubbleLayout:
         """Compute the bubble's geometry inside ``option.rect``."""
         record: MessageRecord = index.data(RECORD_ROLE)
-        retried = bool(index.data(RETRIED_ROLE)) or self.is_discarded(record)
+        retried = bool(index.data(RETRIED_ROLE))
         body_font, small_font = self._fonts(option)
         body_fm, small_fm = QFontMetrics(body_font), QFontMetrics(small_font)
         full = max(200, self._view.viewport().width())
@@ -311,7 +317,7 @@ class BubbleDelegate(QStyledItemDelegate):
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:  # noqa: D102
         record: MessageRecord = index.data(RECORD_ROLE)
-        retried = bool(index.data(RETRIED_ROLE)) or self.is_discarded(record)
+        retried = bool(index.data(RETRIED_ROLE))
         layout = self.bubble_layout(option, index)
         palette = option.palette
         body_font, small_font = self._fonts(option)
@@ -497,8 +503,6 @@ class ChatWindow(QWidget):
         self._url_opener = url_opener
         self._quick_replies = quick_replies
         self._agent_name = agent_name
-        self._retried: set[str] = set()
-        self._discarded: set[str] = set()
         self._reported: set[str] = set()
         self._history_page = 0
         self._older_requested_at: int | None = None  # history length when "load older" was asked
@@ -542,12 +546,27 @@ class ChatWindow(QWidget):
             _("Gives the customer back so another agent can take them. Shortcut: Ctrl+Shift+R.")
         )
         self._release_button.clicked.connect(self._on_release_button_clicked)
+        self._hand_back_button = QPushButton(_("Hand back to &AI"), self._handler_frame)
+        self._hand_back_button.setAccessibleName(_("Hand this customer back to the AI"))
+        self._hand_back_button.setAccessibleDescription(
+            _("The AI (or the bot) answers the customer again. Shortcut: Ctrl+Shift+B.")
+        )
+        self._hand_back_button.clicked.connect(self._on_hand_back_button_clicked)
+        self._resolve_button = QPushButton(_("Resol&ve"), self._handler_frame)
+        self._resolve_button.setAccessibleName(_("Resolve this conversation"))
+        self._resolve_button.setAccessibleDescription(
+            _("Closes the conversation: the customer leaves your list. Shortcut: Ctrl+Shift+D.")
+        )
+        self._resolve_button.clicked.connect(self._on_resolve_button_clicked)
         handler_layout.addWidget(self._handler_label, 1)
         handler_layout.addWidget(self._take_over_button)
         handler_layout.addWidget(self._release_button)
+        handler_layout.addWidget(self._hand_back_button)
+        handler_layout.addWidget(self._resolve_button)
         layout.addWidget(self._handler_frame)
 
         self._conflict_banner = ConflictBanner(self)
+        self._conflict_banner.take_anyway_requested.connect(self._on_conflict_banner_take_anyway_requested)
         layout.addWidget(self._conflict_banner)
 
         self._older_button = QPushButton(_("Load older messages"), self)
@@ -649,7 +668,9 @@ class ChatWindow(QWidget):
         QWidget.setTabOrder(self._message_view, self._older_button)
         QWidget.setTabOrder(self._older_button, self._take_over_button)
         QWidget.setTabOrder(self._take_over_button, self._release_button)
-        QWidget.setTabOrder(self._release_button, self._retry_button)
+        QWidget.setTabOrder(self._release_button, self._hand_back_button)
+        QWidget.setTabOrder(self._hand_back_button, self._resolve_button)
+        QWidget.setTabOrder(self._resolve_button, self._retry_button)
         QWidget.setTabOrder(self._retry_button, self._resend_button)
         QWidget.setTabOrder(self._resend_button, self._discard_button)
         self.setFocusProxy(self._reply_edit)
@@ -715,12 +736,10 @@ class ChatWindow(QWidget):
         self._scroll_to_bottom()
 
     def retry(self, record: MessageRecord) -> None:
-        """Send a failed reply again as a new command with the same text."""
-        if record.command_id is None or record.command_id in self._retried:
+        """Send a failed reply again as a new command with the same text (the store links them)."""
+        if record.command_id is None or not BubbleDelegate.can_retry(record, bool(record.retried_as)):
             return
-        self._retried.add(record.command_id)
-        self._model.set_retried(frozenset(self._retried))
-        self._sink.submit(SendReply(self._conversation, record.text))
+        self._sink.submit(SendReply(self._conversation, record.text, retry_of=record.command_id))
         self._stick_to_bottom = True
         self._refresh_failure()
 
@@ -736,8 +755,6 @@ class ChatWindow(QWidget):
         """Give up on an unconfirmed reply: it is never sent; the bubble says so."""
         if record.command_id is None or not BubbleDelegate.can_resend(record):
             return
-        self._discarded.add(record.command_id)
-        self._delegate.set_discarded(frozenset(self._discarded))
         self._sink.submit(DiscardCommand(command_id=record.command_id))
         self._refresh_failure()
 
@@ -777,6 +794,29 @@ class ChatWindow(QWidget):
         if not can_release(self._conv()):
             return False
         self._sink.submit(Release(self._conversation))
+        self._refresh_buttons(self._conv())
+        return True
+
+    def resolve(self) -> bool:
+        """Resolve this conversation (button, Alt+V, Ctrl+Shift+D) when the customer is mine."""
+        if not can_resolve(self._conv()):
+            return False
+        self._sink.submit(Resolve(self._conversation))
+        self._refresh_buttons(self._conv())
+        return True
+
+    def hand_back(self) -> bool:
+        """Hand this customer back to the AI (button, Alt+A, Ctrl+Shift+B) when mine."""
+        if not can_hand_back(self._conv()):
+            return False
+        self._sink.submit(HandBack(self._conversation))
+        self._refresh_buttons(self._conv())
+        return True
+
+    def take_anyway(self) -> bool:
+        """Take this customer even though another agent has them (the conflict banner)."""
+        self._conflict_banner.hide()
+        self._sink.submit(TakeOver(self._conversation, force=True))
         self._refresh_buttons(self._conv())
         return True
 
@@ -824,6 +864,15 @@ class ChatWindow(QWidget):
 
     def _on_release_button_clicked(self) -> None:
         self.release()
+
+    def _on_resolve_button_clicked(self) -> None:
+        self.resolve()
+
+    def _on_hand_back_button_clicked(self) -> None:
+        self.hand_back()
+
+    def _on_conflict_banner_take_anyway_requested(self, key: str) -> None:
+        self.take_anyway()
 
     def _on_older_button_clicked(self) -> None:
         self.load_older()
@@ -956,14 +1005,17 @@ class ChatWindow(QWidget):
         self._take_over_button.setEnabled(can_take_over(conv))
         self._release_button.setEnabled(can_release(conv))
         self._take_over_button.setVisible(conv is None or not conv.assigned_to_me)
-        self._release_button.setVisible(conv is not None and conv.assigned_to_me)
+        mine = conv is not None and conv.assigned_to_me
+        self._release_button.setVisible(mine)
+        self._resolve_button.setEnabled(can_resolve(conv))
+        self._resolve_button.setVisible(mine)
+        self._hand_back_button.setEnabled(can_hand_back(conv))
+        self._hand_back_button.setVisible(mine)
 
     def _newest_failed(self) -> MessageRecord | None:
-        for record in reversed(self._model.records):
-            if BubbleDelegate.can_resend(record) and record.command_id not in self._discarded:
-                return record
-            done = record.command_id in self._retried or record.command_id in self._discarded
-            if BubbleDelegate.can_retry(record, done):
+        conv = self._conv()  # the store's truth: a retry or discard shows at once, not at the next flush
+        for record in reversed(conv.messages if conv is not None else self._model.records):
+            if BubbleDelegate.can_resend(record) or BubbleDelegate.can_retry(record, bool(record.retried_as)):
                 return record
         return None
 

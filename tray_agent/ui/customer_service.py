@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tray_agent.core.commands import Release, TakeOver
+from tray_agent.core.commands import HandBack, Release, Resolve, TakeOver
 from tray_agent.core.events import CommandKind, FailureReason
 from tray_agent.core.i18n import _, format_clock
 from tray_agent.core.ports import CommandSink
@@ -50,9 +50,11 @@ class ConflictBanner(QFrame):
 
     Signals:
         dismissed(): the agent closed the banner.
+        take_anyway_requested(str): the agent chose "Take anyway" for the conversation shown.
     """
 
     dismissed = Signal()
+    take_anyway_requested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -69,9 +71,16 @@ class ConflictBanner(QFrame):
         self._close_button.setAccessibleDescription(_("Hides this message. The customer stays as they are."))
         self._close_button.setToolTip(_("Dismiss"))
         self._close_button.clicked.connect(self._on_close_button_clicked)
+        self._take_anyway_button = QPushButton(_("Take any&way"), self)
+        self._take_anyway_button.setAccessibleName(_("Take this customer anyway"))
+        self._take_anyway_button.setAccessibleDescription(
+            _("Takes the customer from the agent who has them now. They are not asked first.")
+        )
+        self._take_anyway_button.clicked.connect(self._on_take_anyway_button_clicked)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 4, 4)
         layout.addWidget(self._label, 1)
+        layout.addWidget(self._take_anyway_button)
         layout.addWidget(self._close_button)
         self.conversation = ""
         self.server_text = ""
@@ -93,10 +102,22 @@ class ConflictBanner(QFrame):
         """Re-word the message after the conversation changed (e.g. the agent became known)."""
         self._label.setText(conflict_text(conv, self.server_text))
 
+    @property
+    def take_anyway_button(self) -> QPushButton:
+        """The "Take anyway" button."""
+        return self._take_anyway_button
+
     def _on_close_button_clicked(self) -> None:
         self.hide()
         self.conversation = ""
         self.dismissed.emit()
+
+    def _on_take_anyway_button_clicked(self) -> None:
+        conversation = self.conversation
+        self.hide()
+        self.conversation = ""
+        if conversation:
+            self.take_anyway_requested.emit(conversation)
 
 
 def new_conflicts(
@@ -217,6 +238,7 @@ class CustomerServiceWindow(QMainWindow):
         central = QWidget(self)
         layout = QVBoxLayout(central)
         self._conflict_banner = ConflictBanner(central)
+        self._conflict_banner.take_anyway_requested.connect(self._on_conflict_banner_take_anyway_requested)
         layout.addWidget(self._conflict_banner)
 
         self._search_edit = QLineEdit(central)
@@ -262,10 +284,24 @@ class CustomerServiceWindow(QMainWindow):
             _("Gives the customer back so another agent can take them. Shortcut: Ctrl+Shift+R.")
         )
         self._release_button.clicked.connect(self._on_release_button_clicked)
+        self._resolve_button = QPushButton(_("Resol&ve"), central)
+        self._resolve_button.setAccessibleName(_("Resolve the selected conversation"))
+        self._resolve_button.setAccessibleDescription(
+            _("Closes the conversation: the customer leaves your list. Shortcut: Ctrl+Shift+D.")
+        )
+        self._resolve_button.clicked.connect(self._on_resolve_button_clicked)
+        self._hand_back_button = QPushButton(_("Hand back to &AI"), central)
+        self._hand_back_button.setAccessibleName(_("Hand the selected customer back to the AI"))
+        self._hand_back_button.setAccessibleDescription(
+            _("The AI (or the bot) answers the customer again. Shortcut: Ctrl+Shift+B.")
+        )
+        self._hand_back_button.clicked.connect(self._on_hand_back_button_clicked)
         buttons.addWidget(self._open_button)
         buttons.addStretch(1)
         buttons.addWidget(self._take_over_button)
         buttons.addWidget(self._release_button)
+        buttons.addWidget(self._hand_back_button)
+        buttons.addWidget(self._resolve_button)
         layout.addLayout(buttons)
         self.setCentralWidget(central)
 
@@ -279,7 +315,10 @@ class CustomerServiceWindow(QMainWindow):
         QWidget.setTabOrder(self._tables[0], self._open_button)
         QWidget.setTabOrder(self._open_button, self._take_over_button)
         QWidget.setTabOrder(self._take_over_button, self._release_button)
-        QWidget.setTabOrder(self._release_button, self._conflict_banner._close_button)
+        QWidget.setTabOrder(self._release_button, self._hand_back_button)
+        QWidget.setTabOrder(self._hand_back_button, self._resolve_button)
+        QWidget.setTabOrder(self._resolve_button, self._conflict_banner.take_anyway_button)
+        QWidget.setTabOrder(self._conflict_banner.take_anyway_button, self._conflict_banner._close_button)
         self.resize(820, 520)
 
     def _make_table(self, proxy: ConversationTabProxy) -> QTableView:
@@ -390,10 +429,37 @@ class CustomerServiceWindow(QMainWindow):
         self._update_buttons()
         return True
 
+    def resolve_selected(self) -> bool:
+        """Resolve the selected conversation (button, Alt+V, Ctrl+Shift+D) when the customer is mine."""
+        key = self.selected_key()
+        if not key or not can_resolve(self._bridge.state.conversation(key)):
+            return False
+        self._sink.submit(Resolve(key))
+        self._update_buttons()
+        return True
+
+    def hand_back_selected(self) -> bool:
+        """Hand the selected customer back to the AI (button, Alt+A, Ctrl+Shift+B) when mine."""
+        key = self.selected_key()
+        if not key or not can_hand_back(self._bridge.state.conversation(key)):
+            return False
+        self._sink.submit(HandBack(key))
+        self._update_buttons()
+        return True
+
+    def take_anyway(self, key: str) -> bool:
+        """Take ``key`` even though another agent has it (the conflict banner's "Take anyway")."""
+        if not key:
+            return False
+        self._conflict_banner.hide()
+        self._sink.submit(TakeOver(key, force=True))
+        self._update_buttons()
+        return True
+
     def add_shortcut_menus(self, actions: Mapping[str, QAction]) -> None:
         """Show the app-wide shortcuts in a Conversation menu and a Help menu (discoverable keys)."""
         conversation_menu = self.menuBar().addMenu(_("Co&nversation"))
-        for name in ("next_waiting", "take_over", "release", "open_inbox"):
+        for name in ("next_waiting", "take_over", "release", "hand_back", "resolve", "open_inbox"):
             if name in actions:
                 conversation_menu.addAction(actions[name])
         help_menu = self.menuBar().addMenu(_("&Help"))
@@ -527,6 +593,15 @@ class CustomerServiceWindow(QMainWindow):
     def _on_release_button_clicked(self) -> None:
         self.release_selected()
 
+    def _on_resolve_button_clicked(self) -> None:
+        self.resolve_selected()
+
+    def _on_hand_back_button_clicked(self) -> None:
+        self.hand_back_selected()
+
+    def _on_conflict_banner_take_anyway_requested(self, key: str) -> None:
+        self.take_anyway(key)
+
     def _on_find_action_triggered(self) -> None:
         self._search_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self._search_edit.selectAll()
@@ -550,6 +625,8 @@ class CustomerServiceWindow(QMainWindow):
         self._open_button.setEnabled(conv is not None)
         self._take_over_button.setEnabled(can_take_over(conv))
         self._release_button.setEnabled(can_release(conv))
+        self._resolve_button.setEnabled(can_resolve(conv))
+        self._hand_back_button.setEnabled(can_hand_back(conv))
 
     def _update_tab_titles(self) -> None:
         titles = (_("Waiting for a human ({count})"), _("Mine ({count})"), self._all_title())
@@ -574,3 +651,13 @@ def can_take_over(conv: Conversation | None) -> bool:
 def can_release(conv: Conversation | None) -> bool:
     """Release is offered for my customers once my take-over is confirmed."""
     return conv is not None and conv.assigned_to_me and conv.pending_takeover is None
+
+
+def can_resolve(conv: Conversation | None) -> bool:
+    """Resolve is offered for my customers (I close the conversations I hold)."""
+    return can_release(conv)
+
+
+def can_hand_back(conv: Conversation | None) -> bool:
+    """Hand back to the AI is offered for my customers."""
+    return can_release(conv)

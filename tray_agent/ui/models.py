@@ -676,7 +676,6 @@ class MessageListModel(QAbstractListModel):
     def __init__(self, history: History | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._records: tuple[MessageRecord, ...] = history.records if history is not None else ()
-        self._retried: frozenset[str] = frozenset()
 
     @property
     def records(self) -> tuple[MessageRecord, ...]:
@@ -686,17 +685,6 @@ class MessageListModel(QAbstractListModel):
     def record_at(self, row: int) -> MessageRecord:
         """The record of a row."""
         return self._records[row]
-
-    def set_retried(self, command_ids: frozenset[str]) -> None:
-        """Mark failed replies the agent already retried (their Retry goes away)."""
-        if command_ids == self._retried:
-            return
-        changed = command_ids ^ self._retried
-        self._retried = command_ids
-        for row, record in enumerate(self._records):
-            if record.command_id in changed:
-                idx = self.index(row, 0)
-                self.dataChanged.emit(idx, idx)
 
     def set_history(self, history: History) -> None:
         """Show ``history``, emitting the smallest change signals that describe the difference."""
@@ -750,7 +738,7 @@ class MessageListModel(QAbstractListModel):
         if role == SENDER_ROLE:
             return record.sender
         if role == RETRIED_ROLE:
-            return record.command_id is not None and record.command_id in self._retried
+            return bool(record.retried_as)  # the store links a retried reply to its new one
         return None
 
 

@@ -35,6 +35,8 @@ class Shortcut(enum.StrEnum):
     NEXT_WAITING = "next_waiting"
     TAKE_OVER = "take_over"
     RELEASE = "release"
+    RESOLVE = "resolve"
+    HAND_BACK = "hand_back"
     CLOSE = "close"
     HELP = "help"
 
@@ -89,6 +91,16 @@ SHORTCUTS: Final[dict[Shortcut, ShortcutInfo]] = {
         "Ctrl+Shift+R",
         N_("Release"),
         N_("Give the customer back so that another agent can take them."),
+    ),
+    Shortcut.RESOLVE: ShortcutInfo(
+        "Ctrl+Shift+D",
+        N_("Resolve"),
+        N_("Close the conversation of your customer: they leave your list."),
+    ),
+    Shortcut.HAND_BACK: ShortcutInfo(
+        "Ctrl+Shift+B",
+        N_("Hand back to AI"),
+        N_("Give your customer back to the AI (or the bot)."),
     ),
     Shortcut.CLOSE: ShortcutInfo(
         QKeySequence.StandardKey.Close, N_("Close window"), N_("Close this chat window.")
@@ -167,6 +179,8 @@ class ShortcutController(QObject):
         take_over: Callable[[], object] | None = None,
         release: Callable[[], object] | None = None,
         close: Callable[[], object] | None = None,
+        resolve: Callable[[], object] | None = None,
+        hand_back: Callable[[], object] | None = None,
     ) -> dict[Shortcut, QAction]:
         """Add the shortcuts to ``window``; the optional ones only when it has a target for them.
 
@@ -178,6 +192,8 @@ class ShortcutController(QObject):
             Shortcut.NEXT_WAITING: self.open_next_waiting,
             Shortcut.TAKE_OVER: take_over,
             Shortcut.RELEASE: release,
+            Shortcut.RESOLVE: resolve,
+            Shortcut.HAND_BACK: hand_back,
             Shortcut.CLOSE: close,
             Shortcut.HELP: self.help_requested.emit,
         }

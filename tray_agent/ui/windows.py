@@ -291,7 +291,12 @@ class WindowManager(QObject):
             )
             window.closed.connect(self._on_chat_closed)
             self._shortcuts.attach(
-                window, take_over=window.take_over, release=window.release, close=window.close
+                window,
+                take_over=window.take_over,
+                release=window.release,
+                close=window.close,
+                resolve=window.resolve,
+                hand_back=window.hand_back,
             )
             self._chats[conversation] = window
         _raise(window)
@@ -454,7 +459,11 @@ class WindowManager(QObject):
             inbox.sign_out_requested.connect(self._on_inbox_sign_out_requested)
             inbox.quit_requested.connect(self.quit_requested)
             actions = self._shortcuts.attach(
-                inbox, take_over=inbox.take_over_selected, release=inbox.release_selected
+                inbox,
+                take_over=inbox.take_over_selected,
+                release=inbox.release_selected,
+                resolve=inbox.resolve_selected,
+                hand_back=inbox.hand_back_selected,
             )
             inbox.add_shortcut_menus({str(name): action for name, action in actions.items()})
             self._inbox = inbox

@@ -16,7 +16,7 @@ from tray_agent.core.commands import (
     TakeOver,
 )
 from tray_agent.core.events import Event, event_to_dict
-from tray_agent.core.protocol.base import HttpCall, Outbound, WsFrame
+from tray_agent.core.protocol.base import HttpCall, Outbound, Plan, WsFrame
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -61,7 +61,9 @@ def command(spec: dict[str, Any]) -> Command:
     return _COMMANDS[spec["name"]](command_id="t-1", **args)
 
 
-def outbound_to_plain(out: Outbound) -> dict[str, Any]:
+def outbound_to_plain(out: Outbound | Plan) -> dict[str, Any]:
+    if isinstance(out, Plan):
+        return {"plan": [outbound_to_plain(step) for step in out.steps]}
     if isinstance(out, WsFrame):
         return {"ws": json.loads(out.text)}
     assert isinstance(out, HttpCall)

@@ -7,10 +7,12 @@ import pytest
 from tray_agent.core.commands import (
     CommandLineError,
     DiscardCommand,
+    HandBack,
     LoadHistory,
     RefreshWaitingList,
     Release,
     ResendCommand,
+    Resolve,
     SendReply,
     TakeOver,
     command_from_line,
@@ -83,3 +85,34 @@ def test_command_from_line_resend_needs_command_id(line):
     with pytest.raises(CommandLineError) as info:
         command_from_line(line)
     assert "command_id" in info.value.text
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"cmd": "resolve", "conversation": "p/1"}', Resolve("p/1", command_id="x")),
+        ('{"cmd": "hand_back", "conversation": "chat-9"}', HandBack("chat-9", command_id="x")),
+        (
+            '{"cmd": "take_over", "conversation": "c", "force": true}',
+            TakeOver("c", force=True, command_id="x"),
+        ),
+        ('{"cmd": "take_over", "conversation": "c"}', TakeOver("c", force=False, command_id="x")),
+    ],
+)
+def test_command_from_line_life_cycle_commands(line: str, expected: object) -> None:
+    command = command_from_line(line[:-1] + ', "id": "x"}')
+    assert command == expected
+
+
+def test_command_from_line_force_must_be_a_bool() -> None:
+    with pytest.raises(CommandLineError) as info:
+        command_from_line('{"cmd": "take_over", "conversation": "c", "force": "yes"}')
+    assert info.value.kind is CommandKind.TAKE_OVER
+    assert "force" in info.value.text
+
+
+def test_resend_and_discard_have_their_own_kinds() -> None:
+    assert ResendCommand(command_id="a").kind is CommandKind.RESEND
+    assert DiscardCommand(command_id="a").kind is CommandKind.DISCARD
+    assert Resolve("c").kind is CommandKind.RESOLVE
+    assert HandBack("c").kind is CommandKind.HAND_BACK

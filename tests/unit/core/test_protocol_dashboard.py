@@ -17,7 +17,16 @@ from tests.unit.core.golden import (
     load,
     outbound_to_plain,
 )
-from tray_agent.core.commands import LoadHistory, Ping, RefreshWaitingList, Release, SendReply, TakeOver
+from tray_agent.core.commands import (
+    HandBack,
+    LoadHistory,
+    Ping,
+    RefreshWaitingList,
+    Release,
+    Resolve,
+    SendReply,
+    TakeOver,
+)
 from tray_agent.core.events import (
     CommandKind,
     CommandSucceeded,
@@ -30,7 +39,7 @@ from tray_agent.core.events import (
     ServerRejected,
 )
 from tray_agent.core.protocol import codec_for
-from tray_agent.core.protocol.base import EncodeError, HttpCall, WsFrame
+from tray_agent.core.protocol.base import EncodeError, HttpCall, Plan, WsFrame
 from tray_agent.core.protocol.dashboard import (
     MAX_FRAME_SIZE,
     DashboardCodec,
@@ -199,9 +208,11 @@ def test_every_error_string_is_classified(
 
 def test_encode_exact_frames(codec: DashboardCodec) -> None:
     assert codec.encode(Ping()) == WsFrame(text='{"type":"ping"}')
-    assert codec.encode(TakeOver(conversation=KEY)) == WsFrame(
-        text=f'{{"type":"assign_agent","data":{{"customer_id":"{PSID}","page_id":"{PAGE}"}}}}'
+    stop = HttpCall(
+        method="PUT", path=f"/api/dashboard/customers/{PSID}/stop", json={"page_id": PAGE, "stop": True}
     )
+    assign = WsFrame(text=f'{{"type":"assign_agent","data":{{"customer_id":"{PSID}","page_id":"{PAGE}"}}}}')
+    assert codec.encode(TakeOver(conversation=KEY)) == Plan(steps=(stop, assign))
     assert codec.encode(Release(conversation=KEY)) == WsFrame(
         text=f'{{"type":"unassign_agent","data":{{"customer_id":"{PSID}","page_id":"{PAGE}"}}}}'
     )
@@ -325,3 +336,43 @@ def test_new_message_names_the_page_once_a_customer_object_named_it() -> None:
     (after,) = codec.parse_frame(json.dumps(frame))
     assert isinstance(after, MessageReceived)
     assert after.channel == "Shoe Shop"
+
+
+@pytest.mark.parametrize("command_type", [Resolve, HandBack])
+def test_resolve_and_hand_back_release_then_give_the_customer_back_to_the_bot(codec, command_type) -> None:
+    plan = codec.encode(command_type(conversation=KEY))
+    assert plan == Plan(
+        steps=(
+            HttpCall(method="DELETE", path=f"/api/dashboard/customers/{PSID}/agent", json={"page_id": PAGE}),
+            HttpCall(
+                method="PUT",
+                path=f"/api/dashboard/customers/{PSID}/stop",
+                json={"page_id": PAGE, "stop": False},
+            ),
+        )
+    )
+    command = command_type(conversation=KEY)
+    assert [type(e) for e in codec.parse_response(command, 200, b'{"message": "ok"}')] == [CommandSucceeded]
+
+
+def test_a_failed_first_step_is_one_clear_failure(codec) -> None:
+    take = TakeOver(conversation=KEY)
+    assert codec.parse_step(take, 0, 200, b'{"message": "Customer status updated successfully"}') == ()
+    (failure,) = codec.parse_step(take, 0, 404, b'{"error": "Customer not found"}')
+    assert failure.command_id == take.command_id
+    assert failure.reason is FailureReason.NOT_FOUND
+    assert failure.text == "Could not stop the bot, so nothing was changed: Customer not found"
+    (junk,) = codec.parse_step(take, 0, 500, b"<html>")
+    assert junk.reason is FailureReason.SERVER_ERROR
+    resolve = Resolve(conversation=KEY)
+    (refused,) = codec.parse_step(
+        resolve, 0, 403, b'{"error": "Only the assigned agent or an admin can unassign"}'
+    )
+    assert refused.text.startswith("Could not release the customer")
+
+
+def test_resolve_failing_at_the_bot_step_says_the_customer_was_released(codec) -> None:
+    resolve = Resolve(conversation=KEY)
+    (failure,) = codec.parse_response(resolve, 404, b'{"error": "Customer not found"}')
+    assert failure.reason is FailureReason.NOT_FOUND
+    assert failure.text == "Released, but the bot could not take the customer back: Customer not found"

@@ -18,10 +18,20 @@ from tests.unit.core.golden import (
     load,
     outbound_to_plain,
 )
-from tray_agent.core.commands import LoadHistory, Ping, RefreshWaitingList, Release, SendReply, TakeOver
+from tray_agent.core.commands import (
+    HandBack,
+    LoadHistory,
+    Ping,
+    RefreshWaitingList,
+    Release,
+    Resolve,
+    SendReply,
+    TakeOver,
+)
 from tray_agent.core.events import (
     CommandFailed,
     CommandKind,
+    CommandSucceeded,
     Connected,
     Dialect,
     FailureReason,
@@ -32,7 +42,7 @@ from tray_agent.core.events import (
     event_to_dict,
 )
 from tray_agent.core.protocol import codec_for
-from tray_agent.core.protocol.base import EncodeError, HttpCall, WsFrame
+from tray_agent.core.protocol.base import EncodeError, HttpCall, Plan, WsFrame
 from tray_agent.core.protocol.org import MAX_FRAME_SIZE, OrgChatIn, OrgCodec
 from tray_agent.core.state import State, reduce
 
@@ -183,8 +193,65 @@ def test_chat_update_without_chat_id_is_ignored(codec: OrgCodec) -> None:
 
 
 def test_encode_take_over_exact(codec: OrgCodec) -> None:
+    assign = HttpCall(method="PUT", path="/crm/chats/a%20b%2Fc/assign", json={"assigned_to_me": True})
     out = codec.encode(TakeOver(conversation="a b/c", command_id="x"))
-    assert out == HttpCall(method="PUT", path="/crm/chats/a%20b%2Fc/assign", json={"assigned_to_me": True})
+    assert out == Plan(steps=(HttpCall(method="GET", path="/crm/chats/a%20b%2Fc"), assign))
+    # "Take anyway": no read, straight to the assign.
+    assert codec.encode(TakeOver(conversation="a b/c", force=True)) == assign
+
+
+def _chat_row(**fields: object) -> bytes:
+    row = {"id": CHAT, "ai_agent_id": "ai-1", "status": "assigned", "handled_by": "human", **fields}
+    return json.dumps(row).encode()
+
+
+def test_take_over_refuses_a_chat_another_human_holds_naming_them(codec: OrgCodec) -> None:
+    take = TakeOver(conversation=CHAT, command_id="k")
+    held = _chat_row(human_agent_id="ag-2", human_id="user-2", human_agent_name="Sari")
+    refusal, change = codec.parse_step(take, 0, 200, held)
+    assert refusal == CommandFailed(
+        command_id="k",
+        kind=CommandKind.TAKE_OVER,
+        conversation=CHAT,
+        reason=FailureReason.ALREADY_ASSIGNED,
+        text="Sari is already handling this customer",
+    )
+    assert change.agent.name == "Sari"
+    assert change.is_me is False
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"handled_by": "ai", "human_agent_id": ""},
+        {"handled_by": "unassigned", "status": "open"},
+        {"human_agent_id": "ag-me", "human_id": ME},  # already mine
+    ],
+)
+def test_take_over_goes_ahead_when_nobody_else_holds_the_chat(codec: OrgCodec, row: dict[str, str]) -> None:
+    assert codec.parse_step(TakeOver(conversation=CHAT), 0, 200, _chat_row(**row)) == ()
+    assert codec.parse_step(TakeOver(conversation=CHAT), 0, 200, b"not json") == ()
+
+
+def test_take_over_read_failure_ends_the_take_over(codec: OrgCodec) -> None:
+    (failure,) = codec.parse_step(TakeOver(conversation=CHAT), 0, 404, b'{"detail": "Chat not found"}')
+    assert failure.reason is FailureReason.NOT_FOUND
+
+
+def test_resolve_and_hand_back(codec: OrgCodec) -> None:
+    assert codec.encode(Resolve(conversation=CHAT)) == HttpCall(
+        method="PUT", path=f"/crm/chats/{CHAT}/resolve"
+    )
+    codec.parse_response(RefreshWaitingList(), 200, json.dumps({"chats": [json.loads(_chat_row())]}).encode())
+    assert codec.encode(HandBack(conversation=CHAT)) == HttpCall(
+        method="PUT",
+        path=f"/crm/chats/{CHAT}/assign",
+        json={"assigned_agent_id": "ai-1", "assigned_to_me": False},
+    )
+    resolved = codec.parse_response(
+        Resolve(conversation=CHAT, command_id="r"), 200, _chat_row(status="resolved")
+    )
+    assert resolved[0] == CommandSucceeded(command_id="r", kind=CommandKind.RESOLVE, conversation=CHAT)
 
 
 def test_encode_ping_is_a_ws_frame(codec: OrgCodec) -> None:

@@ -14,9 +14,11 @@ from tray_agent.core.events import (
     AssignmentAction,
     AssignmentChanged,
     Attachment,
+    CommandDiscarded,
     CommandFailed,
     CommandKind,
     CommandQueued,
+    CommandRetried,
     CommandSent,
     CommandSucceeded,
     Connected,
@@ -1399,3 +1401,96 @@ def test_conversation_map_scan_yields_every_conversation_once():
     scanned = list(cmap.scan())
     assert sorted(c.key for c in scanned) == sorted(c.key for c in convs)
     assert next(c for c in scanned if c.key == "k1").unread == 2
+
+
+# --- letting go: release, resolve, hand back (the customer's life cycle) ----------------------
+
+
+def _held_then(kind: CommandKind) -> list[Event]:
+    return [
+        HumanRequested(conversation=KEY, at=at(1)),
+        AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(ME), is_me=True),
+        customer("thanks!", 60),
+        CommandQueued(command_id="x1", kind=kind, conversation=KEY),
+        CommandSucceeded(command_id="x1", kind=kind, conversation=KEY),
+    ]
+
+
+@pytest.mark.parametrize("kind", [CommandKind.RELEASE, CommandKind.RESOLVE, CommandKind.HAND_BACK])
+def test_reduce_letting_go_ends_waiting_and_mine(kind: CommandKind) -> None:
+    state, _ = run(_held_then(kind), me_connected())
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.waiting, conv.waiting_since, conv.assigned_to_me, conv.assigned) == (
+        False,
+        None,
+        False,
+        False,
+    )
+    assert KEY not in state.waiting_keys
+    assert state.mine() == ()
+    assert state.waiting_count == 0
+    assert state.oldest_waiting_since is None
+    assert state.outbound["x1"].state is CommandState.CONFIRMED
+    assert conv.status == ("resolved" if kind is CommandKind.RESOLVE else "")
+
+
+@pytest.mark.parametrize("kind", [CommandKind.RELEASE, CommandKind.RESOLVE, CommandKind.HAND_BACK])
+def test_reduce_let_go_customer_never_comes_back_waiting_since_the_old_time(kind: CommandKind) -> None:
+    state, _ = run(_held_then(kind), me_connected())
+    # A list fetched before the server knew, and a late stop frame, still show the old episode.
+    stale = WaitingListPage(customers=(waiting_row(KEY, 1),), offset=0, total=1)
+    late = WaitingChanged(conversation=KEY, waiting=True, customer=waiting_row(KEY, 1), at=at(61))
+    state, effects = run([stale, late, HumanRequested(conversation=KEY, at=at(30))], state)
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert conv.waiting is False
+    assert state.waiting_count == 0
+    assert alerts(effects) == []
+    # They ask for a human again: a new episode, since the new time, alerted.
+    state, effects = run([HumanRequested(conversation=KEY, text="me again", at=at(120))], state)
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.waiting, conv.waiting_since) == (True, at(120))
+    assert len(alerts(effects, AlertKind.ESCALATION)) == 1
+
+
+def test_reduce_discarded_reply_is_discarded_in_the_store() -> None:
+    events = [
+        CommandQueued(command_id="r1", kind=CommandKind.REPLY, conversation=KEY, text="maybe"),
+        CommandFailed(
+            command_id="r1", kind=CommandKind.REPLY, conversation=KEY, reason=FailureReason.UNCONFIRMED
+        ),
+        CommandDiscarded(command_id="r1", kind=CommandKind.REPLY, conversation=KEY),
+    ]
+    state, _ = run(events, me_connected())
+    assert state.outbound["r1"].state is CommandState.DISCARDED
+    bubble = state.conversation(KEY).messages[-1]  # type: ignore[union-attr]
+    assert bubble.reply_state is CommandState.DISCARDED
+
+
+def test_reduce_discarded_take_over_rolls_back() -> None:
+    events = [
+        HumanRequested(conversation=KEY, at=at(1)),
+        take_over(),
+        CommandDiscarded(command_id="t1", kind=CommandKind.TAKE_OVER, conversation=KEY),
+    ]
+    state, _ = run(events, me_connected())
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned_to_me, conv.pending_takeover, state.waiting_count) == (False, None, 1)
+    assert state.outbound["t1"].state is CommandState.DISCARDED
+
+
+def test_reduce_retried_reply_points_to_the_new_reply() -> None:
+    events = [
+        CommandQueued(command_id="r1", kind=CommandKind.REPLY, conversation=KEY, text="hello"),
+        CommandFailed(command_id="r1", kind=CommandKind.REPLY, conversation=KEY, text="boom"),
+        CommandQueued(command_id="r2", kind=CommandKind.REPLY, conversation=KEY, text="hello"),
+        CommandRetried(command_id="r1", retried_as="r2", conversation=KEY),
+    ]
+    state, _ = run(events, me_connected())
+    assert state.outbound["r1"].retried_as == "r2"
+    first, second = state.conversation(KEY).messages[-2:]  # type: ignore[union-attr]
+    assert (first.reply_state, first.retried_as) == (CommandState.FAILED, "r2")
+    assert (second.reply_state, second.retried_as) == (CommandState.QUEUED, "")

@@ -11,9 +11,11 @@ import pytest
 from tests.helpers.fakes import EventRecorder, FakeClock, FakeSecretStore, RecordingSleep
 from tests.helpers.net_clients import FAST
 from tests.helpers.scripted_server import DashboardServer, dashboard_customer
-from tray_agent.core.commands import DiscardCommand, Ping, ResendCommand, SendReply, TakeOver
+from tray_agent.core.commands import DiscardCommand, Ping, ResendCommand, Resolve, SendReply, TakeOver
 from tray_agent.core.events import (
+    CommandDiscarded,
     CommandFailed,
+    CommandKind,
     CommandQueued,
     CommandSent,
     CommandSucceeded,
@@ -157,12 +159,14 @@ async def test_queued_commands_from_the_last_run_go_out_after_the_first_resync_o
     rows = [
         StoredCommand.from_command(SendReply("p1/c1", "from before", command_id="old-1")),
         replace(StoredCommand.from_command(TakeOver("p1/c0", command_id="old-2")), state=StoredState.SENT),
+        replace(StoredCommand.from_command(Resolve("p1/c1", command_id="old-3")), state=StoredState.SENT),
     ]
     outbox = FakeOutbox(journal, rows)
     events = Journal(journal)
     async with _server() as server, running(_client(outbox, events, server=server)):
         await events.wait_for(CommandSucceeded, lambda e: e.command_id == "old-1")
         await events.wait_for(CommandSucceeded, lambda e: e.command_id == "old-2")  # idempotent: again
+        await events.wait_for(CommandSucceeded, lambda e: e.command_id == "old-3")  # idempotent too
         connected = next(
             i
             for i, e in enumerate(journal)
@@ -205,10 +209,14 @@ async def test_unconfirmed_replies_are_shown_never_resent_until_the_agent_decide
         client.submit(ResendCommand(command_id="u1"))
         await events.wait_for(CommandSucceeded, lambda e: e.command_id == "u1")
         client.submit(DiscardCommand(command_id="u2"))
-        dropped = await events.wait_for(
-            CommandFailed, lambda e: e.command_id == "u2" and e.reason is not FailureReason.UNCONFIRMED
-        )
-        assert "discarded" in dropped.text
+        dropped = await events.wait_for(CommandDiscarded, lambda e: e.command_id == "u2")
+        assert dropped.kind is CommandKind.REPLY
+        assert dropped.conversation == "p1/c1"
+        assert not [
+            e
+            for e in events.of(CommandFailed)
+            if e.command_id == "u2" and e.reason is not FailureReason.UNCONFIRMED
+        ]
         client.submit(ResendCommand(command_id="nope"))
         unknown = await events.wait_for(CommandFailed, lambda e: e.command_id == "nope")
         assert unknown.reason is FailureReason.INVALID

@@ -57,6 +57,19 @@ class HttpCall:
 Outbound = WsFrame | HttpCall
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Several wire steps for one command, performed in order; the first failure ends the command.
+
+    Every step but the last is an :class:`HttpCall` whose answer goes to
+    :meth:`DialectCodec.parse_step` (a CommandFailed there stops the plan: later steps are never
+    sent); the last step is carried out like a one-step command. Used where a backend needs two
+    calls for one intent (dashboard take over: stop the bot, then assign).
+    """
+
+    steps: tuple[Outbound, ...]
+
+
 class EncodeError(Exception):
     """A command cannot be expressed in this dialect (bad conversation key, empty text ...)."""
 
@@ -91,8 +104,15 @@ class DialectCodec(Protocol):
         """Translate one received WebSocket frame into domain events (Ignored for junk)."""
         ...
 
-    def encode(self, command: Command) -> Outbound:
-        """Express a command on the wire. Raises EncodeError when impossible."""
+    def encode(self, command: Command) -> Outbound | Plan:
+        """Express a command on the wire (one step or a :class:`Plan`); EncodeError when impossible."""
+        ...
+
+    def parse_step(self, command: Command, index: int, status: int, body: bytes) -> Sequence[Event]:
+        """Translate the answer to step ``index`` (not the last) of a :class:`Plan`.
+
+        Returns the events it implies; a CommandFailed of ``command`` among them ends the plan.
+        """
         ...
 
     def parse_response(self, command: Command, status: int, body: bytes) -> Sequence[Event]:

@@ -14,6 +14,12 @@ Notes:
   :class:`ServerRejected` with the command kinds its exact text can belong to; the network layer
   matches them to its outstanding commands.
 * **No message ids** (G7): MessageReceived.message_id is always None, also for REST history.
+* **Two-step commands** (:class:`~tray_agent.core.protocol.base.Plan`). The server refuses
+  ``assign_agent`` for a customer who has not asked for a human, so TakeOver first stops the bot
+  (``PUT /customers/:id/stop`` stop=true, as the web dashboard does), then assigns. Resolve and
+  HandBack release the customer (REST ``DELETE /customers/:id/agent``, which also succeeds when
+  nobody has them) and then give them back to the bot (stop=false). The first failing step ends
+  the command with one failure naming the step; later steps are never sent.
 * **max_frame_size**: the server caps only *inbound* frames (512 KiB); what it sends is not capped.
   The biggest legitimate frame is a ``stopped_customers`` page of 200 customers (~1.5 KiB each,
   ~300 KiB), so the client caps received frames at 4 MiB: a generous margin that still bounds the
@@ -31,10 +37,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from tray_agent.core.commands import (
     Command,
+    HandBack,
     LoadHistory,
     Ping,
     RefreshWaitingList,
     Release,
+    Resolve,
     SendReply,
     TakeOver,
     failed,
@@ -64,7 +72,7 @@ from tray_agent.core.events import (
     conversation_key,
     split_dashboard_key,
 )
-from tray_agent.core.protocol.base import EncodeError, HttpCall, Outbound, WsFrame, websocket_url
+from tray_agent.core.protocol.base import EncodeError, HttpCall, Outbound, Plan, WsFrame, websocket_url
 from tray_agent.core.protocol.common import (
     LooseBool,
     LooseObject,
@@ -435,6 +443,19 @@ class DashGetStoppedCustomers(_Out):
     data: DashStoppedQuery
 
 
+class DashStopBody(_Out):
+    """Body of REST ``PUT /api/dashboard/customers/:id/stop``."""
+
+    page_id: str
+    stop: bool
+
+
+class DashPageBody(_Out):
+    """Body of REST ``DELETE /api/dashboard/customers/:id/agent`` (JSON on DELETE)."""
+
+    page_id: str
+
+
 class DashRestSendBody(_Out):
     """Body of REST ``POST /api/dashboard/customers/:id/message``."""
 
@@ -775,8 +796,8 @@ class DashboardCodec:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def encode(self, command: Command) -> Outbound:
-        """Express a command as a WebSocket frame (history: a REST call).
+    def encode(self, command: Command) -> Outbound | Plan:
+        """Express a command as a WebSocket frame (history: a REST call; two-step commands: a Plan).
 
         Raises:
             EncodeError: INVALID for a bad conversation key, MISSING_FIELDS for an empty reply.
@@ -791,7 +812,16 @@ class DashboardCodec:
         if isinstance(command, TakeOver):
             page_id, customer_id = _split(command.conversation)
             target = DashTarget(customer_id=customer_id, page_id=page_id)
-            return WsFrame(text=DashAssignAgent(data=target).model_dump_json())
+            assign = WsFrame(text=DashAssignAgent(data=target).model_dump_json())
+            return Plan(steps=(_stop_call(page_id, customer_id, stop=True), assign))
+        if isinstance(command, Resolve | HandBack):
+            page_id, customer_id = _split(command.conversation)
+            unassign = HttpCall(
+                method="DELETE",
+                path=f"{_BASE}/customers/{quote(customer_id, safe='')}/agent",
+                json=DashPageBody(page_id=page_id).model_dump(),
+            )
+            return Plan(steps=(unassign, _stop_call(page_id, customer_id, stop=False)))
         if isinstance(command, Release):
             page_id, customer_id = _split(command.conversation)
             target = DashTarget(customer_id=customer_id, page_id=page_id)
@@ -854,7 +884,12 @@ class DashboardCodec:
         """Translate an HTTP answer (history; REST-fallback refresh and reply); never raises."""
         try:
             if not 200 <= status < 300:
-                return (_rest_failure(command, status, body),)
+                failure = _rest_failure(command, status, body)
+                if isinstance(command, Resolve | HandBack):
+                    # The last step of the plan: the customer is already released (step 1 passed).
+                    text = f"Released, but the bot could not take the customer back: {failure.text}"
+                    failure = failed(command, failure.reason, text)
+                return (failure,)
             if isinstance(command, LoadHistory):
                 return self.parse_history(command, body)
             if isinstance(command, RefreshWaitingList):
@@ -867,6 +902,19 @@ class DashboardCodec:
             if 200 <= status < 300:
                 return (succeeded(command),)
             return (failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}"),)
+
+    def parse_step(self, command: Command, index: int, status: int, body: bytes) -> Sequence[Event]:
+        """A first step of a Plan (stop the bot / release): nothing on success; never raises."""
+        if 200 <= status < 300:
+            return ()
+        try:
+            failure = _rest_failure(command, status, body)
+        except Exception:
+            logger.exception("dashboard step translation failed")
+            failure = failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}")
+        what = "stop the bot" if isinstance(command, TakeOver) else "release the customer"
+        text = f"Could not {what}, so nothing was changed: {failure.text}"
+        return (failed(command, failure.reason, text),)
 
     def parse_history(self, command: LoadHistory, body: bytes) -> Sequence[Event]:
         """``GET /messages/conversation/:id`` (newest first) -> HistoryPage, oldest first."""
@@ -994,6 +1042,14 @@ def _history_message(
         channel=item.page_name or page_name or page_id,
         sender_name=item.sender_name or (item.agent_name if sender is SenderKind.AGENT else ""),
         agent_id=item.agent_id if sender is SenderKind.AGENT else "",
+    )
+
+
+def _stop_call(page_id: str, customer_id: str, *, stop: bool) -> HttpCall:
+    return HttpCall(
+        method="PUT",
+        path=f"{_BASE}/customers/{quote(customer_id, safe='')}/stop",
+        json=DashStopBody(page_id=page_id, stop=stop).model_dump(),
     )
 
 

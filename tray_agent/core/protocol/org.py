@@ -59,7 +59,14 @@ Decisions documented here (the server gives no better answer):
   {"assigned_agent_id": <chat.ai_agent_id>, "assigned_to_me": false}``, which the server turns
   into ``handled_by="ai"``, ``status="assigned"`` (``human_agent_id`` is left as it was). The
   codec learns each chat's ``ai_agent_id`` from frames and REST rows (a bounded cache); when it
-  is unknown, encoding Release raises ``EncodeError(INVALID)`` (refresh first).
+  is unknown, encoding Release raises ``EncodeError(INVALID)`` (refresh first). HandBack is the
+  same call: on this server releasing *is* handing back to the AI.
+* **Take over.** ``assign`` has no conflict check and broadcasts nothing (PROTOCOL.md 5): a take
+  over is a :class:`~tray_agent.core.protocol.base.Plan` that first reads the chat
+  (``GET /crm/chats/{id}``) and fails with ``already_assigned``, naming the holder, when a human
+  other than me has it; ``TakeOver(force=True)`` ("Take anyway") skips the read. The read and the
+  assign are two calls: the server cannot make this atomic.
+* **Resolve.** ``PUT /crm/chats/{id}/resolve`` (no body).
 """
 
 from __future__ import annotations
@@ -77,10 +84,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from tray_agent.core.commands import (
     Command,
+    HandBack,
     LoadHistory,
     Ping,
     RefreshWaitingList,
     Release,
+    Resolve,
     SendReply,
     TakeOver,
     failed,
@@ -108,7 +117,15 @@ from tray_agent.core.events import (
     WaitingChanged,
     WaitingListPage,
 )
-from tray_agent.core.protocol.base import EncodeError, HttpCall, Outbound, UrlError, WsFrame, websocket_url
+from tray_agent.core.protocol.base import (
+    EncodeError,
+    HttpCall,
+    Outbound,
+    Plan,
+    UrlError,
+    WsFrame,
+    websocket_url,
+)
 from tray_agent.core.protocol.common import (
     JsonObject,
     LooseBool,
@@ -649,17 +666,19 @@ class OrgCodec:
         return name or self._agent_names.get(agent_id, "")
 
     def _learn_ai_agent(self, chat_id: str, ai_agent_id: str) -> None:
-        if not ai_agent_id:
-            return
-        cache = self._ai_agents
-        cache[chat_id] = ai_agent_id
-        cache.move_to_end(chat_id)
+        if ai_agent_id:
+            self._learn(self._ai_agents, chat_id, ai_agent_id)
+
+    @staticmethod
+    def _learn(cache: OrderedDict[str, str], key: str, value: str) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
         if len(cache) > _AI_CACHE_SIZE:
             cache.popitem(last=False)
 
     # -- commands ------------------------------------------------------------------------------
 
-    def encode(self, command: Command) -> Outbound:
+    def encode(self, command: Command) -> Outbound | Plan:
         """Express a command as a REST call (org has no WebSocket commands, PROTOCOL.md 1.3).
 
         Raises:
@@ -686,12 +705,14 @@ class OrgCodec:
             )
         if isinstance(command, TakeOver):
             body = OrgAssignBody(assigned_to_me=True)
-            return HttpCall(
-                method="PUT",
-                path=f"{_chat_path(command.conversation)}/assign",
-                json=body.model_dump(exclude_none=True),
-            )
-        if isinstance(command, Release):
+            path = _chat_path(command.conversation)
+            assign = HttpCall(method="PUT", path=f"{path}/assign", json=body.model_dump(exclude_none=True))
+            if command.force:
+                return assign
+            return Plan(steps=(HttpCall(method="GET", path=path), assign))
+        if isinstance(command, Resolve):
+            return HttpCall(method="PUT", path=f"{_chat_path(command.conversation)}/resolve")
+        if isinstance(command, Release | HandBack):
             path = _chat_path(command.conversation)
             ai_agent = self._ai_agents.get(command.conversation)
             if not ai_agent:
@@ -738,8 +759,42 @@ class OrgCodec:
                 return (succeeded(command),)
             return (failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}"),)
 
+    def parse_step(self, command: Command, index: int, status: int, body: bytes) -> Sequence[Event]:
+        """The take over's read of the chat: refuse when another human holds it; never raises."""
+        try:
+            if not 200 <= status < 300:
+                return (self._failure(command, status, body),)
+            if not isinstance(command, TakeOver):
+                return ()
+            chat = _CHAT.validate_json(body)
+        except ValidationError:
+            return ()  # unreadable: the assign itself decides
+        except Exception:
+            logger.exception("org step translation failed")
+            return ()
+        if not chat.id:
+            chat = chat.model_copy(update={"id": command.conversation})
+        self._learn_ai_agent(chat.id, chat.ai_agent_id)
+        summary = self.chat_summary(chat)
+        if not summary.assigned or summary.assigned_to_me is True:
+            return ()
+        if self.my_agent_id and summary.agent is not None and summary.agent.agent_id == self.my_agent_id:
+            return ()  # mine already (the read is not enriched: no human_id to compare)
+        holder = summary.agent or AgentRef()
+        name = holder.name or holder.email or "another agent"
+        refusal = failed(command, FailureReason.ALREADY_ASSIGNED, f"{name} is already handling this customer")
+        change = AssignmentChanged(
+            conversation=command.conversation,
+            action=AssignmentAction.ASSIGNED,
+            agent=holder,
+            is_me=False,
+            customer=summary,
+            at=chat.updated_at,
+        )
+        return (refusal, change)
+
     def _success(self, command: Command, body: bytes) -> Sequence[Event]:
-        if isinstance(command, (TakeOver, Release)):
+        if isinstance(command, (TakeOver, Release, HandBack)):
             return self._assign_answer(command, body)
         if isinstance(command, SendReply):
             return self._reply_answer(command, body)
@@ -749,7 +804,7 @@ class OrgCodec:
             return self._history_answer(command, body)
         return (succeeded(command),)
 
-    def _assign_answer(self, command: TakeOver | Release, body: bytes) -> Sequence[Event]:
+    def _assign_answer(self, command: TakeOver | Release | HandBack, body: bytes) -> Sequence[Event]:
         done = succeeded(command)
         try:
             chat = validate_json_lenient(_CHAT, body)
