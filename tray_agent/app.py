@@ -287,6 +287,7 @@ def build_windows(app: TrayApp) -> Any:
             state_file=app.paths.state / "windows.json",
             draft_store=app.local,
             clock=app.clock.now,
+            demo=bool(app.args.demo),
         )
     except Exception:
         logger.exception("Could not build the windows")

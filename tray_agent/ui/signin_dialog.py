@@ -51,6 +51,12 @@ class SignInRequest:
 
 LOCK_NOTE = N_("Set by your IT department")
 """Shown by locked fields (translated when shown)."""
+SAMPLE_URL = "https://support.example-company.co.id:8443/"
+"""A long but ordinary server URL: the URL fields are at least this wide."""
+DEMO_HIDDEN_KEYS = frozenset(
+    {"connection.email", "connection.org", "connection.company", "connection.supabase_key"}
+)
+"""In demo mode the form does not show the demo agent's account (the demo signs itself in)."""
 
 
 class SignInDialog(QDialog):
@@ -62,6 +68,7 @@ class SignInDialog(QDialog):
     Args:
         loaded: the loaded settings (values and locks).
         dialect: ``"org"`` or ``"dashboard"``.
+        demo: the account is the built-in demo's: its sign-in details are not shown.
         parent: the Qt parent.
 
     Signals:
@@ -70,10 +77,13 @@ class SignInDialog(QDialog):
 
     sign_in_requested = Signal(object)
 
-    def __init__(self, loaded: LoadedSettings, dialect: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedSettings, dialect: str, parent: QWidget | None = None, *, demo: bool = False
+    ) -> None:
         super().__init__(parent)
         self._loaded = loaded
         self._dialect = dialect
+        self._demo = demo
         conn = loaded.settings.connection
         self.setWindowTitle(_("Sign in"))
         layout = QVBoxLayout(self)
@@ -88,6 +98,9 @@ class SignInDialog(QDialog):
         form = QFormLayout()
         self._server_edit = self._line(form, _("Server URL"), conn.server, "connection.server")
         self._server_edit.setPlaceholderText("https://")
+        # A whole URL stays readable (the dialog was 241 px wide and cut it).
+        url_width = self._server_edit.fontMetrics().horizontalAdvance(max(SAMPLE_URL, conn.server, key=len))
+        self._server_edit.setMinimumWidth(min(url_width + 24, 720))
         self._org_edit = self._company_edit = None
         self._supabase_url_edit = self._supabase_key_edit = self._token_edit = None
         if dialect == "org":
@@ -121,7 +134,7 @@ class SignInDialog(QDialog):
         self._remember_check.setAccessibleName(_("Remember password"))
         self._remember_check.setAccessibleDescription(_("Keeps you signed in, stored in the system keyring."))
         self._remember_check.setChecked(loaded.settings.ui.remember_password)
-        layout.addWidget(self._remember_check)
+        layout.addWidget(self._remember_check, 0, Qt.AlignmentFlag.AlignLeft)  # not wider than its text
         self._keyring_label = QLabel(self)
         self._keyring_label.setTextFormat(Qt.TextFormat.PlainText)
         self._keyring_label.setWordWrap(True)
@@ -146,6 +159,8 @@ class SignInDialog(QDialog):
         first_empty.setFocus()
 
     def _line(self, form: QFormLayout, label: str, value: str, key: str) -> QLineEdit:
+        if self._demo and key in DEMO_HIDDEN_KEYS and not self._loaded.is_locked(key):
+            value = ""
         edit = QLineEdit(value, self)
         edit.setAccessibleName(label)
         edit.setAccessibleDescription(_("Needed to sign in."))

@@ -110,8 +110,10 @@ class WindowManager(QObject):
         state_file: Path | None = None,
         draft_store: DraftStore | None = None,
         clock: Callable[[], datetime] = utc_now,
+        demo: bool = False,
     ) -> None:
         super().__init__(parent)
+        self._demo = demo  # the built-in demo's account: the sign-in dialog does not show it
         self._store = store
         self._sink = command_sink
         self._loaded = loaded_settings
@@ -316,7 +318,7 @@ class WindowManager(QObject):
         if keyring_problem is not None:
             self._keyring_problem = keyring_problem
         if self._sign_in is None:
-            dialog = SignInDialog(self._loaded, self._dialect)
+            dialog = SignInDialog(self._loaded, self._dialect, demo=self._demo)
             dialog.sign_in_requested.connect(self._on_sign_in_dialog_sign_in_requested)
             dialog.finished.connect(self._on_sign_in_finished)
             self._sign_in = dialog
