@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
+from tests.gui.test_customer_service import ARTIFACTS
 from tray_agent.core.settings import ConnectionSettings, Settings
 from tray_agent.core.settings_layers import LoadedSettings
-from tests.gui.test_customer_service import ARTIFACTS
 from tray_agent.ui.signin_dialog import SignInDialog, SignInRequest
 
 pytestmark = pytest.mark.gui
