@@ -824,6 +824,8 @@ class TrayApp:
     def _on_tray_reconnect_requested(self) -> None:
         if self.client is not None:
             self.client.reconnect_now()
+        else:  # no account (sign-in cancelled) or signed out: nothing to reconnect, so sign in
+            self._show_sign_in(_("Enter your server and account to sign in."))
 
     def _on_tray_mute_toggled(self, muted: bool) -> None:
         from tray_agent.core.settings_layers import save_user_settings

@@ -188,3 +188,30 @@ def test_the_app_says_connecting_from_the_start_when_it_has_an_account(
     finally:
         app.bridge.close()
         app.tray.hide()
+
+
+def test_reconnect_now_without_an_account_opens_the_sign_in(qapp: QApplication, tmp_path: Path) -> None:
+    """No configuration, sign-in cancelled: "Reconnect now" has nothing to reconnect, so it
+    opens the sign-in instead of doing nothing."""
+    from tray_agent.app import TrayApp
+    from tray_agent.core.settings import Settings
+    from tray_agent.core.settings_layers import LoadedSettings
+
+    class Windows:
+        def __init__(self) -> None:
+            self.sign_ins: list[str] = []
+
+        def show_sign_in(self, problem: str = "", *, keyring_problem: str | None = None) -> None:
+            self.sign_ins.append(problem)
+
+    paths = Paths.from_platform(tmp_path / "base", env={})
+    app = TrayApp(argparse.Namespace(demo=False), paths, LoadedSettings(settings=Settings()), qapp)
+    windows = Windows()
+    app.windows = windows
+    try:
+        assert app.client is None
+        app.tray.reconnect_requested.emit()
+        assert windows.sign_ins == ["Enter your server and account to sign in."]
+    finally:
+        app.bridge.close()
+        app.tray.hide()

@@ -401,3 +401,17 @@ def test_tray_icon_and_menu_screenshot_per_state(rig: Rig, clock: FakeClock, sta
         "Ann <b>Lee</b>" in text
         for text in texts(menu) + [a.text() for m in menu.findChildren(QMenu) for a in m.actions()]
     )
+
+
+def test_tray_offers_sign_in_when_offline_without_an_account(rig: Rig, windows: FakeWindowManager) -> None:
+    # No configuration and the sign-in was cancelled: the app is OFFLINE with no client.
+    assert rig.bridge.state.connection.state is ConnectionState.OFFLINE
+    menu = rig.menu()
+    assert "Sign in…" in texts(menu)
+    find(menu, "signIn").trigger()
+    assert windows.calls == [("show_sign_in", "")]
+
+
+def test_tray_has_no_sign_in_item_while_connected(rig: Rig) -> None:
+    rig.dispatch(connected())
+    assert "Sign in…" not in texts(rig.menu())

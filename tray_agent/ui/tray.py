@@ -66,6 +66,7 @@ class IconState(enum.StrEnum):
     SLA = "sla"
 
 
+_SIGNED_OUT_STATES = frozenset({ConnectionState.AUTH_REQUIRED, ConnectionState.OFFLINE})
 _CONNECTING_STATES = frozenset(
     {ConnectionState.CONNECTING, ConnectionState.RECONNECTING, ConnectionState.RESYNCING}
 )
@@ -310,7 +311,8 @@ class TrayController(QObject):
 
     Signals:
         quit_requested(): Quit was chosen.
-        reconnect_requested(): "Reconnect now" was chosen.
+        reconnect_requested(): "Reconnect now" was chosen (app.py opens the sign-in when no
+            client runs: nothing to reconnect).
         mute_toggled(bool): the agent switched sounds off (True) or on (False).
         icon_changed(str): the icon state or badge changed ("<state>:<badge>").
         sign_out_requested(): "Sign out…" was chosen (app.py asks the windows to confirm).
@@ -654,8 +656,9 @@ class TrayController(QObject):
                 self._info_item(menu, _("Local storage problem: {problem}").format(problem=problem))
             else:
                 self._info_item(menu, _("Sounds unavailable: {problem}").format(problem=problem))
-        if info.state is ConnectionState.AUTH_REQUIRED and self._windows is not None:
-            self._item(menu, _("Sign in…"), self._sign_in)
+        if info.state in _SIGNED_OUT_STATES and self._windows is not None:
+            # Signed out, no account, or the last sign-in settings do not work: a way back.
+            self._item(menu, _("Sign in…"), self._sign_in).setObjectName("signIn")
         if info.state in (ConnectionState.RECONNECTING, ConnectionState.OFFLINE, ConnectionState.LIMITED):
             self._item(menu, _("Reconnect now"), self.reconnect_requested.emit)
         menu.addSeparator()
