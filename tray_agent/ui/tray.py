@@ -63,6 +63,7 @@ class IconState(enum.StrEnum):
     OFFLINE = "offline"
     AUTH = "auth"
     DND = "dnd"
+    LIMITED = "limited"
     SLA = "sla"
 
 
@@ -73,18 +74,29 @@ _CONNECTING_STATES = frozenset(
 
 
 def icon_state(connection: ConnectionState, level: TrayLevel, quiet: bool) -> IconState:
-    """Which icon to show: trouble first, then an SLA breach, then do-not-disturb."""
+    """Which icon to show: trouble first, then do-not-disturb, limited, an SLA breach.
+
+    Do-not-disturb and limited keep their own icon during an SLA breach: the breach is then
+    the :func:`sla_overlay` mark on it.
+    """
     if connection is ConnectionState.AUTH_REQUIRED:
         return IconState.AUTH
     if connection is ConnectionState.OFFLINE:
         return IconState.OFFLINE
     if connection in _CONNECTING_STATES:
         return IconState.CONNECTING
-    if level is TrayLevel.SLA_BREACHED:
-        return IconState.SLA
     if quiet:
         return IconState.DND
+    if connection is ConnectionState.LIMITED:
+        return IconState.LIMITED
+    if level is TrayLevel.SLA_BREACHED:
+        return IconState.SLA
     return IconState.CONNECTED
+
+
+def sla_overlay(state: IconState, level: TrayLevel) -> bool:
+    """Whether the SLA warning mark goes over ``state``'s icon (DND or limited during a breach)."""
+    return level is TrayLevel.SLA_BREACHED and state in (IconState.DND, IconState.LIMITED)
 
 
 def icon_svg(state: IconState | str, style: IconStyle = IconStyle.COLOR) -> bytes:
@@ -98,33 +110,45 @@ def icon_svg(state: IconState | str, style: IconStyle = IconStyle.COLOR) -> byte
     return contrast_svg(svg, style)
 
 
+def overlay_svg(style: IconStyle = IconStyle.COLOR) -> bytes:
+    """The SLA warning mark painted over the DND and limited icons (bottom-left corner)."""
+    svg = importlib.resources.files("tray_agent.resources").joinpath("icons", "tray-overlay-sla.svg")
+    return contrast_svg(svg.read_bytes(), style)
+
+
 def badge_text(count: int) -> str:
-    """The badge's text: "" for none, the number up to 99, then "99+"."""
+    """The badge's text: "" for none, the number up to 9, then "9+" (legible at 22 px)."""
     if count <= 0:
         return ""
-    return str(count) if count <= 99 else "99+"
+    return str(count) if count <= 9 else "9+"
 
 
-def render_icon_image(svg: bytes, size: int, badge: str = "") -> QImage:
+def render_icon_image(svg: bytes, size: int, badge: str = "", overlay: bytes = b"") -> QImage:
     """Render an icon SVG at ``size`` px with an optional badge in the top-right corner.
 
-    The badge keeps clear of the bottom-right state emblem the SVGs carry.
+    The badge keeps clear of the bottom-right state emblem the SVGs carry; ``overlay`` (an SVG
+    of the same view box, e.g. :func:`overlay_svg`) is painted over the icon, under the badge.
     """
     image = QImage(size, size, QImage.Format.Format_ARGB32_Premultiplied)
     image.fill(Qt.GlobalColor.transparent)
     painter = QPainter(image)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
     QSvgRenderer(QByteArray(svg)).render(painter, QRectF(0, 0, size, size))
+    if overlay:
+        QSvgRenderer(QByteArray(overlay)).render(painter, QRectF(0, 0, size, size))
     if badge:
-        height = max(7.0, size * 0.5)
-        width = max(height, height * (0.45 + 0.3 * len(badge)))
+        # At most two characters ("9+"): a round pill about half the icon high, bold digits
+        # filling most of it, a white rim to part it from any panel colour.
+        height = max(9.0, size * 0.55)
+        width = min(float(size), height * (0.55 + 0.45 * len(badge)))
         rect = QRectF(size - width, 0, width, height)
         painter.setPen(QPen(QColor("#ffffff"), max(1.0, size / 24)))
-        painter.setBrush(QColor("#d32f2f"))
+        painter.setBrush(QColor("#c62828"))
         painter.drawRoundedRect(rect, height / 2, height / 2)
         font = QFont()
         font.setBold(True)
-        font.setPixelSize(max(6, int(height * 0.78)))
+        font.setPixelSize(max(7, round(height * 0.78)))
         painter.setFont(font)
         painter.setPen(QColor("#ffffff"))
         painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, badge)
@@ -132,12 +156,18 @@ def render_icon_image(svg: bytes, size: int, badge: str = "") -> QImage:
     return image
 
 
-def render_icon(state: IconState | str, badge: str = "", style: IconStyle = IconStyle.COLOR) -> QIcon:
-    """A QIcon of the state at every size in :data:`ICON_SIZES`, with the badge painted in."""
+def render_icon(
+    state: IconState | str, badge: str = "", style: IconStyle = IconStyle.COLOR, *, sla: bool = False
+) -> QIcon:
+    """A QIcon of the state at every size in :data:`ICON_SIZES`, with the badge painted in.
+
+    ``sla``: add the SLA warning mark (:func:`sla_overlay`).
+    """
     svg = icon_svg(state, style)
+    overlay = overlay_svg(style) if sla else b""
     icon = QIcon()
     for size in ICON_SIZES:
-        icon.addPixmap(QPixmap.fromImage(render_icon_image(svg, size, badge)))
+        icon.addPixmap(QPixmap.fromImage(render_icon_image(svg, size, badge, overlay)))
     return icon
 
 
@@ -314,7 +344,8 @@ class TrayController(QObject):
         reconnect_requested(): "Reconnect now" was chosen (app.py opens the sign-in when no
             client runs: nothing to reconnect).
         mute_toggled(bool): the agent switched sounds off (True) or on (False).
-        icon_changed(str): the icon state or badge changed ("<state>:<badge>").
+        icon_changed(str): the icon state or badge changed ("<state>:<badge>", the state with
+            "+sla" when the SLA warning mark is on it).
         sign_out_requested(): "Sign out…" was chosen (app.py asks the windows to confirm).
         diagnostics_export_requested(str): "Export diagnostics…" was chosen and a file picked
             (its path); app.py writes the zip.
@@ -352,8 +383,8 @@ class TrayController(QObject):
         )
         self._problems: dict[str, str] = {}
         self._dnd_choice = _DndChoice.OFF
-        self._icons: OrderedDict[tuple[IconState, str], QIcon] = OrderedDict()
-        self._icon_key: tuple[IconState, str] | None = None
+        self._icons: OrderedDict[tuple[IconState, str, bool], QIcon] = OrderedDict()
+        self._icon_key: tuple[IconState, str, bool] | None = None
         self._status_window: StatusWindow | None = None
         self._export_dialog: QFileDialog | None = None
         self._no_tray_reported = False
@@ -406,6 +437,11 @@ class TrayController(QObject):
     def badge(self) -> str:
         """The badge text shown ("" for none)."""
         return self._current_key()[1]
+
+    @property
+    def sla_warning(self) -> bool:
+        """The SLA warning mark is on the icon (a breach during do-not-disturb or limited)."""
+        return self._current_key()[2]
 
     @property
     def tooltip(self) -> str:
@@ -579,15 +615,16 @@ class TrayController(QObject):
             self.refresh_menu()
         self._update_status_window()
 
-    def _current_key(self) -> tuple[IconState, str]:
+    def _current_key(self) -> tuple[IconState, str, bool]:
         state = self._bridge.state
-        key = icon_state(state.connection.state, self._runner.tray_level, self._runner.quiet)
-        return key, badge_text(state.waiting_count)
+        level = self._runner.tray_level
+        key = icon_state(state.connection.state, level, self._runner.quiet)
+        return key, badge_text(state.waiting_count), sla_overlay(key, level)
 
-    def _icon(self, key: tuple[IconState, str]) -> QIcon:
+    def _icon(self, key: tuple[IconState, str, bool]) -> QIcon:
         icon = self._icons.get(key)
         if icon is None:
-            icon = render_icon(key[0], key[1], self._icon_style)
+            icon = render_icon(key[0], key[1], self._icon_style, sla=key[2])
             self._icons[key] = icon
             while len(self._icons) > _ICON_CACHE_SIZE:
                 self._icons.popitem(last=False)
@@ -600,7 +637,7 @@ class TrayController(QObject):
         if key != self._icon_key:
             self._icon_key = key
             self._tray.setIcon(self._icon(key))
-            self.icon_changed.emit(f"{key[0]}:{key[1]}")
+            self.icon_changed.emit(f"{key[0]}{'+sla' if key[2] else ''}:{key[1]}")
         text = self._tooltip_text()
         if text != self._tray.toolTip():  # each change is a D-Bus update on SNI desktops
             self._tray.setToolTip(text)
