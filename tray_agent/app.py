@@ -724,9 +724,9 @@ class TrayApp:
 
     def emit(self, event: Event) -> None:
         """The client's event sink: stamp connection changes, reduce, run the effects."""
-        from tray_agent.core.events import ConnectionChanged
+        from tray_agent.core.events import ConnectionChanged, WaitingListPage
 
-        if isinstance(event, ConnectionChanged) and event.at is None:
+        if isinstance(event, ConnectionChanged | WaitingListPage) and event.at is None:
             event = dataclasses.replace(event, at=self.clock.now())
         self.dispatch(event)
 

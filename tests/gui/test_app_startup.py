@@ -215,3 +215,39 @@ def test_reconnect_now_without_an_account_opens_the_sign_in(qapp: QApplication, 
     finally:
         app.bridge.close()
         app.tray.hide()
+
+
+def test_last_synced_in_the_tray_moves_with_each_periodic_resync(
+    qapp: QApplication, qtbot: QtBot, tmp_path: Path, english: None
+) -> None:
+    """The client's resync pages reach the store stamped (app.emit): "Last synced" in the tray
+    follows every completed resync, not only the first connect."""
+    from datetime import timedelta
+
+    from tray_agent.app import TrayApp
+    from tray_agent.core.events import ConnectionChanged, ConnectionState, WaitingListPage
+    from tray_agent.core.settings import ConnectionSettings, Settings
+    from tray_agent.core.settings_layers import LoadedSettings
+
+    paths = Paths.from_platform(tmp_path / "base", env={})
+    account = ConnectionSettings(dialect="dashboard", server="https://x.example", company="a", email="e@x")
+    app = TrayApp(
+        argparse.Namespace(demo=False), paths, LoadedSettings(settings=Settings(connection=account)), qapp
+    )
+    clock = FakeClock()
+    app.clock = clock  # type: ignore[assignment]
+    try:
+        with qtbot.waitSignal(app.bridge.flushed, timeout=1000):
+            app.emit(ConnectionChanged(state=ConnectionState.CONNECTED))
+            app.emit(WaitingListPage())
+        first = clock.now()
+        assert app.store.state.connection.last_synced == first
+        clock.advance(7 * 60)
+        with qtbot.waitSignal(app.bridge.flushed, timeout=1000):
+            app.emit(WaitingListPage())  # the periodic resync's last page
+        assert app.store.state.connection.last_synced == first + timedelta(minutes=7)
+        expected = (first + timedelta(minutes=7)).astimezone().strftime("%H:%M")
+        assert f"Last synced {expected}" in app.tray.tooltip
+    finally:
+        app.bridge.close()
+        app.tray.hide()

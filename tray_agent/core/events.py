@@ -296,6 +296,8 @@ class WaitingListPage(Event):
         has_more: another page follows.
         complete_list: the pages together are the server's whole truth, so rows missing from
             them may be dropped from the store once the last page arrives.
+        at: when it arrived (app.py stamps it): the last page of a resync while connected is
+            the store's ``last_synced``.
     """
 
     customers: tuple[ConversationSummary, ...] = ()
@@ -303,6 +305,7 @@ class WaitingListPage(Event):
     total: int | None = None
     has_more: bool = False
     complete_list: bool = True
+    at: datetime | None = None
     event_name: str = _named("waiting_list")
 
 
