@@ -361,6 +361,8 @@ class TrayApp:
             self.commands,
             self.clock,
             mute_locked=loaded.is_locked("alerts.sounds"),
+            dnd_allowed=settings.alerts.allow_dnd,
+            dnd_file=paths.state / "dnd.json",
             tray_icon=tray_icon,
         )
         # Light/dark/high contrast: the setting, else the OS scheme, followed live (ui/theme.py).
@@ -857,6 +859,7 @@ class TrayApp:
             self.windows.set_loaded_settings(self.loaded)
         settings = self.loaded.settings
         self.runner.update_settings(settings.alerts)
+        self.tray.set_dnd_allowed(settings.alerts.allow_dnd)
         self.store.history_limit = settings.ui.history_limit
         self.theme.set_setting(settings.ui.theme)
         from tray_agent.ui.language import apply_language

@@ -106,6 +106,7 @@ class AlertSettings(_Section):
     sounds: bool = True  # mute switch
     volume: float = Field(default=0.8, ge=0.0, le=1.0)
     quiet_hours: list[QuietHoursRule] = Field(default_factory=list)
+    allow_dnd: bool = True  # False (a machine policy, locked): no manual do-not-disturb
 
 
 class QuickReplySetting(_Section):
