@@ -924,6 +924,8 @@ class ChatWindow(QWidget):
         name = one_line(conv.customer_name, 80) if conv is not None else ""
         channel = one_line(conv.channel, 40) if conv is not None else ""
         title = name or _("Unknown customer")
+        if conv is not None and conv.unread > 0:  # unread customer messages, as mail apps do
+            title = f"({conv.unread}) {title}"
         self.setWindowTitle(f"{title} — {channel}" if channel else title)
         self._handler_label.setText(self._handler_sentence(conv))
         self._refresh_buttons(conv)

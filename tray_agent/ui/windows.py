@@ -265,6 +265,8 @@ class WindowManager(QObject):
     def set_loaded_settings(self, loaded: LoadedSettings) -> None:
         """Use new settings (after a save) for the next dialogs."""
         self._loaded = loaded
+        if self._inbox is not None:
+            self._inbox.model.set_sla_minutes(loaded.settings.alerts.sla_minutes)
 
     def show_inbox(self) -> CustomerServiceWindow:
         """Show and raise the Customer Service window."""
@@ -444,6 +446,7 @@ class WindowManager(QObject):
     def _ensure_inbox(self) -> CustomerServiceWindow:
         if self._inbox is None:
             inbox = CustomerServiceWindow(self._bridge, self._sink, self._dialect, clock=self._clock)
+            inbox.model.set_sla_minutes(self._loaded.settings.alerts.sla_minutes)  # rows past it stand out
             inbox.chat_requested.connect(self._on_inbox_chat_requested)
             inbox.settings_requested.connect(self._on_inbox_settings_requested)
             inbox.sign_in_requested.connect(self._on_inbox_sign_in_requested)
