@@ -793,6 +793,15 @@ class ChatWindow(QWidget):
         super().changeEvent(event)
         if event.type() == QEvent.Type.ActivationChange:
             self._set_focused(self.isActiveWindow())
+        elif event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+
+    def retranslate(self) -> None:
+        """Rebuild the texts made with values (title, who has the customer) in the new language.
+
+        Fixed texts are re-worded by ``ui.language.retranslate_widgets``.
+        """
+        self._refresh()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: D102, N802
         self.save_draft()

@@ -322,7 +322,7 @@ class CustomerServiceWindow(QMainWindow):
         for column, width in ((Column.CUSTOMER, 180), (Column.CHANNEL, 110), (Column.WAITING, 80)):
             header.resizeSection(column, width)
         header.resizeSection(Column.AGENT, 140)
-        header.resizeSection(Column.UNREAD, 70)
+        header.resizeSection(Column.UNREAD, 100)
         table.doubleClicked.connect(self._on_table_double_clicked)
         table.selectionModel().selectionChanged.connect(self._on_table_selection_changed)
         table.installEventFilter(self)
@@ -444,6 +444,20 @@ class CustomerServiceWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: D102, N802
         # A tray app: closing the inbox hides it; Quit is a separate action.
         event.accept()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: D102, N802
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+
+    def retranslate(self) -> None:
+        """Rebuild the texts made with values (tab counts, status bar) in the new language.
+
+        Fixed texts (menus, buttons, search box) are re-worded by ``ui.language.retranslate_widgets``.
+        """
+        self._update_tab_titles()
+        self._on_bridge_connection_changed(self._bridge.state.connection)
+        self._model.headerDataChanged.emit(Qt.Orientation.Horizontal, 0, self._model.columnCount() - 1)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: D102, N802
         if event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Final
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -58,6 +60,60 @@ DEMO_HIDDEN_KEYS = frozenset(
 )
 """In demo mode the form does not show the demo agent's account (the demo signs itself in)."""
 
+SIGN_IN_PROBLEMS: Final = (
+    N_("Wrong e-mail, password or company."),
+    N_("Wrong e-mail or password."),
+    N_("This account is disabled."),
+    N_("Too many sign-in attempts; trying again later."),
+    N_("Please sign in."),
+    N_("Sign-in needs the Supabase URL and anon key in the settings."),
+    N_("Sign-in needs the e-mail and company id in the settings."),
+    N_("The pasted token has expired; paste a new one or sign in."),
+    N_("The pasted token was refused; paste a new one or sign in."),
+    N_("The server signed in but sent no session cookie."),
+    N_("The sign-in service gave an unexpected answer."),
+)
+"""The network layer's sign-in problems (core/protocol/auth.py, net/auth.py): fixed English."""
+_SIGN_IN_PATTERNS: Final = (
+    (re.compile(r"Sign-in refused: (?P<reason>.+)\.$"), N_("Sign-in refused: {reason}.")),
+    (
+        re.compile(r"The server failed to sign in \(HTTP (?P<status>\d+)\)\.$"),
+        N_("The server failed to sign in (HTTP {status})."),
+    ),
+    (
+        re.compile(r"The server answered HTTP (?P<status>\d+) to sign-in\.$"),
+        N_("The server answered HTTP {status} to sign-in."),
+    ),
+    (
+        re.compile(r"The sign-in service failed \(HTTP (?P<status>\d+)\)\.$"),
+        N_("The sign-in service failed (HTTP {status})."),
+    ),
+    (
+        re.compile(r"The sign-in service answered HTTP (?P<status>\d+)\.$"),
+        N_("The sign-in service answered HTTP {status}."),
+    ),
+    (
+        re.compile(r"Session check failed \(HTTP (?P<status>\d+)\)\.$"),
+        N_("Session check failed (HTTP {status})."),
+    ),
+)
+
+
+def problem_text(text: str) -> str:
+    """A sign-in problem in the app's language.
+
+    The network layer words its problems in English (core has no UI language); the known ones
+    are translated here. Anything else (a server's own words) is shown as it came.
+    """
+    words = text.strip()
+    if words in SIGN_IN_PROBLEMS:
+        return _(words)
+    for pattern, template in _SIGN_IN_PATTERNS:
+        match = pattern.match(words)
+        if match:
+            return _(template).format(**match.groupdict())
+    return text
+
 
 class SignInDialog(QDialog):
     """Sign in to the org or dashboard backend.
@@ -84,6 +140,7 @@ class SignInDialog(QDialog):
         self._loaded = loaded
         self._dialect = dialect
         self._demo = demo
+        self._problem = ""  # as it came (English from the network layer): re-worded per language
         conn = loaded.settings.connection
         self.setWindowTitle(_("Sign in"))
         layout = QVBoxLayout(self)
@@ -142,11 +199,10 @@ class SignInDialog(QDialog):
         self._keyring_label.hide()
         layout.addWidget(self._keyring_label)
 
-        self._buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        self._sign_in_button = self._buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self._sign_in_button.setText(_("&Sign in"))
+        self._buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel, self)
+        # Not a standard OK with other words: Qt would put "OK" back on a language change.
+        self._sign_in_button = self._buttons.addButton(_("&Sign in"), QDialogButtonBox.ButtonRole.AcceptRole)
+        self._sign_in_button.setDefault(True)
         self._sign_in_button.setAccessibleName(_("Sign in"))
         self._sign_in_button.setAccessibleDescription(_("Signs in with these details."))
         cancel = self._buttons.button(QDialogButtonBox.StandardButton.Cancel)
@@ -208,7 +264,8 @@ class SignInDialog(QDialog):
     @Slot(str)
     def show_problem(self, text: str) -> None:
         """Show a plain-words sign-in error ("" hides it) and let the agent try again."""
-        self._problem_label.setText(text)
+        self._problem = text
+        self._problem_label.setText(problem_text(text))
         self._problem_label.setVisible(bool(text))
         self._sign_in_button.setEnabled(True)
         if text:
@@ -228,6 +285,11 @@ class SignInDialog(QDialog):
     def problem_text(self) -> str:
         """The problem shown ("" when none)."""
         return self._problem_label.text() if not self._problem_label.isHidden() else ""
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: D102, N802
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.LanguageChange and self._problem:
+            self._problem_label.setText(problem_text(self._problem))
 
     # ------------------------------------------------------------------ slots
 

@@ -37,6 +37,7 @@ from tray_agent.core.ports import Clock, CommandSink
 from tray_agent.core.state import ConnectionInfo, Conversation
 from tray_agent.ui.bridge import StoreBridge
 from tray_agent.ui.effects import EffectRunner
+from tray_agent.ui.language import language_notifier
 from tray_agent.ui.theme import IconStyle, contrast_svg
 
 logger = logging.getLogger(__name__)
@@ -443,6 +444,9 @@ class TrayController(QObject):
         runner.tray_level_changed.connect(self._on_runner_tray_level_changed)
         runner.quiet_changed.connect(self._on_runner_quiet_changed)
         runner.dnd_changed.connect(self._on_runner_dnd_changed)
+        self._language_notifier = language_notifier()
+        if self._language_notifier is not None:
+            self._language_notifier.language_changed.connect(self._on_language_changed)
         self._restore_dnd()
         self._update_icon()
         self.refresh_menu()
@@ -587,6 +591,10 @@ class TrayController(QObject):
 
     def hide(self) -> None:
         """Hide the tray icon and the status window (at shutdown)."""
+        if self._language_notifier is not None:
+            with contextlib.suppress(RuntimeError):  # already disconnected
+                self._language_notifier.language_changed.disconnect(self._on_language_changed)
+            self._language_notifier = None
         self._tray.hide()
         self._menu.close()
         if self._status_window is not None:
@@ -642,6 +650,11 @@ class TrayController(QObject):
             if self._dnd_file is not None:
                 write_dnd_file(self._dnd_file, _DndChoice.OFF, None)
         self._changed()
+
+    def _on_language_changed(self, language: str) -> None:
+        self.refresh_menu()
+        self._tray.setToolTip("")  # the tooltip is rebuilt below even if only its words changed
+        self._changed()  # the status window's fixed texts follow ui.language.retranslate_widgets
 
     def _on_menu_about_to_show(self) -> None:
         self.refresh_menu()
