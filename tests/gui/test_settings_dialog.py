@@ -116,7 +116,8 @@ def test_settings_every_key_has_a_human_label_and_every_number_a_unit(qtbot):
         if key in SECRET_KEYS:
             continue
         assert key in labels, f"{key} has no human label"
-        assert "(s)" not in labels[key] and "(min)" not in labels[key], labels[key]
+        assert "(s)" not in labels[key], labels[key]  # the unit is on the number
+        assert "(min)" not in labels[key], labels[key]
         editor = dialog.editor(key)
         if isinstance(editor, QAbstractSpinBox):
             assert editor.suffix().strip(), f"{key} has no unit"
