@@ -12,11 +12,6 @@ from collections.abc import Sequence
 
 from tray_agent import __version__
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_SETTINGS = 2
-EXIT_AUTH_REFUSED = 3
-
 
 def _add_connection_flags(parser: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
     """Flags shared by the GUI and `listen` (they override settings files and environment).
@@ -154,6 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tray_agent.demo.server import run as run_demo
 
         return run_demo(args)
-    from tray_agent.app import run as run_gui
+    from tray_agent.gui import run as run_gui
 
     return run_gui(args)

@@ -1,8 +1,9 @@
 """Export diagnostics: a zip of the logs, settings without secrets, policy, versions and local checks.
 
-A composition-level module like :mod:`tray_agent.doctor`: app.py gathers the inputs (it owns the
-paths, the settings, the keyring and the local store) and calls :func:`write_diagnostics_zip`
-off the GUI thread. Qt is never imported at module level (only :func:`collect_versions` asks it
+Used by the app only (no command of its own): app.py gathers the inputs (it owns the paths,
+the settings, the keyring and the local store) and calls :func:`write_diagnostics_zip` off the
+GUI thread; the doctor's quick local checks come from :mod:`tray_agent.checks`, not from the
+``doctor`` command. Qt is never imported at module level (only :func:`collect_versions` asks it
 for its version, lazily).
 
 What goes in, and what never does:
@@ -164,18 +165,18 @@ async def local_checks(args: argparse.Namespace, limit: float = DOCTOR_TIMEOUT) 
 
     Cancellation: cancelled with the caller; bounded by ``limit`` seconds.
     """
-    from tray_agent import doctor
+    from tray_agent.checks.report import collect, format_json
 
     quiet = argparse.Namespace(**{**vars(args), "demo": False})  # never start a demo server here
     try:
-        results = await asyncio.wait_for(doctor.collect(quiet, groups=DOCTOR_GROUPS), limit)
+        results = await asyncio.wait_for(collect(quiet, groups=DOCTOR_GROUPS), limit)
     except TimeoutError:
         logger.info("Diagnostics: the doctor's local checks took over %.0f s; left out", limit)
         return None
     except Exception:
         logger.warning("Diagnostics: the doctor's local checks failed", exc_info=True)
         return None
-    document: dict[str, Any] = json.loads(doctor.format_json(results))
+    document: dict[str, Any] = json.loads(format_json(results))
     return document
 
 

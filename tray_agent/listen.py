@@ -31,7 +31,6 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from tray_agent.cli import EXIT_AUTH_REFUSED, EXIT_BAD_SETTINGS, EXIT_OK
 from tray_agent.core import i18n
 from tray_agent.core.commands import CommandLineError, command_from_line
 from tray_agent.core.events import (
@@ -53,6 +52,7 @@ from tray_agent.core.redact import install_redaction
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.core.settings_layers import password_from_env
 from tray_agent.core.state import Store
+from tray_agent.exit_codes import EXIT_AUTH_REFUSED, EXIT_BAD_SETTINGS, EXIT_OK
 from tray_agent.net.auth import authenticator_for
 from tray_agent.net.client import Client
 from tray_agent.platform.paths import Paths, load_settings_for

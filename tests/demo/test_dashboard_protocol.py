@@ -801,14 +801,20 @@ async def test_rest_customer_and_history_orders(
         http, dashboard_server, token, "GET", f"/messages/conversation/{psid}", params={"page_id": page_id}
     )
     assert status == 200
-    newest_first = [m["message"] for m in body["messages"]]
+    # The Go handler answers under "conversation" (not "messages"), newest first, with the names.
+    assert "messages" not in body
+    assert body["customer_id"] == psid
+    assert body["page_id"] == page_id
+    assert body["customer_name"]
+    assert body["page_name"]
+    newest_first = [m["message"] for m in body["conversation"]]
     assert newest_first == ["fourth", "", "third", "second", "first"]
-    assert [m["type"] for m in body["messages"]] == ["bot", "bot", "customer", "bot", "customer"]
-    agent_msg = body["messages"][0]
+    assert [m["type"] for m in body["conversation"]] == ["bot", "bot", "customer", "bot", "customer"]
+    agent_msg = body["conversation"][0]
     assert agent_msg["is_human"] is True
     assert agent_msg["agent_id"] == agent(dashboard_server, "alice@acme.test").user_id
     assert agent_msg["agent_email"] == ""
-    for m in body["messages"]:
+    for m in body["conversation"]:
         assert RFC3339.match(m["timestamp"])
         assert isinstance(m["id"], str)
     status, body = await rest(
@@ -975,3 +981,27 @@ async def test_rest_status_endpoints_broadcast(
             "/customers/nobody/stop",
             json={"page_id": page_id, "stop": True},
         ) == (404, {"error": "Customer not found"})
+
+
+@pytest.mark.asyncio
+async def test_preloaded_messages_carry_their_waiting_time(
+    dashboard_server: DemoServer, http: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    await control(http, dashboard_server, "preload", count=3)
+    clock.advance(600)
+    token = await login(http, dashboard_server)
+    status, body = await rest(http, dashboard_server, token, "GET", "/customers", params={"limit": "10"})
+    assert status == 200
+    for customer in body["customers"]:
+        status, history = await rest(
+            http,
+            dashboard_server,
+            token,
+            "GET",
+            f"/messages/conversation/{customer['customer_id']}",
+            params={"page_id": customer["page_id"]},
+        )
+        assert status == 200
+        [message] = history["conversation"]
+        # The customer's words were written when they started waiting, not when the demo started.
+        assert message["timestamp"] == customer["stopped_at"] == customer["last_seen"]

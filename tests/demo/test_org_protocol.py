@@ -628,7 +628,17 @@ async def test_org_assign_release_escalate_and_resolve(org_server: OrgServer):
         assert status == 404
 
         await backend.customer_writes(customer, "thanks, bye")
-        await recv_until(ws, lambda f: f["type"] == "new_message")  # assign/escalate broadcast nothing
+        # assign/escalate broadcast nothing: the next new_message is the first news of them, and
+        # it carries the new handler and agent ids (PROTOCOL.md 5).
+        frame = await recv_json(ws)
+        assert frame["type"] == "new_message"
+        data = frame["data"]
+        assert (data["handled_by"], data["human_agent_id"], data["assigned_agent_id"]) == (
+            "human",
+            mine,
+            mine,
+        )
+        assert data["human_agent_name"] == org_server.agent(org_server.org1).name
         status, chat = await org_server.api("PUT", f"{path}/resolve", token)
         assert (status, chat["status"], chat["resolved_by_agent_id"]) == (200, "resolved", mine)
         frame = await recv_json(ws)

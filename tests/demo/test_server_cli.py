@@ -107,7 +107,7 @@ async def test_first_line_and_durability_across_sigkill(tmp_path: Path) -> None:
                 params={"page_id": page_a},
                 headers=cookie,
             ) as resp:
-                messages = (await resp.json())["messages"]
+                messages = (await resp.json())["conversation"]
             assert messages[0]["message"] == "On it!"
             assert messages[0]["is_human"] is True
     finally:

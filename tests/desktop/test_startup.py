@@ -2,7 +2,7 @@
 
 The app runs as a subprocess (``python -m tray_agent --demo``, xcb, the session's D-Bus with its
 StatusNotifierWatcher). A small wrapper prints ``sys.modules`` the moment the first icon is shown
-(``tray_agent.app.EarlyTray.show``); the tray menu is read over D-Bus (``com.canonical.dbusmenu``).
+(``tray_agent.ui.early_tray.EarlyTray.show``); the tray menu is read over D-Bus (``com.canonical.dbusmenu``).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ START_TIMEOUT = 30.0
 
 WRAPPER = """
 import json, sys
-import tray_agent.app as app
+import tray_agent.ui.early_tray as early
 
-shown = app.EarlyTray.show
+shown = early.EarlyTray.show
 
 def show(self):
     shown(self)
     print(json.dumps(sorted(sys.modules)), flush=True)
 
-app.EarlyTray.show = show
+early.EarlyTray.show = show
 from tray_agent.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -1,4 +1,4 @@
-"""app.py start-up: the first tray icon (EarlyTray), its adoption, quitting early, the log file."""
+"""gui.py start-up: the first tray icon (EarlyTray), its adoption, quitting early, the log file."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from PySide6.QtWidgets import QApplication, QMenu
 from pytestqt.qtbot import QtBot
 
 from tests.gui.conftest import FakeClock, FakeCommandSink, FakeNotifier, FakeSound, close_awaitable
-from tray_agent.app import LOG_FILE, EarlyTray, Launch, setup_logging
 from tray_agent.core import i18n
 from tray_agent.core.policy import AlertPolicy
 from tray_agent.core.redact import RedactingFilter
 from tray_agent.core.settings import AlertSettings
 from tray_agent.core.state import Store
+from tray_agent.gui import Launch
+from tray_agent.platform.logs import LOG_FILE, setup_logging
 from tray_agent.platform.paths import Paths
 from tray_agent.ui.bridge import StoreBridge
+from tray_agent.ui.early_tray import EarlyTray
 from tray_agent.ui.effects import EffectRunner
 from tray_agent.ui.single_instance import SingleInstance, server_name
 from tray_agent.ui.tray import TrayController
@@ -128,7 +130,7 @@ async def test_a_failure_while_building_the_app_ends_the_launch_with_code_1(
     launch.early = EarlyTray(qapp, launch.stop)
     launch.early.show()
     try:
-        with caplog.at_level(logging.ERROR, logger="tray_agent.app"):
+        with caplog.at_level(logging.ERROR, logger="tray_agent.gui"):
             assert await launch.main() == 1
         assert "Start-up failed" in caplog.text
         assert not launch.early.icon.isVisible()  # no icon left behind that nothing answers

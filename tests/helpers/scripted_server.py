@@ -509,6 +509,24 @@ class DashboardServer(ScriptedServer):
 # =============================================================================================
 
 
+def org_message(
+    chat_id: str, message_id: str, text: str, created_at: str, sender_type: str = "customer"
+) -> Json:
+    """A ``messages`` row as ``GET /crm/chats/{id}/messages`` answers it (names generic, PROTOCOL.md 1.6)."""
+    return {
+        "id": message_id,
+        "chat_id": chat_id,
+        "sender_type": sender_type,
+        "sender_id": f"cust-{chat_id}" if sender_type == "customer" else "ai-1",
+        "sender_name": {"customer": "Customer", "ai": "AI Assistant"}.get(sender_type, "Human Agent"),
+        "content": text,
+        "ticket_id": None,
+        "metadata": {},
+        "created_at": created_at,
+        "updated_at": created_at,
+    }
+
+
 def org_chat(chat_id: str, *, handled_by: str = "human", status: str = "open", human_id: str = "") -> Json:
     return {
         "id": chat_id,
@@ -549,6 +567,7 @@ class OrgServer(ScriptedServer):
         self.refresh_tokens: set[str] = set()
         self.grants: list[str] = []  # grant types asked for, in order
         self.chats: list[Json] = []
+        self.messages: dict[str, list[Json]] = {}  # chat id -> message rows (GET .../messages)
         self.reply_status: int | None = None  # answer POST messages with this status
         self.message_posts = 0
         self.routes[("POST", "/auth/v1/token")] = self._token
@@ -665,14 +684,40 @@ class OrgServer(ScriptedServer):
                 return lambda r: self._assign(r, chat_id)
             if record.method == "POST" and action == "messages":
                 return lambda r: self._post_message(r, chat_id)
+            if record.method == "GET" and action == "messages":
+                return lambda r: self._messages(r, chat_id)
         return None
 
-    def _chats(self, record: RecordedRequest) -> web.StreamResponse:
+    def _messages(self, record: RecordedRequest, chat_id: str) -> web.StreamResponse:
+        """``GET /crm/chats/{id}/messages``: ``{messages, total}``, newest first unless ``sort_order=asc``."""
+        if not any(c["id"] == chat_id for c in self.chats):
+            return web.json_response({"detail": f"Chat {chat_id} not found"}, status=404)
         skip = int(record.query.get("skip", "0"))
         limit = int(record.query.get("limit", "50"))
         if not 1 <= limit <= 100:
             return web.json_response({"detail": "limit out of range"}, status=422)
-        return web.json_response({"chats": self.chats[skip : skip + limit], "total": len(self.chats)})
+        rows = sorted(self.messages.get(chat_id, []), key=lambda m: str(m["created_at"]))
+        if record.query.get("sort_order", "desc").lower() == "desc":
+            rows.reverse()
+        return web.json_response({"messages": rows[skip : skip + limit], "total": len(rows)})
+
+    def _chats(self, record: RecordedRequest) -> web.StreamResponse:
+        """``GET /crm/chats``: ``status_filter``/``handled_by`` filters, newest ``last_message_at`` first."""
+        skip = int(record.query.get("skip", "0"))
+        limit = int(record.query.get("limit", "50"))
+        if not 1 <= limit <= 100:
+            return web.json_response({"detail": "limit out of range"}, status=422)
+        rows = [
+            c
+            for c in self.chats
+            if all(
+                c.get(column) == record.query[name]
+                for name, column in (("status_filter", "status"), ("handled_by", "handled_by"))
+                if name in record.query
+            )
+        ]
+        rows.sort(key=lambda c: str(c.get("last_message_at") or ""), reverse=True)  # stable
+        return web.json_response({"chats": rows[skip : skip + limit], "total": len(rows)})
 
     def _assign(self, record: RecordedRequest, chat_id: str) -> web.StreamResponse:
         chat = next((c for c in self.chats if c["id"] == chat_id), None)

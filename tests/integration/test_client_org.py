@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers.fakes import make_jwt
 from tests.helpers.net_clients import org_rig, running
-from tests.helpers.scripted_server import OrgServer, org_chat
+from tests.helpers.scripted_server import OrgServer, org_chat, org_message
 from tray_agent.core.commands import Release, SendReply, TakeOver
 from tray_agent.core.events import (
     AssignmentChanged,
@@ -44,12 +44,24 @@ async def test_org_password_grant_token_url_rest_resync_and_live_events() -> Non
         (conn,) = server.connections
         assert conn.request.query["token"] in server.tokens
         assert conn.request.path == f"/ws/{server.org_id}"
-        # Resync over REST, pages clamped to 100 by the codec, before CONNECTED.
+        # Resync over REST before CONNECTED: the filtered segments (issue 15), pages clamped to 100
+        # by the codec; the 150 unassigned chats take two pages, the recent-activity segment one.
         chats = server.requests_to("GET", "/crm/chats")
-        assert [(r.query["skip"], r.query["limit"]) for r in chats] == [("0", "100"), ("100", "100")]
+        assert [
+            (r.query.get("handled_by"), r.query.get("status_filter"), r.query["skip"], r.query["limit"])
+            for r in chats
+        ] == [
+            ("human", "open", "0", "100"),
+            ("human", "pending", "0", "100"),
+            ("human", "assigned", "0", "100"),
+            ("unassigned", "open", "0", "100"),
+            ("unassigned", "open", "100", "100"),
+            ("unassigned", "pending", "0", "100"),
+            (None, None, "0", "100"),
+        ]
         assert all(r.headers["Authorization"].startswith("Bearer ") for r in chats)
         pages = ev.of(WaitingListPage)
-        assert [len(p.customers) for p in pages] == [100, 50]
+        assert [len(p.customers) for p in pages] == [0, 0, 0, 100, 50, 0, 100]
         assert not pages[-1].has_more
         assert ev.of(Connected)[0].connection_count == 1
         # The refresh token went to the SecretStore; the password did not.
@@ -238,3 +250,37 @@ async def test_org_secrets_never_reach_the_logs(caplog: pytest.LogCaptureFixture
         text = record.getMessage()
         for secret in secrets:
             assert secret not in text, f"secret in log line {record.name}: {text[:80]}"
+
+
+@pytest.mark.asyncio
+async def test_org_message_sent_while_reconnecting_is_caught_up_once() -> None:
+    # Issue 15: the real server replays nothing; a customer message sent during the reconnect is
+    # visible afterwards only as the chat's last_message_at in the resync list.
+    async with _server() as server, running(org_rig(server)) as rig:
+        ev = rig.events
+        await ev.wait_state(CONNECTED)
+        (conn,) = server.connections
+        await conn.send(server.new_message("chat1", "halo", message_id="m-1"))
+        await ev.wait_for(MessageReceived, lambda e: e.message_id == "m-1")
+        server.messages["chat1"] = [
+            org_message("chat1", "m-1", "halo", "2026-03-01T10:00:00+00:00"),
+            org_message("chat1", "m-2", "masih di sana?", "2026-03-01T10:05:00+00:00"),
+        ]
+        server.chats[1]["last_message_at"] = "2026-03-01T10:05:00+00:00"
+        mark = ev.mark()
+        await server.drop_all()  # m-2 was written while nobody listened
+        await ev.wait_state(CONNECTED, after=mark)
+        missed = await ev.wait_for(MessageReceived, lambda e: e.message_id == "m-2")
+        assert (missed.conversation, missed.text, missed.sender.value) == (
+            "chat1",
+            "masih di sana?",
+            "customer",
+        )
+        # Another resync finds nothing new: nothing is fetched or delivered twice.
+        rig.client.request_resync("test")
+        await ev.wait_count(WaitingListPage, 3)
+        (conn,) = server.live()
+        await conn.send(server.new_message("chat2", "sentinel", message_id="m-3"))
+        await ev.wait_for(MessageReceived, lambda e: e.message_id == "m-3")
+        assert [e.message_id for e in ev.of(MessageReceived)] == ["m-1", "m-2", "m-3"]
+        assert len(server.requests_to("GET", "/crm/chats/chat1/messages")) == 1

@@ -165,7 +165,7 @@ async def test_doctor_fails_on_clock_skew_and_expired_token(tmp_path: Path) -> N
     async with DemoServer("org") as server:
         org = server.info.agents[0].tenant
         args = args_for(tmp_path, "--dialect", "org", "--server", server.url, "--org", org, "--token", token)
-        conn = doctor._load(args, clean_env()).loaded.settings.connection
+        conn = doctor.load_setup(args, clean_env()).loaded.settings.connection
 
         def ten_minutes_ahead() -> dt.datetime:
             return dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)

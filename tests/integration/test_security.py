@@ -430,7 +430,7 @@ def test_secrets_in_an_uncaught_exception_never_reach_the_crash_log(tmp_path: Pa
     script = f"""
 import sys
 from pathlib import Path
-from tray_agent.app import setup_logging
+from tray_agent.platform.logs import setup_logging
 setup_logging(Path({str(tmp_path)!r}), verbose=True)
 raise RuntimeError(
     "login failed for https://user:hunter2pass@example.com/?token=sekrit-token-123 "

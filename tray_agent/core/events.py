@@ -296,6 +296,9 @@ class WaitingListPage(Event):
         has_more: another page follows.
         complete_list: the pages together are the server's whole truth, so rows missing from
             them may be dropped from the store once the last page arrives.
+        complete_assignments: the pages together list every conversation a human holds (org
+            filtered resync), so one missing from them that the store holds for me is held by
+            nobody any more (released to the AI, resolved).
         at: when it arrived (app.py stamps it): the last page of a resync while connected is
             the store's ``last_synced``.
     """
@@ -305,6 +308,7 @@ class WaitingListPage(Event):
     total: int | None = None
     has_more: bool = False
     complete_list: bool = True
+    complete_assignments: bool = False
     at: datetime | None = None
     event_name: str = _named("waiting_list")
 

@@ -432,11 +432,15 @@ class ResyncProgress:
         next_offset: the offset the next page must have for the pages to be contiguous.
         seen: conversations the pages (or live escalations during the resync) showed waiting.
         intact: pages were contiguous from offset 0 and all said ``complete_list``.
+        held: all pages said ``complete_assignments`` (then ``listed`` holds every row's key).
+        listed: every conversation the pages listed, when ``held``.
     """
 
     next_offset: int = 0
     seen: frozenset[str] = frozenset()
     intact: bool = True
+    held: bool = False
+    listed: frozenset[str] = frozenset()
 
 
 _NBUCKETS: Final = 128
@@ -844,6 +848,29 @@ def _is_me(user_id: str, agent_id: str) -> bool:
     return bool(user_id) and agent_id == user_id
 
 
+def _merge_agent(known: AgentRef | None, new: AgentRef | None) -> AgentRef | None:
+    """``new``, with what is already known of the same agent filling its blanks.
+
+    Partial answers (the org ``assign`` answer is not enriched: names are null) must never
+    overwrite a known name with "" (issue 15).
+    """
+    if new is None or known is None:
+        return new
+    if new.agent_id and new.agent_id != known.agent_id:
+        return new  # another agent (or one we cannot tell is the same)
+    merged = AgentRef(
+        agent_id=new.agent_id or known.agent_id,
+        name=new.name or known.name,
+        email=new.email or known.email,
+    )
+    return merged if merged != new else new
+
+
+def _same_agent(known: AgentRef | None, new: AgentRef | None) -> bool:
+    """Both name the same agent id (so "is it me?" has not changed)."""
+    return known is not None and new is not None and bool(new.agent_id) and new.agent_id == known.agent_id
+
+
 def _norm(text: str) -> str:
     return text.strip()
 
@@ -1229,12 +1256,17 @@ def _on_assignment(state: State, event: AssignmentChanged, limit: int) -> Result
         return tx.commit()  # an unknown customer was released: nothing to show
     conv = _apply_summary_description(old if old is not None else Conversation(key=key), event.customer)
     if assigned:
-        agent = event.agent or (event.customer.agent if event.customer is not None else None)
+        known = conv.agent if conv.assigned else None
+        agent = _merge_agent(
+            known, event.agent or (event.customer.agent if event.customer is not None else None)
+        )
         me = state.connection.user_id
         if event.is_me is not None:
             to_me = event.is_me
         elif event.customer is not None and event.customer.assigned_to_me is not None:
             to_me = event.customer.assigned_to_me
+        elif _same_agent(known, agent):
+            to_me = conv.assigned_to_me  # the same assignee again: nothing new about "me"
         else:
             to_me = agent is not None and _is_me(me, agent.agent_id)
         if agent is None and to_me and me:
@@ -1332,9 +1364,12 @@ def _apply_summary(
         changes.update(waiting=True, waiting_since=since, escalation_alerted=not summary.assigned)
     else:
         changes.update(waiting=False, waiting_since=None, escalation_alerted=False)
-    agent = summary.agent if summary.assigned else None
+    known = conv.agent if conv.assigned else None
+    agent = _merge_agent(known, summary.agent) if summary.assigned else None
     if summary.assigned_to_me is not None:
         to_me = summary.assigned and summary.assigned_to_me
+    elif _same_agent(known, agent):
+        to_me = conv.assigned_to_me  # a row that does not say (not enriched): keep what is known
     else:
         to_me = agent is not None and _is_me(me, agent.agent_id)
     changes.update(assigned=summary.assigned, agent=agent, assigned_to_me=to_me)
@@ -1360,20 +1395,25 @@ def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result
         armed = (
             state.resync.seen if state.resync is not None and state.resync.next_offset == 0 else frozenset()
         )
-        progress = ResyncProgress(seen=armed, intact=event.complete_list)
+        progress = ResyncProgress(seen=armed, intact=event.complete_list, held=event.complete_assignments)
         tx.changes["resync_requested"] = False
     elif state.resync is not None and event.offset == state.resync.next_offset:
         progress = state.resync
         if not event.complete_list:
             progress = _replace(progress, intact=False)
+        if not event.complete_assignments and progress.held:
+            progress = _replace(progress, held=False)
     else:
         # We missed the start or a page: merge what we got, but drop nobody at the end.
         progress = ResyncProgress(intact=False)
     seen = set(progress.seen)
+    listed = set(progress.listed) if progress.held else set()
     for summary in event.customers:
         key = summary.conversation
         if not key:
             continue
+        if progress.held:
+            listed.add(key)
         old = tx.get(key)
         conv = _apply_summary(old if old is not None else Conversation(key=key), summary, me, clock)
         if conv.waiting:
@@ -1386,7 +1426,11 @@ def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result
     next_offset = event.offset + len(event.customers)
     if event.has_more:
         tx.changes["resync"] = ResyncProgress(
-            next_offset=next_offset, seen=frozenset(seen), intact=progress.intact
+            next_offset=next_offset,
+            seen=frozenset(seen),
+            intact=progress.intact,
+            held=progress.held,
+            listed=frozenset(listed),
         )
         return tx.commit()
     # Last page: customers still waiting here but absent from a complete, contiguous list were
@@ -1396,6 +1440,13 @@ def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result
             gone = tx.get(key)
             if gone is not None:
                 tx.put(_update(gone, waiting=False, waiting_since=None, escalation_alerted=False))
+        if progress.held:
+            # Every chat a human holds was listed: mine that were not are held by nobody now
+            # (handed back to the AI, resolved) -- unless my take-over is still on its way.
+            for key in tx.mine_keys - listed:
+                mine = tx.get(key)
+                if mine is not None and mine.pending_takeover is None:
+                    tx.put(_update(mine, assigned=False, agent=None, assigned_to_me=False))
     tx.changes["resync"] = None
     tx.changes["initial_load_done"] = True
     conn = state.connection

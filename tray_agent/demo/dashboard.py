@@ -380,8 +380,9 @@ class DashboardBackend:
         sender_name: str = "",
         source: str = "",
         agent: tuple[str, str, str] = ("", "", ""),
+        at: float | None = None,
     ) -> None:
-        now = self.clock()
+        now = self.clock() if at is None else at
         self._db.execute(
             "INSERT INTO messages (id, type, chat_id, sender_id, sender_name, recipient_id, page_id,"
             " page_name, message, is_bot, is_human, source, agent_id, agent_email, agent_name,"
@@ -596,7 +597,7 @@ class DashboardBackend:
                 )  # fmt: skip
                 self._save_message(
                     chat_id=psid, sender_id=psid, recipient_id=page["page_id"], page=page,
-                    text=text, is_bot=False, sender_name=name,
+                    text=text, is_bot=False, sender_name=name, at=at,
                 )  # fmt: skip
 
     # ------------------------------------------------------------------ DemoBackend: transport knobs
@@ -1613,11 +1614,19 @@ class DashboardBackend:
                 item.update(agent_id=r["agent_id"], agent_email=r["agent_email"], agent_name=r["agent_name"])
             items.append(item)
         total_pages = (total + limit - 1) // limit
+        customer = self._db.execute(
+            "SELECT customer_name FROM customers WHERE page_id = ? AND customer_id = ?",
+            (page_id, customer_id),
+        ).fetchone()
+        page_row = self._page(page_id, s.company_id)
+        # handlers/message_handler.go answers the items under "conversation", newest first.
         return _json_response(
             {
                 "customer_id": customer_id,
+                "customer_name": customer["customer_name"] if customer is not None else "",
                 "page_id": page_id,
-                "messages": items,
+                "page_name": page_row["page_name"] if page_row is not None else "",
+                "conversation": items,
                 "pagination": {
                     "page": page,
                     "limit": limit,

@@ -241,7 +241,8 @@ class OrgAuthenticator:
         password: the password for this run (kept in memory only; see :meth:`set_password`).
         token: a pasted access token; it cannot be refreshed, and once it expires or is refused
             the state becomes AUTH_REQUIRED.
-        refresh_margin: refresh when the token expires within this many seconds.
+        refresh_margin: refresh when the token expires within this many seconds (not applied to a
+            pasted token, which cannot be refreshed: it is used until it expires).
         timeout: seconds per HTTP request.
     """
 
@@ -320,7 +321,10 @@ class OrgAuthenticator:
             return False
         if self._expires_at is None:
             return True
-        return self._clock.now() + timedelta(seconds=self._refresh_margin) < self._expires_at
+        # The margin buys time to refresh before expiry. A pasted token cannot be refreshed, and
+        # the server checks only ``exp`` (PROTOCOL.md 5): it is good until the very end.
+        margin = 0.0 if self._pasted else self._refresh_margin
+        return self._clock.now() + timedelta(seconds=margin) < self._expires_at
 
     async def credentials(self, http: aiohttp.ClientSession) -> Credentials:
         """Return a fresh access token: cached, refreshed, or from a password grant.

@@ -89,6 +89,7 @@ from tray_agent.net.auth import (
     classify_network_error,
     make_ssl_context,
 )
+from tray_agent.net.catch_up import CatchUp
 from tray_agent.net.polling import Poller, PollError, rest_call
 
 logger = logging.getLogger(__name__)
@@ -551,6 +552,7 @@ class Client:
         outbox: OutboxStore | None = None,
     ) -> None:
         self._codec = codec
+        self._catch_up = CatchUp(codec)  # messages missed while offline, fetched after each resync
         self._outbox = outbox
         # Commands persisted in the outbox store (by id) and those sent but never confirmed,
         # which only the agent may resend or discard.
@@ -861,6 +863,7 @@ class Client:
                 self._record_outcome(event)
             except Exception:
                 logger.exception("recording the outcome of %s failed", event.command_id)
+        self._catch_up.observe(event)
         try:
             self._emit_cb(event)
         except Exception:
@@ -1388,6 +1391,7 @@ class Client:
         self._resync_active = True
         self._resync_initial = initial
         self._resync_pages = 0
+        self._catch_up.resync_started()
         self._tracker.enqueue(RefreshWaitingList(offset=0, limit=RESYNC_PAGE), internal=True, front=True)
         self._wake.set()
 
@@ -1406,7 +1410,7 @@ class Client:
             return
         page = outcome.pending.page
         self._resync_pages += 1
-        if page is not None and page.has_more and page.customers and self._resync_pages < _MAX_RESYNC_PAGES:
+        if page is not None and page.has_more and self._resync_pages < _MAX_RESYNC_PAGES:
             offset = page.offset + len(page.customers)
             self._tracker.enqueue(
                 RefreshWaitingList(offset=offset, limit=RESYNC_PAGE), internal=True, front=True
@@ -1415,6 +1419,7 @@ class Client:
             return
         self._resync_active = False
         self._schedule_resync()
+        self._spawn_side(self._catch_up.run(self._http_call, self._emit))
         if self._resync_initial:
             self._live = True
             self._set_state(ConnectionState.CONNECTED)

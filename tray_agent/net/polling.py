@@ -157,7 +157,7 @@ class Poller:
             if page is None:
                 raise PollError("the server's conversation list was empty or unreadable")
             pages.append(page)
-            if not page.has_more or not page.customers:
+            if not page.has_more:  # an empty page may end one filtered segment of several
                 break
             offset = page.offset + len(page.customers)
         return pages

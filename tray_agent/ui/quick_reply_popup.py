@@ -272,8 +272,9 @@ class QuickRepliesEditor(QWidget):
         """Add a row and start editing its name."""
         row = self._add_row(name, text, text_id)
         self._table.setCurrentCell(row, 0)
-        if not name:
-            self._table.editItem(self._table.item(row, 0))
+        item = self._table.item(row, 0)
+        if not name and item is not None:
+            self._table.editItem(item)
         self.changed.emit()
 
     def value(self) -> list[dict[str, str]]:

@@ -66,7 +66,7 @@ class ShortcutInfo:
 
 
 def _typeable(sequence: QKeySequence) -> bool:
-    combination = sequence[0]
+    combination = sequence[0]  # type: ignore[index]  # PySide6 stubs lack QKeySequence.__getitem__
     key = combination.key()
     return bool(combination.keyboardModifiers()) or Qt.Key.Key_F1.value <= key.value <= Qt.Key.Key_F35.value
 
@@ -192,9 +192,7 @@ class ShortcutController(QObject):
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             action.setToolTip(_(info.description))
             action.setStatusTip(_(info.description))
-            action.triggered.connect(
-                lambda _checked=False, s=shortcut, h=handler: self._run(s, h)  # type: ignore[misc]
-            )
+            action.triggered.connect(lambda _checked=False, s=shortcut, h=handler: self._run(s, h))
             window.addAction(action)
             actions[shortcut] = action
         return actions
@@ -267,4 +265,9 @@ class KeyboardHelpDialog(QDialog):
     def rows(self) -> list[tuple[str, str]]:
         """The (keys, action) rows shown."""
         table = self._table
-        return [(table.item(r, 0).text(), table.item(r, 1).text()) for r in range(table.rowCount())]
+
+        def cell(row: int, column: int) -> str:
+            item = table.item(row, column)
+            return item.text() if item is not None else ""
+
+        return [(cell(r, 0), cell(r, 1)) for r in range(table.rowCount())]

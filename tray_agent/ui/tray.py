@@ -15,9 +15,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from PySide6.QtCore import QByteArray, QObject, QPoint, QRectF, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QColor, QFont, QIcon, QImage, QPainter, QPen, QPixmap
-from PySide6.QtSvg import QSvgRenderer
+from PySide6.QtCore import QObject, QPoint, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QIcon, QImage
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -37,6 +36,7 @@ from tray_agent.core.ports import Clock, CommandSink
 from tray_agent.core.state import ConnectionInfo, Conversation
 from tray_agent.ui.bridge import StoreBridge
 from tray_agent.ui.effects import EffectRunner
+from tray_agent.ui.icon_render import render_svg_icon, render_svg_image
 from tray_agent.ui.language import language_notifier
 from tray_agent.ui.theme import IconStyle, contrast_svg
 
@@ -133,31 +133,7 @@ def render_icon_image(svg: bytes, size: int, badge: str = "", overlay: bytes = b
     The badge keeps clear of the bottom-right state emblem the SVGs carry; ``overlay`` (an SVG
     of the same view box, e.g. :func:`overlay_svg`) is painted over the icon, under the badge.
     """
-    image = QImage(size, size, QImage.Format.Format_ARGB32_Premultiplied)
-    image.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(image)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
-    QSvgRenderer(QByteArray(svg)).render(painter, QRectF(0, 0, size, size))
-    if overlay:
-        QSvgRenderer(QByteArray(overlay)).render(painter, QRectF(0, 0, size, size))
-    if badge:
-        # At most two characters ("9+"): a round pill about half the icon high, bold digits
-        # filling most of it, a white rim to part it from any panel colour.
-        height = max(9.0, size * 0.55)
-        width = min(float(size), height * (0.55 + 0.45 * len(badge)))
-        rect = QRectF(size - width, 0, width, height)
-        painter.setPen(QPen(QColor("#ffffff"), max(1.0, size / 24)))
-        painter.setBrush(QColor("#c62828"))
-        painter.drawRoundedRect(rect, height / 2, height / 2)
-        font = QFont()
-        font.setBold(True)
-        font.setPixelSize(max(7, round(height * 0.78)))
-        painter.setFont(font)
-        painter.setPen(QColor("#ffffff"))
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, badge)
-    painter.end()
-    return image
+    return render_svg_image(svg, size, badge, overlay)
 
 
 def render_icon(
@@ -167,12 +143,8 @@ def render_icon(
 
     ``sla``: add the SLA warning mark (:func:`sla_overlay`).
     """
-    svg = icon_svg(state, style)
     overlay = overlay_svg(style) if sla else b""
-    icon = QIcon()
-    for size in ICON_SIZES:
-        icon.addPixmap(QPixmap.fromImage(render_icon_image(svg, size, badge, overlay)))
-    return icon
+    return render_svg_icon(icon_svg(state, style), ICON_SIZES, badge, overlay)
 
 
 class WindowsPort(Protocol):

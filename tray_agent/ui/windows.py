@@ -455,7 +455,7 @@ class WindowManager(QObject):
             actions = self._shortcuts.attach(
                 inbox, take_over=inbox.take_over_selected, release=inbox.release_selected
             )
-            inbox.add_shortcut_menus(actions)
+            inbox.add_shortcut_menus({str(name): action for name, action in actions.items()})
             self._inbox = inbox
         return self._inbox
 

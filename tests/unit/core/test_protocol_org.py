@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.core.golden import (
+    DATA,
     assert_subset,
     body_bytes,
     command,
@@ -27,12 +28,15 @@ from tray_agent.core.events import (
     Ignored,
     MessageReceived,
     WaitingChanged,
+    WaitingListPage,
     event_to_dict,
 )
 from tray_agent.core.protocol import codec_for
 from tray_agent.core.protocol.base import EncodeError, HttpCall, WsFrame
 from tray_agent.core.protocol.org import MAX_FRAME_SIZE, OrgChatIn, OrgCodec
+from tray_agent.core.state import State, reduce
 
+DATA_ORG = DATA / "org"
 ME = "9f1e2d3c-4b5a-4c6d-8e7f-0a1b2c3d4e5f"
 CHAT = "0b6c3c1e-6a4e-4f5b-9d2a-1f2e3d4c5b6a"
 
@@ -71,7 +75,8 @@ def test_parse_frame_golden(codec: OrgCodec, path: Path) -> None:
 def test_parse_frame_golden_as_bytes(codec: OrgCodec, path: Path) -> None:
     golden = load(path)
     text = frame_text(golden)
-    assert events_plain(codec.parse_frame(text.encode())) == events_plain(codec.parse_frame(text))
+    fresh = OrgCodec(user_id=codec.user_id, org_id=codec.org_id)  # the codec remembers assignments
+    assert events_plain(codec.parse_frame(text.encode())) == events_plain(fresh.parse_frame(text))
 
 
 @pytest.mark.parametrize("path", OUT_FILES, ids=_ids(OUT_FILES))
@@ -230,7 +235,7 @@ def test_bad_chat_id_is_refused(codec: OrgCodec, conversation: str) -> None:
 def test_refresh_limit_is_clamped(codec: OrgCodec, limit: int, sent: str) -> None:
     out = codec.encode(RefreshWaitingList(offset=-3, limit=limit))
     assert isinstance(out, HttpCall)
-    assert out.query == (("skip", "0"), ("limit", sent))
+    assert out.query[-2:] == (("skip", "0"), ("limit", sent))
 
 
 def test_history_limit_is_clamped_and_paged(codec: OrgCodec) -> None:
@@ -276,13 +281,99 @@ def test_refresh_with_unreadable_body_fails(codec: OrgCodec) -> None:
     assert event.reason is FailureReason.SERVER_ERROR
 
 
-def test_last_page_has_no_more(codec: OrgCodec) -> None:
-    body = {"chats": [{"id": "a"}, {"id": "b"}], "total": 102}
-    events = codec.parse_response(RefreshWaitingList(offset=100, limit=100), 200, json.dumps(body).encode())
-    page = events_plain(events)[1]
-    assert page["offset"] == 100
-    assert page["has_more"] is False
-    assert len(page["customers"]) == 2
+class FakeChats:
+    """``GET /crm/chats`` as the real server answers it: filters, newest activity first, skip/limit."""
+
+    def __init__(self, chats: list[dict[str, object]]) -> None:
+        self.chats = chats
+        self.queries: list[dict[str, str]] = []
+
+    def answer(self, call: HttpCall) -> bytes:
+        query = dict(call.query)
+        self.queries.append(query)
+        rows = [
+            c
+            for c in self.chats
+            if all(
+                c[col] == query[name]
+                for name, col in (("handled_by", "handled_by"), ("status_filter", "status"))
+                if name in query
+            )
+        ]
+        rows.sort(key=lambda c: str(c["last_message_at"]), reverse=True)
+        skip, limit = int(query["skip"]), int(query["limit"])
+        return json.dumps({"chats": rows[skip : skip + limit], "total": len(rows)}).encode()
+
+
+def _resync(codec: OrgCodec, server: FakeChats) -> list[WaitingListPage]:
+    pages: list[WaitingListPage] = []
+    offset = 0
+    while True:
+        command = RefreshWaitingList(offset=offset, limit=200)
+        call = codec.encode(command)
+        assert isinstance(call, HttpCall)
+        [page] = [
+            e
+            for e in codec.parse_response(command, 200, server.answer(call))
+            if isinstance(e, WaitingListPage)
+        ]
+        pages.append(page)
+        assert page.offset == offset
+        if not page.has_more:
+            return pages
+        offset = page.offset + len(page.customers)
+        assert len(pages) < 100
+
+
+def _chat(i: int, handled_by: str, status: str, minute: int, human: str = "") -> dict[str, object]:
+    return {
+        "id": f"c{i}",
+        "handled_by": handled_by,
+        "status": status,
+        "human_agent_id": human,
+        "ai_agent_id": "ai",
+        "last_message_at": f"2026-03-01T{10 + minute // 60:02d}:{minute % 60:02d}:00+00:00",
+    }
+
+
+def test_resync_reads_only_human_and_waiting_chats_plus_recent_activity(codec: OrgCodec) -> None:
+    # Issue 15: 3,000 chats used to cost 30 GETs a resync. Mostly the AI's or closed.
+    chats = [_chat(i, "ai", "open" if i % 2 else "resolved", i % 600) for i in range(2_900)]
+    chats += [_chat(3_000 + i, "human", "open", 100 + i) for i in range(150)]  # waiting (team inbox)
+    chats += [_chat(4_000 + i, "human", "assigned", 50 + i, human="h1") for i in range(20)]  # held
+    chats += [_chat(5_000 + i, "unassigned", "open", 70 + i) for i in range(5)]
+    server = FakeChats(chats)
+    pages = _resync(codec, server)
+    listed = {row.conversation for page in pages for row in page.customers}
+    wanted = {c["id"] for c in chats if c["handled_by"] != "ai"}
+    assert wanted <= listed
+    assert all(p.complete_list and p.complete_assignments for p in pages)
+    filters = [(q.get("handled_by"), q.get("status_filter"), q["skip"]) for q in server.queries]
+    assert filters == [
+        ("human", "open", "0"),
+        ("human", "open", "100"),
+        ("human", "pending", "0"),
+        ("human", "assigned", "0"),
+        ("unassigned", "open", "0"),
+        ("unassigned", "pending", "0"),
+        (None, None, "0"),  # recent activity: one page on the first resync
+    ]
+    # The next resync reads recent activity only down to what the previous one saw.
+    server.queries.clear()
+    for i in range(150):
+        chats[i * 2 + 1]["last_message_at"] = "2026-03-01T23:00:00+00:00"  # new AI-chat activity
+    pages = _resync(codec, server)
+    recent = [q for q in server.queries if "handled_by" not in q]
+    assert [q["skip"] for q in recent] == ["0", "100"]
+    assert {f"c{i * 2 + 1}" for i in range(150)} <= {r.conversation for p in pages for r in p.customers}
+    assert len(server.queries) == 8
+
+
+def test_an_empty_segment_moves_on_to_the_next(codec: OrgCodec) -> None:
+    server = FakeChats([_chat(1, "unassigned", "pending", 5)])
+    pages = _resync(codec, server)
+    assert [len(p.customers) for p in pages] == [0, 0, 0, 0, 1, 1]
+    assert [p.has_more for p in pages] == [True] * 5 + [False]
 
 
 def test_codec_for_org_builds_an_org_codec() -> None:
@@ -345,3 +436,88 @@ def test_ai_hand_off_message_is_a_human_request(codec: OrgCodec) -> None:
     human = events[1]
     assert human.customer_name == ""  # "AI Agent" is not the customer (O5)
     assert human.text == ""  # the store uses the customer's own last words
+
+
+# -- assignment learned from new_message (issue 15: REST escalate/assign broadcast nothing) --------
+
+
+def _escalated_frame(handled_by: str, human: str | None, message_id: str) -> str:
+    golden = load(DATA_ORG / "in_new_message_after_rest_escalate.json")
+    data = golden["frame"]["data"]
+    data.update(handled_by=handled_by, human_agent_id=human, assigned_agent_id=human or data["ai_agent_id"])
+    data.update(message_id=message_id, human_agent_name=None)
+    return json.dumps(golden["frame"])
+
+
+def _list_with_my_chat(codec: OrgCodec) -> None:
+    """A resync row held by me (``human_id`` = my user id) teaches the codec my agent row id."""
+    row = {
+        "id": "other-chat",
+        "handled_by": "human",
+        "human_agent_id": "h-me",
+        "human_id": ME,
+        "human_agent_name": "Me Myself",
+        "status": "assigned",
+    }
+    codec.parse_response(
+        RefreshWaitingList(command_id="r"), 200, json.dumps({"chats": [row], "total": 1}).encode()
+    )
+
+
+def _assignments(events: object) -> list[dict[str, object]]:
+    return [e for e in events_plain(events) if e["event"] == "assignment_changed"]
+
+
+def test_new_message_reveals_an_escalation_to_me_at_once(codec: OrgCodec) -> None:
+    _list_with_my_chat(codec)
+    [change] = _assignments(codec.parse_frame(_escalated_frame("human", "h-me", "m-1")))
+    assert change["action"] == "assigned"
+    assert change["is_me"] is True
+    assert change["agent"] == {"agent_id": "h-me", "name": "Me Myself", "email": ""}  # name learned
+    # The same holder again: nothing new to say.
+    assert _assignments(codec.parse_frame(_escalated_frame("human", "h-me", "m-2"))) == []
+    # Handed back to the AI (the org "release"): human_agent_id stays, handled_by says "ai".
+    [back] = _assignments(codec.parse_frame(_escalated_frame("ai", "h-me", "m-3")))
+    assert (back["action"], back["agent"]) == ("unassigned", None)
+
+
+def test_new_message_without_agent_ids_or_handler_says_nothing_about_assignment(codec: OrgCodec) -> None:
+    # REST-posted messages carry handled_by but no agent ids; handled_by null is not authoritative.
+    assert _assignments(codec.parse_frame(_escalated_frame("human", None, "m-1"))) == []
+    assert _assignments(codec.parse_frame(_escalated_frame("", "h1", "m-2"))) == []
+    # An AI chat nobody was known to hold stays quiet.
+    assert _assignments(codec.parse_frame(_escalated_frame("ai", None, "m-3"))) == []
+
+
+def test_store_learns_an_escalation_to_me_from_the_next_message(codec: OrgCodec) -> None:
+    _list_with_my_chat(codec)
+    state = reduce(State(), Connected(user_id=ME))[0]
+    before = codec.parse_frame(_escalated_frame("ai", None, "m-0"))
+    after = codec.parse_frame(_escalated_frame("human", "h-me", "m-1"))
+    for event in (*before, *after):
+        state = reduce(state, event)[0]
+    conv = state.conversation("chat-esc")
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me) == (True, True)
+    assert "chat-esc" in state.mine_keys
+
+
+def test_take_over_answer_names_the_agent_from_what_rows_said_before(codec: OrgCodec) -> None:
+    # The real assign answer is not enriched (agent_name, human_agent_name, customer_name null).
+    _list_with_my_chat(codec)
+    body = {
+        "id": "chat-x",
+        "assigned_agent_id": "h-me",
+        "human_agent_id": "h-me",
+        "agent_name": None,
+        "human_agent_name": None,
+        "customer_name": None,
+        "handled_by": "human",
+        "status": "assigned",
+    }
+    events = events_plain(
+        codec.parse_response(TakeOver(command_id="t", conversation="chat-x"), 200, json.dumps(body).encode())
+    )
+    [change] = [e for e in events if e["event"] == "assignment_changed"]
+    assert change["agent"] == {"agent_id": "h-me", "name": "Me Myself", "email": ""}
+    assert codec.my_agent_id == "h-me"

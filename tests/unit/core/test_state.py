@@ -1182,3 +1182,77 @@ def test_escalation_inferred_from_another_senders_message_quotes_the_customer() 
     alerts = [e for e in effects if isinstance(e, Alert) and e.kind is AlertKind.ESCALATION]
     assert [a.text for a in alerts] == ["I need a person"]
     assert alerts[0].customer_name == "Ani"
+
+
+# -- partial answers (issue 15: the org assign answer is not enriched) --------------------------
+
+
+def _assigned_to_me_state() -> State:
+    row = ConversationSummary(
+        conversation=KEY,
+        customer_name="Budi",
+        channel="whatsapp",
+        assigned=True,
+        agent=AgentRef(agent_id="h1", name="Sari", email="sari@example.com"),
+        assigned_to_me=True,
+    )
+    state, _ = run([Connected(user_id=ME), WaitingListPage(customers=(row,), complete_list=False)])
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert conv.assigned_to_me
+    return state
+
+
+def test_partial_assignment_never_blanks_known_names() -> None:
+    state = _assigned_to_me_state()
+    blank = ConversationSummary(
+        conversation=KEY, assigned=True, agent=AgentRef(agent_id="h1"), assigned_to_me=None
+    )
+    event = AssignmentChanged(
+        conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(agent_id="h1"), customer=blank
+    )
+    conv = run([event], state)[0].conversation(KEY)
+    assert conv is not None
+    assert conv.customer_name == "Budi"
+    assert conv.agent == AgentRef(agent_id="h1", name="Sari", email="sari@example.com")
+    assert conv.assigned_to_me  # the same assignee, and the answer does not say: still mine
+
+
+def test_partial_resync_row_never_blanks_known_names_or_mine() -> None:
+    state = _assigned_to_me_state()
+    row = ConversationSummary(
+        conversation=KEY, customer_name="", assigned=True, agent=AgentRef(agent_id="h1"), assigned_to_me=None
+    )
+    conv = run([WaitingListPage(customers=(row,), complete_list=False)], state)[0].conversation(KEY)
+    assert conv is not None
+    assert (conv.customer_name, conv.agent) == ("Budi", AgentRef("h1", "Sari", "sari@example.com"))
+    assert conv.assigned_to_me
+
+
+def test_assignment_to_another_agent_takes_their_names_only() -> None:
+    state = _assigned_to_me_state()
+    event = AssignmentChanged(
+        conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(agent_id="h2"), is_me=False
+    )
+    conv = run([event], state)[0].conversation(KEY)
+    assert conv is not None
+    assert conv.agent == AgentRef(agent_id="h2")
+    assert not conv.assigned_to_me
+
+
+def test_a_resync_listing_every_held_chat_releases_mine_that_are_missing() -> None:
+    # Issue 15: the org resync reads only waiting and human-held chats; one of mine handed back to
+    # the AI (or resolved) while we were away is simply not listed any more.
+    state = _assigned_to_me_state()
+    other = summary(OTHER, assigned=True, agent=AgentRef(agent_id="h1"), assigned_to_me=True)
+    state, _ = run([WaitingListPage(customers=(other,), complete_assignments=True)], state)
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me, conv.agent) == (False, False, None)
+    assert state.mine_keys == frozenset({OTHER})
+
+
+def test_a_resync_without_that_promise_leaves_mine_alone() -> None:
+    state = _assigned_to_me_state()
+    state, _ = run([WaitingListPage(customers=(summary(OTHER),))], state)
+    assert KEY in state.mine_keys

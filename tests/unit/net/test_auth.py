@@ -264,6 +264,23 @@ async def test_org_authenticator_pasted_token() -> None:
 
 
 @pytest.mark.asyncio
+async def test_org_authenticator_pasted_token_is_used_until_it_expires() -> None:
+    # The refresh margin exists to refresh in time; a pasted token cannot be refreshed and the
+    # server accepts it until ``exp``, so it must not be called expired 60 s early.
+    settings = ConnectionSettings(
+        dialect="org", server="http://127.0.0.1:9", org="o", supabase_url="http://x"
+    )
+    clock = FakeClock(NOW)
+    token = make_jwt("me", exp=NOW.timestamp() + 30)
+    auth = OrgAuthenticator(settings, FakeSecretStore(), clock, token=token, refresh_margin=60.0)
+    async with aiohttp.ClientSession() as http:
+        assert await auth.credentials(http) == Credentials(token=token, user_id="me")
+        clock.offset = 31
+        with pytest.raises(AuthRefused, match="expired"):
+            await auth.credentials(http)
+
+
+@pytest.mark.asyncio
 async def test_org_authenticator_unreachable_and_server_errors_are_retryable() -> None:
     settings = ConnectionSettings(
         dialect="org",

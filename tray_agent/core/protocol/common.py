@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -40,6 +41,7 @@ __all__ = [
     "to_opt_bool",
     "to_opt_int",
     "to_str",
+    "validate_json_lenient",
 ]
 
 # Unix seconds accepted as timestamps: 1970 .. 9999 (anything else is garbage, e.g. milliseconds
@@ -221,3 +223,54 @@ def classify_unparsed(frame: str | bytes, exc: ValidationError, head: TypeAdapte
     if not parsed.type:
         return Ignored(kind="malformed", why="no type")
     return Ignored(kind=parsed.type[:64], why="unknown frame type")
+
+
+# A JSON ``\uD800``-``\uDFFF`` escape: half of a UTF-16 surrogate pair. Alone it is not a
+# character, and pydantic's JSON parser refuses the whole document because of it.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _without_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def _scrub_surrogates(data: str | bytes) -> str | None:
+    """The JSON text with lone surrogate escapes replaced by U+FFFD, or None if that is not the fault."""
+    try:
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        if _SURROGATE_ESCAPE.search(raw) is None:
+            return None
+        cleaned = _without_surrogates(json.loads(raw))
+        return json.dumps(cleaned, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return None
+
+
+def validate_json_lenient(adapter: TypeAdapter[_T], data: str | bytes) -> _T:
+    r"""``adapter.validate_json(data)``, but a lone surrogate escape (``"\ud800"``) costs one character.
+
+    The stdlib parser accepts such escapes and pydantic's refuses the whole document; one bad
+    character in a customer's name must not drop the message (or a whole REST page). Only on that
+    failure is the JSON parsed a second time (by the stdlib), cleaned and validated again.
+
+    Raises:
+        ValidationError: as ``validate_json`` for anything else.
+    """
+    try:
+        return adapter.validate_json(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        if not errors or errors[0]["type"] != "json_invalid":
+            raise
+        cleaned = _scrub_surrogates(data)
+        if cleaned is None:
+            raise
+        return adapter.validate_json(cleaned)

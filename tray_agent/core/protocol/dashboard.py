@@ -77,6 +77,7 @@ from tray_agent.core.protocol.common import (
     TypeHead,
     clamp,
     classify_unparsed,
+    validate_json_lenient,
 )
 
 logger = logging.getLogger(__name__)
@@ -538,7 +539,7 @@ class DashboardCodec:
         if len(frame) > self.max_frame_size:
             return (Ignored(kind="oversized", why=f"frame of {len(frame)} bytes"),)
         try:
-            parsed = _FRAMES.validate_json(frame)
+            parsed = validate_json_lenient(_FRAMES, frame)
         except ValidationError as exc:
             return (classify_unparsed(frame, exc, _HEAD),)
         try:
@@ -723,7 +724,7 @@ class DashboardCodec:
             customers=rows,
             offset=skip,
             total=pagination.total,
-            has_more=pagination.has_more,
+            has_more=pagination.has_more and bool(data.customers),  # an empty page ends the paging
             complete_list=not data.page_id,  # a page-filtered list says nothing about other pages
         )
         return (page, ServerAcked(kind=CommandKind.REFRESH))
@@ -867,13 +868,12 @@ class DashboardCodec:
     def parse_history(self, command: LoadHistory, body: bytes) -> Sequence[Event]:
         """``GET /messages/conversation/:id`` (newest first) -> HistoryPage, oldest first."""
         try:
-            answer = _HISTORY.validate_json(body)
+            answer = validate_json_lenient(_HISTORY, body)
         except ValidationError:
             return (failed(command, FailureReason.SERVER_ERROR, "unreadable history"),)
         split = split_dashboard_key(command.conversation)
         page_id = split[0] if split else answer.page_id
-        # /messages/conversation/:id is newest first; /messages/chat/:id is already oldest first.
-        items = list(reversed(answer.conversation)) if answer.conversation else list(answer.messages)
+        items = _oldest_first(answer)
         messages = tuple(
             _history_message(item, command.conversation, page_id, answer.page_name) for item in items
         )
@@ -887,7 +887,7 @@ class DashboardCodec:
     def parse_customers_page(self, command: RefreshWaitingList, body: bytes) -> Sequence[Event]:
         """REST fallback: a ``GET /api/dashboard/customers`` page -> WaitingListPage (+ success)."""
         try:
-            answer = _CUSTOMERS.validate_json(body)
+            answer = validate_json_lenient(_CUSTOMERS, body)
         except ValidationError:
             return (failed(command, FailureReason.SERVER_ERROR, "unreadable customer list"),)
         pagination = answer.pagination
@@ -899,7 +899,7 @@ class DashboardCodec:
             customers=self._summaries(answer.customers),
             offset=offset,
             total=pagination.total,
-            has_more=pagination.has_more,
+            has_more=pagination.has_more and bool(answer.customers),  # an empty page ends the paging
             complete_list=not answer.page_id,
         )
         return (succeeded(command), page)
@@ -933,6 +933,24 @@ def parse_send_answer(command: SendReply, status: int, body: bytes) -> Sequence[
     except Exception:
         logger.exception("dashboard send answer translation failed")
         return (failed(command, FailureReason.SERVER_ERROR, f"HTTP {status}"),)
+
+
+def _oldest_first(answer: DashHistoryIn) -> list[DashHistoryItemIn]:
+    """The history items, oldest first, whichever key and order the server used.
+
+    ``/messages/conversation/:id`` answers ``conversation`` newest first, ``/messages/chat/:id``
+    answers ``messages`` oldest first (G13); other builds (and the demo, once) mixed them up. The
+    order is read from the first and last timestamps; only when they cannot tell is it assumed
+    from the key.
+    """
+    items = list(answer.conversation or answer.messages)
+    newest_first = bool(answer.conversation)
+    stamped = [item.timestamp for item in items if item.timestamp is not None]
+    if len(stamped) >= 2 and stamped[0] != stamped[-1]:
+        newest_first = stamped[0] > stamped[-1]
+    if newest_first:
+        items.reverse()
+    return items
 
 
 def _history_message(

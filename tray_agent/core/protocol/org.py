@@ -19,18 +19,37 @@ Decisions documented here (the server gives no better answer):
   went to humans but no human has it, or no handler at all) yields a HumanRequested after the
   MessageReceived. This repeats for every such message; the reducer dedupes (a conversation
   already waiting stays waiting). ``handled_by`` null (O8) never triggers it.
+* **Assignment from ``new_message``.** REST escalate and assign broadcast nothing, but every later
+  ``new_message`` of the chat carries ``handled_by`` and the agent ids (PROTOCOL.md 5). The codec
+  remembers each chat's human holder (from frames, rows and my take-over answers) and emits an
+  AssignmentChanged after the MessageReceived when a frame shows a new one: ``handled_by``
+  ``"human"`` with ``human_agent_id`` (or an ``assigned_agent_id`` that is not the AI) is that
+  agent; ``"ai"``/``"unassigned"`` is nobody; null, or ``"human"`` without any id (the REST message
+  emitter passes none), says nothing. ``is_me`` compares the holder with my agent row id
+  (:attr:`OrgCodec.my_agent_id`, learned from rows whose ``human_id`` is my user id and from my
+  take-over answers), None while that is unknown. Agent names missing from an answer that is
+  not enriched (the assign answer) are filled from earlier rows.
 * **Waiting / assigned in the REST chat list.** A chat row is *assigned* when ``handled_by`` is
   ``"human"`` and a human agent id (or an assigned agent id other than the chat's AI agent: an
   AI hand-off leaves the AI in ``assigned_agent_id``) is set; it is *waiting* when it is not
   resolved/closed, not assigned, and ``handled_by`` is ``"human"`` or ``"unassigned"``.
   ``assigned_to_me`` compares the row's ``human_id`` (the human agent's auth user id) with the
   JWT ``sub`` (:attr:`OrgCodec.user_id`); None when either is unknown.
-* **Resync (RefreshWaitingList).** ``GET /crm/chats`` takes one ``status_filter`` value only, so
-  "open, pending and assigned" cannot be asked for at once. The call therefore sends no status
-  filter (``skip``/``limit`` only, newest activity first) and every row becomes a summary with
-  its ``status``, so resolved/closed rows tell the store to drop those conversations; the pages
-  together are the server's whole truth (``complete_list=True``), ``has_more`` comes from
-  ``total``. ``limit`` is clamped to 1..100 (the server's bound).
+* **Resync (RefreshWaitingList).** Paging through every chat costs one GET per 100 chats on every
+  resync (3,000 chats = 30 GETs a minute), and most chats are the AI's or closed. ``GET
+  /crm/chats`` filters by one ``status_filter`` and one ``handled_by`` value (it has no "updated
+  since", PROTOCOL.md 1.6), so a resync is a fixed list of segments (:data:`RESYNC_SEGMENTS`),
+  each paged with ``skip``/``limit`` until the server's ``total``: every chat a human holds or a
+  customer waits in (``handled_by`` human or unassigned, status open, pending or assigned), then
+  the newest activity of all chats (no filter, newest first), read only until the rows reach the
+  newest activity the previous resync saw (one page on the first resync). The global ``offset``
+  of the command maps to (segment, skip) through the segment starts learned from earlier pages of
+  the same resync (offset 0 starts one); an empty segment yields an empty page with ``has_more``
+  and the next request repeats its offset, which the codec tells from a new resync by the offset
+  it expects next (cleared when a resync ends or fails).
+  The pages together list every waiting or human-held chat (``complete_list`` and
+  ``complete_assignments``): a conversation missing from them is neither. ``limit`` is clamped
+  to 1..100 (the server's bound).
 * **Release.** The server has no unassign. ``PUT /crm/chats/{id}/assign`` with
   ``assigned_to_me: false`` and no ``assigned_agent_id`` answers **400 "No agent identified for
   assignment"** (``assign_chat``: ``target_agent_id = assignment.assigned_agent_id`` -> None ->
@@ -50,6 +69,7 @@ import logging
 import types
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -102,6 +122,7 @@ from tray_agent.core.protocol.common import (
     TypeHead,
     clamp,
     classify_unparsed,
+    validate_json_lenient,
 )
 
 logger = logging.getLogger(__name__)
@@ -115,6 +136,16 @@ _PING = '{"type":"ping"}'
 _PONG = '{"type":"pong"}'
 _CLOSED_STATUSES = frozenset({"resolved", "closed"})
 _AI_CACHE_SIZE = 10_000
+RESYNC_SEGMENTS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("handled_by", "human"), ("status_filter", "open")),
+    (("handled_by", "human"), ("status_filter", "pending")),
+    (("handled_by", "human"), ("status_filter", "assigned")),
+    (("handled_by", "unassigned"), ("status_filter", "open")),
+    (("handled_by", "unassigned"), ("status_filter", "pending")),
+    (),  # recent activity of every chat, newest first, down to the last resync's newest
+)
+"""The filters of each resync segment, in order (see the module docstring)."""
+_AGENT_NAMES_SIZE = 1_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,7 +431,16 @@ class OrgCodec:
     def __init__(self, user_id: str = "", org_id: str = "") -> None:
         self.user_id = user_id
         self.org_id = org_id
+        self.my_agent_id = ""
+        """My ``agents`` row id (frames name agents by row id, not by auth user id); learned from
+        chat rows whose ``human_id`` is my user id and from my take-over answers."""
         self._ai_agents: OrderedDict[str, str] = OrderedDict()
+        self._assignees: OrderedDict[str, str] = OrderedDict()  # chat -> human agent id ("" = none)
+        self._agent_names: OrderedDict[str, str] = OrderedDict()  # agent id -> name
+        self._segment_starts: list[int] = [0]  # global offset where each resync segment began
+        self._continue_at: int | None = None  # the offset the resync in progress asks for next
+        self._recent_floor: datetime | None = None  # newest activity the last resync saw
+        self._recent_top: datetime | None = None  # newest activity this resync saw
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -409,7 +449,7 @@ class OrgCodec:
         if len(frame) > self.max_frame_size:
             return (Ignored(kind="oversized", why=f"frame of {len(frame)} bytes"),)
         try:
-            parsed = _FRAMES.validate_json(frame)
+            parsed = validate_json_lenient(_FRAMES, frame)
         except ValidationError as exc:
             return (classify_unparsed(frame, exc, _HEAD),)
         try:
@@ -466,6 +506,10 @@ class OrgCodec:
             agent_id=(data.sender_id or data.human_agent_id) if kind is SenderKind.AGENT else "",
             is_new_chat=data.is_new_chat,
         )
+        events: list[Event] = [message]
+        change = self._frame_assignment(chat_id, data, sent_at)
+        if change is not None:
+            events.append(change)
         # The AI's hand-off message ("a human will contact you") is the first frame that shows
         # handled_by="human": the customer's own request went out while the AI still had the chat.
         if kind is not SenderKind.AGENT and _is_waiting(data.handled_by, data.human_agent_id, ""):
@@ -475,8 +519,44 @@ class OrgCodec:
                 text=text if is_customer else "",  # the store fills in the customer's last words
                 at=sent_at,
             )
-            return (message, human)
-        return (message,)
+            events.append(human)
+        return tuple(events)
+
+    def _frame_assignment(
+        self, chat_id: str, data: OrgNewMessageData, at: datetime | None
+    ) -> AssignmentChanged | None:
+        """The assignment a ``new_message`` reveals, when it differs from the last one seen.
+
+        REST escalate and assign broadcast nothing (PROTOCOL.md 5); the next ``new_message`` of
+        the chat carries the new ``handled_by`` and agent ids, so the change is known at once.
+        ``handled_by`` null says nothing (O8); ``"human"`` without any agent id says nothing
+        either (the REST message emitter passes no agent ids; the AI hand-off has none yet).
+        """
+        self._learn_agent_name(data.human_agent_id, data.human_agent_name)
+        if data.handled_by == "human":
+            human = data.assigned_agent_id if data.assigned_agent_id != data.ai_agent_id else ""
+            assignee = data.human_agent_id or human
+            if not assignee:
+                return None
+        elif data.handled_by in ("ai", "unassigned"):
+            assignee = ""
+        else:
+            return None
+        previous = self._assignees.get(chat_id)
+        self._learn_assignee(chat_id, assignee)
+        if assignee == previous or (not assignee and not previous):
+            return None  # nothing new (and a chat nobody was known to hold stays unheld)
+        if not assignee:
+            return AssignmentChanged(
+                conversation=chat_id, action=AssignmentAction.UNASSIGNED, agent=None, is_me=None, at=at
+            )
+        return AssignmentChanged(
+            conversation=chat_id,
+            action=AssignmentAction.ASSIGNED,
+            agent=AgentRef(agent_id=assignee, name=self._agent_name(assignee, data.human_agent_name)),
+            is_me=(assignee == self.my_agent_id) if self.my_agent_id else None,
+            at=at,
+        )
 
     def _chat_update(self, frame: OrgChatUpdate) -> Sequence[Event]:
         data = frame.data
@@ -517,12 +597,21 @@ class OrgCodec:
         waiting = not assigned and _is_waiting(chat.handled_by, chat.human_agent_id, chat.status)
         agent: AgentRef | None = None
         assigned_to_me: bool | None = False
+        self._learn_agent_name(chat.human_agent_id, chat.human_agent_name)
+        self._learn_agent_name(chat.assigned_agent_id, chat.agent_name)
+        if chat.human_id and chat.human_id == self.user_id and chat.human_agent_id:
+            self.my_agent_id = chat.human_agent_id
         if assigned:
+            agent_id = chat.human_agent_id or human_assignee
             agent = AgentRef(
-                agent_id=chat.human_agent_id or human_assignee,
-                name=chat.human_agent_name or chat.agent_name,
+                agent_id=agent_id,
+                name=self._agent_name(agent_id, chat.human_agent_name or chat.agent_name),
             )
             assigned_to_me = (chat.human_id == self.user_id) if (chat.human_id and self.user_id) else None
+            if assigned_to_me is None and self.my_agent_id:
+                assigned_to_me = agent_id == self.my_agent_id
+        if chat.id and chat.handled_by:
+            self._learn_assignee(chat.id, agent.agent_id if agent is not None else "")
         last = chat.last_message
         return ConversationSummary(
             conversation=chat.id,
@@ -538,6 +627,26 @@ class OrgCodec:
             handled_by=chat.handled_by,
             status=chat.status,
         )
+
+    def _learn_assignee(self, chat_id: str, agent_id: str) -> None:
+        cache = self._assignees
+        cache[chat_id] = agent_id
+        cache.move_to_end(chat_id)
+        if len(cache) > _AI_CACHE_SIZE:
+            cache.popitem(last=False)
+
+    def _learn_agent_name(self, agent_id: str, name: str) -> None:
+        if not agent_id or not name:
+            return
+        cache = self._agent_names
+        cache[agent_id] = name
+        cache.move_to_end(agent_id)
+        if len(cache) > _AGENT_NAMES_SIZE:
+            cache.popitem(last=False)
+
+    def _agent_name(self, agent_id: str, name: str) -> str:
+        """``name``, else the name this agent id had elsewhere (answers that are not enriched)."""
+        return name or self._agent_names.get(agent_id, "")
 
     def _learn_ai_agent(self, chat_id: str, ai_agent_id: str) -> None:
         if not ai_agent_id:
@@ -560,11 +669,18 @@ class OrgCodec:
         if isinstance(command, Ping):
             return WsFrame(text=_PING)
         if isinstance(command, RefreshWaitingList):
+            offset = max(0, command.offset)
+            if offset == 0 and self._continue_at != 0:
+                # A new resync (an empty first segment asks for offset 0 again: not new).
+                self._segment_starts = [0]
+                self._recent_top = None
+            segment, skip = self._segment_of(offset)
             return HttpCall(
                 method="GET",
                 path="/crm/chats",
                 query=(
-                    ("skip", str(max(0, command.offset))),
+                    *RESYNC_SEGMENTS[segment],
+                    ("skip", str(skip)),
                     ("limit", str(clamp(command.limit, 1, MAX_PAGE))),
                 ),
             )
@@ -636,21 +752,26 @@ class OrgCodec:
     def _assign_answer(self, command: TakeOver | Release, body: bytes) -> Sequence[Event]:
         done = succeeded(command)
         try:
-            chat = _CHAT.validate_json(body)
+            chat = validate_json_lenient(_CHAT, body)
         except ValidationError:
             return (done,)
         if not chat.id:
             chat = chat.model_copy(update={"id": command.conversation})
         self._learn_ai_agent(chat.id, chat.ai_agent_id)
+        if isinstance(command, TakeOver) and (chat.assigned_agent_id or chat.human_agent_id):
+            # assigned_to_me: the target is my agent row. The answer is not enriched (names and
+            # human_id are null, PROTOCOL.md 5): names come from what rows said before.
+            self.my_agent_id = chat.assigned_agent_id or chat.human_agent_id
         summary = self.chat_summary(chat)
         if isinstance(command, TakeOver):
             # Org assign broadcasts nothing (PROTOCOL.md O9): this answer is the only news of it.
+            agent_id = chat.assigned_agent_id or chat.human_agent_id
             change = AssignmentChanged(
                 conversation=command.conversation,
                 action=AssignmentAction.ASSIGNED,
                 agent=AgentRef(
-                    agent_id=chat.assigned_agent_id or chat.human_agent_id,
-                    name=chat.agent_name or chat.human_agent_name,
+                    agent_id=agent_id,
+                    name=self._agent_name(agent_id, chat.agent_name or chat.human_agent_name),
                 ),
                 is_me=True,
                 customer=summary,
@@ -669,7 +790,7 @@ class OrgCodec:
 
     def _reply_answer(self, command: SendReply, body: bytes) -> Sequence[Event]:
         try:
-            msg = _MESSAGE.validate_json(body)
+            msg = validate_json_lenient(_MESSAGE, body)
         except ValidationError:
             return (succeeded(command),)
         done = CommandSucceeded(
@@ -687,8 +808,9 @@ class OrgCodec:
         return (done, echo)
 
     def _chats_answer(self, command: RefreshWaitingList, body: bytes) -> Sequence[Event]:
+        self._continue_at = None  # unless this page says more follows
         try:
-            page = _CHAT_LIST.validate_json(body)
+            page = validate_json_lenient(_CHAT_LIST, body)
         except ValidationError:
             return (failed(command, FailureReason.SERVER_ERROR, "unreadable chat list"),)
         rows = []
@@ -698,21 +820,52 @@ class OrgCodec:
             self._learn_ai_agent(chat.id, chat.ai_agent_id)
             rows.append(self.chat_summary(chat))
         offset = max(0, command.offset)
+        segment, skip = self._segment_of(offset)
         total = page.total
-        seen = offset + len(page.chats)
-        has_more = total is not None and seen < total and len(page.chats) > 0
+        count = len(page.chats)
+        more_here = total is not None and skip + count < total and count > 0
+        if segment == len(RESYNC_SEGMENTS) - 1:
+            newest = max((r.last_message_at for r in rows if r.last_message_at is not None), default=None)
+            if newest is not None and (self._recent_top is None or newest > self._recent_top):
+                self._recent_top = newest
+            oldest = min((r.last_message_at for r in rows if r.last_message_at is not None), default=None)
+            floor = self._recent_floor
+            # Newest first: once a row is no newer than what the last resync saw, the rest is known.
+            if floor is None or oldest is None or oldest <= floor:
+                more_here = False
+            if not more_here:
+                self._recent_floor = self._recent_top or floor
+            has_more = more_here
+        elif more_here:
+            has_more = True
+        else:
+            del self._segment_starts[segment + 1 :]
+            self._segment_starts.append(offset + count)  # the next segment starts here
+            has_more = True
+        self._continue_at = offset + count if has_more else None
         result = WaitingListPage(
             customers=tuple(rows),
             offset=offset,
-            total=total,
+            total=None,
             has_more=has_more,
             complete_list=True,
+            complete_assignments=True,
         )
         return (succeeded(command), result)
 
+    def _segment_of(self, offset: int) -> tuple[int, int]:
+        """The resync segment a global offset falls in, and the ``skip`` within it."""
+        starts = self._segment_starts
+        segment = 0
+        for index, start in enumerate(starts):
+            if start <= offset:
+                segment = index
+        segment = min(segment, len(RESYNC_SEGMENTS) - 1)
+        return segment, offset - starts[segment]
+
     def _history_answer(self, command: LoadHistory, body: bytes) -> Sequence[Event]:
         try:
-            page = _MESSAGE_LIST.validate_json(body)
+            page = validate_json_lenient(_MESSAGE_LIST, body)
         except ValidationError:
             return (failed(command, FailureReason.SERVER_ERROR, "unreadable message list"),)
         limit = clamp(command.limit, 1, MAX_PAGE)
@@ -724,6 +877,8 @@ class OrgCodec:
         return (succeeded(command), history)
 
     def _failure(self, command: Command, status: int, body: bytes) -> CommandFailed:
+        if isinstance(command, RefreshWaitingList):
+            self._continue_at = None  # the resync is over; the next one starts afresh
         text = _detail_text(body) or f"HTTP {status}"
         return failed(command, _reason_for(status, text), text)
 
