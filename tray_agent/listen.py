@@ -52,6 +52,7 @@ from tray_agent.core.redact import install_redaction
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.core.settings_layers import password_from_env
 from tray_agent.core.state import Store
+from tray_agent.core.text import escape_terminal
 from tray_agent.exit_codes import EXIT_AUTH_REFUSED, EXIT_BAD_SETTINGS, EXIT_OK
 from tray_agent.net.auth import authenticator_for
 from tray_agent.net.client import Client
@@ -125,7 +126,7 @@ class _Console:
 
     def print(self, event: Event) -> None:
         try:
-            self._out.write(event_to_json(event) + "\n")
+            self._out.write(escape_terminal(event_to_json(event)) + "\n")  # C1/bidi controls inert
             self._out.flush()
         except (OSError, ValueError):  # stdout closed (a pipe reader went away): keep running
             logger.debug("stdout is closed; event dropped", exc_info=True)

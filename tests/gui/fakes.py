@@ -57,11 +57,15 @@ class FakeCommandSink:
             (the store then shows a pending bubble / optimistic take-over, as with net.Client);
             a ResendCommand queues the named command again (same id) and a DiscardCommand
             fails it as "discarded", as net.Client does.
+
+    Attributes:
+        durable: what CommandQueued.durable says (net.Client: whether the outbox store saved it).
     """
 
     def __init__(self, store: Store | None = None) -> None:
         self.store = store
         self.commands: list[Command] = []
+        self.durable = True
 
     def submit(self, command: Command) -> None:
         self.commands.append(command)
@@ -78,6 +82,7 @@ class FakeCommandSink:
                         kind=known.kind,
                         conversation=known.conversation,
                         text=known.text,
+                        durable=self.durable,
                     )
                 )
             else:
@@ -98,6 +103,7 @@ class FakeCommandSink:
                     kind=command.kind,
                     conversation=command.conversation,
                     text=command.text if isinstance(command, SendReply) else "",
+                    durable=self.durable,
                 )
             )
 

@@ -5,7 +5,8 @@ It wires the app's objects the way ``tray_agent/app.py`` does (``TrayApp.__init_
 :class:`~tray_agent.ui.bridge.StoreBridge`, the app's own :class:`~tray_agent.app.CommandRelay`
 as the windows' command sink, and a :class:`~tray_agent.ui.windows.WindowManager`. The network
 client is built when the sign-in dialog asks for it: ``authenticator_for`` + ``codec_for`` +
-``Client``, with shrunk :class:`~tray_agent.net.client.Timings` and an in-memory secret store.
+``Client`` with the account's durable outbox (``open_account_store`` under ``tmp_path/data``), with
+shrunk :class:`~tray_agent.net.client.Timings` and an in-memory secret store.
 
 The tests run on pytest-asyncio's default loop and pump Qt events themselves (:func:`until`),
 as the first window end-to-end test did.
@@ -37,6 +38,7 @@ from tray_agent.demo.base import DemoAgent, DemoCustomer
 from tray_agent.demo.server import DemoServer
 from tray_agent.net.auth import authenticator_for
 from tray_agent.net.client import Client, Timings
+from tray_agent.platform.storage import LocalStore, open_account_store
 from tray_agent.ui.bridge import StoreBridge
 from tray_agent.ui.chat_window import ChatWindow
 from tray_agent.ui.customer_service import CustomerServiceWindow
@@ -127,6 +129,8 @@ class WindowsRig:
         self.windows.sign_in_requested.connect(self._on_windows_sign_in_requested)
         self.client: Client | None = None
         self.client_task: asyncio.Task[None] | None = None
+        self.data_dir = tmp_path / "data"
+        self.local: LocalStore | None = None
 
     # ------------------------------------------------------------------ app.py's wiring
 
@@ -151,6 +155,7 @@ class WindowsRig:
         authenticator = authenticator_for(
             connection, FakeSecretStore(), self.clock, password=request.password or None
         )
+        self.local = open_account_store(self.data_dir, connection, self.loaded.settings)  # as app.py
         self.client = Client(
             codec_for(dialect, **kwargs),
             authenticator,
@@ -158,6 +163,7 @@ class WindowsRig:
             self.emit,
             self.clock,
             timings=self.timings,
+            outbox=self.local,
         )
         self.commands.client = self.client
         self.client_task = self.client.start()
@@ -169,6 +175,8 @@ class WindowsRig:
             await asyncio.wait_for(self.client.stop(), WAIT)
         if self.client_task is not None:
             await asyncio.wait_for(self.client_task, WAIT)
+        if self.local is not None:
+            self.local.close()  # after the client, as app.py does
         self.bridge.close()
 
     # ------------------------------------------------------------------ what the agent does

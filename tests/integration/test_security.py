@@ -17,18 +17,22 @@ import logging
 import ssl
 import subprocess
 import sys
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QMimeData, QModelIndex, Qt
+from PySide6.QtGui import QFont, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractItemView,
+    QApplication,
     QLabel,
     QMenu,
+    QPlainTextEdit,
     QTextEdit,
     QWidget,
 )
@@ -36,7 +40,9 @@ from PySide6.QtWidgets import (
 from tests.gui.conftest import FakeClock as GuiClock
 from tests.gui.conftest import FakeNotifier, FakeSound, close_awaitable
 from tests.gui.fakes import T0, make_env, page, summary
+from tests.gui.test_chat_window import click_link
 from tests.helpers.fakes import EventRecorder, FakeSecretStore
+from tray_agent.core.commands import SendReply
 from tray_agent.core.effects import Toast, ToastAction, Urgency
 from tray_agent.core.events import (
     AgentRef,
@@ -109,6 +115,28 @@ def _model_texts(view: QAbstractItemView) -> Iterator[tuple[str, Any, Any]]:
     yield from walk(QModelIndex())
 
 
+def rich_fragments(document: QTextDocument) -> list[str]:
+    """What a text document renders as more than plain text: images, links, bold, italic ..."""
+    found: list[str] = []
+    block = document.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            fmt = fragment.charFormat()
+            if (
+                fmt.isImageFormat()
+                or fmt.isAnchor()
+                or fmt.fontWeight() > QFont.Weight.Normal
+                or fmt.fontItalic()
+                or fmt.fontUnderline()
+            ):
+                found.append(fragment.text())
+            it += 1
+        block = block.next()
+    return found
+
+
 def assert_plain_everywhere(root: QWidget) -> int:
     """Every visible text under ``root`` shows customer markup literally; returns how many did."""
     literal = 0
@@ -117,8 +145,9 @@ def assert_plain_everywhere(root: QWidget) -> int:
         if isinstance(widget, QLabel) and _rich(widget.text()):
             assert widget.textFormat() == Qt.TextFormat.PlainText, (widget.objectName(), widget.text())
             literal += 1
-        if isinstance(widget, QTextEdit):
-            assert "evil.test" not in widget.toHtml() or not widget.acceptRichText()
+        if isinstance(widget, QTextEdit | QPlainTextEdit):
+            # What the document renders, whatever acceptRichText says (it only governs paste).
+            assert rich_fragments(widget.document()) == [], widget.objectName()
         if isinstance(widget, QAbstractButton):
             literal += _rich(widget.text())  # buttons never render markup
         tip = widget.toolTip()
@@ -207,6 +236,40 @@ def test_customer_markup_is_plain_text_in_inbox_chat_window_and_tray_menu(qtbot,
         assert not _rich(tray.tray_icon.toolTip()) if hasattr(tray, "tray_icon") else True
         tray.hide()
     finally:
+        env.close()
+
+
+@pytest.mark.gui
+def test_markup_typed_pasted_or_restored_in_the_reply_box_is_shown_and_sent_literally(
+    qtbot, tmp_path: Path
+) -> None:
+    env = make_env()
+    env.feed(page(summary(KEY, "Alice")))
+    drafts = make_drafts(tmp_path)
+    draft = '<i>draft</i> <a href="javascript:alert(1)">x</a> '
+    drafts.set_draft(KEY, draft)  # restored into the box when the window opens
+    chat = ChatWindow(KEY, env.bridge, env.store.dispatch, env.sink, drafts, url_opener=lambda url: None)
+    qtbot.addWidget(chat)
+    chat.show()
+    qtbot.waitExposed(chat)
+    clipboard = QApplication.clipboard()
+    try:
+        edit = chat.reply_edit
+        edit.moveCursor(edit.textCursor().MoveOperation.End)
+        typed = '<b>typed</b> <img src="http://evil.test/t.png"> '
+        qtbot.keyClicks(edit, typed)
+        mime = QMimeData()
+        mime.setHtml(MARKUP)  # a copy from a web page: the rich form and ...
+        mime.setText("pasted")  # ... its plain text
+        clipboard.setMimeData(mime)
+        edit.paste()
+        assert edit.toPlainText() == draft + typed + "pasted"
+        assert rich_fragments(edit.document()) == []  # nothing bold, italic, linked or an image
+        assert_plain_everywhere(chat)  # its checks include the reply box's document
+        qtbot.keyClick(edit, Qt.Key.Key_Return)
+        assert env.sink.last(SendReply).text == draft + typed + "pasted"  # sent as the agent saw it
+    finally:
+        clipboard.clear()
         env.close()
 
 
@@ -312,12 +375,11 @@ def test_attachment_link_with_a_bad_scheme_is_shown_as_text_and_never_opened(qtb
         links = [chat.delegate.link_text(r) for r in chat.model.records if r.attachment is not None]
         assert [clickable for _text, clickable in links] == [False, False, False, True]
         assert all("not a web link" in text for text, _ in links[:3])
-        # A click on every bubble opens at most the https one.
-        view = chat.message_view
+        # A click on each attachment line itself (where a link would be) opens the https one,
+        # exactly once, through the injected opener; the others never.
         for row in range(chat.model.rowCount()):
-            rect = view.visualRect(chat.model.index(row, 0))
-            qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-        assert all(u.startswith("https://") for u in opened), opened
+            click_link(chat, qtbot, row)
+        assert opened == ["https://cdn.example.com/ok.png"]
     finally:
         env.close()
 
@@ -455,21 +517,64 @@ raise RuntimeError(
 
 
 @pytest.mark.asyncio
-async def test_diagnostics_report_never_contains_the_password_or_token(tmp_path: Path) -> None:
-    from tray_agent import doctor
+async def test_diagnostics_report_never_contains_the_password_or_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real zip, from inputs that do hold the secrets: a token in the settings (command line),
+    the password in the environment the doctor's checks read, and logs with every kind of
+    secret (lines from before redaction existed, a third-party handler ...)."""
+    from tray_agent import diagnostics
     from tray_agent.cli import parse_args
+    from tray_agent.platform.paths import Paths, load_settings_for, read_policy_sources
 
-    password = "doctor-pa55word-never-printed"
-    async with DemoServer("dashboard") as server:
-        tenant = server.info.agents[0].tenant
-        args = parse_args(
-            ["doctor", "--basedir", str(tmp_path / "base"), "--server", server.url, "--company", tenant]
-        )
-        env = {"TRAY_AGENT_PASSWORD": password, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
-        results = await doctor.collect(args, env, groups=("settings", "network"))
-    report = doctor.format_report(results) + doctor.format_json(results)
-    assert password not in report
-    assert "pa55word" not in report
+    token = (
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZ2VudC0xIiwiZW1haWwiOiJzYW1AeC55In0.ZGlhZy1zaWduYXR1cmUtc2VjcmV0"
+    )
+    password, cookie, refresh = (
+        "doctor-pa55word-never-printed",
+        "sess-9e8d7c6b5a4f3e2d1c",
+        "rt-4f3e2d1c0b9a8f7e6d",
+    )
+    secrets = [password, cookie, refresh, token, *token.split(".")[1:]]
+    base = tmp_path / "base"
+    flags = ["--dialect", "org", "--server", "https://support.example", "--org", "org-1"]
+    args = parse_args(["--basedir", str(base), *flags, "--email", "sam@example.com", "--token", token])
+    monkeypatch.setenv("TRAY_AGENT_PASSWORD", password)  # what the doctor's checks read
+    paths = Paths.from_platform(base, env={})
+    paths.ensure_dirs()
+    loaded = load_settings_for(paths, {"TRAY_AGENT_PASSWORD": password}, args)
+    assert loaded.settings.connection.token.get_secret_value() == token  # the secret is in the input
+    raw_log = (
+        "2026-03-04 09:00:00 INFO tray_agent.app: Connection: connected\n"
+        f'2026-03-04 09:00:01 DEBUG aiohttp.client: POST /auth/v1/token body={{"password": "{password}"}}\n'
+        f"2026-03-04 09:00:02 DEBUG websockets.client: > GET /ws?token={token} HTTP/1.1\n"
+        f"2026-03-04 09:00:03 DEBUG aiohttp.client: Cookie: session={cookie}; theme=dark\n"
+        f"2026-03-04 09:00:04 DEBUG tray_agent.net.auth: Authorization: Bearer {token}\n"
+        f'2026-03-04 09:00:05 DEBUG tray_agent.net.auth: refreshed {{"refresh_token": "{refresh}"}}\n'
+        f"2026-03-04 09:00:06 WARNING tray_agent.net.client: https://sam:{password}@support.example/ failed\n"
+    )
+    (paths.log / "tray-agent.log").write_text(raw_log, encoding="utf-8")
+    (paths.log / "tray-agent.log.1").write_text(f"old: token={token} password={password}\n", encoding="utf-8")
+
+    target = tmp_path / "support.zip"
+    inputs = diagnostics.DiagnosticsInput(
+        loaded=loaded,
+        log_dir=paths.log,
+        policy_sources=[name for name, _source in read_policy_sources(paths)],
+        versions=diagnostics.collect_versions("fake"),
+        doctor=await diagnostics.local_checks(args),
+    )
+    names = diagnostics.write_diagnostics_zip(target, inputs)
+
+    with zipfile.ZipFile(target) as archive:
+        members = {name: archive.read(name).decode("utf-8") for name in archive.namelist()}
+    assert set(names) >= {"logs/tray-agent.log", "logs/tray-agent.log.1", "settings.json", "doctor.json"}
+    assert "Connection: connected" in members["logs/tray-agent.log"]  # the logs are in there ...
+    assert len(members["logs/tray-agent.log"].splitlines()) == len(raw_log.splitlines())
+    assert '"connection.server": "https://support.example"' in members["settings.json"]
+    for name, text in members.items():  # ... and no secret is
+        for secret in secrets:
+            assert secret not in text, (name, secret)
 
 
 # ------------------------------------------------------------------ TLS

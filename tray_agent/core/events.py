@@ -328,12 +328,16 @@ class CommandQueued(Event):
     """The network layer accepted a command; it is waiting to be sent (maybe until reconnect).
 
     ``text`` is the reply text for REPLY commands (the store shows it as pending at once).
+    ``durable`` is True only when the command is in the outbox on disk (it survives a crash or a
+    restart); False when nothing was persisted (read-only data directory, full disk, a store in
+    memory, a kind that is never persisted), so nobody is told it is safe when it is not.
     """
 
     command_id: str = ""
     kind: CommandKind = CommandKind.PING
     conversation: str = ""
     text: str = ""
+    durable: bool = False
     event_name: str = _named("command_queued")
 
 

@@ -80,6 +80,7 @@ from tray_agent.core.effects import (
 )
 from tray_agent.core.i18n import N_, _, ngettext
 from tray_agent.core.settings import AlertSettings, QuietHoursRule
+from tray_agent.core.text import isolate_bidi
 
 __all__ = [
     "SUMMARY_KEY",
@@ -136,7 +137,8 @@ class _Text:
 class AlertTexts:
     """Every user-visible string the policy produces, in one place, translated (core.i18n).
 
-    All arguments are plain text; the results are plain text in the current language.
+    All arguments are plain text; the results are plain text in the current language, with the
+    customer-supplied parts bidi-isolated (:func:`~tray_agent.core.text.isolate_bidi`).
     """
 
     UNKNOWN_CUSTOMER = _Text(N_("A customer"))
@@ -147,6 +149,7 @@ class AlertTexts:
     @staticmethod
     def message_title(name: str, channel: str) -> str:
         """Title of a message toast: "<customer name> · <channel>"."""
+        name, channel = isolate_bidi(name), isolate_bidi(channel)
         return _("{name} · {channel}").format(name=name, channel=channel) if channel else name
 
     @staticmethod
@@ -156,20 +159,20 @@ class AlertTexts:
             return text or AlertTexts.NEW_MESSAGE
         if text:
             return ngettext("{count} new message: {text}", "{count} new messages: {text}", count).format(
-                count=count, text=text
+                count=count, text=isolate_bidi(text)
             )
         return ngettext("{count} new message", "{count} new messages", count).format(count=count)
 
     @staticmethod
     def escalation_title(name: str) -> str:
         """Title of an escalation toast."""
-        return _("{name} asks for a human").format(name=name)
+        return _("{name} asks for a human").format(name=isolate_bidi(name))
 
     @staticmethod
     def reminder_title(name: str, minutes: int) -> str:
         """Title of a reminder toast ("Ana is still waiting (95 min)"; minutes, localised)."""
         duration = ngettext("{count} min", "{count} min", minutes).format(count=minutes)
-        return _("{name} is still waiting ({duration})").format(name=name, duration=duration)
+        return _("{name} is still waiting ({duration})").format(name=isolate_bidi(name), duration=duration)
 
     @staticmethod
     def summary_title(count: int, any_message: bool) -> str:
@@ -187,7 +190,7 @@ class AlertTexts:
         more = total - len(shown)
         if not shown:
             return ""
-        listed = _(", ").join(shown)
+        listed = _(", ").join(isolate_bidi(name) for name in shown)
         if more > 0:
             return ngettext("{names} and {count} more", "{names} and {count} more", more).format(
                 names=listed, count=more

@@ -162,6 +162,16 @@ class StoredCommand:
         return None
 
 
+class OutboxWriteError(Exception):
+    """The outbox could not record a command's state change (read-only or full disk, closed store).
+
+    Raised by :meth:`OutboxStore.mark_sent` and :meth:`OutboxStore.remove`. The row on disk still
+    says what it said before, so the client must not put the command on the wire after a failed
+    ``mark_sent`` (the next start would send it again: a reply delivered twice), and must treat a
+    failed ``remove`` as a row that will come back at the next start.
+    """
+
+
 class OutboxStore(Protocol):
     """The durable outbox the network client writes through.
 
@@ -169,9 +179,13 @@ class OutboxStore(Protocol):
     millisecond to a few ms with the fsync), made at human pace (one per reply or take-over),
     and the client must know the row is on disk *before* it emits CommandQueued -- an await
     there would let the loop show "queued" for a reply a crash could still lose, and would make
-    :meth:`~CommandSink.submit` asynchronous for every caller. Implementations never raise:
-    a failed write is logged and reported through :attr:`problem`, and the client then keeps the
-    command in memory only (it is still sent; it just would not survive a crash).
+    :meth:`~CommandSink.submit` asynchronous for every caller.
+
+    Failures: a failed :meth:`add` returns False (the client keeps the command in memory only and
+    says it is not durable); a failed :meth:`mark_sent` or :meth:`remove` raises
+    :class:`OutboxWriteError` (the row on disk was not changed); :meth:`pending` and
+    :meth:`mark_unconfirmed` never raise (a row left at SENT is treated as unconfirmed anyway).
+    Every failure is logged and reported through :attr:`problem`.
     """
 
     @property
@@ -188,7 +202,11 @@ class OutboxStore(Protocol):
         ...
 
     def mark_sent(self, command_id: str) -> None:
-        """The command is about to be written to the wire (recorded *before* the write)."""
+        """The command is about to be written to the wire (recorded *before* the write).
+
+        Raises:
+            OutboxWriteError: the state change was not recorded; do not send the command.
+        """
         ...
 
     def mark_unconfirmed(self, command_id: str) -> None:
@@ -196,7 +214,11 @@ class OutboxStore(Protocol):
         ...
 
     def remove(self, command_id: str) -> None:
-        """The command ended (confirmed, failed, discarded): forget it."""
+        """The command ended (confirmed, failed, discarded): forget it.
+
+        Raises:
+            OutboxWriteError: the row is still there and will be read back at the next start.
+        """
         ...
 
 

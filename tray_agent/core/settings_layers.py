@@ -50,7 +50,7 @@ ENV_PREFIX = "TRAY_AGENT_"
 PASSWORD_ENV = "TRAY_AGENT_PASSWORD"
 """The agent's password for a non-interactive sign-in (``listen``); never stored."""
 POLICY_FILE_ENV = "TRAY_AGENT_POLICY_FILE"
-"""Path of an extra machine-policy file (the only policy read with ``--basedir``)."""
+"""Path of an extra machine-policy file, read before the site policy (which wins over it)."""
 
 SECTIONS: tuple[str, ...] = tuple(
     name

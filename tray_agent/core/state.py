@@ -193,6 +193,8 @@ class MessageRecord:
         reply_state: for my own replies, where the command stands.
         echoed: for my own replies, the server's copy (broadcast) has been seen.
         error: for failed replies, the server's words (or the failure reason).
+        unsaved: for my own replies, queued without being saved on this computer (the outbox
+            write failed: CommandQueued.durable False); a crash or restart would lose it.
     """
 
     sender: SenderKind
@@ -206,6 +208,7 @@ class MessageRecord:
     reply_state: CommandState | None = None
     echoed: bool = False
     error: str = ""
+    unsaved: bool = False
 
     @property
     def mine(self) -> bool:
@@ -1523,7 +1526,9 @@ def _on_command_queued(state: State, event: CommandQueued, limit: int) -> Result
             own = conv.messages[idx]
             conv = _replace(
                 conv,
-                messages=conv.messages.replaced(idx, _update(own, reply_state=CommandState.QUEUED, error="")),
+                messages=conv.messages.replaced(
+                    idx, _update(own, reply_state=CommandState.QUEUED, error="", unsaved=not event.durable)
+                ),
             )
         else:
             record = MessageRecord(
@@ -1533,6 +1538,7 @@ def _on_command_queued(state: State, event: CommandQueued, limit: int) -> Result
                 agent_id=me,
                 command_id=event.command_id,
                 reply_state=CommandState.QUEUED,
+                unsaved=not event.durable,
             )
             conv = _replace(conv, messages=conv.messages.appended(record, limit), **_with_last(conv, record))
     elif event.kind is CommandKind.TAKE_OVER and not conv.assigned_to_me:

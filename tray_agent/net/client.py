@@ -729,8 +729,8 @@ class Client:
                     self._emit(_queued(command))
                     self._emit(failed(command, exc.reason, exc.text))
                     return
-            self._persist(command)
-            self._emit(_queued(command))
+            durable = self._persist(command)
+            self._emit(_queued(command, durable=durable))
             self._tracker.enqueue(command)
             self._wake.set()
         except Exception:
@@ -756,8 +756,8 @@ class Client:
             self._unconfirmed[command_id] = command
             self._emit(failed(command, FailureReason.OFFLINE, "the client is stopped"))
             return
-        self._persist(command)
-        self._emit(_queued(command))
+        durable = self._persist(command)
+        self._emit(_queued(command, durable=durable))
         self._tracker.enqueue(command)
         self._wake.set()
 
@@ -782,15 +782,18 @@ class Client:
 
     # -- the durable outbox ----------------------------------------------------------------------
 
-    def _persist(self, command: Command) -> None:
+    def _persist(self, command: Command) -> bool:
+        """Write ``command`` to the outbox store; True when it is on disk."""
         if self._outbox is None:
-            return
+            return False
         record = StoredCommand.from_command(command, self._clock.now())
         if record is None:
-            return
+            return False
         self._durable[command.command_id] = command
         if not self._outbox.add(record):
             logger.warning("the outbox store could not save %s; kept in memory only", command.command_id)
+            return False
+        return True
 
     def _forget(self, command_id: str) -> None:
         self._unconfirmed.pop(command_id, None)
@@ -838,7 +841,7 @@ class Client:
             if command is None:
                 continue
             self._durable[command.command_id] = command
-            self._emit(_queued(command))
+            self._emit(_queued(command, durable=True))  # read back from the store: it is on disk
             if record.state is StoredState.QUEUED or command.kind in _RETRY_AFTER_DROP:
                 if record.state is not StoredState.QUEUED:
                     self._outbox.add(record)
@@ -1541,12 +1544,13 @@ class Client:
         self._done.set()
 
 
-def _queued(command: Command) -> CommandQueued:
+def _queued(command: Command, *, durable: bool = False) -> CommandQueued:
     return CommandQueued(
         command_id=command.command_id,
         kind=command.kind,
         conversation=command.conversation_key,
         text=command.text if isinstance(command, SendReply) else "",
+        durable=durable,
     )
 
 

@@ -6,6 +6,9 @@ platformdirs. The machine policy comes from ``policy.toml`` in the site config d
 macOS ``/Library/Application Support/tray-agent/policy.toml``), plus the Windows registry key
 ``HKLM\Software\Policies\tray-agent`` and macOS managed preferences
 ``/Library/Managed Preferences[/<user>]/com.trayagent.app.plist``.
+
+``--basedir`` moves the user's files only: the machine policy (site files, registry, managed
+preferences) is read whatever the flags, so that its locks always hold.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ class Paths:
         log: Log files.
         policy_files: Machine-policy TOML files, lowest precedence first.
         os_policy: Whether to read the Windows registry / macOS managed preferences too
-            (False with ``--basedir``).
+            (always True from :meth:`from_platform`, ``--basedir`` or not; tests build Paths
+            without it).
         policy_file_from_env: The file named by ``TRAY_AGENT_POLICY_FILE``, if any; unlike the
             site files, it is reported when missing.
     """
@@ -94,9 +98,10 @@ class Paths:
         """The paths for this machine and user. Creates nothing (see :meth:`ensure_dirs`).
 
         Args:
-            basedir: ``--basedir``: everything goes under it (``config/``, ``data/``,
-                ``state/``, ``cache/``, ``log/``) and the site policy, registry and managed
-                preferences are ignored; only ``TRAY_AGENT_POLICY_FILE`` is read.
+            basedir: ``--basedir``: the user's files go under it (``config/``, ``data/``,
+                ``state/``, ``cache/``, ``log/``). The machine policy is still read (site
+                files, registry, managed preferences, ``TRAY_AGENT_POLICY_FILE``): a flag never
+                lifts an administrator's lock.
             env: The environment (for ``TRAY_AGENT_POLICY_FILE``); default ``os.environ``.
             dirs: platformdirs object to use (tests); default ``PlatformDirs("tray-agent")``.
 
@@ -106,6 +111,16 @@ class Paths:
         env = os.environ if env is None else env
         from_env = env.get(POLICY_FILE_ENV) or None
         env_file = Path(from_env).expanduser() if from_env else None
+        if dirs is None:
+            from platformdirs import PlatformDirs
+
+            dirs = PlatformDirs(APP_NAME, appauthor=False, multipath=True)
+        # XDG_CONFIG_DIRS lists the most important directory first; we apply files lowest first.
+        site_dirs = [Path(part) for part in dirs.site_config_dir.split(os.pathsep) if part]
+        site_files = tuple(directory / POLICY_FILE_NAME for directory in reversed(site_dirs))
+        # The env file comes first so that the site policy overrides it: a user cannot use it to
+        # get around the administrator's values (it can only add locks).
+        policy_files = ((env_file,) if env_file else ()) + site_files
         if basedir is not None:
             base = Path(basedir).expanduser().absolute()
             return cls(
@@ -114,26 +129,17 @@ class Paths:
                 state=base / "state",
                 cache=base / "cache",
                 log=base / "log",
-                policy_files=(env_file,) if env_file else (),
-                os_policy=False,
+                policy_files=policy_files,
+                os_policy=True,
                 policy_file_from_env=env_file,
             )
-        if dirs is None:
-            from platformdirs import PlatformDirs  # not needed with --basedir
-
-            dirs = PlatformDirs(APP_NAME, appauthor=False, multipath=True)
-        # XDG_CONFIG_DIRS lists the most important directory first; we apply files lowest first.
-        site_dirs = [Path(part) for part in dirs.site_config_dir.split(os.pathsep) if part]
-        site_files = tuple(directory / POLICY_FILE_NAME for directory in reversed(site_dirs))
-        # The env file comes first so that the site policy overrides it: a user cannot use it to
-        # get around the administrator's values (it can only add locks).
         return cls(
             config=Path(dirs.user_config_dir),
             data=Path(dirs.user_data_dir),
             state=Path(dirs.user_state_dir),
             cache=Path(dirs.user_cache_dir),
             log=Path(dirs.user_log_dir),
-            policy_files=((env_file,) if env_file else ()) + site_files,
+            policy_files=policy_files,
             os_policy=True,
             policy_file_from_env=env_file,
         )

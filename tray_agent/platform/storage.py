@@ -12,7 +12,11 @@ counts to the UI. Decisions:
 * **Never a crash loop.** A file that is not a database, is damaged (``quick_check``) or cannot
   be read is renamed to ``<name>.corrupt-<UTC timestamp>`` (its -wal/-shm with it), a fresh file
   is started, and :attr:`LocalStore.problem` says so in plain words. If even a fresh file cannot
-  be created the store runs in memory for this session. No method raises.
+  be created the store runs in memory for this session. No method raises, except the outbox
+  state changes :meth:`LocalStore.mark_sent` and :meth:`LocalStore.remove`: when they cannot be
+  recorded (read-only or full disk, closed store) they raise
+  :class:`~tray_agent.core.ports.OutboxWriteError`, so that the client never puts on the wire a
+  command whose row would send it again at the next start.
 * **Privacy.** The directory is 0700 and the files 0600 on POSIX. Only what the features need is
   kept: the outbox, drafts, the last ``history_limit`` messages of conversations the agent
   opened (for ``history_days``), last-seen ids and unread counts. :meth:`LocalStore.sign_out`
@@ -37,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tray_agent.core.events import CommandKind, MessageReceived, SenderKind
-from tray_agent.core.ports import StoredCommand, StoredState
+from tray_agent.core.ports import OutboxWriteError, StoredCommand, StoredState
 
 if TYPE_CHECKING:
     from tray_agent.core.settings import ConnectionSettings, Settings
@@ -179,6 +183,8 @@ class LocalStore:
         max_bytes: total size above which the oldest history is pruned (``storage.max_size_mb``).
         keep_history: False keeps no message history at all (``storage.keep_history``).
         now: wall-clock source (tests).
+        connection_factory: the :class:`sqlite3.Connection` class to open the file with (tests use
+            it to reach the connection and make it refuse writes, as a read-only or full disk does).
     """
 
     def __init__(
@@ -190,6 +196,7 @@ class LocalStore:
         max_bytes: int = DEFAULT_MAX_BYTES,
         keep_history: bool = True,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        connection_factory: type[sqlite3.Connection] = sqlite3.Connection,
     ) -> None:
         self.path = Path(path)
         self.history_limit = max(1, history_limit)
@@ -197,8 +204,10 @@ class LocalStore:
         self.max_bytes = max(1024 * 1024, max_bytes)
         self.keep_history = keep_history
         self._now = now
+        self._factory = connection_factory
         self._db: sqlite3.Connection | None = None
         self._problem = ""
+        self._last_error = ""
         self.set_aside: Path | None = None
         self.in_memory = False
         self.open()
@@ -290,7 +299,7 @@ class LocalStore:
         os.close(fd)
         if os.name == "posix":
             self.path.chmod(FILE_MODE)
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=2.0)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=2.0, factory=self._factory)
         try:
             self._prepare(db)
         except BaseException:
@@ -368,6 +377,7 @@ class LocalStore:
                 action(db)
         except sqlite3.Error as exc:
             logger.error("local store: %s failed: %s", what, exc)
+            self._last_error = str(exc) or type(exc).__name__
             self._problem = f"The local store could not save data ({exc}); recent changes may be lost."
             return False
         return True
@@ -430,9 +440,9 @@ class LocalStore:
 
         return self._run("queueing a command", write) and not self.in_memory
 
-    def _set_state(self, command_id: str, state: StoredState) -> None:
+    def _set_state(self, command_id: str, state: StoredState) -> bool:
         now = self._now().timestamp()
-        self._run(
+        return self._run(
             f"marking a command {state.value}",
             lambda db: db.execute(
                 "UPDATE outbox SET state = ?, updated_at = ? WHERE command_id = ?",
@@ -440,20 +450,34 @@ class LocalStore:
             ),
         )
 
+    def _write_failed(self, what: str, command_id: str) -> OutboxWriteError:
+        why = "the local store is closed" if self._db is None else self._last_error
+        return OutboxWriteError(f"the outbox could not record {what} of {command_id}: {why}")
+
     def mark_sent(self, command_id: str) -> None:
-        """Record that the command is about to go out (call *before* writing it)."""
-        self._set_state(command_id, StoredState.SENT)
+        """Record that the command is about to go out (call *before* writing it).
+
+        Raises:
+            OutboxWriteError: not recorded (the row still says queued): do not send the command.
+        """
+        if not self._set_state(command_id, StoredState.SENT):
+            raise self._write_failed("the sending", command_id)
 
     def mark_unconfirmed(self, command_id: str) -> None:
         """Record that the command was sent but never confirmed."""
         self._set_state(command_id, StoredState.UNCONFIRMED)
 
     def remove(self, command_id: str) -> None:
-        """Forget a command that ended (confirmed, failed or discarded)."""
-        self._run(
+        """Forget a command that ended (confirmed, failed or discarded).
+
+        Raises:
+            OutboxWriteError: not removed (the row comes back at the next start).
+        """
+        if not self._run(
             "removing a command",
             lambda db: db.execute("DELETE FROM outbox WHERE command_id = ?", (command_id,)),
-        )
+        ):
+            raise self._write_failed("the end", command_id)
 
     # -- drafts ----------------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ from tray_agent.core.state import (
     MessageRecord,
     OutboundCommand,
 )
+from tray_agent.core.text import isolate_bidi
 from tray_agent.ui.bridge import StoreBridge
 from tray_agent.ui.customer_service import ConflictBanner, can_release, can_take_over, new_conflicts
 from tray_agent.ui.models import (
@@ -197,7 +198,8 @@ class BubbleDelegate(QStyledItemDelegate):
         if self.is_discarded(record) and state is CommandState.FAILED:
             return _("Discarded: not sent")
         if state is CommandState.QUEUED:
-            return _("Sending…") if online else _("Queued: will be sent when you are back online")
+            text = _("Sending…") if online else _("Queued: will be sent when you are back online")
+            return text + ("  · " + _("not saved on this computer") if record.unsaved else "")
         if state is CommandState.SENT:
             return _("Sent")
         if state is CommandState.CONFIRMED:
@@ -932,10 +934,10 @@ class ChatWindow(QWidget):
         self._model.set_history(conv.messages if conv is not None else _EMPTY_HISTORY)
         name = one_line(conv.customer_name, 80) if conv is not None else ""
         channel = one_line(conv.channel, 40) if conv is not None else ""
-        title = name or _("Unknown customer")
+        title = isolate_bidi(name) or _("Unknown customer")
         if conv is not None and conv.unread > 0:  # unread customer messages, as mail apps do
             title = f"({conv.unread}) {title}"
-        self.setWindowTitle(f"{title} — {channel}" if channel else title)
+        self.setWindowTitle(f"{title} — {isolate_bidi(channel)}" if channel else title)
         self._handler_label.setText(self._handler_sentence(conv))
         self._refresh_buttons(conv)
         self._refresh_failure()

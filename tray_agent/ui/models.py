@@ -25,6 +25,7 @@ from PySide6.QtGui import QColor, QFont
 from tray_agent.core.events import ConnectionState, SenderKind
 from tray_agent.core.i18n import _, format_duration
 from tray_agent.core.state import ConnectionInfo, Conversation, History, MessageRecord, State
+from tray_agent.core.text import isolate_bidi
 
 logger = logging.getLogger(__name__)
 
@@ -363,13 +364,13 @@ class ConversationTableModel(QAbstractTableModel):
 
     def _display(self, conv: Conversation, column: int) -> str:
         if column == Column.CUSTOMER:
-            return one_line(conv.customer_name) or _("Unknown customer")
+            return isolate_bidi(one_line(conv.customer_name)) or _("Unknown customer")
         if column == Column.UNREAD:
             return str(conv.unread) if conv.unread > 0 else ""
         if column == Column.CHANNEL:
-            return one_line(conv.channel, 60)
+            return isolate_bidi(one_line(conv.channel, 60))
         if column == Column.LAST_MESSAGE:
-            return one_line(conv.last_message)
+            return isolate_bidi(one_line(conv.last_message))
         if column == Column.WAITING:
             if not conv.waiting or conv.waiting_since is None:
                 return ""
@@ -441,7 +442,7 @@ def agent_name(conv: Conversation) -> str:
         return _("Me")
     agent = conv.agent
     if agent is not None:
-        name = one_line(agent.name or agent.email, 80)
+        name = isolate_bidi(one_line(agent.name or agent.email, 80))
         if name:
             return name
     return _("Another agent")
@@ -847,14 +848,14 @@ def sender_label(record: MessageRecord, customer_name: str, me: str) -> str:
     if record.mine or (me and record.sender is SenderKind.AGENT and record.agent_id == me):
         return _("You")
     if record.sender is SenderKind.CUSTOMER:
-        return one_line(customer_name, 80) or _("Customer")
+        return isolate_bidi(one_line(customer_name, 80)) or _("Customer")
     if record.sender is SenderKind.AI:
         return _("AI")
     if record.sender is SenderKind.BOT:
         return _("Bot")
     if record.sender is SenderKind.SYSTEM:
         return _("System")
-    return one_line(record.sender_name, 80) or _("Agent")
+    return isolate_bidi(one_line(record.sender_name, 80)) or _("Agent")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -896,15 +897,17 @@ def conflict_text(conv: Conversation | None, server_text: str) -> str:
     <email>"); the dashboard often leaves the email empty (PROTOCOL.md G9), and then the agent
     known from a later resync or assignment event is named, or "another agent".
     """
-    customer = one_line(conv.customer_name, 80) if conv is not None else ""
+    customer = isolate_bidi(one_line(conv.customer_name, 80)) if conv is not None else ""
     customer = customer or _("This customer")
     server = one_line(server_text, 200)
     _head, found, rest = server.casefold().partition(_ALREADY_ASSIGNED_PREFIX)
     if server and (not found or rest.strip(" .")):
-        return _("Could not take over {customer}: {reason}").format(customer=customer, reason=server)
+        return _("Could not take over {customer}: {reason}").format(
+            customer=customer, reason=isolate_bidi(server)
+        )
     who = ""
     if conv is not None and conv.assigned and not conv.assigned_to_me and conv.agent is not None:
-        who = one_line(conv.agent.name or conv.agent.email, 80)
+        who = isolate_bidi(one_line(conv.agent.name or conv.agent.email, 80))
     if who:
         return _("{customer} is already being handled by {agent}.").format(customer=customer, agent=who)
     return _("{customer} is already being handled by another agent.").format(customer=customer)

@@ -34,6 +34,7 @@ from tray_agent.core.i18n import _, format_clock, format_duration, ngettext
 from tray_agent.core.policy import TrayLevel
 from tray_agent.core.ports import Clock, CommandSink
 from tray_agent.core.state import ConnectionInfo, Conversation
+from tray_agent.core.text import isolate_bidi
 from tray_agent.ui.bridge import StoreBridge
 from tray_agent.ui.effects import EffectRunner
 from tray_agent.ui.icon_render import render_svg_icon, render_svg_image
@@ -55,8 +56,8 @@ def diagnostics_file_name(now: datetime) -> str:
 
 
 def menu_text(text: str) -> str:
-    """Customer text for a menu item: plain, one line, ``&`` kept literal (not a mnemonic)."""
-    return " ".join(text.split()).replace("&", "&&")
+    """Customer text for a menu item: plain, one line, ``&`` kept literal (not a mnemonic), bidi-isolated."""
+    return isolate_bidi(" ".join(text.split()).replace("&", "&&"))
 
 
 class IconState(enum.StrEnum):
@@ -180,7 +181,7 @@ def who_has_text(conv: Conversation) -> str:
         return _("you have them")
     if conv.assigned:
         name = conv.agent.name or conv.agent.email if conv.agent else ""
-        return _("{agent} has them").format(agent=name) if name else _("an agent has them")
+        return _("{agent} has them").format(agent=isolate_bidi(name)) if name else _("an agent has them")
     return _("nobody has them")
 
 

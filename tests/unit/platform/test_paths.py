@@ -6,6 +6,7 @@ import os
 import plistlib
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from platformdirs import PlatformDirs
@@ -35,8 +36,14 @@ def os_paths(tmp_path: Path) -> Paths:
     )
 
 
-def test_paths_basedir_puts_everything_under_it(tmp_path: Path) -> None:
-    paths = Paths.from_platform(tmp_path / "base", env={})
+def site_dirs(*directories: Path) -> PlatformDirs:
+    """platformdirs whose site config directories are ``directories`` (most important first)."""
+    return SimpleNamespace(site_config_dir=os.pathsep.join(str(d) for d in directories))  # type: ignore[return-value]
+
+
+def test_paths_basedir_puts_the_user_files_under_it_and_keeps_the_machine_policy(tmp_path: Path) -> None:
+    site = tmp_path / "etc" / "xdg" / "tray-agent"
+    paths = Paths.from_platform(tmp_path / "base", env={}, dirs=site_dirs(site))
     base = tmp_path / "base"
     assert paths.config == base / "config"
     assert paths.data == base / "data"
@@ -44,8 +51,8 @@ def test_paths_basedir_puts_everything_under_it(tmp_path: Path) -> None:
     assert paths.cache == base / "cache"
     assert paths.log == base / "log"
     assert paths.settings_file == base / "config" / "settings.json"
-    assert paths.policy_files == ()
-    assert paths.os_policy is False
+    assert paths.policy_files == (site / "policy.toml",)  # --basedir moves the user's files only
+    assert paths.os_policy is True
 
 
 def test_paths_policy_file_variable_is_the_settings_layers_one() -> None:
@@ -57,11 +64,53 @@ def test_paths_policy_file_variable_is_the_settings_layers_one() -> None:
     assert paths.POLICY_FILE_ENV == settings_layers.POLICY_FILE_ENV
 
 
-def test_paths_basedir_reads_only_policy_file_from_env(tmp_path: Path) -> None:
+def test_paths_basedir_reads_the_policy_file_from_env_before_the_site_policy(tmp_path: Path) -> None:
     policy = tmp_path / "trial-policy.toml"
-    paths = Paths.from_platform(tmp_path, env={"TRAY_AGENT_POLICY_FILE": str(policy)})
-    assert paths.policy_files == (policy,)
+    site = tmp_path / "site"
+    env = {"TRAY_AGENT_POLICY_FILE": str(policy)}
+    paths = Paths.from_platform(tmp_path, env=env, dirs=site_dirs(site))
+    assert paths.policy_files == (policy, site / "policy.toml")
     assert paths.policy_file_from_env == policy
+
+
+class _Flags:
+    """What a user who wants around the policy passes: --server, --set."""
+
+    def __init__(self) -> None:
+        self.server = "https://mine.example"
+        self.email = None
+        self.set = ["alerts.volume=0.1", "connection.server=https://mine.example"]
+
+
+@pytest.mark.parametrize("where", ["machine location", "TRAY_AGENT_POLICY_FILE"])
+def test_basedir_does_not_lift_the_machine_policy_locks(tmp_path: Path, where: str) -> None:
+    site = tmp_path / "etc" / "xdg" / "tray-agent"
+    policy = site / "policy.toml" if where == "machine location" else tmp_path / "it-policy.toml"
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text(
+        'locked = ["connection.server", "alerts.volume"]\n'
+        '[connection]\nserver = "https://it.example"\n[alerts]\nvolume = 0.8\n',
+        encoding="utf-8",
+    )
+    env = {"TRAY_AGENT_POLICY_FILE": str(policy)} if where != "machine location" else {}
+    paths = Paths.from_platform(tmp_path / "base", env=env, dirs=site_dirs(site))
+    paths.ensure_dirs()
+    paths.settings_file.write_text('{"version": 1, "alerts": {"volume": 0.2}}', encoding="utf-8")
+    loaded = load_settings_for(paths, env={**env, "TRAY_AGENT_SERVER": "https://env.example"}, cli=_Flags())
+    assert loaded.settings.connection.server == "https://it.example"
+    assert loaded.settings.alerts.volume == 0.8
+    assert {"connection.server", "alerts.volume"} <= loaded.locked
+
+
+def test_basedir_does_not_lift_the_os_managed_policy(tmp_path: Path) -> None:
+    def registry() -> PolicySources:
+        return [("registry", {"locked": ["ui.theme"], "ui": {"theme": "dark"}})]
+
+    paths = Paths.from_platform(tmp_path / "base", env={}, dirs=site_dirs(tmp_path / "none"))
+    sources = read_policy_sources(paths, registry_reader=registry, platform="win32")
+    loaded = load_settings_for(paths, env={}, cli={"set": ["ui.theme=light"]}, policy_sources=sources)
+    assert loaded.settings.ui.theme == "dark"
+    assert loaded.locked == frozenset({"ui.theme"})
 
 
 def test_paths_from_platformdirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,12 +201,10 @@ def test_read_policy_sources_injected_os_readers(tmp_path: Path, platform: str) 
     assert loaded.locked == frozenset({"ui.theme"})
 
 
-def test_read_policy_sources_os_readers_unused_elsewhere_or_with_basedir(tmp_path: Path) -> None:
+def test_read_policy_sources_os_readers_unused_elsewhere(tmp_path: Path) -> None:
     def boom() -> PolicySources:
         raise AssertionError("must not be called")
 
-    paths = Paths.from_platform(tmp_path, env={})
-    assert read_policy_sources(paths, registry_reader=boom, managed_prefs_reader=boom, platform="win32") == []
     assert (
         read_policy_sources(
             os_paths(tmp_path), registry_reader=boom, managed_prefs_reader=boom, platform="linux"

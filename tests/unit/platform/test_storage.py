@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from tests.helpers.outbox import FailingOutbox
 from tray_agent.core.commands import SendReply, TakeOver
 from tray_agent.core.events import CommandKind, MessageReceived, SenderKind
-from tray_agent.core.ports import StoredCommand, StoredState
+from tray_agent.core.ports import OutboxStore, OutboxWriteError, StoredCommand, StoredState
 from tray_agent.platform.storage import SCHEMA_VERSION, LocalStore, store_path
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -257,3 +260,66 @@ def test_sign_out_deletes_every_file_of_the_account(path):
     assert store.pending() == []  # closed: reads are empty, writes are no-ops
     store.set_draft("p/1", "x")
     assert sorted(p.name for p in path.parent.iterdir()) == [other.name]
+
+
+# -- the outbox when the disk refuses writes (core.ports.OutboxStore failure contract) -------------
+
+
+def _local_store_that_can_refuse_writes(path: Path) -> tuple[LocalStore, Callable[[bool], None]]:
+    """A real LocalStore plus a switch that makes SQLite itself refuse every write, as a read-only
+    data directory or a full disk does (``PRAGMA query_only``: "attempt to write a readonly
+    database"). Running as root, a chmod'ed file would still be writable, hence the pragma."""
+    opened: list[sqlite3.Connection] = []
+
+    class Recording(sqlite3.Connection):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    store = LocalStore(path, connection_factory=Recording)
+
+    def refuse(failing: bool) -> None:
+        opened[-1].execute(f"PRAGMA query_only = {'ON' if failing else 'OFF'}")
+
+    return store, refuse
+
+
+@pytest.fixture(params=["LocalStore", "FailingOutbox"])
+def refusing_outbox(request, path) -> tuple[OutboxStore, Callable[[bool], None]]:
+    """The real store and the test fake, each with a switch that makes their writes fail."""
+    if request.param == "LocalStore":
+        return _local_store_that_can_refuse_writes(path)
+    fake = FailingOutbox()
+    return fake, fake.fail_writes
+
+
+def test_outbox_state_changes_that_cannot_be_recorded_raise_and_leave_the_row(refusing_outbox):
+    store, refuse = refusing_outbox
+    assert store.add(StoredCommand.from_command(SendReply("p/1", "Halo!", command_id="c-1"), T0))
+    refuse(True)
+    with pytest.raises(OutboxWriteError, match="c-1"):
+        store.mark_sent("c-1")
+    assert [(p.command_id, p.state) for p in store.pending()] == [("c-1", StoredState.QUEUED)]
+    with pytest.raises(OutboxWriteError, match="c-1"):
+        store.remove("c-1")
+    assert [p.command_id for p in store.pending()] == ["c-1"]
+    assert store.add(StoredCommand.from_command(SendReply("p/1", "two", command_id="c-2"))) is False
+    store.mark_unconfirmed("c-1")  # never raises: a row left at queued/sent is not a duplicate risk
+    assert store.problem != ""
+    assert [p.command_id for p in store.pending()] == ["c-1"]
+    refuse(False)  # the disk has room again
+    store.mark_sent("c-1")
+    assert store.pending()[0].state is StoredState.SENT
+    store.remove("c-1")
+    assert store.pending() == []
+
+
+def test_outbox_state_changes_on_a_closed_store_raise(path):
+    store = LocalStore(path)
+    store.add(StoredCommand.from_command(SendReply("p/1", "Halo!", command_id="c-1")))
+    store.close()
+    with pytest.raises(OutboxWriteError, match="closed"):
+        store.mark_sent("c-1")
+    with pytest.raises(OutboxWriteError, match="closed"):
+        store.remove("c-1")
+    assert LocalStore(path).pending()[0].state is StoredState.QUEUED
