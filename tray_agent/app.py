@@ -71,9 +71,11 @@ class CommandRelay:
 
 
 def conversation_of_toast(key: str) -> str:
-    """The conversation a toast key names ("" for the summary toast)."""
-    _kind, sep, conversation = key.partition(":")
-    return conversation if sep else ""
+    """The conversation a toast key names ("" for the summary toasts and unknown keys)."""
+    from tray_agent.core.policy import ToastKey
+
+    parsed = ToastKey.parse(key)
+    return parsed.conversation if parsed is not None else ""
 
 
 def build_windows(app: TrayApp) -> Any:
@@ -167,8 +169,7 @@ class TrayApp:
             self.commands,
             self.clock,
             mute_locked=loaded.is_locked("alerts.sounds"),
-            dnd_allowed=settings.alerts.allow_dnd,
-            dnd_file=paths.state / "dnd.json",
+            dnd_allowed=settings.alerts.allow_manual_dnd,
             tray_icon=tray_icon,
         )
         # Light/dark/high contrast: the setting, else the OS scheme, followed live (ui/theme.py).
@@ -183,6 +184,7 @@ class TrayApp:
         self.tray.mute_toggled.connect(self._on_tray_mute_toggled)
         self.tray.sign_out_requested.connect(self._on_tray_sign_out_requested)
         self.tray.diagnostics_export_requested.connect(self._on_tray_diagnostics_export_requested)
+        self.runner.dnd_changed.connect(self._on_runner_dnd_changed)
         self.client: Client | None = None
         self.client_task: asyncio.Task[None] | None = None
         self.wakeup: Any = None  # ui.wakeup.WakeupWatcher, once started
@@ -650,6 +652,26 @@ class TrayApp:
             self.windows.set_loaded_settings(self.loaded)
         self.runner.update_settings(self.loaded.settings.alerts)
 
+    def _on_runner_dnd_changed(self, until: Any) -> None:
+        # Manual DND survives a restart: its end is saved as alerts.dnd_until (issue 14).
+        from datetime import UTC
+
+        from tray_agent.core.settings_layers import save_user_settings
+
+        value = until.astimezone(UTC).isoformat() if until is not None else ""
+        alerts = self.loaded.settings.alerts
+        if value == alerts.dnd_until or self.loaded.is_locked("alerts.dnd_until"):
+            return
+        edited = self.loaded.settings.model_copy(deep=True)
+        edited.alerts.dnd_until = value
+        try:
+            self.loaded = save_user_settings(self.loaded, edited)
+        except (OSError, ValueError) as exc:
+            logger.warning("Could not save the do-not-disturb setting: %s", exc)
+            return
+        if self.windows is not None:
+            self.windows.set_loaded_settings(self.loaded)
+
     def _on_windows_settings_saved(self, edited: Any) -> None:
         from tray_agent.core.settings_layers import save_user_settings
 
@@ -665,7 +687,7 @@ class TrayApp:
             self.windows.set_loaded_settings(self.loaded)
         settings = self.loaded.settings
         self.runner.update_settings(settings.alerts)
-        self.tray.set_dnd_allowed(settings.alerts.allow_dnd)
+        self.tray.set_dnd_allowed(settings.alerts.allow_manual_dnd)
         self.store.history_limit = settings.ui.history_limit
         self.theme.set_setting(settings.ui.theme)
         from tray_agent.ui.language import apply_language
@@ -783,6 +805,7 @@ class TrayApp:
             with contextlib.suppress(Exception):
                 self.windows.signed_out()
         self._auth_prompted = True  # the sign-in dialog below is the prompt
+        self.runner.withdraw_all()  # the old account's toasts: their buttons would do nothing
         self.dispatch(SignedOut(detail=_("signed out")))
         self._show_sign_in(_("You are signed out. Sign in to continue."))
 

@@ -158,14 +158,17 @@ def peak_of(path: Path) -> float:
 def test_alerting_toasts_take_over_sound_and_screenshot(
     desktop: DesktopSession, demo_server: DemoServerProcess, launch: Callable[..., AppProcess]
 ) -> None:
-    app = launch()
+    # Messages in conversations the AI handles are quiet by default (issue 14); turned on, they
+    # come as one low-urgency summary at most once a minute.
+    app = launch("--set", "alerts.ai_messages=true")
     app.wait_for_log("Connection: connected")
     assert desktop.sni_items(), "the tray icon is not registered with the StatusNotifierWatcher"
 
     demo_server.control("customer_writes", name="Ann Lee", text="Where is my parcel?")
-    message = desktop.wait_for_notification(lambda n: n.summary.startswith("Ann Lee"))
-    assert message.body == "Where is my parcel?"
-    assert message.urgency == 1
+    message = desktop.wait_for_notification(lambda n: "conversations the AI is handling" in n.summary)
+    assert message.summary == "1 new message in conversations the AI is handling"
+    assert message.body == "Ann Lee"
+    assert message.urgency == 0
 
     recording = desktop.start_recording()
     try:
@@ -192,15 +195,15 @@ def test_alerting_toasts_take_over_sound_and_screenshot(
 def test_alerting_burst_is_coalesced(
     desktop: DesktopSession, demo_server: DemoServerProcess, launch: Callable[..., AppProcess]
 ) -> None:
-    app = launch()
+    app = launch("--set", "alerts.ai_messages=true")
     app.wait_for_log("Connection: connected")
     demo_server.control("burst", count=200, rate=400, customers=20, wait=True)
-    desktop.wait_for_notification(lambda n: "customers wrote" in n.summary, timeout=10.0)
+    desktop.wait_for_notification(lambda n: "conversations the AI is handling" in n.summary, timeout=10.0)
     messages = [n for n in desktop.notifications() if n.urgency != 2]
-    # 200 messages from 20 customers: one toast at once, then a summary after the 1 s rate limit
-    # (the exact rate is the policy's unit tests' job, on a fake clock). A slow runner stretches
-    # the burst over a few more seconds, one toast each at most; never a toast per message.
-    assert len(messages) <= 6, [n.summary for n in messages]
+    # 200 messages from 20 customers the AI handles: one summary at once, the next a minute later
+    # at the earliest (the exact rate is the policy's unit tests' job, on a fake clock). Never a
+    # toast per message or per customer.
+    assert len(messages) <= 2, [n.summary for n in messages]
 
 
 def test_alerting_dnd_silences_messages_not_escalations(

@@ -61,14 +61,15 @@ def tab_keys(window, tab):
 
 def test_inbox_tabs_show_the_right_customers(inbox):
     _env, window = inbox
-    assert tab_keys(window, 0) == ["p/d", "p/a", "p/c", "p/b"]
+    # Issue 14: taken customers (p/c mine, p/d a colleague's) are not waiting any more.
+    assert tab_keys(window, 0) == ["p/a", "p/b"]
     assert tab_keys(window, 1) == ["p/c"]
     assert set(tab_keys(window, 2)) == {"p/a", "p/b", "p/c", "p/d", "p/e"}
     titles = [window._tabs.tabText(i) for i in range(3)]
-    assert titles == ["Waiting for a human (4)", "Mine (1)", "All customers (5)"]
+    assert titles == ["Waiting for a human (2)", "Mine (1)", "All customers (5)"]
     table = window.current_table
     assert table.verticalHeader().sectionResizeMode(0) == table.verticalHeader().ResizeMode.Fixed
-    assert window.proxies[0].index(0, Column.WAITING).data() == "30:00"
+    assert window.proxies[0].index(0, Column.WAITING).data() == "12:00"
 
 
 def test_search_filters_every_tab(inbox, qtbot):
@@ -90,7 +91,7 @@ def test_enter_opens_the_selected_chat(inbox, qtbot):
     qtbot.keyClick(table, Qt.Key.Key_Down)
     with qtbot.waitSignal(window.chat_requested) as blocker:
         qtbot.keyClick(table, Qt.Key.Key_Return)
-    assert blocker.args == ["p/a"]
+    assert blocker.args == ["p/b"]  # the second waiting row (p/d and p/c are taken)
 
 
 def test_take_over_and_release_submit_commands(inbox, qtbot):
@@ -102,15 +103,20 @@ def test_take_over_and_release_submit_commands(inbox, qtbot):
     take = env.sink.last(TakeOver)
     assert take.conversation == "p/b"
     env.bridge.flush_now()
+    # Bob left Waiting: nobody else is selected in his place, so a second press takes nobody.
+    assert window.selected_key() == ""
     assert not window._take_over_button.isEnabled()  # pending: no double take-over
     env.feed(CommandSucceeded(command_id=take.command_id, kind=CommandKind.TAKE_OVER, conversation="p/b"))
     assert "p/b" in tab_keys(window, 1)
-    assert window.selected_key() == "p/b"
+    assert "p/b" not in tab_keys(window, 0)  # taken: left Waiting (issue 14)
+    window._tabs.setCurrentIndex(1)
+    assert window.select_conversation("p/b")
     assert window._release_button.isEnabled()
     qtbot.mouseClick(window._release_button, Qt.MouseButton.LeftButton)
     assert env.sink.last(Release).conversation == "p/b"
     # Another agent's customer: neither button.
-    window.select_conversation("p/d")
+    window._tabs.setCurrentIndex(2)
+    assert window.select_conversation("p/d")
     assert not window._take_over_button.isEnabled()
     assert not window._release_button.isEnabled()
 
@@ -121,7 +127,8 @@ def test_conflict_rolls_back_and_names_who_has_the_customer(inbox, qtbot):
     qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
     take = env.sink.last(TakeOver)
     env.bridge.flush_now()
-    assert window.proxies[0].index(window.proxies[0].row_of("p/a"), Column.AGENT).data() == "Me"
+    assert "p/a" not in tab_keys(window, 0)  # taken (optimistically): left Waiting
+    assert window.proxies[2].index(window.proxies[2].row_of("p/a"), Column.AGENT).data() == "Me"
     env.feed(
         CommandFailed(
             command_id=take.command_id,
@@ -134,8 +141,8 @@ def test_conflict_rolls_back_and_names_who_has_the_customer(inbox, qtbot):
     banner = window.conflict_banner
     assert banner.isVisible()
     assert banner.text == "Could not take over Alice: Customer is already assigned to sam@example.com"
-    row = window.proxies[0].row_of("p/a")
-    assert window.proxies[0].index(row, Column.AGENT).data() == "Another agent"  # rolled back
+    row = window.proxies[2].row_of("p/a")
+    assert window.proxies[2].index(row, Column.AGENT).data() == "Another agent"  # rolled back
     assert "p/a" not in tab_keys(window, 1)
 
     # The dashboard often sends an empty email (G9): the agent known later is named instead.

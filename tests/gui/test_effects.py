@@ -154,6 +154,34 @@ def test_effects_focus_withdraws_the_conversation_toast(
     assert len(notifier.shown) == 1  # nothing for the conversation on screen
 
 
+@pytest.mark.asyncio
+async def test_effects_close_withdraws_every_toast(
+    notifier: FakeNotifier, sound: FakeSound, clock: FakeClock
+) -> None:
+    runner = make_runner(notifier, sound, clock)
+    runner.run([message("p/1"), Alert(AlertKind.ESCALATION, "p/2", customer_name="Bob")])
+    await runner.aclose()  # Quit
+    assert sorted(notifier.withdrawn) == ["escalation:p/2", "message:p/1"]
+    assert not runner.timer_active
+
+
+def test_effects_withdraw_all_for_sign_out(
+    notifier: FakeNotifier, sound: FakeSound, clock: FakeClock
+) -> None:
+    runner = make_runner(notifier, sound, clock)
+    runner.run([message("p/1")])
+    runner.withdraw_all()
+    assert notifier.withdrawn == ["message:p/1"]
+
+
+def test_effects_manual_dnd_refused_when_forbidden(
+    notifier: FakeNotifier, sound: FakeSound, clock: FakeClock
+) -> None:
+    runner = make_runner(notifier, sound, clock, AlertSettings(allow_manual_dnd=False))
+    assert runner.set_dnd(clock.now() + timedelta(minutes=30)) is False
+    assert runner.dnd_until is None
+
+
 def test_effects_resync_request_forwarded(notifier: FakeNotifier, sound: FakeSound, clock: FakeClock) -> None:
     asked: list[str] = []
     runner = make_runner(notifier, sound, clock, request_resync=asked.append)

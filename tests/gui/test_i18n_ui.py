@@ -65,7 +65,7 @@ def test_i18n_ui_inbox_and_chat_in_indonesian(indonesian, manager, qtbot):
     inbox = windows.show_inbox()
     qtbot.waitExposed(inbox)
     assert inbox.windowTitle() == "Layanan Pelanggan"
-    assert inbox._tabs.tabText(0) == "Menunggu agen (4)"
+    assert inbox._tabs.tabText(0) == "Menunggu agen (2)"  # Citra and Dewi are taken (issue 14)
     assert inbox._take_over_button.text() == "&Ambil alih"
     assert inbox.model.headerData(0, Qt.Orientation.Horizontal) == "Pelanggan"
     assert inbox.proxies[0].index(0, 3).data() == "1 j 15 mnt"  # Budi, waiting 75 min

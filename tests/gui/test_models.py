@@ -69,7 +69,7 @@ def test_models_pass_the_model_tester_through_batches(qtmodeltester):
         ),
     )
     assert model.rowCount() == 39
-    assert len(keys(proxies[0])) == 39
+    assert len(keys(proxies[0])) == 38  # p/2 taken: no longer waiting (issue 14)
     assert keys(proxies[1]) == ["p/2"]
 
     # Removals from the tabs: customers stop waiting, I release.
@@ -119,18 +119,19 @@ def test_tabs_filter_and_order(qtbot):
         )
     )
     _model, (waiting, mine, everyone) = build(env)
-    assert keys(waiting) == ["p/old", "p/other", "p/mine", "p/new"]  # oldest first
+    # Issue 14: only customers nobody has taken are waiting (taken ones used to stay listed).
+    assert keys(waiting) == ["p/old", "p/new"]  # oldest first
     assert keys(mine) == ["p/mine"]
     assert keys(everyone) == ["p/mine", "p/new", "p/other", "p/old", "p/idle"]  # latest first, then key
-    agent = waiting.index(1, Column.AGENT).data()
-    assert agent == "Bob"
-    assert waiting.index(2, Column.AGENT).data() == "Me"
-    assert waiting.index(3, Column.AGENT).data() == "Nobody yet"
+    assert waiting.index(1, Column.AGENT).data() == "Nobody yet"
+    assert mine.index(0, Column.AGENT).data() == "Me"
+    assert mine.index(0, Column.WAITING).data() == ""  # taken: no waiting timer runs
+    assert len(keys(waiting)) == len(env.bridge.state.waiting_list()) == env.bridge.state.waiting_count
 
     waiting.set_search_text("OLD")
     assert keys(waiting) == ["p/old"]
     waiting.set_search_text("shop page")  # channel matches every row
-    assert len(keys(waiting)) == 4
+    assert len(keys(waiting)) == 2
     waiting.set_search_text("")
 
     # A customer waiting longer moves up; a new message moves a row to the top of "All".

@@ -108,6 +108,38 @@ async def test_sign_out_without_an_open_store_still_deletes_its_files(tray_app: 
     assert app.windows.sign_in_dialog is not None
 
 
+async def test_sign_out_withdraws_every_toast_of_the_old_account(tray_app: TrayApp) -> None:
+    from tests.gui.conftest import FakeNotifier
+    from tray_agent.core.effects import Alert, AlertKind
+
+    app = tray_app
+    notifier = FakeNotifier()
+    app.runner.set_notifier(notifier)
+    app.runner.run([Alert(AlertKind.MESSAGE, "p/a", "Alice", text="hi")])
+    assert [t.key for t in notifier.shown] == ["message:p/a"]
+    await app.sign_out()
+    assert notifier.withdrawn == ["message:p/a"]
+
+
+async def test_manual_dnd_is_saved_and_restored_at_the_next_start(tray_app: TrayApp, tmp_path) -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from tray_agent.core.policy import AlertPolicy
+    from tray_agent.core.settings_layers import load_settings
+
+    app = tray_app
+    user_file = tmp_path / "settings.json"
+    app.loaded = dataclasses.replace(app.loaded, user_file=user_file)
+    until = datetime(2099, 1, 1, 9, 0, tzinfo=UTC)
+    app.runner.set_dnd(until)
+    assert app.loaded.settings.alerts.dnd_until == until.isoformat()
+    reloaded = load_settings(user_file=user_file)
+    assert AlertPolicy(reloaded.settings.alerts).dnd_until == until  # the next start is quiet too
+    app.runner.set_dnd(None)
+    assert load_settings(user_file=user_file).settings.alerts.dnd_until == ""
+
+
 async def test_cancelled_sign_out_keeps_everything(tray_app: TrayApp) -> None:
     app = tray_app
     app.local.set_draft("p/a", "keep me")

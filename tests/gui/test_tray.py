@@ -511,56 +511,15 @@ def _tray(rig: Rig, **kwargs: object) -> TrayController:
     return tray
 
 
-def test_tray_manual_dnd_survives_a_restart(make_rig: object, tmp_path: Path) -> None:
-    dnd_file = tmp_path / "state" / "dnd.json"
-    first = make_rig(FakeWindowManager())  # type: ignore[operator]
-    tray = _tray(first, dnd_file=dnd_file)
-    tray.refresh_menu()
-    dnd_menu = find(tray.menu, "dnd").menu()
-    find(dnd_menu, "dnd:1h").trigger()
-    until = first.clock.now() + timedelta(hours=1)
-    assert first.runner.dnd_until == until
-    tray.hide()
-    # A new run: a fresh policy, runner and tray read the saved do-not-disturb back.
-    second = make_rig(FakeWindowManager())  # type: ignore[operator]
-    assert second.runner.dnd_until is None
-    restored = _tray(second, dnd_file=dnd_file)
-    assert second.runner.dnd_until == until
-    second.dispatch(connected())
-    assert restored.icon_state is IconState.DND
-    restored.refresh_menu()
-    assert find(find(restored.menu, "dnd").menu(), "dnd:1h").isChecked()
-    # Turned off: the next run starts without it.
-    find(find(restored.menu, "dnd").menu(), "dnd:off").trigger()
-    restored.hide()
-    third = make_rig(FakeWindowManager())  # type: ignore[operator]
-    _tray(third, dnd_file=dnd_file).hide()
-    assert third.runner.dnd_until is None
-
-
-def test_tray_saved_dnd_that_ended_or_is_broken_is_ignored(make_rig: object, tmp_path: Path) -> None:
-    dnd_file = tmp_path / "dnd.json"
+def test_tray_policy_can_forbid_dnd(make_rig: object) -> None:
     rig = make_rig(FakeWindowManager())  # type: ignore[operator]
-    for text in ("{not json", '{"choice": "1h"}', '{"choice": "1h", "until": "2020-01-01T00:00:00+00:00"}'):
-        dnd_file.write_text(text)
-        _tray(rig, dnd_file=dnd_file).hide()
-        assert rig.runner.dnd_until is None
-
-
-def test_tray_policy_can_forbid_dnd(make_rig: object, tmp_path: Path) -> None:
-    dnd_file = tmp_path / "dnd.json"
-    rig = make_rig(FakeWindowManager())  # type: ignore[operator]
-    until = rig.clock.now() + timedelta(minutes=30)
-    dnd_file.write_text(f'{{"choice": "30min", "until": "{until.isoformat()}"}}')
-    tray = _tray(rig, dnd_file=dnd_file, dnd_allowed=False)
-    assert rig.runner.dnd_until is None  # the saved one is not restored
-    assert not dnd_file.exists()
+    tray = _tray(rig, dnd_allowed=False)
     tray.refresh_menu()
     assert "dnd" not in [a.objectName() for a in tray.menu.actions()]
     assert not any(t.startswith("Do not disturb") for t in texts(tray.menu))
     tray.set_dnd_allowed(True)
     find(find(tray.menu, "dnd").menu(), "dnd:30min").trigger()
-    assert rig.runner.dnd_until == until
+    assert rig.runner.dnd_until == rig.clock.now() + timedelta(minutes=30)
     tray.set_dnd_allowed(False)  # the policy arrives later (settings reloaded): DND ends
     assert rig.runner.dnd_until is None
     assert "dnd" not in [a.objectName() for a in tray.menu.actions()]

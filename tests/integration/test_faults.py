@@ -167,9 +167,14 @@ async def live(
 
 
 def server_waiting(server: DemoServer) -> set[str]:
-    """Customers waiting for a human (assigned or not), as the backend's database says."""
+    """Customers waiting for a human whom nobody has taken, as the backend's database says.
+
+    (The client's waiting set holds only untaken customers since issue 14.)
+    """
     # The demo backend's database is the server's truth; reading it is the point of the check.
-    rows = server.backend._db.execute("SELECT page_id, customer_id FROM customers WHERE stop = 1")  # type: ignore[attr-defined]
+    rows = server.backend._db.execute(  # type: ignore[attr-defined]
+        "SELECT page_id, customer_id FROM customers WHERE stop = 1 AND is_assigned = 0"
+    )
     return {f"{page}/{customer}" for page, customer in rows}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class AlertKind(enum.StrEnum):
@@ -18,6 +19,16 @@ class AlertKind(enum.StrEnum):
     MESSAGE = "message"  # a customer wrote
     ESCALATION = "escalation"  # a customer asked for a human
     REMINDER = "reminder"  # a customer is still waiting, unassigned
+
+
+class Handler(enum.StrEnum):
+    """Who is handling the customer when an alert is raised (decides whether a message alerts)."""
+
+    UNKNOWN = "unknown"  # not said: alerted like a customer of mine
+    ME = "me"  # assigned to me
+    NOBODY = "nobody"  # waiting for a human, or nobody (AI or human) handles the conversation
+    COLLEAGUE = "colleague"  # another agent has the customer
+    AI = "ai"  # the AI/bot is answering
 
 
 class Urgency(enum.StrEnum):
@@ -57,6 +68,10 @@ class Alert(Effect):
         customer_name: the customer's display name ("" if unknown).
         channel: channel or page name.
         text: the message text (customer-supplied; escaped by the notifier, plain in Qt).
+        since: when the customer started waiting for a human (aware), if they do: reminders
+            count the waiting time from here.
+        handler: who handles the customer (messages in AI-handled conversations are quiet by
+            default).
     """
 
     kind: AlertKind
@@ -64,6 +79,8 @@ class Alert(Effect):
     customer_name: str = ""
     channel: str = ""
     text: str = ""
+    since: datetime | None = None
+    handler: Handler = Handler.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,11 @@ reminders.
 
 Rules (each is covered by ``tests/unit/core/test_policy.py``):
 
+* **Whose messages.** A message alerts (as below) when its customer is mine, waits for a human,
+  or nobody handles them (:class:`~tray_agent.core.effects.Handler` ``ME``, ``NOBODY``,
+  ``UNKNOWN``). A colleague's customers never toast. Messages in conversations the AI handles
+  are quiet unless ``ai_messages`` is on; then they become ONE low-urgency toast (key
+  ``ai_summary``, no sound, a click opens the inbox) at most once a minute.
 * **Coalescing.** A burst of messages from one customer updates ONE toast (key
   ``message:<conversation>``; body "3 new messages: <last text>"). A conversation's toast is
   shown at most once per ``coalesce_window`` seconds: the first message of a burst shows at once
@@ -28,16 +33,25 @@ Rules (each is covered by ``tests/unit/core/test_policy.py``):
   and OPEN) and the escalation sound, and is never part of a summary. With
   ``escalations_bypass_dnd`` (the default) they also pass manual DND and quiet hours. Several
   escalations at the same moment therefore give several toasts at once; this is deliberate,
-  each needs an agent.
+  each needs an agent. One escalation = one toast: the escalation withdraws the customer's
+  message toast (and drops a held-back one), and their messages make no toast of their own
+  while the escalation toast is on screen.
 * **Focus.** Nothing alerts for the conversation the agent is looking at (:meth:`set_focus`):
-  no message toast, no sound, no reminder, no escalation toast. The app must clear the focus
-  (``set_focus(None)``) as soon as the chat window is no longer the active window.
+  no message toast, no sound, no reminder, no escalation toast; focusing withdraws every toast
+  of that customer. The app must clear the focus (``set_focus(None)``) as soon as the chat
+  window is no longer the active window.
+* **Taken.** When a customer becomes assigned (to me, by a toast button, or to a colleague),
+  every toast of theirs is withdrawn and their reminders stop: a "Take over" button that can no
+  longer work never stays on screen. :meth:`withdraw_all` clears the screen at Quit and sign-out.
 * **DND and quiet hours.** Manual DND (:meth:`set_dnd`) and quiet hours (weekly windows in local
   time; ``days`` name the weekday a window *starts* on; a window whose end is not after its start
-  runs past midnight, and ``start == end`` means 24 hours) suppress message and reminder toasts
-  and their sounds entirely: they are dropped, not queued for later. The unread badge is the
-  reducer's business and still counts them. Reminder schedules keep running during DND, so a
-  customer still waiting afterwards gets the next reminder on time.
+  runs past midnight, and ``start == end`` means 24 hours) suppress message toasts and their
+  sounds entirely: they are dropped, not queued for later. Reminders follow the escalations'
+  rule: with ``escalations_bypass_dnd`` they pass DND, otherwise they are dropped too. The
+  unread badge is the reducer's business and still counts them. Reminder schedules keep running
+  during DND, so a customer still waiting afterwards gets the next reminder on time. Manual DND
+  may be forbidden (``allow_manual_dnd``); its end is saved as ``dnd_until`` by the app and
+  restored when the policy is built.
 * **Sounds.** ``sounds`` off mutes everything, escalations included (the critical toast still
   shows). At most one sound per flush. PlaySound carries no volume: the app applies
   ``settings.volume``.
@@ -45,8 +59,11 @@ Rules (each is covered by ``tests/unit/core/test_policy.py``):
   reminder toast (key ``reminder:<conversation>``, rate-limited like messages, may be merged
   into a summary), repeated at intervals growing by ``reminder_backoff`` up to
   ``reminder_max_interval`` minutes, until anyone takes them or they stop waiting; then all their
-  toasts are withdrawn. Reminders follow ``notify_escalations`` (they are the escalation's
-  follow-up), not ``notify_messages``.
+  toasts are withdrawn. Reminders are the escalation's follow-up: they follow
+  ``notify_escalations`` (not ``notify_messages``), are critical, play the escalation sound (a
+  summary with a reminder in it too), and count the waiting time from when the customer really
+  started waiting (``Alert.since`` / ``WaitingCustomer.since``), not from when the app heard of
+  them.
 * **Tray level.** :meth:`tray_level` is ``WAITING`` while any customer waits unassigned and
   ``SLA_BREACHED`` once the oldest of them has waited ``sla_minutes``; ``next_deadline`` includes
   that crossing so the icon changes on time.
@@ -70,6 +87,7 @@ from tray_agent.core.effects import (
     Alert,
     AlertKind,
     Effect,
+    Handler,
     Notify,
     PlaySound,
     SoundName,
@@ -83,9 +101,12 @@ from tray_agent.core.settings import AlertSettings, QuietHoursRule
 from tray_agent.core.text import isolate_bidi
 
 __all__ = [
+    "AI_SUMMARY_KEY",
     "SUMMARY_KEY",
     "AlertPolicy",
     "AlertTexts",
+    "ToastKey",
+    "ToastKind",
     "TrayLevel",
     "WaitingCustomer",
     "escalation_key",
@@ -93,8 +114,55 @@ __all__ = [
     "reminder_key",
 ]
 
-SUMMARY_KEY = "summary"
+
+class ToastKind(enum.StrEnum):
+    """What a toast is about; the first part of its key."""
+
+    MESSAGE = "message"  # a customer wrote (one toast per conversation)
+    ESCALATION = "escalation"  # a customer asks for a human
+    REMINDER = "reminder"  # a customer is still waiting
+    SUMMARY = "summary"  # many customers at once (no conversation)
+    AI_SUMMARY = "ai_summary"  # messages in AI-handled conversations (no conversation)
+
+
+_WHOLE_INBOX: frozenset[ToastKind] = frozenset({ToastKind.SUMMARY, ToastKind.AI_SUMMARY})
+
+
+@dataclass(frozen=True, slots=True)
+class ToastKey:
+    """A toast's identity, typed: built here, read back with :meth:`parse` (nobody splits strings).
+
+    ``str(key)`` is the wire form the notifier replaces and withdraws by:
+    ``"<kind>:<conversation>"``, or just ``"<kind>"`` for the summaries.
+    """
+
+    kind: ToastKind
+    conversation: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.conversation}" if self.conversation else self.kind.value
+
+    @classmethod
+    def parse(cls, key: str) -> ToastKey | None:
+        """The key ``str(ToastKey(...))`` gave, or None for anything else (never raises)."""
+        kind_text, sep, conversation = key.partition(":")
+        try:
+            kind = ToastKind(kind_text)
+        except ValueError:
+            return None
+        if kind in _WHOLE_INBOX:
+            return None if sep else cls(kind)
+        return cls(kind, conversation) if conversation else None
+
+
+SUMMARY_KEY = str(ToastKey(ToastKind.SUMMARY))
 """Toast key of the summary toast (many customers at once)."""
+
+AI_SUMMARY_KEY = str(ToastKey(ToastKind.AI_SUMMARY))
+"""Toast key of the summary of messages in AI-handled conversations."""
+
+AI_SUMMARY_INTERVAL = timedelta(minutes=1)
+"""The AI-messages summary shows at most once per this interval."""
 
 _BODY_LIMIT = 200  # characters of customer text in a toast body
 _NAME_LIMIT = 60  # characters of a customer name in a title
@@ -103,17 +171,20 @@ _SUMMARY_NAMES = 3  # names listed in a summary body
 
 def message_key(conversation: str) -> str:
     """Toast key of a conversation's message toast."""
-    return f"message:{conversation}"
+    return str(ToastKey(ToastKind.MESSAGE, conversation))
 
 
 def escalation_key(conversation: str) -> str:
     """Toast key of a conversation's escalation toast."""
-    return f"escalation:{conversation}"
+    return str(ToastKey(ToastKind.ESCALATION, conversation))
 
 
 def reminder_key(conversation: str) -> str:
     """Toast key of a conversation's reminder toast."""
-    return f"reminder:{conversation}"
+    return str(ToastKey(ToastKind.REMINDER, conversation))
+
+
+_CUSTOMER_KEYS: tuple[Callable[[str], str], ...] = (message_key, escalation_key, reminder_key)
 
 
 class TrayLevel(enum.StrEnum):
@@ -181,6 +252,15 @@ class AlertTexts:
             return ngettext("{count} customer wrote", "{count} customers wrote", count).format(count=count)
         return ngettext(
             "{count} customer is still waiting", "{count} customers are still waiting", count
+        ).format(count=count)
+
+    @staticmethod
+    def ai_summary_title(count: int) -> str:
+        """Title of the summary of ``count`` messages in conversations the AI is handling."""
+        return ngettext(
+            "{count} new message in conversations the AI is handling",
+            "{count} new messages in conversations the AI is handling",
+            count,
         ).format(count=count)
 
     @staticmethod
@@ -304,11 +384,19 @@ class AlertPolicy:
         self._tie = itertools.count()
         self._shown: set[str] = set()  # toast keys shown and not withdrawn
         self._summary_members: set[str] = set()
+        self._taken: set[str] = set()  # conversations last known assigned to someone
+        # Messages in AI-handled conversations, summarised at most once a minute:
+        # conversation -> customer name (insertion order = first message first), and a count.
+        self._ai: dict[str, str] = {}
+        self._ai_count = 0
+        self._ai_shown_at: datetime | None = None
         self._last_toast_at: datetime | None = None
         self._last_now: datetime | None = None
         self._seq = 0
         # (computed at, quiet hours active, next window edge): see _quiet_span.
         self._quiet_cache: tuple[datetime, bool, datetime | None] | None = None
+        if self._settings.allow_manual_dnd:
+            self._dnd_until = self._settings.manual_dnd_end()  # manual DND survives a restart
 
     # ------------------------------------------------------------------ settings and modes
 
@@ -321,12 +409,18 @@ class AlertPolicy:
         """Apply new settings; reminder schedules and quiet hours follow them from now on.
 
         Turning message notifications off drops held-back message toasts; turning escalation
-        notifications off drops held-back reminders. Call :meth:`next_deadline` afterwards.
+        notifications off drops held-back reminders; ``allow_manual_dnd`` off ends manual DND.
+        The saved ``dnd_until`` is read only at construction (:meth:`set_dnd` rules afterwards).
+        Call :meth:`next_deadline` afterwards.
         """
         self._settings = settings.model_copy(deep=True)
         self._quiet_cache = None
+        if not self._settings.allow_manual_dnd:
+            self._dnd_until = None  # forbidden by policy: manual DND ends now
         if not self._settings.notify_messages:
             self._bursts.clear()
+        if not (self._settings.notify_messages and self._settings.ai_messages):
+            self._drop_ai()
         if not self._settings.notify_escalations:
             self._reminders.clear()
         self._due_heap.clear()
@@ -342,8 +436,8 @@ class AlertPolicy:
         """Say which conversation the agent is looking at right now (None: none).
 
         Focusing a conversation counts as reading it: its held-back message and reminder toasts
-        are dropped and the shown ones withdrawn (its escalation toast stays until someone takes
-        the customer).
+        are dropped and every toast of the customer is withdrawn, the escalation's too (the chat
+        window now shows them, with its own Take over button).
 
         Returns:
             Withdraw effects for the focused conversation's toasts.
@@ -353,23 +447,53 @@ class AlertPolicy:
             return []
         self._bursts.pop(self._focus, None)
         self._reminders.pop(self._focus, None)
-        return self._withdraw(self._focus, (message_key, reminder_key))
+        return self._withdraw(self._focus, _CUSTOMER_KEYS)
+
+    def withdraw_all(self) -> list[Effect]:
+        """Withdraw every toast on screen and drop the held-back ones (Quit, sign-out).
+
+        Reminder schedules are kept (a new sign-in replaces the waiting list anyway).
+
+        Returns:
+            One Withdraw per toast shown and not yet withdrawn.
+        """
+        effects: list[Effect] = [Withdraw(key) for key in sorted(self._shown)]
+        self._shown.clear()
+        self._summary_members.clear()
+        self._bursts.clear()
+        self._reminders.clear()
+        self._drop_ai()
+        return effects
 
     @property
     def dnd_until(self) -> datetime | None:
         """End of manual do-not-disturb, or None when it is off."""
         return self._dnd_until
 
-    def set_dnd(self, until: datetime | None) -> None:
+    @property
+    def manual_dnd_allowed(self) -> bool:
+        """Whether the agent may turn do-not-disturb on (``alerts.allow_manual_dnd``)."""
+        return self._settings.allow_manual_dnd
+
+    def set_dnd(self, until: datetime | None) -> bool:
         """Turn manual do-not-disturb on until ``until`` (aware), or off with None.
 
         The menu computes ``until`` (30 minutes, 1 hour, until tomorrow). Held-back message and
-        reminder toasts are dropped when DND starts. Call :meth:`next_deadline` afterwards: the
-        end of DND is a deadline (the tray icon changes back).
+        reminder toasts are dropped when DND starts (reminders only if escalations do not pass
+        DND). Call :meth:`next_deadline` afterwards: the end of DND is a deadline (the tray icon
+        changes back). The app saves ``until`` as ``alerts.dnd_until`` so that it survives a
+        restart.
+
+        Returns:
+            False when manual DND is forbidden (``allow_manual_dnd`` off) and ``until`` was
+            refused; turning it off always works.
         """
+        if until is not None and not self._settings.allow_manual_dnd:
+            return False
         self._dnd_until = None if until is None else _as_utc(until)
         if self._dnd_until is not None:
             self._drop_quiet_content()
+        return True
 
     def dnd_active(self, now: datetime) -> bool:
         """True during manual DND or quiet hours."""
@@ -443,6 +567,9 @@ class AlertPolicy:
         The app feeds only the conversations that changed since its last update, so the cost
         follows the changes, not the length of the waiting list.
 
+        A customer who becomes assigned (taken by anyone) loses every toast, their message
+        toast included; later message toasts of an assigned customer (mine) are left alone.
+
         Returns:
             Withdraw effects for customers no longer waiting unassigned, plus anything due.
         """
@@ -452,7 +579,17 @@ class AlertPolicy:
             conversation = customer.conversation
             if not conversation:
                 continue
-            if waiting and not customer.assigned:
+            if customer.assigned:
+                if conversation not in self._taken:
+                    # Just taken (by me, a toast button or a colleague): no toast of theirs may
+                    # stay, as "Take over" can no longer work; their reminders stop.
+                    self._taken.add(conversation)
+                    effects += self._forget(conversation)
+                elif conversation in self._waiting:
+                    effects += self._forget(conversation)
+                continue
+            self._taken.discard(conversation)
+            if waiting:
                 self._upsert_waiting(customer, now)
             elif conversation in self._waiting or (
                 self._shown & {escalation_key(conversation), reminder_key(conversation)}
@@ -492,7 +629,10 @@ class AlertPolicy:
             elif alert.kind is AlertKind.REMINDER:
                 self._queue_reminder_alert(alert, now)
             elif alert.kind is AlertKind.MESSAGE:
-                self._queue_message(alert, now)
+                if alert.handler is Handler.AI:
+                    self._queue_ai_message(alert, now)
+                elif alert.handler is not Handler.COLLEAGUE:  # a colleague's customer: not mine
+                    self._queue_message(alert, now)
         return effects + self.on_tick(now)
 
     def on_tick(self, now: datetime) -> list[Effect]:
@@ -505,11 +645,14 @@ class AlertPolicy:
         if self._last_toast_at is not None and now < self._last_toast_at:
             self._last_toast_at = now  # the clock went back: wait at most one interval
         quiet = self.dnd_active(now)
-        self._due_reminders(now, quiet)
+        # Reminders are the escalation's follow-up: they pass DND when escalations do.
+        hold_reminders = quiet and not self._settings.escalations_bypass_dnd
+        self._due_reminders(now, hold_reminders)
         if quiet:
             self._drop_quiet_content()
-            return []
-        return self._flush(now)
+            if hold_reminders:
+                return []
+        return self._flush(now) + self._flush_ai(now, quiet)
 
     def next_deadline(self) -> datetime | None:
         """When :meth:`on_tick` must be called next (aware UTC), or None if nothing is scheduled.
@@ -526,6 +669,11 @@ class AlertPolicy:
             if self._last_toast_at is not None:
                 flush_at = max(flush_at, self._last_toast_at + self._interval())
             candidates.append(flush_at)
+        if self._ai:
+            ai_at = self._ai_ready_at()
+            if self._last_toast_at is not None:
+                ai_at = max(ai_at, self._last_toast_at + self._interval())
+            candidates.append(ai_at)
         if self._settings.notify_escalations:
             due = self._next_due()
             if due is not None:
@@ -548,12 +696,9 @@ class AlertPolicy:
 
     def _escalate(self, alert: Alert, now: datetime) -> list[Effect]:
         settings = self._settings
-        if alert.conversation not in self._waiting:
-            # An escalation means the customer now waits for a human; the waiting-list events
-            # remain authoritative, this only makes sure reminders start.
-            self._upsert_waiting(
-                WaitingCustomer(alert.conversation, now, False, alert.customer_name, alert.channel), now
-            )
+        # An escalation means the customer now waits for a human; the waiting-list events
+        # remain authoritative, this only makes sure reminders start (from the real start).
+        self._note_waiting(alert, now)
         if not settings.notify_escalations:
             return []
         if self.dnd_active(now) and not settings.escalations_bypass_dnd:
@@ -569,18 +714,40 @@ class AlertPolicy:
             conversation=alert.conversation,
             actions=(ToastAction.TAKE_OVER, ToastAction.OPEN),
         )
+        # One escalation = one toast: the critical toast replaces the customer's message toast
+        # (shown or held back); their messages stay silent while it is on screen.
+        self._bursts.pop(alert.conversation, None)
+        effects: list[Effect] = self._withdraw(alert.conversation, (message_key,))
         self._shown.add(key)
         # Escalations bypass the rate limit but reset it: no message toast follows within the
         # interval, so a critical toast is never immediately buried by a routine one.
         self._last_toast_at = now
-        effects: list[Effect] = [Notify(toast)]
+        effects.append(Notify(toast))
         if settings.sounds:
             effects.append(PlaySound(SoundName.ESCALATION))
         return effects
 
+    def _note_waiting(self, alert: Alert, now: datetime) -> None:
+        """Make sure the alert's customer is on the waiting list, since when they really wait."""
+        if alert.conversation not in self._waiting or alert.since is not None:
+            self._upsert_waiting(
+                WaitingCustomer(alert.conversation, alert.since, False, alert.customer_name, alert.channel),
+                now,
+            )
+
+    def _queue_ai_message(self, alert: Alert, now: datetime) -> None:
+        settings = self._settings
+        if not (settings.notify_messages and settings.ai_messages) or self.dnd_active(now):
+            return
+        name = self._ai.pop(alert.conversation, "")  # re-inserted: names stay newest last
+        self._ai[alert.conversation] = alert.customer_name or name
+        self._ai_count += 1
+
     def _queue_message(self, alert: Alert, now: datetime) -> None:
         if not self._settings.notify_messages or self.dnd_active(now):
             return  # dropped, not queued: the badge still counts it
+        if escalation_key(alert.conversation) in self._shown:
+            return  # the critical toast already speaks for this customer
         window = timedelta(seconds=self._settings.coalesce_window)
         # Kept raw (bounded) and cleaned only if it is ever shown: in a burst most texts are
         # replaced by the next one before the rate limit lets a toast out.
@@ -615,12 +782,12 @@ class AlertPolicy:
             burst.ready_at = (burst.shown_at + window) if burst.shown_at is not None else now
 
     def _queue_reminder_alert(self, alert: Alert, now: datetime) -> None:
-        if not self._settings.notify_escalations or self.dnd_active(now):
+        self._note_waiting(alert, now)
+        settings = self._settings
+        if not settings.notify_escalations:
             return
-        if alert.conversation not in self._waiting:
-            self._upsert_waiting(
-                WaitingCustomer(alert.conversation, now, False, alert.customer_name, alert.channel), now
-            )
+        if self.dnd_active(now) and not settings.escalations_bypass_dnd:
+            return
         self._queue_reminder(alert.conversation, now)
 
     def _queue_reminder(self, conversation: str, now: datetime) -> None:
@@ -659,6 +826,7 @@ class AlertPolicy:
         return base + self._reminder_gap(waiting.reminders_sent)
 
     def _due_reminders(self, now: datetime, quiet: bool) -> None:
+        """Advance the schedules that fell due; queue their toasts unless ``quiet`` holds them."""
         if not self._settings.notify_escalations:
             return
         heap = self._due_heap
@@ -754,6 +922,7 @@ class AlertPolicy:
         self._prune_bursts(now)
         effects: list[Effect] = []
         interval = self._interval()
+        reminded = False
         while self._last_toast_at is None or now >= self._last_toast_at + interval:
             ready_bursts = {
                 c: b for c, b in self._bursts.items() if b.dirty_since is not None and b.ready_at <= now
@@ -763,13 +932,46 @@ class AlertPolicy:
             if not customers:
                 break
             if len(customers) >= self._settings.summary_threshold:
-                effects.append(self._summary(ready_bursts, ready_reminders, now))
+                shown = self._summary(ready_bursts, ready_reminders, now)
             else:
-                effects.append(self._single(ready_bursts, ready_reminders, now))
+                shown = self._single(ready_bursts, ready_reminders, now)
+            reminded = reminded or shown.toast.urgency is Urgency.CRITICAL
+            effects.append(shown)
             self._last_toast_at = now
         if effects and self._settings.sounds:
-            effects.append(PlaySound(SoundName.MESSAGE))
+            # A reminder is the escalation's follow-up: it sounds like one.
+            effects.append(PlaySound(SoundName.ESCALATION if reminded else SoundName.MESSAGE))
         return effects
+
+    def _ai_ready_at(self) -> datetime:
+        """When the AI-messages summary may show (at most once per AI_SUMMARY_INTERVAL)."""
+        if self._ai_shown_at is None:
+            return self._last_now or datetime.min.replace(tzinfo=UTC)
+        return self._ai_shown_at + AI_SUMMARY_INTERVAL
+
+    def _flush_ai(self, now: datetime, quiet: bool) -> list[Effect]:
+        """The summary of messages in AI-handled conversations, if one is due (no sound)."""
+        if not self._ai or quiet or now < self._ai_ready_at():
+            return []
+        if self._last_toast_at is not None and now < self._last_toast_at + self._interval():
+            return []
+        names = [n for n in dict.fromkeys(_clean(name, _NAME_LIMIT) for name in self._ai.values()) if n]
+        toast = Toast(
+            key=AI_SUMMARY_KEY,
+            title=AlertTexts.ai_summary_title(self._ai_count),
+            body=AlertTexts.summary_body(names, len(self._ai)),
+            urgency=Urgency.LOW,
+            conversation="",
+        )
+        self._drop_ai()
+        self._ai_shown_at = now
+        self._last_toast_at = now
+        self._shown.add(AI_SUMMARY_KEY)
+        return [Notify(toast)]
+
+    def _drop_ai(self) -> None:
+        self._ai.clear()
+        self._ai_count = 0
 
     def _single(
         self, bursts: dict[str, _Burst], reminders: dict[str, _PendingReminder], now: datetime
@@ -816,7 +1018,7 @@ class AlertPolicy:
             key=key,
             title=AlertTexts.reminder_title(name, minutes),
             body=AlertTexts.REMINDER_BODY,
-            urgency=Urgency.NORMAL,
+            urgency=Urgency.CRITICAL,  # the escalation's follow-up
             conversation=conversation,
             actions=(ToastAction.TAKE_OVER, ToastAction.OPEN),
         )
@@ -850,7 +1052,7 @@ class AlertPolicy:
                 key=SUMMARY_KEY,
                 title=AlertTexts.summary_title(len(members), bool(bursts)),
                 body=AlertTexts.summary_body(names, len(members)),
-                urgency=Urgency.NORMAL,
+                urgency=Urgency.CRITICAL if reminders else Urgency.NORMAL,
                 conversation="",
             )
         )
@@ -858,16 +1060,18 @@ class AlertPolicy:
     # ------------------------------------------------------------------ internals: forgetting
 
     def _drop_quiet_content(self) -> None:
-        """DND: held-back message and reminder toasts are dropped, not kept for later."""
+        """DND: held-back message (and, unless escalations pass DND, reminder) toasts are dropped."""
         for burst in self._bursts.values():
             burst.dirty_since = None
-        self._reminders.clear()
+        self._drop_ai()
+        if not self._settings.escalations_bypass_dnd:
+            self._reminders.clear()
 
     def _forget(self, conversation: str) -> list[Effect]:
         self._waiting.pop(conversation, None)
         self._bursts.pop(conversation, None)
         self._reminders.pop(conversation, None)
-        return self._withdraw(conversation, (message_key, escalation_key, reminder_key))
+        return self._withdraw(conversation, _CUSTOMER_KEYS)
 
     def _withdraw(self, conversation: str, keys: tuple[Callable[[str], str], ...]) -> list[Effect]:
         effects: list[Effect] = []

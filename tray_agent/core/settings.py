@@ -8,6 +8,7 @@ module holds only the model so that every layer validates against one definition
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -106,7 +107,32 @@ class AlertSettings(_Section):
     sounds: bool = True  # mute switch
     volume: float = Field(default=0.8, ge=0.0, le=1.0)
     quiet_hours: list[QuietHoursRule] = Field(default_factory=list)
-    allow_dnd: bool = True  # False (a machine policy, locked): no manual do-not-disturb
+    # Messages in conversations the AI is handling: off by default (quiet); when on, they come as
+    # one summary toast at most once a minute. Messages of my customers and of customers waiting
+    # for a human follow ``notify_messages``; a colleague's customers never toast.
+    ai_messages: bool = False
+    # IT may forbid manual do-not-disturb (set False in the machine policy and lock it).
+    allow_manual_dnd: bool = True
+    # End of manual do-not-disturb (ISO 8601, UTC), kept across restarts; "" = off.
+    dnd_until: str = ""
+
+    @field_validator("dnd_until")
+    @classmethod
+    def _check_dnd_until(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("dnd_until is a date and time (ISO 8601), or empty") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat()
+
+    def manual_dnd_end(self) -> datetime | None:
+        """When the saved manual do-not-disturb ends (aware UTC), or None when it is off."""
+        return datetime.fromisoformat(self.dnd_until) if self.dnd_until else None
 
 
 class QuickReplySetting(_Section):

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final, TypeVar, overload
 
-from tray_agent.core.effects import Alert, AlertKind, Effect, RequestResync
+from tray_agent.core.effects import Alert, AlertKind, Effect, Handler, RequestResync
 from tray_agent.core.events import (
     AgentRef,
     AssignmentAction,
@@ -503,6 +503,11 @@ class ConversationMap(Mapping[str, Conversation]):
     def __len__(self) -> int:
         return self._len
 
+    def scan(self) -> Iterator[Conversation]:
+        """Every conversation, in no meaningful order: a full scan without a lookup per key."""
+        for bucket in self._buckets:
+            yield from bucket.values()
+
     def __repr__(self) -> str:
         return f"ConversationMap({self._len} conversations)"
 
@@ -574,13 +579,15 @@ class State:
         total_events: events reduced so far.
         ignored: ignored inputs counted by kind (bounded).
         unread_total: sum of the conversations' unread counts.
-        waiting_keys: keys of conversations whose customer is waiting (assigned or not).
+        waiting_keys: keys of customers waiting for a human whom nobody has taken (``urgent``):
+            THE waiting set. The badge, the tray menu, the inbox's Waiting tab and the policy's
+            reminders all derive from it; a customer taken by anyone leaves it at once.
         mine_keys: keys of conversations assigned to me.
         initial_load_done: a resync has completed since start.
         resync: the resync in progress, if any.
         resync_requested: a RequestResync effect is outstanding (so it is not repeated).
         clock: the newest server timestamp seen: the reducer's only notion of "now".
-        urgent_total: how many waiting customers nobody has taken (the badge), kept incrementally.
+        urgent_total: ``len(waiting_keys)`` (the badge), kept incrementally.
     """
 
     connection: ConnectionInfo = field(default_factory=ConnectionInfo)
@@ -606,7 +613,7 @@ class State:
         return conv
 
     def waiting_list(self) -> tuple[Conversation, ...]:
-        """Waiting customers (assigned ones too, showing who has them), oldest waiting first."""
+        """Customers waiting for a human whom nobody has taken, oldest waiting first."""
         cached: tuple[Conversation, ...] | None = self._cache.get("waiting_list")
         if cached is None:
             convs = [self.conversations[k] for k in self.waiting_keys]
@@ -692,15 +699,15 @@ class _Tx:
         if old is None:
             self.unread_total += new.unread
             self.urgent_total += new.urgent
-            if new.waiting:
+            if new.urgent:
                 self.waiting_delta[key] = True
             if new.assigned_to_me:
                 self.mine_delta[key] = True
             return
         self.unread_total += new.unread - old.unread
         self.urgent_total += new.urgent - old.urgent
-        if old.waiting != new.waiting:
-            self.waiting_delta[key] = new.waiting
+        if old.urgent != new.urgent:
+            self.waiting_delta[key] = new.urgent
         if old.assigned_to_me != new.assigned_to_me:
             self.mine_delta[key] = new.assigned_to_me
 
@@ -722,6 +729,8 @@ class _Tx:
                 customer_name=conv.customer_name,
                 channel=conv.channel,
                 text=text,
+                since=conv.waiting_since if conv.waiting else None,
+                handler=_handler(conv),
             )
         )
 
@@ -845,6 +854,32 @@ def _update(obj: _T, **changes: Any) -> _T:
 def _describe(conv: Conversation, customer_name: str, channel: str) -> Conversation:
     """Fill in the customer's name and channel when the event names them."""
     return _update(conv, customer_name=customer_name or conv.customer_name, channel=channel or conv.channel)
+
+
+def _handler(conv: Conversation) -> Handler:
+    """Who handles the customer, for the policy (messages of AI-handled ones are quiet)."""
+    if conv.assigned_to_me:
+        return Handler.ME
+    if conv.assigned:
+        return Handler.COLLEAGUE
+    if conv.waiting or conv.handled_by in ("human", "unassigned"):
+        return Handler.NOBODY
+    return Handler.AI  # dashboard: the bot answers until stopped; org: handled_by "ai"
+
+
+def _known_before(conv: Conversation, at: datetime | None) -> bool:
+    """A customer message older than what we already had of the conversation: no news.
+
+    A replay or a backfill after a sign-in, reconnect or resync raises no alert. Compared with
+    the newest customer message in the history, or, with no customer message there, with the
+    conversation's last activity as a resync row told it.
+    """
+    if at is None:
+        return False
+    for record in reversed(conv.messages):
+        if record.sender is SenderKind.CUSTOMER and record.at is not None:
+            return at < record.at
+    return not conv.messages and conv.last_message_at is not None and at < conv.last_message_at
 
 
 def _is_me(user_id: str, agent_id: str) -> bool:
@@ -1065,6 +1100,7 @@ def _on_message(state: State, event: MessageReceived, limit: int) -> Result:
     # 4. Human mode announced by a customer message we did not know was waiting: we missed the
     #    escalation (dropped broadcast, G10). Treat it as the escalation, and ask for the truth.
     requires_human = event.requires_human and event.sender is SenderKind.CUSTOMER and not conv.waiting
+    escalated = False
     if requires_human:
         raise_alert = not conv.escalation_alerted and not conv.assigned
         conv = _replace(
@@ -1076,6 +1112,7 @@ def _on_message(state: State, event: MessageReceived, limit: int) -> Result:
         tx.mark_waiting_seen(key)
         if raise_alert:
             tx.alert(AlertKind.ESCALATION, conv, event.text)
+            escalated = True  # one escalation = one alert: no MESSAGE alert for the same words
         tx.request_resync("message from a customer in human mode that was not known to be waiting")
 
     # 5. Empty text and no attachment (G8: attachment-only dashboard message, cleared bot
@@ -1088,9 +1125,12 @@ def _on_message(state: State, event: MessageReceived, limit: int) -> Result:
 
     customer = event.sender is SenderKind.CUSTOMER
     unread = conv.unread + 1 if customer and state.focused != key else conv.unread
+    # After a sign-in or reconnect, replayed or backfilled messages older than what we already
+    # had are not news: they count as unread, but do not alert again.
+    news = customer and not escalated and not _known_before(conv, record.at)
     conv = _replace(conv, messages=history.appended(record, limit), unread=unread, **_with_last(conv, record))
     tx.put(conv)
-    if customer:
+    if news:
         tx.alert(AlertKind.MESSAGE, conv, _preview(record))
     return tx.commit()
 
@@ -1274,8 +1314,8 @@ def _on_assignment(state: State, event: AssignmentChanged, limit: int) -> Result
             to_me = agent is not None and _is_me(me, agent.agent_id)
         if agent is None and to_me and me:
             agent = AgentRef(agent_id=me)
-        # Taken: their "waiting for someone" urgency ends (they stay in the waiting list, which
-        # shows who has them), and a later request for a human is a new escalation.
+        # Taken: their "waiting for someone" urgency ends and they leave the waiting set at once
+        # (issue 14); a later request for a human is a new escalation.
         conv = _update(
             conv,
             assigned=True,
@@ -1439,9 +1479,12 @@ def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result
     # Last page: customers still waiting here but absent from a complete, contiguous list were
     # handled while we were offline.
     if progress.intact:
-        for key in tx.waiting_keys - seen:
+        # The waiting set holds only untaken customers: taken ones still flagged waiting (the
+        # customer's human mode) are looked up too, so that a later release does not revive them.
+        taken = (c.key for c in state.conversations.scan() if c.waiting and c.assigned)
+        for key in (tx.waiting_keys | frozenset(taken)) - seen:
             gone = tx.get(key)
-            if gone is not None:
+            if gone is not None and gone.waiting:
                 tx.put(_update(gone, waiting=False, waiting_since=None, escalation_alerted=False))
         if progress.held:
             # Every chat a human holds was listed: mine that were not are held by nobody now
@@ -1834,23 +1877,29 @@ def reduce(state: State, event: Event, *, history_limit: int = DEFAULT_HISTORY_L
       text still awaiting its echo, whether the ack came first or not; the echo confirms the
       reply. Empty text without attachment: no bubble, no alert; it only moves
       ``last_message_at``. Unread +1 and ``Alert(MESSAGE)`` for new customer bubbles only
-      (the alert is raised even for the focused conversation: the policy decides).
+      (the alert is raised even for the focused conversation: the policy decides), and only
+      when the message is news: one older than the newest customer message we already had (or,
+      with none, than the resync row's last activity) is a replay or backfill after a sign-in,
+      reconnect or resync, counted unread but not alerted. Alerts say who handles the customer
+      (``Alert.handler``: me, a colleague, nobody/waiting, the AI) and since when they wait.
       Unknown conversations are created, without a resync (new customers are normal).
     * **Human mode.** A customer message with ``requires_human`` in a conversation not known
       to be waiting means we missed the escalation: waiting, one ESCALATION alert (if nobody
-      has them), and one :class:`RequestResync`.
+      has them) and no MESSAGE alert for the same words, and one :class:`RequestResync`.
     * **Escalations.** One ESCALATION alert per episode; the episode ends when the customer is
       taken, released (``waiting=False``) or resolved. ``WaitingChanged(True)`` alerts only if
       the customer was not waiting and nobody has them.
-    * **Assignment.** Taking a customer ends their urgency (``Conversation.urgent``) but keeps
-      them in the waiting list. Release of an unknown customer is ignored; assignment of an
-      unknown one without a customer summary requests a resync (once).
+    * **Assignment.** Taking a customer (anyone, my optimistic take-over included) ends their
+      urgency (``Conversation.urgent``) and removes them from the waiting set
+      (``waiting_keys``: the badge, menu and Waiting tab all derive from it). Release of an
+      unknown customer is ignored; assignment of an unknown one without a customer summary
+      requests a resync (once).
     * **Resync.** A page at offset 0 starts a resync. Rows are server truth for waiting and
       assignment; history and unread are kept. After the last page of a complete, contiguous
-      list, waiting customers that no page (nor a live escalation during the resync) showed
-      stop waiting. The first resync after start raises no per-customer alerts, only one
-      REMINDER for the longest-waiting untaken customer; later resyncs alert (ESCALATION) for
-      customers newly waiting and untaken.
+      list, waiting customers (taken ones still flagged waiting too) that no page (nor a live
+      escalation during the resync) showed stop waiting. The first resync after start raises
+      no per-customer alerts, only one REMINDER for the longest-waiting untaken customer; later
+      resyncs alert (ESCALATION) for customers newly waiting and untaken.
     * **Commands.** Only replies, take-overs and releases are tracked. A take-over assigns me
       optimistically; a failure rolls it back (``already_assigned``: assigned to somebody else).
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from PySide6.QtCore import QEvent, QItemSelection, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QItemSelection, QObject, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QHideEvent, QKeyEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -158,6 +158,8 @@ class CustomerServiceWindow(QMainWindow):
         self._sink = command_sink
         self._dialect = dialect
         self._selected_key = ""
+        self._removing = False  # rows are being removed from a tab (see _on_table_selection_changed)
+        self._jumped = False
         self._reported: set[str] = set()
         new_conflicts(bridge.state.outbound, self._reported)  # old failures are not news
         self.setWindowTitle(_("Customer Service"))
@@ -297,6 +299,8 @@ class CustomerServiceWindow(QMainWindow):
 
     def _make_table(self, proxy: ConversationTabProxy) -> QTableView:
         table = QTableView(self)
+        # Before setModel: this runs before the selection model reacts to a removal.
+        proxy.rowsAboutToBeRemoved.connect(self._on_proxy_rows_about_to_be_removed)
         table.setModel(proxy)
         table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -528,11 +532,28 @@ class CustomerServiceWindow(QMainWindow):
 
     def _on_table_selection_changed(self, selected: QItemSelection, deselected: QItemSelection) -> None:
         key = self.selected_key()
+        if self._removing and self._selected_key and key != self._selected_key:
+            # The selected customer is leaving this tab (taken, resolved) and Qt moved the
+            # selection to a neighbour: undone once the rows are gone (a second "Take over" must
+            # not hit someone else). The key is kept: a rolled-back take-over selects them again.
+            self._jumped = True
+            return
         if key or self.sender() is self.current_table.selectionModel():
             self._selected_key = key
         self._update_buttons()
 
+    def _on_proxy_rows_about_to_be_removed(self) -> None:
+        self._removing = True  # until rowsRemoved: a selection change now is not the agent's
+
     def _on_proxy_rows_changed(self) -> None:
+        self._removing = False
+        if self._jumped:
+            self._jumped = False
+            table = self.current_table
+            with QSignalBlocker(table.selectionModel()):
+                table.clearSelection()
+            table.viewport().update()
+            self._update_buttons()
         self._update_tab_titles()
         self._update_ticking()
         proxy = self.sender()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
@@ -163,11 +164,19 @@ class EffectRunner(QObject):
         """The agent looks at ``conversation`` now (None: at none); its toasts go away."""
         self._carry_out(self._policy.set_focus(conversation))
 
-    def set_dnd(self, until: datetime | None) -> None:
-        """Manual do-not-disturb until ``until`` (aware), or off with None."""
-        self._policy.set_dnd(until)
+    def set_dnd(self, until: datetime | None) -> bool:
+        """Manual do-not-disturb until ``until`` (aware), or off with None.
+
+        Returns False when the policy forbids manual DND (``alerts.allow_manual_dnd``).
+        """
+        accepted = self._policy.set_dnd(until)
         self.dnd_changed.emit(self.dnd_until)
         self._carry_out([])
+        return accepted
+
+    def withdraw_all(self) -> None:
+        """Withdraw every toast on screen (sign-out; :meth:`aclose` does it at Quit)."""
+        self._carry_out(self._policy.withdraw_all())
 
     def update_settings(self, settings: AlertSettings) -> None:
         """Apply new alert settings (mute, volume, quiet hours ...)."""
@@ -191,7 +200,9 @@ class EffectRunner(QObject):
         self._carry_out(self._policy.update_waiting(changes, self._clock.now()))
 
     async def aclose(self) -> None:
-        """Stop the timer and wait (bounded) for toasts still being sent. Never raises."""
+        """Withdraw every toast, stop the timer, wait (bounded) for the notifier. Never raises."""
+        with contextlib.suppress(Exception):
+            self.withdraw_all()  # no toast outlives the app: its buttons would do nothing
         self._timer.stop()
         pending = [t for t in self._tasks if not t.done()]
         if pending:

@@ -372,8 +372,8 @@ class ConversationTableModel(QAbstractTableModel):
         if column == Column.LAST_MESSAGE:
             return isolate_bidi(one_line(conv.last_message))
         if column == Column.WAITING:
-            if not conv.waiting or conv.waiting_since is None:
-                return ""
+            if not conv.urgent or conv.waiting_since is None:
+                return ""  # taken: no waiting timer runs
             return waiting_duration((self._now - conv.waiting_since).total_seconds())
         if column == Column.AGENT:
             return agent_text(conv, self._dialect)
@@ -703,10 +703,10 @@ def _timestamp(at: datetime | None, missing: float) -> float:
 
 
 class WaitingProxy(ConversationTabProxy):
-    """Customers waiting for a human (assigned ones too, showing who has them), oldest first."""
+    """Customers waiting for a human whom nobody has taken (``State.waiting_keys``), oldest first."""
 
     def accepts(self, conv: Conversation) -> bool:  # noqa: D102
-        return conv.waiting
+        return conv.urgent  # a customer taken by anyone leaves Waiting at once (issue 14)
 
     def sort_key(self, conv: Conversation) -> tuple[Any, ...]:  # noqa: D102
         return (_timestamp(conv.waiting_since, _INF), conv.key)

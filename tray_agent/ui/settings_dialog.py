@@ -46,7 +46,7 @@ from tray_agent.ui.quick_reply_popup import QuickRepliesEditor
 logger = logging.getLogger(__name__)
 
 SECTIONS: tuple[str, ...] = ("connection", "alerts", "ui", "storage")
-_SKIPPED: frozenset[str] = SECRET_KEYS  # tokens never appear in the form
+_SKIPPED: frozenset[str] = SECRET_KEYS | {"alerts.dnd_until"}  # tokens; DND's end (the tray sets it)
 READ_ONLY: frozenset[str] = frozenset({"ui.team_quick_replies"})
 """Shown but never edited here: IT provides them through the machine policy."""
 
@@ -57,6 +57,7 @@ BASIC_KEYS: Final = (
     "ui.theme",
     "alerts.notify_escalations",
     "alerts.notify_messages",
+    "alerts.ai_messages",
     "alerts.sounds",
     "alerts.volume",
     "alerts.sla_minutes",
@@ -295,7 +296,8 @@ class SettingsDialog(QDialog):
             "alerts.sounds": _("Play sounds"),
             "alerts.volume": _("Volume"),
             "alerts.quiet_hours": _("Quiet hours"),
-            "alerts.allow_dnd": _("Allow do-not-disturb"),
+            "alerts.ai_messages": _("Notify about messages in conversations the AI is handling"),
+            "alerts.allow_manual_dnd": _("Allow do-not-disturb from the tray menu"),
             "ui.language": _("Language"),
             "ui.theme": _("Theme"),
             "ui.history_limit": _("Keep per conversation at most"),

@@ -6,9 +6,7 @@ import contextlib
 import enum
 import functools
 import importlib.resources
-import json
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -235,36 +233,6 @@ class _DndChoice(enum.StrEnum):
     TOMORROW = "tomorrow"
 
 
-def read_dnd_file(path: Path, now: datetime) -> tuple[str, datetime] | None:
-    """The manual do-not-disturb saved by an earlier run, if it has not ended: (choice, until).
-
-    A missing, unreadable or malformed file, or a past end, is no do-not-disturb (never raises).
-    """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        choice = _DndChoice(data["choice"])
-        until = datetime.fromisoformat(data["until"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if until.tzinfo is None or until <= now or choice is _DndChoice.OFF:
-        return None
-    return str(choice), until
-
-
-def write_dnd_file(path: Path, choice: str, until: datetime | None) -> None:
-    """Save the manual do-not-disturb atomically (None: remove the file). Failures are logged."""
-    try:
-        if until is None:
-            path.unlink(missing_ok=True)
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(path.name + ".tmp")
-        temp.write_text(json.dumps({"choice": choice, "until": until.isoformat()}), encoding="utf-8")
-        os.replace(temp, path)
-    except OSError as exc:
-        logger.warning("Could not save do-not-disturb: %s", exc)
-
-
 class StatusWindow(QWidget):
     """A small always-available window for desktops without a tray: state, badge, menu.
 
@@ -341,9 +309,9 @@ class TrayController(QObject):
         clock: wall-clock time (waiting times, DND ends).
         windows: the window manager, or None while there is none (no inbox/chat items).
         mute_locked: the mute switch is fixed by the administrator's policy.
-        dnd_allowed: manual do-not-disturb may be used (``alerts.allow_dnd``; the policy can
-            forbid it: the menu then has no do-not-disturb item).
-        dnd_file: where manual do-not-disturb is kept across restarts (None: not kept).
+        dnd_allowed: manual do-not-disturb may be used (``alerts.allow_manual_dnd``; the policy
+            can forbid it: the menu then has no do-not-disturb item). Its end survives a restart
+            as ``alerts.dnd_until`` (core/policy.py restores it, app.py saves it).
         tray_available: override the tray detection (tests); None asks Qt.
         tray_icon: an icon already shown (app.py shows one before this controller exists): it
             is adopted, so the desktop keeps the item it registered; None creates one.
@@ -378,7 +346,6 @@ class TrayController(QObject):
         windows: WindowsPort | None = None,
         mute_locked: bool = False,
         dnd_allowed: bool = True,
-        dnd_file: Path | None = None,
         tray_available: bool | None = None,
         tray_icon: QSystemTrayIcon | None = None,
         parent: QObject | None = None,
@@ -396,7 +363,6 @@ class TrayController(QObject):
         self._problems: dict[str, str] = {}
         self._dnd_choice = _DndChoice.OFF
         self._dnd_allowed = dnd_allowed
-        self._dnd_file = dnd_file
         self._icons: OrderedDict[tuple[IconState, str, bool], QIcon] = OrderedDict()
         self._icon_key: tuple[IconState, str, bool] | None = None
         self._status_window: StatusWindow | None = None
@@ -420,7 +386,6 @@ class TrayController(QObject):
         self._language_notifier = language_notifier()
         if self._language_notifier is not None:
             self._language_notifier.language_changed.connect(self._on_language_changed)
-        self._restore_dnd()
         self._update_icon()
         self.refresh_menu()
 
@@ -519,7 +484,7 @@ class TrayController(QObject):
         return self._dnd_allowed
 
     def set_dnd_allowed(self, allowed: bool) -> None:
-        """Allow or forbid manual do-not-disturb (``alerts.allow_dnd``); forbidding ends it."""
+        """Allow or forbid manual do-not-disturb (``alerts.allow_manual_dnd``); forbidding ends it."""
         self._dnd_allowed = allowed
         if not allowed and self._runner.dnd_until is not None:
             self._set_dnd(_DndChoice.OFF, None)
@@ -620,8 +585,6 @@ class TrayController(QObject):
     def _on_runner_dnd_changed(self, until: object) -> None:
         if until is None:
             self._dnd_choice = _DndChoice.OFF
-            if self._dnd_file is not None:
-                write_dnd_file(self._dnd_file, _DndChoice.OFF, None)
         self._changed()
 
     def _on_language_changed(self, language: str) -> None:
@@ -864,22 +827,4 @@ class TrayController(QObject):
             return
         self._dnd_choice = choice
         self._runner.set_dnd(until)
-        if self._dnd_file is not None:
-            write_dnd_file(self._dnd_file, choice, until)
         self._changed()
-
-    def _restore_dnd(self) -> None:
-        """Manual do-not-disturb survives a restart (unless it ended or is forbidden now)."""
-        if self._dnd_file is None:
-            return
-        saved = read_dnd_file(self._dnd_file, self._clock.now())
-        if saved is None:
-            return
-        if not self._dnd_allowed:
-            write_dnd_file(self._dnd_file, _DndChoice.OFF, None)
-            return
-        choice, until = saved
-        with contextlib.suppress(ValueError):
-            self._dnd_choice = _DndChoice(choice)
-            self._runner.set_dnd(until)
-            logger.info("Do not disturb restored until %s", until.isoformat())

@@ -12,6 +12,7 @@ from tray_agent.core.effects import (
     Alert,
     AlertKind,
     Effect,
+    Handler,
     Notify,
     PlaySound,
     SoundName,
@@ -21,9 +22,12 @@ from tray_agent.core.effects import (
     Withdraw,
 )
 from tray_agent.core.policy import (
+    AI_SUMMARY_KEY,
     SUMMARY_KEY,
     AlertPolicy,
     AlertTexts,
+    ToastKey,
+    ToastKind,
     TrayLevel,
     WaitingCustomer,
     escalation_key,
@@ -420,7 +424,7 @@ def test_policy_reminders_back_off_and_cap() -> None:
     assert fired == [5, 15, 35, 65, 95]  # gaps 5, 10, 20, then capped at 30
     assert toast.title == "Ana is still waiting (95 min)"
     assert toast.actions == (ToastAction.TAKE_OVER, ToastAction.OPEN)
-    assert toast.urgency is Urgency.NORMAL
+    assert toast.urgency is Urgency.CRITICAL  # the escalation's follow-up (issue 14)
 
 
 def test_policy_late_tick_fires_one_reminder_only(policy: AlertPolicy) -> None:
@@ -448,7 +452,9 @@ def test_policy_reminders_follow_notify_escalations(alert_settings: AlertSetting
     assert policy.on_tick(at(minutes=60)) == []
 
 
-def test_policy_reminder_in_dnd_is_skipped_but_schedule_advances(policy: AlertPolicy) -> None:
+def test_policy_reminder_in_dnd_is_skipped_but_schedule_advances(alert_settings: AlertSettings) -> None:
+    alert_settings.escalations_bypass_dnd = False  # reminders follow the escalations' DND rule
+    policy = AlertPolicy(alert_settings, UTC)
     policy.on_waiting_changed(WaitingCustomer("c1", at(0)), True, at(0))
     policy.set_dnd(at(minutes=6))
     assert policy.on_tick(at(minutes=5)) == []
@@ -552,6 +558,11 @@ policy_settings = st.builds(
 )
 
 
+def is_escalation(toast: Toast) -> bool:
+    key = ToastKey.parse(toast.key)
+    return key is not None and key.kind is ToastKind.ESCALATION
+
+
 def run_step(policy: AlertPolicy, now: datetime, op: tuple[str, object]) -> tuple[datetime, list[Effect]]:
     kind, arg = op
     if kind == "msg":
@@ -591,14 +602,16 @@ def test_policy_property_rate_limit_and_escalations(
             and (alert_settings.escalations_bypass_dnd or not policy.dnd_active(now))
         )
         now, effects = run_step(policy, now, op)
-        critical = [t for t in toasts(effects) if t.urgency is Urgency.CRITICAL]
-        # Every escalation gives exactly one critical toast, its own; nothing else is critical.
+        escalations = [t for t in toasts(effects) if is_escalation(t)]
+        # Every escalation gives exactly one critical toast, its own. (Reminders are critical too
+        # since issue 14, being the escalation's follow-up, but they keep the rate limit.)
+        assert all(t.urgency is Urgency.CRITICAL for t in escalations)
         if expect_escalation:
-            assert [t.key for t in critical] == [escalation_key(str(op[1]))]
+            assert [t.key for t in escalations] == [escalation_key(str(op[1]))]
         else:
-            assert critical == []
+            assert escalations == []
         for toast in toasts(effects):
-            if toast.urgency is not Urgency.CRITICAL and last_notify is not None:
+            if not is_escalation(toast) and last_notify is not None:
                 # Non-escalation toasts keep the interval from the previous toast of any kind.
                 assert now - last_notify >= interval or interval == timedelta(0)
             last_notify = now
@@ -678,3 +691,237 @@ def test_schedule_indexes_agree_with_a_full_scan(steps: list[tuple[str, int, int
         assert policy._oldest_since() == expected_oldest
         if expected_oldest is None:
             assert policy.tray_level(now) is TrayLevel.NORMAL
+
+
+# --------------------------------------------------------------------------- issue 14
+
+
+def on_screen(effects: list[Effect], screen: set[str] | None = None) -> set[str]:
+    """The toast keys on screen after ``effects`` (Notify adds or replaces, Withdraw removes)."""
+    screen = set() if screen is None else screen
+    for effect in effects:
+        if isinstance(effect, Notify):
+            screen.add(effect.toast.key)
+        elif isinstance(effect, Withdraw):
+            screen.discard(effect.key)
+    return screen
+
+
+def drive(policy: AlertPolicy, until: datetime) -> list[Effect]:
+    """Fire the single-shot timer until ``until`` (nothing later)."""
+    effects: list[Effect] = []
+    while (deadline := policy.next_deadline()) is not None and deadline <= until:
+        effects += policy.on_tick(deadline)
+    return effects
+
+
+def test_policy_escalation_after_its_message_leaves_one_toast(policy: AlertPolicy) -> None:
+    effects = policy.on_alert(msg("c1", text="I want a human"), at(0))
+    effects += policy.on_alert(esc("c1", text="I want a human"), at(0.1))
+    effects += drive(policy, at(30))
+    assert on_screen(effects) == {escalation_key("c1")}
+
+
+def test_policy_message_of_an_escalation_makes_no_second_toast(policy: AlertPolicy) -> None:
+    # The reducer's order for a message that announces human mode: escalation, then message.
+    effects = policy.on_alert(esc("c1", text="I want a human"), at(0))
+    effects += policy.on_alert(msg("c1", text="I want a human"), at(0))
+    effects += drive(policy, at(30))
+    assert [t.key for t in toasts(effects)] == [escalation_key("c1")]
+    assert toasts(policy.on_alert(msg("c2"), at(31)))[0].key == message_key("c2")  # others still toast
+
+
+def test_policy_reminder_alert_shows_the_real_waiting_time(policy: AlertPolicy) -> None:
+    since = at(minutes=-7, seconds=-47)
+    effects = policy.on_alert(Alert(AlertKind.REMINDER, "c1", "Ana", since=since), at(0))
+    assert [t.title for t in toasts(effects)] == ["Ana is still waiting (7 min)"]
+    assert policy.tray_level(at(0)) is TrayLevel.WAITING
+    assert policy.next_deadline() == at(minutes=2, seconds=13)  # the SLA (10 min) from the real start
+
+
+def test_policy_escalation_alert_schedules_reminders_from_the_real_start(policy: AlertPolicy) -> None:
+    policy.on_alert(Alert(AlertKind.ESCALATION, "c1", "Ana", since=at(minutes=-3)), at(0))
+    assert policy.next_deadline() == at(minutes=2)  # reminder_after (5 min) from since
+    [toast] = toasts(policy.on_tick(at(minutes=2)))
+    assert toast.title == "Ana is still waiting (5 min)"
+
+
+def test_policy_escalation_reminders_pass_dnd_like_the_escalation(policy: AlertPolicy) -> None:
+    policy.set_dnd(at(minutes=60))
+    policy.on_alert(esc("c1", name="Ana"), at(0))
+    effects = policy.on_tick(at(minutes=5))
+    [toast] = toasts(effects)
+    assert (toast.key, toast.urgency) == (reminder_key("c1"), Urgency.CRITICAL)
+    assert sounds(effects) == [SoundName.ESCALATION]
+    # A reminder alert from the reducer (first load) passes DND too.
+    assert [
+        t.key for t in toasts(policy.on_alert(Alert(AlertKind.REMINDER, "c2", "Budi"), at(minutes=6)))
+    ] == [reminder_key("c2")]
+    # Messages stay quiet.
+    assert policy.on_alert(msg("c3"), at(minutes=7)) == []
+
+
+def test_policy_reminder_summary_is_critical_with_the_escalation_sound(policy: AlertPolicy) -> None:
+    for conv in ("a", "b", "c"):
+        policy.on_waiting_changed(WaitingCustomer(conv, at(0)), True, at(0))
+    effects = policy.on_tick(at(minutes=5))
+    [toast] = toasts(effects)
+    assert (toast.key, toast.urgency) == (SUMMARY_KEY, Urgency.CRITICAL)
+    assert sounds(effects) == [SoundName.ESCALATION]
+
+
+def test_policy_focus_withdraws_every_toast_of_the_customer(policy: AlertPolicy) -> None:
+    policy.on_alert(esc("c1"), at(0))
+    policy.on_tick(at(minutes=5))  # a reminder too
+    assert withdrawn(policy.set_focus("c1")) == {escalation_key("c1"), reminder_key("c1")}
+
+
+def test_policy_taken_customer_loses_the_message_toast_too(policy: AlertPolicy) -> None:
+    effects = policy.on_alert(msg("c1"), at(0))
+    taken = policy.on_waiting_changed(WaitingCustomer("c1", assigned=True), False, at(1))
+    assert withdrawn(taken) == {message_key("c1")}
+    # Now mine: a new message toasts, and the next flush of the (still assigned) customer keeps it.
+    later = policy.on_alert(msg("c1", text="thanks"), at(20))
+    assert [t.key for t in toasts(later)] == [message_key("c1")]
+    assert policy.on_waiting_changed(WaitingCustomer("c1", assigned=True), False, at(21)) == []
+    # Released, then taken again (by a colleague): withdrawn again.
+    policy.on_waiting_changed(WaitingCustomer("c1"), False, at(22))
+    assert withdrawn(policy.on_waiting_changed(WaitingCustomer("c1", assigned=True), False, at(23))) == {
+        message_key("c1")
+    }
+    assert on_screen(effects + taken + later) == {message_key("c1")}
+
+
+def test_policy_withdraw_all_clears_the_screen_and_held_toasts(policy: AlertPolicy) -> None:
+    effects = policy.on_alert(msg("a"), at(0))
+    effects += policy.on_alert(esc("b"), at(0.1))
+    effects += policy.on_alert(msg("c"), at(0.2))  # held back by the rate limit
+    gone = policy.withdraw_all()
+    assert on_screen(effects + gone) == set()
+    assert withdrawn(gone) == {message_key("a"), escalation_key("b")}
+    assert toasts(drive(policy, at(30))) == []
+    assert policy.withdraw_all() == []
+
+
+@pytest.mark.parametrize(
+    ("key", "parsed"),
+    [
+        (message_key("1001/77"), ToastKey(ToastKind.MESSAGE, "1001/77")),
+        (escalation_key("a:b"), ToastKey(ToastKind.ESCALATION, "a:b")),
+        (reminder_key("x"), ToastKey(ToastKind.REMINDER, "x")),
+        (SUMMARY_KEY, ToastKey(ToastKind.SUMMARY)),
+        (AI_SUMMARY_KEY, ToastKey(ToastKind.AI_SUMMARY)),
+        ("message:", None),
+        ("summary:x", None),
+        ("bogus:x", None),
+        ("", None),
+    ],
+)
+def test_toast_key_round_trip(key: str, parsed: ToastKey | None) -> None:
+    assert ToastKey.parse(key) == parsed
+    if parsed is not None:
+        assert str(parsed) == key
+
+
+def test_alert_defaults_are_quiet_for_ai_messages() -> None:
+    assert AlertSettings().ai_messages is False
+    assert AlertSettings.model_validate({"notify_messages": True}).ai_messages is False  # an old file
+
+
+@pytest.mark.parametrize(
+    ("handler", "toasted"),
+    [
+        (Handler.ME, True),
+        (Handler.NOBODY, True),
+        (Handler.UNKNOWN, True),
+        (Handler.AI, False),
+        (Handler.COLLEAGUE, False),
+    ],
+)
+def test_policy_messages_alert_for_mine_and_waiting_by_default(
+    policy: AlertPolicy, handler: Handler, toasted: bool
+) -> None:
+    effects = policy.on_alert(Alert(AlertKind.MESSAGE, "c1", "Ana", "web", "hi", handler=handler), at(0))
+    effects += drive(policy, at(600))
+    assert bool(toasts(effects)) is toasted
+
+
+def test_policy_ai_messages_when_on_are_one_summary_a_minute(alert_settings: AlertSettings) -> None:
+    alert_settings.ai_messages = True
+    policy = AlertPolicy(alert_settings, UTC)
+
+    def ai(conv: str, name: str, seconds: float) -> list[Effect]:
+        return policy.on_alert(
+            Alert(AlertKind.MESSAGE, conv, name, text="x", handler=Handler.AI), at(seconds)
+        )
+
+    first = ai("a", "Ana", 0)
+    [toast] = toasts(first)
+    assert (toast.key, toast.urgency, toast.conversation) == (AI_SUMMARY_KEY, Urgency.LOW, "")
+    assert toast.title == "1 new message in conversations the AI is handling"
+    assert sounds(first) == []  # AI chatter never makes a sound
+    assert ai("b", "Budi", 10) == []
+    assert ai("a", "Ana", 20) == []
+    assert policy.next_deadline() == at(60)
+    [later] = toasts(drive(policy, at(120)))
+    assert later.title == "2 new messages in conversations the AI is handling"
+    assert later.body == "Budi, Ana"
+    assert policy.next_deadline() is None
+
+
+def test_manual_dnd_survives_a_restart(alert_settings: AlertSettings) -> None:
+    alert_settings.dnd_until = at(minutes=30).isoformat()
+    policy = AlertPolicy(alert_settings, UTC)
+    assert policy.dnd_until == at(minutes=30)
+    assert policy.dnd_active(at(1))
+    assert alert_settings.manual_dnd_end() == at(minutes=30)
+
+
+def test_manual_dnd_forbidden_by_policy(alert_settings: AlertSettings) -> None:
+    alert_settings.dnd_until = at(minutes=30).isoformat()
+    alert_settings.allow_manual_dnd = False
+    policy = AlertPolicy(alert_settings, UTC)
+    assert not policy.manual_dnd_allowed
+    assert policy.dnd_until is None  # the saved DND is not honoured
+    assert policy.set_dnd(at(minutes=60)) is False
+    assert not policy.dnd_active(at(1))
+    assert policy.set_dnd(None) is True
+
+
+def test_manual_dnd_ends_when_the_policy_forbids_it(
+    policy: AlertPolicy, alert_settings: AlertSettings
+) -> None:
+    assert policy.set_dnd(at(minutes=60)) is True
+    alert_settings.allow_manual_dnd = False
+    policy.update_settings(alert_settings)
+    assert policy.dnd_until is None
+    assert not policy.dnd_active(at(1))
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("", ""),
+        ("2025-03-03T12:30:00+07:00", "2025-03-03T05:30:00+00:00"),
+        ("2025-03-03T12:30:00", "2025-03-03T12:30:00+00:00"),  # naive: taken as UTC
+    ],
+)
+def test_dnd_until_setting_is_stored_in_utc(raw: str, stored: str) -> None:
+    assert AlertSettings(dnd_until=raw).dnd_until == stored
+
+
+def test_dnd_until_setting_rejects_garbage() -> None:
+    with pytest.raises(ValueError, match="dnd_until"):
+        AlertSettings(dnd_until="tomorrow")
+
+
+def test_machine_policy_can_forbid_and_lock_manual_dnd() -> None:
+    from tray_agent.core.settings_layers import load_settings
+
+    policy_toml = 'locked = ["alerts.allow_manual_dnd"]\n[alerts]\nallow_manual_dnd = false\n'
+    loaded = load_settings(policy_sources=[("machine", policy_toml)], env={})
+    assert loaded.problems == []
+    assert loaded.settings.alerts.allow_manual_dnd is False
+    assert loaded.is_locked("alerts.allow_manual_dnd")
+    policy = AlertPolicy(loaded.settings.alerts, UTC)
+    assert policy.set_dnd(at(minutes=30)) is False

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tray_agent.core.effects import Alert, AlertKind, Effect, RequestResync
+from tray_agent.core.effects import Alert, AlertKind, Effect, Handler, RequestResync
 from tray_agent.core.events import (
     AgentRef,
     AssignmentAction,
@@ -142,7 +142,14 @@ def test_reduce_customer_message_creates_conversation_with_bubble_unread_and_ale
     assert state.unread_total == 1
     assert [r.text for r in conv.messages] == ["Halo"]
     assert effects == [
-        Alert(kind=AlertKind.MESSAGE, conversation=KEY, customer_name="Ann", channel="Page A", text="Halo")
+        Alert(
+            kind=AlertKind.MESSAGE,
+            conversation=KEY,
+            customer_name="Ann",
+            channel="Page A",
+            text="Halo",
+            handler=Handler.AI,  # nobody asked for a human: the AI answers
+        )
     ]
 
 
@@ -262,7 +269,9 @@ def test_reduce_requires_human_for_unknown_waiting_is_a_missed_escalation():
     assert conv is not None
     assert (conv.waiting, conv.waiting_since) == (True, at(1))
     assert len(alerts(effects, AlertKind.ESCALATION)) == 1
-    assert len(alerts(effects, AlertKind.MESSAGE)) == 2
+    # One escalation = one alert: the message that announced it raises no MESSAGE alert too
+    # (issue 14); the next message does.
+    assert [a.text for a in alerts(effects, AlertKind.MESSAGE)] == ["hello??"]
     assert len([e for e in effects if isinstance(e, RequestResync)]) == 1
 
 
@@ -496,7 +505,14 @@ def test_reduce_human_requested_then_stop_status_is_one_escalation():
     assert conv is not None
     assert (conv.waiting, conv.waiting_since, conv.urgent) == (True, at(5), True)
     assert alerts(effects) == [
-        Alert(kind=AlertKind.ESCALATION, conversation=KEY, customer_name="Ann", text="a human please")
+        Alert(
+            kind=AlertKind.ESCALATION,
+            conversation=KEY,
+            customer_name="Ann",
+            text="a human please",
+            since=at(5),
+            handler=Handler.NOBODY,
+        )
     ]
     assert state.waiting_count == 1
 
@@ -571,7 +587,7 @@ def test_reduce_waiting_for_already_assigned_customer_does_not_alert():
     ]
     state, effects = run(events)
     assert alerts(effects) == []
-    assert [c.key for c in state.waiting_list()] == [KEY]
+    assert state.waiting_list() == ()  # taken: not waiting for anyone (issue 14)
     assert state.waiting_count == 0
 
 
@@ -602,7 +618,7 @@ def test_reduce_assignment_compares_agent_id_with_my_user_id(agent_id, mine):
     assert state.conversation(KEY).assigned_to_me is mine  # type: ignore[union-attr]
 
 
-def test_reduce_taking_a_waiting_customer_clears_urgency_but_keeps_them_listed():
+def test_reduce_taking_a_waiting_customer_clears_urgency_and_leaves_the_waiting_list():
     events = [
         HumanRequested(conversation=KEY, at=at(1)),
         AssignmentChanged(
@@ -612,8 +628,12 @@ def test_reduce_taking_a_waiting_customer_clears_urgency_but_keeps_them_listed()
     state, _ = run(events, me_connected())
     assert state.waiting_count == 0
     assert state.oldest_waiting_since is None
-    (row,) = state.waiting_list()
-    assert (row.key, row.agent, row.urgent) == (KEY, AgentRef("a2", name="Bo"), False)
+    # Issue 14: a taken customer leaves "Waiting" at once (they used to stay listed).
+    assert state.waiting_list() == ()
+    assert state.waiting_keys == frozenset()
+    row = state.conversation(KEY)
+    assert row is not None
+    assert (row.agent, row.urgent) == (AgentRef("a2", name="Bo"), False)
 
 
 def test_reduce_unassignment_makes_waiting_customer_urgent_again():
@@ -759,10 +779,18 @@ def test_reduce_first_resync_shows_everyone_but_raises_one_reminder():
         ),
     ]
     state, effects = run(pages)
-    assert [c.key for c in state.waiting_list()] == ["a/3", "a/2", "a/1"]
+    assert [c.key for c in state.waiting_list()] == ["a/2", "a/1"]  # a/3 is taken
     assert state.waiting_count == 2
     assert state.oldest_waiting_since == at(10)
-    assert effects == [Alert(kind=AlertKind.REMINDER, conversation="a/2", customer_name="name-a/2")]
+    assert effects == [
+        Alert(
+            kind=AlertKind.REMINDER,
+            conversation="a/2",
+            customer_name="name-a/2",
+            since=at(10),
+            handler=Handler.NOBODY,
+        )
+    ]
     assert state.initial_load_done
     assert state.resync is None
 
@@ -796,7 +824,7 @@ def test_reduce_later_resync_alerts_newly_waiting_and_drops_the_handled():
     assert [r.text for r in a1.messages] == ["hi"]  # local history kept
     assert a1.unread == 1  # local unread kept
     assert (a1.assigned, a1.agent) == (True, AgentRef(ME))  # server truth for assignment
-    assert {c.key for c in state.waiting_list()} == {"a/1", "a/3", "a/4"}
+    assert {c.key for c in state.waiting_list()} == {"a/3"}  # a/1 and a/4 are taken
 
 
 def test_reduce_resync_with_a_gap_drops_nobody():
@@ -1256,3 +1284,118 @@ def test_a_resync_without_that_promise_leaves_mine_alone() -> None:
     state = _assigned_to_me_state()
     state, _ = run([WaitingListPage(customers=(summary(OTHER),))], state)
     assert KEY in state.mine_keys
+
+
+# --- issue 14: one customer, one truth -----------------------------------------------------------
+
+
+def test_reduce_message_announcing_human_mode_is_one_escalation_alert():
+    _state, effects = run([customer("I want a human", 1, requires_human=True)])
+    assert [(a.kind, a.text) for a in alerts(effects)] == [(AlertKind.ESCALATION, "I want a human")]
+
+
+def test_reduce_escalation_alert_carries_the_waiting_start():
+    events = [HumanRequested(conversation=KEY, at=at(5)), HumanRequested(conversation=OTHER, at=at(9))]
+    _state, effects = run(events)
+    assert [a.since for a in alerts(effects)] == [at(5), at(9)]
+
+
+def test_reduce_taken_customer_leaves_waiting_and_every_count_agrees():
+    rows = tuple(waiting_row(f"a/{i}", i) for i in range(4))
+    state, _ = run([WaitingListPage(customers=rows, offset=0)], me_connected())
+    state, _ = run(
+        [
+            AssignmentChanged(
+                conversation="a/2", action=AssignmentAction.ASSIGNED, agent=AgentRef("colleague")
+            )
+        ],
+        state,
+    )
+    # badge == tray menu == Waiting tab: all read the one waiting set.
+    assert state.waiting_count == len(state.waiting_list()) == len(state.waiting_keys) == 3
+    assert "a/2" not in state.waiting_keys
+    assert state.oldest_waiting_since == at(0)
+
+
+def test_reduce_my_take_over_leaves_waiting_at_once_and_a_failure_brings_them_back():
+    state, _ = run([HumanRequested(conversation=KEY, at=at(1))], me_connected())
+    state, _ = run([CommandQueued(command_id="t1", kind=CommandKind.TAKE_OVER, conversation=KEY)], state)
+    assert (state.waiting_list(), state.waiting_count) == ((), 0)
+    state, _ = run(
+        [
+            CommandFailed(
+                command_id="t1", kind=CommandKind.TAKE_OVER, conversation=KEY, reason=FailureReason.TIMEOUT
+            )
+        ],
+        state,
+    )
+    assert [c.key for c in state.waiting_list()] == [KEY]
+    assert state.waiting_count == 1
+
+
+def test_reduce_resync_forgets_a_taken_customer_the_server_no_longer_lists():
+    state, _ = run([WaitingListPage(customers=(waiting_row("a/1", 1, assigned=True),), offset=0)])
+    assert state.conversation("a/1").waiting  # type: ignore[union-attr]  # taken, still in human mode
+    state, _ = run([WaitingListPage(customers=(), offset=0)], state)
+    state, _ = run([AssignmentChanged(conversation="a/1", action=AssignmentAction.UNASSIGNED)], state)
+    assert state.waiting_list() == ()  # not revived by the release with their old waiting time
+
+
+def test_reduce_replayed_older_messages_after_a_reconnect_do_not_alert_again():
+    state, _ = run([customer("first", 10), customer("second", 20)])
+    # A reconnect replays what we had, and backfills one we missed but older than what we saw.
+    _state, effects = run([customer("first", 10), customer("missed earlier", 15)], state)
+    assert alerts(effects) == []
+    _state, effects = run([customer("new", 30)], state)
+    assert [a.text for a in alerts(effects)] == ["new"]
+
+
+def test_reduce_messages_older_than_the_resync_row_do_not_alert():
+    row = summary(KEY, last_message="latest", last_message_at=at(100))
+    state, _ = run([WaitingListPage(customers=(row,), offset=0)])
+    _state, effects = run([customer("old one", 50)], state)
+    assert alerts(effects) == []
+    assert _state.conversation(KEY).unread == 1  # type: ignore[union-attr]  # still counted
+    _state, effects = run([customer("fresh", 101)], state)
+    assert [a.text for a in alerts(effects)] == ["fresh"]
+
+
+@pytest.mark.parametrize(
+    ("events", "handler"),
+    [
+        ([], Handler.AI),
+        ([HumanRequested(conversation=KEY, at=at(0))], Handler.NOBODY),
+        (
+            [AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(ME))],
+            Handler.ME,
+        ),
+        (
+            [AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef("x"))],
+            Handler.COLLEAGUE,
+        ),
+        (
+            [ConversationUpdated(conversation=KEY, update_type="chat_created", fields={"handled_by": "ai"})],
+            Handler.AI,
+        ),
+        (
+            [
+                ConversationUpdated(
+                    conversation=KEY, update_type="chat_created", fields={"handled_by": "unassigned"}
+                )
+            ],
+            Handler.NOBODY,
+        ),
+    ],
+)
+def test_reduce_message_alert_says_who_handles_the_customer(events, handler):
+    state, _ = run([Connected(user_id=ME), *events])
+    _state, effects = run([customer("hi", 10)], state)
+    assert [a.handler for a in alerts(effects, AlertKind.MESSAGE)] == [handler]
+
+
+def test_conversation_map_scan_yields_every_conversation_once():
+    convs = [Conversation(key=f"k{i}") for i in range(300)]
+    cmap = ConversationMap(convs).set_many({"k1": Conversation(key="k1", unread=2)})
+    scanned = list(cmap.scan())
+    assert sorted(c.key for c in scanned) == sorted(c.key for c in convs)
+    assert next(c for c in scanned if c.key == "k1").unread == 2

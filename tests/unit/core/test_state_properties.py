@@ -186,7 +186,8 @@ def check_invariants(state: State) -> None:
     assert all(k == c.key for k, c in state.conversations.items())
     assert state.unread_total == sum(c.unread for c in convs)
     assert all(c.unread >= 0 for c in convs)
-    assert state.waiting_keys == {c.key for c in convs if c.waiting}
+    assert state.waiting_keys == {c.key for c in convs if c.urgent}  # the one waiting set
+    assert state.waiting_count == len(state.waiting_keys) == len(state.waiting_list())
     assert state.mine_keys == {c.key for c in convs if c.assigned_to_me}
     assert state.waiting_count == sum(1 for c in convs if c.urgent)
     since = [c.waiting_since or datetime.max.replace(tzinfo=UTC) for c in state.waiting_list()]
