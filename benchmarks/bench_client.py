@@ -190,6 +190,7 @@ def app(info: dict[str, Any], inbox_shown: bool = True) -> None:
     from tray_agent.net.client import Client
     from tray_agent.platform.secrets import MemorySecretStore
     from tray_agent.platform.sound import NullSound
+    from tray_agent.session.dispatcher import Dispatcher
     from tray_agent.ui.bridge import StoreBridge
     from tray_agent.ui.customer_service import CustomerServiceWindow
     from tray_agent.ui.effects import EffectRunner
@@ -204,7 +205,9 @@ def app(info: dict[str, Any], inbox_shown: bool = True) -> None:
     notifier = RecordingNotifier()
     runner = EffectRunner(AlertPolicy(alerts), notifier, NullSound("benchmark"), clock, alerts)
     bridge = StoreBridge(store)
-    bridge.conversations_changed.connect(lambda keys: runner.update_waiting(keys, store.state))  # as app.py
+    # As app.py: the dispatcher hands alerts to the engine; waiting list and focus come from the store.
+    runner.attach(store)
+    dispatcher = Dispatcher(store, clock, alerts=runner)
 
     class Sink:
         def submit(self, command: Any) -> None:
@@ -224,9 +227,7 @@ def app(info: dict[str, Any], inbox_shown: bool = True) -> None:
             counted[0] += 1
             if counted[0] == hit[0]:
                 hit[1] = time.monotonic()
-        effects = store.dispatch(event)
-        if effects:
-            runner.run(effects)
+        dispatcher.dispatch(event)
 
     settings = ConnectionSettings(
         dialect="dashboard", server=info["url"], company=info["company"], email=info["email"]

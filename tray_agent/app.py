@@ -29,23 +29,35 @@ from tray_agent.core.i18n import _
 
 if TYPE_CHECKING:
     import asyncio
+    import tempfile
+    from collections.abc import Coroutine
+    from datetime import datetime
 
     from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
     from tray_agent.core.commands import Command
+    from tray_agent.core.effects import Effect, ToastAction
     from tray_agent.core.events import Event
+    from tray_agent.core.ports import Notifier, SecretStore, Sound
+    from tray_agent.core.settings import ConnectionSettings, Settings
     from tray_agent.core.settings_layers import LoadedSettings
+    from tray_agent.core.state import ConnectionInfo, Store
+    from tray_agent.demo.server import DemoServer
     from tray_agent.net.client import Client
     from tray_agent.platform.paths import Paths
+    from tray_agent.platform.storage import LocalStore
+    from tray_agent.session import AccountSession, Dispatcher
+    from tray_agent.session.account import SessionClient
+    from tray_agent.ui.single_instance import SingleInstance
+    from tray_agent.ui.wakeup import WakeupWatcher
+    from tray_agent.ui.windows import WindowManager
 
 logger = logging.getLogger("tray_agent.app")
 
 DISPLAY_NAME = "tray_agent"
-DRAFTS_FILE = "drafts.json"  # drafts of versions before the local store (migrated once, then deleted)
-SIGN_OUT_SECRETS = ("password", "refresh_token", "session")  # keyring kinds of one account
+SIGN_OUT_SECRETS = ("password", "refresh_token", "session")  # as session.account (not imported at start-up)
 TEST_SHOW_MENU_ENV = "TRAY_AGENT_TEST_SHOW_MENU"
 DEMO_SEED = 7
-STOP_TIMEOUT = 5.0  # seconds for the client to close cleanly at shutdown
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +90,7 @@ def conversation_of_toast(key: str) -> str:
     return parsed.conversation if parsed is not None else ""
 
 
-def build_windows(app: TrayApp) -> Any:
+def build_windows(app: TrayApp) -> WindowManager | None:
     """Build ``ui.windows.WindowManager`` wired to the app, or None if this build has no windows."""
     try:
         from tray_agent.ui.windows import WindowManager
@@ -95,6 +107,7 @@ def build_windows(app: TrayApp) -> Any:
             state_file=app.paths.state / "windows.json",
             draft_store=app.local,
             clock=app.clock.now,
+            dispatch=app.dispatcher.dispatch,
             demo=bool(app.args.demo),
         )
     except Exception:
@@ -107,7 +120,12 @@ def build_windows(app: TrayApp) -> Any:
 
 
 class TrayApp:
-    """Holds and wires the app's objects for one run (built by :func:`run`)."""
+    """Wires the app's objects for one run (built by :class:`Launch`) and starts and stops them.
+
+    The account's objects and flows (client, local store, secrets; sign-in, sign-out, settings)
+    live in the Qt-free :class:`~tray_agent.session.AccountSession` built by
+    :func:`~tray_agent.session.build_session`; this class connects it to the tray and windows.
+    """
 
     def __init__(
         self,
@@ -118,7 +136,7 @@ class TrayApp:
         *,
         tray_icon: QSystemTrayIcon | None = None,
     ):
-        """Build the store, policy, effect runner and tray (not started: see :meth:`main`).
+        """Build the session, store, alert engine and tray (not started: see :meth:`main`).
 
         Args:
             args: the parsed command line.
@@ -132,9 +150,9 @@ class TrayApp:
         from tray_agent.core.events import ConnectionChanged, ConnectionState
         from tray_agent.core.policy import AlertPolicy
         from tray_agent.core.ports import SystemClock
-        from tray_agent.core.state import Store
         from tray_agent.platform.notifier import NullNotifier
         from tray_agent.platform.sound import NullSound
+        from tray_agent.session import SessionHooks, build_session
         from tray_agent.ui.bridge import StoreBridge
         from tray_agent.ui.effects import EffectRunner
         from tray_agent.ui.theme import ThemeController
@@ -142,27 +160,42 @@ class TrayApp:
 
         self.args = args
         self.paths = paths
-        self.loaded = loaded
         self.app = app
         self.clock = SystemClock()
         settings = loaded.settings
-        self.store = Store(history_limit=settings.ui.history_limit)
-        if args.demo or self._configured():
+        self.windows: WindowManager | None = None
+        hooks = SessionHooks(
+            problem=self._on_session_problem,
+            sign_in_needed=self._show_sign_in,
+            local_store_changed=self._on_session_local_store_changed,
+            local_store_closing=self._on_session_local_store_closing,
+            signed_out=self._on_session_signed_out,
+            settings_changed=self._on_session_settings_changed,
+        )
+        self.session: AccountSession = build_session(
+            loaded, self.clock, data_dir=paths.data, state_dir=paths.state, hooks=hooks
+        )
+        self.dispatcher: Dispatcher = self.session.dispatcher
+        self.store: Store = self.session.store
+        if args.demo or self.session.configured:
             # The first icon said "connecting" and the client will: do not show the store's
             # initial OFFLINE meanwhile (services, keyring, demo). Without an account it is
             # offline (and the sign-in window follows).
-            self.store.dispatch(ConnectionChanged(state=ConnectionState.CONNECTING, at=self.clock.now()))
+            self.dispatcher.dispatch(ConnectionChanged(state=ConnectionState.CONNECTING, at=self.clock.now()))
         self.policy = AlertPolicy(settings.alerts)
         self.bridge = StoreBridge(self.store)
-        self.commands = CommandRelay(self._fail_offline)
+        self.commands: AccountSession = self.session  # the UI's CommandSink
         self.runner = EffectRunner(
             self.policy,
             NullNotifier(),
             NullSound("starting"),
             self.clock,
             settings.alerts,
-            request_resync=self._on_runner_resync_requested,
         )
+        # The one route into the policy: reducer alerts through the dispatcher, the waiting
+        # list and the focus from the store.
+        self.runner.attach(self.store)
+        self.dispatcher.set_alerts(self.runner)
         self.tray = TrayController(
             self.bridge,
             self.runner,
@@ -176,8 +209,6 @@ class TrayApp:
         self.theme = ThemeController(app, settings.ui.theme, app)
         self.tray.set_icon_style(self.theme.icon_style)
         self.theme.icon_style_changed.connect(self.tray.set_icon_style)
-        self.bridge.conversations_changed.connect(self._on_bridge_conversations_changed)
-        self.bridge.focus_changed.connect(self._on_bridge_focus_changed)
         self.bridge.connection_changed.connect(self._on_bridge_connection_changed)
         self.tray.quit_requested.connect(self._on_tray_quit_requested)
         self.tray.reconnect_requested.connect(self._on_tray_reconnect_requested)
@@ -185,27 +216,55 @@ class TrayApp:
         self.tray.sign_out_requested.connect(self._on_tray_sign_out_requested)
         self.tray.diagnostics_export_requested.connect(self._on_tray_diagnostics_export_requested)
         self.runner.dnd_changed.connect(self._on_runner_dnd_changed)
-        self.client: Client | None = None
-        self.client_task: asyncio.Task[None] | None = None
-        self.wakeup: Any = None  # ui.wakeup.WakeupWatcher, once started
-        self.authenticator: Any = None
-        self.secrets: Any = None
-        self.windows: Any = None
-        self.demo: Any = None
+        self.wakeup: WakeupWatcher | None = None
+        self.demo: DemoServer | None = None  # only with --demo
         self.stopping = asyncio.Event()
         self._auth_prompted = False
         self._last_logged_state = ""
         self._tasks: set[asyncio.Future[None]] = set()
-        self.single_instance: Any = None
+        self.single_instance: SingleInstance | None = None
         self._open_at_start = ""
         self._show_at_start = False  # a later launch asked to show the app while it started
-        self.local: Any = None
-        self._demo_data: Any = None
+        self._demo_data: tempfile.TemporaryDirectory[str] | None = None
+
+    # -------------------------------------------------------------- the session's objects
+
+    @property
+    def loaded(self) -> LoadedSettings:
+        """The settings in force (the session's)."""
+        return self.session.loaded
+
+    @loaded.setter
+    def loaded(self, value: LoadedSettings) -> None:
+        self.session.loaded = value
+
+    @property
+    def client(self) -> SessionClient | None:
+        """The account's network client, while one runs."""
+        return self.session.client
+
+    @property
+    def local(self) -> LocalStore | None:
+        """The account's local store, while open."""
+        return self.session.local
+
+    @local.setter
+    def local(self, value: LocalStore | None) -> None:
+        self.session.local = value
+
+    @property
+    def secrets(self) -> SecretStore | None:
+        """The secret store (set once the keyring is open)."""
+        return self.session.secrets
+
+    @secrets.setter
+    def secrets(self, value: SecretStore | None) -> None:
+        self.session.secrets = value
 
     # -------------------------------------------------------------- start and stop
 
     def attach_single_instance(
-        self, instance: Any, open_conversation: str = "", pending: Iterable[str] = ()
+        self, instance: SingleInstance, open_conversation: str = "", pending: Iterable[str] = ()
     ) -> None:
         """Receive later launches' requests; open ``open_conversation`` once the windows exist.
 
@@ -262,9 +321,9 @@ class TrayApp:
         self.wakeup.start()
 
     def _on_wakeup_detected(self, reason: str) -> None:
-        if self.client is not None:
+        if self.session.client is not None:
             logger.info("Reconnecting at once: %s", reason)
-            self.client.reconnect_now()
+            self.session.reconnect_now()
 
     async def main(self) -> int:
         """Start everything, wait for Quit / SIGINT / SIGTERM, shut down cleanly."""
@@ -305,20 +364,19 @@ class TrayApp:
             from tray_agent.core.settings_layers import password_from_env
 
             password = password_from_env(os.environ)
-        connection = self.loaded.settings.connection
-        configured = self._configured()
+        configured = self.session.configured
         if configured:
             # Before the windows: restored chats find their drafts in the account's store.
-            self.local = self.open_local_store(connection)
+            self.local = self.session.open_local_store()
         self.attach_windows(build_windows(self))
         self.show_first_windows()
         self._apply_autostart()
         if not configured:
             logger.info("No server or account configured: asking the agent to sign in")
-            self._set_offline()
+            self.session.set_offline()
             self._show_sign_in(_("Enter your server and account to sign in."))
             return
-        self._start_client(password)
+        self.session.start(password)
 
     def show_first_windows(self) -> None:
         """Once the windows exist: the last session's chats, then what launches asked for.
@@ -334,12 +392,13 @@ class TrayApp:
         elif self._show_at_start or not self.loaded.settings.ui.start_hidden:
             self.windows.show_inbox()
 
-    def attach_windows(self, windows: Any) -> None:
+    def attach_windows(self, windows: WindowManager | None) -> None:
         """Use ``windows`` (a ``ui.windows.WindowManager``, or None) and connect its signals."""
         self.windows = windows
         if windows is None:
             return
-        self.tray.set_windows(windows)
+        # ui.tray's WindowsPort says the openers return None; WindowManager returns the window.
+        self.tray.set_windows(windows)  # type: ignore[arg-type]
         windows.sign_in_requested.connect(self._on_windows_sign_in_requested)
         windows.settings_saved.connect(self._on_windows_settings_saved)
         windows.quit_requested.connect(self._on_tray_quit_requested)
@@ -351,7 +410,7 @@ class TrayApp:
         from tray_agent.platform.sound import NullSound, SystemSound
         from tray_agent.ui.qt_notifier import TrayMessageNotifier
 
-        notifier: Any = await create_notifier(app_name=DISPLAY_NAME)
+        notifier: Notifier = await create_notifier(app_name=DISPLAY_NAME)
         if isinstance(notifier, NullNotifier):
             if self.tray.tray_available:
                 notifier = TrayMessageNotifier(self.tray.tray_icon)
@@ -363,14 +422,14 @@ class TrayApp:
             logger.info("Notifications: native")
         notifier.set_callback(self._on_toast_activated)
         self.runner.set_notifier(notifier)
-        sound: Any = SystemSound()
+        sound: Sound = SystemSound()
         if not sound.available:
-            problem = sound.problem or "no audio player found"
+            problem = getattr(sound, "problem", "") or "no audio player found"
             sound = NullSound(problem)
             self.tray.set_problem("sounds", problem)
         self.runner.set_sound(sound)
 
-    def _make_secrets(self) -> Any:
+    def _make_secrets(self) -> SecretStore:
         """The keyring (blocking probe: runs in an executor). The demo keeps secrets in memory."""
         from tray_agent.platform.secrets import KeyringSecretStore, MemorySecretStore
 
@@ -389,6 +448,7 @@ class TrayApp:
         self.demo = session.server
         # The demo's account is throw-away: its local store lives in a temporary directory.
         self._demo_data = tempfile.TemporaryDirectory(prefix="tray-agent-demo-")
+        self.session.data_dir = Path(self._demo_data.name)
         connection = ConnectionSettings(**demo_connection(session.info))
         settings = self.loaded.settings.model_copy(update={"connection": connection})
         self.loaded = dataclasses.replace(self.loaded, settings=settings)
@@ -397,121 +457,20 @@ class TrayApp:
         )
         return session.password
 
-    def _start_client(self, password: str | None, token: str | None = None) -> None:
-        from tray_agent.core.events import Dialect
-        from tray_agent.core.protocol import codec_for
-        from tray_agent.net.auth import authenticator_for
-        from tray_agent.net.client import Client
+    def open_local_store(self, connection: ConnectionSettings | None = None) -> LocalStore:
+        """Open the account's durable store (see :meth:`AccountSession.open_local_store`); never raises.
 
-        connection = self.loaded.settings.connection
-        dialect = Dialect(connection.dialect)
-        kwargs = {"org_id": connection.org} if dialect is Dialect.ORG else {}
-        token = token or connection.token.get_secret_value() or None
-        try:
-            self.authenticator = authenticator_for(
-                connection, self.secrets, self.clock, password=password, token=token
-            )
-        except ValueError as exc:
-            if self.client is None:
-                self._set_offline()
-            self._show_sign_in(str(exc))
-            return
-        if self.local is None:
-            self.local = self.open_local_store(connection)
-        self.client = Client(
-            codec_for(dialect, **kwargs),
-            self.authenticator,
-            connection,
-            self.emit,
-            self.clock,
-            outbox=self.local,
-        )
-        self.commands.client = self.client
-        self.client_task = self.client.start()
-
-    def open_local_store(self, connection: Any) -> Any:
-        """Open the account's durable store (outbox, drafts, recent history); never raises.
-
-        Drafts of an older version (``drafts.json``) move into it once, and the windows keep
-        their drafts in it from now on.
+        ``connection`` must be the settings' own (kept for callers that name it).
         """
-        from tray_agent.platform.storage import open_account_store
-
-        local = open_account_store(self._data_base(), connection, self.loaded.settings)
-        if local.problem:
-            logger.warning("Local store: %s", local.problem)
-            self.tray.set_problem("storage", local.problem)
-        self._migrate_drafts_file(local)
-        if self.windows is not None:
-            self.windows.set_draft_store(local)
-        return local
-
-    def _data_base(self) -> Path:
-        """Where the account stores live: the data directory (the demo's is temporary)."""
-        return Path(self._demo_data.name) if self._demo_data is not None else self.paths.data
-
-    def _local_store_path(self, connection: Any) -> Path:
-        from tray_agent.platform.storage import store_path
-
-        return store_path(self._data_base(), connection.secret_key("store"))
-
-    def _migrate_drafts_file(self, local: Any) -> None:
-        """Move the drafts of an older version (``drafts.json``) into the account's store, once."""
-        path = self.paths.state / DRAFTS_FILE
-        if local.in_memory or not path.exists():
-            return
-        import json
-
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            logger.warning("Ignoring the unreadable old drafts file %s: %s", path, exc)
-            data = {}
-        drafts = data.get("drafts") if isinstance(data, dict) else None
-        moved = 0
-        if isinstance(drafts, dict):
-            for conversation, text in drafts.items():
-                usable = isinstance(conversation, str) and isinstance(text, str) and bool(text.strip())
-                if usable and not local.draft(conversation):
-                    local.set_draft(conversation, text)
-                    moved += 1
-        if local.problem:
-            return  # keep the file: the store could not take them
-        try:
-            path.unlink()
-        except OSError as exc:
-            logger.warning("Could not delete the old drafts file %s: %s", path, exc)
-        logger.info("Moved %d reply draft(s) from %s into the local store", moved, DRAFTS_FILE)
-
-    async def _stop_client(self) -> None:
-        import asyncio
-
-        client, task, local = self.client, self.client_task, self.local
-        if self.windows is not None and local is not None:
-            with contextlib.suppress(Exception):
-                self.windows.save_drafts()  # what the reply boxes hold, before the store closes
-                self.windows.set_draft_store(None)
-        self.client, self.client_task, self.commands.client, self.local = None, None, None, None
-        if client is None:
-            if local is not None:
-                local.close()
-            return
-        try:
-            await asyncio.wait_for(client.stop(), STOP_TIMEOUT)
-        except Exception:
-            logger.warning("The client did not stop cleanly", exc_info=True)
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        if local is not None:
-            local.close()  # after the client: its last outbox writes go in first
+        if connection is not None and connection != self.loaded.settings.connection:
+            raise ValueError("open_local_store: not the account of the settings in force")
+        return self.session.open_local_store()
 
     async def _shutdown(self) -> None:
         logger.info("Shutting down")
         if self.wakeup is not None:
             self.wakeup.stop()
-        await self._stop_client()
+        await self.session.stop()
         if self.windows is not None:
             with contextlib.suppress(Exception):
                 self.windows.save_session()
@@ -533,63 +492,39 @@ class TrayApp:
     # -------------------------------------------------------------- event flow
 
     def emit(self, event: Event) -> None:
-        """The client's event sink: stamp connection changes, reduce, run the effects."""
-        from tray_agent.core.events import ConnectionChanged, WaitingListPage
+        """An event from outside the UI (the client's sink): through the dispatcher."""
+        self.dispatcher.dispatch(event)
 
-        if isinstance(event, ConnectionChanged | WaitingListPage) and event.at is None:
-            event = dataclasses.replace(event, at=self.clock.now())
-        self.dispatch(event)
+    def dispatch(self, event: Event) -> tuple[Effect, ...]:
+        """Reduce one event and carry out its effects (the dispatcher does both)."""
+        return self.dispatcher.dispatch(event)
 
-    def _configured(self) -> bool:
-        """A server and an account to sign in with are set."""
-        connection = self.loaded.settings.connection
-        return bool(connection.server and (connection.email or connection.token.get_secret_value()))
+    # -------------------------------------------------------------- the session's hooks
 
-    def _set_offline(self) -> None:
-        """No client will connect (no account, or unusable sign-in settings): say so."""
-        from tray_agent.core.events import ConnectionChanged, ConnectionState
+    def _on_session_problem(self, area: str, text: str) -> None:
+        self.tray.set_problem(area, text)
 
-        self.emit(ConnectionChanged(state=ConnectionState.OFFLINE))
+    def _on_session_local_store_changed(self, local: LocalStore | None) -> None:
+        if self.windows is not None:
+            self.windows.set_draft_store(local)
 
-    def dispatch(self, event: Event) -> tuple[Any, ...]:
-        """Reduce one event (from the client or the UI) and carry out its effects."""
-        effects = self.store.dispatch(event)
-        if effects:
-            self.runner.run(effects)
-        return effects
+    def _on_session_local_store_closing(self) -> None:
+        if self.windows is not None:
+            self.windows.save_drafts()
 
-    def _fail_offline(self, command: Command) -> None:
-        from tray_agent.core.commands import DiscardCommand, ResendCommand
-        from tray_agent.core.events import CommandFailed, CommandQueued, FailureReason
+    def _on_session_signed_out(self) -> None:
+        if self.windows is not None:
+            self.windows.signed_out()
 
-        if isinstance(command, ResendCommand | DiscardCommand):
-            # They name an existing command: a CommandQueued here would overwrite its record.
-            logger.info("Not signed in: %s of %s ignored", type(command).__name__, command.command_id)
-            return
-        conversation = command.conversation_key
-        self.dispatch(
-            CommandQueued(command_id=command.command_id, kind=command.kind, conversation=conversation)
-        )
-        self.dispatch(
-            CommandFailed(
-                command_id=command.command_id,
-                kind=command.kind,
-                conversation=conversation,
-                reason=FailureReason.OFFLINE,
-                text=_("not signed in"),
-            )
-        )
+    def _on_session_settings_changed(self, loaded: LoadedSettings) -> None:
+        if self.windows is not None:
+            self.windows.set_loaded_settings(loaded)
+        self.runner.update_settings(loaded.settings.alerts)
+        self.tray.set_dnd_allowed(loaded.settings.alerts.allow_manual_dnd)  # a policy may forbid DND
 
     # -------------------------------------------------------------- slots
 
-    def _on_bridge_conversations_changed(self, keys: Any) -> None:
-        # Only what changed reaches the policy: a flush costs its changes, not the waiting list.
-        self.runner.update_waiting(keys, self.store.state)
-
-    def _on_bridge_focus_changed(self, conversation: Any) -> None:
-        self.runner.set_focus(conversation)
-
-    def _on_bridge_connection_changed(self, info: Any) -> None:
+    def _on_bridge_connection_changed(self, info: ConnectionInfo) -> None:
         from tray_agent.core.events import ConnectionState
 
         if info.state != self._last_logged_state:
@@ -615,9 +550,12 @@ class TrayApp:
         self._spawn(self.sign_out())
 
     def _on_tray_diagnostics_export_requested(self, path: str) -> None:
-        self._spawn(self.export_diagnostics(Path(path)))
+        self._spawn(self._export_diagnostics(Path(path)))
 
-    def _spawn(self, coro: Any) -> None:
+    async def _export_diagnostics(self, target: Path) -> None:
+        await self.export_diagnostics(target)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         import asyncio
 
         task = asyncio.ensure_future(coro)
@@ -630,33 +568,24 @@ class TrayApp:
 
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.session.wait_for_tasks()
 
     def _on_tray_reconnect_requested(self) -> None:
-        if self.client is not None:
-            self.client.reconnect_now()
+        if self.session.client is not None:
+            self.session.reconnect_now()
         else:  # no account (sign-in cancelled) or signed out: nothing to reconnect, so sign in
             self._show_sign_in(_("Enter your server and account to sign in."))
 
     def _on_tray_mute_toggled(self, muted: bool) -> None:
-        from tray_agent.core.settings_layers import save_user_settings
-
+        locked = self.loaded.is_locked("alerts.sounds")  # the policy decides: nothing changes
         edited = self.loaded.settings.model_copy(deep=True)
-        edited.alerts.sounds = not muted
-        if not self.loaded.is_locked("alerts.sounds"):
-            try:
-                self.loaded = save_user_settings(self.loaded, edited)
-            except (OSError, ValueError) as exc:
-                logger.warning("Could not save the settings: %s", exc)
-                self.loaded = dataclasses.replace(self.loaded, settings=edited)
-        if self.windows is not None:
-            self.windows.set_loaded_settings(self.loaded)
-        self.runner.update_settings(self.loaded.settings.alerts)
+        if not locked:
+            edited.alerts.sounds = not muted
+        self.session.keep_settings(edited, save=not locked)
 
-    def _on_runner_dnd_changed(self, until: Any) -> None:
+    def _on_runner_dnd_changed(self, until: datetime | None) -> None:
         # Manual DND survives a restart: its end is saved as alerts.dnd_until (issue 14).
         from datetime import UTC
-
-        from tray_agent.core.settings_layers import save_user_settings
 
         value = until.astimezone(UTC).isoformat() if until is not None else ""
         alerts = self.loaded.settings.alerts
@@ -664,48 +593,24 @@ class TrayApp:
             return
         edited = self.loaded.settings.model_copy(deep=True)
         edited.alerts.dnd_until = value
-        try:
-            self.loaded = save_user_settings(self.loaded, edited)
-        except (OSError, ValueError) as exc:
-            logger.warning("Could not save the do-not-disturb setting: %s", exc)
-            return
-        if self.windows is not None:
-            self.windows.set_loaded_settings(self.loaded)
+        problem = self.session.apply_settings(edited)
+        if problem:
+            logger.warning("Could not save the do-not-disturb setting: %s", problem)
 
-    def _on_windows_settings_saved(self, edited: Any) -> None:
-        from tray_agent.core.settings_layers import save_user_settings
-
-        before = self.loaded.settings.connection
-        try:
-            self.loaded = save_user_settings(self.loaded, edited)
-        except (OSError, ValueError) as exc:
-            logger.warning("Could not save the settings: %s", exc)
+    def _on_windows_settings_saved(self, edited: Settings) -> None:
+        problem = self.session.apply_settings(edited)
+        if problem:
             if self.windows is not None:
-                self.windows.settings_save_failed(str(exc))
+                self.windows.settings_save_failed(problem)
             return
-        if self.windows is not None:
-            self.windows.set_loaded_settings(self.loaded)
         settings = self.loaded.settings
-        self.runner.update_settings(settings.alerts)
-        self.tray.set_dnd_allowed(settings.alerts.allow_manual_dnd)
-        self.store.history_limit = settings.ui.history_limit
         self.theme.set_setting(settings.ui.theme)
         from tray_agent.ui.language import apply_language
 
         apply_language(settings.ui.language, self.app)  # new windows and the tray menu follow
         self._apply_autostart()
-        if settings.connection != before:
-            self._spawn(self._restart_client())
 
-    async def _restart_client(self) -> None:
-        await self._stop_client()
-        self._start_client(None)
-
-    def _on_runner_resync_requested(self, why: str) -> None:
-        if self.client is not None:
-            self.client.request_resync(why)
-
-    def _on_toast_activated(self, key: str, action: Any) -> None:
+    def _on_toast_activated(self, key: str, action: ToastAction | None) -> None:
         from tray_agent.core.commands import TakeOver
         from tray_agent.core.effects import ToastAction
 
@@ -727,86 +632,22 @@ class TrayApp:
         else:
             logger.warning("Sign-in needed (%s), but this build has no sign-in window", problem)
 
-    def _on_windows_sign_in_requested(self, credentials: Any) -> None:
-        self._spawn(self._sign_in(credentials))
-
-    async def _sign_in(self, credentials: Any) -> None:
-        """New credentials from the sign-in dialog: save the account, restart the client."""
-        import asyncio
-
-        from tray_agent.core.settings_layers import save_user_settings
-
-        def field(name: str) -> Any:
-            if isinstance(credentials, dict):
-                return credentials.get(name)
-            return getattr(credentials, name, None)
-
-        edited = self.loaded.settings.model_copy(deep=True)
-        for name in ("dialect", "server", "company", "org", "email", "supabase_url", "supabase_key"):
-            value = field(name)
-            if isinstance(value, str) and value and not self.loaded.is_locked(f"connection.{name}"):
-                setattr(edited.connection, name, value)
-        try:
-            self.loaded = save_user_settings(self.loaded, edited)
-        except (OSError, ValueError) as exc:
-            logger.warning("Could not save the account settings: %s", exc)
-            self.loaded = dataclasses.replace(self.loaded, settings=edited)
-        password = field("password")
-        token = field("token")
-        await self._stop_client()
-        self._start_client(
-            password if isinstance(password, str) and password else None,
-            token if isinstance(token, str) and token else None,
-        )
-        remember = bool(field("remember") or field("remember_password"))
-        if remember and self.authenticator is not None and isinstance(password, str) and password:
-            loop = asyncio.get_running_loop()
-            authenticator = self.authenticator
-            await loop.run_in_executor(None, lambda: authenticator.set_password(password, remember=True))
+    def _on_windows_sign_in_requested(self, credentials: object) -> None:
+        self._spawn(self.session.sign_in(credentials))
 
     # -------------------------------------------------------------- sign out, diagnostics
 
     async def sign_out(self) -> None:
         """Forget the account on this computer, then ask for a sign-in. Never raises.
 
-        Stops the client; deletes the account's local store (conversations, drafts, queued
-        replies: the database and its companions) and its secrets in the keyring (password,
-        refresh token, session cookie); closes the chats and forgets which were open; empties
-        the state (``SignedOut``) so every view follows; shows the sign-in dialog.
+        The session deletes the account's local store and saved sign-in and empties the state
+        (:meth:`AccountSession.sign_out`); the chats close (its ``signed_out`` hook); then the
+        sign-in dialog shows.
         """
-        import asyncio
-
-        from tray_agent.core.state import SignedOut
-
-        logger.info("Signing out: deleting this computer's copy of the account")
-        connection = self.loaded.settings.connection
-        local = self.local
-        await self._stop_client()
-        self.authenticator = None
-        try:
-            if local is None:  # never opened this run: open (no migration) just to delete it
-                from tray_agent.platform.storage import LocalStore
-
-                local = LocalStore(self._local_store_path(connection))
-            if not local.sign_out():
-                logger.error("Sign-out: some local data could not be deleted")
-        except Exception:
-            logger.exception("Sign-out: deleting the local store failed")
-        self.tray.set_problem("storage", "")
-        secrets = self.secrets
-        if secrets is not None:
-            keys = [connection.secret_key(kind) for kind in SIGN_OUT_SECRETS]
-            loop = asyncio.get_running_loop()
-            try:
-                await loop.run_in_executor(None, lambda: [secrets.delete(key) for key in keys])
-            except Exception:
-                logger.exception("Sign-out: deleting the saved sign-in failed")
-        if self.windows is not None:
-            with contextlib.suppress(Exception):
-                self.windows.signed_out()
         self._auth_prompted = True  # the sign-in dialog below is the prompt
         self.runner.withdraw_all()  # the old account's toasts: their buttons would do nothing
-        self.dispatch(SignedOut(detail=_("signed out")))
+        await self.session.sign_out()
+        self._auth_prompted = True
         self._show_sign_in(_("You are signed out. Sign in to continue."))
 
     async def export_diagnostics(self, target: Path) -> bool:

@@ -1,8 +1,12 @@
 """`tray-agent listen`: a headless agent console (JSON events out, JSON commands in); a composition root.
 
-Connects with the same settings as the app and prints one JSON object per line on stdout for
-every domain event and connection-state change (``{"event": ..., ...}``), except the protocol's
-keepalive pongs. Reads newline-delimited JSON commands on stdin (see
+Connects with the same settings and the same wiring as the app
+(:func:`tray_agent.session.build_session`) and prints one JSON object per line on stdout
+(``{"event": ..., ...}``): the store's accepted changes, as the app's windows see them
+(:class:`StoreView`): one ``message_received`` per message ever (after the store's dedupe, the
+folding of my replies' echoes and the empty-message rule), one ``assignment_changed`` per change,
+connection changes, command outcomes and the other events as dispatched; never the keepalive
+pongs. The raw frames are in the ``-v`` log. Reads newline-delimited JSON commands on stdin (see
 :func:`tray_agent.core.commands.command_from_line`); their outcome comes back as events.
 
 Replies, take-overs and releases go through the durable outbox (:mod:`tray_agent.platform.storage`)
@@ -22,47 +26,51 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import sys
 import tempfile
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TextIO
 
 from tray_agent.core import i18n
 from tray_agent.core.commands import CommandLineError, command_from_line
 from tray_agent.core.events import (
+    AssignmentAction,
+    AssignmentChanged,
     CommandFailed,
+    CommandKind,
     CommandQueued,
     CommandSucceeded,
     ConnectionChanged,
     ConnectionState,
-    Dialect,
     Event,
     FailureReason,
     KeepaliveReceived,
+    MessageReceived,
+    SenderKind,
     event_to_json,
 )
 from tray_agent.core.i18n import _
 from tray_agent.core.ports import SecretStore, SystemClock
-from tray_agent.core.protocol import codec_for
 from tray_agent.core.redact import install_redaction
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.core.settings_layers import password_from_env
-from tray_agent.core.state import Store
+from tray_agent.core.state import CommandState, Conversation, MessageRecord, State
 from tray_agent.core.text import escape_terminal
 from tray_agent.exit_codes import EXIT_AUTH_REFUSED, EXIT_BAD_SETTINGS, EXIT_OK
-from tray_agent.net.auth import authenticator_for
-from tray_agent.net.client import Client
 from tray_agent.platform.paths import Paths, load_settings_for
 from tray_agent.platform.secrets import KeyringSecretStore, MemorySecretStore
-from tray_agent.platform.storage import LocalStore, open_account_store
+from tray_agent.session import AccountSession, SessionHooks, build_session
 
 logger = logging.getLogger(__name__)
 
 SETTLE_GRACE = 2.0  # seconds beyond the command timeout to wait for in-flight commands at exit
+PRINTED_IDS_LIMIT = 100_000  # message ids remembered as printed (one message_received per message, ever)
 
 
 def missing_settings(conn: ConnectionSettings, password: str | None) -> list[str]:
@@ -97,20 +105,166 @@ def missing_settings(conn: ConnectionSettings, password: str | None) -> list[str
     return problems
 
 
-class _Console:
-    """Prints events, tracks in-flight commands and the exit code; one per run."""
+Assignment = tuple[bool, bool, str]
+"""(assigned, to me, the other agent's id): what an assignment change is about. Names only enrich
+it, and so do my own ids (the org server names me by an agent id, not my sign-in's user id)."""
 
-    def __init__(self, out: TextIO, store: Store) -> None:
+
+def _confirmed_assignment(conv: Conversation | None) -> Assignment:
+    """A conversation's assignment as the server confirmed it (an optimistic take-over is not yet)."""
+    if conv is None:
+        return (False, False, "")
+    if conv.pending_takeover is not None and conv.takeover_undo is not None:
+        assigned, agent, to_me = conv.takeover_undo
+    else:
+        assigned, agent, to_me = conv.assigned, conv.agent, conv.assigned_to_me
+    other = agent.agent_id if agent is not None and assigned and not to_me else ""
+    return (assigned, to_me, other)
+
+
+class StoreView:
+    """What ``listen`` prints: the store's accepted changes, as the GUI's bridge sees them.
+
+    The client's raw events go to the store first (``-v`` logs the frames); then, per event:
+
+    * ``message_received`` once per message, ever: only when the store took a new message
+      (after its dedupe by server id and by text, the folding of my replies' echoes, and the
+      rule that an empty message -- a cleared bot reply -- is no message). My own reply prints
+      once, when the server confirmed it; its echo and the REST copy print nothing more. Ids
+      already printed are remembered, so a message seen again after a resync or a reconnect
+      does not print twice.
+    * ``assignment_changed`` once per change of who has the customer, with the store's view of
+      it (``is_me`` and the agent as the store knows them); a take-over's or release's success
+      that changes it prints one too (the org server broadcasts nothing).
+    * keepalive pongs: nothing. Everything else (connection, command outcomes, waiting list,
+      history pages ...) prints as it was dispatched.
+    """
+
+    def __init__(self, limit: int = PRINTED_IDS_LIMIT) -> None:
+        self._printed: OrderedDict[str, None] = OrderedDict()
+        self._limit = limit
+
+    def lines(self, event: Event, old: State, new: State) -> list[Event]:
+        """The events to print for ``event``, just reduced from ``old`` into ``new``."""
+        if isinstance(event, KeepaliveReceived):
+            return []
+        if isinstance(event, MessageReceived):
+            return self._new_messages(event, old, new, event.conversation)
+        if isinstance(event, AssignmentChanged):
+            return self._assignment(event, old, new)
+        out: list[Event] = [event]
+        if isinstance(event, CommandSucceeded) and event.conversation:
+            if event.kind is CommandKind.REPLY:
+                out += self._new_messages(None, old, new, event.conversation)
+            elif event.kind in (CommandKind.TAKE_OVER, CommandKind.RELEASE):
+                out += self._assignment(None, old, new, event.conversation)
+        return out
+
+    # ------------------------------------------------------------------ messages
+
+    def _new_messages(self, event: MessageReceived | None, old: State, new: State, key: str) -> list[Event]:
+        conv = new.conversation(key)
+        if conv is None:
+            return []
+        before = old.conversation(key)
+        if before is not None and before.messages is conv.messages:
+            return []  # nothing taken: a duplicate, an empty message, or nothing new
+        known = {id(r) for r in before.messages.records} if before is not None else set()
+        out: list[Event] = []
+        for record in conv.messages.records:
+            if id(record) in known:
+                continue  # the same record object as before this event: not new
+            if record.command_id is not None and not (
+                record.echoed or record.reply_state is CommandState.CONFIRMED
+            ):
+                continue  # my reply, not yet confirmed: its outcome prints as command_*
+            keys = [k for k in (record.message_id, _command_key(record.command_id)) if k]
+            if any(k in self._printed for k in keys):
+                self._remember(keys)
+                continue
+            self._remember(keys)
+            out.append(
+                event if event is not None and _is_record_of(record, event) else _message_of(conv, record)
+            )
+        return out
+
+    def _remember(self, keys: list[str]) -> None:
+        for k in keys:
+            self._printed[k] = None
+            self._printed.move_to_end(k)
+        while len(self._printed) > self._limit:
+            self._printed.popitem(last=False)
+
+    # ------------------------------------------------------------------ assignments
+
+    def _assignment(
+        self, event: AssignmentChanged | None, old: State, new: State, key: str = ""
+    ) -> list[Event]:
+        key = event.conversation if event is not None else key
+        conv = new.conversation(key)
+        if conv is None or conv.pending_takeover is not None:
+            return []
+        now = _confirmed_assignment(conv)
+        if now == _confirmed_assignment(old.conversation(key)):
+            return []  # the same news again (an ack and its broadcast, a replay): printed once
+        action = AssignmentAction.ASSIGNED if conv.assigned else AssignmentAction.UNASSIGNED
+        if event is None:
+            return [
+                AssignmentChanged(
+                    conversation=key,
+                    action=action,
+                    agent=conv.agent if conv.assigned else None,
+                    is_me=conv.assigned_to_me if conv.assigned else True,
+                )
+            ]
+        if conv.assigned:
+            return [dataclasses.replace(event, action=action, agent=conv.agent, is_me=conv.assigned_to_me)]
+        return [dataclasses.replace(event, action=action, agent=None)]
+
+
+def _command_key(command_id: str | None) -> str:
+    return f"command:{command_id}" if command_id else ""
+
+
+def _is_record_of(record: MessageRecord, event: MessageReceived | None) -> bool:
+    return (
+        event is not None
+        and record.command_id is None
+        and record.text == event.text
+        and record.message_id == (event.message_id or None)
+    )
+
+
+def _message_of(conv: Conversation, record: MessageRecord) -> MessageReceived:
+    """A ``message_received`` of a record the store holds (my confirmed reply, a folded echo)."""
+    return MessageReceived(
+        conversation=conv.key,
+        sender=record.sender,
+        text=record.text,
+        attachment=record.attachment,
+        message_id=record.message_id,
+        sent_at=record.at,
+        customer_name=conv.customer_name if record.sender is SenderKind.CUSTOMER else "",
+        channel=conv.channel,
+        sender_name=record.sender_name,
+        agent_id=record.agent_id,
+    )
+
+
+class _Console:
+    """Prints the store's view, tracks in-flight commands and the exit code; one per run."""
+
+    def __init__(self, out: TextIO) -> None:
         self._out = out
-        self._store = store
+        self._view = StoreView()
         self.in_flight: set[str] = set()
         self.settled = asyncio.Event()
         self.settled.set()
         self.exit_code = EXIT_OK
         self.auth_refused = asyncio.Event()
 
-    def emit(self, event: Event) -> None:
-        self._store.dispatch(event)
+    def on_dispatched(self, event: Event, old: State, new: State) -> None:
+        """The dispatcher's observer: every event the client (or listen) dispatched."""
         if isinstance(event, CommandQueued):
             self.in_flight.add(event.command_id)
             self.settled.clear()
@@ -121,8 +275,8 @@ class _Console:
         elif isinstance(event, ConnectionChanged) and event.state is ConnectionState.AUTH_REQUIRED:
             self.exit_code = EXIT_AUTH_REFUSED
             self.auth_refused.set()
-        if not isinstance(event, KeepaliveReceived):
-            self.print(event)
+        for line in self._view.lines(event, old, new):
+            self.print(line)
 
     def print(self, event: Event) -> None:
         try:
@@ -162,7 +316,7 @@ def _secret_store(demo: bool) -> SecretStore:
 async def _serve(args: argparse.Namespace, out: TextIO, stdin: TextIO, install_signals: bool) -> int:
     demo_session = None
     demo_dir: tempfile.TemporaryDirectory[str] | None = None
-    local: LocalStore | None = None
+    session: AccountSession | None = None
     if args.demo:
         from tray_agent.demo_launch import apply_demo_flags, start_demo
 
@@ -183,40 +337,43 @@ async def _serve(args: argparse.Namespace, out: TextIO, stdin: TextIO, install_s
             for problem in problems:
                 print(f"tray-agent listen: {problem}", file=sys.stderr)
             return EXIT_BAD_SETTINGS
-        clock = SystemClock()
-        token = conn.token.get_secret_value() or None
-        try:
-            authenticator = authenticator_for(
-                conn, _secret_store(demo_session is not None), clock, password=password, token=token
-            )
-        except ValueError as exc:
-            print(f"tray-agent listen: {exc}", file=sys.stderr)
-            return EXIT_BAD_SETTINGS
-        settings = loaded.settings
         if demo_session is not None:
             demo_dir = tempfile.TemporaryDirectory(prefix="tray-agent-listen-demo-")
             data_dir = Path(demo_dir.name)
         else:
             data_dir = paths.data
-        local = open_account_store(data_dir, conn, settings)
-        if local.problem:
-            print(f"tray-agent listen: {local.problem}", file=sys.stderr)
-        store = Store(history_limit=settings.ui.history_limit)
-        console = _Console(out, store)
-        codec = codec_for(Dialect(conn.dialect))
-        client = Client(codec, authenticator, conn, console.emit, clock, outbox=local)
-        return await _run_console(client, console, conn, stdin, install_signals)
+        console = _Console(out)
+        # The same wiring as the tray app (session.build_session): authenticator, codec, local
+        # store, client, store and dispatcher. No alert engine: listen prints, it does not toast.
+        session = build_session(
+            loaded,
+            SystemClock(),
+            data_dir=data_dir,
+            secrets=_secret_store(demo_session is not None),
+            hooks=SessionHooks(problem=_print_problem),
+        )
+        session.dispatcher.observe(console.on_dispatched)
+        problem = session.start(password)
+        if problem:
+            print(f"tray-agent listen: {problem}", file=sys.stderr)
+            return EXIT_BAD_SETTINGS
+        return await _run_console(session, console, conn, stdin, install_signals)
     finally:
-        if local is not None:
-            local.close()
+        if session is not None:
+            await session.stop()
         if demo_session is not None:
             await demo_session.server.stop()
         if demo_dir is not None:
             demo_dir.cleanup()
 
 
+def _print_problem(_area: str, text: str) -> None:
+    if text:
+        print(f"tray-agent listen: {text}", file=sys.stderr)
+
+
 async def _run_console(
-    client: Client, console: _Console, conn: ConnectionSettings, stdin: TextIO, install_signals: bool
+    session: AccountSession, console: _Console, conn: ConnectionSettings, stdin: TextIO, install_signals: bool
 ) -> int:
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str | None] = asyncio.Queue()
@@ -226,7 +383,6 @@ async def _run_console(
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no signal handlers
                 loop.add_signal_handler(signum, interrupted.set)
-    client.start()
 
     async def read_commands() -> None:
         while (line := await lines.get()) is not None:
@@ -241,7 +397,7 @@ async def _run_console(
                     )
                 )
                 continue
-            client.submit(command)
+            session.submit(command)
 
     reader = asyncio.create_task(read_commands(), name="listen-commands")
     waiters = [
@@ -257,7 +413,7 @@ async def _run_console(
     finally:
         for task in (reader, *waiters):
             task.cancel()
-        await client.stop()
+        await session.stop()
     return console.exit_code
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,11 +10,18 @@ import pytest
 import qasync
 from PySide6.QtWidgets import QApplication
 
-from tray_agent.core.commands import Command
-from tray_agent.core.effects import SoundName, Toast
+from tests.helpers.fakes import FakeCommandSink, FakeNotifier, FakeSound, close_awaitable
 from tray_agent.core.events import ConnectionChanged, ConnectionState, Event, HumanRequested
-from tray_agent.core.ports import ToastCallback
 from tray_agent.core.state import Store
+
+__all__ = [
+    "FakeClock",
+    "FakeCommandSink",
+    "FakeNotifier",
+    "FakeSound",
+    "FakeWindowManager",
+    "close_awaitable",
+]
 
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
 
@@ -42,59 +49,6 @@ class FakeClock:
         self.current += timedelta(seconds=seconds)
 
 
-async def _done() -> None:
-    return None
-
-
-class FakeNotifier:
-    """Records toasts at the call (the coroutine it returns does nothing)."""
-
-    def __init__(self, available: bool = True, fail: bool = False) -> None:
-        self.shown: list[Toast] = []
-        self.withdrawn: list[str] = []
-        self.callback: ToastCallback | None = None
-        self._available = available
-        self._fail = fail
-
-    @property
-    def available(self) -> bool:
-        return self._available
-
-    def set_callback(self, callback: ToastCallback) -> None:
-        self.callback = callback
-
-    def show(self, toast: Toast) -> Awaitable[None]:
-        self.shown.append(toast)
-        return self._failing() if self._fail else _done()
-
-    def withdraw(self, key: str) -> Awaitable[None]:
-        self.withdrawn.append(key)
-        return _done()
-
-    async def _failing(self) -> None:
-        raise RuntimeError("the notification server went away")
-
-
-class FakeSound:
-    def __init__(self) -> None:
-        self.played: list[tuple[SoundName, float]] = []
-
-    @property
-    def available(self) -> bool:
-        return True
-
-    def play(self, sound: SoundName, volume: float = 1.0) -> None:
-        self.played.append((sound, volume))
-
-
-class FakeCommandSink:
-    def __init__(self) -> None:
-        self.submitted: list[Command] = []
-
-    def submit(self, command: Command) -> None:
-        self.submitted.append(command)
-
-
 class FakeWindowManager:
     """Same methods as ui.windows.WindowManager; records the calls."""
 
@@ -112,13 +66,6 @@ class FakeWindowManager:
 
     def show_sign_in(self, problem: str = "") -> None:
         self.calls.append(("show_sign_in", problem))
-
-
-def close_awaitable(awaitable: Awaitable[None]) -> None:
-    """A spawn for runners in sync tests: the fakes already recorded the call."""
-    close = getattr(awaitable, "close", None)
-    if close is not None:
-        close()
 
 
 @pytest.fixture

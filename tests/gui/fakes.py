@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from tests.helpers.fakes import FakeSecretStore as FakeSecretStore  # one set of port fakes
 from tray_agent.core.commands import (
     Command,
     DiscardCommand,
@@ -117,30 +118,6 @@ class FakeCommandSink:
 
     def history_pages(self, conversation: str) -> list[int]:
         return [c.page for c in self.of(LoadHistory) if c.conversation == conversation]
-
-
-class FakeSecretStore:
-    """A SecretStore in a dict (core.ports.SecretStore), persistent as far as the app can tell."""
-
-    def __init__(self, secrets: dict[str, str] | None = None) -> None:
-        self.secrets: dict[str, str] = dict(secrets or {})
-        self.deleted: list[str] = []
-        self.problem = ""
-        self.backend_name = "fake"
-
-    @property
-    def persistent(self) -> bool:
-        return True
-
-    def get(self, key: str) -> str | None:
-        return self.secrets.get(key)
-
-    def set(self, key: str, value: str) -> None:
-        self.secrets[key] = value
-
-    def delete(self, key: str) -> None:
-        self.deleted.append(key)
-        self.secrets.pop(key, None)
 
 
 @dataclass

@@ -219,37 +219,36 @@ def test_reconnect_now_without_an_account_opens_the_sign_in(qapp: QApplication, 
         app.tray.hide()
 
 
-def test_last_synced_in_the_tray_moves_with_each_periodic_resync(
-    qapp: QApplication, qtbot: QtBot, tmp_path: Path, english: None
-) -> None:
-    """The client's resync pages reach the store stamped (app.emit): "Last synced" in the tray
-    follows every completed resync, not only the first connect."""
+def test_last_synced_in_the_tray_moves_with_each_periodic_resync(qtbot: QtBot, english: None) -> None:
+    """The client's resync pages reach the store stamped (the session's dispatcher, as app.py
+    wires it): "Last synced" in the tray follows every completed resync, not only the first
+    connect (it stood still for 7 minutes while connected and resyncing)."""
     from datetime import timedelta
 
-    from tray_agent.app import TrayApp
     from tray_agent.core.events import ConnectionChanged, ConnectionState, WaitingListPage
-    from tray_agent.core.settings import ConnectionSettings, Settings
-    from tray_agent.core.settings_layers import LoadedSettings
+    from tray_agent.session.dispatcher import Dispatcher
 
-    paths = Paths.from_platform(tmp_path / "base", env={})
-    account = ConnectionSettings(dialect="dashboard", server="https://x.example", company="a", email="e@x")
-    app = TrayApp(
-        argparse.Namespace(demo=False), paths, LoadedSettings(settings=Settings(connection=account)), qapp
-    )
     clock = FakeClock()
-    app.clock = clock  # type: ignore[assignment]
+    store = Store()
+    dispatcher = Dispatcher(store, clock)
+    bridge = StoreBridge(store)
+    settings = AlertSettings()
+    runner = EffectRunner(
+        AlertPolicy(settings), FakeNotifier(), FakeSound(), clock, settings, spawn=close_awaitable
+    )
+    tray = TrayController(bridge, runner, FakeCommandSink(), clock, tray_available=False)
     try:
-        with qtbot.waitSignal(app.bridge.flushed, timeout=1000):
-            app.emit(ConnectionChanged(state=ConnectionState.CONNECTED))
-            app.emit(WaitingListPage())
+        with qtbot.waitSignal(bridge.flushed, timeout=1000):
+            dispatcher.dispatch(ConnectionChanged(state=ConnectionState.CONNECTED))
+            dispatcher.dispatch(WaitingListPage())
         first = clock.now()
-        assert app.store.state.connection.last_synced == first
+        assert store.state.connection.last_synced == first
         clock.advance(7 * 60)
-        with qtbot.waitSignal(app.bridge.flushed, timeout=1000):
-            app.emit(WaitingListPage())  # the periodic resync's last page
-        assert app.store.state.connection.last_synced == first + timedelta(minutes=7)
+        with qtbot.waitSignal(bridge.flushed, timeout=1000):
+            dispatcher.dispatch(WaitingListPage())  # the periodic resync's last page
+        assert store.state.connection.last_synced == first + timedelta(minutes=7)
         expected = (first + timedelta(minutes=7)).astimezone().strftime("%H:%M")
-        assert f"Last synced {expected}" in app.tray.tooltip
+        assert f"Last synced {expected}" in tray.tooltip
     finally:
-        app.bridge.close()
-        app.tray.hide()
+        tray.hide()
+        bridge.close()

@@ -1,4 +1,5 @@
-"""Fakes at the ports for net tests: clock, secret store, event recorder, backoff sleep, JWTs."""
+"""Fakes at the ports: clock, secret store, event recorder, backoff sleep, JWTs (net tests); notifier,
+sound, command sink, scheduler, authenticator and client (session, alert engine and GUI tests)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from tray_agent.core.commands import Command
+from tray_agent.core.effects import SoundName, Toast
 from tray_agent.core.events import ConnectionChanged, ConnectionState, Event
+from tray_agent.core.ports import ToastCallback
 
 E = TypeVar("E", bound=Event)
 
@@ -31,12 +35,24 @@ class FakeClock:
 
 
 class FakeSecretStore:
-    """An in-memory SecretStore."""
+    """An in-memory SecretStore that records deletions (net, session and GUI tests)."""
 
-    persistent = False
+    backend_name = "fake"
 
-    def __init__(self, initial: dict[str, str] | None = None) -> None:
+    def __init__(self, initial: dict[str, str] | None = None, *, persistent: bool = False) -> None:
         self.values: dict[str, str] = dict(initial or {})
+        self.deleted: list[str] = []
+        self.problem = ""
+        self._persistent = persistent
+
+    @property
+    def persistent(self) -> bool:
+        return self._persistent
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        """The stored secrets (an alias of ``values``)."""
+        return self.values
 
     def get(self, key: str) -> str | None:
         return self.values.get(key)
@@ -45,6 +61,7 @@ class FakeSecretStore:
         self.values[key] = value
 
     def delete(self, key: str) -> None:
+        self.deleted.append(key)
         self.values.pop(key, None)
 
 
@@ -132,3 +149,154 @@ def make_jwt(sub: str, *, exp: float | None = None, email: str = "agent@example.
     if nonce:
         payload["jti"] = nonce
     return f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64(payload)}.c2lnbmF0dXJl"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fakes at the app's ports (session, alert engine, GUI tests): one set, used everywhere
+
+
+async def _done() -> None:
+    return None
+
+
+class FakeNotifier:
+    """Records toasts at the call (the coroutine it returns does nothing)."""
+
+    def __init__(self, available: bool = True, fail: bool = False) -> None:
+        self.shown: list[Toast] = []
+        self.withdrawn: list[str] = []
+        self.callback: ToastCallback | None = None
+        self._available = available
+        self._fail = fail
+
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    def set_callback(self, callback: ToastCallback) -> None:
+        self.callback = callback
+
+    def show(self, toast: Toast) -> Awaitable[None]:
+        self.shown.append(toast)
+        return self._failing() if self._fail else _done()
+
+    def withdraw(self, key: str) -> Awaitable[None]:
+        self.withdrawn.append(key)
+        return _done()
+
+    async def _failing(self) -> None:
+        raise RuntimeError("the notification server went away")
+
+
+class FakeSound:
+    """Records what was played."""
+
+    def __init__(self) -> None:
+        self.played: list[tuple[SoundName, float]] = []
+
+    @property
+    def available(self) -> bool:
+        return True
+
+    def play(self, sound: SoundName, volume: float = 1.0) -> None:
+        self.played.append((sound, volume))
+
+
+class FakeCommandSink:
+    """Records submitted commands."""
+
+    def __init__(self) -> None:
+        self.submitted: list[Command] = []
+
+    def submit(self, command: Command) -> None:
+        self.submitted.append(command)
+
+
+def close_awaitable(awaitable: Awaitable[None]) -> None:
+    """A spawn for engines/runners in sync tests: the fakes already recorded the call."""
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
+class FakeTimer:
+    """One pending call of :class:`FakeScheduler`."""
+
+    def __init__(self, delay: float, callback: Callable[[], None]) -> None:
+        self.delay = delay
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeScheduler:
+    """A core.ports.Scheduler that runs nothing by itself: the test runs the calls."""
+
+    def __init__(self) -> None:
+        self.timers: list[FakeTimer] = []
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
+        timer = FakeTimer(delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    @property
+    def pending(self) -> list[FakeTimer]:
+        return [t for t in self.timers if not t.cancelled]
+
+    def run_soon(self, within: float = 0.1) -> int:
+        """Run the pending calls due within ``within`` seconds (the next loop turns); how many ran."""
+        due = [t for t in self.pending if t.delay <= within]
+        for timer in due:
+            timer.cancelled = True  # ran: a handle cancelled later changes nothing
+            timer.callback()
+        return len(due)
+
+
+class FakeAuthenticator:
+    """An authenticator that records the passwords it was given."""
+
+    def __init__(self, password: str | None = None, token: str | None = None) -> None:
+        self.password = password
+        self.token = token
+        self.remembered: list[str] = []
+
+    def set_password(self, password: str, *, remember: bool = False) -> None:
+        self.password = password
+        if remember:
+            self.remembered.append(password)
+
+
+class FakeSessionClient:
+    """A network client for session tests: records commands and life-cycle calls."""
+
+    def __init__(
+        self, connection: Any, authenticator: Any, emit: Callable[[Event], None], outbox: Any
+    ) -> None:
+        self.connection = connection
+        self.authenticator = authenticator
+        self.emit = emit
+        self.outbox = outbox
+        self.submitted: list[Command] = []
+        self.calls: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        self.calls.append("start")
+        self.task = asyncio.ensure_future(asyncio.Event().wait())
+        return self.task
+
+    async def stop(self) -> None:
+        self.calls.append("stop")
+        self.emit(ConnectionChanged(state=ConnectionState.OFFLINE, detail="stopped"))
+
+    def submit(self, command: Command) -> None:
+        self.submitted.append(command)
+
+    def reconnect_now(self) -> None:
+        self.calls.append("reconnect_now")
+
+    def request_resync(self, why: str = "") -> None:
+        self.calls.append(f"resync:{why}")

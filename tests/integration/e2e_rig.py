@@ -1,12 +1,12 @@
 """A rig for end-to-end tests of the agent's windows against the in-process demo backend.
 
-It wires the app's objects the way ``tray_agent/app.py`` does (``TrayApp.__init__``,
-``_sign_in`` / ``_start_client``): a :class:`~tray_agent.core.state.Store`, a
-:class:`~tray_agent.ui.bridge.StoreBridge`, the app's own :class:`~tray_agent.app.CommandRelay`
-as the windows' command sink, and a :class:`~tray_agent.ui.windows.WindowManager`. The network
-client is built when the sign-in dialog asks for it: ``authenticator_for`` + ``codec_for`` +
-``Client`` with the account's durable outbox (``open_account_store`` under ``tmp_path/data``), with
-shrunk :class:`~tray_agent.net.client.Timings` and an in-memory secret store.
+It wires the app's objects the way ``tray_agent/app.py`` does: the session layer's
+:func:`~tray_agent.session.build_session` (store, dispatcher, local store, and the client built
+by :meth:`~tray_agent.session.AccountSession.sign_in` when the sign-in dialog asks, with shrunk
+:class:`~tray_agent.net.client.Timings` and an in-memory secret store), a
+:class:`~tray_agent.ui.bridge.StoreBridge`, the app's :class:`~tray_agent.app.CommandRelay` as the
+windows' command sink, and a :class:`~tray_agent.ui.windows.WindowManager` whose UI events go
+through the session's dispatcher.
 
 The tests run on pytest-asyncio's default loop and pump Qt events themselves (:func:`until`),
 as the first window end-to-end test did.
@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QLineEdit
@@ -28,17 +29,16 @@ from tests.helpers.fakes import FakeSecretStore
 from tests.helpers.net_clients import FAST
 from tray_agent.app import CommandRelay
 from tray_agent.core.commands import Command
-from tray_agent.core.events import ConnectionChanged, Dialect, Event
+from tray_agent.core.events import Dialect, Event
 from tray_agent.core.ports import SystemClock
 from tray_agent.core.protocol import codec_for
 from tray_agent.core.settings import ConnectionSettings, Settings
 from tray_agent.core.settings_layers import LoadedSettings
-from tray_agent.core.state import CommandState, MessageRecord, Store
+from tray_agent.core.state import CommandState, MessageRecord
 from tray_agent.demo.base import DemoAgent, DemoCustomer
 from tray_agent.demo.server import DemoServer
-from tray_agent.net.auth import authenticator_for
 from tray_agent.net.client import Client, Timings
-from tray_agent.platform.storage import LocalStore, open_account_store
+from tray_agent.session import AccountSession, build_session
 from tray_agent.ui.bridge import StoreBridge
 from tray_agent.ui.chat_window import ChatWindow
 from tray_agent.ui.customer_service import CustomerServiceWindow
@@ -106,18 +106,26 @@ def confirmed(chat: ChatWindow, text: str) -> bool:
 
 
 class WindowsRig:
-    """One agent's app (store, bridge, relay, windows, client) against one demo server."""
+    """One agent's app (session, store, bridge, relay, windows, client) against one demo server."""
 
     def __init__(self, server: DemoServer, dialect: str, tmp_path: Path, timings: Timings) -> None:
         self.server = server
         self.dialect = dialect
         self.timings = timings
         self.clock = SystemClock()
-        self.store = Store()
+        self.loaded = LoadedSettings(settings=Settings())
+        # The app's wiring (session.build_session): store, dispatcher, local store, client.
+        self.session: AccountSession = build_session(
+            self.loaded,
+            self.clock,
+            data_dir=tmp_path / "data",
+            secrets=FakeSecretStore(),
+            client_factory=self._make_client,
+        )
+        self.store = self.session.store
         self.bridge = StoreBridge(self.store)
         self.not_sent: list[Command] = []
         self.commands = CommandRelay(self.not_sent.append)
-        self.loaded = LoadedSettings(settings=Settings())
         self.windows = WindowManager(
             self.store,
             self.commands,
@@ -125,58 +133,56 @@ class WindowsRig:
             dialect,
             bridge=self.bridge,
             state_file=tmp_path / "windows.json",
+            dispatch=self.session.dispatcher.dispatch,
         )
         self.windows.sign_in_requested.connect(self._on_windows_sign_in_requested)
-        self.client: Client | None = None
-        self.client_task: asyncio.Task[None] | None = None
-        self.data_dir = tmp_path / "data"
-        self.local: LocalStore | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    @property
+    def client(self) -> Client | None:
+        """The session's network client, once signed in."""
+        client = self.session.client
+        assert client is None or isinstance(client, Client)
+        return client
 
     # ------------------------------------------------------------------ app.py's wiring
 
-    def emit(self, event: Event) -> None:
-        """The client's event sink (``TrayApp.emit`` without the effects runner)."""
-        if isinstance(event, ConnectionChanged) and event.at is None:
-            event = replace(event, at=self.clock.now())
-        self.store.dispatch(event)
-
-    def _on_windows_sign_in_requested(self, request: SignInRequest) -> None:
-        connection = ConnectionSettings(
-            dialect=request.dialect,  # type: ignore[arg-type]
-            server=request.server,
-            company=request.company,
-            org=request.org,
-            email=request.email,
-            supabase_url=request.supabase_url,
-            supabase_key=request.supabase_key,
-        )
+    def _make_client(
+        self,
+        connection: ConnectionSettings,
+        authenticator: Any,
+        emit: Callable[[Event], None],
+        clock: Any,
+        outbox: Any,
+    ) -> Client:
+        """``session.make_client`` with the tests' shrunk timings."""
         dialect = Dialect(connection.dialect)
         kwargs = {"org_id": connection.org} if dialect is Dialect.ORG else {}
-        authenticator = authenticator_for(
-            connection, FakeSecretStore(), self.clock, password=request.password or None
-        )
-        self.local = open_account_store(self.data_dir, connection, self.loaded.settings)  # as app.py
-        self.client = Client(
+        return Client(
             codec_for(dialect, **kwargs),
             authenticator,
             connection,
-            self.emit,
-            self.clock,
+            emit,
+            clock,
             timings=self.timings,
-            outbox=self.local,
+            outbox=outbox,
         )
+
+    def _on_windows_sign_in_requested(self, request: SignInRequest) -> None:
+        task = asyncio.ensure_future(self._sign_in(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sign_in(self, request: SignInRequest) -> None:
+        await self.session.sign_in(request)  # as TrayApp: the session saves and starts the client
         self.commands.client = self.client
-        self.client_task = self.client.start()
 
     async def close(self) -> None:
         """Close the windows, stop the client (cleanly, as at quit) and the bridge."""
         self.windows.close_all()
-        if self.client is not None:
-            await asyncio.wait_for(self.client.stop(), WAIT)
-        if self.client_task is not None:
-            await asyncio.wait_for(self.client_task, WAIT)
-        if self.local is not None:
-            self.local.close()  # after the client, as app.py does
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=WAIT)
+        await asyncio.wait_for(self.session.stop(), WAIT)
         self.bridge.close()
 
     # ------------------------------------------------------------------ what the agent does

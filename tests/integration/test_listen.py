@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -181,3 +182,119 @@ async def test_listen_missing_settings_exits_2(tmp_path):
     assert code == 2
     assert "no server" in stderr
     assert "TRAY_AGENT_PASSWORD" in stderr
+
+
+def message_texts(events: list[dict[str, Any]], conversation: str) -> list[str]:
+    return [
+        e["text"] for e in events if e["event"] == "message_received" and e["conversation"] == conversation
+    ]
+
+
+@pytest_asyncio.fixture(params=["dashboard", "org"])
+async def noisy_demo(request: pytest.FixtureRequest) -> AsyncIterator[DemoServer]:
+    """A demo backend that repeats itself: org WhatsApp messages come twice with one id (O6)."""
+    options = {"whatsapp_split_events": True} if request.param == "org" else {}
+    server = DemoServer(request.param, backend_options=options)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def duplicate_frame(server: DemoServer, customer: Any, text: str) -> None:
+    """The customer's message as the dashboard broadcasts it, twice: a webhook retry (G7: no ids)."""
+    if server.info.dialect == "org":
+        await server.backend.customer_writes(customer, text)  # WhatsApp: split into two events
+        return
+    page_id, customer_id = customer.ref.split("/", 1)
+    data = {
+        "chat_id": customer_id,
+        "sender_id": customer_id,
+        "sender_name": customer.name,
+        "recipient_id": page_id,
+        "message": text,
+        "is_bot": False,
+        "timestamp": int(time.time()),
+    }
+    for _ in range(2):
+        server.backend.broadcast(customer.tenant, "new_message", data, page_id=page_id)
+
+
+@pytest.mark.asyncio
+async def test_listen_prints_the_stores_view_one_message_received_per_message(
+    noisy_demo: DemoServer, tmp_path
+):
+    """Duplicates, self-echoes of my reply, empty bot replies and a reconnect: each message once,
+    no empty message, one assignment_changed per change (issue 15, "listen prints what the app
+    knows"). On the raw-event listen each of these printed twice (or printed the empty reply)."""
+    server = noisy_demo
+    agent = server.info.agents[0]
+    listen = await start_listen(flags_for(server, str(tmp_path)), listen_env(agent.password))
+    await listen.expect(lambda e: e["event"] == "connection" and e["state"] == "connected")
+    org = server.info.dialect == "org"
+    backend: Any = server.backend
+    customer = await (
+        backend.new_customer(name="Rina", channel="whatsapp") if org else backend.new_customer(name="Rina")
+    )
+    conversation = customer.ref
+
+    def mine(text: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda e: (
+            e["event"] == "message_received" and e["conversation"] == conversation and e["text"] == text
+        )
+
+    await backend.customer_writes(customer, "satu")
+    await listen.expect(mine("satu"))
+    await duplicate_frame(server, customer, "dua")
+    await listen.expect(mine("dua"))
+    await backend.bot_replies(customer, "")  # a cleared bot reply (G8)
+    await backend.ask_for_human(customer, "tolong")
+    await listen.expect(lambda e: e["event"] == "human_requested" and e["conversation"] == conversation)
+
+    await listen.send(json.dumps({"cmd": "take_over", "conversation": conversation, "id": "t1"}))
+    taken = await listen.expect(
+        lambda e: e.get("command_id") == "t1" and e["event"] in ("command_succeeded", "command_failed")
+    )
+    assert taken["event"] == "command_succeeded", taken
+    await listen.send(json.dumps({"cmd": "reply", "conversation": conversation, "text": "Halo", "id": "r1"}))
+    replied = await listen.expect(
+        lambda e: e.get("command_id") == "r1" and e["event"] in ("command_succeeded", "command_failed")
+    )
+    assert replied["event"] == "command_succeeded", replied
+    await listen.expect(mine("Halo"))
+
+    connected_before = sum(
+        1 for e in listen.events if e["event"] == "connection" and e["state"] == "connected"
+    )
+    assert await backend.drop_sockets() >= 1
+    await listen.expect(
+        lambda e: (
+            e["event"] == "connection"
+            and e["state"] == "connected"
+            and sum(1 for x in listen.events if x["event"] == "connection" and x["state"] == "connected")
+            > connected_before
+        )
+    )
+    await backend.customer_writes(customer, "setelah")
+    await listen.expect(mine("setelah"))
+    await listen.send(json.dumps({"cmd": "refresh"}))
+    code, stderr = await listen.finish()
+    assert code == 0, stderr
+
+    texts = message_texts(listen.events, conversation)
+    assert "" not in texts, texts  # the cleared bot reply is no message
+    for text in ("satu", "dua", "tolong", "Halo", "setelah"):
+        assert texts.count(text) == 1, (text, texts)
+    ids = [
+        e["message_id"]
+        for e in listen.events
+        if e["event"] == "message_received" and e["conversation"] == conversation and e["message_id"]
+    ]
+    assert len(ids) == len(set(ids)), ids
+    assignments = [
+        e for e in listen.events if e["event"] == "assignment_changed" and e["conversation"] == conversation
+    ]
+    assert len(assignments) == 1, assignments
+    assert assignments[0]["is_me"] is True
+    assert assignments[0]["action"] == "assigned"

@@ -1,4 +1,4 @@
-"""Protocols the core needs from the outside: command sink, notifier, sound, secrets, clock, outbox.
+"""Protocols the core needs from the outside: command sink, notifier, sound, secrets, clock, timers, outbox.
 
 Implementations live in net/ (CommandSink) and platform/ (the rest), each platform port with a
 Null implementation so the app keeps running where the OS service is missing. Tests use fakes.
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from tray_agent.core.commands import Command, Release, SendReply, TakeOver
-from tray_agent.core.effects import SoundName, Toast, ToastAction
+from tray_agent.core.effects import Effect, SoundName, Toast, ToastAction
 from tray_agent.core.events import CommandKind
 
 
@@ -40,11 +40,39 @@ class SystemClock:
         return time.monotonic()
 
 
+class TimerHandle(Protocol):
+    """A pending call of a :class:`Scheduler`."""
+
+    def cancel(self) -> None:
+        """Do not make the call (no-op once it ran or was cancelled)."""
+        ...
+
+
+class Scheduler(Protocol):
+    """One-shot timers on the event loop (Qt in the app, asyncio in ``listen``, fakes in tests).
+
+    The core never sleeps: whatever needs a deadline (the alert policy's next tick) asks for one
+    call at that moment and re-arms after it.
+    """
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        """Call ``callback`` once on the loop after ``delay`` seconds (0: the next loop turn)."""
+        ...
+
+
 class CommandSink(Protocol):
     """Where user intents go (the network client)."""
 
     def submit(self, command: Command) -> None:
         """Queue a command; its outcome arrives later as events. Never raises."""
+        ...
+
+
+class EffectSink(Protocol):
+    """Where the dispatcher hands a dispatch's alert effects (the alert engine)."""
+
+    def run(self, effects: Iterable[Effect]) -> None:
+        """Carry out Alert / Notify / Withdraw / PlaySound effects. Never raises."""
         ...
 
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 from PySide6.QtCore import QByteArray, QObject, Signal
 from PySide6.QtWidgets import QAbstractButton, QMessageBox, QWidget
 
-from tray_agent.core.events import CommandKind
+from tray_agent.core.events import CommandKind, Event
 from tray_agent.core.i18n import _, ngettext
 from tray_agent.core.ports import CommandSink, DraftStore
 from tray_agent.core.quick_replies import QuickReply, merge_replies
@@ -73,7 +73,7 @@ class WindowManager(QObject):
     """Creates and raises the app's windows; persists which chats were open, and where.
 
     Args:
-        store: the store (UI events such as FocusChanged are dispatched to it).
+        store: the store (snapshots for the sign-out question).
         command_sink: where the windows' commands go (the network client).
         loaded_settings: the loaded settings (dialog values, locks).
         dialect: ``"org"`` or ``"dashboard"``.
@@ -83,6 +83,8 @@ class WindowManager(QObject):
         draft_store: where reply drafts are kept (the account's ``LocalStore``, injected by
             app.py); None keeps them in memory until :meth:`set_draft_store` gives one.
         clock: wall clock for waiting times (tests inject one).
+        dispatch: where UI events (FocusChanged, ConversationRead) go: the session's dispatcher,
+            which carries out their effects; None dispatches to ``store`` (tests).
 
     Signals:
         sign_in_requested(object): a :class:`~tray_agent.ui.signin_dialog.SignInRequest`.
@@ -110,11 +112,15 @@ class WindowManager(QObject):
         state_file: Path | None = None,
         draft_store: DraftStore | None = None,
         clock: Callable[[], datetime] = utc_now,
+        dispatch: Callable[[Event], object] | None = None,
         demo: bool = False,
     ) -> None:
         super().__init__(parent)
         self._demo = demo  # the built-in demo's account: the sign-in dialog does not show it
         self._store = store
+        # UI events (FocusChanged, ConversationRead) go through the session's dispatcher, so
+        # their effects are carried out; tests without a session use the store's own.
+        self._dispatch: Callable[[Event], object] = dispatch if dispatch is not None else store.dispatch
         self._sink = command_sink
         self._loaded = loaded_settings
         self._dialect = dialect
@@ -281,7 +287,7 @@ class WindowManager(QObject):
             window = ChatWindow(
                 conversation,
                 self._bridge,
-                self._store.dispatch,
+                self._dispatch,
                 self._sink,
                 self._drafts,
                 quick_replies=self.quick_replies,
