@@ -323,7 +323,7 @@ class TrayApp:
     def _on_wakeup_detected(self, reason: str) -> None:
         if self.session.client is not None:
             logger.info("Reconnecting at once: %s", reason)
-            self.session.reconnect_now()
+            self.session.reconnect_now(automatic=True)
 
     async def main(self) -> int:
         """Start everything, wait for Quit / SIGINT / SIGTERM, shut down cleanly."""

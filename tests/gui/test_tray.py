@@ -287,6 +287,15 @@ def test_tray_problems_and_sign_in(rig: Rig, windows: FakeWindowManager) -> None
     assert windows.calls == [("show_sign_in", "HTTP 401")]
 
 
+def test_tray_signed_in_elsewhere_says_so_and_offers_reconnect(rig: Rig, qtbot: QtBot) -> None:
+    rig.dispatch(connected(), ConnectionChanged(state=ConnectionState.SIGNED_IN_ELSEWHERE))
+    assert rig.tray.icon_state is IconState.OFFLINE  # no live updates: never the connected icon
+    menu = rig.menu()
+    assert texts(menu)[0].startswith("Signed in elsewhere (Reconnect now takes the live updates back)")
+    with qtbot.waitSignal(rig.tray.reconnect_requested):
+        find_text(menu, "Reconnect now").trigger()
+
+
 def test_tray_without_windows_omits_window_items(make_rig: object) -> None:
     rig = make_rig(None)  # type: ignore[operator]
     rig.dispatch(connected(), escalation("p/1", "Ann"))

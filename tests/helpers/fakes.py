@@ -295,8 +295,8 @@ class FakeSessionClient:
     def submit(self, command: Command) -> None:
         self.submitted.append(command)
 
-    def reconnect_now(self) -> None:
-        self.calls.append("reconnect_now")
+    def reconnect_now(self, *, automatic: bool = False) -> None:
+        self.calls.append("reconnect_now" + (" (automatic)" if automatic else ""))
 
     def request_resync(self, why: str = "") -> None:
         self.calls.append(f"resync:{why}")

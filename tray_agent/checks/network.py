@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from tray_agent import __version__
 from tray_agent.checks.results import CheckResult, Msg, Status, check_result
+from tray_agent.core.events import Dialect
 from tray_agent.core.i18n import _
+from tray_agent.core.protocol import codec_for
+from tray_agent.core.protocol.base import UrlError
 from tray_agent.core.settings import ConnectionSettings
 
 STEP_TIMEOUT = 5.0  # seconds for each network step (DNS, TCP, TLS, one HTTP answer)
@@ -405,16 +408,13 @@ def websocket_path(conn: ConnectionSettings, target: Target) -> tuple[str, str] 
 
     The org path carries the token in its query (when one is set); the shown path never does.
     """
-    # The doctor's one copy of the dialect's socket URL: to be derived from the codec's
-    # ``ws_url`` once the codecs own it (issue 13), so that the doctor probes what the client opens.
-    if conn.dialect == "org":
-        if not conn.org:
-            return None
-        path = f"{target.base_path}/ws/{quote(conn.org, safe='')}"
-        token = conn.token.get_secret_value()
-        return (f"{path}?token={quote(token, safe='')}" if token else path), path
-    path = f"{target.base_path}/api/dashboard/ws"
-    return path, path
+    token = conn.token.get_secret_value()
+    base = f"{target.scheme}://{target.authority}{target.base_path}"
+    try:  # the codec's own URL: the doctor probes what the client opens
+        url = urlsplit(codec_for(Dialect(conn.dialect)).ws_url(base, token=token, org=conn.org))
+    except UrlError:
+        return None
+    return (f"{url.path}?{url.query}" if token and url.query else url.path), url.path
 
 
 async def check_network(

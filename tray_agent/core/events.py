@@ -50,6 +50,7 @@ class ConnectionState(enum.StrEnum):
     RECONNECTING = "reconnecting"  # waiting out a backoff delay after a failure
     LIMITED = "limited"  # WebSocket blocked, REST polling fallback
     AUTH_REQUIRED = "auth_required"  # credentials refused; nothing retried until new ones
+    SIGNED_IN_ELSEWHERE = "signed_in_elsewhere"  # another client of my user took the socket (dashboard)
 
 
 class AssignmentAction(enum.StrEnum):

@@ -214,6 +214,9 @@ class OutboxStore(Protocol):
     :class:`OutboxWriteError` (the row on disk was not changed); :meth:`pending` and
     :meth:`mark_unconfirmed` never raise (a row left at SENT is treated as unconfirmed anyway).
     Every failure is logged and reported through :attr:`problem`.
+    The client answers: a command whose ``add`` failed is kept in memory only (sent, but it would
+    not survive a crash); one whose ``mark_sent`` failed is *not* sent (its row still says QUEUED)
+    and waits queued until the store records it; a failed ``remove`` is retried.
     """
 
     @property

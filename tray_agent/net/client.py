@@ -6,7 +6,10 @@ waiting list before it trusts deltas, forwards the dialect codec's events to ``e
 carries commands out (WebSocket frames or HTTP calls), translating the dialect's answers into
 CommandSucceeded / CommandFailed with the command's id.
 
-Plain asyncio only (it runs on a qasync loop in the app): no threads, no per-frame tasks.
+Plain asyncio only (it runs on a qasync loop in the app): no threads, no per-frame tasks. The
+life-cycle decisions (phases, backoff, heartbeat, credential refusals, limited mode, redirects,
+"signed in elsewhere", stop) are made by the pure :class:`~tray_agent.net.connection.ConnectionMachine`;
+this module carries out its actions (sockets, HTTP, waits) and owns the outbox and the resync.
 
 Decisions:
 
@@ -27,6 +30,16 @@ Decisions:
   state is AUTH_REQUIRED and nothing is retried until :meth:`Client.reauthenticate`.
 * **The dashboard's extra disconnect** (G4): the first drop within ``early_drop_window`` of a
   connection that followed a failure is retried at once, without growing the backoff.
+* **Signed in elsewhere** (dashboard, one socket per user): any other close that the codec calls
+  displacing (an empty Close frame, 1005) means another client of my user holds the socket: the
+  state is SIGNED_IN_ELSEWHERE and nothing is retried until :meth:`Client.reconnect_now`.
+* **Redirects** on the handshake: a same-host ws -> wss upgrade is followed once per attempt;
+  any other (captive portal, another host) is a failed handshake, retried with backoff.
+* **REST refusals**: a REST call still refused after renewing the credentials once (401, or
+  the re-login refused) ends the connection in AUTH_REQUIRED at once.
+* **The outbox store failing** (disk full): a command whose row cannot be marked SENT is not
+  sent (its row still says QUEUED; a restart would send it again): it stays queued, in order,
+  and is tried again every ``store_retry``. Failed deletes of finished rows are retried too.
 """
 
 from __future__ import annotations
@@ -42,7 +55,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from functools import partial
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
@@ -76,8 +90,9 @@ from tray_agent.core.events import (
     WaitingListPage,
 )
 from tray_agent.core.ports import Clock, OutboxStore, StoredCommand, StoredState
+from tray_agent.core.protocol import codec_for
 from tray_agent.core.protocol.auth import redact_url
-from tray_agent.core.protocol.base import DialectCodec, EncodeError, HttpCall, WsFrame
+from tray_agent.core.protocol.base import DialectCodec, EncodeError, HttpCall, UrlError, WsFrame
 from tray_agent.core.redact import RedactingFilter
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.net.auth import (
@@ -90,6 +105,22 @@ from tray_agent.net.auth import (
     make_ssl_context,
 )
 from tray_agent.net.catch_up import CatchUp
+from tray_agent.net.connection import (
+    Action,
+    Backoff,
+    ConnectionMachine,
+    DropSocket,
+    EmitState,
+    Ended,
+    Ending,
+    Finish,
+    MachineTimings,
+    Phase,
+    RenewCredentials,
+    SendPing,
+    WaitBackoff,
+    WaitForAgent,
+)
 from tray_agent.net.polling import Poller, PollError, rest_call
 
 logger = logging.getLogger(__name__)
@@ -148,23 +179,21 @@ def http_base(settings: ConnectionSettings) -> str:
 
 
 def ws_url(settings: ConnectionSettings, dialect: Dialect, credentials: Credentials) -> str:
-    """The WebSocket URL: org ``/ws/{org_id}?token=JWT``, dashboard ``/api/dashboard/ws``.
+    """The dialect codec's WebSocket URL for ``settings`` (see ``DialectCodec.ws_url``).
 
-    ``ws``/``wss`` follows the server's ``http``/``https``. The org URL holds the token: log it
-    only through :func:`~tray_agent.core.protocol.auth.redact_url`.
+    Kept for callers that hold a dialect rather than a codec; the client asks its own codec.
 
     Raises:
-        ConfigError: as :func:`http_base`, or no organization id for org.
+        ConfigError: as :func:`http_base`, or the codec cannot build the URL (no organization id).
     """
-    parts = urlsplit(http_base(settings))
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    if dialect is Dialect.ORG:
-        if not settings.org:
-            raise ConfigError("The organization id is missing in the settings.")
-        path = f"{parts.path}/ws/{quote(settings.org, safe='')}"
-        query = urlencode({"token": credentials.token})
-        return urlunsplit((scheme, parts.netloc, path, query, ""))
-    return urlunsplit((scheme, parts.netloc, f"{parts.path}/api/dashboard/ws", "", ""))
+    return _codec_ws_url(codec_for(dialect), settings, credentials)
+
+
+def _codec_ws_url(codec: DialectCodec, settings: ConnectionSettings, credentials: Credentials) -> str:
+    try:
+        return codec.ws_url(http_base(settings), token=credentials.token, org=settings.org)
+    except UrlError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,6 +223,8 @@ class Timings:
         ws_retry_interval: limited mode: seconds between attempts to get the WebSocket back.
         limited_after: consecutive failed handshakes (not refusals of the credentials) after
             which the REST API is tried; an "upgrade refused" status tries it at once.
+        store_retry: a command the outbox store cannot mark as sent waits this long (unsent)
+            before the next try; failed deletes of finished rows are retried as often.
     """
 
     heartbeat_interval: float = 25.0
@@ -212,6 +243,7 @@ class Timings:
     poll_interval: float = 10.0
     ws_retry_interval: float = 180.0
     limited_after: int = 3
+    store_retry: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: ConnectionSettings) -> Timings:
@@ -226,38 +258,6 @@ class Timings:
             poll_interval=settings.poll_interval,
             ws_retry_interval=settings.ws_retry_interval,
         )
-
-
-class Backoff:
-    """Exponential backoff with full jitter: delay = uniform(0, min(cap, base * 2**n)).
-
-    Args:
-        base: ceiling of the first delay.
-        cap: largest ceiling.
-        rng: returns a float in [0, 1) (injected so tests are deterministic).
-    """
-
-    def __init__(
-        self, base: float = 1.0, cap: float = 60.0, rng: Callable[[], float] = random.random
-    ) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempts = 0
-        self._rng = rng
-
-    def ceiling(self) -> float:
-        """The ceiling of the next delay."""
-        return min(self.cap, self.base * (2.0 ** min(self.attempts, 62)))
-
-    def next_delay(self) -> float:
-        """The next delay; grows the ceiling for the one after."""
-        delay = self._rng() * self.ceiling()
-        self.attempts += 1
-        return delay
-
-    def reset(self) -> None:
-        """Back to the first ceiling (after a stable connection or an explicit reconnect)."""
-        self.attempts = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,6 +291,8 @@ class PendingCommand:
         transport: where it went once sent.
         deadline: monotonic time after which it fails with TIMEOUT (WebSocket commands).
         page: the WaitingListPage its answer carried (refresh commands).
+        hold_until: monotonic time before which it may not go out (the store could not record
+            that it is sent); it keeps its place and holds its conversation meanwhile.
     """
 
     command: Command
@@ -298,6 +300,7 @@ class PendingCommand:
     transport: Transport = Transport.NONE
     deadline: float | None = None
     page: WaitingListPage | None = None
+    hold_until: float = 0.0
 
     @property
     def kind(self) -> CommandKind:
@@ -347,11 +350,12 @@ class CommandTracker:
             self.outbox.append(pending)
         return pending
 
-    def take_sendable(self, *, live: bool) -> list[PendingCommand]:
+    def take_sendable(self, *, live: bool, now: float = 0.0) -> list[PendingCommand]:
         """Remove and return the commands that may go out now, in order.
 
         Args:
             live: the connection is resynced; otherwise only internal commands may go.
+            now: monotonic time, for commands held until later (``hold_until``).
 
         A command waits while another of the same (kind, conversation) is outstanding, and so
         does every later command of the same conversation (per-conversation order).
@@ -361,8 +365,10 @@ class CommandTracker:
         ready: list[PendingCommand] = []
         keep: deque[PendingCommand] = deque()
         for pending in self.outbox:
+            if pending.hold_until and pending.hold_until <= now:
+                pending.hold_until = 0.0
             key = (pending.kind, pending.conversation)
-            blocked = (not live and not pending.internal) or key in busy
+            blocked = (not live and not pending.internal) or key in busy or pending.hold_until > now
             blocked = blocked or (bool(pending.conversation) and pending.conversation in held)
             if blocked:
                 if pending.conversation:
@@ -379,6 +385,13 @@ class CommandTracker:
         pending.transport = transport
         pending.deadline = now + self.command_timeout if transport is Transport.WS else None
         self.outstanding.append(pending)
+
+    def put_back(self, pendings: Sequence[PendingCommand]) -> None:
+        """Return commands taken by :meth:`take_sendable` but not sent, in order, to the front."""
+        for pending in reversed(pendings):
+            pending.transport = Transport.NONE
+            pending.deadline = None
+            self.outbox.appendleft(pending)
 
     def unsend(self, pending: PendingCommand) -> None:
         """Put back a command that could not be written at all (front of the outbox)."""
@@ -442,8 +455,9 @@ class CommandTracker:
         return [self._finish(p, failed(p.command, FailureReason.TIMEOUT, text)) for p in due]
 
     def next_deadline(self) -> float | None:
-        """The earliest command deadline, or None."""
+        """The earliest command deadline (or end of a hold), or None."""
         deadlines = [p.deadline for p in self.outstanding if p.deadline is not None]
+        deadlines += [p.hold_until for p in self.outbox if p.hold_until]
         return min(deadlines) if deadlines else None
 
     def disconnected(self) -> list[Outcome]:
@@ -484,38 +498,18 @@ class CommandTracker:
 # ---------------------------------------------------------------------------------------------
 
 
-class _End(enum.Enum):
-    FAILED = "failed"  # retry after a backoff delay
-    RETRY_NOW = "retry_now"  # retry at once (credentials being renewed)
-    AUTH_REQUIRED = "auth_required"
-    CONFIG = "config"
-    STOPPED = "stopped"
-    LIMITED = "limited"  # WebSocket blocked but REST answers: poll
-    PROBE_WS = "probe_ws"  # limited mode: time to try the WebSocket again (no state change)
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    end: _End
-    detail: str = ""
-    lived: float | None = None  # seconds the socket was open, if it opened
+_End = Ending  # how an attempt ended (connection.Ending)
+_Result = Ended
 
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class _Heartbeat:
-    next_ping: float
-    ping_sent: float | None = None
-    last_rx: float = 0.0
 
 
 class Client:
     """The network client of one account; implements :class:`~tray_agent.core.ports.CommandSink`.
 
     Args:
-        codec: the dialect codec (org: its ``user_id`` is set from the credentials).
+        codec: the dialect codec (told the signed-in user id, asked for the socket URL).
         authenticator: signs in per dialect.
         settings: server, org id, proxy, ca_bundle, timings.
         emit: receives every event, in order, on the event loop; must not block. Exceptions it
@@ -530,7 +524,8 @@ class Client:
 
     Emits:
         ConnectionChanged: CONNECTING, RESYNCING (socket open, resync running), CONNECTED,
-            RECONNECTING (with ``retry_in``), AUTH_REQUIRED, OFFLINE (stopped or bad settings).
+            RECONNECTING (with ``retry_in``), AUTH_REQUIRED, SIGNED_IN_ELSEWHERE, LIMITED,
+            OFFLINE (stopped or bad settings).
         CommandQueued / CommandSent / CommandSucceeded / CommandFailed: per submitted command.
         Ignored: binary and oversized frames (besides what the codec says).
         every other event of the codec (frames and REST answers), in order; ServerAcked and
@@ -558,13 +553,12 @@ class Client:
         # which only the agent may resend or discard.
         self._durable: dict[str, Command] = {}
         self._unconfirmed: dict[str, Command] = {}
+        self._on_disk: set[str] = set()  # ids that may have a row in the outbox store
+        self._unremoved: set[str] = set()  # finished commands whose row could not be deleted yet
+        self._store_retry_at = 0.0
         self._restored = False
         self._closing = False  # settling at shutdown: queued commands stay in the store
-        self._handshake_failures = 0
-        self._ws_retried_after_probe = False
-        self._limited_mode = False
         self._poller: Poller | None = None
-        self._next_poll = 0.0
         self._stop_requested = asyncio.Event()
         self._auth = authenticator
         self._settings = settings
@@ -572,24 +566,28 @@ class Client:
         self._clock = clock
         self._t = timings or Timings.from_settings(settings)
         self._sleep: Sleep = sleep or asyncio.sleep
-        self._backoff = Backoff(self._t.backoff_base, self._t.backoff_max, rng)
+        self._m = ConnectionMachine(
+            MachineTimings(
+                heartbeat_interval=self._t.heartbeat_interval,
+                heartbeat_timeout=self._t.heartbeat_timeout,
+                stable_after=self._t.stable_after,
+                early_drop_window=self._t.early_drop_window,
+                limited_after=self._t.limited_after,
+                poll_interval=self._t.poll_interval,
+                ws_retry_interval=self._t.ws_retry_interval,
+                backoff_max=self._t.backoff_max,
+                poll_errors_before_giving_up=_POLL_ERRORS_BEFORE_GIVING_UP,
+            ),
+            Backoff(self._t.backoff_base, self._t.backoff_max, rng),
+        )
         self._ssl_override = ssl_context
         self._ssl: ssl.SSLContext | None = None  # built in run(): a bad CA bundle is a state, not a crash
         self._tracker = CommandTracker(self._t.command_timeout)
-        self._state: tuple[ConnectionState, str, float | None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ws: ClientConnection | None = None
         self._credentials: Credentials | None = None
         self._signed_in = False
-        self._live = False
-        self._running = False
-        self._stopping = False
-        self._stopped = False
-        self._blocked = False
-        self._auth_retry_used = False
-        self._reconnect_requested = False
-        self._after_failure = False
-        self._early_drop_used = False
+        self._running = False  # run() is active
         self._abort_reason = ""
         self._resync_active = False
         self._resync_initial = False
@@ -609,7 +607,19 @@ class Client:
     @property
     def state(self) -> ConnectionState:
         """The last connection state emitted."""
-        return self._state[0] if self._state else ConnectionState.OFFLINE
+        return self._m.state
+
+    @property
+    def _stopping(self) -> bool:
+        return self._m.stopping
+
+    @property
+    def _stopped(self) -> bool:
+        return self._m.phase is Phase.STOPPED
+
+    @property
+    def _live(self) -> bool:
+        return self._m.live
 
     def start(self) -> asyncio.Task[None]:
         """Run :meth:`run` as a task on the running loop and return it (idempotent)."""
@@ -630,10 +640,8 @@ class Client:
             self._ssl = self._ssl_override or make_ssl_context(self._settings)
         except (OSError, ssl.SSLError) as exc:
             logger.warning("The CA bundle %r cannot be used: %s", self._settings.ca_bundle, exc)
-            self._stopped = True
-            self._set_state(
-                ConnectionState.OFFLINE, f"The CA bundle {self._settings.ca_bundle} cannot be used: {exc}"
-            )
+            why = f"The CA bundle {self._settings.ca_bundle} cannot be used: {exc}"
+            self._apply(self._m.unusable(why))
             return
         self._running = True
         self._runner = asyncio.current_task()
@@ -654,20 +662,18 @@ class Client:
         Queued commands fail with OFFLINE, unconfirmed ones with UNCONFIRMED. Waits for the
         run loop to finish (bounded by the close timeout); safe to call twice or before run.
         """
-        self._stopping = True
+        self._apply(self._m.stop())
         self._stop_requested.set()
         self._kick.set()
-        self._abort("stopping")
         if self._running:
             if asyncio.current_task() is not self._runner:  # called from inside run(): can't wait
                 await self._done.wait()
         elif not self._stopped:
-            self._stopped = True
             self._closing = True
             for outcome in self._tracker.settle_all("the client stopped"):
                 self._emit(outcome.event)
             self._closing = False
-            self._set_state(ConnectionState.OFFLINE, "stopped")
+            self._apply(self._m.stopped(requested=True))
 
     def request_resync(self, why: str = "") -> None:
         """Run a full resync (every page) now, on the live socket; no-op while offline.
@@ -681,23 +687,21 @@ class Client:
         self._next_resync = self._clock.monotonic()
         self._wake.set()
 
-    def reconnect_now(self) -> None:
+    def reconnect_now(self, *, automatic: bool = False) -> None:
         """Drop the current socket (if any) and reconnect at once, resetting the backoff.
 
-        For sleep/resume and network changes. Does nothing while AUTH_REQUIRED.
+        For sleep/resume and network changes (``automatic``), and "Reconnect now": the agent's
+        way back after "signed in elsewhere" (this app takes the live connection back), which
+        an automatic reconnect does not do. Does nothing while AUTH_REQUIRED.
         """
         if self._stopping:
             return
-        self._reconnect_requested = True
-        self._backoff.reset()
+        self._apply(self._m.reconnect_requested(automatic=automatic))
         self._kick.set()
-        self._abort("reconnect requested")
 
     def reauthenticate(self) -> None:
         """Leave AUTH_REQUIRED and try again (after new credentials went to the authenticator)."""
-        self._blocked = False
-        self._auth_retry_used = False
-        self._backoff.reset()
+        self._apply(self._m.reauthenticate())
         self._kick.set()
 
     def submit(self, command: Command) -> None:
@@ -782,31 +786,86 @@ class Client:
 
     # -- the durable outbox ----------------------------------------------------------------------
 
+    def _store_write(self, what: str, command_id: str, write: Callable[[], object]) -> bool:
+        """One write to the outbox store; False when it raised or answered False (disk full ...)."""
+        try:
+            ok = write() is not False
+        except Exception as exc:
+            logger.warning("the outbox store failed %s %s: %s", what, command_id, exc)
+            return False
+        if not ok:
+            logger.warning("the outbox store failed %s %s", what, command_id)
+        return ok
+
     def _persist(self, command: Command) -> bool:
         """Write ``command`` to the outbox store; True when it is on disk."""
         if self._outbox is None:
             return False
+        outbox = self._outbox
         record = StoredCommand.from_command(command, self._clock.now())
         if record is None:
             return False
         self._durable[command.command_id] = command
-        if not self._outbox.add(record):
+        if self._store_write("saving", command.command_id, partial(outbox.add, record)):
+            self._on_disk.add(command.command_id)
+        elif command.command_id not in self._on_disk:
             logger.warning("the outbox store could not save %s; kept in memory only", command.command_id)
             return False
         return True
 
     def _forget(self, command_id: str) -> None:
         self._unconfirmed.pop(command_id, None)
-        if self._durable.pop(command_id, None) is not None and self._outbox is not None:
-            self._outbox.remove(command_id)
+        self._durable.pop(command_id, None)
+        self._remove_row(command_id)
 
-    def _mark_sent(self, command: Command) -> None:
-        """Record in the store that ``command`` goes out now.
+    def _remove_row(self, command_id: str) -> None:
+        """Delete a finished command's row; a failed delete is retried (a left QUEUED row would be sent)."""
+        if self._outbox is None or command_id not in self._on_disk:
+            return
+        outbox = self._outbox
+        if self._store_write("removing", command_id, partial(outbox.remove, command_id)):
+            self._on_disk.discard(command_id)
+            self._unremoved.discard(command_id)
+        else:
+            self._unremoved.add(command_id)
 
-        Before the write: a crash in between makes it unconfirmed, never a silent duplicate.
+    def _retry_store(self, now: float) -> None:
+        """Retry the deletes that failed, at most every ``store_retry`` seconds."""
+        if self._unremoved and now >= self._store_retry_at:
+            self._store_retry_at = now + self._t.store_retry
+            for command_id in list(self._unremoved):
+                if command_id not in self._durable:
+                    self._remove_row(command_id)
+
+    def _mark_sent(self, command: Command) -> bool:
+        """Record in the store that ``command`` goes out now; False: it must not go out.
+
+        Before the write: a crash in between makes it unconfirmed, never a silent duplicate. If
+        the row cannot say SENT, it still says QUEUED, and a restart would send the command a
+        second time: so it is not sent now (held, and tried again later).
         """
-        if self._outbox is not None and command.command_id in self._durable:
-            self._outbox.mark_sent(command.command_id)
+        if self._outbox is None or command.command_id not in self._on_disk:
+            return True
+        outbox = self._outbox
+        return self._store_write(
+            "marking sent", command.command_id, partial(outbox.mark_sent, command.command_id)
+        )
+
+    def _hold(self, pending: PendingCommand, rest: Sequence[PendingCommand]) -> None:
+        """The store cannot record that ``pending`` goes out: keep it queued, unsent, for a while.
+
+        ``rest`` (the commands taken out after it) go back behind it, in order, so nothing of its
+        conversation overtakes it; the others go out at the next flush.
+        """
+        pending.hold_until = self._clock.monotonic() + self._t.store_retry
+        self._tracker.put_back([pending, *rest])
+        self._wake.set()
+        logger.warning(
+            "%s %s not sent: the local store cannot record it (disk full?); trying again in %g s",
+            type(pending.command).__name__,
+            pending.command.command_id,
+            self._t.store_retry,
+        )
 
     def _record_outcome(self, event: CommandSucceeded | CommandFailed) -> None:
         command_id = event.command_id
@@ -815,8 +874,12 @@ class Client:
             if command is None:
                 return
             self._unconfirmed[command_id] = command
-            if self._outbox is not None and command_id in self._durable:
-                self._outbox.mark_unconfirmed(command_id)
+            if self._outbox is not None and command_id in self._on_disk:
+                outbox = self._outbox
+                # A failure leaves the row SENT, which a restart shows as unconfirmed too.
+                self._store_write(
+                    "marking unconfirmed", command_id, partial(outbox.mark_unconfirmed, command_id)
+                )
             return
         if isinstance(event, CommandFailed) and event.reason is FailureReason.OFFLINE and self._closing:
             return  # still queued at shutdown: stays in the store and goes out at the next start
@@ -830,6 +893,7 @@ class Client:
         """
         if self._restored or self._outbox is None:
             return
+        outbox = self._outbox
         self._restored = True
         try:
             records = self._outbox.pending()
@@ -840,16 +904,20 @@ class Client:
             command = record.to_command()
             if command is None:
                 continue
-            self._durable[command.command_id] = command
+            command_id = command.command_id
+            self._durable[command_id] = command
+            self._on_disk.add(command_id)
             self._emit(_queued(command, durable=True))  # read back from the store: it is on disk
             if record.state is StoredState.QUEUED or command.kind in _RETRY_AFTER_DROP:
                 if record.state is not StoredState.QUEUED:
-                    self._outbox.add(record)
+                    self._store_write("re-queueing", command_id, partial(outbox.add, record))
                 self._tracker.enqueue(command)
                 continue
-            self._unconfirmed[command.command_id] = command
+            self._unconfirmed[command_id] = command
             if record.state is not StoredState.UNCONFIRMED:
-                self._outbox.mark_unconfirmed(command.command_id)
+                self._store_write(
+                    "marking unconfirmed", command_id, partial(outbox.mark_unconfirmed, command_id)
+                )
             text = "sent before the app stopped, but the server never confirmed it; resend or discard it"
             self._emit(failed(command, FailureReason.UNCONFIRMED, text))
         if records:
@@ -872,12 +940,22 @@ class Client:
         except Exception:
             logger.exception("event consumer failed on %s", event.event_name)
 
-    def _set_state(self, state: ConnectionState, detail: str = "", retry_in: float | None = None) -> None:
-        new = (state, detail, retry_in)
-        if new == self._state:
-            return
-        self._state = new
-        self._emit(ConnectionChanged(state=state, detail=detail, retry_in=retry_in, at=self._clock.now()))
+    def _apply(self, actions: Sequence[Action]) -> None:
+        """Carry out the machine's immediate actions (the waits are the run loop's)."""
+        for action in actions:
+            if isinstance(action, EmitState):
+                self._emit(
+                    ConnectionChanged(
+                        state=action.state,
+                        detail=action.detail,
+                        retry_in=action.retry_in,
+                        at=self._clock.now(),
+                    )
+                )
+            elif isinstance(action, DropSocket):
+                self._abort(action.reason)
+            elif isinstance(action, RenewCredentials):
+                self._auth.invalidate()
 
     def _abort(self, reason: str) -> None:
         if self._ws is not None and not self._abort_reason:
@@ -887,8 +965,9 @@ class Client:
     # -- the loop --------------------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        """Run attempts and do what the machine decides after each (connect, back off, wait)."""
         while not self._stopping:
-            if self._blocked:
+            if not self._m.unblocked():
                 self._kick.clear()
                 await self._kick.wait()
                 continue
@@ -899,52 +978,24 @@ class Client:
             except Exception:
                 logger.exception("unexpected error in the connection loop")
                 result = _Result(_End.FAILED, "internal error")
-            if self._stopping or result.end is _End.STOPPED:
-                break
-            if result.end is _End.PROBE_WS:
-                continue
             if result.end is _End.AUTH_REQUIRED:
-                self._blocked = True
                 logger.warning("sign-in needed: %s", result.detail)
-                self._set_state(ConnectionState.AUTH_REQUIRED, result.detail)
-                continue
-            if result.end is _End.CONFIG:
-                self._blocked = True
+            elif result.end is _End.CONFIG:
                 logger.warning("cannot connect: %s", result.detail)
-                self._set_state(ConnectionState.OFFLINE, result.detail)
-                continue
-            if self._reconnect_requested:
-                self._reconnect_requested = False
-                self._after_failure = False
-                self._set_state(ConnectionState.CONNECTING, "reconnecting now")
-                continue
-            if result.end is _End.RETRY_NOW:
-                self._set_state(ConnectionState.CONNECTING, result.detail)
-                continue
-            if result.lived is not None:
-                if result.lived >= self._t.stable_after:
-                    self._backoff.reset()
-                    self._early_drop_used = False
-                elif (
-                    self._after_failure
-                    and not self._early_drop_used
-                    and result.lived < self._t.early_drop_window
-                ):
-                    self._early_drop_used = True
-                    logger.info(
-                        "connection dropped soon after a reconnect (%s); retrying at once", result.detail
-                    )
-                    self._set_state(ConnectionState.CONNECTING, result.detail)
-                    continue
-            self._after_failure = True
-            delay = self._backoff.next_delay()
-            logger.info("connection lost: %s; retrying in %.1f s", result.detail, delay)
-            self._set_state(ConnectionState.RECONNECTING, result.detail, round(delay, 3))
-            await self._wait_backoff(delay)
+            actions = self._m.ended(result)
+            self._apply(actions)
+            for action in actions:
+                if isinstance(action, Finish):
+                    return
+                if isinstance(action, WaitBackoff):
+                    logger.info("connection lost: %s; retrying in %.1f s", result.detail, action.delay)
+                    await self._wait_backoff(action.delay)
+                elif isinstance(action, WaitForAgent) and result.end is _End.DISPLACED:
+                    logger.warning("another client of this account took the live connection")
 
     async def _wait_backoff(self, delay: float) -> None:
         self._kick.clear()
-        if self._stopping or self._reconnect_requested or not self._running:
+        if self._stopping or self._m.reconnect_pending or not self._running:
             return
         sleeper = asyncio.ensure_future(self._sleep(delay))
         kicked = asyncio.ensure_future(self._kick.wait())
@@ -957,11 +1008,7 @@ class Client:
 
     async def _attempt(self) -> _Result:
         """One sign-in + connection + session. Cancellation propagates."""
-        self._reconnect_requested = False
-        if not self._limited_mode and (
-            self._state is None or self._state[0] is not ConnectionState.CONNECTING
-        ):
-            self._set_state(ConnectionState.CONNECTING)
+        self._apply(self._m.attempt_started())
         assert self._http is not None
         try:
             credentials = await self._auth.credentials(self._http)
@@ -971,10 +1018,9 @@ class Client:
             return _Result(_End.FAILED, exc.text)
         self._credentials = credentials
         self._signed_in = True
-        if credentials.user_id and hasattr(self._codec, "user_id"):
-            self._codec.user_id = credentials.user_id
+        self._codec.signed_in(credentials.user_id)
         try:
-            url = ws_url(self._settings, self._codec.dialect, credentials)
+            url = _codec_ws_url(self._codec, self._settings, credentials)
         except ConfigError as exc:
             return _Result(_End.CONFIG, str(exc))
         if self._stopping:
@@ -982,47 +1028,62 @@ class Client:
         headers = {}
         if credentials.cookie:
             headers = credentials.http_headers()
-        try:
-            ws = await connect(
-                url,
-                additional_headers=headers,
-                max_size=self._codec.max_frame_size,
-                max_queue=16,
-                open_timeout=self._t.open_timeout,
-                close_timeout=self._t.close_timeout,
-                ping_interval=self._t.protocol_ping_interval,
-                ping_timeout=self._t.protocol_ping_timeout,
-                proxy=self._settings.proxy or True,
-                ssl=self._ssl if url.startswith("wss:") else None,
-                logger=_wire_logger,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status in (401, 403):
-                if not self._auth_retry_used:
-                    self._auth_retry_used = True
-                    self._auth.invalidate()
-                    logger.info("handshake refused (HTTP %d); renewing the credentials once", status)
-                    return _Result(_End.RETRY_NOW, f"HTTP {status}: signing in again")
-                return _Result(_End.AUTH_REQUIRED, f"the server refused the credentials (HTTP {status})")
-            return await self._handshake_failed(
-                f"handshake refused (HTTP {status})", refused=status in UPGRADE_REFUSED
-            )
-        except InvalidURI:
-            return _Result(_End.CONFIG, "invalid server address")
-        except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
-            if isinstance(exc, ssl.SSLError):
-                return _Result(_End.FAILED, classify_network_error(exc, "connect").text)
-            return await self._handshake_failed(_describe(exc), refused=False)
-        self._auth_retry_used = False
-        self._handshake_failures = 0
-        self._ws_retried_after_probe = False
-        if self._limited_mode:
+        while True:
+            try:
+                ws = await self._open(url, headers)
+                break
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                refusal = self._m.handshake_refused(status)
+                if refusal is not None:
+                    if refusal.end is _End.RETRY_NOW:
+                        logger.info("handshake refused (HTTP %d); renewing the credentials once", status)
+                        self._apply(self._m.auth_retry_started())
+                    return refusal
+                if 300 <= status < 400:
+                    location = exc.response.headers.get("Location", "")
+                    follow = self._m.handshake_redirected(status, url, location)
+                    if follow is not None:
+                        logger.warning(
+                            "the server moved the live connection to %s (HTTP %d); following once: "
+                            "use an https:// server address",
+                            redact_url(follow.url),
+                            status,
+                        )
+                        url = follow.url
+                        continue
+                    logger.info("handshake redirected (HTTP %d) to %s", status, redact_url(location))
+                    return await self._handshake_failed(_redirect_detail(status, location), refused=False)
+                return await self._handshake_failed(
+                    f"handshake refused (HTTP {status})", refused=status in UPGRADE_REFUSED
+                )
+            except InvalidURI:
+                return _Result(_End.CONFIG, "invalid server address")
+            except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
+                if isinstance(exc, ssl.SSLError):
+                    return _Result(_End.FAILED, classify_network_error(exc, "connect").text)
+                return await self._handshake_failed(_describe(exc), refused=False)
+        if self._m.limited:
             logger.info("the WebSocket works again; leaving limited mode")
-        self._limited_mode = False
         self._poller = None  # a later limited mode starts from a fresh baseline
         logger.info("connected to %s", redact_url(url))
         return await self._session(ws)
+
+    async def _open(self, url: str, headers: dict[str, str]) -> ClientConnection:
+        """Open the socket; bounded by ``open_timeout``. Redirects are left to :meth:`_attempt`."""
+        return await _ConnectNoRedirect(
+            url,
+            additional_headers=headers,
+            max_size=self._codec.max_frame_size,
+            max_queue=16,
+            open_timeout=self._t.open_timeout,
+            close_timeout=self._t.close_timeout,
+            ping_interval=self._t.protocol_ping_interval,
+            ping_timeout=self._t.protocol_ping_timeout,
+            proxy=self._settings.proxy or True,
+            ssl=self._ssl if url.startswith("wss:") else None,
+            logger=_wire_logger,
+        )
 
     # -- limited mode (REST fallback) ------------------------------------------------------------
 
@@ -1033,8 +1094,7 @@ class Client:
         failures after ``limited_after`` in a row; in limited mode every failed retry goes back
         to polling at once.
         """
-        self._handshake_failures += 1
-        if not (refused or self._limited_mode or self._handshake_failures >= self._t.limited_after):
+        if not self._m.handshake_failed(refused=refused):
             return _Result(_End.FAILED, detail)
         if self._stopping:
             return _Result(_End.STOPPED)
@@ -1046,15 +1106,7 @@ class Client:
             return _Result(_End.AUTH_REQUIRED, exc.text)
         except AuthError as exc:
             return _Result(_End.FAILED, f"{detail}; {exc.text}")
-        if not answers:
-            self._limited_mode = False
-            return _Result(_End.FAILED, detail)
-        if not refused and not self._limited_mode and not self._ws_retried_after_probe:
-            # The socket could not even connect, yet REST answers now: most likely the server
-            # just came back from an outage. One more WebSocket try before calling it blocked.
-            self._ws_retried_after_probe = True
-            return _Result(_End.RETRY_NOW, "the server answers again")
-        return _Result(_End.LIMITED, detail)
+        return self._m.probe_answered(answers=bool(answers), refused=refused, detail=detail)
 
     async def _poll_call(self, command: Command) -> Sequence[Event]:
         """One internal REST call of the poller. Raises PollError, AuthRefused, AuthError."""
@@ -1076,56 +1128,40 @@ class Client:
         """
         assert self._poller is not None
         poller = self._poller
-        first = not self._limited_mode
-        self._limited_mode = True
-        if first:
+        if not self._m.limited:
             logger.warning("WebSocket unavailable (%s); limited mode: polling over REST", detail)
-        self._set_state(
-            ConnectionState.LIMITED,
-            f"WebSocket blocked ({detail}); polling every {self._t.poll_interval:g} s",
-        )
-        self._live = True
-        retry_ws_at = self._clock.monotonic() + self._t.ws_retry_interval
-        errors = 0
-        # A failed WebSocket retry comes back here: keep the poll rhythm instead of polling at once.
-        next_poll = self._clock.monotonic() if first else self._next_poll
+        self._apply(self._m.limited_entered(detail, self._clock.monotonic()))
         try:
             while not self._stopping:
                 self._wake.clear()
-                if self._reconnect_requested:
+                if self._m.reconnect_pending or self._m.refused:
                     return _Result(_End.PROBE_WS)
                 self._flush_rest()
-                now = self._clock.monotonic()
-                if now >= retry_ws_at:
-                    return _Result(_End.PROBE_WS)
-                if now >= next_poll:
-                    try:
-                        events = await self._unless_stopped(poller.poll())
-                        if events is None:
-                            break
-                    except AuthRefused as exc:
-                        return _Result(_End.AUTH_REQUIRED, exc.text)
-                    except (PollError, AuthError) as exc:
-                        errors += 1
-                        text = exc.text if isinstance(exc, AuthError) else str(exc)
-                        logger.info("limited mode: poll failed (%d in a row): %s", errors, text)
-                        if errors >= _POLL_ERRORS_BEFORE_GIVING_UP:
-                            return _Result(_End.FAILED, f"polling failed: {text}")
-                        delay = min(
-                            self._t.poll_interval * 2.0**errors,
-                            max(self._t.backoff_max, self._t.poll_interval),
-                        )
-                    else:
-                        errors = 0
-                        delay = self._t.poll_interval
-                        for event in events:
-                            self._emit(event)
-                    next_poll = self._next_poll = self._clock.monotonic() + delay
+                step = self._m.limited_tick(self._clock.monotonic())
+                if isinstance(step, Ended):
+                    return step
+                if step is None:
+                    await self._wait_for_wake(self._m.limited_deadline())
                     continue
-                await self._wait_for_wake(min(next_poll, retry_ws_at))
+                try:
+                    events = await self._unless_stopped(poller.poll())
+                    if events is None:
+                        break
+                except AuthRefused as exc:
+                    return _Result(_End.AUTH_REQUIRED, exc.text)
+                except (PollError, AuthError) as exc:
+                    text = (exc.text if isinstance(exc, AuthError) else str(exc)) or "poll failed"
+                    ended = self._m.poll_done(self._clock.monotonic(), text)
+                    logger.info("limited mode: poll failed (%d in a row): %s", self._m.poll_errors, text)
+                    if ended is not None:
+                        return ended
+                else:
+                    self._m.poll_done(self._clock.monotonic())
+                    for event in events:
+                        self._emit(event)
             return _Result(_End.STOPPED)
         finally:
-            self._live = False
+            self._m.limited_left()
 
     async def _unless_stopped(self, coro: Awaitable[list[Event]]) -> list[Event] | None:
         """Await ``coro``, or give up on it (None) as soon as :meth:`stop` is called."""
@@ -1144,7 +1180,10 @@ class Client:
 
     def _flush_rest(self) -> None:
         """Send what the outbox allows, each command as its REST call (limited mode)."""
-        for pending in self._tracker.take_sendable(live=True):
+        now = self._clock.monotonic()
+        self._retry_store(now)
+        batch = self._tracker.take_sendable(live=True, now=now)
+        for index, pending in enumerate(batch):
             try:
                 call = rest_call(self._codec, pending.command)
             except EncodeError as exc:
@@ -1157,6 +1196,9 @@ class Client:
                 else:
                     self._settle(self._tracker.fail(pending, exc.reason, exc.text))
                 continue
+            if not self._mark_sent(pending.command):
+                self._hold(pending, batch[index + 1 :])
+                return
             self._start_http(pending, call)
             self._announce_sent(pending)
 
@@ -1166,14 +1208,12 @@ class Client:
         opened = self._clock.monotonic()
         self._ws = ws
         self._abort_reason = "stopping" if self._stopping else ""
-        self._live = False
-        self._set_state(ConnectionState.RESYNCING)
+        self._apply(self._m.opened(opened))
         self._start_resync(initial=True)
-        beat = _Heartbeat(next_ping=opened + self._t.heartbeat_interval, last_rx=opened)
         interval = self._auth.keepalive_interval
         self._next_keepalive = opened + interval if interval else None
-        reader = asyncio.ensure_future(self._read_loop(ws, beat))
-        keeper = asyncio.ensure_future(self._housekeeping(ws, beat))
+        reader = asyncio.ensure_future(self._read_loop(ws))
+        keeper = asyncio.ensure_future(self._housekeeping(ws))
         try:
             await asyncio.wait({reader, keeper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -1183,7 +1223,7 @@ class Client:
             for res in results:
                 if isinstance(res, Exception):
                     logger.error("connection task failed: %r", res)
-            self._live = False
+            self._m.closed()
             self._ws = None
             self._resync_active = False
             with contextlib.suppress(Exception):
@@ -1202,9 +1242,11 @@ class Client:
             detail = "the server sent an oversized frame"
         if self._stopping:
             return _Result(_End.STOPPED)
+        if not self._abort_reason and self._codec.displaced(ws.close_code):
+            return _Result(_End.DISPLACED, detail, lived)
         return _Result(_End.FAILED, detail, lived)
 
-    async def _read_loop(self, ws: ClientConnection, beat: _Heartbeat) -> None:
+    async def _read_loop(self, ws: ClientConnection) -> None:
         """Read frames until the socket closes (returns; ConnectionClosed is swallowed).
 
         Frames already buffered are handed out without yielding to the event loop, so a burst
@@ -1214,7 +1256,7 @@ class Client:
         slice_started = time.perf_counter()
         try:
             async for message in ws:
-                beat.last_rx = self._clock.monotonic()
+                self._m.frame_received(self._clock.monotonic())
                 if self._on_frame(message):
                     await ws.send(self._codec.pong_frame())
                 if time.perf_counter() - slice_started >= READ_SLICE:
@@ -1271,7 +1313,7 @@ class Client:
         else:
             self._emit(outcome.event)
 
-    async def _housekeeping(self, ws: ClientConnection, beat: _Heartbeat) -> None:
+    async def _housekeeping(self, ws: ClientConnection) -> None:
         """Send the outbox, pings, timeouts, periodic resync and session keepalive.
 
         Returns when the socket must be dropped (abort request, dead heartbeat). Cancellation
@@ -1282,18 +1324,16 @@ class Client:
             if self._abort_reason:
                 return
             now = self._clock.monotonic()
-            if beat.ping_sent is not None and now >= beat.ping_sent + self._t.heartbeat_timeout:
-                if beat.last_rx < beat.ping_sent:
-                    self._abort_reason = "no answer to the heartbeat"
-                    logger.info("heartbeat: nothing received for %.1f s after a ping", now - beat.ping_sent)
+            for action in self._m.tick(now):
+                if isinstance(action, DropSocket):
+                    self._abort_reason = action.reason
+                    logger.info(
+                        "heartbeat: nothing received for %.1f s after a ping", self._t.heartbeat_timeout
+                    )
                     return
-                beat.ping_sent = None
-            if now >= beat.next_ping:
-                beat.next_ping = now + self._t.heartbeat_interval
-                if beat.ping_sent is None:
-                    beat.ping_sent = now
-                with contextlib.suppress(ConnectionClosed):
-                    await ws.send(self._codec.ping_frame())
+                if isinstance(action, SendPing):
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.send(self._codec.ping_frame())
             for outcome in self._tracker.expire(now):
                 self._settle(outcome)
             if (
@@ -1310,9 +1350,7 @@ class Client:
             await self._flush(ws)
             if self._abort_reason:
                 return
-            deadlines = [beat.next_ping]
-            if beat.ping_sent is not None:
-                deadlines.append(beat.ping_sent + self._t.heartbeat_timeout)
+            deadlines = [self._m.heartbeat_deadline()]
             command_deadline = self._tracker.next_deadline()
             if command_deadline is not None:
                 deadlines.append(command_deadline)
@@ -1336,9 +1374,8 @@ class Client:
                 await self._wake.wait()
 
     def _start_http(self, pending: PendingCommand, call: HttpCall) -> None:
-        """Mark a command sent (memory and the durable outbox) and start its HTTP call."""
+        """Mark a command sent (in memory; the store already says so) and start its HTTP call."""
         self._tracker.mark_sent(pending, Transport.HTTP, self._clock.monotonic())
-        self._mark_sent(pending.command)
         task = asyncio.ensure_future(self._http_command(pending, call))
         self._http_tasks[task] = pending
         task.add_done_callback(self._http_tasks.pop)
@@ -1354,7 +1391,10 @@ class Client:
             )
 
     async def _flush(self, ws: ClientConnection) -> None:
-        for pending in self._tracker.take_sendable(live=self._live):
+        now = self._clock.monotonic()
+        self._retry_store(now)
+        batch = self._tracker.take_sendable(live=self._live, now=now)
+        for index, pending in enumerate(batch):
             try:
                 outbound = self._codec.encode(pending.command)
             except EncodeError as exc:
@@ -1364,12 +1404,14 @@ class Client:
                 logger.exception("encoding %s failed", type(pending.command).__name__)
                 self._settle(self._tracker.fail(pending, FailureReason.INVALID, "internal error"))
                 continue
+            if isinstance(outbound, WsFrame) and ws.state is not State.OPEN:
+                self._tracker.put_back(batch[index:])
+                break
+            if not self._mark_sent(pending.command):
+                self._hold(pending, batch[index + 1 :])
+                break
             if isinstance(outbound, WsFrame):
-                if ws.state is not State.OPEN:
-                    self._tracker.unsend(pending)
-                    break
                 self._tracker.mark_sent(pending, Transport.WS, self._clock.monotonic())
-                self._mark_sent(pending.command)
                 try:
                     await ws.send(outbound.text)
                 except ConnectionClosed:
@@ -1424,8 +1466,7 @@ class Client:
         self._schedule_resync()
         self._spawn_side(self._catch_up.run(self._http_call, self._emit))
         if self._resync_initial:
-            self._live = True
-            self._set_state(ConnectionState.CONNECTED)
+            self._apply(self._m.resynced())
             self._wake.set()
 
     def _schedule_resync(self) -> None:
@@ -1445,10 +1486,14 @@ class Client:
             raise
         except AuthRefused as exc:
             self._settle(self._tracker.fail(pending, FailureReason.ACCESS_DENIED, exc.text))
+            self._apply(self._m.credentials_refused(exc.text))
             return
         except (AuthError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             self._settle(self._http_failure(pending, exc))
             return
+        if status == 401:  # even after renewing the credentials (see _http_call)
+            logger.warning("%s %s: the server refused the renewed credentials", call.method, call.path)
+            self._apply(self._m.credentials_refused("the server refused the credentials (HTTP 401)"))
         events = self._codec.parse_response(command, status, body)
         outcome = self._tracker.answered(pending, events, status)
         for event in events:
@@ -1530,6 +1575,8 @@ class Client:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        self._store_retry_at = 0.0  # one last try to delete finished rows
+        self._retry_store(self._clock.monotonic())
         self._closing = True
         for outcome in self._tracker.settle_all("the client stopped"):
             self._emit(outcome.event)
@@ -1539,8 +1586,7 @@ class Client:
                 await self._http.close()
             self._http = None
         self._running = False
-        self._stopped = self._stopping
-        self._set_state(ConnectionState.OFFLINE, "stopped" if self._stopping else "")
+        self._apply(self._m.stopped(requested=self._stopping))
         self._done.set()
 
 
@@ -1560,6 +1606,28 @@ def _no_such_unconfirmed(command_id: str) -> CommandFailed:
         kind=CommandKind.REPLY,
         reason=FailureReason.INVALID,
         text="no unconfirmed or queued command has this id",
+    )
+
+
+class _ConnectNoRedirect(connect):
+    """websockets' ``connect`` that never follows a redirect itself.
+
+    The library follows ws:// redirects to any host and fails on an http(s) ``Location`` with
+    InvalidURI (which looked like a bad server address: offline for good). The client decides
+    instead: one same-host upgrade to wss://, else a retryable failure.
+    """
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        """Hand every redirect back to the caller as the InvalidStatus it is."""
+        return exc
+
+
+def _redirect_detail(status: int, location: str) -> str:
+    host = urlsplit(location).hostname or ""
+    where = f" to {host}" if host else ""
+    return (
+        f"the server address redirects{where} (HTTP {status}): sign in to this network "
+        "(captive portal) or check the server address"
     )
 
 

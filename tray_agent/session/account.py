@@ -58,8 +58,8 @@ class SessionClient(Protocol):
         """Queue a command. Never raises."""
         ...
 
-    def reconnect_now(self) -> None:
-        """Skip the backoff: try again at once."""
+    def reconnect_now(self, *, automatic: bool = False) -> None:
+        """Skip the backoff: try again at once (``automatic``: not asked for by the agent)."""
         ...
 
     def request_resync(self, why: str = "") -> None:
@@ -212,10 +212,14 @@ class AccountSession:
         """The client's event sink: through the dispatcher (stamped, reduced, effects routed)."""
         self.dispatcher.dispatch(event)
 
-    def reconnect_now(self) -> None:
-        """Reconnect at once (sleep/resume, network change, the tray's Reconnect)."""
+    def reconnect_now(self, *, automatic: bool = False) -> None:
+        """Reconnect at once.
+
+        ``automatic``: sleep/resume or a network change; otherwise the tray's Reconnect now, the
+        agent's way back after "signed in elsewhere".
+        """
         if self.client is not None:
-            self.client.reconnect_now()
+            self.client.reconnect_now(automatic=automatic)
 
     def request_resync(self, why: str) -> None:
         """The store asked for a full resync (the dispatcher's resync port)."""

@@ -873,6 +873,9 @@ def connection_text(info: ConnectionInfo) -> str:
         ConnectionState.RECONNECTING: _("Connection lost, reconnecting…"),
         ConnectionState.LIMITED: _("Limited connection (updates may be slow)"),
         ConnectionState.AUTH_REQUIRED: _("Signed out: please sign in again"),
+        ConnectionState.SIGNED_IN_ELSEWHERE: _(
+            "Signed in elsewhere: another app or browser tab uses this account's live updates"
+        ),
     }
     text = texts.get(info.state, str(info.state))
     if info.state is ConnectionState.RECONNECTING and info.retry_in is not None:

@@ -84,7 +84,7 @@ def icon_state(connection: ConnectionState, level: TrayLevel, quiet: bool) -> Ic
     """
     if connection is ConnectionState.AUTH_REQUIRED:
         return IconState.AUTH
-    if connection is ConnectionState.OFFLINE:
+    if connection in (ConnectionState.OFFLINE, ConnectionState.SIGNED_IN_ELSEWHERE):
         return IconState.OFFLINE
     if connection in _CONNECTING_STATES:
         return IconState.CONNECTING
@@ -205,6 +205,8 @@ def status_text(info: ConnectionInfo) -> str:
         text = _("Connected (limited: live updates blocked)")
     elif state is ConnectionState.AUTH_REQUIRED:
         text = _("Sign-in needed")
+    elif state is ConnectionState.SIGNED_IN_ELSEWHERE:
+        text = _("Signed in elsewhere (Reconnect now takes the live updates back)")
     else:
         text = _("Offline")
     if info.detail and state is not ConnectionState.CONNECTED:
@@ -700,7 +702,12 @@ class TrayController(QObject):
         if info.state in _SIGNED_OUT_STATES and self._windows is not None:
             # Signed out, no account, or the last sign-in settings do not work: a way back.
             self._item(menu, _("Sign in…"), self._sign_in).setObjectName("signIn")
-        if info.state in (ConnectionState.RECONNECTING, ConnectionState.OFFLINE, ConnectionState.LIMITED):
+        if info.state in (
+            ConnectionState.RECONNECTING,
+            ConnectionState.OFFLINE,
+            ConnectionState.LIMITED,
+            ConnectionState.SIGNED_IN_ELSEWHERE,
+        ):
             self._item(menu, _("Reconnect now"), self.reconnect_requested.emit)
         menu.addSeparator()
 

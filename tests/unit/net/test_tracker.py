@@ -185,3 +185,23 @@ def test_tracker_unsend_and_settle_all() -> None:
     tracker.enqueue(RefreshWaitingList(), internal=True)
     reasons = {o.event.command_id: o.event.reason for o in tracker.settle_all("stopped")}  # type: ignore[union-attr]
     assert reasons == {sent.command_id: FailureReason.UNCONFIRMED, queued.command_id: FailureReason.OFFLINE}
+
+
+def test_tracker_a_held_command_keeps_its_place_and_holds_its_conversation() -> None:
+    tracker = CommandTracker(10.0)
+    take = TakeOver(conversation="p/a", command_id="take")
+    reply = SendReply(conversation="p/a", text="after the take-over", command_id="reply")
+    other = SendReply(conversation="p/b", text="elsewhere", command_id="other")
+    for command in (take, reply, other):
+        tracker.enqueue(command)
+    batch = tracker.take_sendable(live=True, now=0.0)
+    assert [p.command.command_id for p in batch] == ["take", "reply", "other"]
+    # The store could not mark the take-over as sent: it and the rest of the batch go back, in order.
+    batch[0].hold_until = 5.0
+    tracker.put_back(batch)
+    assert [p.command.command_id for p in tracker.outbox] == ["take", "reply", "other"]
+    assert tracker.next_deadline() == 5.0
+    ready = tracker.take_sendable(live=True, now=1.0)
+    assert [p.command.command_id for p in ready] == ["other"]  # p/a waits behind its held take-over
+    assert [p.command.command_id for p in tracker.take_sendable(live=True, now=5.0)] == ["take", "reply"]
+    assert tracker.next_deadline() is None

@@ -122,10 +122,12 @@ def test_focus_reaches_the_policy_through_the_store_at_once() -> None:
     store = Store()
     dispatcher = Dispatcher(store, Clock())
     _engine, notifier, _scheduler = engine_with(store, dispatcher)
-    dispatcher.dispatch(message("p/a"))
-    assert [t.key for t in notifier.shown] == ["message:p/a"]
+    # An escalation: it toasts whoever handles the customer (an AI-handled customer's plain
+    # message no longer toasts by default, issue 14).
+    dispatcher.dispatch(HumanRequested(conversation="p/a", customer_name="Ann", text="help", at=NOW))
+    assert [t.key for t in notifier.shown] == ["escalation:p/a"]
     dispatcher.dispatch(FocusChanged("p/a"))
-    assert notifier.withdrawn == ["message:p/a"]
+    assert notifier.withdrawn == ["escalation:p/a"]
 
 
 def test_the_waiting_list_reaches_the_policy_from_the_store() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from tray_agent.core.commands import Command
 from tray_agent.core.events import Dialect, Event, FailureReason
@@ -66,6 +67,20 @@ class EncodeError(Exception):
         self.text = text
 
 
+class UrlError(ValueError):
+    """The settings cannot make this dialect's socket URL (a plain-words reason, no secret)."""
+
+
+def websocket_url(base: str, path: str, query: str = "") -> str:
+    """``base`` (the server's ``http(s)://host[:port][/prefix]``) turned into a ``ws(s)://`` URL.
+
+    ``ws``/``wss`` follows ``http``/``https``; ``path`` is appended to the base's own path.
+    """
+    parts = urlsplit(base)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + path, query, ""))
+
+
 class DialectCodec(Protocol):
     """One backend dialect's wire knowledge. Implementations never raise from parse methods."""
 
@@ -85,6 +100,31 @@ class DialectCodec(Protocol):
 
         Returns the domain events it implies (e.g. CommandSucceeded + AssignmentChanged for an
         org take-over, a HistoryPage, a WaitingListPage) or CommandFailed with a reason.
+        """
+        ...
+
+    def ws_url(self, base: str, *, token: str = "", org: str = "") -> str:
+        """This dialect's WebSocket URL on the server whose REST base URL is ``base``.
+
+        Args:
+            base: ``http(s)://host[:port][/prefix]`` without a trailing slash.
+            token: the bearer token, for dialects that carry it in the URL (org: ``?token=``;
+                log such a URL only through ``redact_url``).
+            org: the organization id, for dialects whose URL names it.
+
+        Raises:
+            UrlError: the URL needs something that is missing (e.g. the organization id).
+        """
+        ...
+
+    def signed_in(self, user_id: str) -> None:
+        """The network layer signed in as ``user_id`` (org: the JWT ``sub``; "" when unknown)."""
+        ...
+
+    def displaced(self, close_code: int | None) -> bool:
+        """Whether a server close with ``close_code`` means another client of my user took over.
+
+        Dashboard: one socket per user (PROTOCOL.md 2.5); org: never.
         """
         ...
 

@@ -64,7 +64,7 @@ from tray_agent.core.events import (
     conversation_key,
     split_dashboard_key,
 )
-from tray_agent.core.protocol.base import EncodeError, HttpCall, Outbound, WsFrame
+from tray_agent.core.protocol.base import EncodeError, HttpCall, Outbound, WsFrame, websocket_url
 from tray_agent.core.protocol.common import (
     LooseBool,
     LooseObject,
@@ -506,6 +506,9 @@ def _key(page_id: str, customer_id: str) -> str | None:
 _PAGE_NAME_CACHE = 1_000  # page id -> name entries kept
 
 
+_NO_STATUS = 1005  # RFC 6455: a Close frame without a status code
+
+
 class DashboardCodec:
     """Codec of the dashboard dialect (sans-I/O; see :class:`~tray_agent.core.protocol.base.DialectCodec`).
 
@@ -903,6 +906,25 @@ class DashboardCodec:
             complete_list=not answer.page_id,
         )
         return (succeeded(command), page)
+
+    # -- the socket --------------------------------------------------------------------------
+
+    def ws_url(self, base: str, *, token: str = "", org: str = "") -> str:
+        """``/api/dashboard/ws`` on ``base`` (the session cookie travels in a header, not the URL)."""
+        return websocket_url(base, "/api/dashboard/ws")
+
+    def signed_in(self, user_id: str) -> None:
+        """Remember my user id from the login answer (the ``connected`` frame repeats it)."""
+        if user_id:
+            self.user_id = user_id
+
+    def displaced(self, close_code: int | None) -> bool:
+        """An empty Close frame (1005): the server dropped us from its one-socket-per-user map.
+
+        PROTOCOL.md 2.5 / G4: a second socket of my user replaced ours, and the cleanup of the
+        older one closes the newer one's queue without a status code.
+        """
+        return close_code == _NO_STATUS
 
     # -- keepalive -----------------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -108,7 +108,7 @@ from tray_agent.core.events import (
     WaitingChanged,
     WaitingListPage,
 )
-from tray_agent.core.protocol.base import EncodeError, HttpCall, Outbound, WsFrame
+from tray_agent.core.protocol.base import EncodeError, HttpCall, Outbound, UrlError, WsFrame, websocket_url
 from tray_agent.core.protocol.common import (
     JsonObject,
     LooseBool,
@@ -881,6 +881,28 @@ class OrgCodec:
             self._continue_at = None  # the resync is over; the next one starts afresh
         text = _detail_text(body) or f"HTTP {status}"
         return failed(command, _reason_for(status, text), text)
+
+    # -- the socket --------------------------------------------------------------------------
+
+    def ws_url(self, base: str, *, token: str = "", org: str = "") -> str:
+        """``/ws/{org_id}?token=JWT`` on ``base`` (``org`` or else :attr:`org_id`).
+
+        Raises:
+            UrlError: no organization id.
+        """
+        org_id = org or self.org_id
+        if not org_id:
+            raise UrlError("The organization id is missing in the settings.")
+        return websocket_url(base, f"/ws/{quote(org_id, safe='')}", urlencode({"token": token}))
+
+    def signed_in(self, user_id: str) -> None:
+        """Remember my JWT ``sub``: it names me as the sender of replies and in assignments."""
+        if user_id:
+            self.user_id = user_id
+
+    def displaced(self, close_code: int | None) -> bool:
+        """Never: the org server keeps every socket of a user (``connection_count``)."""
+        return False
 
     # -- keepalive -----------------------------------------------------------------------------
 
