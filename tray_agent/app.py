@@ -108,6 +108,7 @@ def build_windows(app: TrayApp) -> WindowManager | None:
             draft_store=app.local,
             clock=app.clock.now,
             dispatch=app.dispatcher.dispatch,
+            demo=bool(app.args.demo),
         )
     except Exception:
         logger.exception("Could not build the windows")
@@ -203,6 +204,7 @@ class TrayApp:
             self.commands,
             self.clock,
             mute_locked=loaded.is_locked("alerts.sounds"),
+            dnd_allowed=settings.alerts.allow_manual_dnd,
             tray_icon=tray_icon,
         )
         # Light/dark/high contrast: the setting, else the OS scheme, followed live (ui/theme.py).
@@ -520,6 +522,7 @@ class TrayApp:
         if self.windows is not None:
             self.windows.set_loaded_settings(loaded)
         self.runner.update_settings(loaded.settings.alerts)
+        self.tray.set_dnd_allowed(loaded.settings.alerts.allow_manual_dnd)  # a policy may forbid DND
 
     # -------------------------------------------------------------- slots
 
@@ -574,7 +577,10 @@ class TrayApp:
         await self.session.wait_for_tasks()
 
     def _on_tray_reconnect_requested(self) -> None:
-        self.session.reconnect_now()
+        if self.session.client is not None:
+            self.session.reconnect_now()
+        else:  # no account (sign-in cancelled) or signed out: nothing to reconnect, so sign in
+            self._show_sign_in(_("Enter your server and account to sign in."))
 
     def _on_tray_mute_toggled(self, muted: bool) -> None:
         locked = self.loaded.is_locked("alerts.sounds")  # the policy decides: nothing changes

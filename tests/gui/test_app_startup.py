@@ -190,3 +190,65 @@ def test_the_app_says_connecting_from_the_start_when_it_has_an_account(
     finally:
         app.bridge.close()
         app.tray.hide()
+
+
+def test_reconnect_now_without_an_account_opens_the_sign_in(qapp: QApplication, tmp_path: Path) -> None:
+    """No configuration, sign-in cancelled: "Reconnect now" has nothing to reconnect, so it
+    opens the sign-in instead of doing nothing."""
+    from tray_agent.app import TrayApp
+    from tray_agent.core.settings import Settings
+    from tray_agent.core.settings_layers import LoadedSettings
+
+    class Windows:
+        def __init__(self) -> None:
+            self.sign_ins: list[str] = []
+
+        def show_sign_in(self, problem: str = "", *, keyring_problem: str | None = None) -> None:
+            self.sign_ins.append(problem)
+
+    paths = Paths.from_platform(tmp_path / "base", env={})
+    app = TrayApp(argparse.Namespace(demo=False), paths, LoadedSettings(settings=Settings()), qapp)
+    windows = Windows()
+    app.windows = windows
+    try:
+        assert app.client is None
+        app.tray.reconnect_requested.emit()
+        assert windows.sign_ins == ["Enter your server and account to sign in."]
+    finally:
+        app.bridge.close()
+        app.tray.hide()
+
+
+def test_last_synced_in_the_tray_moves_with_each_periodic_resync(qtbot: QtBot, english: None) -> None:
+    """The client's resync pages reach the store stamped (the session's dispatcher, as app.py
+    wires it): "Last synced" in the tray follows every completed resync, not only the first
+    connect (it stood still for 7 minutes while connected and resyncing)."""
+    from datetime import timedelta
+
+    from tray_agent.core.events import ConnectionChanged, ConnectionState, WaitingListPage
+    from tray_agent.session.dispatcher import Dispatcher
+
+    clock = FakeClock()
+    store = Store()
+    dispatcher = Dispatcher(store, clock)
+    bridge = StoreBridge(store)
+    settings = AlertSettings()
+    runner = EffectRunner(
+        AlertPolicy(settings), FakeNotifier(), FakeSound(), clock, settings, spawn=close_awaitable
+    )
+    tray = TrayController(bridge, runner, FakeCommandSink(), clock, tray_available=False)
+    try:
+        with qtbot.waitSignal(bridge.flushed, timeout=1000):
+            dispatcher.dispatch(ConnectionChanged(state=ConnectionState.CONNECTED))
+            dispatcher.dispatch(WaitingListPage())
+        first = clock.now()
+        assert store.state.connection.last_synced == first
+        clock.advance(7 * 60)
+        with qtbot.waitSignal(bridge.flushed, timeout=1000):
+            dispatcher.dispatch(WaitingListPage())  # the periodic resync's last page
+        assert store.state.connection.last_synced == first + timedelta(minutes=7)
+        expected = (first + timedelta(minutes=7)).astimezone().strftime("%H:%M")
+        assert f"Last synced {expected}" in tray.tooltip
+    finally:
+        tray.hide()
+        bridge.close()

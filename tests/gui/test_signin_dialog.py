@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
+from tests.gui.test_customer_service import ARTIFACTS
 from tray_agent.core.settings import ConnectionSettings, Settings
 from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.ui.signin_dialog import SignInDialog, SignInRequest
@@ -86,3 +87,47 @@ def test_missing_fields_and_problems_are_plain_words(qtbot):
         dialog._sign_in_button,
     ):
         assert widget.accessibleName()
+
+
+def test_signin_dialog_shows_a_whole_server_url(qtbot):
+    url = "https://support.example-company.co.id:8443/"
+    dialog = SignInDialog(loaded("dashboard", server=url, company="acme"), "dashboard")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    edit = dialog._server_edit
+    assert dialog.width() >= 360  # was 241
+    assert edit.width() >= edit.fontMetrics().horizontalAdvance(url) + 8
+    ARTIFACTS.mkdir(exist_ok=True)
+    dialog.grab().save(str(ARTIFACTS / "signin-dashboard.png"))
+
+
+def test_signin_dialog_in_demo_mode_does_not_show_the_demo_account(qtbot):
+    settings = loaded(
+        "org",
+        server="http://127.0.0.1:40123",
+        org="demo-org",
+        email="agent1@demo.example",
+        supabase_url="http://127.0.0.1:40123",
+        supabase_key="demo-anon-key",
+    )
+    dialog = SignInDialog(settings, "org", demo=True)
+    qtbot.addWidget(dialog)
+    texts = [edit.text() for edit in dialog.findChildren(type(dialog._email_edit))]
+    assert not any("demo" in text for text in texts), texts
+    assert dialog._email_edit.text() == ""
+    assert dialog._server_edit.text() == "http://127.0.0.1:40123"  # where to sign in is no secret
+    normal = SignInDialog(settings, "org")
+    qtbot.addWidget(normal)
+    assert normal._email_edit.text() == "agent1@demo.example"
+
+
+def test_window_manager_builds_the_demo_sign_in_without_the_account(qtbot, store, sink):
+    from tray_agent.ui.windows import WindowManager
+
+    settings = loaded("dashboard", server="http://127.0.0.1:1", company="demo", email="a@demo.example")
+    manager = WindowManager(store, sink, settings, "dashboard", demo=True)
+    dialog = manager.show_sign_in()
+    qtbot.addWidget(dialog)
+    assert dialog._email_edit.text() == ""
+    assert dialog._company_edit.text() == ""

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QImage
 from PySide6.QtWidgets import QFileDialog, QMenu, QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
@@ -24,7 +24,7 @@ from tests.gui.conftest import (
 )
 from tray_agent.core.commands import TakeOver
 from tray_agent.core.events import ConnectionChanged, ConnectionState
-from tray_agent.core.policy import AlertPolicy
+from tray_agent.core.policy import AlertPolicy, TrayLevel
 from tray_agent.core.settings import AlertSettings
 from tray_agent.core.state import Store
 from tray_agent.ui.bridge import StoreBridge
@@ -37,7 +37,9 @@ from tray_agent.ui.tray import (
     diagnostics_file_name,
     icon_svg,
     menu_text,
+    overlay_svg,
     render_icon_image,
+    sla_overlay,
 )
 
 pytestmark = pytest.mark.gui
@@ -125,7 +127,7 @@ def find_text(menu: QMenu, text: str) -> QAction:
     ("state", "icon"),
     [
         (ConnectionState.CONNECTED, IconState.CONNECTED),
-        (ConnectionState.LIMITED, IconState.CONNECTED),
+        (ConnectionState.LIMITED, IconState.LIMITED),
         (ConnectionState.CONNECTING, IconState.CONNECTING),
         (ConnectionState.RECONNECTING, IconState.CONNECTING),
         (ConnectionState.RESYNCING, IconState.CONNECTING),
@@ -141,11 +143,29 @@ def test_tray_icon_state_follows_connection(rig: Rig, state: ConnectionState, ic
 
 
 def test_tray_icon_dnd_and_sla(rig: Rig, clock: FakeClock) -> None:
+    shown: list[str] = []
+    rig.tray.icon_changed.connect(shown.append)
     rig.dispatch(connected())
     rig.runner.set_dnd(clock.now() + timedelta(hours=1))
     assert rig.tray.icon_state is IconState.DND
+    assert not rig.tray.sla_warning
     rig.dispatch(escalation("p/1", "Ann", minutes_ago=30))  # beyond the 10-minute SLA
+    # Do-not-disturb stays visible; the breach is the warning mark on it (was: the SLA icon).
+    assert rig.tray.icon_state is IconState.DND
+    assert rig.tray.sla_warning
+    assert shown[-1] == "dnd+sla:1"
+    rig.runner.set_dnd(None)
     assert rig.tray.icon_state is IconState.SLA
+    assert not rig.tray.sla_warning
+
+
+def test_tray_icon_limited_with_and_without_sla(rig: Rig) -> None:
+    rig.dispatch(connected(), ConnectionChanged(state=ConnectionState.LIMITED, detail="polling"))
+    assert (rig.tray.icon_state, rig.tray.sla_warning) == (IconState.LIMITED, False)
+    rig.dispatch(escalation("p/1", "Ann", minutes_ago=30))
+    assert (rig.tray.icon_state, rig.tray.sla_warning) == (IconState.LIMITED, True)
+    rig.dispatch(connected())
+    assert (rig.tray.icon_state, rig.tray.sla_warning) == (IconState.SLA, False)
 
 
 def test_tray_badge_counts_customers_waiting(rig: Rig, qtbot: QtBot) -> None:
@@ -156,8 +176,8 @@ def test_tray_badge_counts_customers_waiting(rig: Rig, qtbot: QtBot) -> None:
     assert shown[-1] == "connected:2"
 
 
-def test_tray_badge_text_and_pixels() -> None:
-    assert [badge_text(n) for n in (0, 1, 42, 100)] == ["", "1", "42", "99+"]
+def test_tray_badge_text_and_pixels(qapp: object) -> None:
+    assert [badge_text(n) for n in (0, 1, 9, 10, 42, 100)] == ["", "1", "9", "9+", "9+", "9+"]
     svg = icon_svg(IconState.CONNECTED)
     plain, badged = render_icon_image(svg, 32), render_icon_image(svg, 32, "3")
     top_right = badged.pixelColor(29, 4)
@@ -366,6 +386,8 @@ def _drive_to(rig: Rig, clock: FakeClock, state: IconState) -> None:
         rig.dispatch(ConnectionChanged(state=ConnectionState.AUTH_REQUIRED, detail="Invalid credentials"))
     elif state is IconState.DND:
         rig.runner.set_dnd(clock.now() + timedelta(hours=1))
+    elif state is IconState.LIMITED:
+        rig.dispatch(ConnectionChanged(state=ConnectionState.LIMITED, detail="polling"))
     elif state is IconState.SLA:
         rig.dispatch(escalation("p/2", "Budi", minutes_ago=45))  # beyond the 10-minute SLA
 
@@ -378,6 +400,7 @@ def _drive_to(rig: Rig, clock: FakeClock, state: IconState) -> None:
         IconState.OFFLINE,
         IconState.AUTH,
         IconState.DND,
+        IconState.LIMITED,
         IconState.SLA,
     ],
 )
@@ -410,3 +433,103 @@ def test_tray_icon_and_menu_screenshot_per_state(rig: Rig, clock: FakeClock, sta
         "Ann <b>Lee</b>" in text
         for text in texts(menu) + [a.text() for m in menu.findChildren(QMenu) for a in m.actions()]
     )
+
+
+def test_tray_offers_sign_in_when_offline_without_an_account(rig: Rig, windows: FakeWindowManager) -> None:
+    # No configuration and the sign-in was cancelled: the app is OFFLINE with no client.
+    assert rig.bridge.state.connection.state is ConnectionState.OFFLINE
+    menu = rig.menu()
+    assert "Sign in…" in texts(menu)
+    find(menu, "signIn").trigger()
+    assert windows.calls == [("show_sign_in", "")]
+
+
+def test_tray_has_no_sign_in_item_while_connected(rig: Rig) -> None:
+    rig.dispatch(connected())
+    assert "Sign in…" not in texts(rig.menu())
+
+
+def _icon_sheet(images: list[QImage], scale: int = 4) -> QImage:
+    """The images side by side on a light and a dark panel strip, scaled up for review."""
+    from PySide6.QtGui import QColor, QPainter
+
+    cell = max(image.width() for image in images) + 4
+    sheet = QImage(cell * len(images) * scale, cell * 2 * scale, QImage.Format.Format_ARGB32)
+    sheet.fill(QColor("#f0f0f0"))
+    painter = QPainter(sheet)
+    painter.fillRect(0, cell * scale, sheet.width(), cell * scale, QColor("#2b2b2b"))
+    for row in range(2):
+        for index, image in enumerate(images):
+            scaled = image.scaled(image.width() * scale, image.height() * scale)
+            painter.drawImage(index * cell * scale + 2 * scale, row * cell * scale + 2 * scale, scaled)
+    painter.end()
+    return sheet
+
+
+def test_tray_icon_states_with_sla_and_badge_render_at_22_px(qapp: object) -> None:
+    """Saves test-artifacts/tray-icons-22px.png: every state, DND/limited with the SLA mark, "9+"."""
+    size = 22
+    images = {}
+    for state in IconState:
+        images[f"{state}"] = render_icon_image(icon_svg(state), size, "9+")
+    for state in (IconState.DND, IconState.LIMITED):
+        images[f"{state}+sla"] = render_icon_image(icon_svg(state), size, "9+", overlay_svg())
+    for state in (IconState.DND, IconState.LIMITED):
+        assert sla_overlay(state, TrayLevel.SLA_BREACHED)
+        # The SLA mark changes the icon, keeps the state's emblem and the badge untouched.
+        plain, marked = images[f"{state}"], images[f"{state}+sla"]
+        assert any(plain.pixel(x, y) != marked.pixel(x, y) for x in range(0, 8) for y in range(14, 22))
+        assert all(plain.pixel(x, y) == marked.pixel(x, y) for x in range(14, 22) for y in range(14, 22))
+    assert not sla_overlay(IconState.CONNECTED, TrayLevel.SLA_BREACHED)
+    # LIMITED and DND have emblems of their own.
+    emblem = {
+        name: [image.pixel(x, y) for x in range(14, 22) for y in range(14, 22)]
+        for name, image in images.items()
+    }
+    assert emblem["limited"] != emblem["connected"]
+    assert emblem["dnd"] != emblem["connected"]
+    assert emblem["limited"] != emblem["dnd"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert _icon_sheet(list(images.values())).save(str(ARTIFACTS / "tray-icons-22px.png"))
+
+
+def test_tray_badge_over_nine_is_legible_at_22_px(qapp: object) -> None:
+    """Saves test-artifacts/tray-badge-22px.png; "9+" stays inside the icon, white on red."""
+    from PySide6.QtGui import QColor
+
+    svg = icon_svg(IconState.CONNECTED)
+    image = render_icon_image(svg, 22, badge_text(12))
+    plain = render_icon_image(svg, 22)
+    changed = [(x, y) for x in range(22) for y in range(22) if image.pixel(x, y) != plain.pixel(x, y)]
+    xs, ys = [x for x, _ in changed], [y for _, y in changed]
+    assert min(ys) == 0
+    assert max(ys) <= 13  # the top half: the bottom-right emblem stays visible
+    assert max(xs) - min(xs) + 1 >= 11  # wide enough for two glyphs
+    white = sum(QColor(image.pixel(x, y)).lightness() > 200 for x, y in changed if 2 < y < 10)
+    assert white >= 12  # the glyphs have ink (not a red blob)
+    ARTIFACTS.mkdir(exist_ok=True)
+    sheet = _icon_sheet([image, render_icon_image(svg, 22, "3"), render_icon_image(svg, 16, "9+")], 8)
+    assert sheet.save(str(ARTIFACTS / "tray-badge-22px.png"))
+
+
+def _tray(rig: Rig, **kwargs: object) -> TrayController:
+    tray = TrayController(
+        rig.bridge, rig.runner, rig.sink, rig.clock, windows=rig.windows, tray_available=False, **kwargs
+    )
+    rig.qtbot.addWidget(tray.menu)
+    return tray
+
+
+def test_tray_policy_can_forbid_dnd(make_rig: object) -> None:
+    rig = make_rig(FakeWindowManager())  # type: ignore[operator]
+    tray = _tray(rig, dnd_allowed=False)
+    tray.refresh_menu()
+    assert "dnd" not in [a.objectName() for a in tray.menu.actions()]
+    assert not any(t.startswith("Do not disturb") for t in texts(tray.menu))
+    tray.set_dnd_allowed(True)
+    find(find(tray.menu, "dnd").menu(), "dnd:30min").trigger()
+    assert rig.runner.dnd_until == rig.clock.now() + timedelta(minutes=30)
+    tray.set_dnd_allowed(False)  # the policy arrives later (settings reloaded): DND ends
+    assert rig.runner.dnd_until is None
+    assert "dnd" not in [a.objectName() for a in tray.menu.actions()]
+    tray.hide()

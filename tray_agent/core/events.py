@@ -304,6 +304,8 @@ class WaitingListPage(Event):
         complete_assignments: the pages together list every conversation a human holds (org
             filtered resync), so one missing from them that the store holds for me is held by
             nobody any more (released to the AI, resolved).
+        at: when it arrived (app.py stamps it): the last page of a resync while connected is
+            the store's ``last_synced``.
     """
 
     customers: tuple[ConversationSummary, ...] = ()
@@ -312,6 +314,7 @@ class WaitingListPage(Event):
     has_more: bool = False
     complete_list: bool = True
     complete_assignments: bool = False
+    at: datetime | None = None
     event_name: str = _named("waiting_list")
 
 

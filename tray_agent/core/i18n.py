@@ -383,6 +383,42 @@ def language() -> str:
     return _language
 
 
+def retranslation_table(old: str, new: str, root: Traversable | Path | None = None) -> dict[str, str]:
+    """Text shown in ``old`` -> the same message in ``new``: to re-word windows already open.
+
+    Built from the catalogs: every simple (no context, no plural) message whose wording differs
+    between the two languages. A text that stands for two messages with different wordings in
+    ``new`` is left out (ambiguous), as are untranslated entries. Unreadable catalogs give {}.
+    """
+    if old == new:
+        return {}
+    catalogs: dict[str, dict[str, str]] = {}
+    for lang in {old, new} - {SOURCE_LANGUAGE}:
+        try:
+            entries = parse_po(catalog_path(lang, root).read_text(encoding="utf-8"))
+        except (OSError, PoError) as exc:
+            logger.warning("No usable %s catalog (%s): windows keep their words", lang, exc)
+            return {}
+        catalogs[lang] = {
+            e.msgid: e.msgstr[0]
+            for e in entries
+            if e.msgid and e.msgctxt is None and e.msgid_plural is None and e.translated
+        }
+    msgids = {msgid for table in catalogs.values() for msgid in table}
+
+    def wording(lang: str, msgid: str) -> str:
+        return catalogs.get(lang, {}).get(msgid, msgid)
+
+    table: dict[str, str | None] = {}
+    for msgid in msgids:
+        before, after = wording(old, msgid), wording(new, msgid)
+        if before in table and table[before] != after:
+            table[before] = None  # two messages share the old wording but not the new one
+        else:
+            table[before] = after
+    return {before: after for before, after in table.items() if after is not None and after != before}
+
+
 def _(message: str) -> str:
     """Translate a user-visible string (call it with a literal so that the extractor sees it)."""
     return _translations.gettext(message)

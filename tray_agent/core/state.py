@@ -176,7 +176,8 @@ class ConnectionInfo:
         state: the connection state machine's state.
         detail: short reason text from the network layer.
         retry_in: seconds until the next attempt, when reconnecting.
-        last_synced: when we last became CONNECTED (live and resynced).
+        last_synced: when we last became CONNECTED (live and resynced) or a later resync
+            completed.
         user_id: my user id (dashboard Mongo id; org JWT ``sub``), "" while unknown.
         connection_count: the server's socket count for the org (org dialect only).
     """
@@ -1533,6 +1534,10 @@ def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result
                     tx.put(_update(mine, assigned=False, agent=None, assigned_to_me=False))
     tx.changes["resync"] = None
     tx.changes["initial_load_done"] = True
+    conn = state.connection
+    if event.at is not None and conn.state in (ConnectionState.CONNECTED, ConnectionState.LIMITED):
+        # A periodic resync (or a poll while limited) is a sync too: "Last synced" moves on.
+        tx.changes["connection"] = _replace(conn, last_synced=_utc(event.at))
     if first_load:
         _first_load_summary(tx)
     return tx.commit()

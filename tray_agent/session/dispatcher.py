@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 
 from tray_agent.core.effects import Alert, Effect, Notify, PlaySound, RequestResync, Withdraw
-from tray_agent.core.events import ConnectionChanged, Event
+from tray_agent.core.events import ConnectionChanged, Event, WaitingListPage
 from tray_agent.core.ports import Clock, EffectSink
 from tray_agent.core.state import State, Store
 
@@ -75,7 +75,8 @@ class Dispatcher:
 
     def dispatch(self, event: Event) -> tuple[Effect, ...]:
         """Reduce one event, tell the observers, carry out its effects; returns the effects."""
-        if isinstance(event, ConnectionChanged) and event.at is None:
+        if isinstance(event, ConnectionChanged | WaitingListPage) and event.at is None:
+            # Stamped: a resync's last page moves "Last synced" (issue 14)
             event = dataclasses.replace(event, at=self._clock.now())
         old = self._store.state
         effects = self._store.dispatch(event)

@@ -835,6 +835,15 @@ class ChatWindow(QWidget):
         super().changeEvent(event)
         if event.type() == QEvent.Type.ActivationChange:
             self._set_focused(self.isActiveWindow())
+        elif event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+
+    def retranslate(self) -> None:
+        """Rebuild the texts made with values (title, who has the customer) in the new language.
+
+        Fixed texts are re-worded by ``ui.language.retranslate_widgets``.
+        """
+        self._refresh()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: D102, N802
         self.save_draft()
@@ -975,6 +984,8 @@ class ChatWindow(QWidget):
         name = one_line(conv.customer_name, 80) if conv is not None else ""
         channel = one_line(conv.channel, 40) if conv is not None else ""
         title = isolate_bidi(name) or _("Unknown customer")
+        if conv is not None and conv.unread > 0:  # unread customer messages, as mail apps do
+            title = f"({conv.unread}) {title}"
         self.setWindowTitle(f"{title} — {isolate_bidi(channel)}" if channel else title)
         self._handler_label.setText(self._handler_sentence(conv))
         self._refresh_buttons(conv)

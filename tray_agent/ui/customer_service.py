@@ -250,7 +250,22 @@ class CustomerServiceWindow(QMainWindow):
         )
         self._search_edit.textChanged.connect(self._on_search_edit_text_changed)
         self._search_edit.installEventFilter(self)
-        layout.addWidget(self._search_edit)
+        search_row = QHBoxLayout()
+        search_row.addWidget(self._search_edit, 1)
+        self._first_unread_action = QAction(_("First &unread"), self)
+        self._first_unread_action.setObjectName("firstUnread")
+        self._first_unread_action.setShortcut(QKeySequence("Ctrl+Shift+U"))
+        self._first_unread_action.setToolTip(_("Jump to the first conversation with unread messages"))
+        self._first_unread_action.triggered.connect(self.jump_to_first_unread)
+        self.addAction(self._first_unread_action)
+        self._first_unread_button = QToolButton(central)
+        self._first_unread_button.setDefaultAction(self._first_unread_action)
+        self._first_unread_button.setAccessibleName(_("Jump to first unread"))
+        self._first_unread_button.setAccessibleDescription(
+            _("Selects the first conversation with unread messages. Shortcut: Ctrl+Shift+U.")
+        )
+        search_row.addWidget(self._first_unread_button)
+        layout.addLayout(search_row)
 
         self._tabs = QTabWidget(central)
         self._tabs.setAccessibleName(_("Conversation lists"))
@@ -350,6 +365,7 @@ class CustomerServiceWindow(QMainWindow):
         for column, width in ((Column.CUSTOMER, 180), (Column.CHANNEL, 110), (Column.WAITING, 80)):
             header.resizeSection(column, width)
         header.resizeSection(Column.AGENT, 140)
+        header.resizeSection(Column.UNREAD, 100)
         table.doubleClicked.connect(self._on_table_double_clicked)
         table.selectionModel().selectionChanged.connect(self._on_table_selection_changed)
         table.installEventFilter(self)
@@ -456,6 +472,20 @@ class CustomerServiceWindow(QMainWindow):
         self._update_buttons()
         return True
 
+    def jump_to_first_unread(self) -> bool:
+        """Select the first conversation with unread messages: in this tab, else in another."""
+        current = self._tabs.currentIndex()
+        for index in (current, *(i for i in range(len(self._proxies)) if i != current)):
+            key = self._model.first_unread_key(self._proxies[index].keys())
+            if key:
+                self._tabs.setCurrentIndex(index)
+                self.select_conversation(key)
+                self._selected_key = key
+                self.current_table.setFocus(Qt.FocusReason.ShortcutFocusReason)
+                return True
+        self.statusBar().showMessage(_("No unread messages"), 4000)
+        return False
+
     def add_shortcut_menus(self, actions: Mapping[str, QAction]) -> None:
         """Show the app-wide shortcuts in a Conversation menu and a Help menu (discoverable keys)."""
         conversation_menu = self.menuBar().addMenu(_("Co&nversation"))
@@ -484,6 +514,20 @@ class CustomerServiceWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: D102, N802
         # A tray app: closing the inbox hides it; Quit is a separate action.
         event.accept()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: D102, N802
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+
+    def retranslate(self) -> None:
+        """Rebuild the texts made with values (tab counts, status bar) in the new language.
+
+        Fixed texts (menus, buttons, search box) are re-worded by ``ui.language.retranslate_widgets``.
+        """
+        self._update_tab_titles()
+        self._on_bridge_connection_changed(self._bridge.state.connection)
+        self._model.headerDataChanged.emit(Qt.Orientation.Horizontal, 0, self._model.columnCount() - 1)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: D102, N802
         if event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):

@@ -11,7 +11,7 @@ from PySide6.QtCore import QByteArray, QRectF
 from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPaintDevice, QPainter, QPen, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 
-BADGE_FILL = "#d32f2f"
+BADGE_FILL = "#c62828"
 BADGE_INK = "#ffffff"
 
 
@@ -20,50 +20,63 @@ def svg_renderer(svg: bytes) -> QSvgRenderer:
     return QSvgRenderer(QByteArray(svg))
 
 
-def paint_svg(device: QPaintDevice, renderer: QSvgRenderer, size: int, badge: str = "") -> None:
+def paint_svg(
+    device: QPaintDevice,
+    renderer: QSvgRenderer,
+    size: int,
+    badge: str = "",
+    overlay: QSvgRenderer | None = None,
+) -> None:
     """Paint the SVG at ``size`` px onto ``device`` (already cleared), with an optional badge.
 
     The badge sits in the top-right corner, clear of the bottom-right state emblem the icons carry.
+    ``overlay`` (an SVG of the same view box: the tray's SLA warning mark) is painted over the
+    icon, under the badge.
     """
     painter = QPainter(device)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     renderer.render(painter, QRectF(0, 0, size, size))
+    if overlay is not None:
+        overlay.render(painter, QRectF(0, 0, size, size))
     if badge:
         from PySide6.QtCore import Qt  # only a badge needs the Qt namespace (see the module doc)
 
-        height = max(7.0, size * 0.5)
-        width = max(height, height * (0.45 + 0.3 * len(badge)))
+        # At most two characters ("9+", ui/tray.badge_text): a pill about half the icon high,
+        # bold digits filling most of it, a white rim to part it from any panel colour.
+        height = max(9.0, size * 0.55)
+        width = min(float(size), height * (0.55 + 0.45 * len(badge)))
         rect = QRectF(size - width, 0, width, height)
         painter.setPen(QPen(QColor(BADGE_INK), max(1.0, size / 24)))
         painter.setBrush(QColor(BADGE_FILL))
         painter.drawRoundedRect(rect, height / 2, height / 2)
         font = QFont()
         font.setBold(True)
-        font.setPixelSize(max(6, int(height * 0.78)))
+        font.setPixelSize(max(7, round(height * 0.78)))
         painter.setFont(font)
         painter.setPen(QColor(BADGE_INK))
         painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, badge)
     painter.end()
 
 
-def render_svg_image(svg: bytes, size: int, badge: str = "") -> QImage:
+def render_svg_image(svg: bytes, size: int, badge: str = "", overlay: bytes = b"") -> QImage:
     """The SVG as a transparent ``size`` px QImage (works without a running QGuiApplication)."""
     from PySide6.QtCore import Qt
 
     image = QImage(size, size, QImage.Format.Format_ARGB32_Premultiplied)
     image.fill(Qt.GlobalColor.transparent)
-    paint_svg(image, svg_renderer(svg), size, badge)
+    paint_svg(image, svg_renderer(svg), size, badge, svg_renderer(overlay) if overlay else None)
     return image
 
 
-def render_svg_icon(svg: bytes, sizes: tuple[int, ...], badge: str = "") -> QIcon:
-    """A QIcon of the SVG with a pixmap at each of ``sizes``, the badge painted in."""
+def render_svg_icon(svg: bytes, sizes: tuple[int, ...], badge: str = "", overlay: bytes = b"") -> QIcon:
+    """A QIcon of the SVG with a pixmap at each of ``sizes``, the badge (and overlay) painted in."""
     renderer = svg_renderer(svg)
+    over = svg_renderer(overlay) if overlay else None
     icon = QIcon()
     for size in sizes:
         # A QPixmap, not a QImage: resolving QImage.fill's overloads builds the Qt namespace.
         pixmap = QPixmap(size, size)
         pixmap.fill(QColor(0, 0, 0, 0))
-        paint_svg(pixmap, renderer, size, badge)
+        paint_svg(pixmap, renderer, size, badge, over)
         icon.addPixmap(pixmap)
     return icon

@@ -20,6 +20,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
+from PySide6.QtGui import QColor, QFont
 
 from tray_agent.core.events import ConnectionState, SenderKind
 from tray_agent.core.i18n import _, format_duration
@@ -80,6 +81,9 @@ _CELL_ROLES: Final = frozenset(
         int(Qt.ItemDataRole.AccessibleTextRole),
         int(Qt.ItemDataRole.ToolTipRole),
         int(Qt.ItemDataRole.TextAlignmentRole),
+        int(Qt.ItemDataRole.FontRole),
+        int(Qt.ItemDataRole.BackgroundRole),
+        int(Qt.ItemDataRole.ForegroundRole),
     }
 )
 """The roles :meth:`ConversationTableModel.cell` answers; a view asks for about twice as many
@@ -97,6 +101,12 @@ class Column(enum.IntEnum):
     LAST_MESSAGE = 2
     WAITING = 3
     AGENT = 4
+    UNREAD = 5
+
+
+OVERDUE_BACKGROUND: Final = "#fbd3cf"
+"""Rows waiting past the waiting-time target: a soft red, with dark text on any theme."""
+OVERDUE_FOREGROUND: Final = "#3c0a06"
 
 
 _NCOLS: Final = len(Column)
@@ -145,6 +155,8 @@ class ConversationTableModel(QAbstractTableModel):
         self._keys: list[str] = list(self._state.conversations)
         self._row_of: dict[str, int] = {k: i for i, k in enumerate(self._keys)}
         self._pending: set[str] = set()
+        self._sla_seconds: float | None = None
+        self._bold: QFont | None = None  # made on first use (a QFont needs the application)
         self._active = True
         self._tick_timer = QTimer(self)
         self._tick_timer.setInterval(TICK_INTERVAL_MS)
@@ -176,6 +188,38 @@ class ConversationTableModel(QAbstractTableModel):
     def key_at(self, row: int) -> str:
         """The conversation key of a source row."""
         return self._keys[row]
+
+    @property
+    def sla_seconds(self) -> float | None:
+        """The waiting-time target in seconds (rows past it are highlighted), or None."""
+        return self._sla_seconds
+
+    def set_sla_minutes(self, minutes: float | None) -> None:
+        """Highlight the rows of untaken customers waiting longer than ``minutes`` (None: off).
+
+        ``minutes`` is ``alerts.sla_minutes``, the tray's waiting-time target.
+        """
+        seconds = None if minutes is None else float(minutes) * 60.0
+        if seconds != self._sla_seconds:
+            self._sla_seconds = seconds
+            if self._keys:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(self._keys) - 1, _NCOLS - 1))
+
+    def overdue(self, conv: Conversation) -> bool:
+        """The customer waits for a human, nobody has them, past the waiting-time target."""
+        sla = self._sla_seconds
+        if sla is None or not conv.waiting or conv.assigned or conv.waiting_since is None:
+            return False
+        return (self._now - conv.waiting_since).total_seconds() >= sla
+
+    def first_unread_key(self, keys: Iterable[str]) -> str:
+        """The first of ``keys`` (a tab's order) with unread customer messages, or ""."""
+        conversations = self._state.conversations
+        for key in keys:
+            conv = conversations.get(key)
+            if conv is not None and conv.unread > 0:
+                return key
+        return ""
 
     def row_of(self, key: str) -> int:
         """The source row of a conversation key, or -1."""
@@ -290,19 +334,39 @@ class ConversationTableModel(QAbstractTableModel):
             return self._display(conv, column)
         if role == SORT_ROLE:
             return self._sort_value(conv, column)
-        if role == Qt.ItemDataRole.ToolTipRole and column == Column.LAST_MESSAGE and conv.last_message:
-            return plain_tooltip(conv.last_message[:2000])
-        if role == Qt.ItemDataRole.TextAlignmentRole and column == Column.WAITING:
+        if role == Qt.ItemDataRole.FontRole:
+            return self._bold_font() if conv.unread > 0 else None
+        if role == Qt.ItemDataRole.BackgroundRole:
+            return QColor(OVERDUE_BACKGROUND) if self.overdue(conv) else None
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return QColor(OVERDUE_FOREGROUND) if self.overdue(conv) else None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if column == Column.LAST_MESSAGE and conv.last_message:
+                return plain_tooltip(conv.last_message[:2000])
+            if column == Column.WAITING and self.overdue(conv):
+                return _("Waiting longer than the target of {minutes} min").format(
+                    minutes=round((self._sla_seconds or 0) / 60)
+                )
+            return None
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (Column.WAITING, Column.UNREAD):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
+    def _bold_font(self) -> QFont:
+        if self._bold is None:
+            self._bold = QFont()
+            self._bold.setBold(True)
+        return self._bold
+
     def _column_titles(self) -> tuple[str, ...]:
         channel = _("Channel") if self._dialect == "org" else _("Page")
-        return (_("Customer"), channel, _("Last message"), _("Waiting"), _("Agent"))
+        return (_("Customer"), channel, _("Last message"), _("Waiting"), _("Agent"), _("Unread"))
 
     def _display(self, conv: Conversation, column: int) -> str:
         if column == Column.CUSTOMER:
             return isolate_bidi(one_line(conv.customer_name)) or _("Unknown customer")
+        if column == Column.UNREAD:
+            return str(conv.unread) if conv.unread > 0 else ""
         if column == Column.CHANNEL:
             return isolate_bidi(one_line(conv.channel, 60))
         if column == Column.LAST_MESSAGE:
@@ -312,7 +376,7 @@ class ConversationTableModel(QAbstractTableModel):
                 return ""  # taken: no waiting timer runs
             return waiting_duration((self._now - conv.waiting_since).total_seconds())
         if column == Column.AGENT:
-            return agent_text(conv)
+            return agent_text(conv, self._dialect)
         return ""
 
     @staticmethod
@@ -325,6 +389,8 @@ class ConversationTableModel(QAbstractTableModel):
             return (conv.last_message_at or _MIN_TIME).timestamp()
         if column == Column.WAITING:
             return (conv.waiting_since or _MAX_TIME).timestamp()
+        if column == Column.UNREAD:
+            return -conv.unread
         return (conv.agent.name or conv.agent.email) if conv.agent is not None else ""
 
     def _remove_rows(self, rows: list[int]) -> None:
@@ -382,14 +448,18 @@ def agent_name(conv: Conversation) -> str:
     return _("Another agent")
 
 
-def agent_text(conv: Conversation) -> str:
-    """The agent column: me, another agent, the AI, or nobody while the customer waits."""
+def agent_text(conv: Conversation, dialect: str = "") -> str:
+    """The agent column: me, another agent, nobody yet while the customer waits, or the AI.
+
+    Org rows say who handles them (``handled_by``); on the dashboard the bot answers every
+    customer nobody has taken who does not wait for a human.
+    """
     if conv.assigned:
         return agent_name(conv)
-    if conv.handled_by == "ai":
-        return _("AI")
     if conv.waiting:
         return _("Nobody yet")
+    if conv.handled_by == "ai" or (dialect == "dashboard" and not conv.handled_by):
+        return _("AI")
     return ""
 
 
@@ -457,11 +527,17 @@ class ConversationTabProxy(QAbstractTableModel):
         return tuple(self._keys)
 
     def refresh_column(self, column: int, first: int, last: int) -> None:
-        """Repaint one column over rows ``first..last`` (the waiting-time tick)."""
+        """Repaint one column over rows ``first..last`` (the waiting-time tick).
+
+        With a waiting-time target the whole rows repaint: a row past it is highlighted.
+        """
         first = max(0, first)
         last = min(last, len(self._keys) - 1)
         if first <= last and 0 <= column < _NCOLS:
-            self.dataChanged.emit(self.index(first, column), self.index(last, column))
+            if self._source.sla_seconds is not None:
+                self.dataChanged.emit(self.index(first, 0), self.index(last, _NCOLS - 1))
+            else:
+                self.dataChanged.emit(self.index(first, column), self.index(last, column))
 
     def accepts(self, conv: Conversation) -> bool:
         """The tab's condition."""

@@ -1,10 +1,17 @@
-"""The settings dialog: every Settings key as a form generated from the pydantic model, with locks."""
+"""The settings dialog: every Settings key as a form generated from the pydantic model, with locks.
+
+What an agent changes often comes first ("Basic": language, theme, alerts, quiet hours), then the
+account, the quick replies, and last the engineering knobs ("Advanced": intervals, timeouts,
+alert tuning, storage). Every number carries its unit; the other backend's fields are hidden;
+numbers that only make sense whole are whole; the volume is a slider.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Final, Literal, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
@@ -16,11 +23,13 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
     QScrollArea,
+    QSlider,
     QSpinBox,
     QTabWidget,
     QTimeEdit,
@@ -29,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tray_agent.core.i18n import LANGUAGE_NAMES, _
+from tray_agent.core.i18n import LANGUAGE_NAMES, N_, _
 from tray_agent.core.settings import QuietHoursRule, Settings
 from tray_agent.core.settings_layers import SECRET_KEYS, LoadedSettings
 from tray_agent.ui.quick_reply_popup import QuickRepliesEditor
@@ -40,6 +49,75 @@ SECTIONS: tuple[str, ...] = ("connection", "alerts", "ui", "storage")
 _SKIPPED: frozenset[str] = SECRET_KEYS | {"alerts.dnd_until"}  # tokens; DND's end (the tray sets it)
 READ_ONLY: frozenset[str] = frozenset({"ui.team_quick_replies"})
 """Shown but never edited here: IT provides them through the machine policy."""
+
+PAGES: Final = ("basic", "account", "quick_replies", "advanced")
+"""The dialog's tabs, in order."""
+BASIC_KEYS: Final = (
+    "ui.language",
+    "ui.theme",
+    "alerts.notify_escalations",
+    "alerts.notify_messages",
+    "alerts.ai_messages",
+    "alerts.sounds",
+    "alerts.volume",
+    "alerts.sla_minutes",
+    "alerts.quiet_hours",
+    "ui.start_hidden",
+    "ui.autostart",
+    "ui.remember_password",
+)
+"""What an agent changes: the first tab."""
+ACCOUNT_KEYS: Final = (
+    "connection.dialect",
+    "connection.server",
+    "connection.org",
+    "connection.company",
+    "connection.email",
+    "connection.supabase_url",
+    "connection.supabase_key",
+)
+QUICK_REPLY_KEYS: Final = ("ui.quick_replies", "ui.team_quick_replies")
+DIALECT_KEYS: Final = {
+    "connection.org": "org",
+    "connection.supabase_url": "org",
+    "connection.supabase_key": "org",
+    "connection.company": "dashboard",
+}
+"""Fields of one backend only: hidden while the other is chosen."""
+
+UNITS: Final = {
+    "connection.resync_interval": "s",
+    "connection.command_timeout": "s",
+    "connection.heartbeat_interval": "s",
+    "connection.heartbeat_timeout": "s",
+    "connection.backoff_max": "s",
+    "connection.poll_interval": "s",
+    "connection.ws_retry_interval": "s",
+    "alerts.toast_min_interval": "s",
+    "alerts.coalesce_window": "s",
+    "alerts.summary_threshold": "customers",
+    "alerts.reminder_after": "min",
+    "alerts.reminder_backoff": "times",
+    "alerts.reminder_max_interval": "min",
+    "alerts.sla_minutes": "min",
+    "alerts.volume": "%",
+    "ui.history_limit": "messages",
+    "storage.history_days": "days",
+    "storage.max_size_mb": "MB",
+}
+"""The unit of every number (shown after it)."""
+_UNIT_TEXTS: Final = {
+    "s": N_("s"),
+    "min": N_("min"),
+    "days": N_("days"),
+    "MB": N_("MB"),
+    "messages": N_("messages"),
+    "customers": N_("customers"),
+    "times": N_("times"),
+    "%": "%",
+}
+FRACTIONAL: Final = frozenset({"alerts.reminder_backoff"})
+"""Numbers where a fraction means something (a growth factor); the others are whole numbers."""
 
 
 class QuietHoursEditor(QWidget):
@@ -156,18 +234,20 @@ class SettingsDialog(QDialog):
         layout.addWidget(self._problem_label)
         self._tabs = QTabWidget(self)
         self._tabs.setAccessibleName(_("Settings sections"))
-        self._tabs.setAccessibleDescription(_("Connection, alerts, window and storage settings."))
+        self._tabs.setAccessibleDescription(
+            _("Basic settings, the account, quick replies, and advanced settings.")
+        )
         self._tabs.tabBar().setAccessibleName(_("Settings sections"))
         self._tabs.tabBar().setAccessibleDescription(_("Ctrl+Tab switches between the sections."))
-        titles = {
-            "connection": _("Connection"),
-            "alerts": _("Alerts"),
-            "ui": _("Window"),
-            "storage": _("Storage"),
-        }
-        for section in SECTIONS:
-            self._tabs.addTab(self._section_page(section), titles[section])
+        self._page_of: dict[str, int] = {}
+        self._rows: dict[str, tuple[QFormLayout, QWidget]] = {}
+        for page in PAGES:
+            self._tabs.addTab(self._page(page), self._page_title(page))
         layout.addWidget(self._tabs, 1)
+        dialect = self._editors.get("connection.dialect")
+        if dialect is not None and isinstance(dialect[0], QComboBox):
+            dialect[0].currentIndexChanged.connect(self._on_dialect_changed)
+        self._on_dialect_changed()
         self._buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self
         )
@@ -180,7 +260,7 @@ class SettingsDialog(QDialog):
         self._buttons.accepted.connect(self._on_buttons_accepted)
         self._buttons.rejected.connect(self.reject)
         layout.addWidget(self._buttons)
-        self.resize(640, 560)
+        self.resize(780, 600)
 
     # ------------------------------------------------------------------ construction
 
@@ -193,25 +273,26 @@ class SettingsDialog(QDialog):
             "connection.email": _("Email"),
             "connection.supabase_url": _("Supabase URL"),
             "connection.supabase_key": _("Supabase anon key"),
-            "connection.resync_interval": _("Full refresh every (s)"),
-            "connection.command_timeout": _("Command timeout (s)"),
-            "connection.heartbeat_interval": _("Heartbeat every (s)"),
-            "connection.heartbeat_timeout": _("Heartbeat timeout (s)"),
-            "connection.backoff_max": _("Longest reconnect wait (s)"),
-            "connection.poll_interval": _("Polling interval when limited (s)"),
+            "connection.resync_interval": _("Refresh the whole list every"),
+            "connection.command_timeout": _("Give up on an action after"),
+            "connection.heartbeat_interval": _("Check the connection every"),
+            "connection.heartbeat_timeout": _("The connection counts as lost after a silence of"),
+            "connection.backoff_max": _("Longest wait between reconnection attempts"),
+            "connection.poll_interval": _("When live updates are blocked, check for news every"),
+            "connection.ws_retry_interval": _("When live updates are blocked, try them again every"),
             "connection.allow_insecure": _("Allow unencrypted connections"),
             "connection.ca_bundle": _("Extra CA certificates file"),
             "connection.proxy": _("HTTP(S) proxy"),
             "alerts.notify_messages": _("Notify about customer messages"),
             "alerts.notify_escalations": _("Notify when a customer asks for a human"),
             "alerts.escalations_bypass_dnd": _("Escalations break through do-not-disturb"),
-            "alerts.toast_min_interval": _("Minimum time between notifications (s)"),
-            "alerts.coalesce_window": _("Group a customer's messages within (s)"),
-            "alerts.summary_threshold": _("Summarise when this many customers at once"),
-            "alerts.reminder_after": _("Remind about untaken customers after (min)"),
-            "alerts.reminder_backoff": _("Reminder interval grows by a factor of"),
-            "alerts.reminder_max_interval": _("Longest reminder interval (min)"),
-            "alerts.sla_minutes": _("Waiting-time target (min)"),
+            "alerts.toast_min_interval": _("Minimum time between notifications"),
+            "alerts.coalesce_window": _("Group a customer's messages arriving within"),
+            "alerts.summary_threshold": _("Summarise when this many customers write at once"),
+            "alerts.reminder_after": _("Remind about untaken customers after"),
+            "alerts.reminder_backoff": _("Each reminder waits longer than the last, by"),
+            "alerts.reminder_max_interval": _("Longest time between reminders"),
+            "alerts.sla_minutes": _("Waiting-time target"),
             "alerts.sounds": _("Play sounds"),
             "alerts.volume": _("Volume"),
             "alerts.quiet_hours": _("Quiet hours"),
@@ -219,58 +300,113 @@ class SettingsDialog(QDialog):
             "alerts.allow_manual_dnd": _("Allow do-not-disturb from the tray menu"),
             "ui.language": _("Language"),
             "ui.theme": _("Theme"),
-            "ui.history_limit": _("Messages kept per conversation"),
+            "ui.history_limit": _("Keep per conversation at most"),
             "ui.start_hidden": _("Start in the tray (window hidden)"),
             "ui.autostart": _("Start when I log in"),
             "ui.remember_password": _("Remember my password"),
             "ui.quick_replies": _("My quick replies"),
             "ui.team_quick_replies": _("Team quick replies"),
-            "storage.history_days": _("Forget conversations untouched for (days)"),
-            "storage.max_size_mb": _("Largest size of the local store (MB)"),
+            "storage.history_days": _("Forget conversations untouched for"),
+            "storage.max_size_mb": _("Largest size of the local store"),
             "storage.keep_history": _("Keep message history on this computer"),
         }
 
-    def _section_page(self, section: str) -> QWidget:
+    def _page_title(self, page: str) -> str:
+        titles = {
+            "basic": _("Basic"),
+            "account": _("Account"),
+            "quick_replies": _("Quick replies"),
+            "advanced": _("Advanced"),
+        }
+        return titles[page]
+
+    def _keys(self) -> list[tuple[str, FieldInfo, Any]]:
+        """Every editable key with its field and loaded value, in model order."""
+        keys = []
+        for section in SECTIONS:
+            model = getattr(self._loaded.settings, section)
+            for name, info in type(model).model_fields.items():
+                key = f"{section}.{name}"
+                if key in _SKIPPED or info.annotation is SecretStr:
+                    continue
+                keys.append((key, info, getattr(model, name)))
+        return keys
+
+    def _page(self, page: str) -> QWidget:
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
-        page = QWidget(scroll)
-        form = QFormLayout(page)
-        model = getattr(self._loaded.settings, section)
-        labels = self._labels()
-        for name, info in type(model).model_fields.items():
-            key = f"{section}.{name}"
-            if key in _SKIPPED or info.annotation is SecretStr:
-                continue
-            label = labels.get(key, name.replace("_", " ").capitalize())
-            editor, getter = self._editor(key, info, getattr(model, name), label, page)
-            editor.setAccessibleDescription(_("Saved when you press Save."))
-            cell = QWidget(page)
-            cell_layout = QVBoxLayout(cell)
-            cell_layout.setContentsMargins(0, 0, 0, 0)
-            cell_layout.addWidget(editor)
-            if key in READ_ONLY:
-                note = QLabel(_("Provided by your IT department"), cell)
-                note.setObjectName("teamNote")
-                cell_layout.addWidget(note)
-                editor.setAccessibleDescription(_("Provided by your IT department"))
-            elif self._loaded.is_locked(key):
-                editor.setEnabled(False)
-                note = QLabel(_("Set by your IT department"), cell)
-                note.setObjectName("lockNote")
-                cell_layout.addWidget(note)
-                editor.setToolTip(_("Set by your IT department"))
-                editor.setAccessibleDescription(_("Set by your IT department"))
-            error = QLabel(cell)
-            error.setTextFormat(Qt.TextFormat.PlainText)
-            error.setWordWrap(True)
-            error.setStyleSheet("color: #c62828;")
-            error.hide()
-            cell_layout.addWidget(error)
-            self._errors[key] = error
-            self._editors[key] = (editor, getter)
-            form.addRow(label, cell)
-        scroll.setWidget(page)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # rows fit the width
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        body = QWidget(scroll)
+        fields = {key: (info, value) for key, info, value in self._keys()}
+        if page == "advanced":
+            shown = set(BASIC_KEYS) | set(ACCOUNT_KEYS) | set(QUICK_REPLY_KEYS)
+            column = QVBoxLayout(body)
+            note = QLabel(_("Most people never need to change these."), body)
+            note.setWordWrap(True)
+            column.addWidget(note)
+            titles = {
+                "connection": _("Connection"),
+                "alerts": _("Alerts"),
+                "ui": _("Window"),
+                "storage": _("Storage"),
+            }
+            for section in SECTIONS:
+                keys = [k for k in fields if k.startswith(section + ".") and k not in shown]
+                if not keys:
+                    continue
+                group = QGroupBox(titles[section], body)
+                form = QFormLayout(group)
+                for key in keys:
+                    self._add_row(form, group, key, *fields[key], page)
+                column.addWidget(group)
+            column.addStretch(1)
+        else:
+            listed = {"basic": BASIC_KEYS, "account": ACCOUNT_KEYS, "quick_replies": QUICK_REPLY_KEYS}[page]
+            form = QFormLayout(body)
+            for key in listed:
+                if key in fields:
+                    self._add_row(form, body, key, *fields[key], page)
+        scroll.setWidget(body)
         return scroll
+
+    def _add_row(
+        self, form: QFormLayout, parent: QWidget, key: str, info: FieldInfo, value: Any, page: str
+    ) -> None:
+        labels = self._labels()
+        label = labels.get(key, key.split(".", 1)[1].replace("_", " ").capitalize())
+        editor, getter = self._editor(key, info, value, label, parent)
+        editor.setAccessibleDescription(_("Saved when you press Save."))
+        cell = QWidget(parent)
+        cell_layout = QVBoxLayout(cell)
+        cell_layout.setContentsMargins(0, 0, 0, 0)
+        cell_layout.addWidget(editor)
+        if key in READ_ONLY:
+            note = QLabel(_("Provided by your IT department"), cell)
+            note.setObjectName("teamNote")
+            cell_layout.addWidget(note)
+            editor.setAccessibleDescription(_("Provided by your IT department"))
+        elif self._loaded.is_locked(key):
+            editor.setEnabled(False)
+            note = QLabel(_("Set by your IT department"), cell)
+            note.setObjectName("lockNote")
+            font = note.font()
+            font.setItalic(True)
+            note.setFont(font)
+            cell_layout.addWidget(note)
+            editor.setToolTip(_("Set by your IT department"))
+            editor.setAccessibleDescription(_("Set by your IT department"))
+        error = QLabel(cell)
+        error.setTextFormat(Qt.TextFormat.PlainText)
+        error.setWordWrap(True)
+        error.setStyleSheet("color: #c62828;")
+        error.hide()
+        cell_layout.addWidget(error)
+        self._errors[key] = error
+        self._editors[key] = (editor, getter)
+        self._page_of[key] = PAGES.index(page)
+        self._rows[key] = (form, cell)
+        form.addRow(label, cell)
 
     def _editor(
         self, key: str, info: FieldInfo, value: Any, label: str, parent: QWidget
@@ -282,19 +418,32 @@ class SettingsDialog(QDialog):
             box.setChecked(bool(value))
             box.setAccessibleName(label)
             return box, box.isChecked
-        if annotation is int:
+        unit = UNITS.get(key, "")
+        suffix = " " + _(_UNIT_TEXTS[unit]) if unit and unit != "%" else ""
+        if key == "alerts.volume":
+            return self._volume_editor(float(value), label, parent)
+        whole = annotation is int or (
+            annotation is float and key not in FRACTIONAL and float(value).is_integer()
+        )  # a fraction someone wrote in the file keeps a box that can show it
+        if whole:
             spin = QSpinBox(parent)
-            spin.setRange(int(low if low is not None else 0), int(high if high is not None else 1_000_000))
-            spin.setValue(int(value))
-            spin.setAccessibleName(label)
+            spin.setRange(
+                math.ceil(low) if low is not None else 0, math.floor(high) if high is not None else 1_000_000
+            )
+            spin.setValue(round(value))
+            spin.setSuffix(suffix)
+            spin.setAccessibleName(f"{label} ({suffix.strip()})" if suffix else label)
+            if annotation is float:
+                return spin, lambda: float(spin.value())
             return spin, spin.value
         if annotation is float:
             dspin = QDoubleSpinBox(parent)
-            dspin.setDecimals(2)
+            dspin.setDecimals(1)
             dspin.setRange(float(low if low is not None else 0.0), float(high if high is not None else 1e6))
-            dspin.setSingleStep(0.05 if (high or 0) <= 1 else 1.0)
+            dspin.setSingleStep(0.5 if key in FRACTIONAL else 1.0)
             dspin.setValue(float(value))
-            dspin.setAccessibleName(label)
+            dspin.setSuffix(suffix)
+            dspin.setAccessibleName(f"{label} ({suffix.strip()})" if suffix else label)
             return dspin, dspin.value
         if get_origin(annotation) is Literal:
             combo = QComboBox(parent)
@@ -316,6 +465,31 @@ class SettingsDialog(QDialog):
         edit = QLineEdit(str(value), parent)
         edit.setAccessibleName(label)
         return edit, lambda: edit.text().strip()
+
+    def _volume_editor(self, value: float, label: str, parent: QWidget) -> tuple[QWidget, Callable[[], Any]]:
+        box = QWidget(parent)
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        slider = QSlider(Qt.Orientation.Horizontal, box)
+        slider.setObjectName("volumeSlider")
+        slider.setRange(0, 100)
+        slider.setSingleStep(5)
+        slider.setPageStep(10)
+        slider.setValue(round(value * 100))
+        slider.setAccessibleName(label)
+        shown = QLabel(box)
+        shown.setMinimumWidth(shown.fontMetrics().horizontalAdvance("100 %") + 4)
+
+        def show_value(percent: int) -> None:
+            shown.setText(f"{percent} %")
+
+        slider.valueChanged.connect(show_value)
+        show_value(slider.value())
+        row.addWidget(slider, 1)
+        row.addWidget(shown)
+        box.setAccessibleName(label)
+        box.setFocusProxy(slider)
+        return box, lambda: slider.value() / 100
 
     def _choice_text(self, choice: str) -> str:
         texts = {
@@ -386,11 +560,29 @@ class SettingsDialog(QDialog):
             first = next(iter(problems), "")
             if first in self._editors:
                 editor = self._editors[first][0]
-                self._tabs.setCurrentIndex(SECTIONS.index(first.split(".", 1)[0]))
+                self._tabs.setCurrentIndex(self._page_of.get(first, 0))
                 editor.setFocus()
             return
         self.settings_saved.emit(settings)
         self.accept()
+
+    def _on_dialect_changed(self) -> None:
+        """Show only the chosen backend's fields (the others keep their values)."""
+        dialect = self._editors.get("connection.dialect")
+        chosen = dialect[1]() if dialect is not None else self._loaded.settings.connection.dialect
+        for key, only in DIALECT_KEYS.items():
+            row = self._rows.get(key)
+            if row is not None:
+                row[0].setRowVisible(row[1], only == chosen)
+
+    def is_shown(self, key: str) -> bool:
+        """Whether the key's row is shown (the other backend's fields are hidden)."""
+        row = self._rows[key]
+        return not row[1].isHidden()
+
+    def page_of(self, key: str) -> str:
+        """The tab a key is on (``"basic"``, ``"account"``, ``"quick_replies"``, ``"advanced"``)."""
+        return PAGES[self._page_of[key]]
 
     def _extra_checks(self) -> dict[str, str]:
         problems: dict[str, str] = {}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Final
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -51,6 +53,66 @@ class SignInRequest:
 
 LOCK_NOTE = N_("Set by your IT department")
 """Shown by locked fields (translated when shown)."""
+SAMPLE_URL = "https://support.example-company.co.id:8443/"
+"""A long but ordinary server URL: the URL fields are at least this wide."""
+DEMO_HIDDEN_KEYS = frozenset(
+    {"connection.email", "connection.org", "connection.company", "connection.supabase_key"}
+)
+"""In demo mode the form does not show the demo agent's account (the demo signs itself in)."""
+
+SIGN_IN_PROBLEMS: Final = (
+    N_("Wrong e-mail, password or company."),
+    N_("Wrong e-mail or password."),
+    N_("This account is disabled."),
+    N_("Too many sign-in attempts; trying again later."),
+    N_("Please sign in."),
+    N_("Sign-in needs the Supabase URL and anon key in the settings."),
+    N_("Sign-in needs the e-mail and company id in the settings."),
+    N_("The pasted token has expired; paste a new one or sign in."),
+    N_("The pasted token was refused; paste a new one or sign in."),
+    N_("The server signed in but sent no session cookie."),
+    N_("The sign-in service gave an unexpected answer."),
+)
+"""The network layer's sign-in problems (core/protocol/auth.py, net/auth.py): fixed English."""
+_SIGN_IN_PATTERNS: Final = (
+    (re.compile(r"Sign-in refused: (?P<reason>.+)\.$"), N_("Sign-in refused: {reason}.")),
+    (
+        re.compile(r"The server failed to sign in \(HTTP (?P<status>\d+)\)\.$"),
+        N_("The server failed to sign in (HTTP {status})."),
+    ),
+    (
+        re.compile(r"The server answered HTTP (?P<status>\d+) to sign-in\.$"),
+        N_("The server answered HTTP {status} to sign-in."),
+    ),
+    (
+        re.compile(r"The sign-in service failed \(HTTP (?P<status>\d+)\)\.$"),
+        N_("The sign-in service failed (HTTP {status})."),
+    ),
+    (
+        re.compile(r"The sign-in service answered HTTP (?P<status>\d+)\.$"),
+        N_("The sign-in service answered HTTP {status}."),
+    ),
+    (
+        re.compile(r"Session check failed \(HTTP (?P<status>\d+)\)\.$"),
+        N_("Session check failed (HTTP {status})."),
+    ),
+)
+
+
+def problem_text(text: str) -> str:
+    """A sign-in problem in the app's language.
+
+    The network layer words its problems in English (core has no UI language); the known ones
+    are translated here. Anything else (a server's own words) is shown as it came.
+    """
+    words = text.strip()
+    if words in SIGN_IN_PROBLEMS:
+        return _(words)
+    for pattern, template in _SIGN_IN_PATTERNS:
+        match = pattern.match(words)
+        if match:
+            return _(template).format(**match.groupdict())
+    return text
 
 
 class SignInDialog(QDialog):
@@ -62,6 +124,7 @@ class SignInDialog(QDialog):
     Args:
         loaded: the loaded settings (values and locks).
         dialect: ``"org"`` or ``"dashboard"``.
+        demo: the account is the built-in demo's: its sign-in details are not shown.
         parent: the Qt parent.
 
     Signals:
@@ -70,10 +133,14 @@ class SignInDialog(QDialog):
 
     sign_in_requested = Signal(object)
 
-    def __init__(self, loaded: LoadedSettings, dialect: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedSettings, dialect: str, parent: QWidget | None = None, *, demo: bool = False
+    ) -> None:
         super().__init__(parent)
         self._loaded = loaded
         self._dialect = dialect
+        self._demo = demo
+        self._problem = ""  # as it came (English from the network layer): re-worded per language
         conn = loaded.settings.connection
         self.setWindowTitle(_("Sign in"))
         layout = QVBoxLayout(self)
@@ -88,6 +155,9 @@ class SignInDialog(QDialog):
         form = QFormLayout()
         self._server_edit = self._line(form, _("Server URL"), conn.server, "connection.server")
         self._server_edit.setPlaceholderText("https://")
+        # A whole URL stays readable (the dialog was 241 px wide and cut it).
+        url_width = self._server_edit.fontMetrics().horizontalAdvance(max(SAMPLE_URL, conn.server, key=len))
+        self._server_edit.setMinimumWidth(min(url_width + 24, 720))
         self._org_edit = self._company_edit = None
         self._supabase_url_edit = self._supabase_key_edit = self._token_edit = None
         if dialect == "org":
@@ -121,7 +191,7 @@ class SignInDialog(QDialog):
         self._remember_check.setAccessibleName(_("Remember password"))
         self._remember_check.setAccessibleDescription(_("Keeps you signed in, stored in the system keyring."))
         self._remember_check.setChecked(loaded.settings.ui.remember_password)
-        layout.addWidget(self._remember_check)
+        layout.addWidget(self._remember_check, 0, Qt.AlignmentFlag.AlignLeft)  # not wider than its text
         self._keyring_label = QLabel(self)
         self._keyring_label.setTextFormat(Qt.TextFormat.PlainText)
         self._keyring_label.setWordWrap(True)
@@ -129,11 +199,10 @@ class SignInDialog(QDialog):
         self._keyring_label.hide()
         layout.addWidget(self._keyring_label)
 
-        self._buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        self._sign_in_button = self._buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self._sign_in_button.setText(_("&Sign in"))
+        self._buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel, self)
+        # Not a standard OK with other words: Qt would put "OK" back on a language change.
+        self._sign_in_button = self._buttons.addButton(_("&Sign in"), QDialogButtonBox.ButtonRole.AcceptRole)
+        self._sign_in_button.setDefault(True)
         self._sign_in_button.setAccessibleName(_("Sign in"))
         self._sign_in_button.setAccessibleDescription(_("Signs in with these details."))
         cancel = self._buttons.button(QDialogButtonBox.StandardButton.Cancel)
@@ -146,6 +215,8 @@ class SignInDialog(QDialog):
         first_empty.setFocus()
 
     def _line(self, form: QFormLayout, label: str, value: str, key: str) -> QLineEdit:
+        if self._demo and key in DEMO_HIDDEN_KEYS and not self._loaded.is_locked(key):
+            value = ""
         edit = QLineEdit(value, self)
         edit.setAccessibleName(label)
         edit.setAccessibleDescription(_("Needed to sign in."))
@@ -193,7 +264,8 @@ class SignInDialog(QDialog):
     @Slot(str)
     def show_problem(self, text: str) -> None:
         """Show a plain-words sign-in error ("" hides it) and let the agent try again."""
-        self._problem_label.setText(text)
+        self._problem = text
+        self._problem_label.setText(problem_text(text))
         self._problem_label.setVisible(bool(text))
         self._sign_in_button.setEnabled(True)
         if text:
@@ -213,6 +285,11 @@ class SignInDialog(QDialog):
     def problem_text(self) -> str:
         """The problem shown ("" when none)."""
         return self._problem_label.text() if not self._problem_label.isHidden() else ""
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: D102, N802
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.LanguageChange and self._problem:
+            self._problem_label.setText(problem_text(self._problem))
 
     # ------------------------------------------------------------------ slots
 

@@ -22,6 +22,8 @@ from typing import Final
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 
+from tray_agent.ui.wheel_guard import install_wheel_guard
+
 logger = logging.getLogger(__name__)
 
 THEMES: Final = ("system", "light", "dark")
@@ -129,6 +131,9 @@ def contrast_svg(svg: bytes, style: IconStyle) -> bytes:
 class ThemeController(QObject):
     """Applies ``ui.theme`` and follows the OS colour scheme and contrast preference live.
 
+    It also installs the app-wide :class:`~tray_agent.ui.wheel_guard.WheelGuard` (no wheel
+    edits on unfocused fields).
+
     Args:
         app: the application.
         setting: ``"system"``, ``"light"`` or ``"dark"``.
@@ -154,6 +159,7 @@ class ThemeController(QObject):
         hints.colorSchemeChanged.connect(self._on_hints_color_scheme_changed)
         self._accessibility = hints.accessibility()
         self._accessibility.contrastPreferenceChanged.connect(self._on_contrast_preference_changed)
+        install_wheel_guard(app)  # app-wide input behaviour goes with the look (ui/wheel_guard.py)
         self.set_setting(setting)
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import importlib.resources
@@ -35,6 +36,7 @@ from tray_agent.core.text import isolate_bidi
 from tray_agent.ui.bridge import StoreBridge
 from tray_agent.ui.effects import EffectRunner
 from tray_agent.ui.icon_render import render_svg_icon, render_svg_image
+from tray_agent.ui.language import language_notifier
 from tray_agent.ui.theme import IconStyle, contrast_svg
 
 logger = logging.getLogger(__name__)
@@ -64,27 +66,40 @@ class IconState(enum.StrEnum):
     OFFLINE = "offline"
     AUTH = "auth"
     DND = "dnd"
+    LIMITED = "limited"
     SLA = "sla"
 
 
+_SIGNED_OUT_STATES = frozenset({ConnectionState.AUTH_REQUIRED, ConnectionState.OFFLINE})
 _CONNECTING_STATES = frozenset(
     {ConnectionState.CONNECTING, ConnectionState.RECONNECTING, ConnectionState.RESYNCING}
 )
 
 
 def icon_state(connection: ConnectionState, level: TrayLevel, quiet: bool) -> IconState:
-    """Which icon to show: trouble first, then an SLA breach, then do-not-disturb."""
+    """Which icon to show: trouble first, then do-not-disturb, limited, an SLA breach.
+
+    Do-not-disturb and limited keep their own icon during an SLA breach: the breach is then
+    the :func:`sla_overlay` mark on it.
+    """
     if connection is ConnectionState.AUTH_REQUIRED:
         return IconState.AUTH
     if connection in (ConnectionState.OFFLINE, ConnectionState.SIGNED_IN_ELSEWHERE):
         return IconState.OFFLINE
     if connection in _CONNECTING_STATES:
         return IconState.CONNECTING
-    if level is TrayLevel.SLA_BREACHED:
-        return IconState.SLA
     if quiet:
         return IconState.DND
+    if connection is ConnectionState.LIMITED:
+        return IconState.LIMITED
+    if level is TrayLevel.SLA_BREACHED:
+        return IconState.SLA
     return IconState.CONNECTED
+
+
+def sla_overlay(state: IconState, level: TrayLevel) -> bool:
+    """Whether the SLA warning mark goes over ``state``'s icon (DND or limited during a breach)."""
+    return level is TrayLevel.SLA_BREACHED and state in (IconState.DND, IconState.LIMITED)
 
 
 def icon_svg(state: IconState | str, style: IconStyle = IconStyle.COLOR) -> bytes:
@@ -98,24 +113,37 @@ def icon_svg(state: IconState | str, style: IconStyle = IconStyle.COLOR) -> byte
     return contrast_svg(svg, style)
 
 
+def overlay_svg(style: IconStyle = IconStyle.COLOR) -> bytes:
+    """The SLA warning mark painted over the DND and limited icons (bottom-left corner)."""
+    svg = importlib.resources.files("tray_agent.resources").joinpath("icons", "tray-overlay-sla.svg")
+    return contrast_svg(svg.read_bytes(), style)
+
+
 def badge_text(count: int) -> str:
-    """The badge's text: "" for none, the number up to 99, then "99+"."""
+    """The badge's text: "" for none, the number up to 9, then "9+" (legible at 22 px)."""
     if count <= 0:
         return ""
-    return str(count) if count <= 99 else "99+"
+    return str(count) if count <= 9 else "9+"
 
 
-def render_icon_image(svg: bytes, size: int, badge: str = "") -> QImage:
+def render_icon_image(svg: bytes, size: int, badge: str = "", overlay: bytes = b"") -> QImage:
     """Render an icon SVG at ``size`` px with an optional badge in the top-right corner.
 
-    The badge keeps clear of the bottom-right state emblem the SVGs carry.
+    The badge keeps clear of the bottom-right state emblem the SVGs carry; ``overlay`` (an SVG
+    of the same view box, e.g. :func:`overlay_svg`) is painted over the icon, under the badge.
     """
-    return render_svg_image(svg, size, badge)
+    return render_svg_image(svg, size, badge, overlay)
 
 
-def render_icon(state: IconState | str, badge: str = "", style: IconStyle = IconStyle.COLOR) -> QIcon:
-    """A QIcon of the state at every size in :data:`ICON_SIZES`, with the badge painted in."""
-    return render_svg_icon(icon_svg(state, style), ICON_SIZES, badge)
+def render_icon(
+    state: IconState | str, badge: str = "", style: IconStyle = IconStyle.COLOR, *, sla: bool = False
+) -> QIcon:
+    """A QIcon of the state at every size in :data:`ICON_SIZES`, with the badge painted in.
+
+    ``sla``: add the SLA warning mark (:func:`sla_overlay`).
+    """
+    overlay = overlay_svg(style) if sla else b""
+    return render_svg_icon(icon_svg(state, style), ICON_SIZES, badge, overlay)
 
 
 class WindowsPort(Protocol):
@@ -283,6 +311,9 @@ class TrayController(QObject):
         clock: wall-clock time (waiting times, DND ends).
         windows: the window manager, or None while there is none (no inbox/chat items).
         mute_locked: the mute switch is fixed by the administrator's policy.
+        dnd_allowed: manual do-not-disturb may be used (``alerts.allow_manual_dnd``; the policy
+            can forbid it: the menu then has no do-not-disturb item). Its end survives a restart
+            as ``alerts.dnd_until`` (core/policy.py restores it, app.py saves it).
         tray_available: override the tray detection (tests); None asks Qt.
         tray_icon: an icon already shown (app.py shows one before this controller exists): it
             is adopted, so the desktop keeps the item it registered; None creates one.
@@ -290,9 +321,11 @@ class TrayController(QObject):
 
     Signals:
         quit_requested(): Quit was chosen.
-        reconnect_requested(): "Reconnect now" was chosen.
+        reconnect_requested(): "Reconnect now" was chosen (app.py opens the sign-in when no
+            client runs: nothing to reconnect).
         mute_toggled(bool): the agent switched sounds off (True) or on (False).
-        icon_changed(str): the icon state or badge changed ("<state>:<badge>").
+        icon_changed(str): the icon state or badge changed ("<state>:<badge>", the state with
+            "+sla" when the SLA warning mark is on it).
         sign_out_requested(): "Sign out…" was chosen (app.py asks the windows to confirm).
         diagnostics_export_requested(str): "Export diagnostics…" was chosen and a file picked
             (its path); app.py writes the zip.
@@ -314,6 +347,7 @@ class TrayController(QObject):
         *,
         windows: WindowsPort | None = None,
         mute_locked: bool = False,
+        dnd_allowed: bool = True,
         tray_available: bool | None = None,
         tray_icon: QSystemTrayIcon | None = None,
         parent: QObject | None = None,
@@ -330,8 +364,9 @@ class TrayController(QObject):
         )
         self._problems: dict[str, str] = {}
         self._dnd_choice = _DndChoice.OFF
-        self._icons: OrderedDict[tuple[IconState, str], QIcon] = OrderedDict()
-        self._icon_key: tuple[IconState, str] | None = None
+        self._dnd_allowed = dnd_allowed
+        self._icons: OrderedDict[tuple[IconState, str, bool], QIcon] = OrderedDict()
+        self._icon_key: tuple[IconState, str, bool] | None = None
         self._status_window: StatusWindow | None = None
         self._export_dialog: QFileDialog | None = None
         self._no_tray_reported = False
@@ -350,6 +385,9 @@ class TrayController(QObject):
         runner.tray_level_changed.connect(self._on_runner_tray_level_changed)
         runner.quiet_changed.connect(self._on_runner_quiet_changed)
         runner.dnd_changed.connect(self._on_runner_dnd_changed)
+        self._language_notifier = language_notifier()
+        if self._language_notifier is not None:
+            self._language_notifier.language_changed.connect(self._on_language_changed)
         self._update_icon()
         self.refresh_menu()
 
@@ -384,6 +422,11 @@ class TrayController(QObject):
     def badge(self) -> str:
         """The badge text shown ("" for none)."""
         return self._current_key()[1]
+
+    @property
+    def sla_warning(self) -> bool:
+        """The SLA warning mark is on the icon (a breach during do-not-disturb or limited)."""
+        return self._current_key()[2]
 
     @property
     def tooltip(self) -> str:
@@ -437,6 +480,18 @@ class TrayController(QObject):
         self._icon_key = None
         self._changed()
 
+    @property
+    def dnd_allowed(self) -> bool:
+        """Manual do-not-disturb may be used (not forbidden by the policy)."""
+        return self._dnd_allowed
+
+    def set_dnd_allowed(self, allowed: bool) -> None:
+        """Allow or forbid manual do-not-disturb (``alerts.allow_manual_dnd``); forbidding ends it."""
+        self._dnd_allowed = allowed
+        if not allowed and self._runner.dnd_until is not None:
+            self._set_dnd(_DndChoice.OFF, None)
+        self.refresh_menu()
+
     def set_windows(self, windows: WindowsPort | None) -> None:
         """Use this window manager from now on (inbox, chats, settings, sign-in)."""
         self._windows = windows
@@ -476,6 +531,10 @@ class TrayController(QObject):
 
     def hide(self) -> None:
         """Hide the tray icon and the status window (at shutdown)."""
+        if self._language_notifier is not None:
+            with contextlib.suppress(RuntimeError):  # already disconnected
+                self._language_notifier.language_changed.disconnect(self._on_language_changed)
+            self._language_notifier = None
         self._tray.hide()
         self._menu.close()
         if self._status_window is not None:
@@ -530,6 +589,11 @@ class TrayController(QObject):
             self._dnd_choice = _DndChoice.OFF
         self._changed()
 
+    def _on_language_changed(self, language: str) -> None:
+        self.refresh_menu()
+        self._tray.setToolTip("")  # the tooltip is rebuilt below even if only its words changed
+        self._changed()  # the status window's fixed texts follow ui.language.retranslate_widgets
+
     def _on_menu_about_to_show(self) -> None:
         self.refresh_menu()
 
@@ -557,15 +621,16 @@ class TrayController(QObject):
             self.refresh_menu()
         self._update_status_window()
 
-    def _current_key(self) -> tuple[IconState, str]:
+    def _current_key(self) -> tuple[IconState, str, bool]:
         state = self._bridge.state
-        key = icon_state(state.connection.state, self._runner.tray_level, self._runner.quiet)
-        return key, badge_text(state.waiting_count)
+        level = self._runner.tray_level
+        key = icon_state(state.connection.state, level, self._runner.quiet)
+        return key, badge_text(state.waiting_count), sla_overlay(key, level)
 
-    def _icon(self, key: tuple[IconState, str]) -> QIcon:
+    def _icon(self, key: tuple[IconState, str, bool]) -> QIcon:
         icon = self._icons.get(key)
         if icon is None:
-            icon = render_icon(key[0], key[1], self._icon_style)
+            icon = render_icon(key[0], key[1], self._icon_style, sla=key[2])
             self._icons[key] = icon
             while len(self._icons) > _ICON_CACHE_SIZE:
                 self._icons.popitem(last=False)
@@ -578,7 +643,7 @@ class TrayController(QObject):
         if key != self._icon_key:
             self._icon_key = key
             self._tray.setIcon(self._icon(key))
-            self.icon_changed.emit(f"{key[0]}:{key[1]}")
+            self.icon_changed.emit(f"{key[0]}{'+sla' if key[2] else ''}:{key[1]}")
         text = self._tooltip_text()
         if text != self._tray.toolTip():  # each change is a D-Bus update on SNI desktops
             self._tray.setToolTip(text)
@@ -634,8 +699,9 @@ class TrayController(QObject):
                 self._info_item(menu, _("Local storage problem: {problem}").format(problem=problem))
             else:
                 self._info_item(menu, _("Sounds unavailable: {problem}").format(problem=problem))
-        if info.state is ConnectionState.AUTH_REQUIRED and self._windows is not None:
-            self._item(menu, _("Sign in…"), self._sign_in)
+        if info.state in _SIGNED_OUT_STATES and self._windows is not None:
+            # Signed out, no account, or the last sign-in settings do not work: a way back.
+            self._item(menu, _("Sign in…"), self._sign_in).setObjectName("signIn")
         if info.state in (
             ConnectionState.RECONNECTING,
             ConnectionState.OFFLINE,
@@ -650,7 +716,8 @@ class TrayController(QObject):
 
         if self._windows is not None:
             self._item(menu, _("Open inbox"), self._open_inbox)
-        self._build_dnd(menu)
+        if self._dnd_allowed:
+            self._build_dnd(menu)
         mute = self._item(menu, _("Mute sounds"), None)
         mute.setCheckable(True)
         mute.setChecked(self._runner.muted)
@@ -763,6 +830,8 @@ class TrayController(QObject):
             self._windows.show_sign_in(self._bridge.state.connection.detail)
 
     def _set_dnd(self, choice: _DndChoice, until: datetime | None) -> None:
+        if until is not None and not self._dnd_allowed:
+            return
         self._dnd_choice = choice
         self._runner.set_dnd(until)
         self._changed()

@@ -113,8 +113,10 @@ class WindowManager(QObject):
         draft_store: DraftStore | None = None,
         clock: Callable[[], datetime] = utc_now,
         dispatch: Callable[[Event], object] | None = None,
+        demo: bool = False,
     ) -> None:
         super().__init__(parent)
+        self._demo = demo  # the built-in demo's account: the sign-in dialog does not show it
         self._store = store
         # UI events (FocusChanged, ConversationRead) go through the session's dispatcher, so
         # their effects are carried out; tests without a session use the store's own.
@@ -269,6 +271,8 @@ class WindowManager(QObject):
     def set_loaded_settings(self, loaded: LoadedSettings) -> None:
         """Use new settings (after a save) for the next dialogs."""
         self._loaded = loaded
+        if self._inbox is not None:
+            self._inbox.model.set_sla_minutes(loaded.settings.alerts.sla_minutes)
 
     def show_inbox(self) -> CustomerServiceWindow:
         """Show and raise the Customer Service window."""
@@ -327,7 +331,7 @@ class WindowManager(QObject):
         if keyring_problem is not None:
             self._keyring_problem = keyring_problem
         if self._sign_in is None:
-            dialog = SignInDialog(self._loaded, self._dialect)
+            dialog = SignInDialog(self._loaded, self._dialect, demo=self._demo)
             dialog.sign_in_requested.connect(self._on_sign_in_dialog_sign_in_requested)
             dialog.finished.connect(self._on_sign_in_finished)
             self._sign_in = dialog
@@ -453,6 +457,7 @@ class WindowManager(QObject):
     def _ensure_inbox(self) -> CustomerServiceWindow:
         if self._inbox is None:
             inbox = CustomerServiceWindow(self._bridge, self._sink, self._dialect, clock=self._clock)
+            inbox.model.set_sla_minutes(self._loaded.settings.alerts.sla_minutes)  # rows past it stand out
             inbox.chat_requested.connect(self._on_inbox_chat_requested)
             inbox.settings_requested.connect(self._on_inbox_settings_requested)
             inbox.sign_in_requested.connect(self._on_inbox_sign_in_requested)
