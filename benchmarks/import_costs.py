@@ -42,7 +42,8 @@ STEPS: list[tuple[str, str]] = [
     ("one SSL context (OS trust store)", "import tray_agent.net.auth as a, tray_agent.core.settings as s\n"
      "ctx = a.make_ssl_context(s.ConnectionSettings())"),
     ("sqlite3 + platform.storage", "import tray_agent.platform.storage"),
-    ("keyring (backend detection)", "import keyring\nkeyring.get_keyring()"),
+    ("secret store (keyring detection as the app does it)",
+     "from tray_agent.platform.secrets import KeyringSecretStore\nstore = KeyringSecretStore()"),
     ("desktop_notifier", "import desktop_notifier"),
     ("ui (bridge, tray, models, windows)", "import tray_agent.ui.bridge, tray_agent.ui.tray\n"
      "import tray_agent.ui.models, tray_agent.ui.windows"),

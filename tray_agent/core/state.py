@@ -590,13 +590,14 @@ def _no_counts() -> Mapping[str, int]:
 class State:
     """The whole agent state. Never mutated: :func:`reduce` returns a new one.
 
+    An event that changes nothing (a keepalive, an ack, a repeat) gets this very state back.
+
     Attributes:
         connection: connection state, my user id.
         conversations: every known conversation by key.
         outbound: my tracked commands (replies, take-overs, releases) by command id, oldest
             first; bounded (finished ones are forgotten first).
         focused: the conversation the agent has open, if any.
-        total_events: events reduced so far.
         ignored: ignored inputs counted by kind (bounded).
         unread_total: sum of the conversations' unread counts.
         waiting_keys: keys of customers waiting for a human whom nobody has taken (``urgent``):
@@ -614,7 +615,6 @@ class State:
     conversations: ConversationMap = field(default_factory=_no_conversations)
     outbound: Mapping[str, OutboundCommand] = field(default_factory=_no_outbound)
     focused: str | None = None
-    total_events: int = 0
     ignored: Mapping[str, int] = field(default_factory=_no_counts)
     unread_total: int = 0
     waiting_keys: frozenset[str] = frozenset()
@@ -780,6 +780,8 @@ class _Tx:
     def commit(self) -> Result:
         state = self.state
         changes = self.changes
+        if not changes and not self.pending and not self.effects:
+            return state, ()  # nothing changed: the same state, no snapshot, no notification
         if self.pending:
             changes["conversations"] = self.conversations.set_many(self.pending)
             if self.unread_total != state.unread_total:
@@ -797,7 +799,6 @@ class _Tx:
             get("conversations", state.conversations),
             get("outbound", state.outbound),
             get("focused", state.focused),
-            state.total_events + 1,
             get("ignored", state.ignored),
             get("unread_total", state.unread_total),
             get("waiting_keys", state.waiting_keys),
@@ -1896,8 +1897,8 @@ def _on_ignored(state: State, event: Ignored, limit: int) -> Result:
 
 def _on_nothing(state: State, event: Event, limit: int) -> Result:
     # Keepalives; ServerAcked/ServerRejected are the network layer's (it turns them into
-    # CommandSucceeded/CommandFailed): counted as events, nothing else.
-    return _Tx(state).commit()
+    # CommandSucceeded/CommandFailed): the same state back.
+    return state, ()
 
 
 def _on_focus(state: State, event: FocusChanged, limit: int) -> Result:
@@ -2004,7 +2005,8 @@ def reduce(state: State, event: Event, *, history_limit: int = DEFAULT_HISTORY_L
         history_limit: messages kept per conversation (setting ``ui.history_limit``).
 
     Returns:
-        The new state and the effects for the outside world (alerts, resync requests).
+        The new state (``state`` itself when the event changes nothing) and the effects for the
+        outside world (alerts, resync requests).
     """
     handler = _HANDLERS.get(type(event))
     if handler is None:

@@ -286,16 +286,16 @@ class DesktopNotifierBackend:
 
     async def start(self) -> bool:
         """Probe the server and create the desktop-notifier instance. Never raises."""
+        if sys.platform.startswith("linux"):  # first: no server, no desktop-notifier import
+            capabilities = await self._probe_freedesktop()
+            if capabilities is None:
+                return False
+            self._body_markup = "body-markup" in capabilities
         try:
             from desktop_notifier import DesktopNotifier, Icon
         except ImportError:
             logger.warning("desktop-notifier is not installed: no native notifications")
             return False
-        if sys.platform.startswith("linux"):
-            capabilities = await self._probe_freedesktop()
-            if capabilities is None:
-                return False
-            self._body_markup = "body-markup" in capabilities
         icon = None
         if isinstance(self._app_icon, Path):
             icon = Icon(path=self._app_icon)

@@ -10,19 +10,25 @@ Secrets are stored under the service name ``"tray-agent"`` with keys
 
 Plain-file keyrings (``keyrings.alt`` ``PlaintextKeyring`` and friends) are refused unless
 explicitly allowed: a token is never written to a plain file. Values are never logged.
+
+``keyring`` is imported only when a store is made, and on Linux only the Secret Service backend
+is probed (see :func:`detect_backend`): importing and probing all of keyring's backends and
+plugins costs several MB of resident memory for a run that uses one of them, or none.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
-
-import keyring
-import keyring.backend
-import keyring.errors
-from keyring.backends import chainer, fail, null
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tray_agent.core.redact import redact
+
+if TYPE_CHECKING:
+    import keyring.backend
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +103,8 @@ def _usable(
     backend: keyring.backend.KeyringBackend, allow_plaintext: bool
 ) -> tuple[keyring.backend.KeyringBackend | None, str | None]:
     """The backend to use (or None) and the problem to report."""
+    from keyring.backends import chainer, fail, null
+
     if isinstance(backend, fail.Keyring | null.Keyring):
         return None, NO_KEYRING
     if isinstance(backend, chainer.ChainerBackend):
@@ -112,6 +120,48 @@ def _usable(
     if is_insecure_backend(backend) and not allow_plaintext:
         return None, PLAINTEXT_REFUSED.format(backend=_backend_name(backend))
     return backend, None
+
+
+def _keyring_chosen() -> bool:
+    """True when the program or the user chose a keyring backend: keyring's own choice then."""
+    core = sys.modules.get("keyring.core")
+    if core is not None and getattr(core, "_keyring_backend", None) is not None:
+        return True  # keyring.set_keyring(), or keyring's detection already ran in this process
+    if os.environ.get("PYTHON_KEYRING_BACKEND"):
+        return True
+    # keyring's config file on Linux (keyring.util.platform_.config_root): a default-keyring there.
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home, "python_keyring", "keyringrc.cfg").exists()
+
+
+def detect_backend() -> keyring.backend.KeyringBackend | None:
+    """The keyring backend for this run; None when there is none. Blocks (D-Bus): not on the GUI thread.
+
+    Off Linux, or when a backend was chosen (``keyring.set_keyring``, ``PYTHON_KEYRING_BACKEND``,
+    keyring's ``keyringrc.cfg``): ``keyring.get_keyring()``, as keyring decides. On Linux
+    otherwise the Secret Service only (GNOME Keyring, KeePassXC and KWallet 5.97 and later
+    provide it): keyring's detection would import and probe every backend and plugin to arrive
+    at it. Without a session bus address (``DBUS_SESSION_BUS_ADDRESS``, the only one jeepney
+    uses) there is no Secret Service, and keyring is not imported at all.
+
+    Raises:
+        Exception: whatever keyring's own detection raises (the caller falls back to memory).
+    """
+    if not sys.platform.startswith("linux") or _keyring_chosen():
+        import keyring
+
+        return keyring.get_keyring()
+    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        logger.debug("No D-Bus session bus: no Secret Service")
+        return None
+    from keyring.backends import SecretService
+
+    try:
+        SecretService.Keyring.priority  # noqa: B018 (raises when not reachable)
+    except Exception as exc:  # not viable, as keyring's detection counts it (any error)
+        logger.debug("No Secret Service: %s: %s", type(exc).__name__, redact(str(exc)))
+        return None
+    return SecretService.Keyring()  # type: ignore[no-untyped-call]
 
 
 class KeyringSecretStore:
@@ -138,8 +188,8 @@ class KeyringSecretStore:
 
         Args:
             service: The keyring service name.
-            backend: Backend to use; default ``keyring.get_keyring()`` (the user's configured or
-                the best detected one).
+            backend: Backend to use; default :func:`detect_backend` (the user's configured one,
+                else on Linux the Secret Service, else keyring's best detected one).
             allow_plaintext: Accept a plain-file backend (never in the shipped app).
         """
         self._service = service
@@ -148,9 +198,13 @@ class KeyringSecretStore:
         self._problem: str | None = None
         self._backend: keyring.backend.KeyringBackend | None = None
         try:
-            chosen = backend if backend is not None else keyring.get_keyring()
+            chosen = backend if backend is not None else detect_backend()
         except Exception as exc:  # backend discovery can fail in odd environments
             self._fall_back(exc)
+            return
+        if chosen is None:
+            self._problem = NO_KEYRING
+            logger.warning("Secrets are kept in memory only: %s", self._problem)
             return
         usable, problem = _usable(chosen, allow_plaintext)
         if usable is None:
@@ -187,6 +241,8 @@ class KeyringSecretStore:
         return self.persistent
 
     def _fall_back(self, exc: BaseException) -> None:
+        import keyring.errors
+
         with self._lock:
             self._backend = None
             if isinstance(exc, keyring.errors.NoKeyringError):
@@ -228,6 +284,8 @@ class KeyringSecretStore:
         backend = self._backend
         if backend is None:
             return
+        import keyring.errors
+
         try:
             backend.delete_password(self._service, key)
         except keyring.errors.PasswordDeleteError:

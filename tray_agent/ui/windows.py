@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from PySide6.QtCore import QByteArray, QObject, Signal
 from PySide6.QtWidgets import QAbstractButton, QMessageBox, QWidget
@@ -21,12 +21,14 @@ from tray_agent.core.settings_layers import LoadedSettings, atomic_write_text
 from tray_agent.core.state import CommandState, State, Store
 from tray_agent.ui.accessibility import EscalationAnnouncer
 from tray_agent.ui.bridge import StoreBridge
-from tray_agent.ui.chat_window import ChatWindow, MemoryDraftStore
-from tray_agent.ui.customer_service import CustomerServiceWindow
 from tray_agent.ui.models import utc_now
-from tray_agent.ui.settings_dialog import SettingsDialog
 from tray_agent.ui.shortcuts import KeyboardHelpDialog, ShortcutController
 from tray_agent.ui.signin_dialog import SignInDialog, SignInRequest
+
+if TYPE_CHECKING:  # imported when first opened: a tray-only run never loads them (idle RSS)
+    from tray_agent.ui.chat_window import ChatWindow
+    from tray_agent.ui.customer_service import CustomerServiceWindow
+    from tray_agent.ui.settings_dialog import SettingsDialog
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,13 @@ MAX_RESTORED_CHATS: Final = 20
 __all__ = ["SignInRequest", "WindowManager", "replies_at_risk", "sign_out_question"]
 
 _AT_RISK: Final = frozenset({CommandState.QUEUED, CommandState.SENT, CommandState.UNCONFIRMED})
+
+
+def _memory_drafts() -> DraftStore:
+    """Drafts in memory (no account store open); the chat module loads with the first use."""
+    from tray_agent.ui.chat_window import MemoryDraftStore
+
+    return MemoryDraftStore()
 
 
 def replies_at_risk(state: State) -> int:
@@ -126,7 +135,7 @@ class WindowManager(QObject):
         self._dialect = dialect
         self._bridge = bridge if bridge is not None else StoreBridge(store, self)
         self._state_file = state_file
-        self._drafts: DraftStore = draft_store if draft_store is not None else MemoryDraftStore()
+        self._drafts: DraftStore = draft_store if draft_store is not None else _memory_drafts()
         self._clock = clock
         self._sign_out_box: QMessageBox | None = None
         self._inbox: CustomerServiceWindow | None = None
@@ -214,7 +223,7 @@ class WindowManager(QObject):
         Open chats write what their reply box holds to the new store (an empty box takes the
         store's draft). None keeps drafts in memory (no account store open).
         """
-        self._drafts = store if store is not None else MemoryDraftStore()
+        self._drafts = store if store is not None else _memory_drafts()
         for window in self._chats.values():
             window.set_draft_store(self._drafts)
 
@@ -252,7 +261,7 @@ class WindowManager(QObject):
 
     def signed_out(self) -> None:
         """After a sign-out: close every chat (drafts are gone with the store) and forget the session."""
-        self._drafts = MemoryDraftStore()
+        self._drafts = _memory_drafts()
         for window in list(self._chats.values()):
             window.set_draft_store(self._drafts)
             window.reply_edit.clear()
@@ -284,6 +293,8 @@ class WindowManager(QObject):
         """Open the chat window of a conversation, or raise the one already open."""
         window = self._chats.get(conversation)
         if window is None:
+            from tray_agent.ui.chat_window import ChatWindow
+
             window = ChatWindow(
                 conversation,
                 self._bridge,
@@ -309,6 +320,8 @@ class WindowManager(QObject):
     def show_settings(self) -> SettingsDialog:
         """Show the settings dialog (non-modal; one at a time)."""
         if self._settings is None:
+            from tray_agent.ui.settings_dialog import SettingsDialog
+
             dialog = SettingsDialog(self._loaded)
             dialog.settings_saved.connect(self.settings_saved)
             dialog.finished.connect(self._on_settings_finished)
@@ -456,6 +469,8 @@ class WindowManager(QObject):
 
     def _ensure_inbox(self) -> CustomerServiceWindow:
         if self._inbox is None:
+            from tray_agent.ui.customer_service import CustomerServiceWindow
+
             inbox = CustomerServiceWindow(self._bridge, self._sink, self._dialect, clock=self._clock)
             inbox.model.set_sla_minutes(self._loaded.settings.alerts.sla_minutes)  # rows past it stand out
             inbox.chat_requested.connect(self._on_inbox_chat_requested)

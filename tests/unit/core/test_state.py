@@ -467,7 +467,7 @@ def test_reduce_echo_of_timed_out_reply_confirms_it():
     assert [(r.reply_state, r.echoed) for r in agents] == [(CommandState.CONFIRMED, True)]
 
 
-def test_reduce_untracked_commands_change_nothing_but_the_counter():
+def test_reduce_untracked_commands_change_nothing():
     state = me_connected()
     new, effects = run(
         [
@@ -476,9 +476,7 @@ def test_reduce_untracked_commands_change_nothing_but_the_counter():
         ],
         state,
     )
-    assert new.outbound == state.outbound
-    assert new.conversations is state.conversations
-    assert new.total_events == state.total_events + 2
+    assert new is state  # no new snapshot for an event that changes nothing
     assert effects == []
 
 
@@ -1012,14 +1010,11 @@ def test_reduce_connected_sets_user_id_and_count_and_keeps_known_id():
         ServerRejected(reason=FailureReason.NOT_FOUND, text="Customer not found"),
     ],
 )
-def test_reduce_keepalive_and_server_acks_only_count(event):
+def test_reduce_keepalive_and_server_acks_return_the_same_state(event):
     state = me_connected()
     new, effects = reduce(state, event)
     assert effects == ()
-    assert new.total_events == state.total_events + 1
-    assert new.conversations is state.conversations
-    assert new.connection is state.connection
-    assert new.ignored == state.ignored
+    assert new is state
 
 
 def test_reduce_ignored_counts_by_kind_and_stays_bounded():
@@ -1038,7 +1033,6 @@ def test_reduce_unknown_event_is_counted_not_raised():
 
     state, effects = run([Event(), Strange()])
     assert effects == []
-    assert state.total_events == 2
     assert state.ignored == {"unhandled:Event": 1, "unhandled:Strange": 1}
 
 
@@ -1130,18 +1124,30 @@ def test_store_dispatch_many_notifies_once():
     assert len(alerts(effects)) == 2
     assert len(seen) == 1
     assert seen[0] == (before, store.state)
-    assert store.state.total_events == 3
+    assert store.state.connection.user_id == ME
 
 
 def test_store_unsubscribe_stops_notifications():
     store = Store()
     calls: list[int] = []
     unsubscribe = store.subscribe(lambda old, new: calls.append(1))
-    store.dispatch(KeepaliveReceived())
+    store.dispatch(FocusChanged(KEY))
     unsubscribe()
     unsubscribe()  # idempotent
-    store.dispatch(KeepaliveReceived())
+    store.dispatch(FocusChanged(OTHER))
     assert calls == [1]
+
+
+def test_store_keepalive_keeps_the_state_and_notifies_nobody():
+    store = Store()
+    store.dispatch(FocusChanged(KEY))
+    before = store.state
+    calls: list[State] = []
+    store.subscribe(lambda old, new: calls.append(new))
+    assert store.dispatch(KeepaliveReceived()) == ()
+    assert store.dispatch_many([KeepaliveReceived(kind="pong"), FocusChanged(KEY)]) == ()
+    assert store.state is before
+    assert calls == []
 
 
 def test_store_failing_subscriber_is_logged_and_others_still_run(caplog):
@@ -1152,26 +1158,26 @@ def test_store_failing_subscriber_is_logged_and_others_still_run(caplog):
         raise RuntimeError("boom")
 
     store.subscribe(broken)
-    store.subscribe(lambda old, new: calls.append(new.total_events))
+    store.subscribe(lambda old, new: calls.append(1 if new.focused == KEY else 0))
     with caplog.at_level(logging.ERROR, logger="tray_agent.core.state"):
-        store.dispatch(KeepaliveReceived())
+        store.dispatch(FocusChanged(KEY))
     assert calls == [1]
     assert "subscriber" in caplog.text
 
 
 def test_store_nested_dispatch_delivers_transitions_in_order():
     store = Store()
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[str | None, str | None]] = []
 
     def echo_once(old: State, new: State) -> None:
-        if new.total_events == 1:
-            store.dispatch(KeepaliveReceived())
+        if new.focused == KEY:
+            store.dispatch(FocusChanged(OTHER))
 
     store.subscribe(echo_once)
-    store.subscribe(lambda old, new: seen.append((old.total_events, new.total_events)))
-    store.dispatch(KeepaliveReceived())
-    assert seen == [(0, 1), (1, 2)]
-    assert store.state.total_events == 2
+    store.subscribe(lambda old, new: seen.append((old.focused, new.focused)))
+    store.dispatch(FocusChanged(KEY))
+    assert seen == [(None, KEY), (KEY, OTHER)]
+    assert store.state.focused == OTHER
 
 
 def test_store_history_limit_applies_to_dispatch():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -285,3 +287,16 @@ async def test_desktop_notifier_backend_without_a_bus_is_unavailable(address: st
     result = await create_notifier(backend=backend)
 
     assert isinstance(result, NullNotifier)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the freedesktop probe")
+def test_no_bus_means_desktop_notifier_is_never_imported() -> None:
+    """Without a notification server nothing of desktop-notifier is loaded (its resident memory)."""
+    code = (
+        "import asyncio, sys\n"
+        "from tray_agent.platform.notifier import DesktopNotifierBackend, NullNotifier, create_notifier\n"
+        "result = asyncio.run(create_notifier(backend=DesktopNotifierBackend(bus_address='')))\n"
+        "print(isinstance(result, NullNotifier), 'desktop_notifier' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]

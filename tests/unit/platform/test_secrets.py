@@ -4,15 +4,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import keyring
 import keyring.backend
+import keyring.core
 import keyring.errors
 import pytest
 from keyring.backends import chainer, fail, null
 
 from tray_agent.core.ports import SecretStore
+from tray_agent.platform import secrets
 from tray_agent.platform.secrets import (
     NO_KEYRING,
     SERVICE,
@@ -214,7 +220,7 @@ def test_keyring_store_backend_discovery_failure(monkeypatch: pytest.MonkeyPatch
     def broken() -> keyring.backend.KeyringBackend:
         raise keyring.errors.InitError("no D-Bus session")
 
-    monkeypatch.setattr(keyring, "get_keyring", broken)
+    monkeypatch.setattr(secrets, "detect_backend", broken)
     store = KeyringSecretStore()
     assert store.persistent is False
     assert store.problem is not None
@@ -227,3 +233,83 @@ def test_keyring_store_never_logs_values(fake_keyring: FakeKeyring, caplog: pyte
         store.set(KEY, "rt-very-secret")
         store.get(KEY)
     assert "rt-very-secret" not in caplog.text
+
+
+# --- which backend a store picks by itself (detect_backend) ------------------------------------
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux detection path")
+
+
+@pytest.fixture
+def unchosen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No backend chosen by the program (set_keyring), the environment or keyring's config file."""
+    monkeypatch.setattr(keyring.core, "_keyring_backend", None)
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+    def every_backend() -> list[keyring.backend.KeyringBackend]:
+        raise AssertionError("keyring's detection of every backend and plugin ran")
+
+    monkeypatch.setattr(keyring.backend, "get_all_keyring", every_backend)
+
+
+@linux_only
+@pytest.mark.usefixtures("unchosen")
+def test_no_session_bus_means_memory_without_probing_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    store = KeyringSecretStore()
+    assert store.persistent is False
+    assert store.problem == NO_KEYRING
+    store.set(KEY, "rt-1")
+    assert store.get(KEY) == "rt-1"
+
+
+@linux_only
+@pytest.mark.usefixtures("unchosen")
+def test_unreachable_secret_service_means_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
+    store = KeyringSecretStore()
+    assert store.persistent is False
+    assert store.problem == NO_KEYRING
+
+
+@linux_only
+@pytest.mark.usefixtures("unchosen")
+def test_session_bus_uses_the_secret_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from keyring.backends import SecretService
+
+    class FakeSecretService(FakeKeyring):
+        pass
+
+    monkeypatch.setattr(SecretService, "Keyring", FakeSecretService)
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'bus'}")
+    store = KeyringSecretStore()
+    assert store.persistent
+    assert store.backend_name is not None
+    assert store.backend_name.endswith("FakeSecretService")
+
+
+@pytest.mark.usefixtures("unchosen")
+def test_backend_chosen_in_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", f"{__name__}.FakeKeyring")
+    store = KeyringSecretStore()
+    assert store.persistent
+    assert store.backend_name is not None
+    assert store.backend_name.endswith("FakeKeyring")
+
+
+@linux_only
+def test_memory_fallback_does_not_import_keyring(tmp_path: Path) -> None:
+    """Without a session bus nothing of keyring (or secretstorage, cryptography) is loaded."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DBUS_SESSION_BUS_ADDRESS", "PYTHON_KEYRING_BACKEND")
+    }
+    env["XDG_CONFIG_HOME"] = str(tmp_path)
+    code = (
+        "import sys\n"
+        "from tray_agent.platform.secrets import KeyringSecretStore\n"
+        "store = KeyringSecretStore()\n"
+        "print(store.persistent, sorted(m for m in ('keyring', 'secretstorage') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "[]"]
