@@ -54,10 +54,11 @@ async def test_escalation_take_over_reply_resolve_and_gone(qtbot, tmp_path: Path
 
         # A resync (the server's truth) does not bring them back as waiting.
         assert rig.client is not None
-        before = rig.store.state.total_events
+        before = rig.store.state.connection.last_synced
         rig.client.request_resync("test")
         await until(
-            lambda: rig.store.state.total_events > before and rig.store.state.resync is None, what="resynced"
+            lambda: rig.store.state.connection.last_synced != before and rig.store.state.resync is None,
+            what="resynced",
         )
         conv = rig.store.state.conversation(key)
         assert conv is not None
