@@ -229,6 +229,17 @@ def app(info: dict[str, Any], inbox_shown: bool = True) -> None:
                 hit[1] = time.monotonic()
         dispatcher.dispatch(event)
 
+    def emit_many(events: Any) -> None:
+        # As the app's session sink: the client hands a burst's events over as one batch.
+        for event in events:
+            if isinstance(event, MessageReceived | HumanRequested):
+                counted[0] += 1
+                if counted[0] == hit[0]:
+                    hit[1] = time.monotonic()
+        dispatcher.dispatch_many(events)
+
+    emit.many = emit_many  # type: ignore[attr-defined]
+
     settings = ConnectionSettings(
         dialect="dashboard", server=info["url"], company=info["company"], email=info["email"]
     )

@@ -541,7 +541,9 @@ class Client:
         authenticator: signs in per dialect.
         settings: server, org id, proxy, ca_bundle, timings.
         emit: receives every event, in order, on the event loop; must not block. Exceptions it
-            raises are logged and swallowed.
+            raises are logged and swallowed. When it also has a ``many(events)`` method, the
+            events of the frames a burst has already buffered are handed to that as one batch
+            (in order, before the read loop waits or sends), instead of one call each.
         clock: monotonic time for deadlines; ``now()`` stamps ConnectionChanged.at.
         timings: overrides the timings from ``settings`` (tests use milliseconds).
         sleep: the backoff sleep (tests make it return at once and record the delays).
@@ -591,6 +593,8 @@ class Client:
         self._auth = authenticator
         self._settings = settings
         self._emit_cb = emit
+        self._emit_many_cb: Callable[[list[Event]], None] | None = getattr(emit, "many", None)
+        self._batch: list[Event] | None = None  # set while a burst's events are collected
         self._clock = clock
         self._t = timings or Timings.from_settings(settings)
         self._sleep: Sleep = sleep or asyncio.sleep
@@ -976,6 +980,9 @@ class Client:
             logger.debug("live copy of a message the catch-up delivered: dropped")
             return
         self._catch_up.observe(event)
+        if self._batch is not None:
+            self._batch.append(event)
+            return
         try:
             self._emit_cb(event)
         except Exception:
@@ -1312,18 +1319,48 @@ class Client:
         Frames already buffered are handed out without yielding to the event loop, so a burst
         (one socket read holds hundreds of frames) would keep the GUI from painting; the loop
         therefore yields once every ``READ_SLICE`` seconds of work.
+
+        The events of frames read back to back are handed to ``emit.many`` as one batch (when
+        the sink has it): collected while the next message is already buffered, delivered before
+        anything that may wait (the next read, a pong, the yield).
         """
         slice_started = time.perf_counter()
+        buffered = _buffered_probe(ws) if self._emit_many_cb is not None else None
+        batch: list[Event] = []
         try:
             async for message in ws:
                 self._m.frame_received(self._clock.monotonic())
-                if self._on_frame(message):
+                if buffered is None:
+                    want_pong = self._on_frame(message)
+                else:
+                    self._batch = batch
+                    try:
+                        want_pong = self._on_frame(message)
+                    finally:
+                        self._batch = None
+                    if batch and (want_pong or not buffered()):
+                        batch = self._deliver(batch)
+                if want_pong:
                     await ws.send(self._codec.pong_frame())
                 if time.perf_counter() - slice_started >= READ_SLICE:
+                    if batch:
+                        batch = self._deliver(batch)
                     await asyncio.sleep(0)  # let Qt paint and run its timers between slices
                     slice_started = time.perf_counter()
         except ConnectionClosed:
             return
+        finally:
+            if batch:
+                self._deliver(batch)
+
+    def _deliver(self, batch: list[Event]) -> list[Event]:
+        """Hand a burst's events to ``emit.many``; returns a fresh list for the next burst."""
+        assert self._emit_many_cb is not None
+        try:
+            self._emit_many_cb(batch)
+        except Exception:
+            logger.exception("event consumer failed on a batch of %d event(s)", len(batch))
+        return []
 
     def _on_frame(self, message: str | bytes) -> bool:
         """Handle one frame; True when the server asked for a JSON pong."""
@@ -1776,3 +1813,20 @@ def _close_detail(ws: ClientConnection) -> str:
         return "connection lost"
     reason = ws.close_reason
     return f"closed by the server ({code}{': ' + reason if reason else ''})"
+
+
+def _buffered_probe(ws: ClientConnection) -> Callable[[], bool] | None:
+    """A test "the next message is already buffered" (reading it will not wait), or None.
+
+    None when this websockets version does not show its receive buffer: nothing is batched then.
+    Only a whole (unfragmented) first frame counts: a fragment may have to wait for the rest.
+    """
+    queue = getattr(getattr(getattr(ws, "recv_messages", None), "frames", None), "queue", None)
+    if not isinstance(queue, deque):
+        return None
+    frames: deque[object] = queue
+
+    def buffered() -> bool:
+        return bool(frames) and getattr(frames[0], "fin", False) is True
+
+    return buffered

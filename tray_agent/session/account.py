@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -77,6 +77,22 @@ class SessionAuthenticator(Protocol):
 
 AuthenticatorFactory = Callable[..., Any]
 """``(connection, secrets, clock, *, password, token) -> authenticator``; ValueError: a bad token."""
+
+
+class _EventSink:
+    """The client's event sink: ``sink(event)`` for one event, ``sink.many(events)`` for a burst."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: AccountSession) -> None:
+        self._session = session
+
+    def __call__(self, event: Event) -> None:
+        self._session.emit(event)
+
+    def many(self, events: Sequence[Event]) -> None:
+        self._session.emit_many(events)
+
 
 ClientFactory = Callable[
     [ConnectionSettings, Any, Callable[[Event], None], Clock, OutboxStore], SessionClient
@@ -212,6 +228,10 @@ class AccountSession:
         """The client's event sink: through the dispatcher (stamped, reduced, effects routed)."""
         self.dispatcher.dispatch(event)
 
+    def emit_many(self, events: Sequence[Event]) -> None:
+        """The client's sink for a burst of frames: one reduction batch, effects routed in order."""
+        self.dispatcher.dispatch_many(events)
+
     def reconnect_now(self, *, automatic: bool = False) -> None:
         """Reconnect at once.
 
@@ -252,7 +272,9 @@ class AccountSession:
             return str(exc)
         if self.local is None:
             self.local = self.open_local_store()
-        self.client = self._client_factory(connection, self.authenticator, self.emit, self.clock, self.local)
+        self.client = self._client_factory(
+            connection, self.authenticator, _EventSink(self), self.clock, self.local
+        )
         self.client_task = self.client.start()
         return ""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tray_agent.core.effects import Alert, Effect, Notify, PlaySound, RequestResync, Withdraw
 from tray_agent.core.events import ConnectionChanged, Event, WaitingListPage
@@ -90,6 +90,31 @@ class Dispatcher:
         if effects:
             self.route(effects)
         return effects
+
+    def dispatch_many(self, events: Sequence[Event]) -> tuple[Effect, ...]:
+        """Reduce a batch of events (read in one loop turn) with one store notification.
+
+        Each event is stamped and reduced as :meth:`dispatch` does; the store's subscribers are
+        told once (old, new) for the batch and all effects are routed once, in order. With
+        observers (``listen``) each event is dispatched on its own: they see every
+        ``(event, old, new)``. Returns all effects, in order.
+        """
+        if self._observers or len(events) == 1:
+            effects: list[Effect] = []
+            for event in events:
+                effects.extend(self.dispatch(event))
+            return tuple(effects)
+        clock = self._clock
+        stamped = [
+            dataclasses.replace(event, at=clock.now())
+            if isinstance(event, ConnectionChanged | WaitingListPage) and event.at is None
+            else event
+            for event in events
+        ]
+        batch_effects = self._store.dispatch_many(stamped)
+        if batch_effects:
+            self.route(batch_effects)
+        return batch_effects
 
     def route(self, effects: tuple[Effect, ...]) -> None:
         """Send each effect to its port (in order within a port). Never raises."""

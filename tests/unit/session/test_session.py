@@ -101,6 +101,56 @@ def test_dispatcher_stamps_connection_changes_and_tells_observers() -> None:
     assert new is store.state
 
 
+def test_dispatch_many_reduces_a_burst_with_one_notification_and_routes_its_effects_in_order() -> None:
+    store = Store()
+    effects = RecordingEffects()
+    dispatcher = Dispatcher(store, Clock(), alerts=effects)
+    changes: list[tuple[Any, Any]] = []
+    store.subscribe(lambda old, new: changes.append((old, new)))
+    before = store.state
+    burst: list[Event] = [
+        message("p/a", "one"),
+        ConnectionChanged(state=ConnectionState.CONNECTED),
+        message("p/b", "two", name="Bea"),
+        message("p/a", "three"),
+    ]
+    returned = dispatcher.dispatch_many(burst)
+    # One snapshot for the burst: the subscribers are told once, from before to after.
+    assert changes == [(before, store.state)]
+    # Every effect, in order, routed once.
+    assert [(type(e), e.conversation) for e in returned if isinstance(e, Alert)] == [
+        (Alert, "p/a"),
+        (Alert, "p/b"),
+        (Alert, "p/a"),
+    ]
+    assert effects.runs == [list(returned)]
+    # The same state as one dispatch per event (the connection change stamped the same way).
+    one_by_one = Store()
+    single = Dispatcher(one_by_one, Clock())
+    for event in burst:
+        single.dispatch(event)
+    assert store.state.connection == one_by_one.state.connection
+    assert store.state.connection.last_synced == NOW
+    assert store.state.unread_total == one_by_one.state.unread_total == 3
+    for key in ("p/a", "p/b"):
+        mine, theirs = store.state.conversation(key), one_by_one.state.conversation(key)
+        assert mine is not None
+        assert theirs is not None
+        assert [m.text for m in mine.messages.records] == [m.text for m in theirs.messages.records]
+
+
+def test_dispatch_many_with_observers_shows_them_every_event() -> None:
+    store = Store()
+    seen: list[tuple[Event, Any, Any]] = []
+    dispatcher = Dispatcher(store, Clock())
+    dispatcher.observe(lambda event, old, new: seen.append((event, old, new)))
+    burst = [message("p/a", "one"), message("p/a", "two")]
+    dispatcher.dispatch_many(burst)
+    assert [event for event, _old, _new in seen] == burst
+    assert seen[0][2] is seen[1][1]
+    assert seen[1][2] is store.state
+
+
 # ------------------------------------------------------------------------------ Alert engine
 
 
@@ -237,6 +287,24 @@ async def test_sign_in_saves_the_account_and_restarts_the_client(tmp_path: Path)
     await session.sign_in({"email": "ann@example.com", "password": "pw2"})  # again: the old client stops
     assert client.calls == ["start", "stop"]
     assert h.clients[-1].calls == ["start"]
+    await session.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_client_sink_takes_a_burst_as_one_batch_through_the_dispatcher(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    session = h.session
+    await session.sign_in({"email": "kim@example.com", "password": "pw"})
+    client = h.clients[-1]
+    changes: list[Any] = []
+    session.store.subscribe(lambda old, new: changes.append(new))
+    client.emit(message("p/a", "one"))  # one event: as before
+    client.emit.many([message("p/a", "two"), message("p/b", "three", name="Bea")])  # a burst
+    assert len(changes) == 2
+    conv = session.store.state.conversation("p/a")
+    assert conv is not None
+    assert [m.text for m in conv.messages.records] == ["one", "two"]
+    assert session.store.state.conversation("p/b") is not None
     await session.stop()
 
 
