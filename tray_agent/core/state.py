@@ -1057,10 +1057,32 @@ def _confirm_outbound(tx: _Tx, command_id: str, message_id: str | None) -> None:
 
 def _on_message(state: State, event: MessageReceived, limit: int) -> Result:
     tx = _Tx(state)
+    _message_into(tx, event, limit)
+    return tx.commit()
+
+
+def reduce_messages(
+    state: State, events: Iterable[MessageReceived], *, history_limit: int = DEFAULT_HISTORY_LIMIT
+) -> Result:
+    """Fold a run of messages in ONE transaction: one new State for the whole run.
+
+    The same state and effects (in order) as :func:`reduce` of each message in turn, without a
+    snapshot per message: what a burst of frames costs (issue 16). Pure, as :func:`reduce`.
+    """
+    tx = _Tx(state)
+    limit = max(1, history_limit)
+    for event in events:
+        _message_into(tx, event, limit)
+    return tx.commit()
+
+
+def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
+    # A message never changes the connection or the focus: tx.state's are current in a run.
+    state = tx.state
     key = event.conversation
     if not key:
         _count_ignored(tx, "message_without_conversation")
-        return tx.commit()
+        return
     at = _utc(event.sent_at)
     clock = tx.touch_clock(at)
     old = tx.get(key)
@@ -1088,7 +1110,7 @@ def _on_message(state: State, event: MessageReceived, limit: int) -> Result:
             if merged is not first:
                 conv = _replace(conv, messages=history.replaced(idx, merged))
             tx.put(conv)
-            return tx.commit()
+            return
 
     # 2. The echo of my own reply (dashboard: no ids, PROTOCOL.md 2.5/G7; org when the ack has
     #    not come yet). It may arrive before or after the ack: either way, one bubble.
@@ -1110,13 +1132,13 @@ def _on_message(state: State, event: MessageReceived, limit: int) -> Result:
                 assert own.command_id is not None
                 _confirm_outbound(tx, own.command_id, record.message_id)
             tx.put(conv)
-            return tx.commit()
+            return
 
     # 3. Id-less duplicates (Facebook webhook retries, replays): same sender and text within
     #    DUPLICATE_WINDOW is one message.
     if record.message_id is None and not empty and _find_recent_duplicate(history, record) >= 0:
         tx.put(conv)
-        return tx.commit()
+        return
 
     # 4. Human mode announced by a customer message we did not know was waiting: we missed the
     #    escalation (dropped broadcast, G10). Treat it as the escalation, and ask for the truth.
@@ -1142,7 +1164,7 @@ def _on_message(state: State, event: MessageReceived, limit: int) -> Result:
         if record.at is not None and (conv.last_message_at is None or record.at > conv.last_message_at):
             conv = _replace(conv, last_message_at=record.at)
         tx.put(conv)
-        return tx.commit()
+        return
 
     customer = event.sender is SenderKind.CUSTOMER
     unread = conv.unread + 1 if customer and state.focused != key else conv.unread
@@ -1153,7 +1175,7 @@ def _on_message(state: State, event: MessageReceived, limit: int) -> Result:
     tx.put(conv)
     if news:
         tx.alert(AlertKind.MESSAGE, conv, _preview(record))
-    return tx.commit()
+    return
 
 
 def _merge_history(
@@ -2074,13 +2096,39 @@ class Store:
         return effects
 
     def dispatch_many(self, events: Iterable[Event]) -> tuple[Effect, ...]:
-        """Reduce a batch of events with ONE notification; return all effects in order."""
+        """Reduce a batch of events with ONE notification; return all effects in order.
+
+        A run of consecutive messages (a burst of frames) is folded in one transaction
+        (:func:`reduce_messages`): one new State for the run, not one per message.
+        """
         old = self._state
         effects: list[Effect] = []
+        run: list[MessageReceived] = []
         for event in events:
+            if type(event) is MessageReceived:
+                run.append(event)
+                continue
+            if run:
+                effects.extend(self._reduce_run(run))
+                run = []
             effects.extend(self._reduce(event))
+        if run:
+            effects.extend(self._reduce_run(run))
         self._notify(old, self._state)
         return tuple(effects)
+
+    def _reduce_run(self, run: list[MessageReceived]) -> tuple[Effect, ...]:
+        if len(run) > 1:
+            try:
+                self._state, effects = reduce_messages(self._state, run, history_limit=self._history_limit)
+            except Exception:  # one bad message must not cost the others: each on its own
+                logger.debug("batched reduction failed; reducing the run one by one", exc_info=True)
+            else:
+                return effects
+        out: list[Effect] = []
+        for event in run:
+            out.extend(self._reduce(event))
+        return tuple(out)
 
     def _reduce(self, event: Event) -> tuple[Effect, ...]:
         try:

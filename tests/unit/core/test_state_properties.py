@@ -37,7 +37,15 @@ from tray_agent.core.events import (
     WaitingChanged,
     WaitingListPage,
 )
-from tray_agent.core.state import CommandState, ConversationRead, FocusChanged, State, reduce
+from tray_agent.core.state import (
+    CommandState,
+    ConversationRead,
+    FocusChanged,
+    State,
+    Store,
+    reduce,
+    reduce_messages,
+)
 
 LIMIT = 6
 T0 = datetime(2026, 3, 21, 8, 0, 0, tzinfo=UTC)
@@ -221,6 +229,41 @@ def test_reduce_any_sequence_keeps_invariants_and_never_mutates_old_states(seque
         state = new
     for old, print_ in history:
         assert fingerprint(old) == print_, "a reducer mutated an earlier state"
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(events, max_size=30), st.lists(messages, min_size=1, max_size=12))
+def test_reduce_messages_folds_a_run_as_reduce_does_each_in_one_snapshot(prefix, run):
+    state = State()
+    for event in prefix:
+        state, _ = reduce(state, event, history_limit=LIMIT)
+    before = fingerprint(state)
+    one_by_one, expected = state, []
+    for message in run:
+        one_by_one, effects = reduce(one_by_one, message, history_limit=LIMIT)
+        expected.extend(effects)
+    batched, effects = reduce_messages(state, run, history_limit=LIMIT)
+    assert fingerprint(batched) == fingerprint(one_by_one)
+    assert list(effects) == expected
+    assert (batched is state) == (one_by_one is state)
+    check_invariants(batched)
+    assert fingerprint(state) == before, "the batch mutated the state it started from"
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(events.map(lambda e: [e]) | st.lists(messages, min_size=2, max_size=6), max_size=15))
+def test_store_dispatch_many_ends_where_one_dispatch_per_event_does(chunks):
+    sequence = [event for chunk in chunks for event in chunk]  # with runs of messages (bursts)
+    single, batched = Store(history_limit=LIMIT), Store(history_limit=LIMIT)
+    expected: list[Effect] = []
+    for event in sequence:
+        expected.extend(single.dispatch(event))
+    told: list[tuple[State, State]] = []
+    batched.subscribe(lambda old, new: told.append((old, new)))
+    effects = batched.dispatch_many(sequence)
+    assert fingerprint(batched.state) == fingerprint(single.state)
+    assert list(effects) == expected
+    assert len(told) <= 1
 
 
 @PROPERTY_SETTINGS
