@@ -28,8 +28,10 @@ Notes:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -85,6 +87,9 @@ from tray_agent.core.protocol.common import (
     TypeHead,
     clamp,
     classify_unparsed,
+    parse_timestamp,
+    to_bool,
+    to_str,
     validate_json_lenient,
 )
 
@@ -526,6 +531,23 @@ def _key(page_id: str, customer_id: str) -> str | None:
 
 _PAGE_NAME_CACHE = 1_000  # page id -> name entries kept
 
+_JSON_SPACE = " \t\n\r"
+
+
+def _str(value: object) -> str:
+    return value if type(value) is str else to_str(value)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN / Infinity: left to pydantic's parser
+
+
+def _no_float(text: str) -> Any:
+    raise ValueError(text)  # any float: left to pydantic's parser (they may differ at the edges)
+
+
+_DECODER = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_constant)
+
 
 _NO_STATUS = 1005  # RFC 6455: a Close frame without a status code
 
@@ -539,6 +561,10 @@ class DashboardCodec:
 
     dialect: Dialect = Dialect.DASHBOARD
     max_frame_size: int = MAX_FRAME_SIZE
+    fast_path: bool = True
+    """``new_message`` frames of the common shape are read with ``json.loads`` and dict access
+    (the same coercions as the models: ``to_str``, ``to_bool``, ``parse_timestamp``); anything
+    unusual falls back to pydantic. False: every frame through pydantic (tests compare both)."""
 
     def __init__(self) -> None:
         self.user_id = ""
@@ -562,6 +588,13 @@ class DashboardCodec:
         """Translate one WebSocket frame into domain events; never raises."""
         if len(frame) > self.max_frame_size:
             return (Ignored(kind="oversized", why=f"frame of {len(frame)} bytes"),)
+        if self.fast_path and isinstance(frame, str):
+            try:
+                fast = self._fast_new_message(frame)
+            except Exception:  # the slow path says what went wrong
+                fast = None
+            if fast is not None:
+                return fast
         try:
             parsed = validate_json_lenient(_FRAMES, frame)
         except ValidationError as exc:
@@ -602,16 +635,89 @@ class DashboardCodec:
             return (Connected(user_id=frame.user_id or self.user_id),)
         return (Ignored(kind=str(getattr(frame, "type", "")), why="unhandled frame"),)
 
+    def _fast_new_message(self, frame: str) -> Sequence[Event] | None:
+        r"""A ``new_message`` frame of the common shape without pydantic, or None (take the slow path).
+
+        The fields go through the models' own coercions (``to_str``, ``to_bool``,
+        ``parse_timestamp``), which take any JSON value; only the JSON parsers may disagree, so
+        anything where they could (a float or NaN anywhere, a ``\ud800`` surrogate escape, an
+        integer of thousands of digits, text around the document, ``data`` not an object) goes the
+        slow way.
+        """
+        if '"new_message"' not in frame or ("\\u" in frame and ("\\ud" in frame or "\\uD" in frame)):
+            return None
+        try:
+            obj, end = _DECODER.raw_decode(frame)
+        except (ValueError, RecursionError):
+            return None
+        if end != len(frame) and frame[end:].strip(_JSON_SPACE):
+            return None
+        if type(obj) is not dict or obj.get("type") != "new_message":
+            return None
+        data = obj.get("data")
+        if type(data) is not dict:
+            return None
+        get = data.get
+        timestamp = parse_timestamp(get("timestamp"))
+        return self._message_event(
+            _str(obj.get("page_id", "")),
+            parse_timestamp(obj.get("timestamp")) if timestamp is None else None,
+            chat_id=_str(get("chat_id", "")),
+            sender_id=_str(get("sender_id", "")),
+            sender_name=_str(get("sender_name", "")),
+            recipient_id=_str(get("recipient_id", "")),
+            message=_str(get("message", "")),
+            is_bot=to_bool(get("is_bot", False)),
+            is_human=to_bool(get("is_human", False)),
+            agent_id=_str(get("agent_id", "")),
+            agent_name=_str(get("agent_name", "")),
+            requires_human=to_bool(get("requires_human", False)),
+            timestamp=timestamp,
+        )
+
     def _new_message(self, frame: DashNewMessage) -> Sequence[Event]:
         data = frame.data
-        if data.is_bot:
+        return self._message_event(
+            frame.page_id,
+            frame.timestamp,
+            chat_id=data.chat_id,
+            sender_id=data.sender_id,
+            sender_name=data.sender_name,
+            recipient_id=data.recipient_id,
+            message=data.message,
+            is_bot=data.is_bot,
+            is_human=data.is_human,
+            agent_id=data.agent_id,
+            agent_name=data.agent_name,
+            requires_human=data.requires_human,
+            timestamp=data.timestamp,
+        )
+
+    def _message_event(
+        self,
+        frame_page_id: str,
+        frame_timestamp: datetime | None,
+        *,
+        chat_id: str,
+        sender_id: str,
+        sender_name: str,
+        recipient_id: str,
+        message: str,
+        is_bot: bool,
+        is_human: bool,
+        agent_id: str,
+        agent_name: str,
+        requires_human: bool,
+        timestamp: datetime | None,
+    ) -> Sequence[Event]:
+        if is_bot:
             sender = SenderKind.BOT
-        elif data.is_human:
+        elif is_human:
             sender = SenderKind.AGENT
         else:
             sender = SenderKind.CUSTOMER
-        customer_id = data.chat_id or (data.sender_id if sender is SenderKind.CUSTOMER else data.recipient_id)
-        page_id = frame.page_id or (data.recipient_id if sender is SenderKind.CUSTOMER else data.sender_id)
+        customer_id = chat_id or (sender_id if sender is SenderKind.CUSTOMER else recipient_id)
+        page_id = frame_page_id or (recipient_id if sender is SenderKind.CUSTOMER else sender_id)
         key = _key(page_id, customer_id)
         if key is None:
             return (Ignored(kind="new_message", why="no page or customer id"),)
@@ -620,14 +726,14 @@ class DashboardCodec:
             MessageReceived(
                 conversation=key,
                 sender=sender,
-                text=data.message,
+                text=message,
                 message_id=None,
-                sent_at=data.timestamp or frame.timestamp,
-                customer_name=data.sender_name if is_customer else "",
+                sent_at=timestamp or frame_timestamp,
+                customer_name=sender_name if is_customer else "",
                 channel=self._page_name(page_id),
-                sender_name=data.sender_name or (data.agent_name if sender is SenderKind.AGENT else ""),
-                agent_id=data.agent_id if sender is SenderKind.AGENT else "",
-                requires_human=data.requires_human,
+                sender_name=sender_name or (agent_name if sender is SenderKind.AGENT else ""),
+                agent_id=agent_id if sender is SenderKind.AGENT else "",
+                requires_human=requires_human,
             ),
         )
 
