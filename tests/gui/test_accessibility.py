@@ -200,20 +200,18 @@ def test_accessibility_inbox_tab_order_reaches_every_control(manager, qtbot):
     inbox = windows.show_inbox()
     qtbot.waitExposed(inbox)
     inbox.select_conversation("p/a")  # the buttons are enabled (disabled ones are skipped)
-    inbox._search_edit.setFocus()
+    inbox.search_edit.setFocus()
     seen = []
-    widget = inbox._search_edit
+    widget = inbox.search_edit
     for _step in range(12):
         seen.append(widget)
         widget = widget.nextInFocusChain()
         while not (widget.focusPolicy() & 0x1) or not widget.isVisibleTo(inbox) or not widget.isEnabled():
             widget = widget.nextInFocusChain()
     order = [
-        w
-        for w in seen
-        if w in (inbox._search_edit, inbox._tabs.tabBar(), inbox._tables[0], inbox._open_button)
+        w for w in seen if w in (inbox.search_edit, inbox.tabs.tabBar(), inbox.tables[0], inbox.open_button)
     ]
-    assert order[:4] == [inbox._search_edit, inbox._tabs.tabBar(), inbox._tables[0], inbox._open_button]
+    assert order[:4] == [inbox.search_edit, inbox.tabs.tabBar(), inbox.tables[0], inbox.open_button]
 
 
 def test_accessibility_new_escalation_is_announced(qtbot):

@@ -110,7 +110,7 @@ def test_inbox_jumps_to_the_first_unread(qtbot, env):
     qtbot.waitExposed(window)
     assert not window.jump_to_first_unread()  # nothing unread yet
     env.feed(said("p/d", "are you there?"))  # only in "All customers"
-    window.findChild(type(window._first_unread_action), "firstUnread").trigger()
+    window.findChild(type(window.first_unread_action), "firstUnread").trigger()
     assert window.current_index == 2
     assert window.selected_key() == "p/d"
     ARTIFACTS.mkdir(exist_ok=True)

@@ -130,14 +130,14 @@ def test_keyboard_flow_toast_open_then_inbox_shortcuts(rig, qtbot):
     activate(qtbot, inbox)
     # In the inbox: Ctrl+F to search, Down to the list, take over the selection with the shortcut.
     qtbot.keyClick(inbox, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
-    assert inbox.focusWidget() is inbox._search_edit
-    qtbot.keyClicks(inbox._search_edit, "Ana")
-    qtbot.keyClick(inbox._search_edit, Qt.Key.Key_Down)
+    assert inbox.focusWidget() is inbox.search_edit
+    qtbot.keyClicks(inbox.search_edit, "Ana")
+    qtbot.keyClick(inbox.search_edit, Qt.Key.Key_Down)
     assert inbox.selected_key() == "p/new"
     qtbot.keyClick(inbox.focusWidget(), Qt.Key.Key_T, CTRL_SHIFT)
     assert env.sink.last(TakeOver).conversation == "p/new"
     # Nothing happens for a customer somebody else has.
-    inbox._search_edit.clear()
+    inbox.search_edit.clear()
     inbox.select_conversation("p/other")
     before = len(env.sink.commands)
     qtbot.keyClick(inbox.focusWidget(), Qt.Key.Key_T, CTRL_SHIFT)

@@ -61,7 +61,7 @@ def test_locked_settings_are_disabled_with_a_note(qtbot):
         assert not editor.isEnabled()
         assert editor.toolTip() == "Set by your IT department"
     assert dialog.editor("alerts.volume").isEnabled()
-    assert len(dialog.findChildren(type(dialog._problem_label), "lockNote")) == 3
+    assert len(dialog.findChildren(type(dialog.problem_label), "lockNote")) == 3
     dialog.editor("connection.server").setText("https://elsewhere")  # even if forced, it is ignored
     assert dialog.edited_settings().connection.server == "https://it.example"
 
@@ -91,9 +91,9 @@ def test_validation_errors_are_shown_inline(qtbot):
 
 def test_settings_basic_first_and_engineering_knobs_under_advanced(qtbot):
     dialog = dialog_for(qtbot)
-    titles = [dialog._tabs.tabText(i) for i in range(dialog._tabs.count())]
+    titles = [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())]
     assert titles == ["Basic", "Account", "Quick replies", "Advanced"]
-    assert dialog._tabs.currentIndex() == 0
+    assert dialog.tabs.currentIndex() == 0
     for key in ("ui.language", "ui.theme", "alerts.sounds", "alerts.volume", "alerts.quiet_hours"):
         assert dialog.page_of(key) == "basic", key
     for key in (
@@ -175,7 +175,7 @@ def test_settings_volume_is_a_slider_in_percent(qtbot):
 def test_settings_locked_fields_stay_visibly_locked_on_every_page(qtbot):
     locked = frozenset({"alerts.volume", "connection.heartbeat_interval", "connection.server"})
     dialog = dialog_for(qtbot, locked=locked)
-    notes = dialog.findChildren(type(dialog._problem_label), "lockNote")
+    notes = dialog.findChildren(type(dialog.problem_label), "lockNote")
     assert len(notes) == 3
     assert all(note.text() == "Set by your IT department" and note.font().italic() for note in notes)
     for key in locked:
@@ -191,6 +191,6 @@ def test_settings_screenshot(qtbot, page):
     dialog = dialog_for(qtbot, locked=frozenset({"alerts.sounds"}))
     dialog.show()
     qtbot.waitExposed(dialog)
-    dialog._tabs.setCurrentIndex(["basic", "account", "quick_replies", "advanced"].index(page))
+    dialog.tabs.setCurrentIndex(["basic", "account", "quick_replies", "advanced"].index(page))
     ARTIFACTS.mkdir(exist_ok=True)
     assert dialog.grab().save(str(ARTIFACTS / f"settings-{page}.png"))

@@ -108,12 +108,12 @@ def test_dialog_signals_reach_the_manager(qtbot, env, tmp_path):
         settings_dialog._on_buttons_accepted()
     assert isinstance(blocker.args[0], Settings)
     wm.settings_save_failed("Could not write the settings file.")
-    assert wm.settings_dialog._problem_label.text() == "Could not write the settings file."
+    assert wm.settings_dialog.problem_label.text() == "Could not write the settings file."
 
     inbox = wm.show_inbox()
     qtbot.addWidget(inbox)
     with qtbot.waitSignal(wm.quit_requested):
-        inbox._quit_action.trigger()
+        inbox.quit_action.trigger()
     wm.close_all()
 
 
@@ -157,7 +157,7 @@ def test_sign_out_from_the_inbox_asks_first_and_counts_replies_at_risk(qtbot, en
     wm.open_chat("p/a").reply_edit.setPlainText("one")
     wm.chats["p/a"].send_reply()
     assert replies_at_risk(env.store.state) == 1
-    inbox._sign_out_action.trigger()
+    inbox.sign_out_action.trigger()
     box = wm.sign_out_box
     assert box is not None
     assert box.isVisible()

@@ -192,21 +192,21 @@ class WindowsRig:
         info = self.server.info
         agent = agent or info.agents[0]
         dialog = self.windows.show_sign_in()
-        fields: list[tuple[QLineEdit | None, str]] = [(dialog._server_edit, info.url)]
+        fields: list[tuple[QLineEdit | None, str]] = [(dialog.server_edit, info.url)]
         if self.dialect == "org":
             fields += [
-                (dialog._org_edit, agent.tenant),
-                (dialog._supabase_url_edit, info.extra["supabase_url"]),
-                (dialog._supabase_key_edit, info.extra["supabase_anon_key"]),
+                (dialog.org_edit, agent.tenant),
+                (dialog.supabase_url_edit, info.extra["supabase_url"]),
+                (dialog.supabase_key_edit, info.extra["supabase_anon_key"]),
             ]
         else:
-            fields.append((dialog._company_edit, agent.tenant))
-        fields += [(dialog._email_edit, agent.email), (dialog._password_edit, agent.password)]
+            fields.append((dialog.company_edit, agent.tenant))
+        fields += [(dialog.email_edit, agent.email), (dialog.password_edit, agent.password)]
         for edit, text in fields:
             assert edit is not None
             edit.clear()
             qtbot.keyClicks(edit, text)
-        qtbot.mouseClick(dialog._sign_in_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(dialog.sign_in_button, Qt.MouseButton.LeftButton)
         assert dialog.problem_text == ""
         await until(
             lambda: self.client is not None and self.store.state.initial_load_done,
@@ -225,8 +225,8 @@ class WindowsRig:
         inbox.set_current_tab(WAITING)
         await until(lambda: inbox.proxies[WAITING].row_of(key) >= 0, what="customer in the waiting list")
         assert inbox.select_conversation(key)
-        assert inbox._take_over_button.isEnabled()
-        qtbot.mouseClick(inbox._take_over_button, Qt.MouseButton.LeftButton)
+        assert inbox.take_over_button.isEnabled()
+        qtbot.mouseClick(inbox.take_over_button, Qt.MouseButton.LeftButton)
         await until(lambda: self.is_mine(inbox, key), what="take-over confirmed")
 
     def is_mine(self, inbox: CustomerServiceWindow, key: str) -> bool:

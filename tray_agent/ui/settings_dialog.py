@@ -599,6 +599,28 @@ class SettingsDialog(QDialog):
                 problems["alerts.quiet_hours"] = _("Quiet hours must end at a different time than they start")
         return problems
 
+    # -- test and accessibility seams (read-only views of the widgets)
+
+    @property
+    def problem_label(self) -> QLabel:
+        """The problem line at the top (hidden when there is none)."""
+        return self._problem_label
+
+    @property
+    def tabs(self) -> QTabWidget:
+        """The section tabs (basic, account, quick replies, advanced)."""
+        return self._tabs
+
+    @property
+    def buttons(self) -> QDialogButtonBox:
+        """The Save / Cancel button box."""
+        return self._buttons
+
+    @property
+    def save_button(self) -> QPushButton:
+        """The "Save" button."""
+        return self._save_button
+
 
 def _bounds(info: FieldInfo) -> tuple[float | None, float | None]:
     low = high = None
