@@ -60,13 +60,12 @@ async def test_sign_out_deletes_the_local_copy_and_the_saved_sign_in(tray_app: T
     app = tray_app
     windows = app.windows
     paths = app.paths
-    # What an agent leaves behind: customers, an open chat with a draft, a queued reply, history.
+    # What an agent leaves behind: customers, an open chat with a draft, a queued reply.
     app.dispatch(page(summary("p/a", "Alice", since=timedelta(minutes=-3))))
     chat = windows.open_chat("p/a")
     chat.reply_edit.setPlainText("draft for Alice")
     windows.save_drafts()
     app.local.add(StoredCommand("c-1", CommandKind.REPLY, "p/a", "queued answer"))
-    app.local.record_opened("p/a", "Alice")
     windows.save_session()
     store_files = sorted(p.name for p in paths.data.iterdir())
     assert any(name.startswith("store-") for name in store_files), store_files

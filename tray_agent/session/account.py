@@ -291,7 +291,7 @@ class AccountSession:
         """
         from tray_agent.platform.storage import open_account_store  # sqlite3: once an account is used
 
-        local = open_account_store(self.data_dir, self.loaded.settings.connection, self.loaded.settings)
+        local = open_account_store(self.data_dir, self.loaded.settings.connection)
         if local.problem:
             logger.warning("Local store: %s", local.problem)
             self.hooks.problem("storage", local.problem)
