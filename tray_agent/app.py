@@ -21,7 +21,7 @@ import dataclasses
 import gc
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
     from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-    from tray_agent.core.commands import Command
     from tray_agent.core.effects import Effect, ToastAction
     from tray_agent.core.events import Event
     from tray_agent.core.ports import Notifier, SecretStore, Sound
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
     from tray_agent.core.settings_layers import LoadedSettings
     from tray_agent.core.state import ConnectionInfo, Store
     from tray_agent.demo.server import DemoServer
-    from tray_agent.net.client import Client
     from tray_agent.platform.paths import Paths
     from tray_agent.platform.storage import LocalStore
     from tray_agent.session import AccountSession, Dispatcher
@@ -62,24 +60,6 @@ DEMO_SEED = 7
 
 # ---------------------------------------------------------------------------------------------
 # Small adapters
-
-
-class CommandRelay:
-    """The CommandSink handed to the UI: forwards to the current client (which may be rebuilt).
-
-    Without a client (not signed in yet) the command fails at once as OFFLINE, through the store.
-    """
-
-    def __init__(self, fail: Callable[[Command], None]) -> None:
-        self.client: Client | None = None
-        self._fail = fail
-
-    def submit(self, command: Command) -> None:
-        """Queue a command on the client. Never raises."""
-        if self.client is not None:
-            self.client.submit(command)
-        else:
-            self._fail(command)
 
 
 def conversation_of_toast(key: str) -> str:
