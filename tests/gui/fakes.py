@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from tests.helpers.fakes import FakeSecretStore as FakeSecretStore  # one set of port fakes
+from tests.helpers.fakes import SettableNow as SettableNow
 from tray_agent.core.commands import (
     Command,
     DiscardCommand,
@@ -37,19 +38,6 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 """A fixed 'now' for the tests (server times are built relative to it)."""
 
 C = TypeVar("C", bound=Command)
-
-
-class FakeClock:
-    """A settable wall clock for the waiting-time column."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class FakeCommandSink:
@@ -133,7 +121,7 @@ class Env:
     store: Store
     bridge: StoreBridge
     sink: FakeCommandSink
-    clock: FakeClock = field(default_factory=FakeClock)
+    clock: SettableNow = field(default_factory=lambda: SettableNow(T0))
 
     def feed(self, *events: Event) -> None:
         """Dispatch events and flush the bridge at once (no waiting on its 16 ms timer)."""

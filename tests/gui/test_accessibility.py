@@ -157,14 +157,14 @@ def test_accessibility_every_interactive_widget_has_a_name_and_description(manag
 
 
 def test_accessibility_status_window_and_tray_menu(qtbot):
-    from tests.gui.conftest import FakeClock
+    from tests.gui.conftest import SettableClock
     from tray_agent.core.policy import AlertPolicy
     from tray_agent.core.settings import AlertSettings
     from tray_agent.ui.effects import EffectRunner
     from tray_agent.ui.tray import TrayController
 
     env = make_env()
-    clock = FakeClock()
+    clock = SettableClock()
     runner = EffectRunner(AlertPolicy(AlertSettings()), _NullNotifier(), _NullSound(), clock, AlertSettings())
     tray = TrayController(env.bridge, runner, env.sink, clock, tray_available=False)
     window = tray.show_status_window()

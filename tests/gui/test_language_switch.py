@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QMenu, QMessageBox
 
-from tests.gui.conftest import FakeClock, FakeCommandSink, FakeNotifier, FakeSound, close_awaitable
+from tests.gui.conftest import FakeCommandSink, FakeNotifier, FakeSound, SettableClock, close_awaitable
 from tests.gui.fakes import make_env, page, summary
 from tests.gui.test_customer_service import ARTIFACTS
 from tray_agent.core import i18n
@@ -142,7 +142,7 @@ def test_quit_and_sign_out_are_different_words_in_indonesian(qapp, english):
 def test_tray_tooltip_and_menu_follow_the_switch(qapp, qtbot, english):
     store = Store()
     bridge = StoreBridge(store)
-    clock = FakeClock()
+    clock = SettableClock()
     settings = AlertSettings()
     runner = EffectRunner(
         AlertPolicy(settings), FakeNotifier(), FakeSound(), clock, settings, spawn=close_awaitable

@@ -37,11 +37,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tests.gui.conftest import FakeClock as GuiClock
 from tests.gui.conftest import FakeNotifier, FakeSound, close_awaitable
 from tests.gui.fakes import T0, make_env, page, summary
 from tests.gui.test_chat_window import click_link
-from tests.helpers.fakes import EventRecorder, FakeSecretStore
+from tests.helpers.fakes import EventRecorder, FakeSecretStore, SettableClock
 from tray_agent.core.commands import SendReply
 from tray_agent.core.effects import Toast, ToastAction, Urgency
 from tray_agent.core.events import (
@@ -223,7 +222,7 @@ def test_customer_markup_is_plain_text_in_inbox_chat_window_and_tray_menu(qtbot,
         assert chat.windowTitle().startswith("Alice <b>Bold</b><img")  # literal, clipped
         # The tray menu lists waiting customers; QMenu never renders markup, & stays literal.
         settings = AlertSettings()
-        clock = GuiClock()
+        clock = SettableClock()
         runner = EffectRunner(
             AlertPolicy(settings), FakeNotifier(), FakeSound(), clock, settings, spawn=close_awaitable
         )
