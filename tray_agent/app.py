@@ -62,14 +62,6 @@ DEMO_SEED = 7
 # Small adapters
 
 
-def conversation_of_toast(key: str) -> str:
-    """The conversation a toast key names ("" for the summary toasts and unknown keys)."""
-    from tray_agent.core.policy import ToastKey
-
-    parsed = ToastKey.parse(key)
-    return parsed.conversation if parsed is not None else ""
-
-
 def build_windows(app: TrayApp) -> WindowManager | None:
     """Build ``ui.windows.WindowManager`` wired to the app, or None if this build has no windows."""
     try:
@@ -597,19 +589,9 @@ class TrayApp:
         self._apply_autostart()
 
     def _on_toast_activated(self, key: str, action: ToastAction | None) -> None:
-        from tray_agent.core.commands import TakeOver
-        from tray_agent.core.effects import ToastAction
+        from tray_agent.ui.toasts import activate_toast
 
-        conversation = conversation_of_toast(key)
-        logger.info("Toast %s: %s", key, action or "clicked")
-        if not conversation:
-            if self.windows is not None:
-                self.windows.show_inbox()
-            return
-        if action is ToastAction.TAKE_OVER:
-            self.commands.submit(TakeOver(conversation))
-        if self.windows is not None:
-            self.windows.open_chat(conversation)
+        activate_toast(key, action, commands=self.commands, windows=self.windows)
 
     def _show_sign_in(self, problem: str) -> None:
         if self.windows is not None:
@@ -645,26 +627,19 @@ class TrayApp:
         Returns:
             True once the zip is written.
         """
-        import asyncio
-
         from tray_agent import diagnostics
-        from tray_agent.platform.paths import read_policy_sources
 
-        loop = asyncio.get_running_loop()
+        backend = getattr(self.secrets, "backend_name", None)
         try:
-            sources = await loop.run_in_executor(None, read_policy_sources, self.paths)
-            doctor = await diagnostics.local_checks(self.args)
-            backend = getattr(self.secrets, "backend_name", None)
-            inputs = diagnostics.DiagnosticsInput(
+            await diagnostics.export_diagnostics(
+                target,
+                args=self.args,
+                paths=self.paths,
                 loaded=self.loaded,
-                log_dir=self.paths.log,
-                policy_sources=[name for name, _source in sources],
-                versions=diagnostics.collect_versions(backend if isinstance(backend, str) else None),
+                keyring_backend=backend if isinstance(backend, str) else None,
                 store_problem=str(getattr(self.local, "problem", "") or ""),
-                doctor=doctor,
-                created_at=self.clock.now(),
+                now=self.clock.now,
             )
-            await loop.run_in_executor(None, diagnostics.write_diagnostics_zip, target, inputs)
         except Exception as exc:
             logger.exception("Could not export diagnostics to %s", target)
             problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
