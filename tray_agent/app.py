@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import gc
 import logging
 import os
@@ -412,24 +411,14 @@ class TrayApp:
         return KeyringSecretStore()
 
     async def _start_demo(self) -> str:
-        """Start the built-in demo backend and configure the connection for its first agent."""
-        import tempfile
+        """Start the built-in demo backend; the session uses its first agent and a throw-away store."""
+        from tray_agent.demo_launch import start_demo_account
 
-        from tray_agent.core.settings import ConnectionSettings
-        from tray_agent.demo_launch import demo_connection, start_demo
-
-        session = await start_demo(self.args.demo_dialect, seed=DEMO_SEED)
-        self.demo = session.server
-        # The demo's account is throw-away: its local store lives in a temporary directory.
-        self._demo_data = tempfile.TemporaryDirectory(prefix="tray-agent-demo-")
-        self.session.data_dir = Path(self._demo_data.name)
-        connection = ConnectionSettings(**demo_connection(session.info))
-        settings = self.loaded.settings.model_copy(update={"connection": connection})
-        self.loaded = dataclasses.replace(self.loaded, settings=settings)
-        logger.info(
-            "Demo backend (%s) on %s, signed in as %s", connection.dialect, session.info.url, connection.email
-        )
-        return session.password
+        demo = await start_demo_account(self.args.demo_dialect, self.loaded, seed=DEMO_SEED)
+        self.demo, self._demo_data = demo.server, demo.data_dir
+        self.session.data_dir = Path(demo.data_dir.name)
+        self.loaded = demo.loaded
+        return demo.password
 
     def open_local_store(self, connection: ConnectionSettings | None = None) -> LocalStore:
         """Open the account's durable store (see :meth:`AccountSession.open_local_store`); never raises.
@@ -555,25 +544,10 @@ class TrayApp:
             self._show_sign_in(_("Enter your server and account to sign in."))
 
     def _on_tray_mute_toggled(self, muted: bool) -> None:
-        locked = self.loaded.is_locked("alerts.sounds")  # the policy decides: nothing changes
-        edited = self.loaded.settings.model_copy(deep=True)
-        if not locked:
-            edited.alerts.sounds = not muted
-        self.session.keep_settings(edited, save=not locked)
+        self.session.set_sounds(not muted)
 
     def _on_runner_dnd_changed(self, until: datetime | None) -> None:
-        # Manual DND survives a restart: its end is saved as alerts.dnd_until (issue 14).
-        from datetime import UTC
-
-        value = until.astimezone(UTC).isoformat() if until is not None else ""
-        alerts = self.loaded.settings.alerts
-        if value == alerts.dnd_until or self.loaded.is_locked("alerts.dnd_until"):
-            return
-        edited = self.loaded.settings.model_copy(deep=True)
-        edited.alerts.dnd_until = value
-        problem = self.session.apply_settings(edited)
-        if problem:
-            logger.warning("Could not save the do-not-disturb setting: %s", problem)
+        self.session.remember_dnd(until)  # manual DND survives a restart (issue 14)
 
     def _on_windows_settings_saved(self, edited: Settings) -> None:
         problem = self.session.apply_settings(edited)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -346,6 +347,32 @@ class AccountSession:
         else:
             self.loaded = dataclasses.replace(self.loaded, settings=edited)
         self.hooks.settings_changed(self.loaded)
+
+    def set_sounds(self, on: bool) -> None:
+        """The tray's Mute: sounds ``on`` or off from now on, and saved.
+
+        When a policy locks ``alerts.sounds`` nothing changes (the settings are handed to
+        ``settings_changed`` again, so that the tray shows the policy's choice).
+        """
+        locked = self.loaded.is_locked("alerts.sounds")
+        edited = self.loaded.settings.model_copy(deep=True)
+        if not locked:
+            edited.alerts.sounds = on
+        self.keep_settings(edited, save=not locked)
+
+    def remember_dnd(self, until: datetime | None) -> None:
+        """Manual do-not-disturb survives a restart: its end is saved as ``alerts.dnd_until``.
+
+        Nothing is written when the value is already saved or a policy locks it.
+        """
+        value = until.astimezone(UTC).isoformat() if until is not None else ""
+        if value == self.loaded.settings.alerts.dnd_until or self.loaded.is_locked("alerts.dnd_until"):
+            return
+        edited = self.loaded.settings.model_copy(deep=True)
+        edited.alerts.dnd_until = value
+        problem = self.apply_settings(edited)
+        if problem:
+            logger.warning("Could not save the do-not-disturb setting: %s", problem)
 
     def apply_settings(self, edited: Settings) -> str:
         """Save the settings dialog's result; a changed connection restarts the client.

@@ -296,6 +296,39 @@ async def test_apply_settings_restarts_the_client_only_when_the_connection_chang
     await session.stop()
 
 
+def test_mute_saves_the_sounds_setting_unless_a_policy_locks_it(tmp_path: Path) -> None:
+    import dataclasses
+
+    h = Harness(tmp_path)
+    session = h.session
+    shown: list[LoadedSettings] = []
+    session.hooks.settings_changed = shown.append
+    session.set_sounds(False)
+    assert [s.alerts.sounds for s in h.saved] == [False]
+    assert session.loaded.settings.alerts.sounds is False
+    session.loaded = dataclasses.replace(session.loaded, locked=frozenset({"alerts.sounds"}))
+    session.set_sounds(True)  # locked: nothing saved, nothing changed, the tray told again
+    assert len(h.saved) == 1
+    assert session.loaded.settings.alerts.sounds is False
+    assert [s.settings.alerts.sounds for s in shown] == [False, False]
+
+
+def test_manual_dnd_end_is_saved_once_and_not_when_locked(tmp_path: Path) -> None:
+    import dataclasses
+
+    h = Harness(tmp_path)
+    session = h.session
+    until = datetime(2099, 1, 1, 9, 0, tzinfo=UTC)
+    session.remember_dnd(until)
+    session.remember_dnd(until)  # already saved: not written again
+    assert [s.alerts.dnd_until for s in h.saved] == [until.isoformat()]
+    session.remember_dnd(None)
+    assert [s.alerts.dnd_until for s in h.saved] == [until.isoformat(), ""]
+    session.loaded = dataclasses.replace(session.loaded, locked=frozenset({"alerts.dnd_until"}))
+    session.remember_dnd(until)
+    assert len(h.saved) == 2
+
+
 @pytest.mark.asyncio
 async def test_the_alert_engine_runs_on_asyncio_timers_too() -> None:
     """Without Qt (listen, tests): the policy's deadline fires through AsyncioScheduler."""
