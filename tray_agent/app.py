@@ -127,6 +127,7 @@ class TrayApp:
         from tray_agent.ui.bridge import StoreBridge
         from tray_agent.ui.confirm import LeaveGuard
         from tray_agent.ui.effects import EffectRunner
+        from tray_agent.ui.single_instance import LaunchRequests
         from tray_agent.ui.theme import ThemeController
         from tray_agent.ui.tray import TrayController
 
@@ -196,8 +197,7 @@ class TrayApp:
         self._last_logged_state = ""
         self._tasks: set[asyncio.Future[None]] = set()
         self.single_instance: SingleInstance | None = None
-        self._open_at_start = ""
-        self._show_at_start = False  # a later launch asked to show the app while it started
+        self.launches = LaunchRequests()  # what launches asked for, until the windows exist
         self._demo_data: tempfile.TemporaryDirectory[str] | None = None
 
     # -------------------------------------------------------------- the session's objects
@@ -244,29 +244,13 @@ class TrayApp:
         ``pending``: requests that arrived before this app existed (while the first icon showed),
         answered as if they arrived now.
         """
+        from tray_agent.ui.single_instance import LaunchRequests
+
         self.single_instance = instance
-        self._open_at_start = open_conversation
-        instance.message_received.connect(self._on_single_instance_message_received)
+        self.launches = LaunchRequests(open_conversation)
+        instance.message_received.connect(self.launches.receive)
         for message in pending:
-            self._on_single_instance_message_received(message)
-
-    def _on_single_instance_message_received(self, message: str) -> None:
-        from tray_agent.ui.single_instance import ACTIVATE, OPEN_PREFIX
-
-        opening = message.startswith(OPEN_PREFIX)
-        if opening:
-            logger.info("Another launch asked to open a conversation")
-        else:
-            logger.info("Another launch asked to show the app")
-        if self.windows is None:  # still starting: _start does it once the windows exist
-            if opening:
-                self._open_at_start = message.removeprefix(OPEN_PREFIX)
-            elif message == ACTIVATE:
-                self._show_at_start = True  # an earlier request to open a chat still stands
-        elif opening:
-            self.windows.open_chat(message.removeprefix(OPEN_PREFIX))
-        else:
-            self.windows.show_inbox()
+            self.launches.receive(message)
 
     def _apply_autostart(self) -> None:
         """Make the login item match ``ui.autostart`` (never for the throw-away demo)."""
@@ -352,18 +336,9 @@ class TrayApp:
         self.session.start(password)
 
     def show_first_windows(self) -> None:
-        """Once the windows exist: the last session's chats, then what launches asked for.
-
-        The chat a launch's link named, else the inbox when a later launch asked to show the
-        app (or the settings do not start hidden).
-        """
-        if self.windows is None:
-            return
-        self.windows.restore_session()
-        if self._open_at_start:
-            self.windows.open_chat(self._open_at_start)
-        elif self._show_at_start or not self.loaded.settings.ui.start_hidden:
-            self.windows.show_inbox()
+        """Once the windows exist: the last session's chats, then what launches asked for."""
+        if self.windows is not None:
+            self.launches.show_first_windows(self.windows, start_hidden=self.loaded.settings.ui.start_hidden)
 
     def attach_windows(self, windows: WindowManager | None) -> None:
         """Use ``windows`` (a ``ui.windows.WindowManager``, or None) and connect its signals."""
