@@ -107,12 +107,13 @@ def test_quick_replies_ui_settings_editor_saves_own_and_keeps_team(qtbot):
     team = dialog.editor("ui.team_quick_replies")
     own = dialog.editor("ui.quick_replies")
     assert team.table.rowCount() == 2
-    assert team._add_button is None  # IT's list is read-only
+    assert team.add_button is None  # IT's list is read-only
     own.add_reply("bye", "Goodbye!", "Sampai jumpa!")
     edited = dialog.edited_settings()
     assert [r.name for r in edited.ui.quick_replies] == ["track", "bye"]
     assert edited.ui.quick_replies[1].text_id == "Sampai jumpa!"
     assert [r.name for r in edited.ui.team_quick_replies] == ["thanks", "hours"]
     own.table.setCurrentCell(0, 0)
-    own._on_remove_button_clicked()
+    assert own.remove_button is not None
+    own.remove_button.click()
     assert [r.name for r in dialog.edited_settings().ui.quick_replies] == ["bye"]

@@ -40,7 +40,7 @@ def test_edits_are_emitted_as_settings(qtbot):
     quiet: QuietHoursEditor = dialog.editor("alerts.quiet_hours")
     quiet.add_rule(QuietHoursRule(days=[6, 7], start="12:00", end="13:30"))
     with qtbot.waitSignal(dialog.settings_saved) as blocker:
-        dialog._on_buttons_accepted()
+        dialog.save_button.click()
     saved: Settings = blocker.args[0]
     assert saved.alerts.sla_minutes == 3
     assert saved.ui.theme == "dark"
@@ -71,17 +71,17 @@ def test_validation_errors_are_shown_inline(qtbot):
     dialog.editor("connection.server").setText("crm.example")
     quiet: QuietHoursEditor = dialog.editor("alerts.quiet_hours")
     quiet.add_rule(QuietHoursRule(days=[1]))
-    quiet._rows[0][1][0].setChecked(False)  # no day left
+    quiet.rows[0][1][0].setChecked(False)  # no day left
     with qtbot.assertNotEmitted(dialog.settings_saved):
-        dialog._on_buttons_accepted()
+        dialog.save_button.click()
     assert dialog.error_text("connection.server") == "Must start with https:// (or http://)"
     assert dialog.error_text("alerts.quiet_hours").startswith("Choose at least one day")
-    quiet._rows[0][1][0].setChecked(True)
-    quiet._rows[0][2].setTime(QTime(8, 0))
-    quiet._rows[0][3].setTime(QTime(8, 0))
+    quiet.rows[0][1][0].setChecked(True)
+    quiet.rows[0][2].setTime(QTime(8, 0))
+    quiet.rows[0][3].setTime(QTime(8, 0))
     dialog.editor("connection.server").setText("https://crm.example")
     with qtbot.assertNotEmitted(dialog.settings_saved):
-        dialog._on_buttons_accepted()
+        dialog.save_button.click()
     assert dialog.error_text("connection.server") == ""
     assert dialog.error_text("alerts.quiet_hours").startswith("Quiet hours must end")
 
@@ -111,7 +111,7 @@ def test_settings_every_key_has_a_human_label_and_every_number_a_unit(qtbot):
     from PySide6.QtWidgets import QAbstractSpinBox, QSlider
 
     dialog = dialog_for(qtbot)
-    labels = dialog._labels()
+    labels = dialog.labels
     for key in SETTING_KEYS:
         try:
             dialog.editor(key)

@@ -105,7 +105,7 @@ def test_dialog_signals_reach_the_manager(qtbot, env, tmp_path):
     settings_dialog = wm.show_settings()
     qtbot.addWidget(settings_dialog)
     with qtbot.waitSignal(wm.settings_saved) as blocker:
-        settings_dialog._on_buttons_accepted()
+        settings_dialog.save_button.click()
     assert isinstance(blocker.args[0], Settings)
     wm.settings_save_failed("Could not write the settings file.")
     assert wm.settings_dialog.problem_label.text() == "Could not write the settings file."
