@@ -45,14 +45,14 @@ def test_theme_forced_dark_and_light_set_the_palette(theme, qapp):
 
 
 def test_theme_follows_the_os_scheme_live(theme, qapp):
-    # Offscreen Qt has no OS scheme; the controller's slot is what colorSchemeChanged reaches.
+    # Offscreen Qt has no OS scheme: the test emits the style hints' colorSchemeChanged itself.
     theme.set_setting("system")
     before = theme.scheme
     qapp.setPalette(palette_for("dark"))  # what the platform theme does on a switch
-    theme._on_hints_color_scheme_changed(Qt.ColorScheme.Dark)
+    qapp.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)
     assert theme.scheme == "dark"
     qapp.setPalette(palette_for("light"))
-    theme._on_hints_color_scheme_changed(Qt.ColorScheme.Light)
+    qapp.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Light)
     assert theme.scheme == "light"
     assert before in ("light", "dark")
 
