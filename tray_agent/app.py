@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from tray_agent.core.i18n import _
 
 if TYPE_CHECKING:
-    import asyncio
     import tempfile
     from collections.abc import Coroutine
     from datetime import datetime
@@ -195,7 +194,6 @@ class TrayApp:
         self.stopping = asyncio.Event()
         self._auth_prompted = False
         self._last_logged_state = ""
-        self._tasks: set[asyncio.Future[None]] = set()
         self.single_instance: SingleInstance | None = None
         self.launches = LaunchRequests()  # what launches asked for, until the windows exist
         self._demo_data: tempfile.TemporaryDirectory[str] | None = None
@@ -498,18 +496,10 @@ class TrayApp:
         await self.export_diagnostics(target)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        import asyncio
-
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.session.spawn(coro)  # one set of background tasks: the session's
 
     async def wait_for_tasks(self) -> None:
         """Wait until the background tasks started by UI signals (sign-in, sign-out, export) end."""
-        import asyncio
-
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.session.wait_for_tasks()
 
     def _on_tray_reconnect_requested(self) -> None:

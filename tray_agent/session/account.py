@@ -30,7 +30,7 @@ from tray_agent.core.i18n import _
 from tray_agent.core.ports import Clock, OutboxStore, SecretStore
 from tray_agent.core.settings import ConnectionSettings, Settings
 from tray_agent.core.settings_layers import LoadedSettings, save_user_settings
-from tray_agent.core.state import SignedOut
+from tray_agent.core.state import SignedOut, Store
 from tray_agent.session.dispatcher import Dispatcher
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class AccountSession:
     # -------------------------------------------------------------- what the UI sees
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         """The store (read-only use)."""
         return self.dispatcher.store
 
@@ -471,6 +471,6 @@ class AccountSession:
         task.add_done_callback(self._tasks.discard)
 
     async def wait_for_tasks(self) -> None:
-        """Wait until the background tasks (restarts) end."""
+        """Wait until the background tasks (restarts; the app's sign-in, sign-out, export) end."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
