@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from tray_agent.core.effects import Effect, ToastAction
     from tray_agent.core.events import Event
     from tray_agent.core.ports import Notifier, SecretStore, Sound
-    from tray_agent.core.settings import ConnectionSettings, Settings
+    from tray_agent.core.settings import Settings
     from tray_agent.core.settings_layers import LoadedSettings
     from tray_agent.core.state import ConnectionInfo, Store
     from tray_agent.demo.server import DemoServer
@@ -392,15 +392,6 @@ class TrayApp:
         self.session.data_dir = Path(demo.data_dir.name)
         self.loaded = demo.loaded
         return demo.password
-
-    def open_local_store(self, connection: ConnectionSettings | None = None) -> LocalStore:
-        """Open the account's durable store (see :meth:`AccountSession.open_local_store`); never raises.
-
-        ``connection`` must be the settings' own (kept for callers that name it).
-        """
-        if connection is not None and connection != self.loaded.settings.connection:
-            raise ValueError("open_local_store: not the account of the settings in force")
-        return self.session.open_local_store()
 
     async def _shutdown(self) -> None:
         logger.info("Shutting down")

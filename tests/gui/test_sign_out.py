@@ -40,7 +40,7 @@ async def tray_app(qapp: QApplication, tmp_path) -> AsyncIterator[TrayApp]:
         {ACCOUNT.secret_key(kind): f"s3cret-{kind}" for kind in SIGN_OUT_SECRETS}
         | {OTHER_ACCOUNT.secret_key("password"): "not this account"}
     )
-    app.local = app.open_local_store(ACCOUNT)  # as _start does for a configured account
+    app.local = app.session.open_local_store()  # as _start does for a configured account
     app.attach_windows(build_windows(app))
     assert app.windows is not None
     yield app
@@ -179,7 +179,7 @@ async def test_drafts_of_the_old_json_file_move_into_the_store_once(tray_app: Tr
         json.dumps({"version": 1, "drafts": {"p/a": "older draft", "p/b": "only in the file", "p/c": " "}}),
         encoding="utf-8",
     )
-    app.local = app.open_local_store(ACCOUNT)
+    app.local = app.session.open_local_store()
     assert app.local.drafts() == {"p/a": "newer draft in the store", "p/b": "only in the file"}
     assert not old.exists()
     assert app.windows.draft_store is app.local
