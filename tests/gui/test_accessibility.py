@@ -114,14 +114,8 @@ def manager(qtbot, tmp_path):
     settings = Settings()
     settings.ui.team_quick_replies = [QuickReplySetting(name="hello", text="Hello {customer_name}!")]
     settings.ui.quick_replies = [QuickReplySetting(name="mine", text="Mine", text_id="Punyaku")]
-    manager = WindowManager(
-        env.store,
-        env.sink,
-        LoadedSettings(settings=settings, locked=frozenset({"connection.server"})),
-        "dashboard",
-        bridge=env.bridge,
-        state_file=tmp_path / "windows.json",
-        clock=env.clock,
+    manager = env.window_manager(
+        tmp_path / "windows.json", LoadedSettings(settings=settings, locked=frozenset({"connection.server"}))
     )
     yield env, manager
     manager.close_all()

@@ -16,10 +16,7 @@ from tests.gui.fakes import make_env, page, summary
 from tests.gui.test_customer_service import ARTIFACTS
 from tray_agent.core import i18n
 from tray_agent.core.events import AgentRef, HistoryPage, MessageReceived, SenderKind
-from tray_agent.core.settings import Settings
-from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.ui.language import apply_language
-from tray_agent.ui.windows import WindowManager
 
 pytestmark = pytest.mark.gui
 
@@ -46,15 +43,7 @@ def manager(tmp_path):
             summary("p/d", "Dewi", since=timedelta(minutes=-30), assigned=True, agent=AgentRef("x", "Agus")),
         )
     )
-    manager = WindowManager(
-        env.store,
-        env.sink,
-        LoadedSettings(settings=Settings()),
-        "dashboard",
-        bridge=env.bridge,
-        state_file=tmp_path / "windows.json",
-        clock=env.clock,
-    )
+    manager = env.window_manager(tmp_path / "windows.json")
     yield env, manager
     manager.close_all()
     env.close()

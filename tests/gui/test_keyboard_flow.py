@@ -12,10 +12,7 @@ from PySide6.QtWidgets import QApplication
 from tests.gui.fakes import make_env, page, summary
 from tray_agent.core.commands import HandBack, LoadHistory, Release, Resolve, SendReply, TakeOver
 from tray_agent.core.events import AgentRef, CommandKind, CommandSucceeded, HumanRequested
-from tray_agent.core.settings import Settings
-from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.ui.shortcuts import SHORTCUTS, Shortcut, next_waiting
-from tray_agent.ui.windows import WindowManager
 
 pytestmark = pytest.mark.gui
 
@@ -33,15 +30,7 @@ def rig(tmp_path):
             ),
         )
     )
-    manager = WindowManager(
-        env.store,
-        env.sink,
-        LoadedSettings(settings=Settings()),
-        "dashboard",
-        bridge=env.bridge,
-        state_file=tmp_path / "windows.json",
-        clock=env.clock,
-    )
+    manager = env.window_manager(tmp_path / "windows.json")
     yield env, manager
     manager.close_all()
     env.close()

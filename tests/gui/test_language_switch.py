@@ -25,7 +25,6 @@ from tray_agent.ui.effects import EffectRunner
 from tray_agent.ui.language import apply_language
 from tray_agent.ui.signin_dialog import SignInDialog
 from tray_agent.ui.tray import TrayController
-from tray_agent.ui.windows import WindowManager
 
 pytestmark = pytest.mark.gui
 
@@ -47,10 +46,7 @@ def manager(tmp_path, english):
         )
     )
     settings = Settings(connection=ConnectionSettings(dialect="dashboard"))
-    manager = WindowManager(
-        env.store, env.sink, LoadedSettings(settings=settings), "dashboard", bridge=env.bridge,
-        state_file=tmp_path / "windows.json", clock=env.clock,
-    )  # fmt: skip
+    manager = env.window_manager(tmp_path / "windows.json", LoadedSettings(settings=settings))
     yield env, manager
     manager.close_all()
     env.close()

@@ -15,7 +15,6 @@ from tray_agent.core.settings import QuickReplySetting, Settings
 from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.ui.language import apply_language
 from tray_agent.ui.settings_dialog import SettingsDialog
-from tray_agent.ui.windows import WindowManager
 
 pytestmark = pytest.mark.gui
 
@@ -39,10 +38,7 @@ def settings() -> Settings:
 def chat(qtbot, tmp_path):
     env = make_env()
     env.feed(page(summary("p/a", "Ana", channel="Shoe Shop", since=timedelta(minutes=-2))))
-    windows = WindowManager(
-        env.store, env.sink, LoadedSettings(settings=settings()), "dashboard", bridge=env.bridge,
-        state_file=tmp_path / "w.json", clock=env.clock,
-    )  # fmt: skip
+    windows = env.window_manager(tmp_path / "w.json", LoadedSettings(settings=settings()))
     window = windows.open_chat("p/a")
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)

@@ -11,7 +11,6 @@ from PySide6.QtWidgets import QMessageBox, QPushButton
 from tests.gui.fakes import make_env, page, summary
 from tray_agent.core.commands import LoadHistory
 from tray_agent.core.settings import Settings
-from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.platform.storage import LocalStore
 from tray_agent.ui.signin_dialog import SignInRequest
 from tray_agent.ui.windows import WindowManager, replies_at_risk, sign_out_question
@@ -28,16 +27,7 @@ def env():
 
 
 def manager(env, tmp_path, dialect="dashboard", draft_store=None) -> WindowManager:
-    return WindowManager(
-        env.store,
-        env.sink,
-        LoadedSettings(settings=Settings()),
-        dialect,
-        env.bridge,
-        state_file=tmp_path / "windows.json",
-        draft_store=draft_store,
-        clock=env.clock,
-    )
+    return env.window_manager(tmp_path / "windows.json", dialect=dialect, draft_store=draft_store)
 
 
 def test_one_chat_window_per_customer(qtbot, env, tmp_path):
