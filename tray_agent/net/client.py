@@ -583,6 +583,7 @@ class Client:
         self._unconfirmed: dict[str, Command] = {}
         self._on_disk: set[str] = set()  # ids that may have a row in the outbox store
         self._unremoved: set[str] = set()  # finished commands whose row could not be deleted yet
+        self._held: set[str] = set()  # commands shown as not saved because the store cannot mark them sent
         self._store_retry_at = 0.0
         self._restored = False
         self._closing = False  # settling at shutdown: queued commands stay in the store
@@ -852,6 +853,7 @@ class Client:
         return False  # this state of it is not on disk (a restored row may be, in an older state)
 
     def _forget(self, command_id: str) -> None:
+        self._held.discard(command_id)
         self._unconfirmed.pop(command_id, None)
         self._durable.pop(command_id, None)
         self._remove_row(command_id)
@@ -893,11 +895,16 @@ class Client:
         """The store cannot record that ``pending`` goes out: keep it queued, unsent, for a while.
 
         ``rest`` (the commands taken out after it) go back behind it, in order, so nothing of its
-        conversation overtakes it; the others go out at the next flush.
+        conversation overtakes it; the others go out at the next flush. The first hold says so
+        once (CommandQueued with ``durable`` False: the chat shows it is waiting, not saved).
         """
         pending.hold_until = self._clock.monotonic() + self._t.store_retry
         self._tracker.put_back([pending, *rest])
         self._wake.set()
+        command = pending.command
+        if not pending.internal and command.command_id not in self._held:
+            self._held.add(command.command_id)
+            self._emit(_queued(command, durable=False))
         logger.warning(
             "%s %s not sent: the local store cannot record it (disk full?); trying again in %g s",
             type(pending.command).__name__,
