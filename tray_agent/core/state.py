@@ -1338,18 +1338,26 @@ def _on_assignment(state: State, event: AssignmentChanged, limit: int) -> Result
     conv = _apply_summary_description(old if old is not None else Conversation(key=key), event.customer)
     if assigned:
         known = conv.agent if conv.assigned else None
-        agent = _merge_agent(
-            known, event.agent or (event.customer.agent if event.customer is not None else None)
-        )
+        named = event.agent or (event.customer.agent if event.customer is not None else None)
+        agent = _merge_agent(known, named)
         me = state.connection.user_id
+        # No agent id and no is_me (dashboard customer_assignment_updated): it says nothing about
+        # who, so what the store knows stands (a known "mine", a pending take-over).
+        unsaid = (
+            event.is_me is None
+            and (event.customer is None or event.customer.assigned_to_me is None)
+            and (named is None or not named.agent_id)
+        )
         if event.is_me is not None:
             to_me = event.is_me
         elif event.customer is not None and event.customer.assigned_to_me is not None:
             to_me = event.customer.assigned_to_me
-        elif _same_agent(known, agent):
-            to_me = conv.assigned_to_me  # the same assignee again: nothing new about "me"
+        elif unsaid or _same_agent(known, agent):
+            to_me = conv.assigned_to_me  # the same assignee again, or unsaid: nothing new about "me"
         else:
             to_me = agent is not None and _is_me(me, agent.agent_id)
+        if unsaid and agent is None:
+            agent = conv.agent
         if agent is None and to_me and me:
             agent = AgentRef(agent_id=me)
         # Taken: their "waiting for someone" urgency ends and they leave the waiting set at once
@@ -1360,8 +1368,8 @@ def _on_assignment(state: State, event: AssignmentChanged, limit: int) -> Result
             agent=agent,
             assigned_to_me=to_me,
             escalation_alerted=False,
-            pending_takeover=None,
-            takeover_undo=None,
+            pending_takeover=conv.pending_takeover if unsaid else None,
+            takeover_undo=conv.takeover_undo if unsaid else None,
         )
         if old is None and event.customer is None:
             tx.request_resync("assignment of an unknown customer")

@@ -618,6 +618,47 @@ def test_reduce_assignment_compares_agent_id_with_my_user_id(agent_id, mine):
     assert state.conversation(KEY).assigned_to_me is mine  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("who", [None, AgentRef(""), AgentRef("", name="")])
+def test_reduce_assignment_that_does_not_say_who_keeps_a_known_mine(who):
+    """A broadcast with no agent id and no is_me (dashboard ``customer_assignment_updated``, PROTOCOL.md)."""
+    state, _ = run(
+        [
+            AssignmentChanged(
+                conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(ME), is_me=True
+            )
+        ],
+        me_connected(),
+    )
+    state, _ = run(
+        [AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=who, is_me=None)], state
+    )
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me, conv.agent) == (True, True, AgentRef(ME))
+    assert [c.key for c in state.mine()] == [KEY]
+
+
+def test_reduce_assignment_that_does_not_say_who_keeps_a_pending_take_over():
+    take = CommandQueued(command_id="t1", kind=CommandKind.TAKE_OVER, conversation=KEY)
+    state, _ = run([take], me_connected())
+    state, _ = run(
+        [AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=None, is_me=None)], state
+    )
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me, conv.pending_takeover) == (True, True, "t1")
+
+
+def test_reduce_assignment_that_does_not_say_who_of_an_unassigned_customer_is_assigned_unknown():
+    state, _ = run(
+        [AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=None, is_me=None)],
+        me_connected(),
+    )
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me, conv.agent) == (True, False, None)
+
+
 def test_reduce_taking_a_waiting_customer_clears_urgency_and_leaves_the_waiting_list():
     events = [
         HumanRequested(conversation=KEY, at=at(1)),
