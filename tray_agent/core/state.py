@@ -1106,7 +1106,8 @@ def _on_message(state: State, event: MessageReceived, limit: int) -> Result:
                 error="",
             )
             if folded is not own:
-                conv = _replace(conv, messages=history.replaced(idx, folded))
+                # The server's time of my reply: it is the newest message unless another came after.
+                conv = _replace(conv, messages=history.replaced(idx, folded), **_with_last(conv, folded))
                 assert own.command_id is not None
                 _confirm_outbound(tx, own.command_id, record.message_id)
             tx.put(conv)
@@ -1439,8 +1440,14 @@ def _apply_summary(
     conv = _describe(conv, summary.customer_name, summary.channel)
     changes: dict[str, Any] = {}
     at = _utc(summary.last_message_at)
+    # Strictly newer only: at the same time, mine stands (a dashboard row's text is the customer's
+    # last message, stamped with their last_seen, even after my reply).
     if summary.last_message and (
-        conv.last_message_at is None or (at is not None and at >= conv.last_message_at)
+        conv.last_message_at is None
+        or (
+            at is not None
+            and (at > conv.last_message_at or (at == conv.last_message_at and not conv.last_message))
+        )
     ):
         changes["last_message"] = summary.last_message
     if at is not None:
@@ -1632,7 +1639,13 @@ def _on_command_queued(state: State, event: CommandQueued, limit: int) -> Result
                 reply_state=CommandState.QUEUED,
                 unsaved=not event.durable,
             )
-            conv = _replace(conv, messages=conv.messages.appended(record, limit), **_with_last(conv, record))
+            # What I just wrote is the newest message, whatever the (lagging) clock estimate says.
+            conv = _replace(
+                conv,
+                messages=conv.messages.appended(record, limit),
+                last_message=_preview(record),
+                last_message_at=_later(conv.last_message_at, record.at),
+            )
     elif event.kind is CommandKind.TAKE_OVER and not conv.assigned_to_me:
         # Optimistic: the button flips at once; a failure rolls it back.
         undo = conv.takeover_undo or (conv.assigned, conv.agent, conv.assigned_to_me)

@@ -375,6 +375,31 @@ def test_reduce_org_ack_with_id_then_echo_upserts():
     assert alerts(effects) == []
 
 
+def _row_says(state: State, text: str, t: float) -> State:
+    """A resync row of KEY whose last message is the customer's ``text`` (dashboard: last_seen)."""
+    row = summary(KEY, last_message=text, last_message_at=at(t))
+    state, _ = run([WaitingListPage(customers=(row,), offset=0)], state)
+    return state
+
+
+def test_reduce_my_echoed_reply_stays_the_last_message_after_a_resync():
+    state, _ = run([*reply_flow("r1", "my reply"), agent_echo("my reply", 5)], me_connected())
+    state = _row_says(state, "hello", 0)
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.last_message, conv.last_message_at) == ("my reply", at(5))
+
+
+def test_reduce_my_queued_reply_is_the_last_message_even_when_the_clock_lags():
+    state = _row_says(me_connected(), "newer, from the list", 60)  # the reducer's clock is still at 0
+    state, _ = run(reply_flow("r1", "my reply"), state)
+    state = _row_says(state, "newer, from the list", 60)  # the same row again at the next resync
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert conv.last_message == "my reply"
+    assert [b.text for b in bubbles(state)][-1] == "my reply"
+
+
 def test_reduce_reply_failure_marks_bubble_and_outbound():
     events = [
         *reply_flow("c1", "hi"),
