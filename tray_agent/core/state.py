@@ -391,6 +391,8 @@ class Conversation:
         takeover_undo: assignment before the optimistic take-over, as (assigned, agent, to_me).
         released_at: when I let the customer go (release, resolve, hand back): a waiting flag
             from before then is the old episode and does not make them wait again.
+        history_complete: the last history page said nothing older exists (the chat window
+            offers no "Load older messages" then).
     """
 
     key: str
@@ -413,6 +415,7 @@ class Conversation:
     pending_takeover: str | None = None
     takeover_undo: tuple[bool, AgentRef | None, bool] | None = None
     released_at: datetime | None = None
+    history_complete: bool = False
 
     @property
     def urgent(self) -> bool:
@@ -1225,6 +1228,7 @@ def _on_history(state: State, event: HistoryPage, limit: int) -> Result:
         conv = _replace(conv, **changes)
     if name and not conv.customer_name:
         conv = _replace(conv, customer_name=name)
+    conv = _update(conv, history_complete=not event.has_more)
     tx.put(conv)
     return tx.commit()
 

@@ -1004,6 +1004,15 @@ def test_reduce_history_page_prepends_older_messages_without_alerts():
     assert state.conversation(KEY).unread == 1  # type: ignore[union-attr]
 
 
+def test_reduce_history_page_records_whether_older_messages_exist():
+    state, _ = run([customer("now", 100)])
+    assert not state.conversation(KEY).history_complete  # type: ignore[union-attr]
+    state, _ = run([HistoryPage(conversation=KEY, messages=(hist("old", 1),), has_more=True)], state)
+    assert not state.conversation(KEY).history_complete  # type: ignore[union-attr]
+    state, _ = run([HistoryPage(conversation=KEY, messages=(), has_more=False)], state)
+    assert state.conversation(KEY).history_complete  # type: ignore[union-attr]
+
+
 def test_reduce_history_page_dedupes_by_id_and_by_text_and_time():
     state, _ = run(
         [
