@@ -43,8 +43,8 @@ pytestmark = pytest.mark.gui
 KEY = "p/a"
 
 
-def history(*messages: MessageReceived) -> HistoryPage:
-    return HistoryPage(conversation=KEY, messages=messages)
+def history(*messages: MessageReceived, has_more: bool = True) -> HistoryPage:
+    return HistoryPage(conversation=KEY, messages=messages, has_more=has_more)
 
 
 def msg(text: str, sender: SenderKind = SenderKind.CUSTOMER, minutes: int = -10, **kw) -> MessageReceived:
@@ -102,6 +102,25 @@ def test_opening_loads_history_then_live_messages(chat, qtbot):
     chat.window.load_older()
     assert chat.env.sink.history_pages(KEY) == [0, 1, 2]
     assert chat.bubbles()[0].text == "much older"
+
+
+def test_load_older_is_offered_only_while_the_server_has_older_messages(chat):
+    older = chat.window._older_button
+    assert not older.isHidden()  # nothing known yet: offered
+    chat.env.feed(history(msg("hi"), has_more=True))
+    assert not older.isHidden()
+    chat.window.load_older()
+    chat.env.feed(history(msg("the first one", minutes=-60), has_more=False))  # the server: no more
+    assert older.isHidden()
+    chat.window.load_older()  # scrolling to the top asks nothing more either
+    assert chat.env.sink.history_pages(KEY) == [0, 1]
+
+
+def test_a_conversation_shorter_than_a_page_offers_no_older_messages(chat):
+    chat.env.feed(history(msg("hi"), msg("hello again", minutes=-5), has_more=False))
+    assert chat.window._older_button.isHidden()
+    chat.window.load_older()
+    assert chat.env.sink.history_pages(KEY) == [0]
 
 
 def test_enter_sends_and_shift_enter_starts_a_new_line(chat, qtbot):

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication
 
 from tests.gui.fakes import make_env, page, summary
@@ -155,3 +156,18 @@ def test_keyboard_flow_help_lists_every_shortcut(rig, qtbot):
     help_action = inbox.findChild(type(inbox.menuBar().actions()[0]), f"shortcut:{Shortcut.HELP}")
     assert help_action is not None
     assert help_action.text() == "&Keyboard shortcuts"
+
+
+def test_keyboard_flow_help_lists_the_inbox_own_shortcuts(rig, qtbot):
+    _env, windows = rig
+    inbox = windows.show_inbox()
+    activate(qtbot, inbox)
+    qtbot.keyClick(inbox.focusWidget() or inbox, Qt.Key.Key_F1)
+    dialog = windows.keyboard_help
+    assert dialog is not None
+    listed = {key for keys, _text in dialog.rows for key in keys.split(", ")}  # "Ctrl+F4, Ctrl+W"
+    first_unread = inbox.findChild(QAction, "firstUnread")
+    assert first_unread is not None
+    assert first_unread.shortcut().toString() == "Ctrl+Shift+U"
+    own = {a.shortcut().toString() for a in inbox.findChildren(QAction) if not a.shortcut().isEmpty()}
+    assert own - listed == set()

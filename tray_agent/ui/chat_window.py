@@ -821,7 +821,10 @@ class ChatWindow(QWidget):
         return True
 
     def load_older(self) -> None:
-        """Ask for the next older history page (once per page until it arrives)."""
+        """Ask for the next older history page (once per page until it arrives; none past the first)."""
+        conv = self._conv()
+        if conv is not None and conv.history_complete:
+            return  # the server said there is nothing older
         length = len(self._model.records)
         if self._older_requested_at is not None and self._older_requested_at == length:
             return  # the previous page has not added anything yet
@@ -1022,6 +1025,7 @@ class ChatWindow(QWidget):
         self._resolve_button.setVisible(mine)
         self._hand_back_button.setEnabled(can_hand_back(conv))
         self._hand_back_button.setVisible(mine)
+        self._older_button.setVisible(conv is None or not conv.history_complete)
 
     def _newest_failed(self) -> MessageRecord | None:
         conv = self._conv()  # the store's truth: a retry or discard shows at once, not at the next flush

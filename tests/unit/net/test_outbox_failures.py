@@ -15,6 +15,7 @@ from tests.unit.net.test_outbox_durable import FakeOutbox
 from tray_agent.core.commands import SendReply
 from tray_agent.core.events import (
     CommandFailed,
+    CommandQueued,
     CommandSent,
     CommandSucceeded,
     ConnectionState,
@@ -113,6 +114,28 @@ async def test_a_reply_the_store_cannot_mark_as_sent_is_held_then_sent_once(mode
         await events.wait_for(CommandSucceeded, lambda e: e.command_id == "r1")
         assert sent_texts(server) == ["hello"]
         assert outbox.rows == {}
+
+
+@pytest.mark.asyncio
+async def test_a_held_reply_is_shown_as_not_saved_once() -> None:
+    outbox, events, clock = BrokenOutbox("raises"), EventRecorder(), FakeClock()
+    async with _server() as server, running(_client(outbox, events, server, clock)) as client:
+        await events.wait_state(ConnectionState.CONNECTED)
+        outbox.broken = {"mark_sent"}
+        client.submit(SendReply("p1/c1", "hello", command_id="r1"))
+        await asyncio.wait_for(outbox.failed.wait(), 5)
+        await _round_trip(client, events)
+        clock.offset += HOLD + 1  # held a second time: said once, not at every retry
+        await _round_trip(client, events)
+        queued = [e.durable for e in events.of(CommandQueued) if e.command_id == "r1"]
+        assert queued == [True, False]  # saved when queued; then: cannot record its sending
+        assert _sent_texts(server) == []
+
+        outbox.broken = set()
+        clock.offset += HOLD + 1
+        await _round_trip(client, events)
+        await events.wait_for(CommandSucceeded, lambda e: e.command_id == "r1")
+        assert _sent_texts(server) == ["hello"]
 
 
 @pytest.mark.asyncio
