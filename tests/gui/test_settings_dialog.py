@@ -101,7 +101,6 @@ def test_settings_basic_first_and_engineering_knobs_under_advanced(qtbot):
         "connection.ws_retry_interval",
         "alerts.coalesce_window",
         "alerts.reminder_backoff",
-        "storage.max_size_mb",
     ):
         assert dialog.page_of(key) == "advanced", key
     assert dialog.page_of("connection.server") == "account"
@@ -125,7 +124,7 @@ def test_settings_every_key_has_a_human_label_and_every_number_a_unit(qtbot):
             assert editor.suffix().strip(), f"{key} has no unit"
     assert dialog.editor("connection.heartbeat_interval").suffix() == " s"
     assert dialog.editor("alerts.sla_minutes").suffix() == " min"
-    assert dialog.editor("storage.history_days").suffix() == " days"
+    assert dialog.editor("ui.history_limit").suffix() == " messages"
     assert dialog.editor("alerts.volume").findChild(QSlider) is not None
 
 

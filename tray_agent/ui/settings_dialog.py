@@ -2,7 +2,7 @@
 
 What an agent changes often comes first ("Basic": language, theme, alerts, quiet hours), then the
 account, the quick replies, and last the engineering knobs ("Advanced": intervals, timeouts,
-alert tuning, storage). Every number carries its unit; the other backend's fields are hidden;
+alert tuning). Every number carries its unit; the other backend's fields are hidden;
 numbers that only make sense whole are whole; the volume is a slider.
 """
 
@@ -45,7 +45,7 @@ from tray_agent.ui.quick_reply_popup import QuickRepliesEditor
 
 logger = logging.getLogger(__name__)
 
-SECTIONS: tuple[str, ...] = ("connection", "alerts", "ui", "storage")
+SECTIONS: tuple[str, ...] = ("connection", "alerts", "ui")
 _SKIPPED: frozenset[str] = SECRET_KEYS | {"alerts.dnd_until"}  # tokens; DND's end (the tray sets it)
 READ_ONLY: frozenset[str] = frozenset({"ui.team_quick_replies"})
 """Shown but never edited here: IT provides them through the machine policy."""
@@ -102,8 +102,6 @@ UNITS: Final = {
     "alerts.sla_minutes": "min",
     "alerts.volume": "%",
     "ui.history_limit": "messages",
-    "storage.history_days": "days",
-    "storage.max_size_mb": "MB",
 }
 """The unit of every number (shown after it)."""
 _UNIT_TEXTS: Final = {
@@ -318,9 +316,6 @@ class SettingsDialog(QDialog):
             "ui.remember_password": _("Remember my password"),
             "ui.quick_replies": _("My quick replies"),
             "ui.team_quick_replies": _("Team quick replies"),
-            "storage.history_days": _("Forget conversations untouched for"),
-            "storage.max_size_mb": _("Largest size of the local store"),
-            "storage.keep_history": _("Keep message history on this computer"),
         }
 
     def _page_title(self, page: str) -> str:
@@ -361,7 +356,6 @@ class SettingsDialog(QDialog):
                 "connection": _("Connection"),
                 "alerts": _("Alerts"),
                 "ui": _("Window"),
-                "storage": _("Storage"),
             }
             for section in SECTIONS:
                 keys = [k for k in fields if k.startswith(section + ".") and k not in shown]

@@ -119,7 +119,7 @@ async def test_a_reply_the_store_cannot_mark_as_sent_is_held_then_sent_once(mode
 @pytest.mark.asyncio
 async def test_a_held_reply_is_shown_as_not_saved_once() -> None:
     outbox, events, clock = BrokenOutbox("raises"), EventRecorder(), FakeClock()
-    async with _server() as server, running(_client(outbox, events, server, clock)) as client:
+    async with _server() as server, running_client(_client(outbox, events, server, clock)) as client:
         await events.wait_state(ConnectionState.CONNECTED)
         outbox.broken = {"mark_sent"}
         client.submit(SendReply("p1/c1", "hello", command_id="r1"))
@@ -129,13 +129,13 @@ async def test_a_held_reply_is_shown_as_not_saved_once() -> None:
         await _round_trip(client, events)
         queued = [e.durable for e in events.of(CommandQueued) if e.command_id == "r1"]
         assert queued == [True, False]  # saved when queued; then: cannot record its sending
-        assert _sent_texts(server) == []
+        assert sent_texts(server) == []
 
         outbox.broken = set()
         clock.offset += HOLD + 1
         await _round_trip(client, events)
         await events.wait_for(CommandSucceeded, lambda e: e.command_id == "r1")
-        assert _sent_texts(server) == ["hello"]
+        assert sent_texts(server) == ["hello"]
 
 
 @pytest.mark.asyncio
