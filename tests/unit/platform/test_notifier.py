@@ -182,6 +182,22 @@ async def test_notifier_activation_forgets_only_that_notification() -> None:
 
 
 @pytest.mark.asyncio
+async def test_notifier_closes_a_toast_once_its_button_was_pressed() -> None:
+    # dunst's context menu invokes the action and leaves the toast up: its Take over button
+    # would stay on screen with nothing left to do (issue 14).
+    backend = FakeBackend()
+    notifier = await started(backend)
+    await notifier.show(toast("escalation:c1", actions=(ToastAction.TAKE_OVER,)))
+    await notifier.show(toast("escalation:c2", actions=(ToastAction.TAKE_OVER,)))
+
+    backend.sent[0].on_activated("take_over")
+    await notifier.aclose()  # waits for the closing under way
+
+    assert backend.cleared == [backend.sent[0].identifier]
+    assert notifier.tracked_keys == ["escalation:c2"]
+
+
+@pytest.mark.asyncio
 async def test_notifier_unknown_button_and_failing_callback_are_contained(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
