@@ -43,7 +43,7 @@ import pytest
 from tests.desktop.conftest import unavailable
 from tests.desktop.session import REPO, DesktopSession, Notification, wait_until
 from tests.desktop.test_alerting import AppProcess, DemoServerProcess
-from tests.desktop.test_screenshots import Window, wait_for_window
+from tests.desktop.test_screenshots import Window, viewable_windows, wait_for_window
 from tray_agent.core.deeplink import build_link
 
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
@@ -263,8 +263,9 @@ class TrayView:
     menu: tuple[str, ...]
 
 
-async def _read_tray() -> TrayView:
+async def _read_tray(pid: int) -> TrayView:
     from dbus_fast.aio import MessageBus
+    from dbus_fast.errors import DBusError
 
     bus = await MessageBus().connect()
     try:
@@ -277,8 +278,22 @@ async def _read_tray() -> TrayView:
             return (await props.call_get(interface, name)).value  # type: ignore[attr-defined]
 
         items = await get(SNI_WATCHER, "/StatusNotifierWatcher", SNI_WATCHER, "RegisteredStatusNotifierItems")
-        assert items, "no StatusNotifierItem registered"
-        service, slash, path = items[-1].partition("/")
+        dbus = bus.get_proxy_object(
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            await bus.introspect("org.freedesktop.DBus", "/org/freedesktop/DBus"),
+        ).get_interface("org.freedesktop.DBus")
+        ours = []
+        for item in items:  # earlier tests' apps may still be listed: ours is the one of our process
+            name = item.partition("/")[0]
+            try:
+                owner_pid = await dbus.call_get_connection_unix_process_id(name)  # type: ignore[attr-defined]
+            except DBusError:  # a stale entry: its owner has gone
+                continue
+            if owner_pid == pid:
+                ours.append(item)
+        assert ours, f"no StatusNotifierItem of process {pid} among {items}"
+        service, slash, path = ours[-1].partition("/")
         path = slash + path if slash else "/StatusNotifierItem"
         _icon, _pixmaps, title, text = await get(service, path, SNI_ITEM, "ToolTip")
         menu_path = await get(service, path, SNI_ITEM, "Menu")
@@ -301,9 +316,9 @@ async def _read_tray() -> TrayView:
         bus.disconnect()
 
 
-def read_tray() -> TrayView:
-    """The tray icon's tooltip and menu labels, as a panel reads them."""
-    return asyncio.run(_read_tray())
+def read_tray(app: App) -> TrayView:
+    """The app's tray icon's tooltip and menu labels, as a panel reads them."""
+    return asyncio.run(_read_tray(app.process.pid))
 
 
 def tray_waiting(view: TrayView) -> tuple[int, int]:
@@ -339,14 +354,8 @@ def expect_counts(app: App, waiting: int, mine: int) -> None:
         wait_until(agree, STEP_TIMEOUT, f"counts waiting={waiting} mine={mine}")
     except TimeoutError:
         raise AssertionError(f"last counts {app.counts()}, expected waiting={waiting} mine={mine}") from None
-    view = read_tray()
+    view = read_tray(app)
     assert tray_waiting(view) == (waiting, waiting), view
-
-
-def close_requests(desktop: DesktopSession) -> set[int]:
-    """Ids the app asked the notification server to close (``CloseNotification`` calls)."""
-    records = desktop._records()  # the monitor's raw log: no public reader for calls
-    return {r["body"][0] for r in records if r.get("kind") == "call" and r["member"] == "CloseNotification"}
 
 
 def about(name: str) -> Callable[[Notification], bool]:
@@ -385,7 +394,7 @@ def test_workflow_escalation_take_over_from_toast_reply_resolve(
     desktop.press_action("Take over", escalation)
     wait_until(lambda: server.handler(ref) == me, STEP_TIMEOUT, "the take-over on the server")
     wait_until(lambda: escalation.id in desktop.closed_ids(), STEP_TIMEOUT, "the toast to close")
-    assert escalation.id in close_requests(desktop), "closed, but not by the app"
+    assert escalation.id in desktop.close_requests(), "closed, but not by the app"
     assert not [n for n in desktop.open_notifications() if about(name)(n)], desktop.open_notifications()
     expect_counts(running, waiting=0, mine=1)
 
@@ -397,6 +406,11 @@ def test_workflow_escalation_take_over_from_toast_reply_resolve(
     type_into(desktop, chat, "Control_L+Shift_L+d")
     wait_until(lambda: server.closed(ref), STEP_TIMEOUT, "the resolve on the server")
     type_into(desktop, chat, "Control_L+w")  # not looking at it any more: reminders would show
+    wait_until(
+        lambda: chat.id not in {w.id for w in viewable_windows(desktop)},
+        STEP_TIMEOUT,
+        "the chat window to close",
+    )
     expect_counts(running, waiting=0, mine=0)
 
     # A witness asks for a human now: its reminder comes after Nora's would have been due.
