@@ -15,10 +15,10 @@ def test_a_queued_reply_that_was_not_saved_is_marked(qtbot, tmp_path, online):
     chat = Chat(qtbot, tmp_path, online=online)
     try:
         window = chat.window
-        window._reply_edit.setPlainText("saved")
+        window.reply_edit.setPlainText("saved")
         window.send_reply()
         chat.env.sink.durable = False  # the outbox store could not write (full disk, read-only)
-        window._reply_edit.setPlainText("not saved")
+        window.reply_edit.setPlainText("not saved")
         window.send_reply()
         chat.env.bridge.flush_now()
         saved, unsaved = chat.bubbles()[-2:]

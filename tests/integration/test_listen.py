@@ -298,3 +298,50 @@ async def test_listen_prints_the_stores_view_one_message_received_per_message(
     assert len(assignments) == 1, assignments
     assert assignments[0]["is_me"] is True
     assert assignments[0]["action"] == "assigned"
+
+
+@pytest.mark.asyncio
+async def test_listen_prints_a_message_sent_during_a_reconnect_once(noisy_demo: DemoServer, tmp_path):
+    """Issue 15: a customer of mine writes while the socket is down (upgrades refused, as during a
+    reconnect through a broken proxy); nothing replays the broadcast, so the message reaches
+    ``listen`` after the resync (catch-up, or limited-mode polling), exactly once."""
+    server = noisy_demo
+    agent = server.info.agents[0]
+    listen = await start_listen(flags_for(server, str(tmp_path)), listen_env(agent.password))
+    await listen.expect(lambda e: e["event"] == "connection" and e["state"] == "connected")
+    backend: Any = server.backend
+    customer = await backend.new_customer(name="Sinta")
+    conversation = customer.ref
+    await backend.ask_for_human(customer, "tolong")
+    await listen.expect(lambda e: e["event"] == "human_requested" and e["conversation"] == conversation)
+    await listen.send(json.dumps({"cmd": "take_over", "conversation": conversation, "id": "t1"}))
+    taken = await listen.expect(
+        lambda e: e.get("command_id") == "t1" and e["event"] in ("command_succeeded", "command_failed")
+    )
+    assert taken["event"] == "command_succeeded", taken
+
+    backend.set_refuse_upgrades(True)
+    assert await backend.drop_sockets() >= 1
+    await listen.expect(lambda e: e["event"] == "connection" and e["state"] != "connected")
+    await backend.customer_writes(customer, "selama terputus")
+    backend.set_refuse_upgrades(False)
+    await listen.expect(
+        lambda e: (
+            e["event"] == "message_received"
+            and e["conversation"] == conversation
+            and e["text"] == "selama terputus"
+        )
+    )
+    await backend.customer_writes(customer, "sesudahnya")  # live again: ordering and no replay
+    await listen.expect(
+        lambda e: (
+            e["event"] == "message_received"
+            and e["conversation"] == conversation
+            and e["text"] == "sesudahnya"
+        )
+    )
+    code, stderr = await listen.finish()
+    assert code == 0, stderr
+    texts = message_texts(listen.events, conversation)
+    assert texts.count("selama terputus") == 1, texts
+    assert texts.count("sesudahnya") == 1, texts

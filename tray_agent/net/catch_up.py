@@ -12,7 +12,9 @@ copy arrive live too.
 store): per conversation, the newest message time delivered, or the last activity a resync row
 showed once nothing was missing; and the newest time seen at all, the floor for conversations the
 client never heard of. Baselines are frozen when a resync starts, so messages that arrive live
-during the resync cannot hide older ones that were missed.
+during the resync cannot hide older ones that were missed. The newest messages delivered per
+conversation are remembered too (by id, else by sender, text and time, as the reducer folds
+copies), so a fetched page's copies of them are never emitted a second time.
 
 Bounded: at most :data:`MAX_CONVERSATIONS` conversations per resync, mine first, then waiting
 customers, then the others, newest activity first; one history page of :data:`PAGE_LIMIT` each.
@@ -23,6 +25,7 @@ resync of a run (there is no baseline yet: the first load's summary covers it).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +33,7 @@ from datetime import datetime
 from tray_agent.core.commands import LoadHistory
 from tray_agent.core.events import Event, HistoryPage, MessageReceived, WaitingListPage
 from tray_agent.core.protocol.base import DialectCodec, HttpCall
+from tray_agent.core.state import DUPLICATE_WINDOW
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,9 @@ PAGE_LIMIT = 50
 """Messages fetched per conversation (the newest ones)."""
 MAX_TRACKED = 100_000
 """Conversations whose delivered-up-to time is remembered (the oldest are forgotten first)."""
+
+MAX_RECENT_CONVERSATIONS = 2_000
+"""Conversations whose newest delivered messages are remembered (the least recent forgotten first)."""
 
 HttpFetch = Callable[[HttpCall], Awaitable[tuple[int, bytes]]]
 
@@ -74,6 +81,14 @@ class CatchUp:
         self._baseline: dict[str, datetime] | None = None
         self._baseline_horizon: datetime | None = None
         self._candidates: dict[str, _Candidate] = {}
+        # The newest messages delivered per conversation (as many as one history page holds), so
+        # that a fetched page's copies of them are not emitted again: matched by server id, else
+        # by sender and text within DUPLICATE_WINDOW, as the reducer folds copies (the dashboard
+        # has no ids, and its broadcasts and history stamp a message with different precision).
+        self._recent: OrderedDict[str, deque[MessageReceived]] = OrderedDict()
+        # What the catch-up emitted, until its live copy (a broadcast still on its way when the
+        # history was read) turns up: that copy is then dropped (see :meth:`is_copy`).
+        self._emitted: OrderedDict[str, deque[MessageReceived]] = OrderedDict()
 
     # -- bookkeeping -----------------------------------------------------------------------------
 
@@ -81,6 +96,7 @@ class CatchUp:
         """Note what an emitted event delivered (messages, history) or showed (resync rows)."""
         if isinstance(event, MessageReceived):
             self._delivered(event.conversation, event.sent_at)
+            self._note_recent(event)
         elif isinstance(event, HistoryPage):
             for message in event.messages:
                 self._delivered(event.conversation or message.conversation, message.sent_at)
@@ -92,6 +108,46 @@ class CatchUp:
         self._baseline = dict(self._known)
         self._baseline_horizon = self._horizon
         self._candidates = {}
+
+    def _note_recent(self, message: MessageReceived) -> None:
+        recent = self._recent.pop(message.conversation, None)
+        if recent is None:
+            recent = deque(maxlen=self._page_limit)
+        recent.append(message)
+        self._recent[message.conversation] = recent  # re-inserted last: dict order is the age order
+        if len(self._recent) > MAX_RECENT_CONVERSATIONS:
+            del self._recent[next(iter(self._recent))]
+
+    def _seen(self, message: MessageReceived) -> bool:
+        """Whether a copy of ``message`` was already delivered (live, or by an earlier catch-up)."""
+        return any(_same(known, message) for known in self._recent.get(message.conversation, ()))
+
+    def is_copy(self, event: Event) -> bool:
+        """Whether ``event`` is the live copy of a message the catch-up already delivered.
+
+        The history read after a resync can hold messages whose broadcast is still on its way;
+        the client drops that late copy, so each message is emitted once. Each caught-up message
+        matches one copy at most.
+        """
+        if not isinstance(event, MessageReceived):
+            return False
+        emitted = self._emitted.get(event.conversation)
+        if not emitted:
+            return False
+        for known in emitted:
+            if _same(known, event):
+                emitted.remove(known)
+                return True
+        return False
+
+    def _note_emitted(self, message: MessageReceived) -> None:
+        emitted = self._emitted.pop(message.conversation, None)
+        if emitted is None:
+            emitted = deque(maxlen=self._page_limit)
+        emitted.append(message)
+        self._emitted[message.conversation] = emitted
+        if len(self._emitted) > MAX_RECENT_CONVERSATIONS:
+            del self._emitted[next(iter(self._emitted))]
 
     def _delivered(self, conversation: str, at: datetime | None) -> None:
         if not conversation or at is None:
@@ -157,6 +213,7 @@ class CatchUp:
                 continue
             for message in messages:
                 emit(message)
+                self._note_emitted(message)
             emitted += len(messages)
         if emitted:
             logger.info("catch-up: %d message(s) missed while offline delivered", emitted)
@@ -172,11 +229,26 @@ class CatchUp:
             message
             for page in pages
             for message in page.messages
-            if message.sent_at is not None and message.sent_at > since
+            if message.sent_at is not None
+            and message.sent_at > since
+            and not self._seen(message)  # a copy was delivered already: once is enough
         ]
         if not pages:
             logger.info("catch-up of %s: HTTP %d, no history", conversation, status)
         return missed
+
+
+def _same(a: MessageReceived, b: MessageReceived) -> bool:
+    """Two copies of one message: the same server id, else sender and text within DUPLICATE_WINDOW."""
+    if a.message_id and b.message_id:
+        return a.message_id == b.message_id
+    return (
+        a.sender is b.sender
+        and a.text == b.text
+        and a.sent_at is not None
+        and b.sent_at is not None
+        and abs(a.sent_at - b.sent_at) <= DUPLICATE_WINDOW
+    )
 
 
 __all__ = ["MAX_CONVERSATIONS", "PAGE_LIMIT", "CatchUp"]

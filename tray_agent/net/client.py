@@ -972,6 +972,9 @@ class Client:
                 self._record_outcome(event)
             except Exception:
                 logger.exception("recording the outcome of %s failed", event.command_id)
+        if self._catch_up.is_copy(event):
+            logger.debug("live copy of a message the catch-up delivered: dropped")
+            return
         self._catch_up.observe(event)
         try:
             self._emit_cb(event)

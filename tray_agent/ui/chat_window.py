@@ -1061,3 +1061,60 @@ class ChatWindow(QWidget):
 
     def _scroll_to_bottom(self) -> None:
         self._message_view.scrollToBottom()
+
+    # -- test and accessibility seams (read-only views of the widgets)
+
+    @property
+    def take_over_button(self) -> QPushButton:
+        """The handler banner's "Take over" button."""
+        return self._take_over_button
+
+    @property
+    def release_button(self) -> QPushButton:
+        """The handler banner's "Release" button."""
+        return self._release_button
+
+    @property
+    def hand_back_button(self) -> QPushButton:
+        """The handler banner's "Hand back to AI" button."""
+        return self._hand_back_button
+
+    @property
+    def resolve_button(self) -> QPushButton:
+        """The handler banner's "Resolve" button."""
+        return self._resolve_button
+
+    @property
+    def older_button(self) -> QPushButton:
+        """The "Load older messages" button."""
+        return self._older_button
+
+    @property
+    def retry_button(self) -> QPushButton:
+        """The failure bar's "Retry" button."""
+        return self._retry_button
+
+    @property
+    def resend_button(self) -> QPushButton:
+        """The failure bar's "Send again" button."""
+        return self._resend_button
+
+    @property
+    def discard_button(self) -> QPushButton:
+        """The failure bar's "Discard" button."""
+        return self._discard_button
+
+    @property
+    def send_button(self) -> QPushButton:
+        """The "Send" button."""
+        return self._send_button
+
+    @property
+    def offline_label(self) -> QLabel:
+        """The offline / signed-out line above the reply box."""
+        return self._offline_label
+
+    @property
+    def handler_label(self) -> QLabel:
+        """The handler banner's label (who handles the chat)."""
+        return self._handler_label

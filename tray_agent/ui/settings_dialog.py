@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -200,6 +200,18 @@ class QuietHoursEditor(QWidget):
 
     def _on_add_button_clicked(self) -> None:
         self.add_rule()
+
+    # -- test and accessibility seams (read-only views of the widgets)
+
+    @property
+    def rows(self) -> Sequence[tuple[QWidget, Sequence[QCheckBox], QTimeEdit, QTimeEdit]]:
+        """Each rule's row: (row widget, Monday..Sunday check boxes, start time, end time)."""
+        return tuple(self._rows)
+
+    @property
+    def add_button(self) -> QPushButton:
+        """The "Add quiet hours" button."""
+        return self._add_button
 
 
 class SettingsDialog(QDialog):
@@ -598,6 +610,33 @@ class SettingsDialog(QDialog):
             elif any(rule["start"] == rule["end"] for rule in rules[1]()):
                 problems["alerts.quiet_hours"] = _("Quiet hours must end at a different time than they start")
         return problems
+
+    # -- test and accessibility seams (read-only views of the widgets)
+
+    @property
+    def problem_label(self) -> QLabel:
+        """The problem line at the top (hidden when there is none)."""
+        return self._problem_label
+
+    @property
+    def tabs(self) -> QTabWidget:
+        """The section tabs (basic, account, quick replies, advanced)."""
+        return self._tabs
+
+    @property
+    def buttons(self) -> QDialogButtonBox:
+        """The Save / Cancel button box."""
+        return self._buttons
+
+    @property
+    def save_button(self) -> QPushButton:
+        """The "Save" button."""
+        return self._save_button
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The form label of each setting key that has an editor row (in the current language)."""
+        return self._labels()
 
 
 def _bounds(info: FieldInfo) -> tuple[float | None, float | None]:

@@ -151,3 +151,38 @@ async def test_a_conversation_never_heard_of_uses_the_newest_time_seen() -> None
     _resync(catch_up, sink, row("a", 2), row("new", 5))
     await catch_up.run(server.fetch, sink)
     assert sink.texts() == [("new", "during the outage")]
+
+
+@pytest.mark.asyncio
+async def test_a_message_delivered_live_during_the_resync_is_not_caught_up_again() -> None:
+    # Found by the soak test: messages that kept arriving live while a resync ran were fetched in
+    # the history page too and emitted a second time (the store folded them, the client did not).
+    catch_up = CatchUp(OrgCodec(user_id="me"))
+    sink = Sink(catch_up)
+    server = FakeServer({"a": [("old", 0), ("missed", 5), ("during", 6)]})
+    _resync(catch_up, sink, row("a", 0))
+    await catch_up.run(server.fetch, sink)
+    _resync(catch_up, sink, row("a", 6))  # the socket was down at 5; 'during' came live at 6
+    sink(MessageReceived(conversation="a", text="during", sent_at=at(6), message_id="a-during"))
+    await catch_up.run(server.fetch, sink)
+    assert server.calls == ["a"]
+    assert sink.texts().count(("a", "during")) == 1
+    assert ("a", "missed") in sink.texts()
+
+
+@pytest.mark.asyncio
+async def test_the_late_live_copy_of_a_caught_up_message_is_recognised_once() -> None:
+    # Found by the soak test: the history read after a resync held messages whose broadcast was
+    # still on its way; the client emitted both. The client drops a copy is_copy() recognises.
+    catch_up = CatchUp(OrgCodec(user_id="me"))
+    sink = Sink(catch_up)
+    server = FakeServer({"a": [("old", 0), ("in flight", 5)]})
+    _resync(catch_up, sink, row("a", 0))
+    await catch_up.run(server.fetch, sink)
+    _resync(catch_up, sink, row("a", 5))
+    await catch_up.run(server.fetch, sink)
+    assert sink.texts() == [("a", "in flight")]
+    copy = MessageReceived(conversation="a", text="in flight", sent_at=at(5), message_id="a-in flight")
+    assert catch_up.is_copy(copy)
+    assert not catch_up.is_copy(copy)  # one copy per caught-up message
+    assert not catch_up.is_copy(live("a", 6))
