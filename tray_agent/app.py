@@ -11,6 +11,10 @@ Test hooks (documented, tiny):
 * ``TRAY_AGENT_TEST_SHOW_MENU=1``: once started, show the status window and pop the tray menu
   up next to it (kept up to date while open), so that a screenshot shows the icon, the badge
   and the menu. Used by ``tests/desktop/test_alerting.py``.
+* ``TRAY_AGENT_TEST_LOG_COUNTS=1``: after every flush of the store to the windows, log one
+  line ``Counts: waiting=<n> mine=<n> badge=<text> tabs=<title>|<title>|<title>`` (the tray
+  badge and the inbox's tab titles as shown), read-only. Used by
+  ``tests/desktop/test_workflow.py`` to check that they agree.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ if TYPE_CHECKING:
     from tray_agent.core.ports import Notifier, SecretStore, Sound
     from tray_agent.core.settings import Settings
     from tray_agent.core.settings_layers import LoadedSettings
-    from tray_agent.core.state import ConnectionInfo, Store
+    from tray_agent.core.state import ConnectionInfo, State, Store
     from tray_agent.demo.server import DemoServer
     from tray_agent.platform.paths import Paths
     from tray_agent.platform.storage import LocalStore
@@ -53,6 +57,7 @@ logger = logging.getLogger("tray_agent.app")
 DISPLAY_NAME = "tray_agent"
 SIGN_OUT_SECRETS = ("password", "refresh_token", "session")  # as session.account (not imported at start-up)
 TEST_SHOW_MENU_ENV = "TRAY_AGENT_TEST_SHOW_MENU"
+TEST_LOG_COUNTS_ENV = "TRAY_AGENT_TEST_LOG_COUNTS"
 DEMO_SEED = 7
 
 
@@ -292,6 +297,8 @@ class TrayApp:
         gc.freeze()  # PERFORMANCE-NOTES §6: no gen-2 pauses over start-up objects
         if os.environ.get(TEST_SHOW_MENU_ENV) == "1":
             self._test_show_menu()
+        if os.environ.get(TEST_LOG_COUNTS_ENV) == "1":
+            self.bridge.flushed.connect(self._test_log_counts)
         await self.stopping.wait()
         await self._shutdown()
         return 0
@@ -305,6 +312,15 @@ class TrayApp:
         # The popup needs the window mapped first (no window manager under Xvfb to tell us).
         QTimer.singleShot(300, self.tray.popup_menu)
         logger.info("Test hook: menu shown")
+
+    def _test_log_counts(self, state: State) -> None:
+        """Test hook: what the tray and the inbox show after a flush (see the module docstring)."""
+        inbox = self.windows.inbox if self.windows is not None else None
+        tabs = "|".join(inbox.tab_titles) if inbox is not None else ""
+        logger.info(
+            "Counts: waiting=%d mine=%d badge=%s tabs=%s",
+            state.waiting_count, len(state.mine()), self.tray.badge or "-", tabs,
+        )  # fmt: skip
 
     async def _start(self) -> None:
         import asyncio

@@ -408,6 +408,11 @@ class CustomerServiceWindow(QMainWindow):
         """The current tab (0 waiting, 1 mine, 2 all)."""
         return self._tabs.currentIndex()
 
+    @property
+    def tab_titles(self) -> tuple[str, ...]:
+        """The tab titles shown, counts included ("Waiting for a human (2)", "Mine (1)", ...)."""
+        return tuple(self._tabs.tabText(i) for i in range(self._tabs.count()))
+
     def set_current_tab(self, index: int) -> None:
         """Switch tabs (session restore)."""
         if 0 <= index < self._tabs.count():
