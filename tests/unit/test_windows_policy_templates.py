@@ -36,8 +36,7 @@ def test_each_single_value_policy_is_named_after_its_setting():
 
 def test_each_policy_value_is_a_setting_of_its_section():
     sections = {
-        name: set(type(getattr(Settings(), name)).model_fields)
-        for name in ("connection", "alerts", "ui")
+        name: set(type(getattr(Settings(), name)).model_fields) for name in ("connection", "alerts", "ui")
     }
     unknown = []
     for policy in _policies():
