@@ -11,39 +11,39 @@ Test hooks (documented, tiny):
 * ``TRAY_AGENT_TEST_SHOW_MENU=1``: once started, show the status window and pop the tray menu
   up next to it (kept up to date while open), so that a screenshot shows the icon, the badge
   and the menu. Used by ``tests/desktop/test_alerting.py``.
+* ``TRAY_AGENT_TEST_LOG_COUNTS=1``: after every flush of the store to the windows, log one
+  line ``Counts: waiting=<n> mine=<n> badge=<text> tabs=<title>|<title>|<title>`` (the tray
+  badge and the inbox's tab titles as shown), read-only. Used by
+  ``tests/desktop/test_workflow.py`` to check that they agree.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import gc
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tray_agent.core.i18n import _
 
 if TYPE_CHECKING:
-    import asyncio
     import tempfile
     from collections.abc import Coroutine
     from datetime import datetime
 
     from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-    from tray_agent.core.commands import Command
     from tray_agent.core.effects import Effect, ToastAction
     from tray_agent.core.events import Event
     from tray_agent.core.ports import Notifier, SecretStore, Sound
-    from tray_agent.core.settings import ConnectionSettings, Settings
+    from tray_agent.core.settings import Settings
     from tray_agent.core.settings_layers import LoadedSettings
-    from tray_agent.core.state import ConnectionInfo, Store
+    from tray_agent.core.state import ConnectionInfo, State, Store
     from tray_agent.demo.server import DemoServer
-    from tray_agent.net.client import Client
     from tray_agent.platform.paths import Paths
     from tray_agent.platform.storage import LocalStore
     from tray_agent.session import AccountSession, Dispatcher
@@ -57,37 +57,12 @@ logger = logging.getLogger("tray_agent.app")
 DISPLAY_NAME = "tray_agent"
 SIGN_OUT_SECRETS = ("password", "refresh_token", "session")  # as session.account (not imported at start-up)
 TEST_SHOW_MENU_ENV = "TRAY_AGENT_TEST_SHOW_MENU"
+TEST_LOG_COUNTS_ENV = "TRAY_AGENT_TEST_LOG_COUNTS"
 DEMO_SEED = 7
 
 
 # ---------------------------------------------------------------------------------------------
 # Small adapters
-
-
-class CommandRelay:
-    """The CommandSink handed to the UI: forwards to the current client (which may be rebuilt).
-
-    Without a client (not signed in yet) the command fails at once as OFFLINE, through the store.
-    """
-
-    def __init__(self, fail: Callable[[Command], None]) -> None:
-        self.client: Client | None = None
-        self._fail = fail
-
-    def submit(self, command: Command) -> None:
-        """Queue a command on the client. Never raises."""
-        if self.client is not None:
-            self.client.submit(command)
-        else:
-            self._fail(command)
-
-
-def conversation_of_toast(key: str) -> str:
-    """The conversation a toast key names ("" for the summary toasts and unknown keys)."""
-    from tray_agent.core.policy import ToastKey
-
-    parsed = ToastKey.parse(key)
-    return parsed.conversation if parsed is not None else ""
 
 
 def build_windows(app: TrayApp) -> WindowManager | None:
@@ -156,6 +131,7 @@ class TrayApp:
         from tray_agent.ui.bridge import StoreBridge
         from tray_agent.ui.confirm import LeaveGuard
         from tray_agent.ui.effects import EffectRunner
+        from tray_agent.ui.single_instance import LaunchRequests
         from tray_agent.ui.theme import ThemeController
         from tray_agent.ui.tray import TrayController
 
@@ -223,10 +199,8 @@ class TrayApp:
         self.stopping = asyncio.Event()
         self._auth_prompted = False
         self._last_logged_state = ""
-        self._tasks: set[asyncio.Future[None]] = set()
         self.single_instance: SingleInstance | None = None
-        self._open_at_start = ""
-        self._show_at_start = False  # a later launch asked to show the app while it started
+        self.launches = LaunchRequests()  # what launches asked for, until the windows exist
         self._demo_data: tempfile.TemporaryDirectory[str] | None = None
 
     # -------------------------------------------------------------- the session's objects
@@ -273,29 +247,13 @@ class TrayApp:
         ``pending``: requests that arrived before this app existed (while the first icon showed),
         answered as if they arrived now.
         """
+        from tray_agent.ui.single_instance import LaunchRequests
+
         self.single_instance = instance
-        self._open_at_start = open_conversation
-        instance.message_received.connect(self._on_single_instance_message_received)
+        self.launches = LaunchRequests(open_conversation)
+        instance.message_received.connect(self.launches.receive)
         for message in pending:
-            self._on_single_instance_message_received(message)
-
-    def _on_single_instance_message_received(self, message: str) -> None:
-        from tray_agent.ui.single_instance import ACTIVATE, OPEN_PREFIX
-
-        opening = message.startswith(OPEN_PREFIX)
-        if opening:
-            logger.info("Another launch asked to open a conversation")
-        else:
-            logger.info("Another launch asked to show the app")
-        if self.windows is None:  # still starting: _start does it once the windows exist
-            if opening:
-                self._open_at_start = message.removeprefix(OPEN_PREFIX)
-            elif message == ACTIVATE:
-                self._show_at_start = True  # an earlier request to open a chat still stands
-        elif opening:
-            self.windows.open_chat(message.removeprefix(OPEN_PREFIX))
-        else:
-            self.windows.show_inbox()
+            self.launches.receive(message)
 
     def _apply_autostart(self) -> None:
         """Make the login item match ``ui.autostart`` (never for the throw-away demo)."""
@@ -339,6 +297,8 @@ class TrayApp:
         gc.freeze()  # PERFORMANCE-NOTES §6: no gen-2 pauses over start-up objects
         if os.environ.get(TEST_SHOW_MENU_ENV) == "1":
             self._test_show_menu()
+        if os.environ.get(TEST_LOG_COUNTS_ENV) == "1":
+            self.bridge.flushed.connect(self._test_log_counts)
         await self.stopping.wait()
         await self._shutdown()
         return 0
@@ -352,6 +312,15 @@ class TrayApp:
         # The popup needs the window mapped first (no window manager under Xvfb to tell us).
         QTimer.singleShot(300, self.tray.popup_menu)
         logger.info("Test hook: menu shown")
+
+    def _test_log_counts(self, state: State) -> None:
+        """Test hook: what the tray and the inbox show after a flush (see the module docstring)."""
+        inbox = self.windows.inbox if self.windows is not None else None
+        tabs = "|".join(inbox.tab_titles) if inbox is not None else ""
+        logger.info(
+            "Counts: waiting=%d mine=%d badge=%s tabs=%s",
+            state.waiting_count, len(state.mine()), self.tray.badge or "-", tabs,
+        )  # fmt: skip
 
     async def _start(self) -> None:
         import asyncio
@@ -381,18 +350,9 @@ class TrayApp:
         self.session.start(password)
 
     def show_first_windows(self) -> None:
-        """Once the windows exist: the last session's chats, then what launches asked for.
-
-        The chat a launch's link named, else the inbox when a later launch asked to show the
-        app (or the settings do not start hidden).
-        """
-        if self.windows is None:
-            return
-        self.windows.restore_session()
-        if self._open_at_start:
-            self.windows.open_chat(self._open_at_start)
-        elif self._show_at_start or not self.loaded.settings.ui.start_hidden:
-            self.windows.show_inbox()
+        """Once the windows exist: the last session's chats, then what launches asked for."""
+        if self.windows is not None:
+            self.launches.show_first_windows(self.windows, start_hidden=self.loaded.settings.ui.start_hidden)
 
     def attach_windows(self, windows: WindowManager | None) -> None:
         """Use ``windows`` (a ``ui.windows.WindowManager``, or None) and connect its signals."""
@@ -440,33 +400,14 @@ class TrayApp:
         return KeyringSecretStore()
 
     async def _start_demo(self) -> str:
-        """Start the built-in demo backend and configure the connection for its first agent."""
-        import tempfile
+        """Start the built-in demo backend; the session uses its first agent and a throw-away store."""
+        from tray_agent.demo_launch import start_demo_account
 
-        from tray_agent.core.settings import ConnectionSettings
-        from tray_agent.demo_launch import demo_connection, start_demo
-
-        session = await start_demo(self.args.demo_dialect, seed=DEMO_SEED)
-        self.demo = session.server
-        # The demo's account is throw-away: its local store lives in a temporary directory.
-        self._demo_data = tempfile.TemporaryDirectory(prefix="tray-agent-demo-")
-        self.session.data_dir = Path(self._demo_data.name)
-        connection = ConnectionSettings(**demo_connection(session.info))
-        settings = self.loaded.settings.model_copy(update={"connection": connection})
-        self.loaded = dataclasses.replace(self.loaded, settings=settings)
-        logger.info(
-            "Demo backend (%s) on %s, signed in as %s", connection.dialect, session.info.url, connection.email
-        )
-        return session.password
-
-    def open_local_store(self, connection: ConnectionSettings | None = None) -> LocalStore:
-        """Open the account's durable store (see :meth:`AccountSession.open_local_store`); never raises.
-
-        ``connection`` must be the settings' own (kept for callers that name it).
-        """
-        if connection is not None and connection != self.loaded.settings.connection:
-            raise ValueError("open_local_store: not the account of the settings in force")
-        return self.session.open_local_store()
+        demo = await start_demo_account(self.args.demo_dialect, self.loaded, seed=DEMO_SEED)
+        self.demo, self._demo_data = demo.server, demo.data_dir
+        self.session.data_dir = Path(demo.data_dir.name)
+        self.loaded = demo.loaded
+        return demo.password
 
     async def _shutdown(self) -> None:
         logger.info("Shutting down")
@@ -562,18 +503,10 @@ class TrayApp:
         await self.export_diagnostics(target)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        import asyncio
-
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.session.spawn(coro)  # one set of background tasks: the session's
 
     async def wait_for_tasks(self) -> None:
         """Wait until the background tasks started by UI signals (sign-in, sign-out, export) end."""
-        import asyncio
-
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.session.wait_for_tasks()
 
     def _on_tray_reconnect_requested(self) -> None:
@@ -583,25 +516,10 @@ class TrayApp:
             self._show_sign_in(_("Enter your server and account to sign in."))
 
     def _on_tray_mute_toggled(self, muted: bool) -> None:
-        locked = self.loaded.is_locked("alerts.sounds")  # the policy decides: nothing changes
-        edited = self.loaded.settings.model_copy(deep=True)
-        if not locked:
-            edited.alerts.sounds = not muted
-        self.session.keep_settings(edited, save=not locked)
+        self.session.set_sounds(not muted)
 
     def _on_runner_dnd_changed(self, until: datetime | None) -> None:
-        # Manual DND survives a restart: its end is saved as alerts.dnd_until (issue 14).
-        from datetime import UTC
-
-        value = until.astimezone(UTC).isoformat() if until is not None else ""
-        alerts = self.loaded.settings.alerts
-        if value == alerts.dnd_until or self.loaded.is_locked("alerts.dnd_until"):
-            return
-        edited = self.loaded.settings.model_copy(deep=True)
-        edited.alerts.dnd_until = value
-        problem = self.session.apply_settings(edited)
-        if problem:
-            logger.warning("Could not save the do-not-disturb setting: %s", problem)
+        self.session.remember_dnd(until)  # manual DND survives a restart (issue 14)
 
     def _on_windows_settings_saved(self, edited: Settings) -> None:
         problem = self.session.apply_settings(edited)
@@ -617,19 +535,9 @@ class TrayApp:
         self._apply_autostart()
 
     def _on_toast_activated(self, key: str, action: ToastAction | None) -> None:
-        from tray_agent.core.commands import TakeOver
-        from tray_agent.core.effects import ToastAction
+        from tray_agent.ui.toasts import activate_toast
 
-        conversation = conversation_of_toast(key)
-        logger.info("Toast %s: %s", key, action or "clicked")
-        if not conversation:
-            if self.windows is not None:
-                self.windows.show_inbox()
-            return
-        if action is ToastAction.TAKE_OVER:
-            self.commands.submit(TakeOver(conversation))
-        if self.windows is not None:
-            self.windows.open_chat(conversation)
+        activate_toast(key, action, commands=self.commands, windows=self.windows)
 
     def _show_sign_in(self, problem: str) -> None:
         if self.windows is not None:
@@ -665,26 +573,19 @@ class TrayApp:
         Returns:
             True once the zip is written.
         """
-        import asyncio
-
         from tray_agent import diagnostics
-        from tray_agent.platform.paths import read_policy_sources
 
-        loop = asyncio.get_running_loop()
+        backend = getattr(self.secrets, "backend_name", None)
         try:
-            sources = await loop.run_in_executor(None, read_policy_sources, self.paths)
-            doctor = await diagnostics.local_checks(self.args)
-            backend = getattr(self.secrets, "backend_name", None)
-            inputs = diagnostics.DiagnosticsInput(
+            await diagnostics.export_diagnostics(
+                target,
+                args=self.args,
+                paths=self.paths,
                 loaded=self.loaded,
-                log_dir=self.paths.log,
-                policy_sources=[name for name, _source in sources],
-                versions=diagnostics.collect_versions(backend if isinstance(backend, str) else None),
+                keyring_backend=backend if isinstance(backend, str) else None,
                 store_problem=str(getattr(self.local, "problem", "") or ""),
-                doctor=doctor,
-                created_at=self.clock.now(),
+                now=self.clock.now,
             )
-            await loop.run_in_executor(None, diagnostics.write_diagnostics_zip, target, inputs)
         except Exception as exc:
             logger.exception("Could not export diagnostics to %s", target)
             problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__

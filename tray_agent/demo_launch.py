@@ -8,9 +8,13 @@ command-line overrides an agent would type.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import tempfile
 from dataclasses import dataclass
 
+from tray_agent.core.settings import ConnectionSettings
+from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.demo.base import DemoInfo
 from tray_agent.demo.server import DemoServer
 
@@ -61,6 +65,40 @@ def demo_connection(info: DemoInfo) -> dict[str, str]:
     else:
         values["company"] = agent.tenant
     return values
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAccount:
+    """The tray app's demo: its backend, the settings that sign in to it, a throw-away store.
+
+    ``data_dir`` holds the demo account's local store; ``cleanup()`` it at the end.
+    """
+
+    server: DemoServer
+    password: str
+    loaded: LoadedSettings
+    data_dir: tempfile.TemporaryDirectory[str]
+
+
+async def start_demo_account(dialect: str, loaded: LoadedSettings, *, seed: int | None = None) -> DemoAccount:
+    """:func:`start_demo` for the tray app, with the settings and the data directory to use.
+
+    ``loaded`` gets the connection of the demo's first agent (nothing is saved); the account's
+    local store goes in a temporary directory (the demo's account is throw-away).
+
+    Raises:
+        OSError: the loopback port could not be bound.
+    """
+    session = await start_demo(dialect, seed=seed)
+    data_dir = tempfile.TemporaryDirectory(prefix="tray-agent-demo-")
+    connection = ConnectionSettings(**demo_connection(session.info))
+    settings = loaded.settings.model_copy(update={"connection": connection})
+    logger.info(
+        "Demo backend (%s) on %s, signed in as %s", connection.dialect, session.info.url, connection.email
+    )
+    return DemoAccount(
+        session.server, session.password, dataclasses.replace(loaded, settings=settings), data_dir
+    )
 
 
 def apply_demo_flags(args: argparse.Namespace, session: DemoSession) -> None:

@@ -1,10 +1,10 @@
 """Export diagnostics: a zip of the logs, settings without secrets, policy, versions and local checks.
 
-Used by the app only (no command of its own): app.py gathers the inputs (it owns the paths,
-the settings, the keyring and the local store) and calls :func:`write_diagnostics_zip` off the
-GUI thread; the doctor's quick local checks come from :mod:`tray_agent.checks`, not from the
-``doctor`` command. Qt is never imported at module level (only :func:`collect_versions` asks it
-for its version, lazily).
+Used by the app only (no command of its own): app.py hands over what it owns (the paths, the
+settings, the keyring's name and the local store's problem) to :func:`export_diagnostics`, which
+gathers the rest and calls :func:`write_diagnostics_zip` off the GUI thread; the doctor's quick
+local checks come from :mod:`tray_agent.checks`, not from the ``doctor`` command. Qt is never
+imported at module level (only :func:`collect_versions` asks it for its version, lazily).
 
 What goes in, and what never does:
 
@@ -36,17 +36,20 @@ import platform
 import sys
 import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, SecretStr
 
 from tray_agent import __version__
 from tray_agent.core.redact import REDACTED, redact
 from tray_agent.core.settings_layers import SECRET_KEYS, Layer, LoadedSettings, flatten_settings
+
+if TYPE_CHECKING:
+    from tray_agent.platform.paths import Paths
 
 logger = logging.getLogger(__name__)
 
@@ -247,3 +250,46 @@ def write_diagnostics_zip(target: Path, inputs: DiagnosticsInput) -> list[str]:
         raise
     logger.info("Diagnostics written (%d members)", len(members))
     return list(members)
+
+
+async def export_diagnostics(
+    target: Path,
+    *,
+    args: argparse.Namespace,
+    paths: Paths,
+    loaded: LoadedSettings,
+    keyring_backend: str | None,
+    store_problem: str,
+    now: Callable[[], datetime],
+) -> None:
+    """Gather the inputs (policy sources, the bounded local checks, versions) and write the zip.
+
+    The policy files are read and the zip is written in an executor (off the GUI thread).
+
+    Args:
+        target: where the zip goes.
+        args: the app's command line (the local checks read it).
+        paths: the app's directories (the logs, the policy sources).
+        loaded: the settings in force.
+        keyring_backend: the keyring's backend name, if known.
+        store_problem: the local store's problem ("" when all is well).
+        now: the clock, read once the checks are done (the zip's date).
+
+    Raises:
+        Exception: whatever gathering or writing raised (the caller tells the agent).
+    """
+    from tray_agent.platform.paths import read_policy_sources
+
+    loop = asyncio.get_running_loop()
+    sources = await loop.run_in_executor(None, read_policy_sources, paths)
+    doctor = await local_checks(args)
+    inputs = DiagnosticsInput(
+        loaded=loaded,
+        log_dir=paths.log,
+        policy_sources=[name for name, _source in sources],
+        versions=collect_versions(keyring_backend),
+        store_problem=store_problem,
+        doctor=doctor,
+        created_at=now(),
+    )
+    await loop.run_in_executor(None, write_diagnostics_zip, target, inputs)

@@ -2,21 +2,42 @@
 
 Connects with the same settings and the same wiring as the app
 (:func:`tray_agent.session.build_session`) and prints one JSON object per line on stdout
-(``{"event": ..., ...}``): the store's accepted changes, as the app's windows see them
-(:class:`StoreView`): one ``message_received`` per message ever (after the store's dedupe, the
-folding of my replies' echoes and the empty-message rule), one ``assignment_changed`` per change,
-connection changes, command outcomes and the other events as dispatched; never the keepalive
-pongs. The raw frames are in the ``-v`` log. Reads newline-delimited JSON commands on stdin (see
-:func:`tray_agent.core.commands.command_from_line`); their outcome comes back as events.
+(``{"event": ..., ...}``). The output is the store's view, not the wire's (:class:`StoreView`):
+what the app's windows see. One ``message_received`` per message, ever (after the store's dedupe
+by server id and by text, the folding of my replies' echoes -- my reply prints once, when the
+server confirmed it -- and the rule that an empty message, a cleared bot reply, is no message;
+also across a resync or a reconnect), one ``assignment_changed`` per change of who has the
+customer (``is_me`` and the agent as the store knows them), connection changes, command outcomes
+and the other events as dispatched; never the keepalive pongs. The raw frames are in the ``-v``
+log. Text is printed with C1 and bidi control characters escaped.
 
-Replies, take-overs and releases go through the durable outbox (:mod:`tray_agent.platform.storage`)
-under ``Paths.data`` (``--basedir DIR``: ``DIR/data``), one file per account: ``command_queued`` is
-printed only once the command is on disk, queued commands left by a previous run (stopped or
-killed while offline) are sent after the first resync, and commands that were sent but never
-confirmed come back as ``command_failed`` with reason ``unconfirmed``, to be answered with
-``{"cmd": "resend"|"discard", "command_id": ID}`` (a discard answers ``command_discarded``).
-``--demo`` keeps its store in a temporary directory deleted at exit (demo data never mixes with
-the agent's).
+Commands: newline-delimited JSON on stdin (:func:`tray_agent.core.commands.command_from_line`),
+each with an optional ``"id"`` echoed as the outcome's ``command_id``:
+
+* ``{"cmd": "reply", "conversation": ID, "text": TEXT}``
+* ``{"cmd": "take_over", "conversation": ID}``; ``"force": true`` takes the chat even when a
+  colleague holds it (without it that case fails with reason ``already_assigned``)
+* ``{"cmd": "release", "conversation": ID}``: give the customer back for another agent
+* ``{"cmd": "resolve", "conversation": ID}``: close the conversation (org resolve; dashboard:
+  release and hand back to the bot)
+* ``{"cmd": "hand_back", "conversation": ID}``: give the customer back to the AI / the bot
+* ``{"cmd": "refresh"}`` and ``{"cmd": "history", "conversation": ID, "page": N}``
+* ``{"cmd": "resend"|"discard", "command_id": ID}`` for an unconfirmed command
+
+Their outcome comes back as events: ``command_queued``, ``command_sent``, then
+``command_succeeded`` or ``command_failed`` (with a ``reason``), or ``command_discarded``.
+
+Replies, take-overs, releases, resolves and hand-backs go through the durable outbox
+(:mod:`tray_agent.platform.storage`) under ``Paths.data`` (``--basedir DIR``: ``DIR/data``), one
+file per account. ``command_queued`` carries ``"durable"``: true when the command is on disk (it
+survives a crash or a restart), false when it could not be saved (read-only data directory, full
+disk) and lives in memory only. A command already queued prints ``command_queued`` again with
+``"durable": false`` when the store cannot record that it goes out: it is held, unsent, and tried
+again later, so that a restart can never send it twice. Queued commands left by a previous run
+(stopped or killed while offline) are sent after the first resync; commands that were sent but
+never confirmed come back as ``command_failed`` with reason ``unconfirmed``, to be answered with
+``resend`` or ``discard`` (a discard answers ``command_discarded``). ``--demo`` keeps its store in
+a temporary directory deleted at exit (demo data never mixes with the agent's).
 
 Exit codes: 0 end of input or Ctrl-C (after in-flight commands are settled), 2 bad settings,
 3 authentication refused.

@@ -20,8 +20,11 @@ from tray_agent.demo.server import DemoServer
 FRAME_TIMEOUT = 5.0
 
 
-class FakeClock:
-    """A wall clock the test moves by hand (epoch seconds)."""
+class EpochClock:
+    """The demo backend's ``clock`` (``Callable[[], float]``, epoch seconds), moved by hand.
+
+    Not a Clock port (see tests.helpers.fakes for those).
+    """
 
     def __init__(self) -> None:
         self.now = float(int(time.time()))
@@ -34,12 +37,12 @@ class FakeClock:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> EpochClock:
+    return EpochClock()
 
 
 @pytest.fixture
-def backend_options(clock: FakeClock) -> dict[str, Any]:
+def backend_options(clock: EpochClock) -> dict[str, Any]:
     """Long keepalive intervals (tests that need short ones override this fixture)."""
     return {"ping_interval": 3600.0, "read_timeout": 3600.0, "clock": clock}
 

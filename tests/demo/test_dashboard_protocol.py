@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.demo.conftest import FakeClock, agent, control, login, open_socket, recv, recv_type, ws_url
+from tests.demo.conftest import EpochClock, agent, control, login, open_socket, recv, recv_type, ws_url
 from tray_agent.demo.dashboard import DashboardBackend
 from tray_agent.demo.server import DemoServer
 
@@ -222,7 +222,7 @@ async def test_ws_non_upgrade_get_is_426(dashboard_server: DemoServer, http: aio
 
 @pytest.mark.asyncio
 async def test_session_slides_on_http_only(
-    dashboard_server: DemoServer, http: aiohttp.ClientSession, clock: FakeClock
+    dashboard_server: DemoServer, http: aiohttp.ClientSession, clock: EpochClock
 ) -> None:
     url = dashboard_server.url
     token = await login(http, dashboard_server)
@@ -274,7 +274,7 @@ async def test_connected_ping_subscribe_and_ignored_frames(
 
 @pytest.mark.asyncio
 async def test_get_stopped_customers(
-    dashboard_server: DemoServer, http: aiohttp.ClientSession, clock: FakeClock
+    dashboard_server: DemoServer, http: aiohttp.ClientSession, clock: EpochClock
 ) -> None:
     await control(http, dashboard_server, "preload", count=60)
     clock.advance(90)
@@ -985,7 +985,7 @@ async def test_rest_status_endpoints_broadcast(
 
 @pytest.mark.asyncio
 async def test_preloaded_messages_carry_their_waiting_time(
-    dashboard_server: DemoServer, http: aiohttp.ClientSession, clock: FakeClock
+    dashboard_server: DemoServer, http: aiohttp.ClientSession, clock: EpochClock
 ) -> None:
     await control(http, dashboard_server, "preload", count=3)
     clock.advance(600)

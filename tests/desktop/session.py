@@ -515,6 +515,14 @@ class DesktopSession:
             if r.get("kind") == "signal" and r["member"] == "NotificationClosed"
         }
 
+    def close_requests(self) -> set[int]:
+        """Ids a client asked the server to close (``CloseNotification`` calls, i.e. withdrawn)."""
+        return {
+            r["body"][0]
+            for r in self._records()
+            if r.get("kind") == "call" and r["member"] == "CloseNotification"
+        }
+
     def open_notifications(self) -> list[Notification]:
         """Notifications sent since :meth:`reset` that the server has not closed yet."""
         closed = self.closed_ids()

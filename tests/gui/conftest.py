@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import qasync
 from PySide6.QtWidgets import QApplication
 
-from tests.helpers.fakes import FakeCommandSink, FakeNotifier, FakeSound, close_awaitable
+from tests.helpers.fakes import (
+    SETTABLE_NOW,
+    FakeCommandSink,
+    FakeNotifier,
+    FakeSound,
+    SettableClock,
+    close_awaitable,
+)
 from tray_agent.core.events import ConnectionChanged, ConnectionState, Event, HumanRequested
 from tray_agent.core.state import Store
 
 __all__ = [
-    "FakeClock",
     "FakeCommandSink",
     "FakeNotifier",
     "FakeSound",
     "FakeWindowManager",
+    "SettableClock",
     "close_awaitable",
 ]
 
-NOW = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
+NOW = SETTABLE_NOW
 
 
 def pytest_asyncio_loop_factories(
@@ -31,22 +38,6 @@ def pytest_asyncio_loop_factories(
 ) -> Mapping[str, Callable[[], Any]]:
     """Async GUI tests run on a qasync loop over the test QApplication (DESKTOP-TESTING.md A)."""
     return {"qasync": lambda: qasync.QEventLoop(QApplication.instance() or QApplication([]))}
-
-
-class FakeClock:
-    """A settable wall clock."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-    def monotonic(self) -> float:
-        return self.current.timestamp()
-
-    def advance(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
 
 
 class FakeWindowManager:
@@ -69,8 +60,8 @@ class FakeWindowManager:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> SettableClock:
+    return SettableClock()
 
 
 @pytest.fixture

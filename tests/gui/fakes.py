@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from tests.helpers.fakes import FakeSecretStore as FakeSecretStore  # one set of port fakes
+from tests.helpers.fakes import SettableNow as SettableNow
 from tray_agent.core.commands import (
     Command,
     DiscardCommand,
@@ -30,26 +32,19 @@ from tray_agent.core.events import (
     Event,
     WaitingListPage,
 )
+from tray_agent.core.settings import Settings
+from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.core.state import Store
 from tray_agent.ui.bridge import StoreBridge
+
+if TYPE_CHECKING:
+    from tray_agent.core.ports import DraftStore
+    from tray_agent.ui.windows import WindowManager
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 """A fixed 'now' for the tests (server times are built relative to it)."""
 
 C = TypeVar("C", bound=Command)
-
-
-class FakeClock:
-    """A settable wall clock for the waiting-time column."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class FakeCommandSink:
@@ -133,7 +128,29 @@ class Env:
     store: Store
     bridge: StoreBridge
     sink: FakeCommandSink
-    clock: FakeClock = field(default_factory=FakeClock)
+    clock: SettableNow = field(default_factory=lambda: SettableNow(T0))
+
+    def window_manager(
+        self,
+        state_file: Path,
+        loaded: LoadedSettings | None = None,
+        *,
+        dialect: str = "dashboard",
+        draft_store: DraftStore | None = None,
+    ) -> WindowManager:
+        """A real WindowManager on this store, bridge, sink and clock (default settings)."""
+        from tray_agent.ui.windows import WindowManager
+
+        return WindowManager(
+            self.store,
+            self.sink,
+            loaded if loaded is not None else LoadedSettings(settings=Settings()),
+            dialect,
+            bridge=self.bridge,
+            state_file=state_file,
+            draft_store=draft_store,
+            clock=self.clock,
+        )
 
     def feed(self, *events: Event) -> None:
         """Dispatch events and flush the bridge at once (no waiting on its 16 ms timer)."""

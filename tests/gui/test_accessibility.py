@@ -114,14 +114,8 @@ def manager(qtbot, tmp_path):
     settings = Settings()
     settings.ui.team_quick_replies = [QuickReplySetting(name="hello", text="Hello {customer_name}!")]
     settings.ui.quick_replies = [QuickReplySetting(name="mine", text="Mine", text_id="Punyaku")]
-    manager = WindowManager(
-        env.store,
-        env.sink,
-        LoadedSettings(settings=settings, locked=frozenset({"connection.server"})),
-        "dashboard",
-        bridge=env.bridge,
-        state_file=tmp_path / "windows.json",
-        clock=env.clock,
+    manager = env.window_manager(
+        tmp_path / "windows.json", LoadedSettings(settings=settings, locked=frozenset({"connection.server"}))
     )
     yield env, manager
     manager.close_all()
@@ -157,14 +151,14 @@ def test_accessibility_every_interactive_widget_has_a_name_and_description(manag
 
 
 def test_accessibility_status_window_and_tray_menu(qtbot):
-    from tests.gui.conftest import FakeClock
+    from tests.gui.conftest import SettableClock
     from tray_agent.core.policy import AlertPolicy
     from tray_agent.core.settings import AlertSettings
     from tray_agent.ui.effects import EffectRunner
     from tray_agent.ui.tray import TrayController
 
     env = make_env()
-    clock = FakeClock()
+    clock = SettableClock()
     runner = EffectRunner(AlertPolicy(AlertSettings()), _NullNotifier(), _NullSound(), clock, AlertSettings())
     tray = TrayController(env.bridge, runner, env.sink, clock, tray_available=False)
     window = tray.show_status_window()
@@ -200,20 +194,18 @@ def test_accessibility_inbox_tab_order_reaches_every_control(manager, qtbot):
     inbox = windows.show_inbox()
     qtbot.waitExposed(inbox)
     inbox.select_conversation("p/a")  # the buttons are enabled (disabled ones are skipped)
-    inbox._search_edit.setFocus()
+    inbox.search_edit.setFocus()
     seen = []
-    widget = inbox._search_edit
+    widget = inbox.search_edit
     for _step in range(12):
         seen.append(widget)
         widget = widget.nextInFocusChain()
         while not (widget.focusPolicy() & 0x1) or not widget.isVisibleTo(inbox) or not widget.isEnabled():
             widget = widget.nextInFocusChain()
     order = [
-        w
-        for w in seen
-        if w in (inbox._search_edit, inbox._tabs.tabBar(), inbox._tables[0], inbox._open_button)
+        w for w in seen if w in (inbox.search_edit, inbox.tabs.tabBar(), inbox.tables[0], inbox.open_button)
     ]
-    assert order[:4] == [inbox._search_edit, inbox._tabs.tabBar(), inbox._tables[0], inbox._open_button]
+    assert order[:4] == [inbox.search_edit, inbox.tabs.tabBar(), inbox.tables[0], inbox.open_button]
 
 
 def test_accessibility_new_escalation_is_announced(qtbot):

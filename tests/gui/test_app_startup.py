@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtWidgets import QApplication, QMenu
 from pytestqt.qtbot import QtBot
 
-from tests.gui.conftest import FakeClock, FakeCommandSink, FakeNotifier, FakeSound, close_awaitable
+from tests.gui.conftest import FakeCommandSink, FakeNotifier, FakeSound, SettableClock, close_awaitable
 from tray_agent.core import i18n
 from tray_agent.core.policy import AlertPolicy
 from tray_agent.core.redact import RedactingFilter
@@ -68,7 +68,7 @@ def test_tray_controller_adopts_the_early_icon_and_puts_its_full_menu_in(
     early.show()
     first_menu = early.menu
     assert first_menu is not None
-    clock = FakeClock()
+    clock = SettableClock()
     settings = AlertSettings()
     bridge = StoreBridge(Store())
     runner = EffectRunner(
@@ -228,7 +228,7 @@ def test_last_synced_in_the_tray_moves_with_each_periodic_resync(qtbot: QtBot, e
     from tray_agent.core.events import ConnectionChanged, ConnectionState, WaitingListPage
     from tray_agent.session.dispatcher import Dispatcher
 
-    clock = FakeClock()
+    clock = SettableClock()
     store = Store()
     dispatcher = Dispatcher(store, clock)
     bridge = StoreBridge(store)

@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QTextLayout
 
-from tests.gui.fakes import FakeClock, make_env, page, summary
+from tests.gui.fakes import T0, SettableNow, make_env, page, summary
 from tests.gui.test_chat_window import KEY, Chat
 from tray_agent.core.events import AgentRef, SenderKind
 from tray_agent.core.policy import AlertTexts
@@ -50,7 +50,7 @@ def test_the_check_sees_an_override_reverse_the_app_words(qapp):
 def test_inbox_cells_isolate_customer_text(qapp):
     env = make_env()
     env.feed(page(summary("p/1", SPOOF, channel=HEBREW, last=f"{RLO}olleh"), summary("p/2", "Ana Maria")))
-    model = ConversationTableModel(lambda: env.bridge.state, "dashboard", clock=FakeClock())
+    model = ConversationTableModel(lambda: env.bridge.state, "dashboard", clock=SettableNow(T0))
     model.on_conversations_changed(env.bridge.state.conversations)
     row = {model.index(r, Column.CUSTOMER).data(Qt.ItemDataRole.DisplayRole): r for r in range(2)}
     assert set(row) == {f"{FSI}{SPOOF}{PDI}", "Ana Maria"}  # left-to-right text is left as it is

@@ -43,8 +43,8 @@ pytestmark = pytest.mark.gui
 KEY = "p/a"
 
 
-def history(*messages: MessageReceived) -> HistoryPage:
-    return HistoryPage(conversation=KEY, messages=messages)
+def history(*messages: MessageReceived, has_more: bool = True) -> HistoryPage:
+    return HistoryPage(conversation=KEY, messages=messages, has_more=has_more)
 
 
 def msg(text: str, sender: SenderKind = SenderKind.CUSTOMER, minutes: int = -10, **kw) -> MessageReceived:
@@ -95,8 +95,8 @@ def test_opening_loads_history_then_live_messages(chat, qtbot):
     chat.env.feed(msg("live one", minutes=0))
     assert chat.bubbles()[-1].text == "live one"
     assert chat.window.windowTitle() == "Alice <i>A</i> — Shop page"
-    qtbot.mouseClick(chat.window._older_button, Qt.MouseButton.LeftButton)
-    qtbot.mouseClick(chat.window._older_button, Qt.MouseButton.LeftButton)  # nothing new yet: no repeat
+    qtbot.mouseClick(chat.window.older_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(chat.window.older_button, Qt.MouseButton.LeftButton)  # nothing new yet: no repeat
     assert chat.env.sink.history_pages(KEY) == [0, 1]
     chat.env.feed(history(msg("much older", minutes=-60)))
     chat.window.load_older()
@@ -104,8 +104,27 @@ def test_opening_loads_history_then_live_messages(chat, qtbot):
     assert chat.bubbles()[0].text == "much older"
 
 
+def test_load_older_is_offered_only_while_the_server_has_older_messages(chat):
+    older = chat.window._older_button
+    assert not older.isHidden()  # nothing known yet: offered
+    chat.env.feed(history(msg("hi"), has_more=True))
+    assert not older.isHidden()
+    chat.window.load_older()
+    chat.env.feed(history(msg("the first one", minutes=-60), has_more=False))  # the server: no more
+    assert older.isHidden()
+    chat.window.load_older()  # scrolling to the top asks nothing more either
+    assert chat.env.sink.history_pages(KEY) == [0, 1]
+
+
+def test_a_conversation_shorter_than_a_page_offers_no_older_messages(chat):
+    chat.env.feed(history(msg("hi"), msg("hello again", minutes=-5), has_more=False))
+    assert chat.window._older_button.isHidden()
+    chat.window.load_older()
+    assert chat.env.sink.history_pages(KEY) == [0]
+
+
 def test_enter_sends_and_shift_enter_starts_a_new_line(chat, qtbot):
-    edit = chat.window._reply_edit
+    edit = chat.window.reply_edit
     edit.setFocus()
     qtbot.keyClicks(edit, "first line")
     qtbot.keyClick(edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
@@ -121,7 +140,7 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(chat, qtbot):
 
 def test_reply_pending_confirmed_failed_and_retry(chat, qtbot):
     window = chat.window
-    window._reply_edit.setPlainText("Hello Alice")
+    window.reply_edit.setPlainText("Hello Alice")
     window.send_reply()
     chat.env.bridge.flush_now()
     mine = chat.bubbles()[-1]
@@ -135,7 +154,7 @@ def test_reply_pending_confirmed_failed_and_retry(chat, qtbot):
     assert chat.bubbles()[-1].reply_state is CommandState.CONFIRMED
     assert window.delegate.status_text(chat.bubbles()[-1], False) == "Delivered ✓"
 
-    window._reply_edit.setPlainText("Second try")
+    window.reply_edit.setPlainText("Second try")
     window.send_reply()
     second = chat.env.sink.last(SendReply)
     chat.env.feed(
@@ -151,7 +170,7 @@ def test_reply_pending_confirmed_failed_and_retry(chat, qtbot):
     assert failed.reply_state is CommandState.FAILED
     assert window.failure_text.startswith("A reply could not be sent: Customer is already assigned to bob@")
     assert window.delegate.status_text(failed, False).startswith("Failed: Customer is already assigned")
-    qtbot.mouseClick(window._retry_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.retry_button, Qt.MouseButton.LeftButton)
     retry = chat.env.sink.last(SendReply)
     assert retry.text == "Second try"
     assert retry.command_id != second.command_id
@@ -162,7 +181,7 @@ def test_reply_pending_confirmed_failed_and_retry(chat, qtbot):
 
 def test_retry_link_in_a_failed_bubble(chat, qtbot):
     window = chat.window
-    window._reply_edit.setPlainText("again")
+    window.reply_edit.setPlainText("again")
     window.send_reply()
     reply = chat.env.sink.last(SendReply)
     chat.env.feed(
@@ -184,8 +203,8 @@ def test_retry_link_in_a_failed_bubble(chat, qtbot):
 def test_offline_replies_show_as_queued(qtbot, tmp_path):
     chat = Chat(qtbot, tmp_path)
     chat.env.offline()
-    assert chat.window._offline_label.isVisible()
-    chat.window._reply_edit.setPlainText("sent later")
+    assert chat.window.offline_label.isVisible()
+    chat.window.reply_edit.setPlainText("sent later")
     chat.window.send_reply()
     chat.env.bridge.flush_now()
     pending = chat.bubbles()[-1]
@@ -195,7 +214,7 @@ def test_offline_replies_show_as_queued(qtbot, tmp_path):
     )
     chat.env.online()
     assert chat.window.delegate.status_text(pending, False) == "Sending…"
-    assert not chat.window._offline_label.isVisible()
+    assert not chat.window.offline_label.isVisible()
     chat.env.close()
 
 
@@ -203,7 +222,7 @@ def test_drafts_survive_closing_and_restarting(qtbot, tmp_path):
     path = tmp_path / "data" / "store.sqlite3"
     store = LocalStore(path)
     chat = Chat(qtbot, tmp_path, drafts=store)
-    qtbot.keyClicks(chat.window._reply_edit, "half-written answer")
+    qtbot.keyClicks(chat.window.reply_edit, "half-written answer")
     chat.window.close()
     assert store.drafts() == {KEY: "half-written answer"}
     chat.env.close()
@@ -211,7 +230,7 @@ def test_drafts_survive_closing_and_restarting(qtbot, tmp_path):
     # "Restart": the account's store opened again from disk, a new window.
     reopened = LocalStore(path)
     again = Chat(qtbot, tmp_path, drafts=reopened)
-    assert again.window._reply_edit.toPlainText() == "half-written answer"
+    assert again.window.reply_edit.toPlainText() == "half-written answer"
     again.window.send_reply()
     assert reopened.drafts() == {}
     again.env.close()
@@ -221,28 +240,28 @@ def test_drafts_survive_closing_and_restarting(qtbot, tmp_path):
 def test_draft_is_written_once_typing_pauses(qtbot, tmp_path):
     store = MemoryDraftStore()
     chat = Chat(qtbot, tmp_path, drafts=store)
-    qtbot.keyClicks(chat.window._reply_edit, "typing")
+    qtbot.keyClicks(chat.window.reply_edit, "typing")
     qtbot.waitUntil(lambda: store.draft(KEY) == "typing")
     chat.env.close()
 
 
 def test_a_new_draft_store_takes_the_reply_box_or_gives_its_draft(qtbot, tmp_path):
     chat = Chat(qtbot, tmp_path)
-    chat.window._reply_edit.setPlainText("kept across the switch")
+    chat.window.reply_edit.setPlainText("kept across the switch")
     account = LocalStore(tmp_path / "store.sqlite3")
     chat.window.set_draft_store(account)
     assert account.draft(KEY) == "kept across the switch"
-    chat.window._reply_edit.clear()
+    chat.window.reply_edit.clear()
     other = MemoryDraftStore()
     other.set_draft(KEY, "saved elsewhere")
     chat.window.set_draft_store(other)
-    assert chat.window._reply_edit.toPlainText() == "saved elsewhere"
+    assert chat.window.reply_edit.toPlainText() == "saved elsewhere"
     chat.env.close()
     account.close()
 
 
 def _unconfirmed_reply(chat: Chat, text: str) -> SendReply:
-    chat.window._reply_edit.setPlainText(text)
+    chat.window.reply_edit.setPlainText(text)
     chat.window.send_reply()
     reply = chat.env.sink.last(SendReply)
     chat.env.feed(
@@ -268,14 +287,14 @@ def test_unconfirmed_reply_can_be_sent_again_in_the_same_bubble(chat, qtbot):
         "Not confirmed — the customer may or may not have received it"
     )
     assert window.failure_text == "Not confirmed — the customer may or may not have received it"
-    assert window._resend_button.isVisible()
-    assert window._discard_button.isVisible()
-    assert not window._retry_button.isVisible()
+    assert window.resend_button.isVisible()
+    assert window.discard_button.isVisible()
+    assert not window.retry_button.isVisible()
     layout = bubble_layout(window, count - 1)
     assert layout.retry is None
     assert layout.resend is not None
     assert layout.discard is not None
-    qtbot.mouseClick(window._resend_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.resend_button, Qt.MouseButton.LeftButton)
     assert chat.env.sink.last(ResendCommand).command_id == reply.command_id
     assert chat.env.sink.of(SendReply) == [reply]  # no new reply: the same command again
     chat.env.bridge.flush_now()
@@ -320,13 +339,13 @@ def test_unconfirmed_reply_can_be_discarded_from_its_bubble(chat, qtbot):
 
 def test_a_retried_reply_stays_retried_in_a_new_window(chat, qtbot):
     window = chat.window
-    window._reply_edit.setPlainText("lost")
+    window.reply_edit.setPlainText("lost")
     window.send_reply()
     first = chat.env.sink.last(SendReply)
     chat.env.feed(
         CommandFailed(command_id=first.command_id, kind=CommandKind.REPLY, conversation=KEY, text="boom")
     )
-    qtbot.mouseClick(window._retry_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.retry_button, Qt.MouseButton.LeftButton)
     retry = chat.env.sink.last(SendReply)
     assert retry.retry_of == first.command_id
     chat.env.feed(
@@ -341,7 +360,7 @@ def test_a_retried_reply_stays_retried_in_a_new_window(chat, qtbot):
     assert old.retried_as == retry.command_id
     assert "(retried)" in again.delegate.status_text(old, True)
     # Only the newest failure is offered again; retrying it sends the new one, not the old.
-    qtbot.mouseClick(again._retry_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(again.retry_button, Qt.MouseButton.LeftButton)
     assert chat.env.sink.last(SendReply).retry_of == retry.command_id
 
 
@@ -360,7 +379,7 @@ def test_markup_is_shown_literally_and_only_web_links_open(chat, qtbot):
     )
     window = chat.window
     assert window.model.index(0, 0).data() == "<b>bold?</b> <a href='http://evil'>x</a>"
-    assert window._handler_label.textFormat() == Qt.TextFormat.PlainText
+    assert window.handler_label.textFormat() == Qt.TextFormat.PlainText
     for row in (2, 3):
         text, clickable = window.delegate.link_text(chat.bubbles()[row])
         assert not clickable
@@ -376,21 +395,21 @@ def test_markup_is_shown_literally_and_only_web_links_open(chat, qtbot):
 def test_banner_says_who_handles_the_chat(chat, qtbot):
     window = chat.window
     assert window.handler_text.startswith("Waiting for a human since")
-    assert window._take_over_button.isEnabled()
-    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    assert window.take_over_button.isEnabled()
+    qtbot.mouseClick(window.take_over_button, Qt.MouseButton.LeftButton)
     take = chat.env.sink.last(TakeOver)
     chat.env.feed(CommandSucceeded(command_id=take.command_id, kind=CommandKind.TAKE_OVER, conversation=KEY))
     assert window.handler_text == "You are handling this customer."
-    assert window._release_button.isVisible()
-    assert window._release_button.isEnabled()
-    qtbot.mouseClick(window._release_button, Qt.MouseButton.LeftButton)
+    assert window.release_button.isVisible()
+    assert window.release_button.isEnabled()
+    qtbot.mouseClick(window.release_button, Qt.MouseButton.LeftButton)
     release = chat.env.sink.last(Release)
     chat.env.feed(CommandSucceeded(command_id=release.command_id, kind=CommandKind.RELEASE, conversation=KEY))
     # Released: they wait for nobody now (not "waiting since" their old time).
     assert window.handler_text == "Nobody is handling this customer."
     chat.env.feed(page(summary(KEY, "Alice", assigned=True, agent=AgentRef("x", "Sam"))))
     assert window.handler_text == "Sam is handling this customer."
-    assert not window._take_over_button.isEnabled()
+    assert not window.take_over_button.isEnabled()
     chat.env.feed(page(summary(KEY, "Alice", waiting=False, handled_by="ai")))
     assert window.handler_text == "The AI is answering this customer."
     chat.env.feed(ConversationUpdated(conversation=KEY, update_type="chat_resolved", at=T0))
@@ -398,7 +417,7 @@ def test_banner_says_who_handles_the_chat(chat, qtbot):
 
 
 def test_conflict_in_the_chat_window(chat, qtbot):
-    qtbot.mouseClick(chat.window._take_over_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(chat.window.take_over_button, Qt.MouseButton.LeftButton)
     take = chat.env.sink.last(TakeOver)
     chat.env.feed(
         CommandFailed(
@@ -429,16 +448,16 @@ def test_active_window_marks_read_and_focuses(chat, qtbot):
 def test_widgets_have_accessible_names(chat):
     w = chat.window
     for widget in (
-        w._reply_edit,
-        w._send_button,
+        w.reply_edit,
+        w.send_button,
         w.message_view,
-        w._older_button,
-        w._take_over_button,
-        w._release_button,
-        w._retry_button,
-        w._resend_button,
-        w._discard_button,
-        w.conflict_banner._close_button,
+        w.older_button,
+        w.take_over_button,
+        w.release_button,
+        w.retry_button,
+        w.resend_button,
+        w.discard_button,
+        w.conflict_banner.close_button,
     ):
         assert widget.accessibleName(), widget
 
@@ -464,9 +483,9 @@ def test_chat_screenshot(chat, theme):
                 msg("Hello, Sam here.", SenderKind.AGENT, -8, sender_name="Sam", agent_id="x"),
             )
         )
-        chat.window._reply_edit.setPlainText("Thanks, looking into it")
+        chat.window.reply_edit.setPlainText("Thanks, looking into it")
         chat.window.send_reply()
-        chat.window._reply_edit.setPlainText("Failing reply")
+        chat.window.reply_edit.setPlainText("Failing reply")
         chat.window.send_reply()
         failing = chat.env.sink.last(SendReply)
         env.feed(
@@ -478,7 +497,7 @@ def test_chat_screenshot(chat, theme):
                 text="No answer from the server",
             )
         )
-        chat.window._reply_edit.setPlainText("a draft")
+        chat.window.reply_edit.setPlainText("a draft")
         chat.window.resize(440, 640)
         QApplication.processEvents()
         ARTIFACTS.mkdir(exist_ok=True)
@@ -509,8 +528,8 @@ def click_link(window: ChatWindow, qtbot, row: int) -> None:
 
 def test_resolve_hand_back_and_take_anyway_in_the_chat_window(chat, qtbot):
     window = chat.window
-    assert not window._resolve_button.isVisible()  # not mine yet
-    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    assert not window.resolve_button.isVisible()  # not mine yet
+    qtbot.mouseClick(window.take_over_button, Qt.MouseButton.LeftButton)
     take = chat.env.sink.last(TakeOver)
     chat.env.feed(
         CommandFailed(
@@ -528,14 +547,14 @@ def test_resolve_hand_back_and_take_anyway_in_the_chat_window(chat, qtbot):
     chat.env.feed(
         CommandSucceeded(command_id=forced.command_id, kind=CommandKind.TAKE_OVER, conversation=KEY)
     )
-    assert window._resolve_button.isVisible()
-    assert window._resolve_button.isEnabled()
-    assert window._hand_back_button.isEnabled()
-    qtbot.mouseClick(window._hand_back_button, Qt.MouseButton.LeftButton)
+    assert window.resolve_button.isVisible()
+    assert window.resolve_button.isEnabled()
+    assert window.hand_back_button.isEnabled()
+    qtbot.mouseClick(window.hand_back_button, Qt.MouseButton.LeftButton)
     assert chat.env.sink.last(HandBack).conversation == KEY
-    qtbot.mouseClick(window._resolve_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.resolve_button, Qt.MouseButton.LeftButton)
     resolve = chat.env.sink.last(Resolve)
     chat.env.feed(CommandSucceeded(command_id=resolve.command_id, kind=CommandKind.RESOLVE, conversation=KEY))
     assert window.handler_text == "Nobody is handling this customer."
-    assert not window._resolve_button.isVisible()
+    assert not window.resolve_button.isVisible()
     assert chat.env.store.state.waiting_count == 0

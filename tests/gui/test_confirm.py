@@ -89,8 +89,7 @@ def test_release_first_releases_then_goes_on_once_confirmed(qtbot) -> None:
 
 def test_unconfirmed_releases_go_on_after_the_wait(qtbot, monkeypatch) -> None:
     env = _env_holding("p/a")
-    guard = LeaveGuard(env.bridge, env.sink)
-    guard._timer.setInterval(10)
+    guard = LeaveGuard(env.bridge, env.sink, release_wait_ms=10)
     done: list[str] = []
     guard.request(LeaveAction.QUIT, lambda: done.append("quit"))
     guard.choose(LeaveChoice.RELEASE)

@@ -65,7 +65,7 @@ def test_inbox_tabs_show_the_right_customers(inbox):
     assert tab_keys(window, 0) == ["p/a", "p/b"]
     assert tab_keys(window, 1) == ["p/c"]
     assert set(tab_keys(window, 2)) == {"p/a", "p/b", "p/c", "p/d", "p/e"}
-    titles = [window._tabs.tabText(i) for i in range(3)]
+    titles = [window.tabs.tabText(i) for i in range(3)]
     assert titles == ["Waiting for a human (2)", "Mine (1)", "All customers (5)"]
     table = window.current_table
     assert table.verticalHeader().sectionResizeMode(0) == table.verticalHeader().ResizeMode.Fixed
@@ -74,18 +74,18 @@ def test_inbox_tabs_show_the_right_customers(inbox):
 
 def test_search_filters_every_tab(inbox, qtbot):
     _env, window = inbox
-    qtbot.keyClicks(window._search_edit, "order")
+    qtbot.keyClicks(window.search_edit, "order")
     assert tab_keys(window, 0) == ["p/a"]
-    window._search_edit.clear()
-    qtbot.keyClicks(window._search_edit, "other page")
+    window.search_edit.clear()
+    qtbot.keyClicks(window.search_edit, "other page")
     assert tab_keys(window, 0) == []
     assert tab_keys(window, 2) == ["p/e"]
 
 
 def test_enter_opens_the_selected_chat(inbox, qtbot):
     _env, window = inbox
-    window._search_edit.setFocus()
-    qtbot.keyClick(window._search_edit, Qt.Key.Key_Down)  # into the table, first row selected
+    window.search_edit.setFocus()
+    qtbot.keyClick(window.search_edit, Qt.Key.Key_Down)  # into the table, first row selected
     table = window.current_table
     assert table.hasFocus() or QApplication.focusWidget() is table
     qtbot.keyClick(table, Qt.Key.Key_Down)
@@ -97,34 +97,34 @@ def test_enter_opens_the_selected_chat(inbox, qtbot):
 def test_take_over_and_release_submit_commands(inbox, qtbot):
     env, window = inbox
     assert window.select_conversation("p/b")
-    assert window._take_over_button.isEnabled()
-    assert not window._release_button.isEnabled()
-    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    assert window.take_over_button.isEnabled()
+    assert not window.release_button.isEnabled()
+    qtbot.mouseClick(window.take_over_button, Qt.MouseButton.LeftButton)
     take = env.sink.last(TakeOver)
     assert take.conversation == "p/b"
     env.bridge.flush_now()
     # Bob left Waiting: nobody else is selected in his place, so a second press takes nobody.
     assert window.selected_key() == ""
-    assert not window._take_over_button.isEnabled()  # pending: no double take-over
+    assert not window.take_over_button.isEnabled()  # pending: no double take-over
     env.feed(CommandSucceeded(command_id=take.command_id, kind=CommandKind.TAKE_OVER, conversation="p/b"))
     assert "p/b" in tab_keys(window, 1)
     assert "p/b" not in tab_keys(window, 0)  # taken: left Waiting (issue 14)
-    window._tabs.setCurrentIndex(1)
+    window.tabs.setCurrentIndex(1)
     assert window.select_conversation("p/b")
-    assert window._release_button.isEnabled()
-    qtbot.mouseClick(window._release_button, Qt.MouseButton.LeftButton)
+    assert window.release_button.isEnabled()
+    qtbot.mouseClick(window.release_button, Qt.MouseButton.LeftButton)
     assert env.sink.last(Release).conversation == "p/b"
     # Another agent's customer: neither button.
-    window._tabs.setCurrentIndex(2)
+    window.tabs.setCurrentIndex(2)
     assert window.select_conversation("p/d")
-    assert not window._take_over_button.isEnabled()
-    assert not window._release_button.isEnabled()
+    assert not window.take_over_button.isEnabled()
+    assert not window.release_button.isEnabled()
 
 
 def test_conflict_rolls_back_and_names_who_has_the_customer(inbox, qtbot):
     env, window = inbox
     window.select_conversation("p/a")
-    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.take_over_button, Qt.MouseButton.LeftButton)
     take = env.sink.last(TakeOver)
     env.bridge.flush_now()
     assert "p/a" not in tab_keys(window, 0)  # taken (optimistically): left Waiting
@@ -147,7 +147,7 @@ def test_conflict_rolls_back_and_names_who_has_the_customer(inbox, qtbot):
 
     # The dashboard often sends an empty email (G9): the agent known later is named instead.
     window.select_conversation("p/b")
-    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.take_over_button, Qt.MouseButton.LeftButton)
     take = env.sink.last(TakeOver)
     env.feed(
         CommandFailed(
@@ -165,17 +165,17 @@ def test_conflict_rolls_back_and_names_who_has_the_customer(inbox, qtbot):
         )
     )
     assert banner.text == "Bob <script>alert(1)</script> is already being handled by Zoe."
-    assert banner._label.textFormat() == Qt.TextFormat.PlainText
-    qtbot.mouseClick(banner._close_button, Qt.MouseButton.LeftButton)
+    assert banner.label.textFormat() == Qt.TextFormat.PlainText
+    qtbot.mouseClick(banner.close_button, Qt.MouseButton.LeftButton)
     assert not banner.isVisible()
 
 
 def test_connection_state_in_the_status_bar(inbox):
     env, window = inbox
-    assert window._connection_label.text().startswith("Connected")
+    assert window.connection_label.text().startswith("Connected")
     env.feed(ConnectionChanged(state=ConnectionState.RECONNECTING, detail="server unreachable", retry_in=4.2))
-    assert window._connection_label.text().startswith("Connection lost, reconnecting… (next try in 4 s)")
-    assert "server unreachable" in window._connection_label.text()
+    assert window.connection_label.text().startswith("Connection lost, reconnecting… (next try in 4 s)")
+    assert "server unreachable" in window.connection_label.text()
 
 
 def test_hidden_inbox_does_no_view_work_then_catches_up(inbox, qtbot):
@@ -192,13 +192,13 @@ def test_hidden_inbox_does_no_view_work_then_catches_up(inbox, qtbot):
 def test_every_interactive_widget_has_an_accessible_name(inbox):
     _env, window = inbox
     for widget in (
-        window._search_edit,
-        window._tabs,
-        *window._tables,
-        window._open_button,
-        window._take_over_button,
-        window._release_button,
-        window.conflict_banner._close_button,
+        window.search_edit,
+        window.tabs,
+        *window.tables,
+        window.open_button,
+        window.take_over_button,
+        window.release_button,
+        window.conflict_banner.close_button,
     ):
         assert widget.accessibleName(), widget
 
@@ -258,32 +258,32 @@ def dark_palette() -> QPalette:
 
 def test_resolve_and_hand_back_are_offered_for_my_customers(inbox, qtbot):
     env, window = inbox
-    window._tabs.setCurrentIndex(2)  # All customers: taken ones are not in Waiting (issue 14)
+    window.tabs.setCurrentIndex(2)  # All customers: taken ones are not in Waiting (issue 14)
     assert window.select_conversation("p/a")  # nobody has Alice: nothing to resolve or hand back
-    assert not window._resolve_button.isEnabled()
-    assert not window._hand_back_button.isEnabled()
+    assert not window.resolve_button.isEnabled()
+    assert not window.hand_back_button.isEnabled()
     assert window.select_conversation("p/d")  # Sam's
-    assert not window._resolve_button.isEnabled()
+    assert not window.resolve_button.isEnabled()
     assert window.select_conversation("p/c")  # mine
-    assert window._resolve_button.isEnabled()
-    assert window._hand_back_button.isEnabled()
-    assert window._resolve_button.accessibleName() == "Resolve the selected conversation"
-    qtbot.mouseClick(window._hand_back_button, Qt.MouseButton.LeftButton)
+    assert window.resolve_button.isEnabled()
+    assert window.hand_back_button.isEnabled()
+    assert window.resolve_button.accessibleName() == "Resolve the selected conversation"
+    qtbot.mouseClick(window.hand_back_button, Qt.MouseButton.LeftButton)
     assert env.sink.last(HandBack).conversation == "p/c"
-    qtbot.mouseClick(window._resolve_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.resolve_button, Qt.MouseButton.LeftButton)
     resolve = env.sink.last(Resolve)
     assert resolve.conversation == "p/c"
     env.feed(CommandSucceeded(command_id=resolve.command_id, kind=CommandKind.RESOLVE, conversation="p/c"))
     # Gone from Waiting and Mine at once, and not counted.
     assert "p/c" not in tab_keys(window, 0)
     assert "p/c" not in tab_keys(window, 1)
-    assert window._tabs.tabText(1) == "Mine (0)"
+    assert window.tabs.tabText(1) == "Mine (0)"
 
 
 def test_conflict_banner_take_anyway_forces_the_take_over(inbox, qtbot):
     env, window = inbox
     window.select_conversation("p/a")
-    qtbot.mouseClick(window._take_over_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.take_over_button, Qt.MouseButton.LeftButton)
     take = env.sink.last(TakeOver)
     assert take.force is False
     env.feed(

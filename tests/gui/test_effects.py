@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from pytestqt.qtbot import QtBot
 
-from tests.gui.conftest import FakeClock, FakeNotifier, FakeSound, close_awaitable
+from tests.gui.conftest import FakeNotifier, FakeSound, SettableClock, close_awaitable
 from tray_agent.core.effects import (
     Alert,
     AlertKind,
@@ -45,7 +45,7 @@ def make_runner(
 
 
 def test_effects_escalation_toast_and_sound_with_volume(
-    qtbot: QtBot, notifier: FakeNotifier, sound: FakeSound, clock: FakeClock
+    qtbot: QtBot, notifier: FakeNotifier, sound: FakeSound, clock: SettableClock
 ) -> None:
     runner = make_runner(notifier, sound, clock, AlertSettings(volume=0.3))
     with qtbot.waitSignal(runner.effects_ran, timeout=1000) as blocker:
@@ -59,7 +59,7 @@ def test_effects_escalation_toast_and_sound_with_volume(
     assert any(isinstance(e, PlaySound) for e in blocker.args[0])
 
 
-def test_effects_muted_plays_nothing(notifier: FakeNotifier, sound: FakeSound, clock: FakeClock) -> None:
+def test_effects_muted_plays_nothing(notifier: FakeNotifier, sound: FakeSound, clock: SettableClock) -> None:
     runner = make_runner(notifier, sound, clock)
     runner.update_settings(AlertSettings(sounds=False))
     runner.run([Alert(AlertKind.ESCALATION, "p/1", customer_name="Ann")])
@@ -69,7 +69,7 @@ def test_effects_muted_plays_nothing(notifier: FakeNotifier, sound: FakeSound, c
 
 
 def test_effects_timer_rearmed_to_next_deadline(
-    notifier: FakeNotifier, sound: FakeSound, clock: FakeClock
+    notifier: FakeNotifier, sound: FakeSound, clock: SettableClock
 ) -> None:
     runner = make_runner(notifier, sound, clock, AlertSettings(toast_min_interval=2.0))
     runner.run([message("p/1", "Ann")])
@@ -100,7 +100,7 @@ def test_effects_waiting_list_drives_sla_level(
 ) -> None:
     from tray_agent.core.state import Conversation, ConversationMap, State
 
-    clock = FakeClock()
+    clock = SettableClock()
     runner = make_runner(notifier, sound, clock, AlertSettings(sla_minutes=10, reminder_after=60))
     levels: list[object] = []
     runner.tray_level_changed.connect(levels.append)
@@ -118,7 +118,7 @@ def test_effects_waiting_list_drives_sla_level(
 
 
 def test_effects_dnd_silences_messages_not_escalations(
-    notifier: FakeNotifier, sound: FakeSound, clock: FakeClock
+    notifier: FakeNotifier, sound: FakeSound, clock: SettableClock
 ) -> None:
     runner = make_runner(notifier, sound, clock)
     runner.set_dnd(clock.now() + timedelta(minutes=30))
@@ -132,7 +132,7 @@ def test_effects_dnd_silences_messages_not_escalations(
     assert not runner.quiet
 
 
-def test_effects_quiet_hours_reported(notifier: FakeNotifier, sound: FakeSound, clock: FakeClock) -> None:
+def test_effects_quiet_hours_reported(notifier: FakeNotifier, sound: FakeSound, clock: SettableClock) -> None:
     settings = AlertSettings(quiet_hours=[QuietHoursRule(start="00:00", end="00:00")])  # all day
     runner = make_runner(notifier, sound, clock, settings)
     quiet: list[bool] = []
@@ -143,7 +143,7 @@ def test_effects_quiet_hours_reported(notifier: FakeNotifier, sound: FakeSound, 
 
 
 def test_effects_focus_withdraws_the_conversation_toast(
-    notifier: FakeNotifier, sound: FakeSound, clock: FakeClock
+    notifier: FakeNotifier, sound: FakeSound, clock: SettableClock
 ) -> None:
     runner = make_runner(notifier, sound, clock)
     runner.run([message("p/1")])
@@ -156,7 +156,7 @@ def test_effects_focus_withdraws_the_conversation_toast(
 
 @pytest.mark.asyncio
 async def test_effects_close_withdraws_every_toast(
-    notifier: FakeNotifier, sound: FakeSound, clock: FakeClock
+    notifier: FakeNotifier, sound: FakeSound, clock: SettableClock
 ) -> None:
     runner = make_runner(notifier, sound, clock)
     runner.run([message("p/1"), Alert(AlertKind.ESCALATION, "p/2", customer_name="Bob")])
@@ -166,7 +166,7 @@ async def test_effects_close_withdraws_every_toast(
 
 
 def test_effects_withdraw_all_for_sign_out(
-    notifier: FakeNotifier, sound: FakeSound, clock: FakeClock
+    notifier: FakeNotifier, sound: FakeSound, clock: SettableClock
 ) -> None:
     runner = make_runner(notifier, sound, clock)
     runner.run([message("p/1")])
@@ -175,14 +175,16 @@ def test_effects_withdraw_all_for_sign_out(
 
 
 def test_effects_manual_dnd_refused_when_forbidden(
-    notifier: FakeNotifier, sound: FakeSound, clock: FakeClock
+    notifier: FakeNotifier, sound: FakeSound, clock: SettableClock
 ) -> None:
     runner = make_runner(notifier, sound, clock, AlertSettings(allow_manual_dnd=False))
     assert runner.set_dnd(clock.now() + timedelta(minutes=30)) is False
     assert runner.dnd_until is None
 
 
-def test_effects_resync_request_forwarded(notifier: FakeNotifier, sound: FakeSound, clock: FakeClock) -> None:
+def test_effects_resync_request_forwarded(
+    notifier: FakeNotifier, sound: FakeSound, clock: SettableClock
+) -> None:
     asked: list[str] = []
     runner = make_runner(notifier, sound, clock, request_resync=asked.append)
     runner.run([RequestResync("unknown customer")])
@@ -191,7 +193,7 @@ def test_effects_resync_request_forwarded(notifier: FakeNotifier, sound: FakeSou
 
 @pytest.mark.asyncio
 async def test_effects_notifier_failure_is_logged_not_raised(
-    caplog: pytest.LogCaptureFixture, sound: FakeSound, clock: FakeClock
+    caplog: pytest.LogCaptureFixture, sound: FakeSound, clock: SettableClock
 ) -> None:
     notifier = FakeNotifier(fail=True)
     policy = AlertPolicy(AlertSettings())
@@ -211,7 +213,7 @@ def test_effects_changed_conversations_update_the_waiting_list(
     from tray_agent.core.events import AgentRef, AssignmentAction, AssignmentChanged, HumanRequested
     from tray_agent.core.state import Store
 
-    clock = FakeClock()
+    clock = SettableClock()
     runner = make_runner(notifier, sound, clock, AlertSettings(sla_minutes=10, reminder_after=60))
     store = Store()
     store.dispatch(HumanRequested(conversation="p/1", customer_name="Ann", at=clock.now()))

@@ -16,10 +16,7 @@ from tests.gui.fakes import make_env, page, summary
 from tests.gui.test_customer_service import ARTIFACTS
 from tray_agent.core import i18n
 from tray_agent.core.events import AgentRef, HistoryPage, MessageReceived, SenderKind
-from tray_agent.core.settings import Settings
-from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.ui.language import apply_language
-from tray_agent.ui.windows import WindowManager
 
 pytestmark = pytest.mark.gui
 
@@ -46,15 +43,7 @@ def manager(tmp_path):
             summary("p/d", "Dewi", since=timedelta(minutes=-30), assigned=True, agent=AgentRef("x", "Agus")),
         )
     )
-    manager = WindowManager(
-        env.store,
-        env.sink,
-        LoadedSettings(settings=Settings()),
-        "dashboard",
-        bridge=env.bridge,
-        state_file=tmp_path / "windows.json",
-        clock=env.clock,
-    )
+    manager = env.window_manager(tmp_path / "windows.json")
     yield env, manager
     manager.close_all()
     env.close()
@@ -65,8 +54,8 @@ def test_i18n_ui_inbox_and_chat_in_indonesian(indonesian, manager, qtbot):
     inbox = windows.show_inbox()
     qtbot.waitExposed(inbox)
     assert inbox.windowTitle() == "Layanan Pelanggan"
-    assert inbox._tabs.tabText(0) == "Menunggu agen (2)"  # Citra and Dewi are taken (issue 14)
-    assert inbox._take_over_button.text() == "&Ambil alih"
+    assert inbox.tabs.tabText(0) == "Menunggu agen (2)"  # Citra and Dewi are taken (issue 14)
+    assert inbox.take_over_button.text() == "&Ambil alih"
     assert inbox.model.headerData(0, Qt.Orientation.Horizontal) == "Pelanggan"
     assert inbox.proxies[0].index(0, 3).data() == "1 j 15 mnt"  # Budi, waiting 75 min
     menus = [a.text() for a in inbox.menuBar().actions()]
@@ -98,7 +87,7 @@ def test_i18n_ui_inbox_and_chat_in_indonesian(indonesian, manager, qtbot):
         )
     )
     assert chat.handler_text.startswith("Menunggu agen sejak ")
-    assert chat._send_button.text() == "&Kirim"
+    assert chat.send_button.text() == "&Kirim"
     assert chat.reply_edit.placeholderText().startswith("Tulis balasan")
     chat.resize(440, 560)
     QApplication.processEvents()
@@ -109,7 +98,7 @@ def test_i18n_ui_inbox_and_chat_in_indonesian(indonesian, manager, qtbot):
     assert help_dialog.grab().save(str(ARTIFACTS / "keyboard-help-id.png"))
     settings = windows.show_settings()
     assert settings.windowTitle() == "Pengaturan"
-    assert settings._save_button.text() == "Simpan"  # Qt's own button, from our catalog
+    assert settings.save_button.text() == "Simpan"  # Qt's own button, from our catalog
     settings.resize(700, 600)
     assert settings.grab().save(str(ARTIFACTS / "settings-id.png"))
 

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont
 
-from tests.gui.fakes import T0, FakeClock, make_env, page, summary
+from tests.gui.fakes import T0, SettableNow, make_env, page, summary
 from tests.gui.test_customer_service import ARTIFACTS
 from tray_agent.core.events import AgentRef, MessageReceived, SenderKind
 from tray_agent.ui.chat_window import ChatWindow, MemoryDraftStore
@@ -51,7 +51,7 @@ def cell(proxy, key: str, column: Column, role=Qt.ItemDataRole.DisplayRole):
 
 
 def test_unread_rows_are_bold_with_a_count(env):
-    model = ConversationTableModel(lambda: env.bridge.state, "dashboard", clock=FakeClock())
+    model = ConversationTableModel(lambda: env.bridge.state, "dashboard", clock=SettableNow(T0))
     env.bridge.conversations_changed.connect(model.on_conversations_changed)
     everyone = AllActiveProxy(model)
     env.feed(said("p/b", "hello?"), said("p/b", "anyone?", 0.1))
@@ -65,7 +65,7 @@ def test_unread_rows_are_bold_with_a_count(env):
 
 
 def test_rows_past_the_waiting_time_target_are_highlighted(env):
-    clock = FakeClock()
+    clock = SettableNow(T0)
     model = ConversationTableModel(lambda: env.bridge.state, "dashboard", clock=clock)
     waiting = WaitingProxy(model)
     background = Qt.ItemDataRole.BackgroundRole
@@ -83,7 +83,7 @@ def test_rows_past_the_waiting_time_target_are_highlighted(env):
 
 
 def test_agent_column_reads_ai_for_ai_handled_rows(env):
-    model = ConversationTableModel(lambda: env.bridge.state, "dashboard", clock=FakeClock())
+    model = ConversationTableModel(lambda: env.bridge.state, "dashboard", clock=SettableNow(T0))
     everyone = AllActiveProxy(model)
     assert cell(everyone, "p/d", Column.AGENT) == "AI"
     assert cell(everyone, "p/b", Column.AGENT) == "Nobody yet"
@@ -95,7 +95,7 @@ def test_agent_column_reads_ai_for_ai_handled_rows(env):
             summary("o/2", "Budi", handled_by="ai"),  # escalated: waits for a human now
         )
     )
-    org_model = ConversationTableModel(lambda: org.bridge.state, "org", clock=FakeClock())
+    org_model = ConversationTableModel(lambda: org.bridge.state, "org", clock=SettableNow(T0))
     org_all = AllActiveProxy(org_model)
     assert cell(org_all, "o/1", Column.AGENT) == "AI"
     assert cell(org_all, "o/2", Column.AGENT) == "Nobody yet"
@@ -110,7 +110,7 @@ def test_inbox_jumps_to_the_first_unread(qtbot, env):
     qtbot.waitExposed(window)
     assert not window.jump_to_first_unread()  # nothing unread yet
     env.feed(said("p/d", "are you there?"))  # only in "All customers"
-    window.findChild(type(window._first_unread_action), "firstUnread").trigger()
+    window.findChild(type(window.first_unread_action), "firstUnread").trigger()
     assert window.current_index == 2
     assert window.selected_key() == "p/d"
     ARTIFACTS.mkdir(exist_ok=True)

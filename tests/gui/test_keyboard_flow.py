@@ -7,15 +7,13 @@ from datetime import timedelta
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication
 
 from tests.gui.fakes import make_env, page, summary
 from tray_agent.core.commands import HandBack, LoadHistory, Release, Resolve, SendReply, TakeOver
 from tray_agent.core.events import AgentRef, CommandKind, CommandSucceeded, HumanRequested
-from tray_agent.core.settings import Settings
-from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.ui.shortcuts import SHORTCUTS, Shortcut, next_waiting
-from tray_agent.ui.windows import WindowManager
 
 pytestmark = pytest.mark.gui
 
@@ -33,15 +31,7 @@ def rig(tmp_path):
             ),
         )
     )
-    manager = WindowManager(
-        env.store,
-        env.sink,
-        LoadedSettings(settings=Settings()),
-        "dashboard",
-        bridge=env.bridge,
-        state_file=tmp_path / "windows.json",
-        clock=env.clock,
-    )
+    manager = env.window_manager(tmp_path / "windows.json")
     yield env, manager
     manager.close_all()
     env.close()
@@ -130,14 +120,14 @@ def test_keyboard_flow_toast_open_then_inbox_shortcuts(rig, qtbot):
     activate(qtbot, inbox)
     # In the inbox: Ctrl+F to search, Down to the list, take over the selection with the shortcut.
     qtbot.keyClick(inbox, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
-    assert inbox.focusWidget() is inbox._search_edit
-    qtbot.keyClicks(inbox._search_edit, "Ana")
-    qtbot.keyClick(inbox._search_edit, Qt.Key.Key_Down)
+    assert inbox.focusWidget() is inbox.search_edit
+    qtbot.keyClicks(inbox.search_edit, "Ana")
+    qtbot.keyClick(inbox.search_edit, Qt.Key.Key_Down)
     assert inbox.selected_key() == "p/new"
     qtbot.keyClick(inbox.focusWidget(), Qt.Key.Key_T, CTRL_SHIFT)
     assert env.sink.last(TakeOver).conversation == "p/new"
     # Nothing happens for a customer somebody else has.
-    inbox._search_edit.clear()
+    inbox.search_edit.clear()
     inbox.select_conversation("p/other")
     before = len(env.sink.commands)
     qtbot.keyClick(inbox.focusWidget(), Qt.Key.Key_T, CTRL_SHIFT)
@@ -166,3 +156,18 @@ def test_keyboard_flow_help_lists_every_shortcut(rig, qtbot):
     help_action = inbox.findChild(type(inbox.menuBar().actions()[0]), f"shortcut:{Shortcut.HELP}")
     assert help_action is not None
     assert help_action.text() == "&Keyboard shortcuts"
+
+
+def test_keyboard_flow_help_lists_the_inbox_own_shortcuts(rig, qtbot):
+    _env, windows = rig
+    inbox = windows.show_inbox()
+    activate(qtbot, inbox)
+    qtbot.keyClick(inbox.focusWidget() or inbox, Qt.Key.Key_F1)
+    dialog = windows.keyboard_help
+    assert dialog is not None
+    listed = {key for keys, _text in dialog.rows for key in keys.split(", ")}  # "Ctrl+F4, Ctrl+W"
+    first_unread = inbox.findChild(QAction, "firstUnread")
+    assert first_unread is not None
+    assert first_unread.shortcut().toString() == "Ctrl+Shift+U"
+    own = {a.shortcut().toString() for a in inbox.findChildren(QAction) if not a.shortcut().isEmpty()}
+    assert own - listed == set()

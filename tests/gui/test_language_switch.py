@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QMenu, QMessageBox
 
-from tests.gui.conftest import FakeClock, FakeCommandSink, FakeNotifier, FakeSound, close_awaitable
+from tests.gui.conftest import FakeCommandSink, FakeNotifier, FakeSound, SettableClock, close_awaitable
 from tests.gui.fakes import make_env, page, summary
 from tests.gui.test_customer_service import ARTIFACTS
 from tray_agent.core import i18n
@@ -25,7 +25,6 @@ from tray_agent.ui.effects import EffectRunner
 from tray_agent.ui.language import apply_language
 from tray_agent.ui.signin_dialog import SignInDialog
 from tray_agent.ui.tray import TrayController
-from tray_agent.ui.windows import WindowManager
 
 pytestmark = pytest.mark.gui
 
@@ -47,10 +46,7 @@ def manager(tmp_path, english):
         )
     )
     settings = Settings(connection=ConnectionSettings(dialect="dashboard"))
-    manager = WindowManager(
-        env.store, env.sink, LoadedSettings(settings=settings), "dashboard", bridge=env.bridge,
-        state_file=tmp_path / "windows.json", clock=env.clock,
-    )  # fmt: skip
+    manager = env.window_manager(tmp_path / "windows.json", LoadedSettings(settings=settings))
     yield env, manager
     manager.close_all()
     env.close()
@@ -78,11 +74,11 @@ def test_switching_the_language_rewords_the_open_inbox_and_chat(qapp, qtbot, man
         "Waiting for a human ({count})", "Connected",
     )  # fmt: skip
     assert file_menu.text() == menu_title != "&File"
-    assert inbox._search_edit.placeholderText() == placeholder
-    assert inbox._open_button.text() == open_chat
-    assert inbox._take_over_button.text() == take_over
-    assert inbox._tabs.tabText(0) == waiting_tab.format(count=2)
-    assert inbox._connection_label.text().startswith(connected)  # the status bar
+    assert inbox.search_edit.placeholderText() == placeholder
+    assert inbox.open_button.text() == open_chat
+    assert inbox.take_over_button.text() == take_over
+    assert inbox.tabs.tabText(0) == waiting_tab.format(count=2)
+    assert inbox.connection_label.text().startswith(connected)  # the status bar
     file_items = [a.text() for a in file_menu.menu().actions() if not a.isSeparator()]
     assert in_indonesian("&Quit")[0] in file_items
     headers = [inbox.model.headerData(c, Qt.Orientation.Horizontal) for c in range(inbox.model.columnCount())]
@@ -94,8 +90,8 @@ def test_switching_the_language_rewords_the_open_inbox_and_chat(qapp, qtbot, man
 
     apply_language("en", qapp)
     assert file_menu.text() == "&File"
-    assert inbox._search_edit.placeholderText() == "Search customers, messages or channels"
-    assert inbox._tabs.tabText(0) == "Waiting for a human (2)"
+    assert inbox.search_edit.placeholderText() == "Search customers, messages or channels"
+    assert inbox.tabs.tabText(0) == "Waiting for a human (2)"
 
 
 def test_qt_dialog_buttons_already_open_follow_the_switch(qapp, qtbot, english):
@@ -114,11 +110,11 @@ def test_server_sign_in_errors_are_shown_in_indonesian(qapp, qtbot, english):
     qtbot.addWidget(dialog)
     dialog.show_problem("Wrong e-mail, password or company.")  # core/protocol/auth.py's words
     assert dialog.problem_text == "Wrong e-mail, password or company."
-    sign_in_text = dialog._sign_in_button.text()
+    sign_in_text = dialog.sign_in_button.text()
     apply_language("id", qapp)
     (wrong,) = in_indonesian("Wrong e-mail, password or company.")
     assert dialog.problem_text == wrong != "Wrong e-mail, password or company."
-    assert dialog._sign_in_button.text() == in_indonesian("&Sign in")[0] != sign_in_text
+    assert dialog.sign_in_button.text() == in_indonesian("&Sign in")[0] != sign_in_text
     dialog.show_problem("Sign-in refused: Account is locked.")
     assert dialog.problem_text == _("Sign-in refused: {reason}.").format(reason="Account is locked")
     dialog.show_problem("The server failed to sign in (HTTP 502).")
@@ -142,7 +138,7 @@ def test_quit_and_sign_out_are_different_words_in_indonesian(qapp, english):
 def test_tray_tooltip_and_menu_follow_the_switch(qapp, qtbot, english):
     store = Store()
     bridge = StoreBridge(store)
-    clock = FakeClock()
+    clock = SettableClock()
     settings = AlertSettings()
     runner = EffectRunner(
         AlertPolicy(settings), FakeNotifier(), FakeSound(), clock, settings, spawn=close_awaitable

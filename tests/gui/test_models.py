@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from PySide6.QtCore import QModelIndex, Qt
 
-from tests.gui.fakes import T0, FakeClock, make_env, page, summary
+from tests.gui.fakes import T0, SettableNow, make_env, page, summary
 from tray_agent.core.events import (
     AgentRef,
     AssignmentAction,
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.gui
 
 
 def build(env, clock=None):
-    model = ConversationTableModel(lambda: env.bridge.state, "dashboard", clock=clock or FakeClock())
+    model = ConversationTableModel(lambda: env.bridge.state, "dashboard", clock=clock or SettableNow(T0))
     env.bridge.conversations_changed.connect(model.on_conversations_changed)
     proxies = (WaitingProxy(model), MineProxy(model), AllActiveProxy(model))
     return model, proxies
@@ -85,7 +85,7 @@ def test_models_pass_the_model_tester_through_batches(qtmodeltester):
 def test_source_model_removes_rows_and_passes_the_tester(qtmodeltester):
     convs = {f"k{i}": Conversation(key=f"k{i}", customer_name=f"N{i}", waiting=True) for i in range(10)}
     state = {"s": State(conversations=ConversationMap(convs.values()))}
-    model = ConversationTableModel(lambda: state["s"], "org", clock=FakeClock())
+    model = ConversationTableModel(lambda: state["s"], "org", clock=SettableNow(T0))
     proxy = WaitingProxy(model)
     qtmodeltester.check(model)
     qtmodeltester.check(proxy)
@@ -142,7 +142,7 @@ def test_tabs_filter_and_order(qtbot):
 def test_org_all_active_hides_resolved_chats(qtbot):
     env = make_env()
     env.feed(page(summary("c1", status="open"), summary("c2", status="resolved", waiting=False)))
-    model = ConversationTableModel(lambda: env.bridge.state, "org", clock=FakeClock())
+    model = ConversationTableModel(lambda: env.bridge.state, "org", clock=SettableNow(T0))
     everyone = AllActiveProxy(model)
     assert keys(everyone) == ["c1"]
     assert model.headerData(Column.CHANNEL, Qt.Orientation.Horizontal) == "Channel"
@@ -150,7 +150,7 @@ def test_org_all_active_hides_resolved_chats(qtbot):
 
 def test_waiting_time_ticks_only_while_active(qtbot):
     env = make_env()
-    clock = FakeClock()
+    clock = SettableNow(T0)
     env.feed(page(summary("p/1", since=timedelta(minutes=-5))))
     model, (waiting, _, _) = build(env, clock)
     assert waiting.index(0, Column.WAITING).data() == "5:00"

@@ -15,7 +15,6 @@ from tray_agent.core.settings import QuickReplySetting, Settings
 from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.ui.language import apply_language
 from tray_agent.ui.settings_dialog import SettingsDialog
-from tray_agent.ui.windows import WindowManager
 
 pytestmark = pytest.mark.gui
 
@@ -39,10 +38,7 @@ def settings() -> Settings:
 def chat(qtbot, tmp_path):
     env = make_env()
     env.feed(page(summary("p/a", "Ana", channel="Shoe Shop", since=timedelta(minutes=-2))))
-    windows = WindowManager(
-        env.store, env.sink, LoadedSettings(settings=settings()), "dashboard", bridge=env.bridge,
-        state_file=tmp_path / "w.json", clock=env.clock,
-    )  # fmt: skip
+    windows = env.window_manager(tmp_path / "w.json", LoadedSettings(settings=settings()))
     window = windows.open_chat("p/a")
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)
@@ -107,12 +103,13 @@ def test_quick_replies_ui_settings_editor_saves_own_and_keeps_team(qtbot):
     team = dialog.editor("ui.team_quick_replies")
     own = dialog.editor("ui.quick_replies")
     assert team.table.rowCount() == 2
-    assert team._add_button is None  # IT's list is read-only
+    assert team.add_button is None  # IT's list is read-only
     own.add_reply("bye", "Goodbye!", "Sampai jumpa!")
     edited = dialog.edited_settings()
     assert [r.name for r in edited.ui.quick_replies] == ["track", "bye"]
     assert edited.ui.quick_replies[1].text_id == "Sampai jumpa!"
     assert [r.name for r in edited.ui.team_quick_replies] == ["thanks", "hours"]
     own.table.setCurrentCell(0, 0)
-    own._on_remove_button_clicked()
+    assert own.remove_button is not None
+    own.remove_button.click()
     assert [r.name for r in dialog.edited_settings().ui.quick_replies] == ["bye"]

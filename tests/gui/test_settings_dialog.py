@@ -40,7 +40,7 @@ def test_edits_are_emitted_as_settings(qtbot):
     quiet: QuietHoursEditor = dialog.editor("alerts.quiet_hours")
     quiet.add_rule(QuietHoursRule(days=[6, 7], start="12:00", end="13:30"))
     with qtbot.waitSignal(dialog.settings_saved) as blocker:
-        dialog._on_buttons_accepted()
+        dialog.save_button.click()
     saved: Settings = blocker.args[0]
     assert saved.alerts.sla_minutes == 3
     assert saved.ui.theme == "dark"
@@ -61,7 +61,7 @@ def test_locked_settings_are_disabled_with_a_note(qtbot):
         assert not editor.isEnabled()
         assert editor.toolTip() == "Set by your IT department"
     assert dialog.editor("alerts.volume").isEnabled()
-    assert len(dialog.findChildren(type(dialog._problem_label), "lockNote")) == 3
+    assert len(dialog.findChildren(type(dialog.problem_label), "lockNote")) == 3
     dialog.editor("connection.server").setText("https://elsewhere")  # even if forced, it is ignored
     assert dialog.edited_settings().connection.server == "https://it.example"
 
@@ -71,17 +71,17 @@ def test_validation_errors_are_shown_inline(qtbot):
     dialog.editor("connection.server").setText("crm.example")
     quiet: QuietHoursEditor = dialog.editor("alerts.quiet_hours")
     quiet.add_rule(QuietHoursRule(days=[1]))
-    quiet._rows[0][1][0].setChecked(False)  # no day left
+    quiet.rows[0][1][0].setChecked(False)  # no day left
     with qtbot.assertNotEmitted(dialog.settings_saved):
-        dialog._on_buttons_accepted()
+        dialog.save_button.click()
     assert dialog.error_text("connection.server") == "Must start with https:// (or http://)"
     assert dialog.error_text("alerts.quiet_hours").startswith("Choose at least one day")
-    quiet._rows[0][1][0].setChecked(True)
-    quiet._rows[0][2].setTime(QTime(8, 0))
-    quiet._rows[0][3].setTime(QTime(8, 0))
+    quiet.rows[0][1][0].setChecked(True)
+    quiet.rows[0][2].setTime(QTime(8, 0))
+    quiet.rows[0][3].setTime(QTime(8, 0))
     dialog.editor("connection.server").setText("https://crm.example")
     with qtbot.assertNotEmitted(dialog.settings_saved):
-        dialog._on_buttons_accepted()
+        dialog.save_button.click()
     assert dialog.error_text("connection.server") == ""
     assert dialog.error_text("alerts.quiet_hours").startswith("Quiet hours must end")
 
@@ -91,9 +91,9 @@ def test_validation_errors_are_shown_inline(qtbot):
 
 def test_settings_basic_first_and_engineering_knobs_under_advanced(qtbot):
     dialog = dialog_for(qtbot)
-    titles = [dialog._tabs.tabText(i) for i in range(dialog._tabs.count())]
+    titles = [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())]
     assert titles == ["Basic", "Account", "Quick replies", "Advanced"]
-    assert dialog._tabs.currentIndex() == 0
+    assert dialog.tabs.currentIndex() == 0
     for key in ("ui.language", "ui.theme", "alerts.sounds", "alerts.volume", "alerts.quiet_hours"):
         assert dialog.page_of(key) == "basic", key
     for key in (
@@ -101,7 +101,6 @@ def test_settings_basic_first_and_engineering_knobs_under_advanced(qtbot):
         "connection.ws_retry_interval",
         "alerts.coalesce_window",
         "alerts.reminder_backoff",
-        "storage.max_size_mb",
     ):
         assert dialog.page_of(key) == "advanced", key
     assert dialog.page_of("connection.server") == "account"
@@ -111,7 +110,7 @@ def test_settings_every_key_has_a_human_label_and_every_number_a_unit(qtbot):
     from PySide6.QtWidgets import QAbstractSpinBox, QSlider
 
     dialog = dialog_for(qtbot)
-    labels = dialog._labels()
+    labels = dialog.labels
     for key in SETTING_KEYS:
         try:
             dialog.editor(key)
@@ -125,7 +124,7 @@ def test_settings_every_key_has_a_human_label_and_every_number_a_unit(qtbot):
             assert editor.suffix().strip(), f"{key} has no unit"
     assert dialog.editor("connection.heartbeat_interval").suffix() == " s"
     assert dialog.editor("alerts.sla_minutes").suffix() == " min"
-    assert dialog.editor("storage.history_days").suffix() == " days"
+    assert dialog.editor("ui.history_limit").suffix() == " messages"
     assert dialog.editor("alerts.volume").findChild(QSlider) is not None
 
 
@@ -175,7 +174,7 @@ def test_settings_volume_is_a_slider_in_percent(qtbot):
 def test_settings_locked_fields_stay_visibly_locked_on_every_page(qtbot):
     locked = frozenset({"alerts.volume", "connection.heartbeat_interval", "connection.server"})
     dialog = dialog_for(qtbot, locked=locked)
-    notes = dialog.findChildren(type(dialog._problem_label), "lockNote")
+    notes = dialog.findChildren(type(dialog.problem_label), "lockNote")
     assert len(notes) == 3
     assert all(note.text() == "Set by your IT department" and note.font().italic() for note in notes)
     for key in locked:
@@ -191,6 +190,6 @@ def test_settings_screenshot(qtbot, page):
     dialog = dialog_for(qtbot, locked=frozenset({"alerts.sounds"}))
     dialog.show()
     qtbot.waitExposed(dialog)
-    dialog._tabs.setCurrentIndex(["basic", "account", "quick_replies", "advanced"].index(page))
+    dialog.tabs.setCurrentIndex(["basic", "account", "quick_replies", "advanced"].index(page))
     ARTIFACTS.mkdir(exist_ok=True)
     assert dialog.grab().save(str(ARTIFACTS / f"settings-{page}.png"))

@@ -40,7 +40,7 @@ async def tray_app(qapp: QApplication, tmp_path) -> AsyncIterator[TrayApp]:
         {ACCOUNT.secret_key(kind): f"s3cret-{kind}" for kind in SIGN_OUT_SECRETS}
         | {OTHER_ACCOUNT.secret_key("password"): "not this account"}
     )
-    app.local = app.open_local_store(ACCOUNT)  # as _start does for a configured account
+    app.local = app.session.open_local_store()  # as _start does for a configured account
     app.attach_windows(build_windows(app))
     assert app.windows is not None
     yield app
@@ -60,13 +60,12 @@ async def test_sign_out_deletes_the_local_copy_and_the_saved_sign_in(tray_app: T
     app = tray_app
     windows = app.windows
     paths = app.paths
-    # What an agent leaves behind: customers, an open chat with a draft, a queued reply, history.
+    # What an agent leaves behind: customers, an open chat with a draft, a queued reply.
     app.dispatch(page(summary("p/a", "Alice", since=timedelta(minutes=-3))))
     chat = windows.open_chat("p/a")
     chat.reply_edit.setPlainText("draft for Alice")
     windows.save_drafts()
     app.local.add(StoredCommand("c-1", CommandKind.REPLY, "p/a", "queued answer"))
-    app.local.record_opened("p/a", "Alice")
     windows.save_session()
     store_files = sorted(p.name for p in paths.data.iterdir())
     assert any(name.startswith("store-") for name in store_files), store_files
@@ -180,7 +179,7 @@ async def test_drafts_of_the_old_json_file_move_into_the_store_once(tray_app: Tr
         json.dumps({"version": 1, "drafts": {"p/a": "older draft", "p/b": "only in the file", "p/c": " "}}),
         encoding="utf-8",
     )
-    app.local = app.open_local_store(ACCOUNT)
+    app.local = app.session.open_local_store()
     assert app.local.drafts() == {"p/a": "newer draft in the store", "p/b": "only in the file"}
     assert not old.exists()
     assert app.windows.draft_store is app.local

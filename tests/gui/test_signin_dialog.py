@@ -22,13 +22,13 @@ def test_dashboard_sign_in_emits_the_request(qtbot):
     dialog = SignInDialog(loaded("dashboard", server="https://dash.example", company="acme"), "dashboard")
     qtbot.addWidget(dialog)
     dialog.show()
-    assert dialog._org_edit is None
-    assert dialog._token_edit is None
-    qtbot.keyClicks(dialog._email_edit, "ann@example.com")
-    qtbot.keyClicks(dialog._password_edit, "s3cret")
-    qtbot.mouseClick(dialog._remember_check, Qt.MouseButton.LeftButton)
+    assert dialog.org_edit is None
+    assert dialog.token_edit is None
+    qtbot.keyClicks(dialog.email_edit, "ann@example.com")
+    qtbot.keyClicks(dialog.password_edit, "s3cret")
+    qtbot.mouseClick(dialog.remember_check, Qt.MouseButton.LeftButton)
     with qtbot.waitSignal(dialog.sign_in_requested) as blocker:
-        qtbot.mouseClick(dialog._sign_in_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(dialog.sign_in_button, Qt.MouseButton.LeftButton)
     request = blocker.args[0]
     assert request == SignInRequest(
         dialect="dashboard",
@@ -39,10 +39,10 @@ def test_dashboard_sign_in_emits_the_request(qtbot):
         remember=True,
     )
     assert "s3cret" not in repr(request)
-    assert not dialog._sign_in_button.isEnabled()  # waiting for app.py
+    assert not dialog.sign_in_button.isEnabled()  # waiting for app.py
     dialog.show_problem("Wrong email or password.")
     assert dialog.problem_text == "Wrong email or password."
-    assert dialog._sign_in_button.isEnabled()
+    assert dialog.sign_in_button.isEnabled()
 
 
 def test_org_fields_prefilled_and_locked_by_it(qtbot):
@@ -56,14 +56,14 @@ def test_org_fields_prefilled_and_locked_by_it(qtbot):
     )
     dialog = SignInDialog(settings, "org")
     qtbot.addWidget(dialog)
-    assert dialog._supabase_url_edit.text() == "https://x.supabase.co"
-    for edit in (dialog._server_edit, dialog._supabase_url_edit, dialog._supabase_key_edit):
+    assert dialog.supabase_url_edit.text() == "https://x.supabase.co"
+    for edit in (dialog.server_edit, dialog.supabase_url_edit, dialog.supabase_key_edit):
         assert not edit.isEnabled()
         assert edit.toolTip() == "Set by your IT department"
-    assert dialog._org_edit.isEnabled()
-    dialog._token_edit.setText("eyJ.token")
+    assert dialog.org_edit.isEnabled()
+    dialog.token_edit.setText("eyJ.token")
     with qtbot.waitSignal(dialog.sign_in_requested) as blocker:
-        dialog._buttons.accepted.emit()
+        dialog.buttons.accepted.emit()
     assert blocker.args[0].token == "eyJ.token"
     assert blocker.args[0].org == "org-1"
 
@@ -72,19 +72,19 @@ def test_missing_fields_and_problems_are_plain_words(qtbot):
     dialog = SignInDialog(loaded("dashboard"), "dashboard")
     qtbot.addWidget(dialog)
     with qtbot.assertNotEmitted(dialog.sign_in_requested):
-        dialog._buttons.accepted.emit()
+        dialog.buttons.accepted.emit()
     assert dialog.problem_text.startswith("Enter the server address")
     dialog.show_problem("<b>Server unreachable</b>")
-    assert dialog._problem_label.textFormat() == Qt.TextFormat.PlainText
+    assert dialog.problem_label.textFormat() == Qt.TextFormat.PlainText
     dialog.set_keyring_problem("no keyring backend")
-    assert dialog._keyring_label.text() == "Your sign-in will not be remembered: no keyring backend"
+    assert dialog.keyring_label.text() == "Your sign-in will not be remembered: no keyring backend"
     for widget in (
-        dialog._server_edit,
-        dialog._company_edit,
-        dialog._email_edit,
-        dialog._password_edit,
-        dialog._remember_check,
-        dialog._sign_in_button,
+        dialog.server_edit,
+        dialog.company_edit,
+        dialog.email_edit,
+        dialog.password_edit,
+        dialog.remember_check,
+        dialog.sign_in_button,
     ):
         assert widget.accessibleName()
 
@@ -95,7 +95,7 @@ def test_signin_dialog_shows_a_whole_server_url(qtbot):
     qtbot.addWidget(dialog)
     dialog.show()
     qtbot.waitExposed(dialog)
-    edit = dialog._server_edit
+    edit = dialog.server_edit
     assert dialog.width() >= 360  # was 241
     assert edit.width() >= edit.fontMetrics().horizontalAdvance(url) + 8
     ARTIFACTS.mkdir(exist_ok=True)
@@ -113,13 +113,13 @@ def test_signin_dialog_in_demo_mode_does_not_show_the_demo_account(qtbot):
     )
     dialog = SignInDialog(settings, "org", demo=True)
     qtbot.addWidget(dialog)
-    texts = [edit.text() for edit in dialog.findChildren(type(dialog._email_edit))]
+    texts = [edit.text() for edit in dialog.findChildren(type(dialog.email_edit))]
     assert not any("demo" in text for text in texts), texts
-    assert dialog._email_edit.text() == ""
-    assert dialog._server_edit.text() == "http://127.0.0.1:40123"  # where to sign in is no secret
+    assert dialog.email_edit.text() == ""
+    assert dialog.server_edit.text() == "http://127.0.0.1:40123"  # where to sign in is no secret
     normal = SignInDialog(settings, "org")
     qtbot.addWidget(normal)
-    assert normal._email_edit.text() == "agent1@demo.example"
+    assert normal.email_edit.text() == "agent1@demo.example"
 
 
 def test_window_manager_builds_the_demo_sign_in_without_the_account(qtbot, store, sink):
@@ -129,5 +129,5 @@ def test_window_manager_builds_the_demo_sign_in_without_the_account(qtbot, store
     manager = WindowManager(store, sink, settings, "dashboard", demo=True)
     dialog = manager.show_sign_in()
     qtbot.addWidget(dialog)
-    assert dialog._email_edit.text() == ""
-    assert dialog._company_edit.text() == ""
+    assert dialog.email_edit.text() == ""
+    assert dialog.company_edit.text() == ""

@@ -13,11 +13,8 @@ from PySide6.QtWidgets import QApplication
 from tests.gui.fakes import make_env, page, summary
 from tests.gui.test_customer_service import ARTIFACTS
 from tray_agent.core.events import AgentRef
-from tray_agent.core.settings import Settings
-from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.ui.theme import IconStyle, ThemeController, contrast_svg, is_dark, palette_for
 from tray_agent.ui.tray import IconState, icon_svg, render_icon_image
-from tray_agent.ui.windows import WindowManager
 
 pytestmark = pytest.mark.gui
 
@@ -45,14 +42,14 @@ def test_theme_forced_dark_and_light_set_the_palette(theme, qapp):
 
 
 def test_theme_follows_the_os_scheme_live(theme, qapp):
-    # Offscreen Qt has no OS scheme; the controller's slot is what colorSchemeChanged reaches.
+    # Offscreen Qt has no OS scheme: the test emits the style hints' colorSchemeChanged itself.
     theme.set_setting("system")
     before = theme.scheme
     qapp.setPalette(palette_for("dark"))  # what the platform theme does on a switch
-    theme._on_hints_color_scheme_changed(Qt.ColorScheme.Dark)
+    qapp.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)
     assert theme.scheme == "dark"
     qapp.setPalette(palette_for("light"))
-    theme._on_hints_color_scheme_changed(Qt.ColorScheme.Light)
+    qapp.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Light)
     assert theme.scheme == "light"
     assert before in ("light", "dark")
 
@@ -114,10 +111,7 @@ def test_theme_screenshots(theme, scheme, qtbot, tmp_path):
             summary("p/c", "Carol", assigned=True, agent=AgentRef("me-1"), to_me=True),
         )
     )
-    windows = WindowManager(
-        env.store, env.sink, LoadedSettings(settings=Settings()), "dashboard", bridge=env.bridge,
-        state_file=tmp_path / "w.json", clock=env.clock,
-    )  # fmt: skip
+    windows = env.window_manager(tmp_path / "w.json")
     try:
         inbox = windows.show_inbox()
         inbox.resize(900, 340)

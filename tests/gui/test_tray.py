@@ -13,11 +13,11 @@ from pytestqt.qtbot import QtBot
 
 from tests.gui.conftest import (
     NOW,
-    FakeClock,
     FakeCommandSink,
     FakeNotifier,
     FakeSound,
     FakeWindowManager,
+    SettableClock,
     close_awaitable,
     connected,
     escalation,
@@ -50,7 +50,7 @@ class Rig:
         self,
         qtbot: QtBot,
         store: Store,
-        clock: FakeClock,
+        clock: SettableClock,
         sink: FakeCommandSink,
         windows: FakeWindowManager | None,
         settings: AlertSettings,
@@ -87,7 +87,7 @@ class Rig:
 
 
 @pytest.fixture
-def make_rig(qtbot: QtBot, store: Store, clock: FakeClock, sink: FakeCommandSink) -> Iterator[object]:
+def make_rig(qtbot: QtBot, store: Store, clock: SettableClock, sink: FakeCommandSink) -> Iterator[object]:
     rigs: list[Rig] = []
 
     def make(windows: FakeWindowManager | None = None, settings: AlertSettings | None = None) -> Rig:
@@ -142,7 +142,7 @@ def test_tray_icon_state_follows_connection(rig: Rig, state: ConnectionState, ic
     assert rig.tray.icon_state is icon
 
 
-def test_tray_icon_dnd_and_sla(rig: Rig, clock: FakeClock) -> None:
+def test_tray_icon_dnd_and_sla(rig: Rig, clock: SettableClock) -> None:
     shown: list[str] = []
     rig.tray.icon_changed.connect(shown.append)
     rig.dispatch(connected())
@@ -187,7 +187,7 @@ def test_tray_badge_text_and_pixels(qapp: object) -> None:
     assert all(plain.pixel(x, y) == badged.pixel(x, y) for x in range(20, 32) for y in range(22, 32))
 
 
-def test_tray_tooltip(rig: Rig, clock: FakeClock) -> None:
+def test_tray_tooltip(rig: Rig, clock: SettableClock) -> None:
     rig.dispatch(connected(NOW), escalation("p/1", "Ann"), escalation("p/2", "Bob"))
     tooltip = rig.tray.tooltip
     assert "Connected" in tooltip
@@ -250,7 +250,7 @@ def test_tray_open_inbox_settings_quit_and_left_click(
         find_text(rig.menu(), "Quit").trigger()
 
 
-def test_tray_dnd_entries(rig: Rig, clock: FakeClock) -> None:
+def test_tray_dnd_entries(rig: Rig, clock: SettableClock) -> None:
     rig.dispatch(connected())
     dnd = find(rig.menu(), "dnd").menu()
     assert texts(dnd) == ["For 30 minutes", "For 1 hour", "Until tomorrow morning", "Off"]
@@ -374,7 +374,7 @@ def test_tray_storage_problem_is_named_as_such(rig: Rig) -> None:
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def _drive_to(rig: Rig, clock: FakeClock, state: IconState) -> None:
+def _drive_to(rig: Rig, clock: SettableClock, state: IconState) -> None:
     rig.dispatch(connected(), escalation("p/1", "Ann <b>Lee</b>", minutes_ago=2))
     if state is IconState.CONNECTING:
         rig.dispatch(
@@ -404,7 +404,7 @@ def _drive_to(rig: Rig, clock: FakeClock, state: IconState) -> None:
         IconState.SLA,
     ],
 )
-def test_tray_icon_and_menu_screenshot_per_state(rig: Rig, clock: FakeClock, state: IconState) -> None:
+def test_tray_icon_and_menu_screenshot_per_state(rig: Rig, clock: SettableClock, state: IconState) -> None:
     """Saves test-artifacts/tray-state-<state>.png (icon, badge and open menu) for review."""
     from PySide6.QtGui import QColor, QImage, QPainter
 

@@ -30,12 +30,12 @@ def test_resume_from_sleep_is_reported_once(qtbot):
     reasons: list[str] = []
     watcher.wakeup_detected.connect(reasons.append)
     clocks.advance(10)
-    watcher._on_timer_timeout()  # the timer's slot, driven with injected clocks
+    watcher.check_clocks()  # the timer's work, driven with injected clocks
     assert reasons == []
     clocks.advance(10, slept=7_200)
-    watcher._on_timer_timeout()
+    watcher.check_clocks()
     clocks.advance(10)
-    watcher._on_timer_timeout()
+    watcher.check_clocks()
     assert reasons == ["resumed from sleep"]
     watcher.stop()
 
@@ -44,20 +44,20 @@ def test_timer_is_coarse_and_stops():
     clocks = FakeClocks()
     watcher = make_watcher(clocks)
     watcher.start()
-    assert watcher._timer.isActive()
+    assert watcher.watching
     assert CHECK_INTERVAL_MS >= 1_000  # never more than once a second while idle
     watcher.stop()
-    assert not watcher._timer.isActive()
+    assert not watcher.watching
 
 
 def test_network_coming_back_online_is_reported(qtbot):
     watcher = make_watcher(FakeClocks())
-    watcher._reachability = QNetworkInformation.Reachability.Disconnected
+    watcher.note_reachability(QNetworkInformation.Reachability.Disconnected)  # the start: offline
     with qtbot.waitSignal(watcher.wakeup_detected) as blocker:
-        watcher._on_network_reachability_changed(QNetworkInformation.Reachability.Online)
+        watcher.note_reachability(QNetworkInformation.Reachability.Online)
     assert blocker.args == ["network changed"]
     reasons: list[str] = []
     watcher.wakeup_detected.connect(reasons.append)
-    watcher._on_network_reachability_changed(QNetworkInformation.Reachability.Online)  # no change
-    watcher._on_network_reachability_changed(QNetworkInformation.Reachability.Disconnected)
+    watcher.note_reachability(QNetworkInformation.Reachability.Online)  # no change
+    watcher.note_reachability(QNetworkInformation.Reachability.Disconnected)
     assert reasons == []

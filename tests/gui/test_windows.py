@@ -11,7 +11,6 @@ from PySide6.QtWidgets import QMessageBox, QPushButton
 from tests.gui.fakes import make_env, page, summary
 from tray_agent.core.commands import LoadHistory
 from tray_agent.core.settings import Settings
-from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.platform.storage import LocalStore
 from tray_agent.ui.signin_dialog import SignInRequest
 from tray_agent.ui.windows import WindowManager, replies_at_risk, sign_out_question
@@ -28,16 +27,7 @@ def env():
 
 
 def manager(env, tmp_path, dialect="dashboard", draft_store=None) -> WindowManager:
-    return WindowManager(
-        env.store,
-        env.sink,
-        LoadedSettings(settings=Settings()),
-        dialect,
-        env.bridge,
-        state_file=tmp_path / "windows.json",
-        draft_store=draft_store,
-        clock=env.clock,
-    )
+    return env.window_manager(tmp_path / "windows.json", dialect=dialect, draft_store=draft_store)
 
 
 def test_one_chat_window_per_customer(qtbot, env, tmp_path):
@@ -105,15 +95,15 @@ def test_dialog_signals_reach_the_manager(qtbot, env, tmp_path):
     settings_dialog = wm.show_settings()
     qtbot.addWidget(settings_dialog)
     with qtbot.waitSignal(wm.settings_saved) as blocker:
-        settings_dialog._on_buttons_accepted()
+        settings_dialog.save_button.click()
     assert isinstance(blocker.args[0], Settings)
     wm.settings_save_failed("Could not write the settings file.")
-    assert wm.settings_dialog._problem_label.text() == "Could not write the settings file."
+    assert wm.settings_dialog.problem_label.text() == "Could not write the settings file."
 
     inbox = wm.show_inbox()
     qtbot.addWidget(inbox)
     with qtbot.waitSignal(wm.quit_requested):
-        inbox._quit_action.trigger()
+        inbox.quit_action.trigger()
     wm.close_all()
 
 
@@ -157,7 +147,7 @@ def test_sign_out_from_the_inbox_asks_first_and_counts_replies_at_risk(qtbot, en
     wm.open_chat("p/a").reply_edit.setPlainText("one")
     wm.chats["p/a"].send_reply()
     assert replies_at_risk(env.store.state) == 1
-    inbox._sign_out_action.trigger()
+    inbox.sign_out_action.trigger()
     box = wm.sign_out_box
     assert box is not None
     assert box.isVisible()

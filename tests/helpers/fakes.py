@@ -18,9 +18,16 @@ from tray_agent.core.ports import ToastCallback
 
 E = TypeVar("E", bound=Event)
 
+SETTABLE_NOW = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
+"""Where a :class:`SettableClock` starts unless told."""
+
 
 class FakeClock:
-    """A clock whose monotonic time follows the real one plus a settable offset for ``now``."""
+    """A Clock port on real time: ``now`` (fixed or real) and ``monotonic`` (real) plus ``offset``.
+
+    For code that really waits (network clients): time goes on by itself. See
+    :class:`SettableClock` for a clock that stands still until the test moves it.
+    """
 
     def __init__(self, now: datetime | None = None) -> None:
         self._now = now
@@ -32,6 +39,40 @@ class FakeClock:
 
     def monotonic(self) -> float:
         return time.monotonic() + self.offset
+
+
+class SettableClock:
+    """A Clock port that stands still: the test sets ``current`` or calls :meth:`advance`.
+
+    ``monotonic`` follows the wall time (its epoch seconds), so both move together.
+    """
+
+    def __init__(self, now: datetime = SETTABLE_NOW) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    def monotonic(self) -> float:
+        return self.current.timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+class SettableNow:
+    """A bare ``now()`` function (``Callable[[], datetime]``, e.g. the models' ``clock``) that
+    stands still: the test sets ``now`` or calls :meth:`advance`. Not a Clock port (no monotonic).
+    """
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 class FakeSecretStore:

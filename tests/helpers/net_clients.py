@@ -79,10 +79,23 @@ def org_rig(
 
 
 @contextlib.asynccontextmanager
-async def running(rig: Rig) -> AsyncIterator[Rig]:
-    task = rig.client.start()
+async def running_client(client: Client) -> AsyncIterator[Client]:
+    """Start ``client``; stop it and wait for its task however the block ends."""
+    task = client.start()
     try:
-        yield rig
+        yield client
     finally:
-        await rig.client.stop()
+        await client.stop()
         await task
+
+
+@contextlib.asynccontextmanager
+async def running(rig: Rig) -> AsyncIterator[Rig]:
+    """:func:`running_client` for a :class:`Rig`."""
+    async with running_client(rig.client):
+        yield rig
+
+
+def sent_texts(server: DashboardServer) -> list[str]:
+    """Every reply text the scripted dashboard server received, over all its connections."""
+    return [f["message"] for c in server.connections for f in c.frames_of("send_message")]

@@ -4,8 +4,8 @@ It wires the app's objects the way ``tray_agent/app.py`` does: the session layer
 :func:`~tray_agent.session.build_session` (store, dispatcher, local store, and the client built
 by :meth:`~tray_agent.session.AccountSession.sign_in` when the sign-in dialog asks, with shrunk
 :class:`~tray_agent.net.client.Timings` and an in-memory secret store), a
-:class:`~tray_agent.ui.bridge.StoreBridge`, the app's :class:`~tray_agent.app.CommandRelay` as the
-windows' command sink, and a :class:`~tray_agent.ui.windows.WindowManager` whose UI events go
+:class:`~tray_agent.ui.bridge.StoreBridge`, the session as the windows' command sink (as in the
+app), and a :class:`~tray_agent.ui.windows.WindowManager` whose UI events go
 through the session's dispatcher.
 
 The tests run on pytest-asyncio's default loop and pump Qt events themselves (:func:`until`),
@@ -27,14 +27,12 @@ from PySide6.QtWidgets import QApplication, QLineEdit
 
 from tests.helpers.fakes import FakeSecretStore
 from tests.helpers.net_clients import FAST
-from tray_agent.app import CommandRelay
-from tray_agent.core.commands import Command
-from tray_agent.core.events import Dialect, Event
+from tray_agent.core.events import CommandFailed, Dialect, Event
 from tray_agent.core.ports import SystemClock
 from tray_agent.core.protocol import codec_for
 from tray_agent.core.settings import ConnectionSettings, Settings
 from tray_agent.core.settings_layers import LoadedSettings
-from tray_agent.core.state import CommandState, MessageRecord
+from tray_agent.core.state import CommandState, MessageRecord, State
 from tray_agent.demo.base import DemoAgent, DemoCustomer
 from tray_agent.demo.server import DemoServer
 from tray_agent.net.client import Client, Timings
@@ -106,7 +104,7 @@ def confirmed(chat: ChatWindow, text: str) -> bool:
 
 
 class WindowsRig:
-    """One agent's app (session, store, bridge, relay, windows, client) against one demo server."""
+    """One agent's app (session, store, bridge, windows, client) against one demo server."""
 
     def __init__(self, server: DemoServer, dialect: str, tmp_path: Path, timings: Timings) -> None:
         self.server = server
@@ -124,11 +122,12 @@ class WindowsRig:
         )
         self.store = self.session.store
         self.bridge = StoreBridge(self.store)
-        self.not_sent: list[Command] = []
-        self.commands = CommandRelay(self.not_sent.append)
+        self.not_sent: list[str] = []
+        """Ids of the commands the session failed at once because it had no client (not signed in)."""
+        self.session.dispatcher.observe(self._on_dispatched)
         self.windows = WindowManager(
             self.store,
-            self.commands,
+            self.session,  # the UI's CommandSink, as in the app
             self.loaded,
             dialect,
             bridge=self.bridge,
@@ -175,7 +174,10 @@ class WindowsRig:
 
     async def _sign_in(self, request: SignInRequest) -> None:
         await self.session.sign_in(request)  # as TrayApp: the session saves and starts the client
-        self.commands.client = self.client
+
+    def _on_dispatched(self, event: Event, old: State, new: State) -> None:
+        if isinstance(event, CommandFailed) and self.session.client is None:
+            self.not_sent.append(event.command_id)
 
     async def close(self) -> None:
         """Close the windows, stop the client (cleanly, as at quit) and the bridge."""
@@ -192,21 +194,21 @@ class WindowsRig:
         info = self.server.info
         agent = agent or info.agents[0]
         dialog = self.windows.show_sign_in()
-        fields: list[tuple[QLineEdit | None, str]] = [(dialog._server_edit, info.url)]
+        fields: list[tuple[QLineEdit | None, str]] = [(dialog.server_edit, info.url)]
         if self.dialect == "org":
             fields += [
-                (dialog._org_edit, agent.tenant),
-                (dialog._supabase_url_edit, info.extra["supabase_url"]),
-                (dialog._supabase_key_edit, info.extra["supabase_anon_key"]),
+                (dialog.org_edit, agent.tenant),
+                (dialog.supabase_url_edit, info.extra["supabase_url"]),
+                (dialog.supabase_key_edit, info.extra["supabase_anon_key"]),
             ]
         else:
-            fields.append((dialog._company_edit, agent.tenant))
-        fields += [(dialog._email_edit, agent.email), (dialog._password_edit, agent.password)]
+            fields.append((dialog.company_edit, agent.tenant))
+        fields += [(dialog.email_edit, agent.email), (dialog.password_edit, agent.password)]
         for edit, text in fields:
             assert edit is not None
             edit.clear()
             qtbot.keyClicks(edit, text)
-        qtbot.mouseClick(dialog._sign_in_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(dialog.sign_in_button, Qt.MouseButton.LeftButton)
         assert dialog.problem_text == ""
         await until(
             lambda: self.client is not None and self.store.state.initial_load_done,
@@ -225,8 +227,8 @@ class WindowsRig:
         inbox.set_current_tab(WAITING)
         await until(lambda: inbox.proxies[WAITING].row_of(key) >= 0, what="customer in the waiting list")
         assert inbox.select_conversation(key)
-        assert inbox._take_over_button.isEnabled()
-        qtbot.mouseClick(inbox._take_over_button, Qt.MouseButton.LeftButton)
+        assert inbox.take_over_button.isEnabled()
+        qtbot.mouseClick(inbox.take_over_button, Qt.MouseButton.LeftButton)
         await until(lambda: self.is_mine(inbox, key), what="take-over confirmed")
 
     def is_mine(self, inbox: CustomerServiceWindow, key: str) -> bool:

@@ -418,3 +418,47 @@ async def test_dashboard_take_over_of_ai_customer_stops_bot_then_assigns_and_res
         customer = server._find("p1", "ai")
         assert customer is not None
         assert (customer["stop"], customer["agent_id"]) == (False, "")
+
+
+def _list_all_customers(server: DashboardServer) -> None:
+    """``GET /api/dashboard/customers`` (PROTOCOL.md 2.6): every customer, newest activity first."""
+
+    def handler(record):
+        page, limit = int(record.query.get("page", "1")), int(record.query.get("limit", "50"))
+        rows = server.customers[(page - 1) * limit : page * limit]
+        pages = (len(server.customers) + limit - 1) // limit
+        pagination = {
+            "page": page,
+            "limit": limit,
+            "total": len(server.customers),
+            "total_pages": pages,
+            "has_more": page < pages,
+        }
+        return web.json_response(
+            {"customers": rows or None, "pagination": pagination, "company_id": server.company}
+        )
+
+    server.routes[("GET", "/api/dashboard/customers")] = handler
+
+
+@pytest.mark.asyncio
+async def test_dashboard_connect_lists_the_customers_the_ai_handles_once_and_bounded() -> None:
+    server = _server(customers=1)  # one waiting customer (stop=true)
+    server.customers += [dashboard_customer("p1", f"ai{i}", stop=False) for i in range(300)]
+    _list_all_customers(server)
+    async with server, running(dashboard_rig(server)) as rig:
+        await rig.events.wait_state(CONNECTED)
+        extra = await rig.events.wait_for(WaitingListPage, lambda p: any(not c.waiting for c in p.customers))
+        # One REST page (bounded), read after the waiting list: it adds rows, it drops nobody.
+        (listed,) = server.requests_to("GET", "/api/dashboard/customers")
+        assert listed.query["page"] == "1"
+        assert 0 < int(listed.query["limit"]) <= 200
+        assert (extra.offset, extra.has_more, extra.complete_list) == (0, False, False)
+        keys = {c.conversation for c in extra.customers}
+        assert {"p1/c0", "p1/ai0"} <= keys
+        assert not next(c for c in extra.customers if c.conversation == "p1/ai0").waiting
+        # A later resync of the same connection reads only the waiting list again.
+        mark = rig.events.mark()
+        rig.client.request_resync("periodic")
+        await rig.events.wait_for(WaitingListPage, lambda p: not p.has_more, after=mark)
+        assert len(server.requests_to("GET", "/api/dashboard/customers")) == 1

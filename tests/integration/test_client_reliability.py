@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import ipaddress
 import ssl
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from tests.helpers.scripted_server import (
     dashboard_customer,
     org_chat,
 )
+from tests.helpers.tls import self_signed_cert
 from tray_agent.core.commands import SendReply
 from tray_agent.core.events import CommandFailed, ConnectionChanged, ConnectionState
 from tray_agent.core.protocol.dashboard import DashboardCodec
@@ -114,38 +114,6 @@ async def test_handshake_redirected_to_a_captive_portal_is_a_retryable_failure(s
         await server.wait_until(lambda: server.handshakes >= 3)  # it keeps trying
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 class _TlsDashboardServer(DashboardServer):
     """The same scripted dashboard, listening with TLS (the https:// side of a redirect)."""
 
@@ -168,7 +136,7 @@ class _TlsDashboardServer(DashboardServer):
 
 @contextlib.asynccontextmanager
 async def _upgrade_pair(tmp_path: Path) -> AsyncIterator[tuple[DashboardServer, DashboardServer, Path]]:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     async with _server() as plain, _TlsDashboardServer(context, plain) as secure:

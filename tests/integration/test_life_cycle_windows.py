@@ -38,8 +38,8 @@ async def test_escalation_take_over_reply_resolve_and_gone(qtbot, tmp_path: Path
         await until(lambda: confirmed(chat, "Done, your order ships today"), what="reply confirmed")
         assert await delivered(server, key) == ["Done, your order ships today"]
 
-        assert chat._resolve_button.isVisible()
-        qtbot.mouseClick(chat._resolve_button, Qt.MouseButton.LeftButton)
+        assert chat.resolve_button.isVisible()
+        qtbot.mouseClick(chat.resolve_button, Qt.MouseButton.LeftButton)
         resolved = [c for c in rig.store.state.outbound.values() if c.kind is CommandKind.RESOLVE]
         await until(lambda: resolved[0].command_id in rig.store.state.outbound, what="resolve queued")
         await until(
@@ -76,14 +76,14 @@ async def test_dashboard_take_over_of_a_customer_the_bot_is_handling(qtbot, tmp_
         inbox.set_current_tab(ALL)
         await until(lambda: inbox.proxies[ALL].row_of(key) >= 0, what="listed")
         assert inbox.select_conversation(key)
-        assert inbox._take_over_button.isEnabled()
-        qtbot.mouseClick(inbox._take_over_button, Qt.MouseButton.LeftButton)
+        assert inbox.take_over_button.isEnabled()
+        qtbot.mouseClick(inbox.take_over_button, Qt.MouseButton.LeftButton)
         await until(lambda: rig.is_mine(inbox, key), what="taken over")
         assert not inbox.conflict_banner.isVisible()
         chat = rig.windows.open_chat(key)
         rig.type_reply(qtbot, chat, "A human here")
         await until(lambda: confirmed(chat, "A human here"), what="reply confirmed")
-        qtbot.mouseClick(chat._hand_back_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(chat.hand_back_button, Qt.MouseButton.LeftButton)
         await until(lambda: not rig.store.state.conversation(key).assigned_to_me, what="handed back")
         await until(lambda: inbox.proxies[MINE].row_of(key) == -1, what="gone from Mine")
 
@@ -113,7 +113,7 @@ async def test_org_take_over_refused_for_a_colleagues_chat_then_take_anyway(qtbo
         assert not rig.store.state.conversation(key).assigned  # nothing told us
 
         assert inbox.select_conversation(key)
-        qtbot.mouseClick(inbox._take_over_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(inbox.take_over_button, Qt.MouseButton.LeftButton)
         await until(lambda: inbox.conflict_banner.isVisible(), what="conflict banner")
         assert "already" in inbox.conflict_banner.text
         conv = rig.store.state.conversation(key)

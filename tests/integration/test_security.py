@@ -37,11 +37,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tests.gui.conftest import FakeClock as GuiClock
 from tests.gui.conftest import FakeNotifier, FakeSound, close_awaitable
 from tests.gui.fakes import T0, make_env, page, summary
 from tests.gui.test_chat_window import click_link
-from tests.helpers.fakes import EventRecorder, FakeSecretStore
+from tests.helpers.fakes import EventRecorder, FakeSecretStore, SettableClock
+from tests.helpers.tls import self_signed_cert
 from tray_agent.core.commands import SendReply
 from tray_agent.core.effects import Toast, ToastAction, Urgency
 from tray_agent.core.events import (
@@ -223,7 +223,7 @@ def test_customer_markup_is_plain_text_in_inbox_chat_window_and_tray_menu(qtbot,
         assert chat.windowTitle().startswith("Alice <b>Bold</b><img")  # literal, clipped
         # The tray menu lists waiting customers; QMenu never renders markup, & stays literal.
         settings = AlertSettings()
-        clock = GuiClock()
+        clock = SettableClock()
         runner = EffectRunner(
             AlertPolicy(settings), FakeNotifier(), FakeSound(), clock, settings, spawn=close_awaitable
         )
@@ -580,44 +580,10 @@ async def test_diagnostics_report_never_contains_the_password_or_token(
 # ------------------------------------------------------------------ TLS
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    import ipaddress
-
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 @contextlib.asynccontextmanager
 async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[str, list[str]]]:
     """A self-signed HTTPS server on 127.0.0.1 port 0 that records every request it gets."""
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     seen: list[str] = []

@@ -61,7 +61,7 @@ async def test_sign_in_take_over_reply_and_release(qtbot, tmp_path: Path, dialec
         assert await delivered(server, key) == ["Hi, I am here", "Let me check that for you"]
         assert sum(1 for r in chat.model.records if r.text == "Great, my order is late") == 1
 
-        qtbot.mouseClick(chat._release_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(chat.release_button, Qt.MouseButton.LeftButton)
         await until(lambda: not rig.store.state.conversation(key).assigned, what="released")
         await until(lambda: inbox.proxies[MINE].row_of(key) == -1, what="gone from Mine")
         assert not rig.store.state.conversation(key).assigned_to_me
@@ -134,7 +134,7 @@ async def test_take_over_conflict_shows_the_banner_and_rolls_back(qtbot, tmp_pat
 
         inbox.set_current_tab(WAITING)
         assert inbox.select_conversation(key)
-        qtbot.mouseClick(inbox._take_over_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(inbox.take_over_button, Qt.MouseButton.LeftButton)
         await until(lambda: inbox.conflict_banner.isVisible(), what="conflict banner")
 
         # The refusal names nobody: "Customer is already assigned to " (the dashboard never
@@ -146,8 +146,8 @@ async def test_take_over_conflict_shows_the_banner_and_rolls_back(qtbot, tmp_pat
         assert not conv.assigned_to_me
         assert conv.pending_takeover is None
         await until(lambda: inbox.proxies[MINE].row_of(key) == -1, what="rolled back")
-        assert not inbox._take_over_button.isEnabled()
-        assert not inbox._release_button.isEnabled()
+        assert not inbox.take_over_button.isEnabled()
+        assert not inbox.release_button.isEnabled()
         takes = [c for c in rig.store.state.outbound.values() if c.kind is CommandKind.TAKE_OVER]
         assert [c.state for c in takes] == [CommandState.FAILED]
 
@@ -183,7 +183,7 @@ async def test_replies_typed_while_the_server_is_down_are_delivered_once(
                 assert chat.delegate.status_text(bubble, False) == (
                     "Queued: will be sent when you are back online"
                 )
-            assert chat._offline_label.isVisible()
+            assert chat.offline_label.isVisible()
 
             server = DemoServer(dialect, db_path=db, port=port)  # the same backend, back again
             await server.start()
@@ -192,7 +192,7 @@ async def test_replies_typed_while_the_server_is_down_are_delivered_once(
             await until(
                 lambda: rig.store.state.connection.state is ConnectionState.CONNECTED, what="live again"
             )
-            assert not chat._offline_label.isVisible()
+            assert not chat.offline_label.isVisible()
             assert await delivered(server, key) == texts
     finally:
         await server.stop()
@@ -212,7 +212,7 @@ async def test_limited_mode_in_the_windows(qtbot, tmp_path: Path, dialect: str) 
         windows_rig(server, dialect, tmp_path, LIMITED_TIMINGS) as rig,
     ):
         inbox = await rig.sign_in(qtbot)
-        status = inbox._connection_label
+        status = inbox.connection_label
         await until(lambda: status.text().startswith("Limited connection"), what="limited status")
         assert rig.store.state.connection.state is ConnectionState.LIMITED
 
@@ -222,7 +222,7 @@ async def test_limited_mode_in_the_windows(qtbot, tmp_path: Path, dialect: str) 
             await rig.take_over(qtbot, inbox, key)
         else:
             assert inbox.select_conversation(key)
-            qtbot.mouseClick(inbox._take_over_button, Qt.MouseButton.LeftButton)
+            qtbot.mouseClick(inbox.take_over_button, Qt.MouseButton.LeftButton)
             await until(
                 lambda: any(
                     c.kind is CommandKind.TAKE_OVER and c.state is CommandState.FAILED

@@ -14,7 +14,10 @@ Rules (each is covered by ``tests/unit/core/test_policy.py``):
   or nobody handles them (:class:`~tray_agent.core.effects.Handler` ``ME``, ``NOBODY``,
   ``UNKNOWN``). A colleague's customers never toast. Messages in conversations the AI handles
   are quiet unless ``ai_messages`` is on; then they become ONE low-urgency toast (key
-  ``ai_summary``, no sound, a click opens the inbox) at most once a minute.
+  ``ai_summary``, no sound, a click opens the inbox) at most once a minute, and never sooner
+  than :data:`AI_SUMMARY_SETTLE` after the first message it holds: a customer who asks for a
+  human writes first (their message is still the AI's), and the escalation that follows at once
+  takes them out of the summary (one escalation = one toast).
 * **Coalescing.** A burst of messages from one customer updates ONE toast (key
   ``message:<conversation>``; body "3 new messages: <last text>"). A conversation's toast is
   shown at most once per ``coalesce_window`` seconds: the first message of a burst shows at once
@@ -163,6 +166,9 @@ AI_SUMMARY_KEY = str(ToastKey(ToastKind.AI_SUMMARY))
 
 AI_SUMMARY_INTERVAL = timedelta(minutes=1)
 """The AI-messages summary shows at most once per this interval."""
+
+AI_SUMMARY_SETTLE = timedelta(seconds=2)
+"""The AI-messages summary waits this long after the first message it holds (see the rules)."""
 
 _BODY_LIMIT = 200  # characters of customer text in a toast body
 _NAME_LIMIT = 60  # characters of a customer name in a title
@@ -386,9 +392,12 @@ class AlertPolicy:
         self._summary_members: set[str] = set()
         self._taken: set[str] = set()  # conversations last known assigned to someone
         # Messages in AI-handled conversations, summarised at most once a minute:
-        # conversation -> customer name (insertion order = first message first), and a count.
+        # conversation -> customer name (insertion order = first message first), and a count
+        # per conversation; then who the summary on screen names (withdrawn once none is left).
         self._ai: dict[str, str] = {}
-        self._ai_count = 0
+        self._ai_counts: dict[str, int] = {}
+        self._ai_members: set[str] = set()
+        self._ai_since: datetime | None = None  # when the first message now held came
         self._ai_shown_at: datetime | None = None
         self._last_toast_at: datetime | None = None
         self._last_now: datetime | None = None
@@ -460,6 +469,7 @@ class AlertPolicy:
         effects: list[Effect] = [Withdraw(key) for key in sorted(self._shown)]
         self._shown.clear()
         self._summary_members.clear()
+        self._ai_members.clear()
         self._bursts.clear()
         self._reminders.clear()
         self._drop_ai()
@@ -739,9 +749,13 @@ class AlertPolicy:
         settings = self._settings
         if not (settings.notify_messages and settings.ai_messages) or self.dnd_active(now):
             return
+        if escalation_key(alert.conversation) in self._shown:
+            return  # the critical toast already speaks for this customer
+        if not self._ai:
+            self._ai_since = now
         name = self._ai.pop(alert.conversation, "")  # re-inserted: names stay newest last
         self._ai[alert.conversation] = alert.customer_name or name
-        self._ai_count += 1
+        self._ai_counts[alert.conversation] = self._ai_counts.get(alert.conversation, 0) + 1
 
     def _queue_message(self, alert: Alert, now: datetime) -> None:
         if not self._settings.notify_messages or self.dnd_active(now):
@@ -944,10 +958,11 @@ class AlertPolicy:
         return effects
 
     def _ai_ready_at(self) -> datetime:
-        """When the AI-messages summary may show (at most once per AI_SUMMARY_INTERVAL)."""
+        """When the AI-messages summary may show (settled, at most once per AI_SUMMARY_INTERVAL)."""
+        settled = (self._ai_since or self._last_now or datetime.min.replace(tzinfo=UTC)) + AI_SUMMARY_SETTLE
         if self._ai_shown_at is None:
-            return self._last_now or datetime.min.replace(tzinfo=UTC)
-        return self._ai_shown_at + AI_SUMMARY_INTERVAL
+            return settled
+        return max(settled, self._ai_shown_at + AI_SUMMARY_INTERVAL)
 
     def _flush_ai(self, now: datetime, quiet: bool) -> list[Effect]:
         """The summary of messages in AI-handled conversations, if one is due (no sound)."""
@@ -958,11 +973,12 @@ class AlertPolicy:
         names = [n for n in dict.fromkeys(_clean(name, _NAME_LIMIT) for name in self._ai.values()) if n]
         toast = Toast(
             key=AI_SUMMARY_KEY,
-            title=AlertTexts.ai_summary_title(self._ai_count),
+            title=AlertTexts.ai_summary_title(sum(self._ai_counts.values())),
             body=AlertTexts.summary_body(names, len(self._ai)),
             urgency=Urgency.LOW,
             conversation="",
         )
+        self._ai_members = set(self._ai)
         self._drop_ai()
         self._ai_shown_at = now
         self._last_toast_at = now
@@ -971,7 +987,7 @@ class AlertPolicy:
 
     def _drop_ai(self) -> None:
         self._ai.clear()
-        self._ai_count = 0
+        self._ai_counts.clear()
 
     def _single(
         self, bursts: dict[str, _Burst], reminders: dict[str, _PendingReminder], now: datetime
@@ -1085,6 +1101,15 @@ class AlertPolicy:
             if not self._summary_members and SUMMARY_KEY in self._shown:
                 self._shown.discard(SUMMARY_KEY)
                 effects.append(Withdraw(SUMMARY_KEY))
+        # The AI-messages summary too: held back, the customer leaves it; shown naming only
+        # them, it goes (an escalation's critical toast, a take over, focus speak for them now).
+        self._ai.pop(conversation, None)
+        self._ai_counts.pop(conversation, None)
+        if conversation in self._ai_members:
+            self._ai_members.discard(conversation)
+            if not self._ai_members and AI_SUMMARY_KEY in self._shown:
+                self._shown.discard(AI_SUMMARY_KEY)
+                effects.append(Withdraw(AI_SUMMARY_KEY))
         return effects
 
     # ------------------------------------------------------------------ internals: time

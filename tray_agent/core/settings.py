@@ -161,14 +161,6 @@ class UiSettings(_Section):
     team_quick_replies: list[QuickReplySetting] = Field(default_factory=list)
 
 
-class StorageSettings(_Section):
-    """The local store (outbox, drafts, recent history): its bounds."""
-
-    history_days: int = Field(default=30, ge=1, le=3650)  # conversations untouched longer are pruned
-    max_size_mb: int = Field(default=64, ge=4, le=4096)  # total size; oldest history pruned first
-    keep_history: bool = True  # False: keep only the outbox, drafts and unread state on disk
-
-
 def secret_key(dialect: str, server: str, tenant: str, account: str, kind: str) -> str:
     """The keyring key of one secret: ``"<dialect>:<server>:<tenant>:<account>:<kind>"``.
 
@@ -195,4 +187,3 @@ class Settings(_Section):
     connection: ConnectionSettings = Field(default_factory=ConnectionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
-    storage: StorageSettings = Field(default_factory=StorageSettings)

@@ -57,7 +57,7 @@ SECTIONS: tuple[str, ...] = tuple(
     for name, field in Settings.model_fields.items()
     if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
 )
-"""The settings sections (``connection``, ``alerts``, ``ui``, ``storage``), read off the model."""
+"""The settings sections (``connection``, ``alerts``, ``ui``), read off the model."""
 
 SECRET_KEYS: frozenset[str] = frozenset({"connection.token"})
 """Keys taken only from the environment and the command line: never from or to a file."""

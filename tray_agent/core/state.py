@@ -391,6 +391,8 @@ class Conversation:
         takeover_undo: assignment before the optimistic take-over, as (assigned, agent, to_me).
         released_at: when I let the customer go (release, resolve, hand back): a waiting flag
             from before then is the old episode and does not make them wait again.
+        history_complete: the last history page said nothing older exists (the chat window
+            offers no "Load older messages" then).
     """
 
     key: str
@@ -413,6 +415,7 @@ class Conversation:
     pending_takeover: str | None = None
     takeover_undo: tuple[bool, AgentRef | None, bool] | None = None
     released_at: datetime | None = None
+    history_complete: bool = False
 
     @property
     def urgent(self) -> bool:
@@ -1128,7 +1131,8 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
                 error="",
             )
             if folded is not own:
-                conv = _replace(conv, messages=history.replaced(idx, folded))
+                # The server's time of my reply: it is the newest message unless another came after.
+                conv = _replace(conv, messages=history.replaced(idx, folded), **_with_last(conv, folded))
                 assert own.command_id is not None
                 _confirm_outbound(tx, own.command_id, record.message_id)
             tx.put(conv)
@@ -1246,6 +1250,7 @@ def _on_history(state: State, event: HistoryPage, limit: int) -> Result:
         conv = _replace(conv, **changes)
     if name and not conv.customer_name:
         conv = _replace(conv, customer_name=name)
+    conv = _update(conv, history_complete=not event.has_more)
     tx.put(conv)
     return tx.commit()
 
@@ -1360,18 +1365,26 @@ def _on_assignment(state: State, event: AssignmentChanged, limit: int) -> Result
     conv = _apply_summary_description(old if old is not None else Conversation(key=key), event.customer)
     if assigned:
         known = conv.agent if conv.assigned else None
-        agent = _merge_agent(
-            known, event.agent or (event.customer.agent if event.customer is not None else None)
-        )
+        named = event.agent or (event.customer.agent if event.customer is not None else None)
+        agent = _merge_agent(known, named)
         me = state.connection.user_id
+        # No agent id and no is_me (dashboard customer_assignment_updated): it says nothing about
+        # who, so what the store knows stands (a known "mine", a pending take-over).
+        unsaid = (
+            event.is_me is None
+            and (event.customer is None or event.customer.assigned_to_me is None)
+            and (named is None or not named.agent_id)
+        )
         if event.is_me is not None:
             to_me = event.is_me
         elif event.customer is not None and event.customer.assigned_to_me is not None:
             to_me = event.customer.assigned_to_me
-        elif _same_agent(known, agent):
-            to_me = conv.assigned_to_me  # the same assignee again: nothing new about "me"
+        elif unsaid or _same_agent(known, agent):
+            to_me = conv.assigned_to_me  # the same assignee again, or unsaid: nothing new about "me"
         else:
             to_me = agent is not None and _is_me(me, agent.agent_id)
+        if unsaid and agent is None:
+            agent = conv.agent
         if agent is None and to_me and me:
             agent = AgentRef(agent_id=me)
         # Taken: their "waiting for someone" urgency ends and they leave the waiting set at once
@@ -1382,8 +1395,8 @@ def _on_assignment(state: State, event: AssignmentChanged, limit: int) -> Result
             agent=agent,
             assigned_to_me=to_me,
             escalation_alerted=False,
-            pending_takeover=None,
-            takeover_undo=None,
+            pending_takeover=conv.pending_takeover if unsaid else None,
+            takeover_undo=conv.takeover_undo if unsaid else None,
         )
         if old is None and event.customer is None:
             tx.request_resync("assignment of an unknown customer")
@@ -1453,8 +1466,14 @@ def _apply_summary(
     conv = _describe(conv, summary.customer_name, summary.channel)
     changes: dict[str, Any] = {}
     at = _utc(summary.last_message_at)
+    # Strictly newer only: at the same time, mine stands (a dashboard row's text is the customer's
+    # last message, stamped with their last_seen, even after my reply).
     if summary.last_message and (
-        conv.last_message_at is None or (at is not None and at >= conv.last_message_at)
+        conv.last_message_at is None
+        or (
+            at is not None
+            and (at > conv.last_message_at or (at == conv.last_message_at and not conv.last_message))
+        )
     ):
         changes["last_message"] = summary.last_message
     if at is not None:
@@ -1646,7 +1665,13 @@ def _on_command_queued(state: State, event: CommandQueued, limit: int) -> Result
                 reply_state=CommandState.QUEUED,
                 unsaved=not event.durable,
             )
-            conv = _replace(conv, messages=conv.messages.appended(record, limit), **_with_last(conv, record))
+            # What I just wrote is the newest message, whatever the (lagging) clock estimate says.
+            conv = _replace(
+                conv,
+                messages=conv.messages.appended(record, limit),
+                last_message=_preview(record),
+                last_message_at=_later(conv.last_message_at, record.at),
+            )
     elif event.kind is CommandKind.TAKE_OVER and not conv.assigned_to_me:
         # Optimistic: the button flips at once; a failure rolls it back.
         undo = conv.takeover_undo or (conv.assigned, conv.agent, conv.assigned_to_me)

@@ -54,7 +54,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from urllib.parse import urlsplit, urlunsplit
 
@@ -138,6 +138,9 @@ logger = logging.getLogger(__name__)
 RESYNC_PAGE = 200
 READ_SLICE = 0.008  # seconds of frame handling before the read loop yields to the GUI
 _MAX_RESYNC_PAGES = 500
+EVERYONE_PAGE = 100
+"""Rows of the one REST page of all customers read after a connection's first resync (see
+:meth:`Client._list_everyone`): the most recently active, bounded to one request."""
 # WORKAROUND(qasync coarse timers): asyncio timers may fire a little early (python/cpython#127859),
 # and qasync runs them on Qt coarse timers (about 5 % slack). Waits for a deadline are this much
 # longer, so one wake-up meets it; deadlines (pings, heartbeats, command timeouts) are therefore
@@ -585,6 +588,7 @@ class Client:
         self._unconfirmed: dict[str, Command] = {}
         self._on_disk: set[str] = set()  # ids that may have a row in the outbox store
         self._unremoved: set[str] = set()  # finished commands whose row could not be deleted yet
+        self._held: set[str] = set()  # commands shown as not saved because the store cannot mark them sent
         self._store_retry_at = 0.0
         self._restored = False
         self._closing = False  # settling at shutdown: queued commands stay in the store
@@ -856,6 +860,7 @@ class Client:
         return False  # this state of it is not on disk (a restored row may be, in an older state)
 
     def _forget(self, command_id: str) -> None:
+        self._held.discard(command_id)
         self._unconfirmed.pop(command_id, None)
         self._durable.pop(command_id, None)
         self._remove_row(command_id)
@@ -897,11 +902,16 @@ class Client:
         """The store cannot record that ``pending`` goes out: keep it queued, unsent, for a while.
 
         ``rest`` (the commands taken out after it) go back behind it, in order, so nothing of its
-        conversation overtakes it; the others go out at the next flush.
+        conversation overtakes it; the others go out at the next flush. The first hold says so
+        once (CommandQueued with ``durable`` False: the chat shows it is waiting, not saved).
         """
         pending.hold_until = self._clock.monotonic() + self._t.store_retry
         self._tracker.put_back([pending, *rest])
         self._wake.set()
+        command = pending.command
+        if not pending.internal and command.command_id not in self._held:
+            self._held.add(command.command_id)
+            self._emit(_queued(command, durable=False))
         logger.warning(
             "%s %s not sent: the local store cannot record it (disk full?); trying again in %g s",
             type(pending.command).__name__,
@@ -1612,6 +1622,39 @@ class Client:
         if self._resync_initial:
             self._apply(self._m.resynced())
             self._wake.set()
+            self._spawn_side(self._list_everyone())
+
+    async def _list_everyone(self) -> None:
+        """After a connection's first resync: one REST page of every customer, AI-handled too.
+
+        The dashboard's socket resync (``get_stopped_customers``) lists only the customers waiting
+        for a human, so those the bot handles were missing from the inbox until they wrote again.
+        Where the socket resync is not already the REST list (org) and the dialect has a REST
+        list (dashboard ``GET /customers``, newest activity first; PROTOCOL.md 2.6), its first
+        page is read once per connection and emitted as a page that adds rows and drops nobody.
+        Failures are logged only: the waiting list already came.
+        """
+        command = RefreshWaitingList(offset=0, limit=EVERYONE_PAGE)
+        try:
+            if not isinstance(self._codec.encode(command), WsFrame):
+                return  # the resync itself read the REST list
+            call = rest_call(self._codec, command)
+        except EncodeError:
+            return
+        try:
+            status, body = await self._http_call(call)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.info("reading the customer list failed: %s", exc)
+            return
+        for event in self._codec.parse_response(command, status, body):
+            if isinstance(event, WaitingListPage):
+                self._emit(
+                    replace(event, offset=0, has_more=False, complete_list=False, complete_assignments=False)
+                )
+            elif isinstance(event, CommandFailed):
+                logger.info("reading the customer list failed: %s", event.text or event.reason.value)
 
     def _schedule_resync(self) -> None:
         interval = self._t.resync_interval

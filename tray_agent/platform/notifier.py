@@ -11,6 +11,8 @@ Rules it keeps:
 - A bounded map remembers the last :data:`MAX_TRACKED` keys; each notification's callbacks carry
   their own key, so clicking an OLD toast opens exactly that customer. A key pushed out of the
   map has its toast withdrawn, so no toast stays on screen that we could no longer replace.
+- A toast whose button or body was pressed is closed at once: the agent has answered it, and
+  some servers (dunst's context menu) leave it on screen with a button that can no longer work.
 - Customer text never becomes markup. The freedesktop spec makes the summary plain text (dunst
   escapes it itself, so escaping it here would show ``&amp;``) and the body markup when the
   server has the ``body-markup`` capability: then ``&``, ``<`` and ``>`` are escaped.
@@ -153,6 +155,7 @@ class ToastNotifier:
         self._available = False
         self._failure_logged = False
         self._lock = asyncio.Lock()  # show/withdraw of one key must not interleave
+        self._closing: set[asyncio.Task[None]] = set()  # answered toasts being closed
 
     @property
     def available(self) -> bool:
@@ -219,6 +222,8 @@ class ToastNotifier:
 
     async def aclose(self) -> None:
         """Release the backend's connection (toasts stay on screen). Never raises."""
+        if self._closing:  # answered toasts still being closed go first
+            await asyncio.gather(*self._closing, return_exceptions=True)
         try:
             await self._backend.close()
         except Exception:
@@ -238,6 +243,13 @@ class ToastNotifier:
 
     def _on_activated(self, key: str, identifier: str, button: str | None) -> None:
         self._forget(key, identifier)
+        try:
+            task = asyncio.get_running_loop().create_task(self._clear(identifier))
+        except RuntimeError:  # no loop (never in the app): the server's own closing must do
+            logger.debug("Cannot close the answered notification %s: no event loop", identifier)
+        else:
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         action: ToastAction | None = None
         if button is not None:
             try:
@@ -278,6 +290,9 @@ class DesktopNotifierBackend:
         self._bus_address = bus_address
         self._notifier: Any = None
         self._body_markup = False
+        # identifier -> the server's notification id, to close a toast after its button was
+        # pressed: desktop-notifier forgets the id then (its clear() raises KeyError).
+        self._server_ids: OrderedDict[str, int] = OrderedDict()
 
     @property
     def body_markup(self) -> bool:
@@ -380,11 +395,28 @@ class DesktopNotifierBackend:
         # desktop-notifier logs and swallows failures; a sent notification is in its list.
         if identifier not in await self._notifier.get_current_notifications():
             raise RuntimeError("desktop-notifier could not deliver the notification")
+        ids = getattr(
+            getattr(self._notifier, "_backend", None), "_platform_to_interface_notification_identifier", None
+        )
+        server_id = getattr(ids, "inverse", {}).get(identifier)
+        if isinstance(server_id, int):
+            self._server_ids[identifier] = server_id
+            while len(self._server_ids) > 2 * MAX_TRACKED:
+                self._server_ids.popitem(last=False)
 
     async def clear(self, identifier: str) -> None:
-        """Close one notification through desktop-notifier."""
-        if self._notifier is not None:
+        """Close one notification through desktop-notifier (or by its id once it was answered)."""
+        if self._notifier is None:
+            return
+        server_id = self._server_ids.pop(identifier, None)
+        try:
             await self._notifier.clear(identifier)
+        except KeyError:
+            # Answered (button or body pressed): desktop-notifier no longer knows it.
+            interface = getattr(getattr(self._notifier, "_backend", None), "interface", None)
+            if server_id is None or interface is None:
+                raise
+            await interface.call_close_notification(server_id)
 
     async def close(self) -> None:
         """Disconnect desktop-notifier's D-Bus connection, if it made one."""

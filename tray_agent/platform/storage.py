@@ -1,14 +1,14 @@
-"""The local store: one private SQLite file per account (outbox, drafts, recent history, unread).
+"""The local store: one private SQLite file per account (outbox and drafts).
 
 :class:`LocalStore` implements :class:`~tray_agent.core.ports.OutboxStore` for the network client
-and offers drafts, the recent history of conversations the agent opened, last-seen ids and unread
-counts to the UI. Decisions:
+and keeps the reply drafts of the chat windows. Decisions:
 
 * **Durability.** WAL journal, ``synchronous=FULL``: a commit is on disk when the call returns,
   so a reply written before CommandQueued survives a crash, a kill or a power cut. One
-  transaction per outbox change; history is written in one transaction per batch.
+  transaction per outbox change.
 * **Schema.** Versioned with ``PRAGMA user_version`` and applied in order by :data:`_MIGRATIONS`;
-  a file from a newer version is set aside, never altered.
+  a file from a newer version is set aside, never altered. (Schema 1 also creates the tables
+  ``conversations`` and ``messages`` for a local history that no version has ever written.)
 * **Never a crash loop.** A file that is not a database, is damaged (``quick_check``) or cannot
   be read is renamed to ``<name>.corrupt-<UTC timestamp>`` (its -wal/-shm with it), a fresh file
   is started, and :attr:`LocalStore.problem` says so in plain words. If even a fresh file cannot
@@ -18,33 +18,27 @@ counts to the UI. Decisions:
   :class:`~tray_agent.core.ports.OutboxWriteError`, so that the client never puts on the wire a
   command whose row would send it again at the next start.
 * **Privacy.** The directory is 0700 and the files 0600 on POSIX. Only what the features need is
-  kept: the outbox, drafts, the last ``history_limit`` messages of conversations the agent
-  opened (for ``history_days``), last-seen ids and unread counts. :meth:`LocalStore.sign_out`
-  deletes the files, set-aside copies included.
-* **Bounds.** Per conversation ``history_limit`` messages; conversations untouched for
-  ``history_days`` are dropped; above ``max_bytes`` the oldest history goes first (the outbox
-  and drafts are never pruned).
+  kept: the outbox and drafts. :meth:`LocalStore.sign_out` deletes the files, set-aside copies
+  included.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tray_agent.core.events import CommandKind, MessageReceived, SenderKind
+from tray_agent.core.events import CommandKind
 from tray_agent.core.ports import OutboxWriteError, StoredCommand, StoredState
 
 if TYPE_CHECKING:
-    from tray_agent.core.settings import ConnectionSettings, Settings
+    from tray_agent.core.settings import ConnectionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +47,6 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 SUFFIXES = ("", "-wal", "-shm", "-journal")
 """The SQLite file and its companions (all hold customer data)."""
-
-DEFAULT_HISTORY_LIMIT = 500
-DEFAULT_HISTORY_DAYS = 30
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 0 -> 1
@@ -97,18 +87,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def open_account_store(data_dir: Path, connection: ConnectionSettings, settings: Settings) -> LocalStore:
-    """The account's durable store under ``data_dir``, bounded by the settings (never raises).
+def open_account_store(data_dir: Path, connection: ConnectionSettings) -> LocalStore:
+    """The account's durable store under ``data_dir`` (never raises).
 
     The one way the app and ``tray-agent listen`` open it; a problem is in ``.problem``.
     """
-    return LocalStore(
-        store_path(data_dir, connection.secret_key("store")),
-        history_limit=settings.ui.history_limit,
-        history_days=settings.storage.history_days,
-        max_bytes=settings.storage.max_size_mb * 2**20,
-        keep_history=settings.storage.keep_history,
-    )
+    return LocalStore(store_path(data_dir, connection.secret_key("store")))
 
 
 def store_path(data_dir: Path, account: str) -> Path:
@@ -125,40 +109,6 @@ def store_path(data_dir: Path, account: str) -> Path:
     """
     digest = hashlib.sha256(account.encode("utf-8")).hexdigest()[:16]
     return data_dir / f"store-{digest}.sqlite3"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """One message of the local history (oldest first when listed).
-
-    Attributes:
-        conversation: the conversation key.
-        key: the dedupe key (server id, or time+sender+text where the dialect has no id).
-        sender: who wrote it.
-        sender_name: display name, if known.
-        text: the text.
-        sent_at: server time, if known.
-    """
-
-    conversation: str
-    key: str
-    sender: SenderKind
-    sender_name: str
-    text: str
-    sent_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class RecentConversation:
-    """A conversation the agent opened, for the recent list and unread badges."""
-
-    conversation: str
-    customer_name: str
-    channel: str
-    opened_at: datetime | None
-    last_seen_id: str
-    last_seen_at: datetime | None
-    unread: int
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -178,10 +128,6 @@ class LocalStore:
 
     Args:
         path: the database file (see :func:`store_path`); its directory is created 0700.
-        history_limit: messages kept per conversation (``ui.history_limit``).
-        history_days: conversations untouched longer are pruned (``storage.history_days``).
-        max_bytes: total size above which the oldest history is pruned (``storage.max_size_mb``).
-        keep_history: False keeps no message history at all (``storage.keep_history``).
         now: wall-clock source (tests).
         connection_factory: the :class:`sqlite3.Connection` class to open the file with (tests use
             it to reach the connection and make it refuse writes, as a read-only or full disk does).
@@ -191,18 +137,10 @@ class LocalStore:
         self,
         path: Path,
         *,
-        history_limit: int = DEFAULT_HISTORY_LIMIT,
-        history_days: int = DEFAULT_HISTORY_DAYS,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        keep_history: bool = True,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         connection_factory: type[sqlite3.Connection] = sqlite3.Connection,
     ) -> None:
         self.path = Path(path)
-        self.history_limit = max(1, history_limit)
-        self.history_days = max(1, history_days)
-        self.max_bytes = max(1024 * 1024, max_bytes)
-        self.keep_history = keep_history
         self._now = now
         self._factory = connection_factory
         self._db: sqlite3.Connection | None = None
@@ -230,7 +168,6 @@ class LocalStore:
             return
         try:
             self._db = self._connect()
-            self._prune()
             return
         except (_UnusableError, sqlite3.DatabaseError) as exc:
             why = str(exc) or type(exc).__name__
@@ -508,214 +445,6 @@ class LocalStore:
                 (conversation, text, now),
             ),
         )
-
-    # -- recent conversations, last seen, unread -------------------------------------------------
-
-    def _touch(self, db: sqlite3.Connection, conversation: str, now: float) -> None:
-        db.execute(
-            "INSERT INTO conversations (conversation, touched_at) VALUES (?, ?)"
-            " ON CONFLICT (conversation) DO UPDATE SET touched_at = excluded.touched_at",
-            (conversation, now),
-        )
-
-    def record_opened(self, conversation: str, customer_name: str = "", channel: str = "") -> None:
-        """The agent opened ``conversation``: remember it (and its history from now on)."""
-        now = self._now().timestamp()
-
-        def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO conversations (conversation, customer_name, channel, opened_at, touched_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (conversation) DO UPDATE SET"
-                " customer_name = CASE WHEN excluded.customer_name != '' THEN excluded.customer_name"
-                " ELSE customer_name END,"
-                " channel = CASE WHEN excluded.channel != '' THEN excluded.channel ELSE channel END,"
-                " opened_at = excluded.opened_at, touched_at = excluded.touched_at",
-                (conversation, customer_name, channel, now, now),
-            )
-
-        self._run("remembering a conversation", write)
-
-    def recent_conversations(self, limit: int = 50) -> list[RecentConversation]:
-        """Conversations the agent opened, most recently touched first."""
-        rows = self._query(
-            "SELECT conversation, customer_name, channel, opened_at, last_seen_id, last_seen_at, unread"
-            " FROM conversations WHERE opened_at IS NOT NULL ORDER BY touched_at DESC LIMIT ?",
-            (max(1, limit),),
-        )
-        return [
-            RecentConversation(str(c), str(n), str(ch), _dt(o), str(i), _dt(s), int(u))
-            for c, n, ch, o, i, s, u in rows
-        ]
-
-    def set_last_seen(self, conversation: str, message_id: str, at: datetime | None = None) -> None:
-        """The agent has seen ``conversation`` up to ``message_id``; its unread count drops to 0."""
-        now = self._now().timestamp()
-
-        def write(db: sqlite3.Connection) -> None:
-            self._touch(db, conversation, now)
-            db.execute(
-                "UPDATE conversations SET last_seen_id = ?, last_seen_at = ?, unread = 0"
-                " WHERE conversation = ?",
-                (message_id, _ts(at) or now, conversation),
-            )
-
-        self._run("saving the last-seen id", write)
-
-    def last_seen(self, conversation: str) -> tuple[str, datetime | None]:
-        """(last-seen id, when) of ``conversation``; ("", None) if never seen."""
-        rows = self._query(
-            "SELECT last_seen_id, last_seen_at FROM conversations WHERE conversation = ?", (conversation,)
-        )
-        if not rows:
-            return "", None
-        return str(rows[0][0]), _dt(rows[0][1])
-
-    def set_unread(self, conversation: str, count: int) -> None:
-        """Store the unread count of ``conversation`` (the servers keep none, PROTOCOL.md 1.6)."""
-        now = self._now().timestamp()
-
-        def write(db: sqlite3.Connection) -> None:
-            self._touch(db, conversation, now)
-            db.execute(
-                "UPDATE conversations SET unread = ? WHERE conversation = ?", (max(0, count), conversation)
-            )
-
-        self._run("saving the unread count", write)
-
-    def unread(self) -> dict[str, int]:
-        """Unread counts of every conversation that has some."""
-        return {
-            str(c): int(u)
-            for c, u in self._query("SELECT conversation, unread FROM conversations WHERE unread > 0")
-        }
-
-    # -- history ---------------------------------------------------------------------------------
-
-    def add_messages(self, conversation: str, messages: Iterable[MessageReceived]) -> int:
-        """Keep ``messages`` (oldest first) of ``conversation``; duplicates are skipped.
-
-        Only the newest ``history_limit`` per conversation are kept. Nothing is written when
-        ``keep_history`` is off.
-
-        Returns:
-            How many were new.
-        """
-        if not self.keep_history:
-            return 0
-        rows = [
-            (
-                conversation,
-                m.dedupe_key,
-                m.sender.value,
-                m.sender_name or m.customer_name,
-                m.text,
-                _ts(m.sent_at),
-            )
-            for m in messages
-        ]
-        if not rows:
-            return 0
-        now = self._now().timestamp()
-        added = 0
-
-        def write(db: sqlite3.Connection) -> None:
-            nonlocal added
-            self._touch(db, conversation, now)
-            before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO messages"
-                " (conversation, message_key, sender, sender_name, text, sent_at) VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            added = db.total_changes - before
-            db.execute(
-                "DELETE FROM messages WHERE conversation = ? AND seq NOT IN"
-                " (SELECT seq FROM messages WHERE conversation = ? ORDER BY seq DESC LIMIT ?)",
-                (conversation, conversation, self.history_limit),
-            )
-
-        if not self._run("saving history", write):
-            return 0
-        if added:
-            self._prune_size()
-        return added
-
-    def history(self, conversation: str, limit: int | None = None) -> list[StoredMessage]:
-        """The kept messages of ``conversation``, oldest first (the newest ``limit`` if given)."""
-        count = self.history_limit if limit is None else max(1, limit)
-        rows = self._query(
-            "SELECT message_key, sender, sender_name, text, sent_at FROM"
-            " (SELECT * FROM messages WHERE conversation = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-            (conversation, count),
-        )
-        out: list[StoredMessage] = []
-        for key, sender, name, text, sent_at in rows:
-            try:
-                kind = SenderKind(sender)
-            except ValueError:
-                kind = SenderKind.SYSTEM
-            out.append(StoredMessage(conversation, str(key), kind, str(name), str(text), _dt(sent_at)))
-        return out
-
-    def has_message(self, conversation: str, key: str) -> bool:
-        """Whether a message with dedupe ``key`` (``MessageReceived.dedupe_key``) is kept."""
-        return bool(
-            self._query(
-                "SELECT 1 FROM messages WHERE conversation = ? AND message_key = ?", (conversation, key)
-            )
-        )
-
-    # -- pruning ---------------------------------------------------------------------------------
-
-    def _prune(self) -> None:
-        """Drop conversations untouched for ``history_days`` (never drafts or the outbox), then size."""
-        cutoff = self._now().timestamp() - self.history_days * 86400.0
-
-        def write(db: sqlite3.Connection) -> None:
-            old = "SELECT conversation FROM conversations WHERE touched_at < ?"
-            db.execute(f"DELETE FROM messages WHERE conversation IN ({old})", (cutoff,))
-            db.execute(
-                "DELETE FROM conversations WHERE touched_at < ? AND conversation NOT IN"
-                " (SELECT conversation FROM drafts)",
-                (cutoff,),
-            )
-
-        self._run("pruning old history", write)
-        self._prune_size()
-
-    def size_bytes(self) -> int:
-        """The database's size in use (pages in use times page size)."""
-        rows = self._query(
-            "SELECT (SELECT page_count FROM pragma_page_count)"
-            " - (SELECT freelist_count FROM pragma_freelist_count),"
-            " (SELECT page_size FROM pragma_page_size)"
-        )
-        if not rows:
-            return 0
-        pages, size = rows[0]
-        return int(pages) * int(size)
-
-    def _prune_size(self) -> None:
-        """Above ``max_bytes``, delete the oldest history in chunks until under 90 % of it."""
-        db = self._db
-        if db is None or self.size_bytes() <= self.max_bytes:
-            return
-        target = int(self.max_bytes * 0.9)
-        for _ in range(64):  # bounded: each round deletes a tenth of the history
-            count = self._query("SELECT COUNT(*) FROM messages")
-            total = int(count[0][0]) if count else 0
-            if total == 0:
-                break
-            chunk = max(100, total // 10)
-            self._run("pruning history by size", functools.partial(_delete_oldest, count=chunk))
-            if self.size_bytes() <= target:
-                break
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("PRAGMA incremental_vacuum")
-
-
-def _delete_oldest(db: sqlite3.Connection, count: int) -> None:
-    db.execute("DELETE FROM messages WHERE seq IN (SELECT seq FROM messages ORDER BY seq LIMIT ?)", (count,))
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,7 +30,7 @@ from tray_agent.core.i18n import _
 from tray_agent.core.ports import Clock, OutboxStore, SecretStore
 from tray_agent.core.settings import ConnectionSettings, Settings
 from tray_agent.core.settings_layers import LoadedSettings, save_user_settings
-from tray_agent.core.state import SignedOut
+from tray_agent.core.state import SignedOut, Store
 from tray_agent.session.dispatcher import Dispatcher
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ class AccountSession:
     # -------------------------------------------------------------- what the UI sees
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         """The store (read-only use)."""
         return self.dispatcher.store
 
@@ -313,7 +314,7 @@ class AccountSession:
         """
         from tray_agent.platform.storage import open_account_store  # sqlite3: once an account is used
 
-        local = open_account_store(self.data_dir, self.loaded.settings.connection, self.loaded.settings)
+        local = open_account_store(self.data_dir, self.loaded.settings.connection)
         if local.problem:
             logger.warning("Local store: %s", local.problem)
             self.hooks.problem("storage", local.problem)
@@ -368,6 +369,32 @@ class AccountSession:
         else:
             self.loaded = dataclasses.replace(self.loaded, settings=edited)
         self.hooks.settings_changed(self.loaded)
+
+    def set_sounds(self, on: bool) -> None:
+        """The tray's Mute: sounds ``on`` or off from now on, and saved.
+
+        When a policy locks ``alerts.sounds`` nothing changes (the settings are handed to
+        ``settings_changed`` again, so that the tray shows the policy's choice).
+        """
+        locked = self.loaded.is_locked("alerts.sounds")
+        edited = self.loaded.settings.model_copy(deep=True)
+        if not locked:
+            edited.alerts.sounds = on
+        self.keep_settings(edited, save=not locked)
+
+    def remember_dnd(self, until: datetime | None) -> None:
+        """Manual do-not-disturb survives a restart: its end is saved as ``alerts.dnd_until``.
+
+        Nothing is written when the value is already saved or a policy locks it.
+        """
+        value = until.astimezone(UTC).isoformat() if until is not None else ""
+        if value == self.loaded.settings.alerts.dnd_until or self.loaded.is_locked("alerts.dnd_until"):
+            return
+        edited = self.loaded.settings.model_copy(deep=True)
+        edited.alerts.dnd_until = value
+        problem = self.apply_settings(edited)
+        if problem:
+            logger.warning("Could not save the do-not-disturb setting: %s", problem)
 
     def apply_settings(self, edited: Settings) -> str:
         """Save the settings dialog's result; a changed connection restarts the client.
@@ -466,6 +493,6 @@ class AccountSession:
         task.add_done_callback(self._tasks.discard)
 
     async def wait_for_tasks(self) -> None:
-        """Wait until the background tasks (restarts) end."""
+        """Wait until the background tasks (restarts; the app's sign-in, sign-out, export) end."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -821,7 +821,10 @@ class ChatWindow(QWidget):
         return True
 
     def load_older(self) -> None:
-        """Ask for the next older history page (once per page until it arrives)."""
+        """Ask for the next older history page (once per page until it arrives; none past the first)."""
+        conv = self._conv()
+        if conv is not None and conv.history_complete:
+            return  # the server said there is nothing older
         length = len(self._model.records)
         if self._older_requested_at is not None and self._older_requested_at == length:
             return  # the previous page has not added anything yet
@@ -1022,6 +1025,7 @@ class ChatWindow(QWidget):
         self._resolve_button.setVisible(mine)
         self._hand_back_button.setEnabled(can_hand_back(conv))
         self._hand_back_button.setVisible(mine)
+        self._older_button.setVisible(conv is None or not conv.history_complete)
 
     def _newest_failed(self) -> MessageRecord | None:
         conv = self._conv()  # the store's truth: a retry or discard shows at once, not at the next flush
@@ -1061,3 +1065,60 @@ class ChatWindow(QWidget):
 
     def _scroll_to_bottom(self) -> None:
         self._message_view.scrollToBottom()
+
+    # -- test and accessibility seams (read-only views of the widgets)
+
+    @property
+    def take_over_button(self) -> QPushButton:
+        """The handler banner's "Take over" button."""
+        return self._take_over_button
+
+    @property
+    def release_button(self) -> QPushButton:
+        """The handler banner's "Release" button."""
+        return self._release_button
+
+    @property
+    def hand_back_button(self) -> QPushButton:
+        """The handler banner's "Hand back to AI" button."""
+        return self._hand_back_button
+
+    @property
+    def resolve_button(self) -> QPushButton:
+        """The handler banner's "Resolve" button."""
+        return self._resolve_button
+
+    @property
+    def older_button(self) -> QPushButton:
+        """The "Load older messages" button."""
+        return self._older_button
+
+    @property
+    def retry_button(self) -> QPushButton:
+        """The failure bar's "Retry" button."""
+        return self._retry_button
+
+    @property
+    def resend_button(self) -> QPushButton:
+        """The failure bar's "Send again" button."""
+        return self._resend_button
+
+    @property
+    def discard_button(self) -> QPushButton:
+        """The failure bar's "Discard" button."""
+        return self._discard_button
+
+    @property
+    def send_button(self) -> QPushButton:
+        """The "Send" button."""
+        return self._send_button
+
+    @property
+    def offline_label(self) -> QLabel:
+        """The offline / signed-out line above the reply box."""
+        return self._offline_label
+
+    @property
+    def handler_label(self) -> QLabel:
+        """The handler banner's label (who handles the chat)."""
+        return self._handler_label

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from PySide6.QtCore import QEvent, QItemSelection, QObject, QSignalBlocker, Qt, Signal
@@ -118,6 +118,18 @@ class ConflictBanner(QFrame):
         self.conversation = ""
         if conversation:
             self.take_anyway_requested.emit(conversation)
+
+    # -- test and accessibility seams (read-only views of the widgets)
+
+    @property
+    def close_button(self) -> QToolButton:
+        """The dismiss (✕) button."""
+        return self._close_button
+
+    @property
+    def label(self) -> QLabel:
+        """The banner's message label."""
+        return self._label
 
 
 def new_conflicts(
@@ -395,6 +407,11 @@ class CustomerServiceWindow(QMainWindow):
     def current_index(self) -> int:
         """The current tab (0 waiting, 1 mine, 2 all)."""
         return self._tabs.currentIndex()
+
+    @property
+    def tab_titles(self) -> tuple[str, ...]:
+        """The tab titles shown, counts included ("Waiting for a human (2)", "Mine (1)", ...)."""
+        return tuple(self._tabs.tabText(i) for i in range(self._tabs.count()))
 
     def set_current_tab(self, index: int) -> None:
         """Switch tabs (session restore)."""
@@ -685,6 +702,68 @@ class CustomerServiceWindow(QMainWindow):
     def _update_ticking(self) -> None:
         proxy = self._proxies[self._tabs.currentIndex()]
         self._model.set_ticking(self.isVisible() and proxy.rowCount() > 0)
+
+    # -- test and accessibility seams (read-only views of the widgets)
+
+    @property
+    def search_edit(self) -> QLineEdit:
+        """The search box."""
+        return self._search_edit
+
+    @property
+    def tabs(self) -> QTabWidget:
+        """The tab bar of conversation lists (waiting, mine, all)."""
+        return self._tabs
+
+    @property
+    def tables(self) -> Sequence[QTableView]:
+        """The conversation tables, one per tab."""
+        return tuple(self._tables)
+
+    @property
+    def open_button(self) -> QPushButton:
+        """The "Open chat" button."""
+        return self._open_button
+
+    @property
+    def take_over_button(self) -> QPushButton:
+        """The "Take over" button."""
+        return self._take_over_button
+
+    @property
+    def release_button(self) -> QPushButton:
+        """The "Release" button."""
+        return self._release_button
+
+    @property
+    def resolve_button(self) -> QPushButton:
+        """The "Resolve" button."""
+        return self._resolve_button
+
+    @property
+    def hand_back_button(self) -> QPushButton:
+        """The "Hand back to AI" button."""
+        return self._hand_back_button
+
+    @property
+    def connection_label(self) -> QLabel:
+        """The connection status line."""
+        return self._connection_label
+
+    @property
+    def sign_out_action(self) -> QAction:
+        """The "Sign out…" menu action."""
+        return self._sign_out_action
+
+    @property
+    def quit_action(self) -> QAction:
+        """The "Quit" menu action."""
+        return self._quit_action
+
+    @property
+    def first_unread_action(self) -> QAction:
+        """The "First unread" action."""
+        return self._first_unread_action
 
 
 def can_take_over(conv: Conversation | None) -> bool:

@@ -307,3 +307,15 @@ class QuickRepliesEditor(QWidget):
 
     def _on_table_item_changed(self, item: QTableWidgetItem) -> None:
         self.changed.emit()
+
+    # -- test and accessibility seams (read-only views of the widgets)
+
+    @property
+    def add_button(self) -> QPushButton | None:
+        """The "Add quick reply" button (None for a read-only list)."""
+        return self._add_button
+
+    @property
+    def remove_button(self) -> QPushButton | None:
+        """The "Remove quick reply" button (None for a read-only list)."""
+        return self._remove_button

@@ -2,7 +2,7 @@
 
 What an agent changes often comes first ("Basic": language, theme, alerts, quiet hours), then the
 account, the quick replies, and last the engineering knobs ("Advanced": intervals, timeouts,
-alert tuning, storage). Every number carries its unit; the other backend's fields are hidden;
+alert tuning). Every number carries its unit; the other backend's fields are hidden;
 numbers that only make sense whole are whole; the volume is a slider.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -45,7 +45,7 @@ from tray_agent.ui.quick_reply_popup import QuickRepliesEditor
 
 logger = logging.getLogger(__name__)
 
-SECTIONS: tuple[str, ...] = ("connection", "alerts", "ui", "storage")
+SECTIONS: tuple[str, ...] = ("connection", "alerts", "ui")
 _SKIPPED: frozenset[str] = SECRET_KEYS | {"alerts.dnd_until"}  # tokens; DND's end (the tray sets it)
 READ_ONLY: frozenset[str] = frozenset({"ui.team_quick_replies"})
 """Shown but never edited here: IT provides them through the machine policy."""
@@ -102,8 +102,6 @@ UNITS: Final = {
     "alerts.sla_minutes": "min",
     "alerts.volume": "%",
     "ui.history_limit": "messages",
-    "storage.history_days": "days",
-    "storage.max_size_mb": "MB",
 }
 """The unit of every number (shown after it)."""
 _UNIT_TEXTS: Final = {
@@ -200,6 +198,18 @@ class QuietHoursEditor(QWidget):
 
     def _on_add_button_clicked(self) -> None:
         self.add_rule()
+
+    # -- test and accessibility seams (read-only views of the widgets)
+
+    @property
+    def rows(self) -> Sequence[tuple[QWidget, Sequence[QCheckBox], QTimeEdit, QTimeEdit]]:
+        """Each rule's row: (row widget, Monday..Sunday check boxes, start time, end time)."""
+        return tuple(self._rows)
+
+    @property
+    def add_button(self) -> QPushButton:
+        """The "Add quiet hours" button."""
+        return self._add_button
 
 
 class SettingsDialog(QDialog):
@@ -306,9 +316,6 @@ class SettingsDialog(QDialog):
             "ui.remember_password": _("Remember my password"),
             "ui.quick_replies": _("My quick replies"),
             "ui.team_quick_replies": _("Team quick replies"),
-            "storage.history_days": _("Forget conversations untouched for"),
-            "storage.max_size_mb": _("Largest size of the local store"),
-            "storage.keep_history": _("Keep message history on this computer"),
         }
 
     def _page_title(self, page: str) -> str:
@@ -349,7 +356,6 @@ class SettingsDialog(QDialog):
                 "connection": _("Connection"),
                 "alerts": _("Alerts"),
                 "ui": _("Window"),
-                "storage": _("Storage"),
             }
             for section in SECTIONS:
                 keys = [k for k in fields if k.startswith(section + ".") and k not in shown]
@@ -598,6 +604,33 @@ class SettingsDialog(QDialog):
             elif any(rule["start"] == rule["end"] for rule in rules[1]()):
                 problems["alerts.quiet_hours"] = _("Quiet hours must end at a different time than they start")
         return problems
+
+    # -- test and accessibility seams (read-only views of the widgets)
+
+    @property
+    def problem_label(self) -> QLabel:
+        """The problem line at the top (hidden when there is none)."""
+        return self._problem_label
+
+    @property
+    def tabs(self) -> QTabWidget:
+        """The section tabs (basic, account, quick replies, advanced)."""
+        return self._tabs
+
+    @property
+    def buttons(self) -> QDialogButtonBox:
+        """The Save / Cancel button box."""
+        return self._buttons
+
+    @property
+    def save_button(self) -> QPushButton:
+        """The "Save" button."""
+        return self._save_button
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The form label of each setting key that has an editor row (in the current language)."""
+        return self._labels()
 
 
 def _bounds(info: FieldInfo) -> tuple[float | None, float | None]:

@@ -121,6 +121,7 @@ OTHER_KEYS: Final = (
     ("/", N_("Quick replies: type / then a name at the start of the reply box")),
     ("Tab / Shift+Tab", N_("Move between controls")),
     ("Ctrl+Tab", N_("Next tab in the inbox")),
+    ("Ctrl+Shift+U", N_("First conversation with unread messages (inbox)")),
     ("Esc", N_("Clear the search, or close the quick-reply list")),
 )
 """Keys that Qt or the windows handle themselves, listed in the help for completeness."""

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -318,3 +319,70 @@ class SignInDialog(QDialog):
         if not request.email or not request.password:
             return _("Enter your email and password.")
         return ""
+
+    # -- test and accessibility seams (read-only views of the widgets)
+
+    @property
+    def problem_label(self) -> QLabel:
+        """The problem line at the top (hidden when there is none)."""
+        return self._problem_label
+
+    @property
+    def server_edit(self) -> QLineEdit:
+        """The server URL box."""
+        return self._server_edit
+
+    @property
+    def org_edit(self) -> QLineEdit | None:
+        """The organisation ID box (org dialect only)."""
+        return self._org_edit
+
+    @property
+    def supabase_url_edit(self) -> QLineEdit | None:
+        """The Supabase URL box (org dialect only)."""
+        return self._supabase_url_edit
+
+    @property
+    def supabase_key_edit(self) -> QLineEdit | None:
+        """The Supabase anon key box (org dialect only)."""
+        return self._supabase_key_edit
+
+    @property
+    def company_edit(self) -> QLineEdit | None:
+        """The company ID box (dashboard dialect only)."""
+        return self._company_edit
+
+    @property
+    def email_edit(self) -> QLineEdit:
+        """The email box."""
+        return self._email_edit
+
+    @property
+    def password_edit(self) -> QLineEdit:
+        """The password box."""
+        return self._password_edit
+
+    @property
+    def token_edit(self) -> QLineEdit | None:
+        """The access token box (org dialect only)."""
+        return self._token_edit
+
+    @property
+    def remember_check(self) -> QCheckBox:
+        """The "Remember password" check box."""
+        return self._remember_check
+
+    @property
+    def keyring_label(self) -> QLabel:
+        """The keyring note (hidden when the keyring works)."""
+        return self._keyring_label
+
+    @property
+    def buttons(self) -> QDialogButtonBox:
+        """The Sign in / Cancel button box."""
+        return self._buttons
+
+    @property
+    def sign_in_button(self) -> QPushButton:
+        """The "Sign in" button."""
+        return self._sign_in_button

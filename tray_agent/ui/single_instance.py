@@ -15,6 +15,7 @@ import getpass
 import hashlib
 import logging
 import os
+from typing import Protocol
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtNetwork import QAbstractSocket, QLocalServer, QLocalSocket
@@ -200,3 +201,62 @@ class SingleInstance(QObject):
         text = line.decode("utf-8", errors="replace").strip()
         if text:
             self.message_received.emit(text)
+
+
+class LaunchWindows(Protocol):
+    """What later launches ask of the windows (``ui.windows.WindowManager``)."""
+
+    def show_inbox(self) -> object:
+        """Show the inbox window."""
+        ...
+
+    def open_chat(self, conversation: str) -> object:
+        """Open (or raise) the chat window of a conversation."""
+        ...
+
+    def restore_session(self) -> object:
+        """Reopen the last session's chats."""
+        ...
+
+
+class LaunchRequests:
+    """What launches asked for (show the app, open a chat), held until the windows exist.
+
+    Args:
+        open_conversation: the chat this launch's own link named ("" for none).
+    """
+
+    def __init__(self, open_conversation: str = "") -> None:
+        self._open = open_conversation
+        self._show = False  # a later launch asked to show the app while this one started
+        self._windows: LaunchWindows | None = None
+
+    def receive(self, message: str) -> None:
+        """A later launch's message: answered now, or once the windows exist."""
+        opening = message.startswith(OPEN_PREFIX)
+        if opening:
+            logger.info("Another launch asked to open a conversation")
+        else:
+            logger.info("Another launch asked to show the app")
+        if self._windows is None:  # still starting: show_first_windows does it
+            if opening:
+                self._open = message.removeprefix(OPEN_PREFIX)
+            elif message == ACTIVATE:
+                self._show = True  # an earlier request to open a chat still stands
+        elif opening:
+            self._windows.open_chat(message.removeprefix(OPEN_PREFIX))
+        else:
+            self._windows.show_inbox()
+
+    def show_first_windows(self, windows: LaunchWindows, *, start_hidden: bool) -> None:
+        """The windows exist: the last session's chats, then what launches asked for.
+
+        The chat a launch's link named, else the inbox when a later launch asked to show the
+        app or the settings do not start hidden. Later messages go to ``windows`` at once.
+        """
+        self._windows = windows
+        windows.restore_session()
+        if self._open:
+            windows.open_chat(self._open)
+        elif self._show or not start_hidden:
+            windows.show_inbox()

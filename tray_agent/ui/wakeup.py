@@ -60,6 +60,29 @@ class WakeupWatcher(QObject):
         """Stop watching."""
         self._timer.stop()
 
+    @property
+    def watching(self) -> bool:
+        """Between :meth:`start` and :meth:`stop` (the coarse timer runs)."""
+        return self._timer.isActive()
+
+    def check_clocks(self) -> None:
+        """Compare the clocks now: a jump emits ``wakeup_detected`` (the timer's work)."""
+        jump = self._detector.observe(self._wall(), self._monotonic())
+        if jump is not None:
+            logger.info("The clocks jumped by %.0f s (sleep/resume or a clock change)", jump)
+            self.wakeup_detected.emit("resumed from sleep" if jump > 0 else "clock changed")
+
+    def note_reachability(self, reachability: QNetworkInformation.Reachability) -> None:
+        """The network's reachability is now ``reachability``: coming online emits ``wakeup_detected``."""
+        before, self._reachability = self._reachability, reachability
+        online = reachability in (
+            QNetworkInformation.Reachability.Online,
+            QNetworkInformation.Reachability.Site,
+        )
+        if online and reachability != before:
+            logger.info("The network changed (%s)", reachability.name)
+            self.wakeup_detected.emit("network changed")
+
     def _watch_network(self) -> None:
         try:
             loaded = QNetworkInformation.loadBackendByFeatures(QNetworkInformation.Feature.Reachability)
@@ -75,17 +98,7 @@ class WakeupWatcher(QObject):
         network.reachabilityChanged.connect(self._on_network_reachability_changed)
 
     def _on_timer_timeout(self) -> None:
-        jump = self._detector.observe(self._wall(), self._monotonic())
-        if jump is not None:
-            logger.info("The clocks jumped by %.0f s (sleep/resume or a clock change)", jump)
-            self.wakeup_detected.emit("resumed from sleep" if jump > 0 else "clock changed")
+        self.check_clocks()
 
     def _on_network_reachability_changed(self, reachability: QNetworkInformation.Reachability) -> None:
-        before, self._reachability = self._reachability, reachability
-        online = reachability in (
-            QNetworkInformation.Reachability.Online,
-            QNetworkInformation.Reachability.Site,
-        )
-        if online and reachability != before:
-            logger.info("The network changed (%s)", reachability.name)
-            self.wakeup_detected.emit("network changed")
+        self.note_reachability(reachability)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -855,18 +856,63 @@ def test_policy_ai_messages_when_on_are_one_summary_a_minute(alert_settings: Ale
             Alert(AlertKind.MESSAGE, conv, name, text="x", handler=Handler.AI), at(seconds)
         )
 
-    first = ai("a", "Ana", 0)
+    assert ai("a", "Ana", 0) == []  # settles first: an escalation may follow at once
+    assert policy.next_deadline() == at(2)
+    first = drive(policy, at(2))
     [toast] = toasts(first)
     assert (toast.key, toast.urgency, toast.conversation) == (AI_SUMMARY_KEY, Urgency.LOW, "")
     assert toast.title == "1 new message in conversations the AI is handling"
     assert sounds(first) == []  # AI chatter never makes a sound
     assert ai("b", "Budi", 10) == []
     assert ai("a", "Ana", 20) == []
-    assert policy.next_deadline() == at(60)
+    assert policy.next_deadline() == at(62)
     [later] = toasts(drive(policy, at(120)))
     assert later.title == "2 new messages in conversations the AI is handling"
     assert later.body == "Budi, Ana"
     assert policy.next_deadline() is None
+
+
+def test_policy_escalation_right_after_an_ai_message_is_the_only_toast(
+    alert_settings: AlertSettings,
+) -> None:
+    # A customer writes (still the AI's: a summary would be due), then asks for a human at
+    # once, as both backends do it: one escalation = one toast (issue 14).
+    alert_settings.ai_messages = True
+    policy = AlertPolicy(alert_settings, UTC)
+    ai = Alert(AlertKind.MESSAGE, "c1", "Ana", text="x", handler=Handler.AI)
+    assert policy.on_alert(ai, at(0)) == []  # the summary settles first
+
+    effects = policy.on_alert(esc("c1"), at(0.1))
+
+    assert [t.key for t in toasts(effects)] == [escalation_key("c1")]
+    assert toasts(drive(policy, at(120))) == []  # the summary had nobody left to name
+    # Their next message makes no summary of its own while the critical toast is up.
+    assert policy.on_alert(replace(ai, text="hello?"), at(1)) == []
+    assert toasts(drive(policy, at(120))) == []
+
+
+def test_policy_escalation_leaves_the_ai_summary_to_the_others_and_withdraws_it_when_alone(
+    alert_settings: AlertSettings,
+) -> None:
+    alert_settings.ai_messages = True
+    policy = AlertPolicy(alert_settings, UTC)
+
+    def ai(conv: str, name: str, seconds: float) -> list[Effect]:
+        return policy.on_alert(
+            Alert(AlertKind.MESSAGE, conv, name, text="x", handler=Handler.AI), at(seconds)
+        )
+
+    ai("a", "Ana", 0)
+    [shown] = toasts(drive(policy, at(2)))
+    assert shown.body == "Ana"
+    ai("b", "Budi", 10)  # held back: a summary a minute
+    ai("c", "Cici", 10)
+    effects = policy.on_alert(esc("b", name="Budi"), at(20))
+    assert AI_SUMMARY_KEY not in withdrawn(effects)  # it names Ana, not Budi
+    assert withdrawn(policy.on_alert(esc("a"), at(21))) == {AI_SUMMARY_KEY}  # Ana's summary goes
+    [later] = toasts(drive(policy, at(120)))
+    assert later.title == "1 new message in conversations the AI is handling"
+    assert later.body == "Cici"
 
 
 def test_manual_dnd_survives_a_restart(alert_settings: AlertSettings) -> None:

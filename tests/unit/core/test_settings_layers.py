@@ -575,6 +575,6 @@ def test_invalid_value_messages_are_redacted() -> None:
 
 
 def test_every_settings_section_is_a_layer_section() -> None:
-    loaded = load_settings(env={"TRAY_AGENT_STORAGE__HISTORY_DAYS": "7"})
-    assert loaded.settings.storage.history_days == 7
+    loaded = load_settings(env={"TRAY_AGENT_UI__HISTORY_LIMIT": "700"})
+    assert loaded.settings.ui.history_limit == 700
     assert not loaded.problems

@@ -375,6 +375,31 @@ def test_reduce_org_ack_with_id_then_echo_upserts():
     assert alerts(effects) == []
 
 
+def _row_says(state: State, text: str, t: float) -> State:
+    """A resync row of KEY whose last message is the customer's ``text`` (dashboard: last_seen)."""
+    row = summary(KEY, last_message=text, last_message_at=at(t))
+    state, _ = run([WaitingListPage(customers=(row,), offset=0)], state)
+    return state
+
+
+def test_reduce_my_echoed_reply_stays_the_last_message_after_a_resync():
+    state, _ = run([*reply_flow("r1", "my reply"), agent_echo("my reply", 5)], me_connected())
+    state = _row_says(state, "hello", 0)
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.last_message, conv.last_message_at) == ("my reply", at(5))
+
+
+def test_reduce_my_queued_reply_is_the_last_message_even_when_the_clock_lags():
+    state = _row_says(me_connected(), "newer, from the list", 60)  # the reducer's clock is still at 0
+    state, _ = run(reply_flow("r1", "my reply"), state)
+    state = _row_says(state, "newer, from the list", 60)  # the same row again at the next resync
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert conv.last_message == "my reply"
+    assert [b.text for b in bubbles(state)][-1] == "my reply"
+
+
 def test_reduce_reply_failure_marks_bubble_and_outbound():
     events = [
         *reply_flow("c1", "hi"),
@@ -616,6 +641,47 @@ def test_reduce_assignment_compares_agent_id_with_my_user_id(agent_id, mine):
         me_connected(),
     )
     assert state.conversation(KEY).assigned_to_me is mine  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("who", [None, AgentRef(""), AgentRef("", name="")])
+def test_reduce_assignment_that_does_not_say_who_keeps_a_known_mine(who):
+    """A broadcast with no agent id and no is_me (dashboard ``customer_assignment_updated``, PROTOCOL.md)."""
+    state, _ = run(
+        [
+            AssignmentChanged(
+                conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(ME), is_me=True
+            )
+        ],
+        me_connected(),
+    )
+    state, _ = run(
+        [AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=who, is_me=None)], state
+    )
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me, conv.agent) == (True, True, AgentRef(ME))
+    assert [c.key for c in state.mine()] == [KEY]
+
+
+def test_reduce_assignment_that_does_not_say_who_keeps_a_pending_take_over():
+    take = CommandQueued(command_id="t1", kind=CommandKind.TAKE_OVER, conversation=KEY)
+    state, _ = run([take], me_connected())
+    state, _ = run(
+        [AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=None, is_me=None)], state
+    )
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me, conv.pending_takeover) == (True, True, "t1")
+
+
+def test_reduce_assignment_that_does_not_say_who_of_an_unassigned_customer_is_assigned_unknown():
+    state, _ = run(
+        [AssignmentChanged(conversation=KEY, action=AssignmentAction.ASSIGNED, agent=None, is_me=None)],
+        me_connected(),
+    )
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.assigned, conv.assigned_to_me, conv.agent) == (True, False, None)
 
 
 def test_reduce_taking_a_waiting_customer_clears_urgency_and_leaves_the_waiting_list():
@@ -936,6 +1002,15 @@ def test_reduce_history_page_prepends_older_messages_without_alerts():
     assert [r.text for r in bubbles(state)] == ["old1", "old2", "now"]
     assert effects == []
     assert state.conversation(KEY).unread == 1  # type: ignore[union-attr]
+
+
+def test_reduce_history_page_records_whether_older_messages_exist():
+    state, _ = run([customer("now", 100)])
+    assert not state.conversation(KEY).history_complete  # type: ignore[union-attr]
+    state, _ = run([HistoryPage(conversation=KEY, messages=(hist("old", 1),), has_more=True)], state)
+    assert not state.conversation(KEY).history_complete  # type: ignore[union-attr]
+    state, _ = run([HistoryPage(conversation=KEY, messages=(), has_more=False)], state)
+    assert state.conversation(KEY).history_complete  # type: ignore[union-attr]
 
 
 def test_reduce_history_page_dedupes_by_id_and_by_text_and_time():

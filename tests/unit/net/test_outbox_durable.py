@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 
 from tests.helpers.fakes import EventRecorder, FakeClock, FakeSecretStore, RecordingSleep
-from tests.helpers.net_clients import FAST
+from tests.helpers.net_clients import FAST, running_client, sent_texts
 from tests.helpers.scripted_server import DashboardServer, dashboard_customer
 from tray_agent.core.commands import DiscardCommand, Ping, ResendCommand, Resolve, SendReply, TakeOver
 from tray_agent.core.events import (
@@ -104,20 +102,6 @@ def _client(outbox: FakeOutbox, events: Journal, url: str = "http://127.0.0.1:9"
     )
 
 
-@contextlib.asynccontextmanager
-async def running(client: Client) -> AsyncIterator[Client]:
-    task = client.start()
-    try:
-        yield client
-    finally:
-        await client.stop()
-        await task
-
-
-def _sent_texts(server: DashboardServer) -> list[str]:
-    return [f["message"] for c in server.connections for f in c.frames_of("send_message")]
-
-
 def test_the_reply_is_on_disk_before_it_is_shown_as_queued():
     journal: list[object] = []
     outbox = FakeOutbox(journal)
@@ -146,7 +130,7 @@ async def test_stopping_keeps_queued_commands_in_the_store():
     journal: list[object] = []
     outbox = FakeOutbox(journal)
     client = _client(outbox, Journal(journal))  # nothing listens on port 9: offline
-    async with running(client):
+    async with running_client(client):
         client.submit(SendReply("p1/c1", "later", command_id="r1"))
     failed = [e for e in journal if isinstance(e, CommandFailed)]
     assert [f.reason for f in failed] == [FailureReason.OFFLINE]
@@ -163,7 +147,7 @@ async def test_queued_commands_from_the_last_run_go_out_after_the_first_resync_o
     ]
     outbox = FakeOutbox(journal, rows)
     events = Journal(journal)
-    async with _server() as server, running(_client(outbox, events, server=server)):
+    async with _server() as server, running_client(_client(outbox, events, server=server)):
         await events.wait_for(CommandSucceeded, lambda e: e.command_id == "old-1")
         await events.wait_for(CommandSucceeded, lambda e: e.command_id == "old-2")  # idempotent: again
         await events.wait_for(CommandSucceeded, lambda e: e.command_id == "old-3")  # idempotent too
@@ -176,7 +160,7 @@ async def test_queued_commands_from_the_last_run_go_out_after_the_first_resync_o
             i for i, e in enumerate(journal) if isinstance(e, CommandSent) and e.command_id == "old-1"
         )
         assert connected < sent
-        assert _sent_texts(server) == ["from before"]
+        assert sent_texts(server) == ["from before"]
         assert journal.index(("sent", "old-1")) < sent  # on disk as sent before it was written
         assert outbox.rows == {}
 
@@ -196,13 +180,13 @@ async def test_unconfirmed_replies_are_shown_never_resent_until_the_agent_decide
     ]
     outbox = FakeOutbox(journal, rows)
     events = Journal(journal)
-    async with _server() as server, running(_client(outbox, events, server=server)) as client:
+    async with _server() as server, running_client(_client(outbox, events, server=server)) as client:
         queued = await events.wait_for(CommandQueued, lambda e: e.command_id == "u1")
         assert queued.text == "maybe sent"  # the UI can show the bubble
         lost = await events.wait_for(CommandFailed, lambda e: e.command_id == "u1")
         assert lost.reason is FailureReason.UNCONFIRMED
         await events.wait_state(ConnectionState.CONNECTED)
-        assert _sent_texts(server) == []
+        assert sent_texts(server) == []
         assert outbox.state("u1") is StoredState.UNCONFIRMED
         assert [c.command_id for c in client.unconfirmed()] == ["u1", "u2"]
 
@@ -220,7 +204,7 @@ async def test_unconfirmed_replies_are_shown_never_resent_until_the_agent_decide
         client.submit(ResendCommand(command_id="nope"))
         unknown = await events.wait_for(CommandFailed, lambda e: e.command_id == "nope")
         assert unknown.reason is FailureReason.INVALID
-        assert _sent_texts(server) == ["maybe sent"]
+        assert sent_texts(server) == ["maybe sent"]
         assert outbox.rows == {}
 
 
@@ -229,7 +213,7 @@ async def test_a_reply_in_flight_at_a_drop_is_stored_as_unconfirmed():
     journal: list[object] = []
     outbox = FakeOutbox(journal)
     events = Journal(journal)
-    async with _server() as server, running(_client(outbox, events, server=server)) as client:
+    async with _server() as server, running_client(_client(outbox, events, server=server)) as client:
         await events.wait_state(ConnectionState.CONNECTED)
         conn = await server.next_connection()
         server.swallow.add("send_message")

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 
 from tests.helpers.fakes import EventRecorder, FakeClock, FakeSecretStore, RecordingSleep
-from tests.helpers.net_clients import FAST
+from tests.helpers.net_clients import FAST, running_client, sent_texts
 from tests.helpers.scripted_server import DashboardServer, dashboard_customer
 from tests.unit.net.test_outbox_durable import FakeOutbox
 from tray_agent.core.commands import SendReply
 from tray_agent.core.events import (
     CommandFailed,
+    CommandQueued,
     CommandSent,
     CommandSucceeded,
     ConnectionState,
@@ -86,20 +85,6 @@ def _client(outbox: FakeOutbox, events: EventRecorder, server: DashboardServer, 
     )
 
 
-@contextlib.asynccontextmanager
-async def running(client: Client) -> AsyncIterator[Client]:
-    task = client.start()
-    try:
-        yield client
-    finally:
-        await client.stop()
-        await task
-
-
-def _sent_texts(server: DashboardServer) -> list[str]:
-    return [f["message"] for c in server.connections for f in c.frames_of("send_message")]
-
-
 async def _round_trip(client: Client, events: EventRecorder) -> None:
     """A full resync on the socket: whatever the client was going to write before it is written."""
     mark = events.mark()
@@ -111,13 +96,13 @@ async def _round_trip(client: Client, events: EventRecorder) -> None:
 @pytest.mark.parametrize("mode", ["raises", "answers_false"])
 async def test_a_reply_the_store_cannot_mark_as_sent_is_held_then_sent_once(mode: str) -> None:
     outbox, events, clock = BrokenOutbox(mode), EventRecorder(), FakeClock()
-    async with _server() as server, running(_client(outbox, events, server, clock)) as client:
+    async with _server() as server, running_client(_client(outbox, events, server, clock)) as client:
         await events.wait_state(ConnectionState.CONNECTED)
         outbox.broken = {"mark_sent"}  # the disk filled up after the reply was queued
         client.submit(SendReply("p1/c1", "hello", command_id="r1"))
         await asyncio.wait_for(outbox.failed.wait(), 5)
         await _round_trip(client, events)
-        assert _sent_texts(server) == []  # not on the wire
+        assert sent_texts(server) == []  # not on the wire
         assert outbox.state("r1") is StoredState.QUEUED  # and the store says so, truthfully
         assert not [e for e in events.of(CommandSent) if e.command_id == "r1"]
         assert not [e for e in events.of(CommandFailed) if e.command_id == "r1"]
@@ -127,8 +112,30 @@ async def test_a_reply_the_store_cannot_mark_as_sent_is_held_then_sent_once(mode
         clock.offset += HOLD + 1
         await _round_trip(client, events)
         await events.wait_for(CommandSucceeded, lambda e: e.command_id == "r1")
-        assert _sent_texts(server) == ["hello"]
+        assert sent_texts(server) == ["hello"]
         assert outbox.rows == {}
+
+
+@pytest.mark.asyncio
+async def test_a_held_reply_is_shown_as_not_saved_once() -> None:
+    outbox, events, clock = BrokenOutbox("raises"), EventRecorder(), FakeClock()
+    async with _server() as server, running_client(_client(outbox, events, server, clock)) as client:
+        await events.wait_state(ConnectionState.CONNECTED)
+        outbox.broken = {"mark_sent"}
+        client.submit(SendReply("p1/c1", "hello", command_id="r1"))
+        await asyncio.wait_for(outbox.failed.wait(), 5)
+        await _round_trip(client, events)
+        clock.offset += HOLD + 1  # held a second time: said once, not at every retry
+        await _round_trip(client, events)
+        queued = [e.durable for e in events.of(CommandQueued) if e.command_id == "r1"]
+        assert queued == [True, False]  # saved when queued; then: cannot record its sending
+        assert sent_texts(server) == []
+
+        outbox.broken = set()
+        clock.offset += HOLD + 1
+        await _round_trip(client, events)
+        await events.wait_for(CommandSucceeded, lambda e: e.command_id == "r1")
+        assert sent_texts(server) == ["hello"]
 
 
 @pytest.mark.asyncio
@@ -137,7 +144,7 @@ async def test_a_full_disk_never_delivers_a_reply_twice_across_a_restart(mode: s
     outbox, clock = BrokenOutbox(mode), FakeClock()
     async with _server() as server:
         first = EventRecorder()
-        async with running(_client(outbox, first, server, clock)) as client:
+        async with running_client(_client(outbox, first, server, clock)) as client:
             await first.wait_state(ConnectionState.CONNECTED)
             outbox.broken = {"mark_sent", "remove"}
             client.submit(SendReply("p1/c1", "only once", command_id="r1"))
@@ -146,16 +153,16 @@ async def test_a_full_disk_never_delivers_a_reply_twice_across_a_restart(mode: s
         # The app restarts with room on the disk again: the queued row goes out, once.
         outbox.broken = set()
         second = EventRecorder()
-        async with running(_client(outbox, second, server, clock)):
+        async with running_client(_client(outbox, second, server, clock)):
             await second.wait_for(CommandSucceeded, lambda e: e.command_id == "r1")
-        assert _sent_texts(server) == ["only once"]
+        assert sent_texts(server) == ["only once"]
         assert outbox.rows == {}
 
 
 @pytest.mark.asyncio
 async def test_a_finished_command_whose_row_cannot_be_deleted_is_deleted_later() -> None:
     outbox, events, clock = BrokenOutbox("raises"), EventRecorder(), FakeClock()
-    async with _server() as server, running(_client(outbox, events, server, clock)) as client:
+    async with _server() as server, running_client(_client(outbox, events, server, clock)) as client:
         await events.wait_state(ConnectionState.CONNECTED)
         outbox.broken = {"remove"}
         client.submit(SendReply("p1/c1", "hello", command_id="r1"))
@@ -165,4 +172,4 @@ async def test_a_finished_command_whose_row_cannot_be_deleted_is_deleted_later()
         clock.offset += HOLD + 1
         await _round_trip(client, events)
         assert outbox.rows == {}
-        assert _sent_texts(server) == ["hello"]
+        assert sent_texts(server) == ["hello"]

@@ -182,6 +182,22 @@ async def test_notifier_activation_forgets_only_that_notification() -> None:
 
 
 @pytest.mark.asyncio
+async def test_notifier_closes_a_toast_once_its_button_was_pressed() -> None:
+    # dunst's context menu invokes the action and leaves the toast up: its Take over button
+    # would stay on screen with nothing left to do (issue 14).
+    backend = FakeBackend()
+    notifier = await started(backend)
+    await notifier.show(toast("escalation:c1", actions=(ToastAction.TAKE_OVER,)))
+    await notifier.show(toast("escalation:c2", actions=(ToastAction.TAKE_OVER,)))
+
+    backend.sent[0].on_activated("take_over")
+    await notifier.aclose()  # waits for the closing under way
+
+    assert backend.cleared == [backend.sent[0].identifier]
+    assert notifier.tracked_keys == ["escalation:c2"]
+
+
+@pytest.mark.asyncio
 async def test_notifier_unknown_button_and_failing_callback_are_contained(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -300,3 +316,68 @@ def test_no_bus_means_desktop_notifier_is_never_imported() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"]
+
+
+class _Ids(dict[int, str]):
+    """desktop-notifier's bidict of server ids to identifiers (``inverse``: the other way)."""
+
+    @property
+    def inverse(self) -> dict[str, int]:
+        return {v: k for k, v in self.items()}
+
+
+class _FakeInterface:
+    def __init__(self) -> None:
+        self.closed: list[int] = []
+
+    async def call_close_notification(self, server_id: int) -> None:
+        self.closed.append(server_id)
+
+
+class _FakeLinuxBackend:
+    def __init__(self) -> None:
+        self._platform_to_interface_notification_identifier = _Ids()
+        self.interface = _FakeInterface()
+
+
+class _FakeDesktopNotifier:
+    """The parts of desktop-notifier the backend uses, as its freedesktop backend behaves."""
+
+    def __init__(self) -> None:
+        self._backend = _FakeLinuxBackend()
+        self.cleared: list[str] = []
+
+    async def send_notification(self, notification: object) -> None:
+        ids = self._backend._platform_to_interface_notification_identifier
+        ids[len(ids) + 41] = notification.identifier  # type: ignore[attr-defined]
+
+    async def get_current_notifications(self) -> list[str]:
+        return list(self._backend._platform_to_interface_notification_identifier.values())
+
+    async def clear(self, identifier: str) -> None:
+        ids = self._backend._platform_to_interface_notification_identifier
+        server_id = ids.inverse[identifier]  # KeyError once forgotten, as in desktop-notifier
+        del ids[server_id]
+        self.cleared.append(identifier)
+
+    def press(self, identifier: str) -> None:
+        """The user pressed a button: desktop-notifier forgets the server id (``_on_action``)."""
+        ids = self._backend._platform_to_interface_notification_identifier
+        del ids[ids.inverse[identifier]]
+
+
+@pytest.mark.asyncio
+async def test_desktop_notifier_backend_closes_a_toast_after_its_button_was_pressed() -> None:
+    pytest.importorskip("desktop_notifier")
+    backend = DesktopNotifierBackend()
+    fake = _FakeDesktopNotifier()
+    backend._notifier = fake  # started, without a bus
+    for identifier in ("t1", "t2"):
+        await backend.send(identifier, "title", "body", Urgency.CRITICAL, [], lambda b: None, lambda: None)
+
+    await backend.clear("t1")  # still known to desktop-notifier: it closes it
+    fake.press("t2")
+    await backend.clear("t2")  # forgotten by desktop-notifier: closed by its server id
+
+    assert fake.cleared == ["t1"]
+    assert fake._backend.interface.closed == [42]

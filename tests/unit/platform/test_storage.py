@@ -5,41 +5,23 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.outbox import FailingOutbox
 from tray_agent.core.commands import SendReply, TakeOver
-from tray_agent.core.events import CommandKind, MessageReceived, SenderKind
+from tray_agent.core.events import CommandKind
 from tray_agent.core.ports import OutboxStore, OutboxWriteError, StoredCommand, StoredState
 from tray_agent.platform.storage import SCHEMA_VERSION, LocalStore, store_path
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-class FakeNow:
-    def __init__(self) -> None:
-        self.value = T0
-
-    def __call__(self) -> datetime:
-        return self.value
-
-
 @pytest.fixture
 def path(tmp_path):
     return store_path(tmp_path / "data", "dashboard:http://x:acme:agent@x:store")
-
-
-def _message(i: int, conversation: str = "p/1", message_id: str | None = None) -> MessageReceived:
-    return MessageReceived(
-        conversation=conversation,
-        sender=SenderKind.CUSTOMER,
-        text=f"message {i}",
-        message_id=message_id,
-        sent_at=T0 + timedelta(seconds=i),
-    )
 
 
 def test_store_path_hides_the_account_and_is_stable(tmp_path):
@@ -123,86 +105,6 @@ def test_drafts_are_saved_replaced_and_deleted_when_blank(path):
     assert store.drafts() == {"p/2": "other"}
 
 
-def test_history_is_deduplicated_and_bounded_per_conversation(path):
-    store = LocalStore(path, history_limit=5)
-    assert store.add_messages("p/1", [_message(i) for i in range(3)]) == 3
-    assert store.add_messages("p/1", [_message(i) for i in range(8)]) == 5  # 0..2 already kept
-    kept = store.history("p/1")
-    assert [m.text for m in kept] == [f"message {i}" for i in range(3, 8)]
-    assert store.has_message("p/1", _message(7).dedupe_key)
-    assert store.history("p/1", limit=2)[-1].text == "message 7"
-
-
-def test_history_dedupes_on_server_ids_when_present(path):
-    store = LocalStore(path)
-    store.add_messages("c", [_message(1, "c", "m-1")])
-    assert store.add_messages("c", [_message(2, "c", "m-1")]) == 0  # same id, other copy (O6)
-
-
-def test_no_history_is_kept_when_switched_off(path):
-    store = LocalStore(path, keep_history=False)
-    assert store.add_messages("p/1", [_message(1)]) == 0
-    assert store.history("p/1") == []
-
-
-def test_conversations_untouched_for_history_days_are_pruned_at_open(path):
-    now = FakeNow()
-    store = LocalStore(path, history_days=7, now=now)
-    store.add_messages("old", [_message(1, "old")])
-    store.set_draft("old", "keep my draft")
-    now.value = T0 + timedelta(days=3)
-    store.add_messages("new", [_message(1, "new")])
-    store.close()
-    now.value = T0 + timedelta(days=8)
-    store = LocalStore(path, history_days=7, now=now)
-    assert store.history("old") == []
-    assert store.draft("old") == "keep my draft"  # drafts are never pruned
-    assert len(store.history("new")) == 1
-
-
-def test_total_size_is_bounded_by_pruning_the_oldest_history(path):
-    store = LocalStore(path, max_bytes=1024 * 1024)
-    store.add(StoredCommand.from_command(SendReply("p/1", "keep me", command_id="c-1")))
-    blob = "x" * 2000
-    for batch in range(12):
-        store.add_messages(
-            f"p/{batch}",
-            [
-                MessageReceived(
-                    conversation=f"p/{batch}", text=f"{blob}{i}", sent_at=T0 + timedelta(seconds=i)
-                )
-                for i in range(50)
-            ],
-        )
-    assert store.size_bytes() <= 1024 * 1024
-    assert store.history("p/11")  # the newest survive
-    assert not store.history("p/0")  # the oldest went first
-    assert [p.command_id for p in store.pending()] == ["c-1"]  # the outbox is never pruned
-
-
-def test_last_seen_and_unread_state(path):
-    store = LocalStore(path)
-    store.set_unread("p/1", 3)
-    store.set_unread("p/2", 1)
-    assert store.unread() == {"p/1": 3, "p/2": 1}
-    store.set_last_seen("p/1", "m-9", T0)
-    assert store.last_seen("p/1") == ("m-9", T0)
-    assert store.unread() == {"p/2": 1}
-    assert store.last_seen("nope") == ("", None)
-
-
-def test_recent_conversations_are_the_opened_ones_newest_first(path):
-    now = FakeNow()
-    store = LocalStore(path, now=now)
-    store.record_opened("p/1", "Ann", "Shop")
-    now.value = T0 + timedelta(minutes=1)
-    store.record_opened("p/2", "Bob")
-    store.set_unread("p/3", 2)  # known, but never opened
-    recent = store.recent_conversations()
-    assert [(r.conversation, r.customer_name) for r in recent] == [("p/2", "Bob"), ("p/1", "Ann")]
-    assert recent[1].channel == "Shop"
-
-
 @pytest.mark.parametrize(
     "garbage", [b"this is not a database at all" * 200, b"SQLite format 3\x00" + b"\xff" * 5000]
 )
@@ -249,7 +151,7 @@ def test_unopenable_location_falls_back_to_memory(tmp_path):
 def test_sign_out_deletes_every_file_of_the_account(path):
     store = LocalStore(path)
     store.add(StoredCommand.from_command(SendReply("p/1", "private words")))
-    store.add_messages("p/1", [_message(1)])
+    store.set_draft("p/1", "private draft")
     aside = path.with_name(path.name + ".corrupt-20260101T000000000000Z")
     aside.write_bytes(b"old customer data")
     other = path.with_name("store-someoneelse.sqlite3")

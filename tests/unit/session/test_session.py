@@ -16,6 +16,7 @@ from tests.helpers.fakes import (
     FakeSecretStore,
     FakeSessionClient,
     FakeSound,
+    SettableClock,
     close_awaitable,
 )
 from tray_agent.core.alerting import AlertEngine
@@ -48,18 +49,6 @@ ACCOUNT = ConnectionSettings(
 )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.current = NOW
-        self.mono = 1000.0
-
-    def now(self) -> datetime:
-        return self.current
-
-    def monotonic(self) -> float:
-        return self.mono
-
-
 class RecordingEffects:
     def __init__(self) -> None:
         self.runs: list[list[Effect]] = []
@@ -81,7 +70,7 @@ def test_dispatcher_routes_alerts_to_the_engine_and_resyncs_to_the_client() -> N
     store = Store()
     effects = RecordingEffects()
     resyncs: list[str] = []
-    dispatcher = Dispatcher(store, Clock(), alerts=effects, resync=resyncs.append)
+    dispatcher = Dispatcher(store, SettableClock(), alerts=effects, resync=resyncs.append)
     dispatcher.dispatch(message("p/a"))
     assert [type(e) for e in effects.runs[0]] == [Alert]
     dispatcher.route((RequestResync(why="unknown customer"),))
@@ -91,7 +80,7 @@ def test_dispatcher_routes_alerts_to_the_engine_and_resyncs_to_the_client() -> N
 def test_dispatcher_stamps_connection_changes_and_tells_observers() -> None:
     store = Store()
     seen: list[tuple[Event, Any, Any]] = []
-    dispatcher = Dispatcher(store, Clock())
+    dispatcher = Dispatcher(store, SettableClock())
     dispatcher.observe(lambda event, old, new: seen.append((event, old, new)))
     dispatcher.dispatch(ConnectionChanged(state=ConnectionState.CONNECTED))
     event, old, new = seen[0]
@@ -159,7 +148,13 @@ def engine_with(store: Store, dispatcher: Dispatcher) -> tuple[AlertEngine, Fake
     scheduler = FakeScheduler()
     settings = AlertSettings()
     engine = AlertEngine(
-        AlertPolicy(settings, UTC), notifier, FakeSound(), Clock(), settings, scheduler, spawn=close_awaitable
+        AlertPolicy(settings, UTC),
+        notifier,
+        FakeSound(),
+        SettableClock(),
+        settings,
+        scheduler,
+        spawn=close_awaitable,
     )
     engine.attach(store)
     dispatcher.set_alerts(engine)
@@ -170,7 +165,7 @@ def test_focus_reaches_the_policy_through_the_store_at_once() -> None:
     """A UI event's effect is no longer lost: focusing a chat withdraws its toast at once (no bridge,
     no app slot in between)."""
     store = Store()
-    dispatcher = Dispatcher(store, Clock())
+    dispatcher = Dispatcher(store, SettableClock())
     _engine, notifier, _scheduler = engine_with(store, dispatcher)
     # An escalation: it toasts whoever handles the customer (an AI-handled customer's plain
     # message no longer toasts by default, issue 14).
@@ -182,7 +177,7 @@ def test_focus_reaches_the_policy_through_the_store_at_once() -> None:
 
 def test_the_waiting_list_reaches_the_policy_from_the_store() -> None:
     store = Store()
-    dispatcher = Dispatcher(store, Clock())
+    dispatcher = Dispatcher(store, SettableClock())
     engine, _notifier, scheduler = engine_with(store, dispatcher)
     row = ConversationSummary(
         conversation="p/a", customer_name="Ann", waiting=True, waiting_since=NOW - timedelta(minutes=2)
@@ -198,7 +193,7 @@ def test_the_waiting_list_reaches_the_policy_from_the_store() -> None:
 
 def test_escalation_toast_comes_once_through_the_dispatcher() -> None:
     store = Store()
-    dispatcher = Dispatcher(store, Clock())
+    dispatcher = Dispatcher(store, SettableClock())
     _engine, notifier, scheduler = engine_with(store, dispatcher)
     dispatcher.dispatch(HumanRequested(conversation="p/b", customer_name="Bob", text="help", at=NOW))
     scheduler.run_soon()
@@ -227,7 +222,7 @@ class Harness:
         )
         self.session: AccountSession = build_session(
             LoadedSettings(settings=Settings(connection=connection)),
-            Clock(),
+            SettableClock(),
             data_dir=tmp_path / "data",
             secrets=self.secrets,
             hooks=hooks,
@@ -367,6 +362,39 @@ async def test_apply_settings_restarts_the_client_only_when_the_connection_chang
     assert len(h.clients) == 2
     assert h.clients[1].connection.server == "https://other.example"
     await session.stop()
+
+
+def test_mute_saves_the_sounds_setting_unless_a_policy_locks_it(tmp_path: Path) -> None:
+    import dataclasses
+
+    h = Harness(tmp_path)
+    session = h.session
+    shown: list[LoadedSettings] = []
+    session.hooks.settings_changed = shown.append
+    session.set_sounds(False)
+    assert [s.alerts.sounds for s in h.saved] == [False]
+    assert session.loaded.settings.alerts.sounds is False
+    session.loaded = dataclasses.replace(session.loaded, locked=frozenset({"alerts.sounds"}))
+    session.set_sounds(True)  # locked: nothing saved, nothing changed, the tray told again
+    assert len(h.saved) == 1
+    assert session.loaded.settings.alerts.sounds is False
+    assert [s.settings.alerts.sounds for s in shown] == [False, False]
+
+
+def test_manual_dnd_end_is_saved_once_and_not_when_locked(tmp_path: Path) -> None:
+    import dataclasses
+
+    h = Harness(tmp_path)
+    session = h.session
+    until = datetime(2099, 1, 1, 9, 0, tzinfo=UTC)
+    session.remember_dnd(until)
+    session.remember_dnd(until)  # already saved: not written again
+    assert [s.alerts.dnd_until for s in h.saved] == [until.isoformat()]
+    session.remember_dnd(None)
+    assert [s.alerts.dnd_until for s in h.saved] == [until.isoformat(), ""]
+    session.loaded = dataclasses.replace(session.loaded, locked=frozenset({"alerts.dnd_until"}))
+    session.remember_dnd(until)
+    assert len(h.saved) == 2
 
 
 @pytest.mark.asyncio
