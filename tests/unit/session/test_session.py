@@ -93,7 +93,7 @@ def test_dispatcher_stamps_connection_changes_and_tells_observers() -> None:
 def test_dispatch_many_reduces_a_burst_with_one_notification_and_routes_its_effects_in_order() -> None:
     store = Store()
     effects = RecordingEffects()
-    dispatcher = Dispatcher(store, Clock(), alerts=effects)
+    dispatcher = Dispatcher(store, SettableClock(NOW), alerts=effects)
     changes: list[tuple[Any, Any]] = []
     store.subscribe(lambda old, new: changes.append((old, new)))
     before = store.state
@@ -115,7 +115,7 @@ def test_dispatch_many_reduces_a_burst_with_one_notification_and_routes_its_effe
     assert effects.runs == [list(returned)]
     # The same state as one dispatch per event (the connection change stamped the same way).
     one_by_one = Store()
-    single = Dispatcher(one_by_one, Clock())
+    single = Dispatcher(one_by_one, SettableClock(NOW))
     for event in burst:
         single.dispatch(event)
     assert store.state.connection == one_by_one.state.connection
@@ -131,7 +131,7 @@ def test_dispatch_many_reduces_a_burst_with_one_notification_and_routes_its_effe
 def test_dispatch_many_with_observers_shows_them_every_event() -> None:
     store = Store()
     seen: list[tuple[Event, Any, Any]] = []
-    dispatcher = Dispatcher(store, Clock())
+    dispatcher = Dispatcher(store, SettableClock(NOW))
     dispatcher.observe(lambda event, old, new: seen.append((event, old, new)))
     burst = [message("p/a", "one"), message("p/a", "two")]
     dispatcher.dispatch_many(burst)
