@@ -167,11 +167,16 @@ class CatchUp:
 
     def _rows(self, page: WaitingListPage) -> None:
         baseline = self._baseline
+        if baseline is None:
+            # A list read outside a resync (the dashboard's customers page after connecting, an
+            # agent's refresh): it may show activity whose messages were never delivered, so it
+            # must not count as delivered; the next resync compares it with what was.
+            return
         for row in page.customers:
             activity = row.last_message_at
             if not row.conversation or activity is None:
                 continue
-            since = baseline.get(row.conversation, self._baseline_horizon) if baseline is not None else None
+            since = baseline.get(row.conversation, self._baseline_horizon)
             if since is not None and activity > since:
                 rank = 0 if row.assigned_to_me else 1 if row.waiting else 2
                 self._candidates[row.conversation] = _Candidate(row.conversation, rank, activity, since)

@@ -186,3 +186,18 @@ async def test_the_late_live_copy_of_a_caught_up_message_is_recognised_once() ->
     assert catch_up.is_copy(copy)
     assert not catch_up.is_copy(copy)  # one copy per caught-up message
     assert not catch_up.is_copy(live("a", 6))
+
+
+@pytest.mark.asyncio
+async def test_a_list_read_outside_a_resync_does_not_count_as_delivered() -> None:
+    # Found under load: the dashboard's customers page read after connecting arrived after a lost
+    # broadcast and its row's activity was taken as delivered, so the next resync fetched nothing.
+    catch_up = CatchUp(OrgCodec(user_id="me"))
+    sink = Sink(catch_up)
+    server = FakeServer({"a": [("old", 0), ("lost", 5)]})
+    _resync(catch_up, sink, row("a", 0))
+    await catch_up.run(server.fetch, sink)
+    sink(page(row("a", 5)))  # read outside a resync: shows the activity of the lost message
+    _resync(catch_up, sink, row("a", 5))
+    await catch_up.run(server.fetch, sink)
+    assert sink.texts() == [("a", "lost")]
