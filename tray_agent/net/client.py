@@ -148,6 +148,12 @@ EVERYONE_PAGE = 100
 TIMER_PADDING = 0.06
 TIMER_PADDING_MAX = 1.0
 
+MAX_BATCH = 256
+"""Events handed to the store in one batch at most (reduced in one transaction)."""
+
+BATCH_SLICE = 0.002
+"""Seconds of parsing after which a batch is delivered (reducing it takes about twice that)."""
+
 
 # ---------------------------------------------------------------------------------------------
 # The websockets library logs handshakes (with the ?token= URL and Cookie header) at debug level:
@@ -1332,7 +1338,9 @@ class Client:
 
         The events of frames read back to back are handed to ``emit.many`` as one batch (when
         the sink has it): collected while the next message is already buffered, delivered before
-        anything that may wait (the next read, a pong, the yield).
+        anything that may wait (the next read, a pong, the yield), and at the latest after
+        :data:`MAX_BATCH` events or :data:`BATCH_SLICE` seconds of parsing, so that reducing a
+        batch (about twice the parse time) still fits in the slice the GUI waits for.
         """
         slice_started = time.perf_counter()
         buffered = _buffered_probe(ws) if self._emit_many_cb is not None else None
@@ -1348,7 +1356,12 @@ class Client:
                         want_pong = self._on_frame(message)
                     finally:
                         self._batch = None
-                    if batch and (want_pong or not buffered()):
+                    if batch and (
+                        want_pong
+                        or not buffered()
+                        or len(batch) >= MAX_BATCH
+                        or time.perf_counter() - slice_started >= BATCH_SLICE
+                    ):
                         batch = self._deliver(batch)
                 if want_pong:
                     await ws.send(self._codec.pong_frame())
