@@ -138,8 +138,8 @@ def wait_for_window(
     return window
 
 
-def press_keys(desktop: DesktopSession, window: Window, *keys: str) -> None:
-    """Focus ``window`` and type ``keys`` (X keysym names) through the XTEST extension.
+def press_keys(desktop: DesktopSession, window: Window, *strokes: str) -> None:
+    """Focus ``window`` and type ``strokes`` through XTEST: keysyms, or chords ("Control_L+w").
 
     There is no window manager to give the focus: ``XSetInputFocus`` does it. Returns once the
     X server has the events (``XSync``); the app handles them on its own time.
@@ -158,13 +158,20 @@ def press_keys(desktop: DesktopSession, window: Window, *keys: str) -> None:
     xtst.XTestFakeKeyEvent.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_ulong]
     display = xlib.XOpenDisplay(desktop.display.encode())
     assert display, f"cannot open the X display {desktop.display}"
+
+    def code(key: str) -> int:
+        keycode = int(xlib.XKeysymToKeycode(display, xlib.XStringToKeysym(key.encode())))
+        assert keycode, f"no keycode for {key!r}"
+        return keycode
+
     try:
         xlib.XSetInputFocus(display, int(window.id, 16), 2, 0)  # RevertToParent, CurrentTime
-        for key in keys:
-            code = xlib.XKeysymToKeycode(display, xlib.XStringToKeysym(key.encode()))
-            assert code, f"no keycode for {key!r}"
-            xtst.XTestFakeKeyEvent(display, code, 1, 0)
-            xtst.XTestFakeKeyEvent(display, code, 0, 0)
+        for stroke in strokes:
+            keys = [code(k) for k in stroke.split("+")]
+            for keycode in keys:
+                xtst.XTestFakeKeyEvent(display, keycode, 1, 0)
+            for keycode in reversed(keys):
+                xtst.XTestFakeKeyEvent(display, keycode, 0, 0)
         xlib.XSync(display, 0)
     finally:
         xlib.XCloseDisplay(display)

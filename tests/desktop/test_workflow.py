@@ -43,7 +43,7 @@ import pytest
 from tests.desktop.conftest import unavailable
 from tests.desktop.session import REPO, DesktopSession, Notification, wait_until
 from tests.desktop.test_alerting import AppProcess, DemoServerProcess
-from tests.desktop.test_screenshots import Window, viewable_windows, wait_for_window
+from tests.desktop.test_screenshots import press_keys, viewable_windows, wait_for_window
 from tray_agent.core.deeplink import build_link
 
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
@@ -219,41 +219,6 @@ def keys_of(text: str) -> list[str]:
     return ["space" if c == " " else c for c in text]
 
 
-def type_into(desktop: DesktopSession, window: Window, *strokes: str) -> None:
-    """Focus ``window`` and type ``strokes`` through XTEST: keysyms, or chords ("Control_L+w")."""
-    xlib = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
-    xtst = ctypes.CDLL(ctypes.util.find_library("Xtst") or "libXtst.so.6")
-    xlib.XOpenDisplay.restype = ctypes.c_void_p
-    xlib.XOpenDisplay.argtypes = [ctypes.c_char_p]
-    xlib.XSetInputFocus.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_ulong]
-    xlib.XStringToKeysym.restype = ctypes.c_ulong
-    xlib.XStringToKeysym.argtypes = [ctypes.c_char_p]
-    xlib.XKeysymToKeycode.restype = ctypes.c_ubyte
-    xlib.XKeysymToKeycode.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
-    xlib.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    xlib.XCloseDisplay.argtypes = [ctypes.c_void_p]
-    xtst.XTestFakeKeyEvent.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_ulong]
-    display = xlib.XOpenDisplay(desktop.display.encode())
-    assert display, f"cannot open the X display {desktop.display}"
-
-    def code(key: str) -> int:
-        keycode = int(xlib.XKeysymToKeycode(display, xlib.XStringToKeysym(key.encode())))
-        assert keycode, f"no keycode for {key!r}"
-        return keycode
-
-    try:
-        xlib.XSetInputFocus(display, int(window.id, 16), 2, 0)  # RevertToParent, CurrentTime
-        for stroke in strokes:
-            keys = [code(k) for k in stroke.split("+")]
-            for keycode in keys:
-                xtst.XTestFakeKeyEvent(display, keycode, 1, 0)
-            for keycode in reversed(keys):
-                xtst.XTestFakeKeyEvent(display, keycode, 0, 0)
-        xlib.XSync(display, 0)
-    finally:
-        xlib.XCloseDisplay(display)
-
-
 # ---------------------------------------------------------------------- the tray over D-Bus
 
 
@@ -401,11 +366,11 @@ def test_workflow_escalation_take_over_from_toast_reply_resolve(
     # Reply in the chat window (opened by a link), then resolve it there (Ctrl+Shift+D).
     open_link(argv, env, ref)
     chat = wait_for_window(desktop, running, lambda t: name in t, "the chat window")
-    type_into(desktop, chat, *keys_of(REPLY), "Return")
+    press_keys(desktop, chat, *keys_of(REPLY), "Return")
     wait_until(lambda: server.has_agent_reply(ref, REPLY), STEP_TIMEOUT, "the reply on the server")
-    type_into(desktop, chat, "Control_L+Shift_L+d")
+    press_keys(desktop, chat, "Control_L+Shift_L+d")
     wait_until(lambda: server.closed(ref), STEP_TIMEOUT, "the resolve on the server")
-    type_into(desktop, chat, "Control_L+w")  # not looking at it any more: reminders would show
+    press_keys(desktop, chat, "Control_L+w")  # not looking at it any more: reminders would show
     wait_until(
         lambda: chat.id not in {w.id for w in viewable_windows(desktop)},
         STEP_TIMEOUT,
@@ -443,11 +408,11 @@ def test_workflow_dashboard_take_over_from_the_ai(
 
     open_link(argv, env, ref)
     chat = wait_for_window(desktop, running, lambda t: name in t, "the chat window")
-    type_into(desktop, chat, "Control_L+Shift_L+t")
+    press_keys(desktop, chat, "Control_L+Shift_L+t")
     wait_until(lambda: server.handler(ref) == me, STEP_TIMEOUT, "the take-over on the server")
     assert server.bot_stopped(ref)  # the bot was stopped first, as the web dashboard does
     expect_counts(running, waiting=0, mine=1)
 
-    type_into(desktop, chat, "Control_L+Shift_L+d")  # resolve: released, the bot takes over again
+    press_keys(desktop, chat, "Control_L+Shift_L+d")  # resolve: released, the bot takes over again
     wait_until(lambda: server.closed(ref), STEP_TIMEOUT, "the release and the bot back on the server")
     expect_counts(running, waiting=0, mine=0)
