@@ -528,8 +528,13 @@ class ChatWindow(QWidget):
 
         self._handler_frame = QFrame(self)
         self._handler_frame.setFrameShape(QFrame.Shape.StyledPanel)
-        handler_layout = QHBoxLayout(self._handler_frame)
+        # The sentence on its own line, the actions under it: at a chat window's width a sentence
+        # beside four buttons wrapped to three lines (Indonesian).
+        handler_layout = QVBoxLayout(self._handler_frame)
         handler_layout.setContentsMargins(8, 4, 8, 4)
+        handler_layout.setSpacing(4)
+        actions = QHBoxLayout()
+        actions.setContentsMargins(0, 0, 0, 0)
         self._handler_label = QLabel(self._handler_frame)
         self._handler_label.setTextFormat(Qt.TextFormat.PlainText)
         self._handler_label.setWordWrap(True)
@@ -558,11 +563,13 @@ class ChatWindow(QWidget):
             _("Closes the conversation: the customer leaves your list. Shortcut: Ctrl+Shift+D.")
         )
         self._resolve_button.clicked.connect(self._on_resolve_button_clicked)
-        handler_layout.addWidget(self._handler_label, 1)
-        handler_layout.addWidget(self._take_over_button)
-        handler_layout.addWidget(self._release_button)
-        handler_layout.addWidget(self._hand_back_button)
-        handler_layout.addWidget(self._resolve_button)
+        handler_layout.addWidget(self._handler_label)
+        actions.addStretch(1)
+        actions.addWidget(self._take_over_button)
+        actions.addWidget(self._release_button)
+        actions.addWidget(self._hand_back_button)
+        actions.addWidget(self._resolve_button)
+        handler_layout.addLayout(actions)
         layout.addWidget(self._handler_frame)
 
         self._conflict_banner = ConflictBanner(self)
