@@ -89,6 +89,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 == PR_SET_PDEATHSIG
 
 
+def stop_process(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """SIGTERM ``proc``, then SIGKILL after ``grace`` seconds; returns once it has ended."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class SessionError(RuntimeError):
     """The session could not start (a daemon died or never became ready)."""
 
@@ -362,13 +373,7 @@ class DesktopSession:
 
     @staticmethod
     def _stop_process(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, grace)
 
     def _spawn(
         self,

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.desktop.session import REPO, DesktopSession, wait_until
+from tests.desktop.session import REPO, DesktopSession, stop_process, wait_until
 
 ARTIFACTS = REPO / "test-artifacts"
 APP_START_TIMEOUT = 20.0
@@ -72,12 +72,7 @@ def demo_server(
         info = json.loads(process.stdout.readline())
         yield DemoServerProcess(process, info["url"], info["control"], info["agents"][0], db)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         if process.stdout is not None:
             process.stdout.close()
 
@@ -132,12 +127,7 @@ def launch(
 
     yield start
     for app in apps:
-        app.process.terminate()
-        try:
-            app.process.wait(10)
-        except subprocess.TimeoutExpired:
-            app.process.kill()
-            app.process.wait()
+        stop_process(app.process)
         assert "Stopped (exit code 0)" in app.log_text() or app.process.returncode == 0
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import pytest
 
 from tests.desktop.conftest import unavailable
-from tests.desktop.session import REPO, DesktopSession, Notification, wait_until
+from tests.desktop.session import REPO, DesktopSession, Notification, stop_process, wait_until
 from tests.desktop.test_alerting import AppProcess, DemoServerProcess
 from tests.desktop.test_screenshots import press_keys, viewable_windows, wait_for_window
 from tray_agent.core.deeplink import build_link
@@ -144,12 +144,7 @@ def server(request: pytest.FixtureRequest, desktop: DesktopSession, tmp_path: Pa
             info.get("extra") or {},
         )
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         if process.stdout is not None:
             process.stdout.close()
 
@@ -196,12 +191,7 @@ def app(
     try:
         yield running, argv, env
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
     assert "Stopped (exit code 0)" in running.log_text() or process.returncode == 0, running.log_text()
 
 
