@@ -293,9 +293,16 @@ def run(args: argparse.Namespace) -> int:
         paths = None  # the self-test runs without them
     open_log_file = setup_logging(paths.log if paths is not None else None, verbose, open_file_later=True)
     try:
-        return _run_qt(args, paths, open_log_file)
+        code = _run_qt(args, paths, open_log_file)
     finally:
         open_log_file()  # when the launch did not get to it (handed over, self-test, failure)
+    # WORKAROUND(PySide6 teardown): the app has shut down (sockets, local store, demo data and
+    # logs closed), but destroying the remaining Qt objects during interpreter finalization
+    # crashed now and then (SIGSEGV after "Stopped (exit code 0)"): end the process here.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _run_qt(args: argparse.Namespace, paths: Paths | None, open_log_file: Callable[[], None]) -> int:
