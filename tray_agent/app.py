@@ -223,15 +223,15 @@ class TrayApp:
 
     async def main(self) -> int:
         """Start everything, wait for Quit / SIGINT / SIGTERM, shut down cleanly."""
-        from tray_agent.ui.testing_hooks import install_test_hooks
-        from tray_agent.ui.wakeup import WakeupWatcher
-
         try:
             await self._start()
         except Exception:
             logger.exception("Start-up failed")
             await self._shutdown()
             return 1
+        from tray_agent.ui.testing_hooks import install_test_hooks
+        from tray_agent.ui.wakeup import WakeupWatcher
+
         # Reconnect at once after sleep/resume or a network change, not after the backoff.
         self.wakeup = WakeupWatcher(self.app)
         self.wakeup.wakeup_detected.connect(self.flows.wakeup_detected)
