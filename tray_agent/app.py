@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-    from tray_agent.core.ports import Notifier, SecretStore, Sound
+    from tray_agent.core.ports import SecretStore, Sound
     from tray_agent.core.settings_layers import LoadedSettings
     from tray_agent.core.state import Store
     from tray_agent.demo.server import DemoServer
@@ -290,28 +290,14 @@ class TrayApp:
 
     async def _start_services(self) -> None:
         """The notifier (desktop-notifier, else tray messages, else none) and the sound."""
-        from tray_agent.platform.notifier import NullNotifier, create_notifier
+        from tray_agent.platform.notifier import create_notifier
         from tray_agent.platform.sound import NullSound, SystemSound
-        from tray_agent.ui.qt_notifier import TrayMessageNotifier
 
-        notifier: Notifier = await create_notifier(app_name=DISPLAY_NAME)
-        if isinstance(notifier, NullNotifier):
-            if self.tray.tray_available:
-                notifier = TrayMessageNotifier(self.tray.tray_icon)
-                logger.info("Notifications: tray messages (no notification service answered)")
-                self.tray.set_problem("notifications", "")
-            else:
-                self.tray.set_problem("notifications", _("no notification service on this desktop"))
-        else:
-            logger.info("Notifications: native")
-        notifier.set_callback(self.front.activate_toast)
-        self.runner.set_notifier(notifier)
+        notifier = await create_notifier(app_name=DISPLAY_NAME)  # NullNotifier: no service answered
         sound: Sound = SystemSound()
         if not sound.available:
-            problem = getattr(sound, "problem", "") or "no audio player found"
-            sound = NullSound(problem)
-            self.tray.set_problem("sounds", problem)
-        self.runner.set_sound(sound)
+            sound = NullSound(getattr(sound, "problem", "") or "no audio player found")
+        self.front.use_services(notifier, sound)
 
     def _make_secrets(self) -> SecretStore:
         """The keyring (blocking probe: runs in an executor). The demo keeps secrets in memory."""

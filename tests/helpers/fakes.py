@@ -231,14 +231,16 @@ class FakeNotifier:
 
 
 class FakeSound:
-    """Records what was played."""
+    """Records what was played; ``available=False`` with a ``problem`` plays as no player here."""
 
-    def __init__(self) -> None:
+    def __init__(self, available: bool = True, problem: str = "") -> None:
         self.played: list[tuple[SoundName, float]] = []
+        self.problem = problem
+        self._available = available
 
     @property
     def available(self) -> bool:
-        return True
+        return self._available
 
     def play(self, sound: SoundName, volume: float = 1.0) -> None:
         self.played.append((sound, volume))

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tray_agent.core.effects import ToastAction
-from tray_agent.core.ports import CommandSink, DraftStore
+from tray_agent.core.i18n import _
+from tray_agent.core.ports import CommandSink, DraftStore, Notifier, Sound
 from tray_agent.core.settings import Settings
 from tray_agent.core.settings_layers import LoadedSettings
 
@@ -117,6 +118,30 @@ class Front:
         self.tray.show_info(title, text)
 
     # -------------------------------------------------------------- the tray's and the notifier's
+
+    def use_services(self, notifier: Notifier, sound: Sound) -> None:
+        """Alert through ``notifier`` (else tray messages, else none) and ``sound``; show what is missing.
+
+        Args:
+            notifier: the native notifier, or one that is not ``available`` (no service answered).
+            sound: the sound, or one that is not ``available`` (its ``problem`` says why).
+        """
+        from tray_agent.ui.qt_notifier import TrayMessageNotifier
+
+        if not notifier.available:
+            if self.tray.tray_available:
+                notifier = TrayMessageNotifier(self.tray.tray_icon)
+                logger.info("Notifications: tray messages (no notification service answered)")
+                self.tray.set_problem("notifications", "")
+            else:
+                self.tray.set_problem("notifications", _("no notification service on this desktop"))
+        else:
+            logger.info("Notifications: native")
+        notifier.set_callback(self.activate_toast)
+        self.runner.set_notifier(notifier)
+        if not sound.available:
+            self.tray.set_problem("sounds", getattr(sound, "problem", ""))
+        self.runner.set_sound(sound)
 
     def ask_sign_out(self) -> None:
         """The tray's Sign out: the windows ask first (``sign_out_confirmed`` follows a yes)."""
