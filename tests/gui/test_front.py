@@ -82,3 +82,27 @@ def test_front_without_windows_logs_the_sign_in_it_cannot_show(front: Front, cap
         front.close_sign_in()
         front.settings_save_failed("disk full")
     assert "Sign-in needed (wrong password), but this build has no sign-in window" in caplog.text
+
+
+def test_the_counts_test_hook_logs_after_every_flush(qtbot, front: Front, caplog) -> None:
+    """TRAY_AGENT_TEST_LOG_COUNTS=1 (tests/desktop/test_workflow.py reads these lines): the hook
+    outlives the call that installed it."""
+    import gc
+
+    from tray_agent.core.events import ConnectionChanged, ConnectionState
+    from tray_agent.ui.testing_hooks import TEST_LOG_COUNTS_ENV, install_test_hooks
+
+    store = Store()
+    bridge = StoreBridge(store)
+    try:
+        install_test_hooks({TEST_LOG_COUNTS_ENV: "1"}, front.tray, bridge, lambda: None)
+        install_test_hooks({}, front.tray, bridge, lambda: None)  # not asked for: nothing more
+        gc.collect()
+        with (
+            caplog.at_level(logging.INFO, logger="tray_agent.ui.testing_hooks"),
+            qtbot.waitSignal(bridge.flushed, timeout=1000),
+        ):
+            store.dispatch(ConnectionChanged(state=ConnectionState.CONNECTED))
+        assert [r.getMessage() for r in caplog.records] == ["Counts: waiting=0 mine=0 badge=- tabs="]
+    finally:
+        bridge.close()

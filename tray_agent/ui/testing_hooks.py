@@ -37,8 +37,7 @@ def install_test_hooks(
     if env.get(TEST_SHOW_MENU_ENV) == "1":
         show_menu(tray)
     if env.get(TEST_LOG_COUNTS_ENV) == "1":
-        counts = CountsLog(tray, windows)
-        bridge.flushed.connect(counts.log)
+        bridge.flushed.connect(counts_logger(tray, windows))
 
 
 def show_menu(tray: TrayController) -> None:
@@ -52,19 +51,22 @@ def show_menu(tray: TrayController) -> None:
     logger.info("Test hook: menu shown")
 
 
-class CountsLog:
-    """Test hook: logs what the tray and the inbox show after a flush (see the module docstring)."""
+def counts_logger(
+    tray: TrayController, windows: Callable[[], WindowManager | None]
+) -> Callable[[State], None]:
+    """Test hook: a slot logging what the tray and the inbox show after a flush (see the module docstring).
 
-    def __init__(self, tray: TrayController, windows: Callable[[], WindowManager | None]) -> None:
-        self._tray = tray
-        self._windows = windows
+    A function, not a bound method: a signal holds a plain object's bound method weakly, and
+    nothing else would keep that object alive.
+    """
 
-    def log(self, state: State) -> None:
-        """Log one ``Counts:`` line for ``state``."""
-        windows = self._windows()
-        inbox = windows.inbox if windows is not None else None
+    def log(state: State) -> None:
+        current = windows()
+        inbox = current.inbox if current is not None else None
         tabs = "|".join(inbox.tab_titles) if inbox is not None else ""
         logger.info(
             "Counts: waiting=%d mine=%d badge=%s tabs=%s",
-            state.waiting_count, len(state.mine()), self._tray.badge or "-", tabs,
+            state.waiting_count, len(state.mine()), tray.badge or "-", tabs,
         )  # fmt: skip
+
+    return log
