@@ -1,7 +1,8 @@
 """Export diagnostics: a zip of the logs, settings without secrets, policy, versions and local checks.
 
-Used by the app only (no command of its own): app.py hands over what it owns (the paths, the
-settings, the keyring's name and the local store's problem) to :func:`export_diagnostics`, which
+Used by the app only (no command of its own): ``session.flows.AccountFlows`` hands over the
+session's settings, keyring name and local store problem, and app.py the paths, to
+:func:`export_diagnostics`, which
 gathers the rest and calls :func:`write_diagnostics_zip` off the GUI thread; the doctor's quick
 local checks come from :mod:`tray_agent.checks`, not from the ``doctor`` command. Qt is never
 imported at module level (only :func:`collect_versions` asks it for its version, lazily).
@@ -67,7 +68,7 @@ PACKAGES = ("PySide6-Essentials", "websockets", "aiohttp", "desktop-notifier", "
 
 @dataclass(frozen=True)
 class DiagnosticsInput:
-    """What the zip is built from (gathered by app.py).
+    """What the zip is built from (gathered by :func:`export_diagnostics`).
 
     Attributes:
         loaded: the loaded settings (values, layers, locks, problems).

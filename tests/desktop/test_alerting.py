@@ -3,7 +3,7 @@
 The app runs as a subprocess (``python -m tray_agent``) with the session's environment (xcb,
 D-Bus, PulseAudio), against a ``tray-agent demo-server`` subprocess on 127.0.0.1 port 0 whose
 control API injects customer events. Screenshots of the status window and the open tray menu
-(test hook ``TRAY_AGENT_TEST_SHOW_MENU=1``, see tray_agent/app.py) go to ``test-artifacts/``.
+(test hook ``TRAY_AGENT_TEST_SHOW_MENU=1``, see tray_agent/ui/testing_hooks.py) go to ``test-artifacts/``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ customers write and ask for a human. Everything is observed from outside the app
 * the tray: the StatusNotifierItem's ``ToolTip`` and its exported menu (``com.canonical.dbusmenu``,
   read the way a panel does: ``AboutToShow`` then ``GetLayout``);
 * the inbox's tab titles and the tray's badge: the test hook ``TRAY_AGENT_TEST_LOG_COUNTS=1``
-  logs them after every flush (see tray_agent/app.py); there is no other way to read them
+  logs them after every flush (see tray_agent/ui/testing_hooks.py); there is no other way to read them
   from outside;
 * the chat window: opened with a ``tray-agent://open/<conversation>`` link, typed into with
   XTEST (reply, Enter, Ctrl+Shift+D to resolve, Ctrl+W to close);

@@ -211,7 +211,7 @@ def test_reconnect_now_without_an_account_opens_the_sign_in(qapp: QApplication, 
     windows = Windows()
     app.windows = windows
     try:
-        assert app.client is None
+        assert app.session.client is None
         app.tray.reconnect_requested.emit()
         assert windows.sign_ins == ["Enter your server and account to sign in."]
     finally:

@@ -110,7 +110,7 @@ def test_keyboard_flow_hand_back_and_resolve_shortcuts(rig, qtbot):
 def test_keyboard_flow_toast_open_then_inbox_shortcuts(rig, qtbot):
     env, windows = rig
     env.feed(HumanRequested(conversation="p/new", customer_name="Ana", text="help"))
-    # The toast's "Open" action calls WindowManager.open_chat (app.py _on_toast_activated).
+    # The toast's "Open" action calls WindowManager.open_chat (ui.front.Front.activate_toast).
     chat = windows.open_chat("p/new")
     activate(qtbot, chat)
     qtbot.keyClick(chat.reply_edit, Qt.Key.Key_I, CTRL_SHIFT)  # open the inbox from the chat

@@ -1,5 +1,6 @@
 """Fakes at the ports: clock, secret store, event recorder, backoff sleep, JWTs (net tests); notifier,
-sound, command sink, scheduler, authenticator and client (session, alert engine and GUI tests)."""
+sound, command sink, scheduler, authenticator and client (session, alert engine and GUI tests); front
+end, diagnostics writer and autostart (the account flows' tests)."""
 
 from __future__ import annotations
 
@@ -230,14 +231,16 @@ class FakeNotifier:
 
 
 class FakeSound:
-    """Records what was played."""
+    """Records what was played; ``available=False`` with a ``problem`` plays as no player here."""
 
-    def __init__(self) -> None:
+    def __init__(self, available: bool = True, problem: str = "") -> None:
         self.played: list[tuple[SoundName, float]] = []
+        self.problem = problem
+        self._available = available
 
     @property
     def available(self) -> bool:
-        return True
+        return self._available
 
     def play(self, sound: SoundName, volume: float = 1.0) -> None:
         self.played.append((sound, volume))
@@ -341,3 +344,56 @@ class FakeSessionClient:
 
     def request_resync(self, why: str = "") -> None:
         self.calls.append(f"resync:{why}")
+
+
+class FakeFrontEnd:
+    """The GUI as ``session.flows.AccountFlows`` sees it: records what it was asked to show."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def of(self, name: str) -> list[Any]:
+        """The arguments of every call of ``name``, in order."""
+        return [args for called, args in self.calls if called == name]
+
+    def show_sign_in(self, problem: str) -> None:
+        self.calls.append(("show_sign_in", problem))
+
+    def close_sign_in(self) -> None:
+        self.calls.append(("close_sign_in", None))
+
+    def settings_save_failed(self, problem: str) -> None:
+        self.calls.append(("settings_save_failed", problem))
+
+    def appearance_changed(self, settings: Any) -> None:
+        self.calls.append(("appearance_changed", settings))
+
+    def show_info(self, title: str, text: str) -> None:
+        self.calls.append(("show_info", (title, text)))
+
+
+class FakeDiagnosticsWriter:
+    """A diagnostics writer that records its inputs, or raises ``fail``."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.fail = fail
+        self.written: list[tuple[Any, dict[str, Any]]] = []
+
+    async def __call__(self, target: Any, **inputs: Any) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.written.append((target, inputs))
+
+
+class FakeAutostart:
+    """``platform.autostart.apply_autostart`` that records ``(wanted, locked)`` and answers ``problem``."""
+
+    def __init__(self, problem: str = "") -> None:
+        self.problem = problem
+        self.applied: list[tuple[bool, bool]] = []
+
+    def __call__(self, wanted: bool, *, locked: bool = False) -> Any:
+        from tray_agent.platform.autostart import AutostartResult
+
+        self.applied.append((wanted, locked))
+        return AutostartResult(enabled=wanted and not self.problem, changed=True, problem=self.problem)

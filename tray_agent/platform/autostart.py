@@ -9,9 +9,9 @@ build (``sys.frozen``), else ``<python> -m tray_agent``.
 * Windows: value ``tray-agent`` under ``HKCU\Software\Microsoft\Windows\CurrentVersion\Run``.
 * macOS: ``~/Library/LaunchAgents/com.trayagent.app.plist`` (``RunAtLoad``).
 
-:func:`apply_autostart` is what ``app.py`` calls with the setting ``ui.autostart`` and whether the
-machine policy locks it: a locked value is applied as the policy says, whatever the user chose.
-Nothing here raises into the caller; failures come back as plain words.
+:func:`apply_autostart` is what ``session.flows.AccountFlows`` calls with the setting
+``ui.autostart`` and whether the machine policy locks it: a locked value is applied as the policy
+says, whatever the user chose. Nothing here raises into the caller; failures come back as plain words.
 """
 
 from __future__ import annotations

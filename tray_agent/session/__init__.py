@@ -4,6 +4,9 @@
 * :mod:`.account`: :class:`AccountSession` (start/stop, sign in, sign out, settings);
 * :mod:`.wiring`: :func:`build_session`, the one wiring of authenticator, codec, local store,
   client, store and dispatcher;
+* :mod:`.flows`: :class:`~.flows.AccountFlows`, the tray app's account flows on top of a session
+  (when to ask for a sign-in, reconnect and wake-up, sign out, settings saved, autostart,
+  diagnostics export), behind a small ``FrontEnd`` port;
 * :mod:`.scheduler`: :class:`AsyncioScheduler`, the Scheduler port on asyncio (the app's is
   ``ui.scheduler.QtScheduler``).
 

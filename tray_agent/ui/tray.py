@@ -321,14 +321,14 @@ class TrayController(QObject):
 
     Signals:
         quit_requested(): Quit was chosen.
-        reconnect_requested(): "Reconnect now" was chosen (app.py opens the sign-in when no
-            client runs: nothing to reconnect).
+        reconnect_requested(): "Reconnect now" was chosen (``session.flows.AccountFlows`` opens
+            the sign-in when no client runs: nothing to reconnect).
         mute_toggled(bool): the agent switched sounds off (True) or on (False).
         icon_changed(str): the icon state or badge changed ("<state>:<badge>", the state with
             "+sla" when the SLA warning mark is on it).
-        sign_out_requested(): "Sign out…" was chosen (app.py asks the windows to confirm).
+        sign_out_requested(): "Sign out…" was chosen (``ui.front.Front`` asks the windows to confirm).
         diagnostics_export_requested(str): "Export diagnostics…" was chosen and a file picked
-            (its path); app.py writes the zip.
+            (its path); ``session.flows.AccountFlows`` writes the zip.
     """
 
     quit_requested = Signal()

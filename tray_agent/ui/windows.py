@@ -97,11 +97,12 @@ class WindowManager(QObject):
 
     Signals:
         sign_in_requested(object): a :class:`~tray_agent.ui.signin_dialog.SignInRequest`.
-        settings_saved(object): the edited :class:`~tray_agent.core.settings.Settings`; app.py
-            saves them with ``save_user_settings`` and calls :meth:`set_loaded_settings`.
+        settings_saved(object): the edited :class:`~tray_agent.core.settings.Settings`; the
+            session saves them (``session.flows.AccountFlows.settings_saved``) and calls
+            :meth:`set_loaded_settings`.
         quit_requested(): the agent chose Quit in a window.
-        sign_out_confirmed(): the agent confirmed signing out; app.py deletes the local data
-            and the saved sign-in, then calls :meth:`signed_out`.
+        sign_out_confirmed(): the agent confirmed signing out; the session deletes the local
+            data and the saved sign-in (``AccountFlows.sign_out``), then calls :meth:`signed_out`.
     """
 
     sign_in_requested = Signal(object)
@@ -330,7 +331,7 @@ class WindowManager(QObject):
         return self._settings
 
     def settings_save_failed(self, problem: str) -> None:
-        """Tell the agent that saving failed (app.py calls this when save raised OSError)."""
+        """Tell the agent that saving failed (``ui.front.Front`` calls this when saving raised OSError)."""
         dialog = self.show_settings()
         dialog.show_problem(problem)
 
@@ -354,7 +355,7 @@ class WindowManager(QObject):
         return self._sign_in
 
     def close_sign_in(self) -> None:
-        """Close the sign-in dialog (app.py calls this once signed in)."""
+        """Close the sign-in dialog (``ui.front.Front`` calls this once connected)."""
         if self._sign_in is not None:
             self._sign_in.accept()
 

@@ -424,9 +424,3 @@ async def test_the_alert_engine_runs_on_asyncio_timers_too() -> None:
     await asyncio.wait_for(fired.wait(), 5.0)
     assert [t.key for t in notifier.shown] == ["message:p/1", "message:p/2"]
     assert not engine.timer_active
-
-
-def test_the_app_signs_out_the_same_secrets_as_the_session() -> None:
-    from tray_agent import app
-
-    assert app.SIGN_OUT_SECRETS == SIGN_OUT_SECRETS
