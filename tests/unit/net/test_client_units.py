@@ -24,7 +24,9 @@ from tray_agent.core.protocol.base import EncodeError, HttpCall, Outbound, WsFra
 from tray_agent.core.redact import redact
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.net.auth import Credentials, DashboardAuthenticator
-from tray_agent.net.client import Backoff, Client, ConfigError, Timings, http_base, ws_url
+from tray_agent.net.client import Client
+from tray_agent.net.config import ConfigError, Timings, http_base, ws_url
+from tray_agent.net.connection import Backoff
 
 
 class FakeCodec:
