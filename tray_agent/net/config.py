@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from tray_agent.core.events import Dialect
@@ -17,12 +17,18 @@ from tray_agent.core.protocol.base import DialectCodec, UrlError
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.net.connection import MachineTimings
 
-if TYPE_CHECKING:  # net.auth brings the HTTP client; this module stays free of it
-    from tray_agent.net.auth import Credentials
-
 # ---------------------------------------------------------------------------------------------
 # URLs
 # ---------------------------------------------------------------------------------------------
+
+
+class Signed(Protocol):
+    """What a socket URL needs of the credentials (:class:`~tray_agent.net.auth.Credentials`)."""
+
+    @property
+    def token(self) -> str:
+        """The org access token ("" for the dashboard, whose socket takes the session cookie)."""
+        ...
 
 
 class ConfigError(ValueError):
@@ -54,7 +60,7 @@ def http_base(settings: ConnectionSettings) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
-def ws_url(settings: ConnectionSettings, dialect: Dialect, credentials: Credentials) -> str:
+def ws_url(settings: ConnectionSettings, dialect: Dialect, credentials: Signed) -> str:
     """The dialect codec's WebSocket URL for ``settings`` (see ``DialectCodec.ws_url``).
 
     Kept for callers that hold a dialect rather than a codec; the client asks its own codec.
@@ -65,7 +71,7 @@ def ws_url(settings: ConnectionSettings, dialect: Dialect, credentials: Credenti
     return codec_ws_url(codec_for(dialect), settings, credentials)
 
 
-def codec_ws_url(codec: DialectCodec, settings: ConnectionSettings, credentials: Credentials) -> str:
+def codec_ws_url(codec: DialectCodec, settings: ConnectionSettings, credentials: Signed) -> str:
     """``codec``'s WebSocket URL for ``settings`` and ``credentials``.
 
     Raises:
