@@ -34,7 +34,7 @@ def test_a_queued_reply_that_was_not_saved_is_marked(qtbot, tmp_path, online):
 
 
 def test_a_saved_reply_the_store_cannot_mark_as_sent_turns_unsaved(qtbot, tmp_path):
-    """The client holds it (net.client ``_hold``) and queues it again with ``durable`` False."""
+    """The client holds it (net.outbox ``Outbox.hold``) and queues it again with ``durable`` False."""
     chat = Chat(qtbot, tmp_path)
     try:
         window = chat.window

@@ -12,7 +12,8 @@ from tray_agent.core.protocol.dashboard import DashboardCodec
 from tray_agent.core.protocol.org import OrgCodec
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.net.auth import DashboardAuthenticator, OrgAuthenticator
-from tray_agent.net.client import Client, Timings
+from tray_agent.net.client import Client
+from tray_agent.net.config import Timings
 
 FAST = Timings(
     heartbeat_interval=30.0,

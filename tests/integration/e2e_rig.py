@@ -3,7 +3,7 @@
 It wires the app's objects the way ``tray_agent/app.py`` does: the session layer's
 :func:`~tray_agent.session.build_session` (store, dispatcher, local store, and the client built
 by :meth:`~tray_agent.session.AccountSession.sign_in` when the sign-in dialog asks, with shrunk
-:class:`~tray_agent.net.client.Timings` and an in-memory secret store), a
+:class:`~tray_agent.net.config.Timings` and an in-memory secret store), a
 :class:`~tray_agent.ui.bridge.StoreBridge`, the session as the windows' command sink (as in the
 app), and a :class:`~tray_agent.ui.windows.WindowManager` whose UI events go
 through the session's dispatcher.
@@ -35,7 +35,8 @@ from tray_agent.core.settings_layers import LoadedSettings
 from tray_agent.core.state import CommandState, MessageRecord, State
 from tray_agent.demo.base import DemoAgent, DemoCustomer
 from tray_agent.demo.server import DemoServer
-from tray_agent.net.client import Client, Timings
+from tray_agent.net.client import Client
+from tray_agent.net.config import Timings
 from tray_agent.session import AccountSession, build_session
 from tray_agent.ui.bridge import StoreBridge
 from tray_agent.ui.chat_window import ChatWindow

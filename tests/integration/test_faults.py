@@ -3,7 +3,7 @@
 Every test runs the dashboard demo backend in-process on 127.0.0.1 port 0, a
 :class:`~tests.helpers.fault_proxy.FaultProxy` in front of it, and the real
 :class:`~tray_agent.net.client.Client` feeding a real :class:`~tray_agent.core.state.Store`.
-Timings are shrunk with :class:`~tray_agent.net.client.Timings` (heartbeat 0.25 s + 0.5 s,
+Timings are shrunk with :class:`~tray_agent.net.config.Timings` (heartbeat 0.25 s + 0.5 s,
 backoff 20-100 ms). Nothing waits by sleeping: tests await events or conditions with timeouts.
 """
 
@@ -43,7 +43,8 @@ from tray_agent.core.settings import AlertSettings, ConnectionSettings
 from tray_agent.core.state import Store
 from tray_agent.demo.server import DemoServer
 from tray_agent.net.auth import DashboardAuthenticator
-from tray_agent.net.client import Client, Timings
+from tray_agent.net.client import Client
+from tray_agent.net.config import Timings
 
 pytestmark = pytest.mark.integration
 

@@ -41,7 +41,8 @@ from tray_agent.core.settings import ConnectionSettings
 from tray_agent.core.state import Store
 from tray_agent.demo.server import DemoServer
 from tray_agent.net.auth import DashboardAuthenticator
-from tray_agent.net.client import Client, Timings
+from tray_agent.net.client import Client
+from tray_agent.net.config import Timings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -173,7 +173,7 @@ class ResendCommand(Command):
     """The agent sends an unconfirmed command again; ``command_id`` names it (same id, same bubble).
 
     Only an explicit decision of the agent sends again what may already have reached the
-    customer (see the durable outbox in :mod:`tray_agent.net.client`).
+    customer (see the durable outbox in :mod:`tray_agent.net.outbox`).
     """
 
     @property

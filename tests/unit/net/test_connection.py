@@ -413,3 +413,26 @@ def test_connection_an_unusable_client_is_offline_for_good() -> None:
         EmitState(ConnectionState.OFFLINE, "The CA bundle x cannot be used")
     ]
     assert machine.phase is Phase.STOPPED
+
+
+# -- backoff --------------------------------------------------------------------------------------
+
+
+def test_backoff_full_jitter_doubles_up_to_the_cap() -> None:
+    backoff = Backoff(1.0, 60.0, rng=lambda: 0.999999)
+    ceilings = [round(backoff.next_delay()) for _ in range(9)]
+    assert ceilings == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    backoff.reset()
+    assert round(backoff.next_delay()) == 1
+
+
+def test_backoff_delay_is_uniform_below_the_ceiling() -> None:
+    values = iter([0.0, 0.5, 0.25])
+    backoff = Backoff(1.0, 60.0, rng=lambda: next(values))
+    assert [backoff.next_delay() for _ in range(3)] == [0.0, 1.0, 1.0]
+
+
+def test_backoff_never_overflows() -> None:
+    backoff = Backoff(1.0, 60.0, rng=lambda: 1.0)
+    backoff.attempts = 10_000
+    assert backoff.next_delay() == 60.0

@@ -11,7 +11,7 @@ from tray_agent.core.events import (
     ServerAcked,
     ServerRejected,
 )
-from tray_agent.net.client import CommandTracker, Transport
+from tray_agent.net.tracker import CommandTracker, Transport
 
 
 def _send_all(tracker: CommandTracker, now: float = 0.0, *, live: bool = True) -> list[str]:

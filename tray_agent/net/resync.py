@@ -1,0 +1,179 @@
+"""The resync: page the whole waiting list through internal commands, after each connect and periodically.
+
+:class:`Resync` is the bookkeeping (pure: it queues the internal RefreshWaitingList pages in the
+tracker and says what the client must do next); :func:`list_everyone` is the one REST page of all
+customers read after a connection's first resync.
+
+Decisions:
+
+* **Resync** runs after every (re)connect (state RESYNCING until the last page) and again every
+  ``resync_interval`` while connected, for both dialects (O9, G10). A failed first resync counts
+  as a connection failure (reconnect with backoff); a failed periodic one is only logged.
+* **The agent's refresh** reads the whole list as a resync does when its first page says there is
+  more: the org list comes in segments (waiting, held, recent), and its first page may be empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from tray_agent.core.commands import RefreshWaitingList
+from tray_agent.core.events import CommandFailed, Event, WaitingListPage
+from tray_agent.core.ports import Clock
+from tray_agent.core.protocol.base import DialectCodec, EncodeError, HttpCall, WsFrame
+from tray_agent.net.polling import rest_call
+from tray_agent.net.tracker import CommandTracker, Outcome
+
+logger = logging.getLogger(__name__)
+
+RESYNC_PAGE = 200
+"""Rows asked for per resync page (the codec clamps it to what its server allows)."""
+MAX_RESYNC_PAGES = 500
+EVERYONE_PAGE = 100
+"""Rows of the one REST page of all customers read after a connection's first resync (see
+:func:`list_everyone`): the most recently active, bounded to one request."""
+
+
+class Progress(enum.Enum):
+    """What a settled resync page asks of the client."""
+
+    NONE = enum.auto()
+    """Nothing: no resync is running, or a periodic one failed (logged, rescheduled)."""
+    NEXT_PAGE = enum.auto()
+    """The next page is queued: wake the send loop."""
+    FAILED = enum.auto()
+    """The connection's first resync failed: drop the connection."""
+    DONE = enum.auto()
+    """A periodic resync (or the agent's refresh) read its last page: run the catch-up."""
+    FIRST_DONE = enum.auto()
+    """The connection's first resync read its last page: the connection is live; catch up."""
+
+
+class Resync:
+    """Which resync runs, its pages, and when the next periodic one is due.
+
+    Args:
+        tracker: where the internal page commands are queued (at the front of the outbox).
+        clock: monotonic time for the periodic schedule.
+        interval: seconds between periodic resyncs while connected; None disables them.
+    """
+
+    def __init__(self, tracker: CommandTracker, clock: Clock, interval: float | None) -> None:
+        self._tracker = tracker
+        self._clock = clock
+        self._interval = interval
+        self.active = False
+        self._initial = False
+        self._pages = 0
+        self.next_at: float | None = None
+        """Monotonic time of the next periodic resync (None: none planned)."""
+
+    def start(self, *, initial: bool) -> None:
+        """Queue the first page of a resync (``initial``: the connection's first)."""
+        self.active = True
+        self._initial = initial
+        self._pages = 0
+        self._tracker.enqueue(RefreshWaitingList(offset=0, limit=RESYNC_PAGE), internal=True, front=True)
+
+    def follow(self, outcome: Outcome) -> Progress:
+        """The agent's refresh ended: when its page says there is more, read the rest as a resync does."""
+        page = outcome.pending.page
+        if (
+            outcome.ok
+            and isinstance(outcome.pending.command, RefreshWaitingList)
+            and page is not None
+            and page.has_more
+            and not self.active
+        ):
+            self.active = True
+            self._initial = False
+            self._pages = 0
+            return self.step(outcome)
+        return Progress.NONE
+
+    def step(self, outcome: Outcome) -> Progress:
+        """A page's command ended: queue the next page or finish."""
+        if not self.active:
+            return Progress.NONE
+        if not outcome.ok:
+            self.active = False
+            if self._initial:
+                return Progress.FAILED
+            logger.info("periodic resync failed: %s", failure_text(outcome))
+            self.schedule()
+            return Progress.NONE
+        page = outcome.pending.page
+        self._pages += 1
+        if page is not None and page.has_more and self._pages < MAX_RESYNC_PAGES:
+            offset = page.offset + len(page.customers)
+            self._tracker.enqueue(
+                RefreshWaitingList(offset=offset, limit=RESYNC_PAGE), internal=True, front=True
+            )
+            return Progress.NEXT_PAGE
+        self.active = False
+        self.schedule()
+        return Progress.FIRST_DONE if self._initial else Progress.DONE
+
+    def dropped(self) -> None:
+        """The socket closed: a running resync is abandoned (its commands are dropped with it)."""
+        self.active = False
+
+    def schedule(self) -> None:
+        """Plan the next periodic resync ``interval`` from now (or none)."""
+        interval = self._interval
+        self.next_at = self._clock.monotonic() + interval if interval else None
+
+    def request(self) -> None:
+        """Make a periodic resync due now."""
+        self.next_at = self._clock.monotonic()
+
+    def due(self, now: float) -> bool:
+        """Whether a periodic resync should start now (the caller checks the connection is live)."""
+        return not self.active and self.next_at is not None and now >= self.next_at
+
+    def deadline(self) -> float | None:
+        """When the next periodic resync is due, unless one is running."""
+        return None if self.active else self.next_at
+
+
+def failure_text(outcome: Outcome) -> str:
+    """The failure text of a failed page ("" for a success)."""
+    return outcome.event.text if isinstance(outcome.event, CommandFailed) else ""
+
+
+HttpCaller = Callable[[HttpCall], Awaitable[tuple[int, bytes]]]
+
+
+async def list_everyone(codec: DialectCodec, http_call: HttpCaller, emit: Callable[[Event], None]) -> None:
+    """After a connection's first resync: one REST page of every customer, AI-handled too.
+
+    The dashboard's socket resync (``get_stopped_customers``) lists only the customers waiting
+    for a human, so those the bot handles were missing from the inbox until they wrote again.
+    Where the socket resync is not already the REST list (org) and the dialect has a REST
+    list (dashboard ``GET /customers``, newest activity first; PROTOCOL.md 2.6), its first
+    page is read once per connection and emitted as a page that adds rows and drops nobody.
+    Failures are logged only: the waiting list already came. Cancellation propagates.
+    """
+    command = RefreshWaitingList(offset=0, limit=EVERYONE_PAGE)
+    try:
+        if not isinstance(codec.encode(command), WsFrame):
+            return  # the resync itself read the REST list
+        call = rest_call(codec, command)
+    except EncodeError:
+        return
+    try:
+        status, body = await http_call(call)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logger.info("reading the customer list failed: %s", exc)
+        return
+    for event in codec.parse_response(command, status, body):
+        if isinstance(event, WaitingListPage):
+            emit(replace(event, offset=0, has_more=False, complete_list=False, complete_assignments=False))
+        elif isinstance(event, CommandFailed):
+            logger.info("reading the customer list failed: %s", event.text or event.reason.value)
