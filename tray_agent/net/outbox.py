@@ -96,6 +96,7 @@ class Outbox:
         self._retry_at = 0.0
         self._restored = False
         self._closing = False  # settling at shutdown: queued commands stay in the store
+        self._kept: str | None = None  # a resend refused while stopped: the command stays as it was
 
     # -- the agent's side ------------------------------------------------------------------------
 
@@ -166,7 +167,11 @@ class Outbox:
             return
         if stopped:
             self._unconfirmed[command_id] = command
-            self._emit(failed(command, FailureReason.OFFLINE, "the client is stopped"))
+            self._kept = command_id  # its OFFLINE outcome must not delete it (nor its row)
+            try:
+                self._emit(failed(command, FailureReason.OFFLINE, "the client is stopped"))
+            finally:
+                self._kept = None
             return
         durable = self._persist(command)
         self._emit(queued(command, durable=durable))
@@ -328,8 +333,11 @@ class Outbox:
                     "marking unconfirmed", command_id, partial(store.mark_unconfirmed, command_id)
                 )
             return
-        if isinstance(event, CommandFailed) and event.reason is FailureReason.OFFLINE and self._closing:
-            return  # still queued at shutdown: stays in the store and goes out at the next start
+        if isinstance(event, CommandFailed) and event.reason is FailureReason.OFFLINE:
+            if self._closing:
+                return  # still queued at shutdown: stays in the store and goes out at the next start
+            if command_id == self._kept:
+                return  # a resend refused while stopped: still unconfirmed, row and all
         self._forget(command_id)
 
     # -- the store -------------------------------------------------------------------------------

@@ -254,3 +254,17 @@ def test_outbox_a_forced_retry_deletes_at_once() -> None:
     rig.store.works = True  # type: ignore[attr-defined]
     rig.outbox.retry_store(rig.clock.monotonic(), force=True)  # the shutdown's last try
     assert rig.store.state("r1") is None
+
+
+def test_outbox_resend_after_the_client_stopped_keeps_the_command_unconfirmed_and_its_row() -> None:
+    # The agent presses Resend while the client is stopped (signed out, quitting): the reply is
+    # not sent, and it must not be lost either: it stays unconfirmed, in memory and on disk.
+    rows = [StoredCommand("r1", CommandKind.REPLY, "p1/c1", "one", state=StoredState.UNCONFIRMED)]
+    rig = Rig(rows)
+    rig.outbox.restore()
+    before = len(rig.events())
+    rig.outbox.resend("r1", stopped=True)
+    offline = [e for e in rig.events()[before:] if isinstance(e, CommandFailed)]
+    assert [(e.command_id, e.reason) for e in offline] == [("r1", FailureReason.OFFLINE)]
+    assert [c.command_id for c in rig.outbox.unconfirmed()] == ["r1"]
+    assert rig.store.state("r1") is StoredState.UNCONFIRMED
