@@ -472,6 +472,24 @@ class ResyncProgress:
 _NBUCKETS: Final = 128
 _MASK: Final = _NBUCKETS - 1
 _EMPTY_BUCKET: Mapping[str, Conversation] = MappingProxyType({})
+_DELTA_DEPTH: Final = 32
+"""Steps of a map's change log kept: comparing with a map further back scans the buckets."""
+
+
+class _Delta:
+    """One step of a map's change log: the keys set on the parent map (``prev``: its step).
+
+    Every map has its own step (a map built from scratch: a root with no keys), so a map is
+    recognised in another map's log by the identity of its step. The log holds keys, never
+    maps, and is cut after :data:`_DELTA_DEPTH` steps: it costs a bounded amount of memory.
+    """
+
+    __slots__ = ("depth", "keys", "prev")
+
+    def __init__(self, keys: tuple[str, ...], prev: _Delta | None) -> None:
+        self.keys = keys
+        self.prev = prev
+        self.depth = 0 if prev is None else prev.depth + 1
 
 
 class ConversationMap(Mapping[str, Conversation]):
@@ -483,10 +501,11 @@ class ConversationMap(Mapping[str, Conversation]):
     meaningful: sort for display.
     """
 
-    __slots__ = ("_buckets", "_len")
+    __slots__ = ("_buckets", "_delta", "_len")
 
     _buckets: tuple[Mapping[str, Conversation], ...]
     _len: int
+    _delta: _Delta
 
     def __init__(self, items: Mapping[str, Conversation] | Iterable[Conversation] = ()) -> None:
         values = items.values() if isinstance(items, Mapping) else items
@@ -495,12 +514,16 @@ class ConversationMap(Mapping[str, Conversation]):
             built[hash(conv.key) & _MASK][conv.key] = conv
         self._buckets = tuple(b if b else _EMPTY_BUCKET for b in built)
         self._len = sum(len(b) for b in built)
+        self._delta = _Delta((), None)
 
     @classmethod
-    def _make(cls, buckets: tuple[Mapping[str, Conversation], ...], length: int) -> ConversationMap:
+    def _make(
+        cls, buckets: tuple[Mapping[str, Conversation], ...], length: int, delta: _Delta
+    ) -> ConversationMap:
         new = cls.__new__(cls)
         new._buckets = buckets
         new._len = length
+        new._delta = delta
         return new
 
     def __getitem__(self, key: str) -> Conversation:
@@ -551,16 +574,34 @@ class ConversationMap(Mapping[str, Conversation]):
             bucket[key] = conv
         for i, bucket in copied.items():
             buckets[i] = bucket
-        return ConversationMap._make(tuple(buckets), length)
+        prev = self._delta
+        delta = _Delta(tuple(updates), prev if prev.depth < _DELTA_DEPTH else None)
+        return ConversationMap._make(tuple(buckets), length, delta)
 
 
 def changed_conversations(old: ConversationMap, new: ConversationMap) -> frozenset[str]:
     """Keys whose Conversation object differs (by identity) between two maps.
 
-    Cheap when little changed: untouched buckets are the same objects and are skipped.
+    When ``new`` was made from ``old`` by recent updates (a few reducer transactions: the usual
+    case for the bridge and the alert engine), only the keys those updates set are looked at;
+    otherwise every bucket that differs is scanned (untouched buckets are the same objects and
+    are skipped). Either way the answer is the same.
     """
     if old is new:
         return frozenset()
+    target = old._delta
+    step: _Delta | None = new._delta
+    candidates: set[str] = set()
+    while step is not None and step is not target:
+        candidates.update(step.keys)
+        step = step.prev
+    if step is target:
+        old_get, new_get = old.get, new.get
+        return frozenset(k for k in candidates if old_get(k) is not new_get(k))
+    return _changed_by_scan(old, new)
+
+
+def _changed_by_scan(old: ConversationMap, new: ConversationMap) -> frozenset[str]:
     changed: set[str] = set()
     for old_bucket, new_bucket in zip(old._buckets, new._buckets, strict=True):
         if old_bucket is new_bucket:

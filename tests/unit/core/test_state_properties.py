@@ -39,10 +39,13 @@ from tray_agent.core.events import (
 )
 from tray_agent.core.state import (
     CommandState,
+    Conversation,
+    ConversationMap,
     ConversationRead,
     FocusChanged,
     State,
     Store,
+    changed_conversations,
     reduce,
     reduce_messages,
 )
@@ -334,3 +337,50 @@ def test_reduce_my_reply_shows_once_whatever_the_order_of_ack_and_echoes(order, 
     assert mine[0].reply_state is CommandState.CONFIRMED
     assert mine[0].echoed
     assert state.outbound["c1"].state is CommandState.CONFIRMED
+
+
+def scan_changes(old: ConversationMap, new: ConversationMap) -> frozenset[str]:
+    """The definition: every key whose Conversation object differs by identity (a full scan)."""
+    return frozenset(k for k in {*old, *new} if old.get(k) is not new.get(k))
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(events, max_size=40), st.data())
+def test_changed_conversations_between_any_two_states_equals_a_full_scan(sequence, data):
+    states = [State()]
+    for event in sequence:
+        states.append(reduce(states[-1], event, history_limit=LIMIT)[0])
+    for _ in range(10):
+        old = data.draw(st.sampled_from(states))
+        new = data.draw(st.sampled_from(states))
+        got = changed_conversations(old.conversations, new.conversations)
+        assert got == scan_changes(old.conversations, new.conversations)
+
+
+map_steps = st.lists(
+    st.dictionaries(st.sampled_from([f"k{i}" for i in range(12)]), st.booleans(), max_size=4)
+    | st.just("fresh"),
+    max_size=80,
+)
+
+
+@PROPERTY_SETTINGS
+@given(map_steps, st.data())
+def test_changed_conversations_follows_long_change_logs_and_fresh_maps(steps, data):
+    # Long runs of updates (past the change log's cut), maps built from scratch, updates that
+    # put the very same object back: the answer is always the full scan's.
+    maps = [ConversationMap()]
+    for step in steps:
+        current = maps[-1]
+        if step == "fresh":
+            maps.append(ConversationMap(current))
+            continue
+        updates = {
+            key: (current[key] if same and key in current else Conversation(key=key))
+            for key, same in step.items()
+        }
+        maps.append(current.set_many(updates))
+    for _ in range(20):
+        old = data.draw(st.sampled_from(maps))
+        new = data.draw(st.sampled_from(maps))
+        assert changed_conversations(old, new) == scan_changes(old, new)
