@@ -595,10 +595,16 @@ def changed_conversations(old: ConversationMap, new: ConversationMap) -> frozens
     while step is not None and step is not target:
         candidates.update(step.keys)
         step = step.prev
-    if step is target:
-        old_get, new_get = old.get, new.get
-        return frozenset(k for k in candidates if old_get(k) is not new_get(k))
-    return _changed_by_scan(old, new)
+    if step is not target:
+        return _changed_by_scan(old, new)
+    old_buckets, new_buckets = old._buckets, new._buckets
+    changed: list[str] = []
+    for key in candidates:
+        i = hash(key) & _MASK
+        a, b = old_buckets[i], new_buckets[i]
+        if a is not b and a.get(key) is not b.get(key):
+            changed.append(key)
+    return frozenset(changed)
 
 
 def _changed_by_scan(old: ConversationMap, new: ConversationMap) -> frozenset[str]:
