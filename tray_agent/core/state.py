@@ -487,9 +487,9 @@ class _Delta:
     __slots__ = ("depth", "keys", "prev")
 
     def __init__(self, keys: tuple[str, ...], prev: _Delta | None) -> None:
-        self.keys: tuple[str, ...] = keys
-        self.prev: _Delta | None = prev
-        self.depth: int = 0 if prev is None else prev.depth + 1
+        self.keys = keys
+        self.prev = prev
+        self.depth = 0 if prev is None else prev.depth + 1
 
 
 class ConversationMap(Mapping[str, Conversation]):
@@ -889,44 +889,26 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
     return a if a >= b else b
 
 
-_FIELD_SPECS: dict[
-    type,
-    tuple[Callable[[Any], tuple[Any, ...]], dict[str, int], tuple[Callable[[Any, Any], None], ...] | None],
-] = {}
+_FIELD_SPECS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]] = {}
 
 
 def _replace(obj: _T, **changes: Any) -> _T:
     """``dataclasses.replace`` for this module's slotted dataclasses, at a third of the cost.
 
-    All init field values are read in one C call (``operator.attrgetter``); the copy is made
-    without the generated ``__init__`` (which sets each field of a frozen class through
-    ``object.__setattr__`` by name): its slots are filled through their descriptors, as that
-    ``__init__`` would. Classes with fields outside ``__init__`` go through ``__init__``
-    (positionally). It needs classes without ``kw_only`` fields, ``InitVar`` or
-    ``__post_init__`` (true of all of them); an unknown field name raises ``KeyError``. It runs
-    on every event.
+    All init field values are read in one C call (``operator.attrgetter``) and passed
+    positionally, so it needs classes without ``kw_only`` fields or ``InitVar`` (true of all of
+    them); an unknown field name raises ``KeyError``. It runs on every event.
     """
     cls = type(obj)
     spec = _FIELD_SPECS.get(cls)
     if spec is None:
-        fields = dataclasses.fields(cls)
-        names = [f.name for f in fields if f.init]
-        setters = (
-            tuple(cls.__dict__[n].__set__ for n in names)
-            if len(names) == len(fields) and "__slots__" in cls.__dict__ and not hasattr(cls, "__post_init__")
-            else None
-        )
-        spec = _FIELD_SPECS[cls] = (operator.attrgetter(*names), {n: i for i, n in enumerate(names)}, setters)
-    getter, index, setters = spec
+        names = [f.name for f in dataclasses.fields(cls) if f.init]
+        spec = _FIELD_SPECS[cls] = (operator.attrgetter(*names), {n: i for i, n in enumerate(names)})
+    getter, index = spec
     values = list(getter(obj))
     for name, value in changes.items():
         values[index[name]] = value
-    if setters is None:
-        return cls(*values)
-    new: _T = object.__new__(cls)
-    for setter, value in zip(setters, values, strict=True):
-        setter(new, value)
-    return new
+    return cls(*values)
 
 
 def _update(obj: _T, **changes: Any) -> _T:
