@@ -38,11 +38,14 @@ from tray_agent.core.events import (
     WaitingListPage,
 )
 from tray_agent.core.state import (
+    RECENT_ROWS,
     CommandState,
     Conversation,
     ConversationMap,
     ConversationRead,
     FocusChanged,
+    History,
+    MessageRecord,
     State,
     Store,
     changed_conversations,
@@ -384,3 +387,32 @@ def test_changed_conversations_follows_long_change_logs_and_fresh_maps(steps, da
         old = data.draw(st.sampled_from(maps))
         new = data.draw(st.sampled_from(maps))
         assert changed_conversations(old, new) == scan_changes(old, new)
+
+
+history_ops = st.lists(
+    st.tuples(st.sampled_from(["append"] * 6 + ["replace", "remove", "trim"]), texts, st.integers(0, 200)),
+    max_size=200,  # past RECENT_ROWS: rows leave the counted window
+)
+
+
+@PROPERTY_SETTINGS
+@given(history_ops, st.booleans())
+def test_history_recent_texts_count_the_newest_rows_after_any_change(ops, ask_early):
+    # The count kept up to date by appended() is the one recounted from the rows.
+    history = History()
+    for op, text, n in ops:
+        record = MessageRecord(sender=SenderKind.CUSTOMER, text=text)
+        if ask_early:
+            history.recent_texts()  # counted now, then carried along
+        if op == "append":
+            history = history.appended(record, max(1, n))
+        elif op == "replace" and len(history):
+            history = history.replaced(n % len(history), record)
+        elif op == "remove" and len(history):
+            history = history.removed(n % len(history))
+        elif op == "trim":
+            history = history.trimmed(max(1, n))
+        expected: dict[str, int] = {}
+        for r in history.records[-RECENT_ROWS:]:
+            expected[r.text] = expected.get(r.text, 0) + 1
+        assert dict(history.recent_texts()) == expected
