@@ -22,8 +22,10 @@ events over S seconds).
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import gc
 import json
+import os
 import resource
 import statistics
 import sys
@@ -377,8 +379,17 @@ def app(info: dict[str, Any], inbox_shown: bool = True) -> None:
                 out({**hidden, "inbox_shown": shown, "state": str(store.state.connection.state)})
         await client.stop()
 
+    profile_to = os.environ.get("TRAY_AGENT_BENCH_PROFILE")  # a path: cProfile the app's run there
+    profiler = cProfile.Profile() if profile_to else None
     with loop:
-        loop.run_until_complete(main())
+        if profiler is not None:
+            profiler.enable()
+        try:
+            loop.run_until_complete(main())
+        finally:
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(f"{profile_to}.{os.getpid()}")
 
 
 if __name__ == "__main__":

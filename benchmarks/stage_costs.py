@@ -66,8 +66,8 @@ def per_frame_us(started: float, count: int) -> float:
 
 
 BURST = 100
-"""Frames per batch in the reduce stage (a socket read holds hundreds; the read loop delivers at
-least every 8 ms)."""
+"""Frames per batch in the reduce stage: the read loop delivers a batch after 1 ms of parsing
+(``net.client.BATCH_SLICE``), about 100 frames."""
 
 STAGES = ("parse", "reduce", "alert policy + runner queries")
 """The stages summed into the per-frame cost after ``recv()`` (keys of :func:`measure`)."""

@@ -1051,6 +1051,8 @@ class AlertPolicy:
         )
         names: list[str] = []
         for conversation in ordered:
+            if len(names) >= _SUMMARY_NAMES:
+                break  # the toast names only these (a first resync may hold thousands)
             raw = bursts[conversation].customer_name if conversation in bursts else ""
             if not raw and conversation in self._waiting:
                 raw = self._waiting[conversation].customer_name

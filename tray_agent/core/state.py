@@ -100,8 +100,9 @@ _KIND_MAX_LEN: Final = 64
 # A duplicate can only sit among the newest rows: live messages arrive nearly in time order, so
 # the backward scan stops at the first row clearly older than the window (or after this many).
 _DUP_SCAN_ROWS: Final = 64
+RECENT_ROWS: Final = _DUP_SCAN_ROWS
+"""The newest rows of a History whose texts it counts (:meth:`History.recent_texts`)."""
 _DUP_SCAN_SLACK: Final = timedelta(seconds=10)
-_TEXT_OF: Final = operator.attrgetter("text")
 _TRACKED_KINDS: Final = frozenset(
     {
         CommandKind.REPLY,
@@ -238,20 +239,25 @@ class History(Sequence[MessageRecord]):
     one tuple of pointers (C speed), and the id index makes upsert-by-id O(1) on the hot path.
     """
 
-    __slots__ = ("_ids", "_records")
+    __slots__ = ("_ids", "_recent", "_records")
 
     _records: tuple[MessageRecord, ...]
     _ids: Mapping[str, None]
+    _recent: dict[str, int] | None
 
     def __init__(self, records: Iterable[MessageRecord] = ()) -> None:
         self._records = tuple(records)
         self._ids = {r.message_id: None for r in self._records if r.message_id is not None}
+        self._recent = None
 
     @classmethod
-    def _make(cls, records: tuple[MessageRecord, ...], ids: Mapping[str, None]) -> History:
+    def _make(
+        cls, records: tuple[MessageRecord, ...], ids: Mapping[str, None], recent: dict[str, int] | None = None
+    ) -> History:
         new = cls.__new__(cls)
         new._records = records
         new._ids = ids
+        new._recent = recent
         return new
 
     @property
@@ -288,6 +294,21 @@ class History(Sequence[MessageRecord]):
     def __repr__(self) -> str:
         return f"History({len(self._records)} messages)"
 
+    def recent_texts(self) -> Mapping[str, int]:
+        """How often each text occurs among the newest :data:`RECENT_ROWS` rows.
+
+        Where a duplicate can sit (see the reducer's duplicate check): one lookup tells that no
+        recent row has a text, the usual case. Counted once, then kept up to date by
+        :meth:`appended` (a copy of at most that many entries), never shared mutably.
+        """
+        recent = self._recent
+        if recent is None:
+            recent = {}
+            for r in self._records[-RECENT_ROWS:]:
+                recent[r.text] = recent.get(r.text, 0) + 1
+            self._recent = recent
+        return recent
+
     def has_id(self, message_id: str) -> bool:
         """True when a row carries this server id."""
         return message_id in self._ids
@@ -317,7 +338,21 @@ class History(Sequence[MessageRecord]):
         if record.message_id is not None:
             ids = dict(ids)
             ids[record.message_id] = None
-        return self._trimmed(records, ids, limit)
+        recent = self._recent
+        if recent is not None and limit >= RECENT_ROWS:  # trimming then leaves the newest rows be
+            recent = dict(recent)
+            text = record.text
+            recent[text] = recent.get(text, 0) + 1
+            if len(records) > RECENT_ROWS:
+                text = records[-RECENT_ROWS - 1].text  # the row that is no longer recent
+                left = recent[text] - 1
+                if left:
+                    recent[text] = left
+                else:
+                    del recent[text]
+        else:
+            recent = None
+        return self._trimmed(records, ids, limit, recent)
 
     def replaced(self, index: int, record: MessageRecord) -> History:
         """A new History with row ``index`` replaced."""
@@ -344,10 +379,12 @@ class History(Sequence[MessageRecord]):
 
     def trimmed(self, limit: int) -> History:
         """This History cut to its newest ``limit`` rows (itself when already short enough)."""
-        return self._trimmed(self._records, self._ids, limit)
+        return self._trimmed(self._records, self._ids, limit, self._recent if limit >= RECENT_ROWS else None)
 
     @staticmethod
-    def _trimmed(records: tuple[MessageRecord, ...], ids: Mapping[str, None], limit: int) -> History:
+    def _trimmed(
+        records: tuple[MessageRecord, ...], ids: Mapping[str, None], limit: int, recent: dict[str, int] | None
+    ) -> History:
         excess = len(records) - limit
         if excess > 0:
             dropped = records[:excess]
@@ -357,7 +394,7 @@ class History(Sequence[MessageRecord]):
                 for r in dropped:
                     if r.message_id is not None:
                         ids.pop(r.message_id, None)
-        return History._make(records, ids)
+        return History._make(records, ids, recent)
 
 
 _EMPTY_HISTORY: Final = History()
@@ -472,6 +509,24 @@ class ResyncProgress:
 _NBUCKETS: Final = 128
 _MASK: Final = _NBUCKETS - 1
 _EMPTY_BUCKET: Mapping[str, Conversation] = MappingProxyType({})
+_DELTA_DEPTH: Final = 32
+"""Steps of a map's change log kept: comparing with a map further back scans the buckets."""
+
+
+class _Delta:
+    """One step of a map's change log: the keys set on the parent map (``prev``: its step).
+
+    Every map has its own step (a map built from scratch: a root with no keys), so a map is
+    recognised in another map's log by the identity of its step. The log holds keys, never
+    maps, and is cut after :data:`_DELTA_DEPTH` steps: it costs a bounded amount of memory.
+    """
+
+    __slots__ = ("depth", "keys", "prev")
+
+    def __init__(self, keys: tuple[str, ...], prev: _Delta | None) -> None:
+        self.keys: tuple[str, ...] = keys
+        self.prev: _Delta | None = prev
+        self.depth: int = 0 if prev is None else prev.depth + 1
 
 
 class ConversationMap(Mapping[str, Conversation]):
@@ -483,10 +538,11 @@ class ConversationMap(Mapping[str, Conversation]):
     meaningful: sort for display.
     """
 
-    __slots__ = ("_buckets", "_len")
+    __slots__ = ("_buckets", "_delta", "_len")
 
     _buckets: tuple[Mapping[str, Conversation], ...]
     _len: int
+    _delta: _Delta
 
     def __init__(self, items: Mapping[str, Conversation] | Iterable[Conversation] = ()) -> None:
         values = items.values() if isinstance(items, Mapping) else items
@@ -495,12 +551,16 @@ class ConversationMap(Mapping[str, Conversation]):
             built[hash(conv.key) & _MASK][conv.key] = conv
         self._buckets = tuple(b if b else _EMPTY_BUCKET for b in built)
         self._len = sum(len(b) for b in built)
+        self._delta = _Delta((), None)
 
     @classmethod
-    def _make(cls, buckets: tuple[Mapping[str, Conversation], ...], length: int) -> ConversationMap:
+    def _make(
+        cls, buckets: tuple[Mapping[str, Conversation], ...], length: int, delta: _Delta
+    ) -> ConversationMap:
         new = cls.__new__(cls)
         new._buckets = buckets
         new._len = length
+        new._delta = delta
         return new
 
     def __getitem__(self, key: str) -> Conversation:
@@ -551,16 +611,40 @@ class ConversationMap(Mapping[str, Conversation]):
             bucket[key] = conv
         for i, bucket in copied.items():
             buckets[i] = bucket
-        return ConversationMap._make(tuple(buckets), length)
+        prev = self._delta
+        delta = _Delta(tuple(updates), prev if prev.depth < _DELTA_DEPTH else None)
+        return ConversationMap._make(tuple(buckets), length, delta)
 
 
 def changed_conversations(old: ConversationMap, new: ConversationMap) -> frozenset[str]:
     """Keys whose Conversation object differs (by identity) between two maps.
 
-    Cheap when little changed: untouched buckets are the same objects and are skipped.
+    When ``new`` was made from ``old`` by recent updates (a few reducer transactions: the usual
+    case for the bridge and the alert engine), only the keys those updates set are looked at;
+    otherwise every bucket that differs is scanned (untouched buckets are the same objects and
+    are skipped). Either way the answer is the same.
     """
     if old is new:
         return frozenset()
+    target = old._delta
+    step: _Delta | None = new._delta
+    candidates: set[str] = set()
+    while step is not None and step is not target:
+        candidates.update(step.keys)
+        step = step.prev
+    if step is not target:
+        return _changed_by_scan(old, new)
+    old_buckets, new_buckets = old._buckets, new._buckets
+    changed: list[str] = []
+    for key in candidates:
+        i = hash(key) & _MASK
+        a, b = old_buckets[i], new_buckets[i]
+        if a is not b and a.get(key) is not b.get(key):
+            changed.append(key)
+    return frozenset(changed)
+
+
+def _changed_by_scan(old: ConversationMap, new: ConversationMap) -> frozenset[str]:
     changed: set[str] = set()
     for old_bucket, new_bucket in zip(old._buckets, new._buckets, strict=True):
         if old_bucket is new_bucket:
@@ -992,10 +1076,10 @@ def _count_ignored(tx: _Tx, kind: str) -> None:
 def _find_recent_duplicate(history: History, record: MessageRecord) -> int:
     """Index of an id-less duplicate of ``record`` among the newest rows, or -1."""
     # Hot path (every id-less message): cheapest tests first; retries repeat the text exactly.
-    records = history.records
     text = record.text
-    if text not in map(_TEXT_OF, records[-_DUP_SCAN_ROWS:]):
-        return -1  # no row with this text at all (checked in C): the usual case
+    if text not in history.recent_texts():
+        return -1  # no recent row with this text at all (one lookup): the usual case
+    records = history.records
     at = record.at
     floor = at - _DUP_SCAN_SLACK if at is not None else None
     stop = max(-1, len(records) - 1 - _DUP_SCAN_ROWS)

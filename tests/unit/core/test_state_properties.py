@@ -38,11 +38,17 @@ from tray_agent.core.events import (
     WaitingListPage,
 )
 from tray_agent.core.state import (
+    RECENT_ROWS,
     CommandState,
+    Conversation,
+    ConversationMap,
     ConversationRead,
     FocusChanged,
+    History,
+    MessageRecord,
     State,
     Store,
+    changed_conversations,
     reduce,
     reduce_messages,
 )
@@ -334,3 +340,79 @@ def test_reduce_my_reply_shows_once_whatever_the_order_of_ack_and_echoes(order, 
     assert mine[0].reply_state is CommandState.CONFIRMED
     assert mine[0].echoed
     assert state.outbound["c1"].state is CommandState.CONFIRMED
+
+
+def scan_changes(old: ConversationMap, new: ConversationMap) -> frozenset[str]:
+    """The definition: every key whose Conversation object differs by identity (a full scan)."""
+    return frozenset(k for k in {*old, *new} if old.get(k) is not new.get(k))
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(events, max_size=40), st.data())
+def test_changed_conversations_between_any_two_states_equals_a_full_scan(sequence, data):
+    states = [State()]
+    for event in sequence:
+        states.append(reduce(states[-1], event, history_limit=LIMIT)[0])
+    for _ in range(10):
+        old = data.draw(st.sampled_from(states))
+        new = data.draw(st.sampled_from(states))
+        got = changed_conversations(old.conversations, new.conversations)
+        assert got == scan_changes(old.conversations, new.conversations)
+
+
+map_steps = st.lists(
+    st.dictionaries(st.sampled_from([f"k{i}" for i in range(12)]), st.booleans(), max_size=4)
+    | st.just("fresh"),
+    max_size=80,
+)
+
+
+@PROPERTY_SETTINGS
+@given(map_steps, st.data())
+def test_changed_conversations_follows_long_change_logs_and_fresh_maps(steps, data):
+    # Long runs of updates (past the change log's cut), maps built from scratch, updates that
+    # put the very same object back: the answer is always the full scan's.
+    maps = [ConversationMap()]
+    for step in steps:
+        current = maps[-1]
+        if step == "fresh":
+            maps.append(ConversationMap(current))
+            continue
+        updates = {
+            key: (current[key] if same and key in current else Conversation(key=key))
+            for key, same in step.items()
+        }
+        maps.append(current.set_many(updates))
+    for _ in range(20):
+        old = data.draw(st.sampled_from(maps))
+        new = data.draw(st.sampled_from(maps))
+        assert changed_conversations(old, new) == scan_changes(old, new)
+
+
+history_ops = st.lists(
+    st.tuples(st.sampled_from(["append"] * 6 + ["replace", "remove", "trim"]), texts, st.integers(0, 200)),
+    max_size=200,  # past RECENT_ROWS: rows leave the counted window
+)
+
+
+@PROPERTY_SETTINGS
+@given(history_ops, st.booleans())
+def test_history_recent_texts_count_the_newest_rows_after_any_change(ops, ask_early):
+    # The count kept up to date by appended() is the one recounted from the rows.
+    history = History()
+    for op, text, n in ops:
+        record = MessageRecord(sender=SenderKind.CUSTOMER, text=text)
+        if ask_early:
+            history.recent_texts()  # counted now, then carried along
+        if op == "append":
+            history = history.appended(record, max(1, n))
+        elif op == "replace" and len(history):
+            history = history.replaced(n % len(history), record)
+        elif op == "remove" and len(history):
+            history = history.removed(n % len(history))
+        elif op == "trim":
+            history = history.trimmed(max(1, n))
+        expected: dict[str, int] = {}
+        for r in history.records[-RECENT_ROWS:]:
+            expected[r.text] = expected.get(r.text, 0) + 1
+        assert dict(history.recent_texts()) == expected
