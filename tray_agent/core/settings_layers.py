@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import tempfile
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -338,6 +337,8 @@ def _decode_policy(name: str, source: PolicyInput, problems: list[str]) -> Mappi
         except UnicodeDecodeError as exc:
             problems.append(f"The policy {name} is not UTF-8 text ({exc}); it was skipped.")
             return None
+    import tomllib  # only for a TOML policy: ~0.7 MB that a run without one never needs
+
     try:
         return tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import plistlib
 import shlex
 import subprocess
 import sys
@@ -253,6 +252,22 @@ def launch_agent(command: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def _read_plist(path: Path, *, strict: bool = False) -> Any:
+    """The property list in ``path``; None when it cannot be read or parsed (``strict``: raise).
+
+    plistlib (with pyexpat) is imported here, on macOS only: the other systems never load it.
+    """
+    import plistlib
+
+    try:
+        with path.open("rb") as stream:
+            return plistlib.load(stream)
+    except (OSError, ValueError):  # plistlib.InvalidFileException is a ValueError
+        if strict:
+            raise
+        return None
+
+
 @dataclass
 class MacAutostart:
     """``~/Library/LaunchAgents/com.trayagent.app.plist`` (loaded by launchd at the next login)."""
@@ -266,17 +281,15 @@ class MacAutostart:
 
     def is_enabled(self) -> bool:
         """True when the plist exists and says RunAtLoad."""
-        try:
-            with self.path.open("rb") as stream:
-                data = plistlib.load(stream)
-        except (OSError, plistlib.InvalidFileException, ValueError):
-            return False
+        data = _read_plist(self.path)
         return isinstance(data, dict) and bool(data.get("RunAtLoad"))
 
     def enable(self, command: Sequence[str]) -> None:
         """Write the plist (atomically)."""
         path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
+        import plistlib  # macOS only (with pyexpat): not loaded on the other systems
+
         atomic_write_text(path, plistlib.dumps(launch_agent(command)).decode("utf-8"))
 
     def disable(self) -> None:
@@ -360,10 +373,9 @@ def _runs(backend: Autostart, command: list[str]) -> bool:
                     raw = line.removeprefix("Exec=").replace("\\\\", "\\").replace("%%", "%")
                     return shlex.split(raw) == command
         elif isinstance(backend, MacAutostart):
-            with backend.path.open("rb") as stream:
-                return bool(plistlib.load(stream).get("ProgramArguments") == command)
+            return bool(_read_plist(backend.path, strict=True).get("ProgramArguments") == command)
         elif isinstance(backend, WindowsAutostart):
             return backend._api().read(RUN_KEY, RUN_VALUE) == subprocess.list2cmdline(command)
-    except (OSError, ValueError, plistlib.InvalidFileException, AttributeError):
+    except (OSError, ValueError, AttributeError):  # plistlib.InvalidFileException is a ValueError
         return False
     return False

@@ -153,3 +153,13 @@ def test_failures_come_back_in_plain_words() -> None:
 )
 def test_autostart_for_picks_the_os_mechanism(platform: str, kind: type) -> None:
     assert isinstance(autostart_for(platform), kind)
+
+
+def test_macos_unreadable_plist_counts_as_disabled_and_is_rewritten(tmp_path: Path) -> None:
+    backend = MacAutostart(home=tmp_path)
+    backend.path.parent.mkdir(parents=True)
+    backend.path.write_bytes(b"not a property list")
+    assert backend.is_enabled() is False
+    assert apply_autostart(True, backend=backend, command=COMMAND).changed
+    with backend.path.open("rb") as stream:
+        assert plistlib.load(stream)["ProgramArguments"] == COMMAND
