@@ -15,7 +15,14 @@ import pytest
 from PySide6.QtNetwork import QLocalServer
 from pytestqt.qtbot import QtBot
 
-from tray_agent.ui.single_instance import ACTIVATE, LaunchRequests, SingleInstance, open_message, server_name
+from tray_agent.ui.single_instance import (
+    ACTIVATE,
+    LaunchRequests,
+    SingleInstance,
+    open_message,
+    server_name,
+    socket_path,
+)
 
 pytestmark = pytest.mark.gui
 
@@ -136,3 +143,68 @@ def test_launch_requests_show_the_inbox_unless_starting_hidden() -> None:
     link = _Windows()
     LaunchRequests("p/c").show_first_windows(link, start_hidden=False)  # this launch's own link
     assert link.calls == [("restore_session",), ("open_chat", "p/c")]
+
+
+unix_only = pytest.mark.skipif(sys.platform == "win32", reason="Windows keeps QLocalServer's named pipes")
+
+
+@unix_only
+def test_unix_socket_is_private_and_where_qlocalserver_puts_it(name: str) -> None:
+    first = SingleInstance(name)
+    assert first.listen()
+    path = Path(socket_path(name))
+    assert path.is_socket()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p for p in path.parent.glob(f"{name}.*")] == []  # the private bind directory is gone
+    first.close()
+    assert not path.exists()
+
+
+@unix_only
+def test_earlier_versions_qlocal_sockets_still_talk_to_us_both_ways(qtbot: QtBot, name: str) -> None:
+    from PySide6.QtNetwork import QLocalSocket
+
+    first = SingleInstance(name)
+    assert first.listen()
+    old_launch = QLocalSocket()  # a launch of an earlier version (QLocalSocket) forwards to us
+    old_launch.connectToServer(name)
+    assert old_launch.waitForConnected(2000)
+    with qtbot.waitSignal(first.message_received, timeout=5000) as blocker:
+        old_launch.write(b"open chat-3\n")
+        old_launch.waitForBytesWritten(2000)
+        old_launch.disconnectFromServer()
+    assert blocker.args == ["open chat-3"]
+    first.close()
+
+    old_instance = QLocalServer()  # an earlier version running (QLocalServer) gets our launch
+    old_instance.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
+    assert old_instance.listen(name)
+    assert SingleInstance(name).try_forward(ACTIVATE) is True
+    assert old_instance.waitForNewConnection(2000)
+    connection = old_instance.nextPendingConnection()
+    assert connection is not None
+    data = bytes(connection.readAll().data())
+    while not data.endswith(b"\n") and connection.waitForReadyRead(2000):
+        data += bytes(connection.readAll().data())
+    assert data == b"activate\n"
+    old_instance.close()
+
+
+@unix_only
+def test_the_running_instance_does_not_load_qtnetwork() -> None:
+    script = textwrap.dedent(
+        """
+        import sys, uuid
+        from PySide6.QtCore import QCoreApplication
+        from tray_agent.ui.single_instance import SingleInstance
+        app = QCoreApplication([])
+        instance = SingleInstance("tray-agent-test-" + uuid.uuid4().hex[:12])
+        print(instance.try_forward("activate", 200), instance.listen(), "PySide6.QtNetwork" in sys.modules)
+        instance.close()
+        """
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "True", "False"]

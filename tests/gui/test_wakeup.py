@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from PySide6.QtNetwork import QNetworkInformation
 
-from tray_agent.ui.wakeup import CHECK_INTERVAL_MS, WakeupWatcher
+from tray_agent.ui.wakeup import CHECK_INTERVAL_MS, WakeupWatcher, network_plugins_present
 
 
 class FakeClocks:
@@ -61,3 +66,27 @@ def test_network_coming_back_online_is_reported(qtbot):
     watcher.note_reachability(QNetworkInformation.Reachability.Online)  # no change
     watcher.note_reachability(QNetworkInformation.Reachability.Disconnected)
     assert reasons == []
+
+
+def test_network_plugins_present_looks_for_qts_networkinformation_plugins(tmp_path: Path) -> None:
+    assert network_plugins_present(str(tmp_path)) is False  # no folder
+    (tmp_path / "networkinformation").mkdir()
+    assert network_plugins_present(str(tmp_path)) is False  # empty (the bundle leaves them out)
+    (tmp_path / "networkinformation" / "libqnetworkmanager.so").write_bytes(b"")
+    assert network_plugins_present(str(tmp_path)) is True
+
+
+def test_without_network_plugins_qtnetwork_is_not_loaded(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from unittest import mock\n"
+        "from PySide6.QtCore import QCoreApplication\n"
+        "from tray_agent.ui import wakeup\n"
+        "app = QCoreApplication([])\n"
+        "with mock.patch.object(wakeup, 'network_plugins_present', lambda: False):\n"
+        "    watcher = wakeup.WakeupWatcher()\n"
+        "print('PySide6.QtNetwork' in sys.modules)\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]

@@ -7,18 +7,30 @@ returns True it exits, and the first instance gets :attr:`~SingleInstance.messag
 
 Messages are one UTF-8 line each. A socket left behind by a crashed instance (Unix) is removed
 when nobody answers on it.
+
+On Linux and macOS the socket is a plain Unix socket handled with Python's :mod:`socket` and a
+:class:`~PySide6.QtCore.QSocketNotifier`, at the path and with the permissions ``QLocalServer``
+used (``QDir.tempPath()/<name>``, bound in a private directory, mode 0600, renamed into place),
+so launches of earlier versions still find it. QtNetwork (``QLocalServer``, with the libraries it
+links: about 4 MB resident) is loaded on Windows only, for its named pipes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import logging
 import os
-from typing import Protocol
+import socket as sockets
+import sys
+import tempfile
+from typing import TYPE_CHECKING, Any, Protocol
 
-from PySide6.QtCore import QObject, Signal
-from PySide6.QtNetwork import QAbstractSocket, QLocalServer, QLocalSocket
+from PySide6.QtCore import QDir, QObject, QSocketNotifier, Signal
+
+if TYPE_CHECKING:
+    from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +40,13 @@ OPEN_PREFIX = "open "
 """``"open <conversation>"``: open that conversation's chat window."""
 MAX_MESSAGE_BYTES = 4096
 PROBE_TIMEOUT_MS = 500
+UNIX_SOCKETS = sys.platform != "win32" and hasattr(sockets, "AF_UNIX")
+"""Whether the channel is a Python Unix socket (else QLocalServer's named pipe)."""
+
+
+def socket_path(name: str) -> str:
+    """Where ``QLocalServer`` puts the socket of a server called ``name`` (Unix)."""
+    return os.path.join(QDir.tempPath(), name)
 
 
 def server_name(config_dir: str, user: str | None = None, app: str = "tray-agent") -> str:
@@ -75,6 +94,7 @@ class SingleInstance(QObject):
         self._name = name
         self._server: QLocalServer | None = None
         self._buffers: dict[QLocalSocket, bytearray] = {}
+        self._unix: _UnixServer | None = None
 
     @property
     def name(self) -> str:
@@ -84,6 +104,8 @@ class SingleInstance(QObject):
     @property
     def listening(self) -> bool:
         """Whether this object is the running instance's server."""
+        if UNIX_SOCKETS:
+            return self._unix is not None
         return self._server is not None and self._server.isListening()
 
     def try_forward(self, message: str, timeout_ms: int = 2000) -> bool:
@@ -96,6 +118,10 @@ class SingleInstance(QObject):
             instance answers (then :meth:`listen`).
         """
         data = message.replace("\n", " ").encode("utf-8")[: MAX_MESSAGE_BYTES - 1] + b"\n"
+        if UNIX_SOCKETS:
+            return _unix_forward(socket_path(self._name), data, timeout_ms, message)
+        from PySide6.QtNetwork import QLocalSocket
+
         socket = QLocalSocket()
         socket.connectToServer(self._name)
         if not socket.waitForConnected(timeout_ms):
@@ -123,6 +149,15 @@ class SingleInstance(QObject):
         # socket into place, which would silently replace a live instance's socket.
         if self._someone_listens():
             return False
+        if UNIX_SOCKETS:
+            try:
+                self._unix = _UnixServer(socket_path(self._name), self._emit)
+            except OSError as exc:
+                logger.warning("Single-instance server %s failed: %s", self._name, exc)
+                return False
+            return True
+        from PySide6.QtNetwork import QAbstractSocket, QLocalServer
+
         server = QLocalServer(self)
         server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         if not server.listen(self._name):
@@ -140,6 +175,9 @@ class SingleInstance(QObject):
 
     def close(self) -> None:
         """Stop listening (at quit); the socket file goes away with it."""
+        if self._unix is not None:
+            self._unix.close()
+            self._unix = None
         for socket in list(self._buffers):
             socket.readyRead.disconnect(self._on_socket_ready_read)
             socket.disconnected.disconnect(self._on_socket_disconnected)
@@ -152,6 +190,16 @@ class SingleInstance(QObject):
             self._server = None
 
     def _someone_listens(self) -> bool:
+        if UNIX_SOCKETS:
+            with contextlib.closing(sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)) as connection:
+                connection.settimeout(PROBE_TIMEOUT_MS / 1000)
+                try:
+                    connection.connect(socket_path(self._name))
+                except OSError:
+                    return False
+                return True
+        from PySide6.QtNetwork import QLocalSocket
+
         probe = QLocalSocket()
         probe.connectToServer(self._name)
         alive = probe.waitForConnected(PROBE_TIMEOUT_MS)
@@ -170,6 +218,8 @@ class SingleInstance(QObject):
                 self._read(socket)
 
     def _on_socket_ready_read(self) -> None:
+        from PySide6.QtNetwork import QLocalSocket
+
         socket = self.sender()
         if isinstance(socket, QLocalSocket):
             self._read(socket)
@@ -189,6 +239,8 @@ class SingleInstance(QObject):
             socket.abort()
 
     def _on_socket_disconnected(self) -> None:
+        from PySide6.QtNetwork import QLocalSocket
+
         socket = self.sender()
         if not isinstance(socket, QLocalSocket):
             return
@@ -201,6 +253,124 @@ class SingleInstance(QObject):
         text = line.decode("utf-8", errors="replace").strip()
         if text:
             self.message_received.emit(text)
+
+
+def _unix_forward(path: str, data: bytes, timeout_ms: int, message: str) -> bool:
+    """Send ``data`` to the instance listening at ``path``; False when nobody listens there."""
+    with contextlib.closing(sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)) as client:
+        client.settimeout(timeout_ms / 1000)
+        try:
+            client.connect(path)
+        except OSError as exc:
+            logger.debug("No running instance at %s: %s", path, exc)
+            return False
+        try:
+            client.sendall(data)
+            client.shutdown(sockets.SHUT_WR)
+        except OSError as exc:
+            logger.warning("Could not hand %r to the running instance: %s", message, exc)
+            return False
+    return True
+
+
+class _UnixServer:
+    """The listening Unix socket and its connections, read on the Qt event loop.
+
+    Args:
+        path: the socket's path; a stale socket there is replaced (the caller checked that
+            nobody answers on it).
+        emit: called with each received line.
+    """
+
+    def __init__(self, path: str, emit: Any) -> None:
+        self._path = path
+        self._emit = emit
+        self._clients: dict[int, tuple[sockets.socket, QSocketNotifier, bytearray]] = {}
+        self._retired: list[QSocketNotifier] = []  # disabled, kept until the next accept
+        # As QLocalServer with UserAccessOption: bind in a private directory, restrict, rename
+        # into place (atomic; replaces a stale socket file).
+        private = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", dir=os.path.dirname(path))
+        server = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+        bound = os.path.join(private, "socket")
+        try:
+            server.bind(bound)
+            os.chmod(bound, 0o600)
+            server.listen(16)
+            server.setblocking(False)
+            os.replace(bound, path)
+        except OSError:
+            server.close()
+            with contextlib.suppress(OSError):
+                os.unlink(bound)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(private)
+        self._server = server
+        self._notifier = QSocketNotifier(server.fileno(), QSocketNotifier.Type.Read)
+        self._notifier.activated.connect(self._on_notifier_activated)
+
+    def close(self) -> None:
+        """Close every connection and the server; remove the socket file."""
+        for fd in list(self._clients):
+            self._drop(fd, emit_rest=False)
+        self._notifier.setEnabled(False)
+        self._retired.clear()
+        self._server.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._path)
+
+    def _on_notifier_activated(self) -> None:
+        self._retired.clear()  # not inside their own signal any more
+        while True:
+            try:
+                client, _address = self._server.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.debug("Single-instance accept failed: %s", exc)
+                return
+            client.setblocking(False)
+            fd = client.fileno()
+            notifier = QSocketNotifier(fd, QSocketNotifier.Type.Read)  # owned here, not by Qt
+            self._clients[fd] = (client, notifier, bytearray())
+            notifier.activated.connect(self._on_client_activated)
+
+    def _on_client_activated(self) -> None:
+        # Every ready connection (a handful at most): which notifier fired is not needed.
+        for fd in list(self._clients):
+            self._read(fd)
+
+    def _read(self, fd: int) -> None:
+        entry = self._clients.get(fd)
+        if entry is None:
+            return
+        client, _notifier, buffer = entry
+        try:
+            chunk = client.recv(MAX_MESSAGE_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:  # the other side is done
+            self._drop(fd, emit_rest=True)
+            return
+        buffer += chunk
+        while (end := buffer.find(b"\n")) >= 0:
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]
+            self._emit(line)
+        if len(buffer) > MAX_MESSAGE_BYTES:
+            logger.warning("Dropping an over-long single-instance message")
+            self._drop(fd, emit_rest=False)
+
+    def _drop(self, fd: int, *, emit_rest: bool) -> None:
+        client, notifier, buffer = self._clients.pop(fd)
+        notifier.setEnabled(False)  # deleted with its last reference, outside its own signal
+        self._retired.append(notifier)
+        client.close()
+        if emit_rest and buffer:
+            self._emit(bytes(buffer))  # a last line without its newline
 
 
 class LaunchWindows(Protocol):

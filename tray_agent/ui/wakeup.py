@@ -3,19 +3,25 @@
 Two sources: a coarse timer comparing the wall and monotonic clocks
 (:class:`tray_agent.core.wakeup.ResumeDetector`), and Qt's QNetworkInformation reachability
 (NetworkManager, ConnMan or GLib on Linux; the OS APIs on Windows and macOS), which is simply
-skipped where no backend loads.
+skipped where no backend loads. Where Qt has no network-information plugin at all (the bundle
+leaves them out: packaging/tray-agent.spec), QtNetwork is not even imported (about 3 MB resident
+with the libraries it links).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtNetwork import QNetworkInformation
+from PySide6.QtCore import QLibraryInfo, QObject, QTimer, Signal
 
 from tray_agent.core.wakeup import ResumeDetector
+
+if TYPE_CHECKING:
+    from PySide6.QtNetwork import QNetworkInformation
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +80,8 @@ class WakeupWatcher(QObject):
 
     def note_reachability(self, reachability: QNetworkInformation.Reachability) -> None:
         """The network's reachability is now ``reachability``: coming online emits ``wakeup_detected``."""
+        from PySide6.QtNetwork import QNetworkInformation
+
         before, self._reachability = self._reachability, reachability
         online = reachability in (
             QNetworkInformation.Reachability.Online,
@@ -84,6 +92,11 @@ class WakeupWatcher(QObject):
             self.wakeup_detected.emit("network changed")
 
     def _watch_network(self) -> None:
+        if not network_plugins_present():
+            logger.info("No network-information plugin: network changes are noticed by the heartbeat only")
+            return
+        from PySide6.QtNetwork import QNetworkInformation
+
         try:
             loaded = QNetworkInformation.loadBackendByFeatures(QNetworkInformation.Feature.Reachability)
         except Exception:  # a platform plugin failing must never stop the app
@@ -102,3 +115,15 @@ class WakeupWatcher(QObject):
 
     def _on_network_reachability_changed(self, reachability: QNetworkInformation.Reachability) -> None:
         self.note_reachability(reachability)
+
+
+def network_plugins_present(plugins: str | None = None) -> bool:
+    """Whether Qt has any network-information plugin (``<plugins>/networkinformation``)."""
+    folder = os.path.join(
+        plugins or QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath), "networkinformation"
+    )
+    try:
+        with os.scandir(folder) as entries:
+            return any(entry.is_file() for entry in entries)
+    except OSError:
+        return False
