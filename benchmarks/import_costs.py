@@ -1,6 +1,6 @@
 """Each module's share of the app's idle RSS: what importing it (and what it pulls in) adds.
 
-    .venv/bin/python benchmarks/import_costs.py [--order app|alone] [--no-bytecode] [--optimize 2]
+    .venv/bin/python benchmarks/import_costs.py [--order app|alone] [--no-bytecode] [--optimize 2] [--dbus]
 
 ``app`` (default): one fresh process imports the modules in the order the app's start-up does and
 prints the RSS after each step (VmRSS after ``gc.collect()``), so each line is that step's share
@@ -16,12 +16,16 @@ that made core.state look like 3.5 MB and net.client like 3.6 MB when their byte
 0.7 MB. So by default the measuring process reads bytecode from a throw-away cache
 (``PYTHONPYCACHEPREFIX``) that a first, unmeasured run fills; ``--no-bytecode`` measures the old
 way. ``--optimize 2`` runs the interpreter with ``-OO`` like the bundle (packaging/tray-agent.spec).
+``--dbus`` measures inside a headless desktop session (tests/desktop/session.py: D-Bus,
+gnome-keyring, dunst), where the secret store and the notifier really connect; without it there
+is no session bus and both do nothing.
 A benchmark: it prints figures and asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -51,11 +55,23 @@ STEPS: list[tuple[str, str]] = [
     ("one SSL context (OS trust store)", "import tray_agent.net.auth as a, tray_agent.core.settings as s\n"
      "ctx = a.make_ssl_context(s.ConnectionSettings())"),
     ("sqlite3 + platform.storage", "import tray_agent.platform.storage"),
-    ("secret store (keyring detection as the app does it)",
-     "from tray_agent.platform.secrets import KeyringSecretStore\nstore = KeyringSecretStore()"),
-    ("desktop_notifier", "import desktop_notifier"),
+    ("secret store (detection, one secret stored and read)",
+     "from tray_agent.platform.secrets import KeyringSecretStore\nstore = KeyringSecretStore()\n"
+     "store.set('import-costs:probe', 'x'); store.get('import-costs:probe')\n"
+     "store.delete('import-costs:probe')"),
+    ("notifier (create_notifier + one toast)",
+     "import asyncio\nfrom tray_agent.core.effects import Toast, Urgency\n"
+     "from tray_agent.platform.notifier import create_notifier\n"
+     "async def _toast():\n"
+     "    notifier = await create_notifier()\n"
+     "    await notifier.show(Toast(key='k', title='t', body='b', urgency=Urgency.NORMAL))\n"
+     "    await notifier.aclose()\n"
+     "asyncio.run(_toast())"),
     ("ui (bridge, tray, models, windows)", "import tray_agent.ui.bridge, tray_agent.ui.tray\n"
      "import tray_agent.ui.models, tray_agent.ui.windows"),
+    ("single instance (listening)", "import uuid\nfrom tray_agent.ui.single_instance import SingleInstance\n"
+     "instance = SingleInstance('import-costs-' + uuid.uuid4().hex[:12])\n"
+     "instance.try_forward('activate', 200); instance.listen()"),
     # Not on the idle path any more (imported where used): what they would add back.
     ("rare paths: html, plistlib, tomllib (not loaded idle)", "import html, plistlib, tomllib"),
 ]  # fmt: skip
@@ -79,10 +95,16 @@ print(json.dumps(out))
 """
 
 
+SESSION_ENV: dict[str, str] | None = None
+"""With ``--dbus``: the headless desktop session's environment (its own D-Bus, keyring, dunst)."""
+
+
 def run(steps: list[tuple[str, str]], cache: str | None = None, optimize: int = 0) -> list[list[object]]:
     """Run ``steps`` in one fresh process; ``cache``: the bytecode cache directory (None: compile)."""
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("DBUS_SESSION_BUS_ADDRESS", None)  # keyring detection without the developer's session
+    env = {**(SESSION_ENV or os.environ), "QT_QPA_PLATFORM": "offscreen", "PYTHONDONTWRITEBYTECODE": "1"}
+    if SESSION_ENV is None:
+        env.pop("DBUS_SESSION_BUS_ADDRESS", None)  # never the developer's keyring or notifications
+    env["PYTHONPATH"] = str(ROOT)
     if cache is not None:
         env.pop("PYTHONDONTWRITEBYTECODE")
         env["PYTHONPYCACHEPREFIX"] = cache
@@ -107,14 +129,33 @@ def main() -> int:
         "--no-bytecode", action="store_true", help="compile from source in each run (the old figures)"
     )
     parser.add_argument("--optimize", type=int, choices=(0, 1, 2), default=0, help="-O / -OO as the bundle")
+    parser.add_argument(
+        "--dbus", action="store_true", help="in a headless desktop session (keyring, notifications: real)"
+    )
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        if args.dbus:
+            sys.path.insert(0, str(ROOT))
+            from tests.desktop.session import DesktopSession, missing_binaries
+
+            if missing_binaries():
+                print(f"--dbus: desktop session binaries missing: {missing_binaries()}")
+                return 1
+            session = stack.enter_context(DesktopSession())
+            global SESSION_ENV
+            SESSION_ENV = dict(stack.enter_context(session.environ()))
+        return report(args)
+
+
+def report(args: argparse.Namespace) -> int:
+    """Measure and print the table."""
     with tempfile.TemporaryDirectory(prefix="import-costs-pyc-") as tmp:
         cache = None if args.no_bytecode else tmp
         if cache is not None:
             run(STEPS, cache, args.optimize)  # fills the cache; not measured
         rows = measure(args.order, cache, args.optimize)
     print(f"bytecode: {'compiled from source in each run' if cache is None else 'cached, as installed'}"
-          f"; optimize {args.optimize}")  # fmt: skip
+          f"; optimize {args.optimize}; D-Bus session: {'yes' if SESSION_ENV else 'none'}")  # fmt: skip
     width = max(len(r[0]) for r in rows)
     print(f"{'step'.ljust(width)} | RSS after | share")
     print(f"{'-' * width}-+-----------+--------")
