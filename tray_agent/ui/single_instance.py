@@ -25,6 +25,7 @@ import os
 import socket as sockets
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import QDir, QObject, QSocketNotifier, Signal
@@ -67,6 +68,22 @@ def server_name(config_dir: str, user: str | None = None, app: str = "tray-agent
             user = str(os.getuid()) if hasattr(os, "getuid") else "user"
     digest = hashlib.sha256(f"{user}\0{os.path.abspath(config_dir)}".encode()).hexdigest()[:16]
     return f"{app}-{digest}"
+
+
+def drain_lines(buffer: bytearray, emit: Callable[[bytes], object]) -> bool:
+    """Hand each complete line of ``buffer`` to ``emit``, removing it from ``buffer``.
+
+    Returns False when what is left is longer than :data:`MAX_MESSAGE_BYTES` (an over-long
+    message: the caller drops the connection).
+    """
+    while (end := buffer.find(b"\n")) >= 0:
+        line = bytes(buffer[:end])
+        del buffer[: end + 1]
+        emit(line)
+    if len(buffer) > MAX_MESSAGE_BYTES:
+        logger.warning("Dropping an over-long single-instance message")
+        return False
+    return True
 
 
 def open_message(conversation: str) -> str:
@@ -229,12 +246,7 @@ class SingleInstance(QObject):
         if buffer is None:
             return
         buffer += bytes(socket.readAll().data())
-        while (end := buffer.find(b"\n")) >= 0:
-            line = bytes(buffer[:end])
-            del buffer[: end + 1]
-            self._emit(line)
-        if len(buffer) > MAX_MESSAGE_BYTES:
-            logger.warning("Dropping an over-long single-instance message")
+        if not drain_lines(buffer, self._emit):
             self._buffers.pop(socket, None)
             socket.abort()
 
@@ -356,12 +368,7 @@ class _UnixServer:
             self._drop(fd, emit_rest=True)
             return
         buffer += chunk
-        while (end := buffer.find(b"\n")) >= 0:
-            line = bytes(buffer[:end])
-            del buffer[: end + 1]
-            self._emit(line)
-        if len(buffer) > MAX_MESSAGE_BYTES:
-            logger.warning("Dropping an over-long single-instance message")
+        if not drain_lines(buffer, self._emit):
             self._drop(fd, emit_rest=False)
 
     def _drop(self, fd: int, *, emit_rest: bool) -> None:
