@@ -949,6 +949,21 @@ class _Tx:
         self.growing.append(grown)
         return grown
 
+    def grow(self, conv: Conversation, messages: History, unread: int, last: Mapping[str, Any]) -> None:
+        """Update a conversation made by THIS transaction in place, then put it (issue 16).
+
+        Only for one nobody outside the transaction can hold (not the state's own): a batch of
+        messages to one conversation then builds one Conversation, not one per message.
+        """
+        if self.pending.get(conv.key) is conv:  # put() would see no change: count it here
+            self.unread_total += unread - conv.unread
+        setattr_ = object.__setattr__  # frozen for everybody else
+        setattr_(conv, "messages", messages)
+        setattr_(conv, "unread", unread)
+        for name, value in last.items():
+            setattr_(conv, name, value)
+        self.put(conv)
+
     def commit(self) -> Result:
         for grown in self.growing:
             grown.freeze()
@@ -1347,10 +1362,12 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
     # After a sign-in or reconnect, replayed or backfilled messages older than what we already
     # had are not news: they count as unread, but do not alert again.
     news = customer and not escalated and not _known_before(conv, record.at)
-    conv = _replace(
-        conv, messages=tx.appended(history, record, limit), unread=unread, **_with_last(conv, record)
-    )
-    tx.put(conv)
+    grown = tx.appended(history, record, limit)
+    if conv is tx.conversations.get(key):  # the state's own conversation: a new copy
+        conv = _replace(conv, messages=grown, unread=unread, **_with_last(conv, record))
+        tx.put(conv)
+    else:  # made by this transaction (an earlier message of the batch): updated in place
+        tx.grow(conv, grown, unread, _with_last(conv, record))
     if news:
         tx.alert(AlertKind.MESSAGE, conv, _preview(record))
     return
