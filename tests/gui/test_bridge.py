@@ -217,3 +217,28 @@ def test_bridge_flush_now_tells_the_list_at_once_under_load(qtbot: QtBot, store:
         assert bridge.flushed_state is store.state
     finally:
         bridge.close()
+
+
+def test_bridge_list_follows_at_once_when_the_load_stops(qtbot: QtBot, store: Store) -> None:
+    monotonic = FakeMonotonic()
+    bridge = StoreBridge(store, monotonic=monotonic)
+    lists: list[frozenset[str]] = []
+    bridge.conversations_changed.connect(lists.append)
+    try:
+        for _ in range(4):
+            _busy_until_the_list_flush(qtbot, store, bridge, monotonic)
+        assert bridge.list_interval_ms >= 4 * FLUSH_INTERVAL_MS
+        told = len(lists)
+        monotonic.value += 0.008
+        store.dispatch(MessageReceived(conversation="p/4", text="the last of the burst"))
+        monotonic.value += 0.008  # a small-signal flush: the store changed 8 ms ago, still busy
+        with qtbot.waitSignal(bridge.unread_changed, timeout=1000):
+            pass
+        assert len(lists) == told
+        monotonic.value += FLUSH_INTERVAL_MS / 1000.0  # no change for 16 ms: the load stopped
+        with qtbot.waitSignal(bridge.conversations_changed, timeout=1000) as blocker:
+            pass
+        assert blocker.args == [frozenset({"p/4"})]
+        assert bridge.list_interval_ms == FLUSH_INTERVAL_MS
+    finally:
+        bridge.close()

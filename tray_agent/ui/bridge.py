@@ -56,9 +56,13 @@ class FlushPacer:
             self._reset()
         self._last_change = now
 
+    def quiet(self, now: float) -> bool:
+        """No store change in the last 16 ms: the load (if any) has stopped."""
+        return now - self._last_change >= FLUSH_INTERVAL_MS / 1000.0
+
     def flushed(self, now: float, found: bool) -> None:
         """A list flush ran at ``now``; ``found``: it had list changes to tell."""
-        if not found or now - self._last_change >= FLUSH_INTERVAL_MS / 1000.0:
+        if not found or self.quiet(now):
             self._reset()  # nothing new, or nothing new lately: the load has stopped
             return
         self._busy += 1
@@ -196,11 +200,12 @@ class StoreBridge(QObject):
         new = self._store.state
         now = self._last_flush = self._monotonic()
         list_due = self._last_list + self._pacer.interval
-        # A timer may fire a little early: a flush within a few ms of the due time counts.
-        full = force or not self._pacer.stretched or now >= list_due - 0.004
+        # A timer may fire a little early: a flush within a few ms of the due time counts. A
+        # quiet store (the load just stopped) gets its list at once, not at the stretched time.
+        full = force or not self._pacer.stretched or now >= list_due - 0.004 or self._pacer.quiet(now)
         if self._told is new and (self._base is new or not full):
             if self._base is not new:
-                self._start(list_due, now)
+                self._start(min(list_due, now + FLUSH_INTERVAL_MS / 1000.0), now)
             elif full:
                 self._last_list = now
                 self._pacer.flushed(now, found=False)
@@ -242,6 +247,7 @@ class StoreBridge(QObject):
                 if emitted:
                     self.flushed.emit(new)
             else:
-                self._start(list_due, now)  # the list signals follow at their (stretched) time
+                # The list signals follow at their (stretched) time, or sooner if the load stops.
+                self._start(min(list_due, now + FLUSH_INTERVAL_MS / 1000.0), now)
         except Exception:  # a slot bug must not stop later flushes
             logger.exception("StoreBridge flush failed")
