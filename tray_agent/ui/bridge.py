@@ -147,7 +147,10 @@ class StoreBridge(QObject):
 
     @property
     def flushed_state(self) -> State:
-        """The state the last flush reflected: what the signals so far have told."""
+        """The state the last full flush reflected: what all signals so far have told.
+
+        Under load the small signals (badge, unread ...) may already tell a newer state.
+        """
         return self._base
 
     @property
