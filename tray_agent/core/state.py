@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Final, TypeVar, overload
+from typing import Any, Final, TypeVar, cast, overload
 
 from tray_agent.core.effects import Alert, AlertKind, Effect, Handler, RequestResync
 from tray_agent.core.events import (
@@ -400,6 +400,75 @@ class History(Sequence[MessageRecord]):
 _EMPTY_HISTORY: Final = History()
 
 
+class _GrowingHistory(History):
+    """A History that one reducer transaction appends to in place (issue 16).
+
+    Several messages to one conversation in a batch copy its rows once, into a list, instead of
+    once per message; :meth:`_Tx.commit` turns it into a plain immutable :class:`History` (a
+    tuple) before the new State is seen by anybody. Reads in between behave as History's.
+    Never leaves the transaction that made it.
+    """
+
+    __slots__ = ()  # the same layout as History: commit switches the class back
+
+    @classmethod
+    def start(cls, base: History) -> _GrowingHistory:
+        new = cls.__new__(cls)
+        new._records = list(base._records)  # type: ignore[assignment]  # frozen again at commit
+        new._ids = dict(base._ids)
+        new._recent = dict(base._recent) if base._recent is not None else None
+        return new
+
+    @property
+    def records(self) -> tuple[MessageRecord, ...]:
+        return tuple(self._records)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return tuple(self._records[index])
+        return self._records[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, History):
+            return self is other or tuple(self._records) == tuple(other._records)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._records))
+
+    def append(self, record: MessageRecord, limit: int) -> None:
+        """:meth:`History.appended`, in place."""
+        records = cast("list[MessageRecord]", self._records)
+        records.append(record)
+        ids = cast("dict[str, None]", self._ids)
+        if record.message_id is not None:
+            ids[record.message_id] = None
+        recent = self._recent
+        if recent is not None and limit >= RECENT_ROWS:  # as History.appended
+            text = record.text
+            recent[text] = recent.get(text, 0) + 1
+            if len(records) > RECENT_ROWS:
+                text = records[-RECENT_ROWS - 1].text
+                left = recent[text] - 1
+                if left:
+                    recent[text] = left
+                else:
+                    del recent[text]
+        else:
+            self._recent = None
+        excess = len(records) - limit
+        if excess > 0:
+            for r in records[:excess]:
+                if r.message_id is not None:
+                    ids.pop(r.message_id, None)
+            del records[:excess]  # a memmove of pointers, no copy
+
+    def freeze(self) -> None:
+        """Become a plain History (at commit)."""
+        self._records = tuple(self._records)
+        self.__class__ = History  # type: ignore[assignment]
+
+
 @dataclass(frozen=True, slots=True)
 class Conversation:
     """One customer thread.
@@ -770,6 +839,7 @@ class _Tx:
         "changes",
         "conversations",
         "effects",
+        "growing",
         "mine_delta",
         "pending",
         "state",
@@ -790,6 +860,7 @@ class _Tx:
         self.mine_delta: dict[str, bool] = {}
         self.effects: list[Effect] = []
         self.changes: dict[str, Any] = {}
+        self.growing: list[_GrowingHistory] = []  # appended to in place; frozen at commit
 
     def get(self, key: str) -> Conversation | None:
         conv = self.pending.get(key)
@@ -864,7 +935,39 @@ class _Tx:
         if resync is not None and key not in resync.seen:
             self.changes["resync"] = _replace(resync, seen=resync.seen | {key})
 
+    def appended(self, history: History, record: MessageRecord, limit: int) -> History:
+        """``history.appended(record, limit)``, copying the rows once per transaction.
+
+        The first append in this transaction copies ``history`` into a growing one; later
+        appends to it (more messages of the same conversation in a batch) extend it in place.
+        """
+        if type(history) is _GrowingHistory:  # made by this transaction: no other can see it
+            history.append(record, limit)
+            return history
+        grown = _GrowingHistory.start(history)
+        grown.append(record, limit)
+        self.growing.append(grown)
+        return grown
+
+    def grow(self, conv: Conversation, messages: History, unread: int, last: Mapping[str, Any]) -> None:
+        """Update a conversation made by THIS transaction in place, then put it (issue 16).
+
+        Only for one nobody outside the transaction can hold (not the state's own): a batch of
+        messages to one conversation then builds one Conversation, not one per message.
+        """
+        if self.pending.get(conv.key) is conv:  # put() would see no change: count it here
+            self.unread_total += unread - conv.unread
+        setattr_ = object.__setattr__  # frozen for everybody else
+        setattr_(conv, "messages", messages)
+        setattr_(conv, "unread", unread)
+        for name, value in last.items():
+            setattr_(conv, name, value)
+        self.put(conv)
+
     def commit(self) -> Result:
+        for grown in self.growing:
+            grown.freeze()
+        self.growing.clear()
         state = self.state
         changes = self.changes
         if not changes and not self.pending and not self.effects:
@@ -1259,8 +1362,12 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
     # After a sign-in or reconnect, replayed or backfilled messages older than what we already
     # had are not news: they count as unread, but do not alert again.
     news = customer and not escalated and not _known_before(conv, record.at)
-    conv = _replace(conv, messages=history.appended(record, limit), unread=unread, **_with_last(conv, record))
-    tx.put(conv)
+    grown = tx.appended(history, record, limit)
+    if conv is tx.conversations.get(key):  # the state's own conversation: a new copy
+        conv = _replace(conv, messages=grown, unread=unread, **_with_last(conv, record))
+        tx.put(conv)
+    else:  # made by this transaction (an earlier message of the batch): updated in place
+        tx.grow(conv, grown, unread, _with_last(conv, record))
     if news:
         tx.alert(AlertKind.MESSAGE, conv, _preview(record))
     return

@@ -211,6 +211,7 @@ def check_invariants(state: State) -> None:
         with_ids = [r.message_id for r in records if r.message_id is not None]
         assert len(with_ids) == len(set(with_ids)), "a server id shows twice"
         assert all(conv.messages.has_id(i) for i in with_ids)
+        assert not any(conv.messages.has_id(i) for i in ("m1", "m2", "m3") if i not in with_ids), "stale id"
         assert all(r.text.strip() or r.attachment is not None for r in records), "blank bubble"
 
 
@@ -253,6 +254,7 @@ def test_reduce_messages_folds_a_run_as_reduce_does_each_in_one_snapshot(prefix,
     assert list(effects) == expected
     assert (batched is state) == (one_by_one is state)
     check_invariants(batched)
+    assert all(type(c.messages) is History for c in batched.conversations.values())
     assert fingerprint(state) == before, "the batch mutated the state it started from"
 
 
@@ -416,3 +418,57 @@ def test_history_recent_texts_count_the_newest_rows_after_any_change(ops, ask_ea
         for r in history.records[-RECENT_ROWS:]:
             expected[r.text] = expected.get(r.text, 0) + 1
         assert dict(history.recent_texts()) == expected
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(messages, min_size=2, max_size=40), st.booleans())
+def test_reduce_messages_long_histories_batched_as_one_by_one(run, counted):
+    # Histories past RECENT_ROWS, several messages per conversation per batch: the rows are
+    # copied once per batch (appended in place), yet the result is reduce's, message by message.
+    limit = RECENT_ROWS + 4
+    state = State()
+    for i in range(limit + 2):
+        for key in ("p/1", "p/2"):
+            fill = MessageReceived(conversation=key, text=f"t{i % 9}", sent_at=T0 + timedelta(seconds=i))
+            state, _ = reduce(state, fill, history_limit=limit)
+    if counted:
+        for conv in state.conversations.values():
+            conv.messages.recent_texts()  # counted before the batch: carried along by appends
+    before = fingerprint(state)
+    one_by_one, expected = state, []
+    for message in run:
+        one_by_one, effects = reduce(one_by_one, message, history_limit=limit)
+        expected.extend(effects)
+    batched, effects = reduce_messages(state, run, history_limit=limit)
+    assert fingerprint(batched) == fingerprint(one_by_one)
+    assert list(effects) == expected
+    assert fingerprint(state) == before, "the batch mutated the state it started from"
+    for conv in batched.conversations.values():
+        history = conv.messages
+        assert type(history) is History
+        assert type(history.records) is tuple
+        assert len(history) <= limit
+        recount: dict[str, int] = {}
+        for r in history.records[-RECENT_ROWS:]:
+            recount[r.text] = recount.get(r.text, 0) + 1
+        assert dict(history.recent_texts()) == recount
+        assert all(history.has_id(r.message_id) for r in history if r.message_id is not None)
+        assert history == History(history.records)
+
+
+def test_reduce_messages_trims_the_ids_of_rows_pushed_out_within_the_batch():
+    run = [MessageReceived(conversation="p/1", text="first", message_id="m1")]
+    run += [MessageReceived(conversation="p/1", text=f"n{i}") for i in range(4)]
+    run.append(MessageReceived(conversation="p/1", text="first again", message_id="m1"))
+    run.append(MessageReceived(conversation="p/1", text="last", message_id="m2"))
+    one_by_one = State()
+    for message in run:
+        one_by_one, _ = reduce(one_by_one, message, history_limit=3)
+    batched, _ = reduce_messages(State(), run, history_limit=3)
+    assert fingerprint(batched) == fingerprint(one_by_one)
+    history = batched.conversations["p/1"].messages
+    assert [r.text for r in history] == ["n3", "first again", "last"]  # m1 left, then came anew
+    check_invariants(batched)
+    more = [MessageReceived(conversation="p/1", text=f"x{i}") for i in range(3)]
+    batched, _ = reduce_messages(batched, more, history_limit=3)
+    assert not batched.conversations["p/1"].messages.has_id("m1")
