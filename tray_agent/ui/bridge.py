@@ -15,9 +15,10 @@ logger = logging.getLogger(__name__)
 FLUSH_INTERVAL_MS = 16
 """At most one emission per signal per this many milliseconds (PERFORMANCE-NOTES.md §3)."""
 
-MAX_LIST_INTERVAL_MS = 128
+MAX_LIST_INTERVAL_MS = 64
 """Longest wait of the list signals (``conversations_changed``, ``waiting_changed``) under
-sustained load: still smooth to the eye, an eighth of the repaints of the inbox (issue 16)."""
+sustained load: smooth to the eye, a quarter of the repaints of the inbox (issue 16). 128 ms
+gave no more throughput within the noise of benchmark 1 and longer UI gaps in a 10k resync."""
 
 BUSY_FLUSHES = 3
 """Consecutive busy flushes (they found list changes while the store kept changing) before the
@@ -31,7 +32,7 @@ class FlushPacer:
     """How long the list part of the bridge's flushes waits: 16 ms, stretched under load.
 
     Pure (no Qt, no clock of its own): times are monotonic seconds passed in, so the adaptation
-    is tested with a fake clock. The interval doubles (16, 32, 64, 128 ms) after
+    is tested with a fake clock. The interval doubles (16, 32, 64 ms) after
     :data:`BUSY_FLUSHES` busy flushes in a row, then after each further busy one, and returns to
     16 ms as soon as the load stops: a flush that finds no change in the last 16 ms, or a store
     change after a quiet gap of :data:`QUIET_S`.
