@@ -341,15 +341,7 @@ class History(Sequence[MessageRecord]):
         recent = self._recent
         if recent is not None and limit >= RECENT_ROWS:  # trimming then leaves the newest rows be
             recent = dict(recent)
-            text = record.text
-            recent[text] = recent.get(text, 0) + 1
-            if len(records) > RECENT_ROWS:
-                text = records[-RECENT_ROWS - 1].text  # the row that is no longer recent
-                left = recent[text] - 1
-                if left:
-                    recent[text] = left
-                else:
-                    del recent[text]
+            _count_recent(recent, records)
         else:
             recent = None
         return self._trimmed(records, ids, limit, recent)
@@ -400,6 +392,23 @@ class History(Sequence[MessageRecord]):
 _EMPTY_HISTORY: Final = History()
 
 
+def _count_recent(recent: dict[str, int], records: Sequence[MessageRecord]) -> None:
+    """Count the newest row of ``records`` (just appended) in ``recent``.
+
+    ``recent`` holds the text counts of the newest :data:`RECENT_ROWS` rows: the row that is no
+    longer among them is uncounted.
+    """
+    text = records[-1].text
+    recent[text] = recent.get(text, 0) + 1
+    if len(records) > RECENT_ROWS:
+        text = records[-RECENT_ROWS - 1].text  # the row that is no longer recent
+        left = recent[text] - 1
+        if left:
+            recent[text] = left
+        else:
+            del recent[text]
+
+
 class _GrowingHistory(History):
     """A History that one reducer transaction appends to in place (issue 16).
 
@@ -445,15 +454,7 @@ class _GrowingHistory(History):
             ids[record.message_id] = None
         recent = self._recent
         if recent is not None and limit >= RECENT_ROWS:  # as History.appended
-            text = record.text
-            recent[text] = recent.get(text, 0) + 1
-            if len(records) > RECENT_ROWS:
-                text = records[-RECENT_ROWS - 1].text
-                left = recent[text] - 1
-                if left:
-                    recent[text] = left
-                else:
-                    del recent[text]
+            _count_recent(recent, records)
         else:
             self._recent = None
         excess = len(records) - limit
