@@ -91,6 +91,10 @@ POLL_ERRORS_BEFORE_GIVING_UP = 5
 """Limited mode: polls failed in a row after which the connection counts as failed."""
 
 
+_MACHINE = MachineTimings()
+"""The connection machine's defaults: the delays it shares with :class:`Timings` are set once."""
+
+
 @dataclass(frozen=True, slots=True)
 class Timings:
     """Every delay the client uses, in seconds (tests shrink them to milliseconds).
@@ -117,22 +121,22 @@ class Timings:
             before the next try; failed deletes of finished rows are retried as often.
     """
 
-    heartbeat_interval: float = 25.0
-    heartbeat_timeout: float = 10.0
+    heartbeat_interval: float = _MACHINE.heartbeat_interval
+    heartbeat_timeout: float = _MACHINE.heartbeat_timeout
     command_timeout: float = 10.0
     resync_interval: float | None = 60.0
     backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    stable_after: float = 60.0
-    early_drop_window: float = 60.0
+    backoff_max: float = _MACHINE.backoff_max
+    stable_after: float = _MACHINE.stable_after
+    early_drop_window: float = _MACHINE.early_drop_window
     open_timeout: float = 10.0
     close_timeout: float = 5.0
     protocol_ping_interval: float | None = 20.0
     protocol_ping_timeout: float | None = 20.0
     http_timeout: float = 10.0
-    poll_interval: float = 10.0
-    ws_retry_interval: float = 180.0
-    limited_after: int = 3
+    poll_interval: float = _MACHINE.poll_interval
+    ws_retry_interval: float = _MACHINE.ws_retry_interval
+    limited_after: int = _MACHINE.limited_after
     store_retry: float = 5.0
 
     @classmethod
