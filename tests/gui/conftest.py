@@ -58,6 +58,9 @@ class FakeWindowManager:
     def show_sign_in(self, problem: str = "") -> None:
         self.calls.append(("show_sign_in", problem))
 
+    def restore_session(self) -> None:
+        self.calls.append(("restore_session",))
+
 
 @pytest.fixture
 def clock() -> SettableClock:

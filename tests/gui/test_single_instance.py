@@ -15,6 +15,7 @@ import pytest
 from PySide6.QtNetwork import QLocalServer
 from pytestqt.qtbot import QtBot
 
+from tests.gui.conftest import FakeWindowManager
 from tray_agent.ui.single_instance import (
     ACTIVATE,
     LaunchRequests,
@@ -104,22 +105,8 @@ def test_a_second_process_forwards_to_the_running_instance(qtbot: QtBot, name: s
     first.close()
 
 
-class _Windows:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def show_inbox(self) -> None:
-        self.calls.append(("show_inbox",))
-
-    def open_chat(self, conversation: str) -> None:
-        self.calls.append(("open_chat", conversation))
-
-    def restore_session(self) -> None:
-        self.calls.append(("restore_session",))
-
-
 def test_launch_requests_wait_for_the_windows_then_go_straight_to_them() -> None:
-    launches, windows = LaunchRequests(), _Windows()
+    launches, windows = LaunchRequests(), FakeWindowManager()
     launches.receive(open_message("p/a"))
     launches.receive(ACTIVATE)  # does not cancel the chat asked for first
     launches.receive("something else")  # neither: nothing to remember
@@ -132,7 +119,7 @@ def test_launch_requests_wait_for_the_windows_then_go_straight_to_them() -> None
 
 
 def test_launch_requests_show_the_inbox_unless_starting_hidden() -> None:
-    hidden, shown, asked = _Windows(), _Windows(), _Windows()
+    hidden, shown, asked = FakeWindowManager(), FakeWindowManager(), FakeWindowManager()
     LaunchRequests().show_first_windows(hidden, start_hidden=True)
     LaunchRequests().show_first_windows(shown, start_hidden=False)
     launches = LaunchRequests()
@@ -140,7 +127,7 @@ def test_launch_requests_show_the_inbox_unless_starting_hidden() -> None:
     launches.show_first_windows(asked, start_hidden=True)
     assert hidden.calls == [("restore_session",)]
     assert shown.calls == asked.calls == [("restore_session",), ("show_inbox",)]
-    link = _Windows()
+    link = FakeWindowManager()
     LaunchRequests("p/c").show_first_windows(link, start_hidden=False)  # this launch's own link
     assert link.calls == [("restore_session",), ("open_chat", "p/c")]
 

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
+from tests.gui.conftest import FakeWindowManager
 from tests.helpers.fakes import FakeCommandSink
 from tray_agent.core.commands import TakeOver
 from tray_agent.core.effects import ToastAction
 from tray_agent.core.policy import SUMMARY_KEY, escalation_key, message_key
 from tray_agent.ui.toasts import activate_toast, conversation_of_toast
-
-
-class RecordingWindows:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def show_inbox(self) -> None:
-        self.calls.append(("show_inbox",))
-
-    def open_chat(self, conversation: str) -> None:
-        self.calls.append(("open_chat", conversation))
 
 
 def test_conversation_of_toast_names_the_customer_or_nothing() -> None:
@@ -29,14 +19,14 @@ def test_conversation_of_toast_names_the_customer_or_nothing() -> None:
 
 
 def test_a_customer_toast_opens_the_chat_and_submits_nothing() -> None:
-    sink, windows = FakeCommandSink(), RecordingWindows()
+    sink, windows = FakeCommandSink(), FakeWindowManager()
     activate_toast(escalation_key("p/a"), None, commands=sink, windows=windows)
     assert windows.calls == [("open_chat", "p/a")]
     assert sink.submitted == []
 
 
 def test_take_over_submits_the_take_over_then_opens_the_chat() -> None:
-    sink, windows = FakeCommandSink(), RecordingWindows()
+    sink, windows = FakeCommandSink(), FakeWindowManager()
     activate_toast(escalation_key("p/a"), ToastAction.TAKE_OVER, commands=sink, windows=windows)
     assert [type(c) for c in sink.submitted] == [TakeOver]
     assert sink.submitted[0].conversation_key == "p/a"
@@ -44,7 +34,7 @@ def test_take_over_submits_the_take_over_then_opens_the_chat() -> None:
 
 
 def test_a_summary_toast_shows_the_inbox_even_with_a_take_over_action() -> None:
-    sink, windows = FakeCommandSink(), RecordingWindows()
+    sink, windows = FakeCommandSink(), FakeWindowManager()
     activate_toast(SUMMARY_KEY, ToastAction.TAKE_OVER, commands=sink, windows=windows)
     assert windows.calls == [("show_inbox",)]
     assert sink.submitted == []
