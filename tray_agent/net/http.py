@@ -74,7 +74,7 @@ MAX_WORKERS = 8
 """Most worker threads at once; more requests wait in line (their timeout runs meanwhile)."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Methods retried once when a reused connection turns out closed after the request was sent."""
-_CHUNK = 65536
+_CHUNK = 1024 * 1024  # few reads (each takes the GIL back from the loop's thread)
 _USER_AGENT = f"tray-agent/{__version__} Python-http.client"
 
 
@@ -350,6 +350,10 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     if sock is None:
         return True
     try:
+        if hasattr(select, "poll"):  # no FD_SETSIZE limit
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
