@@ -8,6 +8,7 @@ import email
 import email.policy
 import gzip
 import ssl
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -171,6 +172,28 @@ async def test_http_keep_alive_reuses_one_connection() -> None:
     assert http.connections_opened == 1
     assert server.requests[1].headers["content-type"] == "application/json"
     assert server.requests[1].body == b'{"text": "hi"}'
+
+
+@pytest.mark.asyncio
+async def test_http_concurrent_requests_keep_a_bounded_pool_on_daemon_threads() -> None:
+    gate = asyncio.Event()
+
+    async def wait_for_all(request: Request) -> Answer:
+        if len(server.requests) == 6:
+            gate.set()
+        await gate.wait()
+        return 200, [], b"ok"
+
+    async with scripted(wait_for_all) as server, client(pool_per_key=2) as http:
+        answers = await asyncio.gather(
+            *(http.request("GET", server.url + "/", timeout=WAIT) for _ in range(6))
+        )
+        assert [a.status for a in answers] == [200] * 6
+        assert server.connections == 6
+        assert http.idle_connections == 2  # the others were closed
+        workers = [t for t in threading.enumerate() if t.name == "tray-agent-http"]
+        assert workers
+        assert all(t.daemon for t in workers)  # never holds up the interpreter's exit
 
 
 @pytest.mark.asyncio
