@@ -12,9 +12,11 @@ activity down to what the previous resync saw (``core/protocol/org.py``). This p
 The demo server runs in this process (so the seconds include its SQLite work and its per-row
 joins, which the real server also does). The chat mix: 4 % waiting for a human, 2 % held by a
 human, 1 % unassigned, the rest AI-handled (half open, half resolved). The client side is the
-real codec, paging the way ``net.Client`` does (``RefreshWaitingList`` of 200, clamped to 100).
+real codec, paging the way ``net.Client`` does (``RefreshWaitingList`` of 200, clamped to 100),
+over the client's HTTP layer (``net.http``: http.client on a worker thread, keep-alive);
+``--http aiohttp`` pages with an aiohttp session instead, as the client did before.
 
-    .venv/bin/python benchmarks/bench_org_resync.py [--sizes 3000,30000]
+    .venv/bin/python benchmarks/bench_org_resync.py [--sizes 3000,30000] [--http client|aiohttp]
 """
 
 from __future__ import annotations
@@ -25,10 +27,9 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,20 +39,80 @@ from tray_agent.core.events import WaitingListPage  # noqa: E402
 from tray_agent.core.protocol.base import HttpCall  # noqa: E402
 from tray_agent.core.protocol.org import OrgCodec  # noqa: E402
 from tray_agent.demo.server import DemoServer  # noqa: E402
+from tray_agent.net.http import HttpClient  # noqa: E402
+
+
+class Http(Protocol):
+    """The one call the benchmark makes: (status, body) of a request."""
+
+    async def __call__(
+        self,
+        method: str,
+        url: str,
+        query: Sequence[tuple[str, str]],
+        headers: dict[str, str],
+        json: Any = None,
+    ) -> tuple[int, bytes]: ...
+
+
+class ClientHttp:
+    """The client's HTTP layer (net.http)."""
+
+    def __init__(self) -> None:
+        self.http = HttpClient(trust_env=False)
+
+    async def __call__(
+        self,
+        method: str,
+        url: str,
+        query: Sequence[tuple[str, str]],
+        headers: dict[str, str],
+        json: Any = None,
+    ) -> tuple[int, bytes]:
+        answer = await self.http.request(method, url, query=query, headers=headers, json=json, timeout=30)
+        return answer.status, answer.body
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+class AiohttpHttp:
+    """An aiohttp session, as the client used before net.http."""
+
+    def __init__(self) -> None:
+        import aiohttp
+
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+
+    async def __call__(
+        self,
+        method: str,
+        url: str,
+        query: Sequence[tuple[str, str]],
+        headers: dict[str, str],
+        json: Any = None,
+    ) -> tuple[int, bytes]:
+        async with self.http.request(method, url, params=list(query), headers=headers, json=json) as resp:
+            return resp.status, await resp.read()
+
+    async def close(self) -> None:
+        await self.http.close()
+
 
 RESYNC_PAGE = 200  # what net.client asks for (the codec clamps it to the server's 100)
 
 
-async def _token(http: aiohttp.ClientSession, server: DemoServer) -> tuple[str, str]:
+async def _token(http: Http, server: DemoServer) -> tuple[str, str]:
     agent = server.info.agents[0]
     anon = server.info.extra["supabase_anon_key"]
-    async with http.post(
+    _, raw = await http(
+        "POST",
         f"{server.url}/auth/v1/token",
-        params={"grant_type": "password"},
-        json={"email": agent.email, "password": agent.password},
-        headers={"apikey": anon},
-    ) as resp:
-        body = await resp.json()
+        [("grant_type", "password")],
+        {"apikey": anon},
+        {"email": agent.email, "password": agent.password},
+    )
+    body = json.loads(raw)
     return str(body["access_token"]), str(body["user"]["id"])
 
 
@@ -87,7 +148,7 @@ def _shape(server: DemoServer, chats: int) -> None:
     assert len(ids) >= chats
 
 
-async def _resync(http: aiohttp.ClientSession, base: str, token: str, codec: OrgCodec) -> dict[str, float]:
+async def _resync(http: Http, base: str, token: str, codec: OrgCodec) -> dict[str, float]:
     """One resync exactly as net.Client pages it; requests, seconds, rows."""
     requests = rows = 0
     offset = 0
@@ -96,11 +157,7 @@ async def _resync(http: aiohttp.ClientSession, base: str, token: str, codec: Org
         command = RefreshWaitingList(offset=offset, limit=RESYNC_PAGE)
         call = codec.encode(command)
         assert isinstance(call, HttpCall)
-        async with http.get(
-            base + call.path, params=list(call.query), headers={"Authorization": f"Bearer {token}"}
-        ) as resp:
-            body = await resp.read()
-            status = resp.status
+        status, body = await http("GET", base + call.path, call.query, {"Authorization": f"Bearer {token}"})
         requests += 1
         pages = [e for e in codec.parse_response(command, status, body) if isinstance(e, WaitingListPage)]
         if not pages:
@@ -113,17 +170,14 @@ async def _resync(http: aiohttp.ClientSession, base: str, token: str, codec: Org
     return {"requests": requests, "seconds": round(time.perf_counter() - t0, 3), "rows": rows}
 
 
-async def _full(http: aiohttp.ClientSession, base: str, token: str) -> dict[str, float]:
+async def _full(http: Http, base: str, token: str) -> dict[str, float]:
     """The old resync: every chat, 100 a page, newest first."""
     requests = rows = 0
     t0 = time.perf_counter()
     while True:
-        async with http.get(
-            base + "/crm/chats",
-            params={"skip": str(rows), "limit": "100"},
-            headers={"Authorization": f"Bearer {token}"},
-        ) as resp:
-            body = json.loads(await resp.read())
+        query = [("skip", str(rows)), ("limit", "100")]
+        _, raw = await http("GET", base + "/crm/chats", query, {"Authorization": f"Bearer {token}"})
+        body = json.loads(raw)
         requests += 1
         got = len(body["chats"])
         rows += got
@@ -146,22 +200,25 @@ def _touch(server: DemoServer, count: int) -> None:
             )
 
 
-async def measure(chats: int) -> dict[str, Any]:
+async def measure(chats: int, kind: str = "client") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tray-bench-resync-") as tmp:
         server = DemoServer("org", db_path=Path(tmp) / "org.sqlite3", preload=chats)
         await server.start()
         try:
             _shape(server, chats)
-            async with aiohttp.ClientSession() as http:
+            http = ClientHttp() if kind == "client" else AiohttpHttp()
+            try:
                 token, user_id = await _token(http, server)
                 codec = OrgCodec(user_id=user_id, org_id=server.info.extra["org1_id"])
-                result: dict[str, Any] = {"chats": chats}
+                result: dict[str, Any] = {"chats": chats, "http": kind}
                 result["full"] = await _full(http, server.url, token)
                 result["first"] = await _resync(http, server.url, token, codec)
                 result["idle"] = await _resync(http, server.url, token, codec)
                 _touch(server, 150)
                 result["busy"] = await _resync(http, server.url, token, codec)
                 return result
+            finally:
+                await http.close()
         finally:
             await server.stop()
 
@@ -169,8 +226,12 @@ async def measure(chats: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="3000,30000", help="comma-separated chat counts")
+    parser.add_argument(
+        "--http", choices=("client", "aiohttp"), default="client", help="net.http (default) or aiohttp"
+    )
     args = parser.parse_args()
-    results = [asyncio.run(measure(int(size))) for size in args.sizes.split(",")]
+    results = [asyncio.run(measure(int(size), args.http)) for size in args.sizes.split(",")]
+    print(f"HTTP: {args.http}")
     print(f"{'chats':>7} {'resync':>6} {'requests':>9} {'seconds':>8} {'rows':>7}")
     for result in results:
         for kind in ("full", "first", "idle", "busy"):

@@ -49,7 +49,9 @@ STEPS: list[tuple[str, str]] = [
      "import tray_agent.core.protocol.dashboard"),
     ("asyncio + qasync", "import asyncio, qasync"),
     ("websockets", "import websockets.asyncio.client"),
-    ("aiohttp", "import aiohttp"),
+    ("HTTP: net.http (stdlib http.client) + one idle worker thread",
+     "import threading, tray_agent.net.http\n_idle = threading.Event()\n"
+     "threading.Thread(target=_idle.wait, daemon=True).start()"),
     ("truststore", "import truststore"),
     ("net.client + net.auth", "import tray_agent.net.client, tray_agent.net.auth"),
     ("one SSL context (OS trust store)", "import tray_agent.net.auth as a, tray_agent.core.settings as s\n"
@@ -74,6 +76,7 @@ STEPS: list[tuple[str, str]] = [
      "instance.try_forward('activate', 200); instance.listen()"),
     # Not on the idle path any more (imported where used): what they would add back.
     ("rare paths: html, plistlib, tomllib (not loaded idle)", "import html, plistlib, tomllib"),
+    ("aiohttp (the demo server's; the client no longer imports it)", "import aiohttp"),
 ]  # fmt: skip
 
 PROBE = r"""

@@ -16,7 +16,7 @@ What goes in, and what never does:
   session cookies live in the keyring and are never read here).
 * ``policy.json``: the machine-policy sources, the keys they set and locked, and the problems
   met while loading the settings.
-* ``versions.json``: app, Python, OS, Qt/PySide6, websockets, aiohttp, desktop-notifier, keyring
+* ``versions.json``: app, Python, OS, Qt/PySide6, websockets, desktop-notifier, keyring
   and its backend.
 * ``local-store.txt``: the local store's problem, if any.
 * ``doctor.json``: the doctor's local checks (settings, desktop bus, audio), when they ran.
@@ -63,7 +63,9 @@ DOCTOR_TIMEOUT = 5.0
 DOCTOR_GROUPS = ("settings", "desktop", "audio")
 """The doctor's checks that stay on this machine and answer quickly (no network, no keyring prompt,
 no child process)."""
-PACKAGES = ("PySide6-Essentials", "websockets", "aiohttp", "desktop-notifier", "keyring", "pydantic")
+PACKAGES = ("PySide6-Essentials", "websockets", "desktop-notifier", "keyring", "pydantic")
+"""The client's third-party packages (aiohttp is the demo server's only: the client speaks HTTP with
+the standard library, net.http)."""
 
 
 @dataclass(frozen=True)

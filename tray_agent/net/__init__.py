@@ -1,1 +1,1 @@
-"""Network layer: asyncio + websockets + aiohttp client. No Qt."""
+"""Network layer: asyncio + websockets + a stdlib HTTP client (net.http). No Qt, no aiohttp."""

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
-import aiohttp
 import truststore
 
 from tray_agent.core.events import Dialect
@@ -37,6 +36,14 @@ from tray_agent.core.protocol.auth import (
     supabase_refresh_request,
 )
 from tray_agent.core.settings import ConnectionSettings
+from tray_agent.net.http import (
+    BodyTooLarge,
+    ConnectError,
+    HttpClient,
+    HttpError,
+    ProxyRefused,
+    ServerDisconnected,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +120,7 @@ class Authenticator(Protocol):
         """Seconds between :meth:`keepalive` calls while connected, or None for none."""
         ...
 
-    async def credentials(self, http: aiohttp.ClientSession) -> Credentials:
+    async def credentials(self, http: HttpClient) -> Credentials:
         """Return usable credentials, signing in or refreshing when needed.
 
         Raises:
@@ -126,7 +133,7 @@ class Authenticator(Protocol):
         """The server refused the current credentials: the next call must refresh / re-login."""
         ...
 
-    async def keepalive(self, http: aiohttp.ClientSession) -> None:
+    async def keepalive(self, http: HttpClient) -> None:
         """Keep the server-side session alive (dashboard ``/auth/check``). Never raises."""
         ...
 
@@ -176,48 +183,50 @@ class HttpAnswer:
 
 def classify_network_error(exc: BaseException, what: str) -> AuthError:
     """Turn a transport exception into ServerUnreachable / TlsError / AuthRetryable."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+    if isinstance(exc, ssl.SSLCertVerificationError):
         return TlsError(f"{what}: the server's TLS certificate is not trusted.")
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+    if isinstance(exc, ssl.SSLError):
         return TlsError(f"{what}: TLS failed.")
-    if isinstance(exc, aiohttp.ClientConnectorError | TimeoutError | aiohttp.ServerDisconnectedError):
+    if isinstance(exc, ProxyRefused):
+        return ServerUnreachable(f"{what}: {exc}.")
+    if isinstance(exc, ConnectError | TimeoutError | ServerDisconnected):
         return ServerUnreachable(f"{what}: server unreachable.")
-    if isinstance(exc, OSError | aiohttp.ClientError):
+    if isinstance(exc, BodyTooLarge):
+        return AuthRetryable(f"{what}: {exc}.")
+    if isinstance(exc, OSError | HttpError):
         return ServerUnreachable(f"{what}: network error ({type(exc).__name__}).")
     return AuthRetryable(f"{what}: {type(exc).__name__}.")
 
 
 async def perform(
-    http: aiohttp.ClientSession, request: AuthRequest, *, seconds: float, proxy: str | None, what: str
+    http: HttpClient, request: AuthRequest, *, seconds: float, proxy: str | None, what: str
 ) -> HttpAnswer:
     """Perform a sign-in request.
 
     Args:
-        http: the client's session (no cookie jar; cookies are handled by hand).
+        http: the client's HTTP layer (no cookie jar; cookies are handled by hand).
         request: what to send.
         seconds: total seconds for the request (then TimeoutError -> ServerUnreachable).
-        proxy: explicit proxy URL or None (environment proxies via ``trust_env``).
+        proxy: explicit proxy URL or None (the environment's proxy, see :class:`HttpClient`).
         what: a few words for errors ("sign-in", "token refresh").
 
     Raises:
         ServerUnreachable, TlsError, AuthRetryable: the request did not produce an answer.
     """
     try:
-        async with http.request(
+        response = await http.request(
             request.method,
             request.url,
             headers=dict(request.headers),
             json=request.json,
             proxy=proxy,
-            timeout=aiohttp.ClientTimeout(total=seconds),
-            allow_redirects=False,
-        ) as response:
-            body = await response.read()
-            return HttpAnswer(response.status, body, tuple(response.headers.getall("Set-Cookie", ())))
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            timeout=seconds,
+        )
+    except (HttpError, OSError, TimeoutError) as exc:
         error = classify_network_error(exc, what)
         logger.debug("%s %s failed: %s", request.method, redact_url(request.url), error.text)
         raise error from None
+    return HttpAnswer(response.status, response.body, response.header_values("Set-Cookie"))
 
 
 def _raise_for(answer: AuthAnswerError) -> AuthError:
@@ -313,7 +322,7 @@ class OrgAuthenticator:
     def invalidate(self) -> None:  # noqa: D102 (protocol)
         self._invalid = True
 
-    async def keepalive(self, http: aiohttp.ClientSession) -> None:  # noqa: D102 (protocol)
+    async def keepalive(self, http: HttpClient) -> None:  # noqa: D102 (protocol)
         return None
 
     def _fresh(self) -> bool:
@@ -326,7 +335,7 @@ class OrgAuthenticator:
         margin = 0.0 if self._pasted else self._refresh_margin
         return self._clock.now() + timedelta(seconds=margin) < self._expires_at
 
-    async def credentials(self, http: aiohttp.ClientSession) -> Credentials:
+    async def credentials(self, http: HttpClient) -> Credentials:
         """Return a fresh access token: cached, refreshed, or from a password grant.
 
         Raises:
@@ -454,7 +463,7 @@ class DashboardAuthenticator:
         self._cookie = ""
         self._stored_tried = True
 
-    async def credentials(self, http: aiohttp.ClientSession) -> Credentials:
+    async def credentials(self, http: HttpClient) -> Credentials:
         """Return the session cookie: cached, stored from an earlier run, or from a login.
 
         Raises:
@@ -488,7 +497,7 @@ class DashboardAuthenticator:
         await off_loop(lambda: self._secrets.set(key, login.session))
         return Credentials(cookie=self._cookie, user_id=self._user_id)
 
-    async def keepalive(self, http: aiohttp.ClientSession) -> None:
+    async def keepalive(self, http: HttpClient) -> None:
         """``GET /auth/check`` to slide the 24 h session; forget the cookie if it is gone.
 
         Never raises (errors are logged); bounded by ``timeout``; cancellation propagates.

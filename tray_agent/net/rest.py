@@ -1,9 +1,10 @@
 """The client's REST side: its HTTP session, authenticated calls, and commands carried out over HTTP.
 
-:class:`Rest` owns the aiohttp session of one client. It performs calls with the current
-credentials (renewed once on a 401), starts the HTTP commands the send loop hands it (a reply over
-REST, the HTTP steps of a :class:`~tray_agent.core.protocol.base.Plan`, every command in limited
-mode) and settles them through the client when their answer comes.
+:class:`Rest` owns the HTTP client (:class:`~tray_agent.net.http.HttpClient`) of one client. It
+performs calls with the current credentials (renewed once on a 401), starts the HTTP commands the
+send loop hands it (a reply over REST, the HTTP steps of a
+:class:`~tray_agent.core.protocol.base.Plan`, every command in limited mode) and settles them
+through the client when their answer comes.
 
 Decisions:
 
@@ -22,8 +23,6 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Sequence
-
-import aiohttp
 
 from tray_agent.core.commands import Command, failed
 from tray_agent.core.events import (
@@ -48,6 +47,7 @@ from tray_agent.net.auth import (
     classify_network_error,
 )
 from tray_agent.net.config import Timings, http_base
+from tray_agent.net.http import ConnectError, FormField, HttpClient, HttpError
 from tray_agent.net.outbox import HELD, Held, Outbox
 from tray_agent.net.polling import PollError, rest_call
 from tray_agent.net.tracker import Outcome, PendingCommand, Transport
@@ -97,21 +97,18 @@ class Rest:
         self._emit = emit
         self._wake = wake
         self._credentials_refused = credentials_refused
-        self.session: aiohttp.ClientSession | None = None
-        """The HTTP session (sign-in, keepalive, every call); set between :meth:`open` and :meth:`close`."""
+        self.session: HttpClient | None = None
+        """The HTTP client (sign-in, keepalive, every call); set between :meth:`open` and :meth:`close`."""
         self.tasks: dict[asyncio.Task[None], PendingCommand] = {}
         """The HTTP commands running, with their command."""
 
-    def open(self, ssl_context: ssl.SSLContext) -> aiohttp.ClientSession:
-        """Create the HTTP session (no cookie jar; the environment's proxy unless one is set)."""
-        connector = aiohttp.TCPConnector(ssl=ssl_context)
-        self.session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=not self._settings.proxy
-        )
+    def open(self, ssl_context: ssl.SSLContext) -> HttpClient:
+        """Create the HTTP client (no cookie jar; the environment's proxy unless one is set)."""
+        self.session = HttpClient(ssl_context, trust_env=not self._settings.proxy)
         return self.session
 
     async def close(self) -> None:
-        """Close the HTTP session (errors are ignored)."""
+        """Close the HTTP client: its kept-alive connections, requests in flight (errors are ignored)."""
         if self.session is not None:
             with contextlib.suppress(Exception):
                 await self.session.close()
@@ -226,7 +223,7 @@ class Rest:
             self._settle(self._tracker.fail(pending, FailureReason.ACCESS_DENIED, exc.text))
             self._credentials_refused(exc.text)
             return
-        except (AuthError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (AuthError, HttpError, OSError, TimeoutError) as exc:
             self._settle(self._failure(pending, exc))
             return
         if status == 401:  # even after renewing the credentials (see call)
@@ -279,7 +276,7 @@ class Rest:
         logger.info(
             "%s %s failed: %s", type(pending.command).__name__, pending.command.command_id, error.text
         )
-        if isinstance(exc, aiohttp.ClientConnectorError) or isinstance(error, TlsError):
+        if isinstance(exc, ConnectError) or isinstance(error, TlsError):
             return self._tracker.fail(pending, FailureReason.OFFLINE, error.text)
         if pending.kind is CommandKind.REPLY:
             return self._tracker.fail(pending, FailureReason.UNCONFIRMED, error.text)
@@ -294,7 +291,7 @@ class Rest:
             status, body = await self.call(call)
         except EncodeError as exc:
             raise PollError(exc.text) from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (HttpError, OSError, TimeoutError) as exc:
             raise PollError(classify_network_error(exc, "request").text) from None
         return self._codec.parse_response(command, status, body)
 
@@ -302,7 +299,7 @@ class Rest:
         """Perform ``call`` with credentials; on 401 renew them once and retry once.
 
         Raises:
-            AuthError, aiohttp.ClientError, OSError, TimeoutError. Bounded by ``http_timeout``
+            AuthError, HttpError, OSError, TimeoutError. Bounded by ``http_timeout``
             per request; cancellation propagates.
         """
         assert self.session is not None
@@ -318,24 +315,21 @@ class Rest:
     async def _once(self, call: HttpCall, credentials: Credentials) -> tuple[int, bytes]:
         assert self.session is not None
         url = http_base(self._settings) + call.path
-        data: aiohttp.FormData | None = None
+        form: list[FormField] | None = None
         if call.form is not None:
-            data = aiohttp.FormData(default_to_multipart=True)
-            for name, value in call.form:
-                data.add_field(name, value)
-            for part in call.files:
-                data.add_field(
-                    part.name, part.content, filename=part.filename, content_type=part.content_type
-                )
-        async with self.session.request(
+            form = [FormField(name, value) for name, value in call.form]
+            form.extend(
+                FormField(part.name, part.content, filename=part.filename, content_type=part.content_type)
+                for part in call.files
+            )
+        response = await self.session.request(
             call.method,
             url,
-            params=list(call.query),
+            query=call.query,
             headers={"Accept": "application/json", **credentials.http_headers()},
-            json=call.json if data is None and call.json is not None else None,
-            data=data,
+            json=call.json if form is None else None,
+            form=form,
             proxy=self._settings.proxy or None,
-            timeout=aiohttp.ClientTimeout(total=self._t.http_timeout),
-            allow_redirects=False,
-        ) as response:
-            return response.status, await response.read()
+            timeout=self._t.http_timeout,
+        )
+        return response.status, response.body

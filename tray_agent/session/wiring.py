@@ -3,7 +3,7 @@
 Authenticator (``net.auth``), codec (``core.protocol``), local store (``platform.storage``),
 network client (``net.client``), store and dispatcher: built here and nowhere else. The network
 and storage modules are imported when first used (the app builds its session before its tray
-menu is up; aiohttp alone costs tens of milliseconds to import).
+menu is up; websockets, truststore and the codecs cost tens of milliseconds to import).
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import aiohttp
 import pytest
 
 from tests.helpers.fakes import FakeClock, FakeSecretStore, make_jwt
@@ -34,8 +35,20 @@ from tray_agent.net.auth import (
     OrgAuthenticator,
     ServerUnreachable,
 )
+from tray_agent.net.http import HttpClient
 
 NOW = datetime(2026, 3, 21, 8, 0, tzinfo=UTC)
+
+
+@contextlib.asynccontextmanager
+async def http_client() -> AsyncIterator[HttpClient]:
+    """The client's HTTP layer, closed afterwards (no proxy from the environment)."""
+    http = HttpClient(trust_env=False)
+    try:
+        yield http
+    finally:
+        await http.close()
+
 
 # -- JWT ------------------------------------------------------------------------------------------
 
@@ -200,7 +213,7 @@ def _org_settings(server: OrgServer) -> ConnectionSettings:
 
 @pytest.mark.asyncio
 async def test_org_authenticator_password_then_refresh_then_password_fallback() -> None:
-    async with OrgServer() as server, aiohttp.ClientSession() as http:
+    async with OrgServer() as server, http_client() as http:
         settings, secrets, clock = _org_settings(server), FakeSecretStore(), FakeClock()
         auth = OrgAuthenticator(settings, secrets, clock, password="pw")
         first = await auth.credentials(http)
@@ -230,7 +243,7 @@ async def test_org_authenticator_password_then_refresh_then_password_fallback() 
 
 @pytest.mark.asyncio
 async def test_org_authenticator_uses_a_stored_refresh_token_and_remembered_password() -> None:
-    async with OrgServer() as server, aiohttp.ClientSession() as http:
+    async with OrgServer() as server, http_client() as http:
         settings = _org_settings(server)
         refresh = server.issue()["refresh_token"]
         secrets = FakeSecretStore({settings.secret_key("refresh_token"): refresh})
@@ -248,7 +261,7 @@ async def test_org_authenticator_pasted_token() -> None:
     )
     token = make_jwt("me", exp=time.time() + 3600)
     auth = OrgAuthenticator(settings, FakeSecretStore(), FakeClock(), token=token)
-    async with aiohttp.ClientSession() as http:
+    async with http_client() as http:
         assert await auth.credentials(http) == Credentials(token=token, user_id="me")
         auth.invalidate()
         with pytest.raises(AuthRefused, match="refused"):
@@ -256,7 +269,7 @@ async def test_org_authenticator_pasted_token() -> None:
     expired = OrgAuthenticator(
         settings, FakeSecretStore(), FakeClock(), token=make_jwt("me", exp=time.time() - 5)
     )
-    async with aiohttp.ClientSession() as http:
+    async with http_client() as http:
         with pytest.raises(AuthRefused, match="expired"):
             await expired.credentials(http)
     with pytest.raises(ValueError, match="JWT"):
@@ -273,7 +286,7 @@ async def test_org_authenticator_pasted_token_is_used_until_it_expires() -> None
     clock = FakeClock(NOW)
     token = make_jwt("me", exp=NOW.timestamp() + 30)
     auth = OrgAuthenticator(settings, FakeSecretStore(), clock, token=token, refresh_margin=60.0)
-    async with aiohttp.ClientSession() as http:
+    async with http_client() as http:
         assert await auth.credentials(http) == Credentials(token=token, user_id="me")
         clock.offset = 31
         with pytest.raises(AuthRefused, match="expired"):
@@ -290,10 +303,10 @@ async def test_org_authenticator_unreachable_and_server_errors_are_retryable() -
         supabase_key="k",
     )
     auth = OrgAuthenticator(settings, FakeSecretStore(), FakeClock(), password="pw", timeout=2.0)
-    async with aiohttp.ClientSession() as http:
+    async with http_client() as http:
         with pytest.raises(ServerUnreachable):
             await auth.credentials(http)
-    async with OrgServer() as server, aiohttp.ClientSession() as http:
+    async with OrgServer() as server, http_client() as http:
         from aiohttp import web
 
         server.routes[("POST", "/auth/v1/token")] = lambda r: web.json_response({}, status=503)
@@ -307,7 +320,7 @@ async def test_org_authenticator_unreachable_and_server_errors_are_retryable() -
 
 @pytest.mark.asyncio
 async def test_dashboard_authenticator_login_store_reuse_and_keepalive() -> None:
-    async with DashboardServer() as server, aiohttp.ClientSession() as http:
+    async with DashboardServer() as server, http_client() as http:
         settings = ConnectionSettings(
             dialect="dashboard", server=server.url, company="co1", email=server.email
         )
