@@ -199,10 +199,10 @@ def test_bundled_secret_helper_keeps_secrets_in_gnome_keyring(
         assert (status["persistent"], status["backend"]) == (True, "keyring.backends.SecretService.Keyring")
         stored = ask({"id": 2, "op": "set", "key": key, "value": "cookie-from-the-bundle"})
         assert stored["persistent"] is True
-        assert SecretService.Keyring().get_password("tray-agent", key) == "cookie-from-the-bundle"
+        assert SecretService.Keyring().get_password("tray-agent", key) == "cookie-from-the-bundle"  # type: ignore[no-untyped-call]
         assert ask({"id": 3, "op": "get", "key": key})["value"] == "cookie-from-the-bundle"
         assert ask({"id": 4, "op": "delete", "key": key})["persistent"] is True
-        assert SecretService.Keyring().get_password("tray-agent", key) is None
+        assert SecretService.Keyring().get_password("tray-agent", key) is None  # type: ignore[no-untyped-call]
     finally:
         proc.stdin.close()
         code = proc.wait(RUN_TIMEOUT)  # the end of its input ends it

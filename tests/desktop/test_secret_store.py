@@ -77,7 +77,7 @@ def test_the_apps_store_keeps_secrets_in_gnome_keyring_without_keyring_in_its_pr
         "modules": [],  # the helper process did the keyring work, not the app's
     }
     # What gnome-keyring itself holds, read straight from it.
-    assert SecretService.Keyring().get_password("tray-agent", key) == "rt-through-the-helper"
+    assert SecretService.Keyring().get_password("tray-agent", key) == "rt-through-the-helper"  # type: ignore[no-untyped-call]
     deleted = _app_store(desktop, "delete", key)
     assert (deleted["persistent"], deleted["value"], deleted["modules"]) == (True, None, [])
-    assert SecretService.Keyring().get_password("tray-agent", key) is None
+    assert SecretService.Keyring().get_password("tray-agent", key) is None  # type: ignore[no-untyped-call]

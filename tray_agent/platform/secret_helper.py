@@ -323,12 +323,16 @@ class _Helper:
             return "its helper process stopped answering"
         return f"its helper process ended unexpectedly (exit code {code})"
 
+    def kill(self) -> None:
+        """Kill the process by its id (the reader then sees its end)."""
+        with contextlib.suppress(OSError):
+            self.process.kill()
+
     def stop(self, *, kill: bool = False) -> int | None:
         """End the process: EOF on its stdin (or a kill), then reap it. Returns its exit code."""
         process = self.process
         if kill and process.poll() is None:
-            with contextlib.suppress(OSError):
-                process.kill()
+            self.kill()
         if process.stdin is not None:
             with contextlib.suppress(OSError, ValueError):
                 process.stdin.close()
@@ -447,11 +451,24 @@ class HelperSecretStore:
         self._memory.delete(key)
         self._call("delete", key)
 
-    def close(self) -> None:
-        """End the helper now (it would end ``linger`` seconds after its last call anyway)."""
-        with self._lock:
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """End the helper now (it would end ``linger`` seconds after its last call anyway).
+
+        Never waits long (app shutdown): when a call is still in flight after ``timeout``
+        seconds (an unlock prompt left open), the helper is killed and that call falls back to
+        memory, as a crashed helper's would.
+        """
+        if not self._lock.acquire(timeout=timeout):
+            helper = self._helper
+            if helper is not None:
+                logger.warning("Keyring helper (pid %d) still busy at close: killing it", helper.pid)
+                helper.kill()
+            return
+        try:
             self._cancel_timer()
             self._stop_helper()
+        finally:
+            self._lock.release()
 
     # ------------------------------------------------------------------ internals
 

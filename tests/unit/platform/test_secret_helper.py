@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -390,3 +392,27 @@ def test_secrets_travel_only_through_the_pipes(tmp_path: Path) -> None:
     store.close()
     assert store.persistent
     assert "s3cr3t" not in seen  # neither argv nor the environment
+
+
+def test_close_during_a_hung_call_kills_the_helper_and_loses_no_value(tmp_path: Path) -> None:
+    # Answers the status; at the next request says so in a file, then hangs (an unlock prompt
+    # nobody answers). The app quits meanwhile: close() must not wait for the call.
+    marker = tmp_path / "busy"
+    command, record = _fake(
+        tmp_path, each=f'if request["op"] != "status": open({str(marker)!r}, "w").close(); sys.stdin.read()'
+    )
+    store = HelperSecretStore(command, timeout=600, linger=600)
+    call = threading.Thread(target=store.set, args=(KEY, SECRET))
+    call.start()
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the helper never got the call"
+        time.sleep(0.01)
+    store.close(timeout=0.1)
+    call.join(60)
+    assert not call.is_alive()
+    assert store.persistent is False
+    assert store.problem is not None
+    assert "helper process ended unexpectedly" in store.problem
+    assert store.get(KEY) == SECRET
+    assert _gone(_pid(record))
