@@ -18,7 +18,9 @@ that made core.state look like 3.5 MB and net.client like 3.6 MB when their byte
 way. ``--optimize 2`` runs the interpreter with ``-OO`` like the bundle (packaging/tray-agent.spec).
 ``--dbus`` measures inside a headless desktop session (tests/desktop/session.py: D-Bus,
 gnome-keyring, dunst), where the secret store and the notifier really connect; without it there
-is no session bus and both do nothing.
+is no session bus and both do nothing. The secret store's step is the app's: keyring works in the
+short-lived ``tray-agent secret-helper`` process, whose own RSS is printed below the table; the
+last step shows what keyring would add in process.
 A benchmark: it prints figures and asserts nothing.
 """
 
@@ -57,10 +59,13 @@ STEPS: list[tuple[str, str]] = [
     ("one SSL context (OS trust store)", "import tray_agent.net.auth as a, tray_agent.core.settings as s\n"
      "ctx = a.make_ssl_context(s.ConnectionSettings())"),
     ("sqlite3 + platform.storage", "import tray_agent.platform.storage"),
-    ("secret store (detection, one secret stored and read)",
-     "from tray_agent.platform.secrets import KeyringSecretStore\nstore = KeyringSecretStore()\n"
+    # The app's store: keyring runs in the short-lived helper process (platform.secret_helper);
+    # this process keeps only the pipes' client. The helper's own cost is printed below the table.
+    ("secret store (helper process: status, one secret stored, read, deleted)",
+     "from tray_agent.platform.secret_helper import HelperSecretStore\nstore = HelperSecretStore()\n"
      "store.set('import-costs:probe', 'x'); store.get('import-costs:probe')\n"
-     "store.delete('import-costs:probe')"),
+     "store.delete('import-costs:probe'); store.close()\n"
+     "if not store.persistent: raise RuntimeError(store.problem)  # say so: memory only"),
     ("notifier (create_notifier + one toast)",
      "import asyncio\nfrom tray_agent.core.effects import Toast, Urgency\n"
      "from tray_agent.platform.notifier import create_notifier\n"
@@ -77,6 +82,11 @@ STEPS: list[tuple[str, str]] = [
     # Not on the idle path any more (imported where used): what they would add back.
     ("rare paths: html, plistlib, tomllib (not loaded idle)", "import html, plistlib, tomllib"),
     ("aiohttp (the demo server's; the client no longer imports it)", "import aiohttp"),
+    # What the helper spares the app: keyring (+ SecretStorage, jeepney, cryptography) in process.
+    ("keyring in process (in the helper now; not loaded idle)",
+     "from tray_agent.platform.secrets import KeyringSecretStore\nstore = KeyringSecretStore()\n"
+     "store.set('import-costs:probe', 'x'); store.get('import-costs:probe')\n"
+     "store.delete('import-costs:probe')"),
 ]  # fmt: skip
 
 PROBE = r"""
@@ -164,7 +174,43 @@ def report(args: argparse.Namespace) -> int:
     print(f"{'-' * width}-+-----------+--------")
     for label, rss, share, error in rows:
         print(f"{label.ljust(width)} | {rss:6.1f} MB | {share:+5.1f} MB {error}")
+    print(helper_cost(args.optimize))
     return 0
+
+
+def helper_cost(optimize: int) -> str:
+    """The keyring helper process's own RSS (peak, and once its work is done), as the app runs it."""
+    env = {**(SESSION_ENV or os.environ), "PYTHONPATH": str(ROOT)}
+    if SESSION_ENV is None:
+        env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    flags = ["-" + "O" * optimize] if optimize else []
+    requests = [
+        {"id": 1, "op": "status"},
+        {"id": 2, "op": "set", "key": "import-costs:probe", "value": "x"},
+        {"id": 3, "op": "get", "key": "import-costs:probe"},
+        {"id": 4, "op": "delete", "key": "import-costs:probe"},
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, *flags, "-m", "tray_agent", "secret-helper"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        for request in requests:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            reply = json.loads(proc.stdout.readline())
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+    finally:
+        proc.stdin.close()
+        code = proc.wait(30)
+    mb = {k: int(v.split()[0]) / 1024 for k, v in (line.split(":", 1) for line in status.splitlines())
+          if k in ("VmHWM", "VmRSS")}  # fmt: skip
+    return (
+        f"secret helper process (short-lived, exit code {code}): peak {mb['VmHWM']:.1f} MB, "
+        f"{mb['VmRSS']:.1f} MB after its work; backend {reply.get('backend') or 'none'}"
+    )
 
 
 def measure(order: str, cache: str | None, optimize: int) -> list[tuple[str, float, float, str]]:

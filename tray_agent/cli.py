@@ -1,7 +1,8 @@
 """Command-line parsing for every entry point (gui, listen, demo-server); parsing only.
 
 Each subcommand's work lives in its own module, imported lazily so that `tray-agent listen`
-never pays for Qt and `tray-agent demo-server` never imports the client.
+never pays for Qt, `tray-agent demo-server` never imports the client, and the hidden
+`tray-agent secret-helper` (the app's keyring process) imports keyring and little else.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--preload", type=int, default=0, metavar="N", help="start with N customers waiting")
     demo.add_argument("--refuse-upgrades", action="store_true", help="refuse WebSocket upgrades (REST works)")
     demo.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+
+    # Hidden (no help): the app's keyring helper, started by platform.secret_helper, never by hand.
+    sub.add_parser("secret-helper", description="keyring operations as line-JSON on stdin/stdout")
     return parser
 
 
@@ -145,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tray_agent.doctor import run as run_doctor
 
         return run_doctor(args)
+    if command == "secret-helper":
+        from tray_agent.platform.secret_helper import run_helper
+
+        return run_helper()
     if command == "demo-server":
         from tray_agent.demo.server import run as run_demo
 

@@ -87,7 +87,8 @@ from tray_agent.core.state import CommandState, Conversation, MessageRecord, Sta
 from tray_agent.core.text import escape_terminal
 from tray_agent.exit_codes import EXIT_AUTH_REFUSED, EXIT_BAD_SETTINGS, EXIT_OK
 from tray_agent.platform.paths import Paths, load_settings_for
-from tray_agent.platform.secrets import KeyringSecretStore, MemorySecretStore
+from tray_agent.platform.secret_helper import HelperSecretStore
+from tray_agent.platform.secrets import MemorySecretStore
 from tray_agent.session import AccountSession, SessionHooks, build_session
 
 logger = logging.getLogger(__name__)
@@ -333,7 +334,7 @@ def _read_stdin_lines(
 def _secret_store(demo: bool) -> SecretStore:
     if demo:
         return MemorySecretStore()  # never put demo credentials into the agent's keyring
-    return KeyringSecretStore()  # falls back to memory by itself, and says so in the log
+    return HelperSecretStore()  # falls back to memory by itself, and says so in the log
 
 
 async def _serve(args: argparse.Namespace, out: TextIO, stdin: TextIO, install_signals: bool) -> int:
@@ -372,7 +373,8 @@ async def _serve(args: argparse.Namespace, out: TextIO, stdin: TextIO, install_s
             loaded,
             SystemClock(),
             data_dir=data_dir,
-            secrets=_secret_store(demo_session is not None),
+            # Blocking (the keyring helper starts and answers): off the loop.
+            secrets=await asyncio.to_thread(_secret_store, demo_session is not None),
             hooks=SessionHooks(problem=_print_problem),
         )
         session.dispatcher.observe(console.on_dispatched)

@@ -167,6 +167,52 @@ def test_bundle_self_test_shows_the_tray_on_the_desktop(
     assert "result: ok" in out.stdout
 
 
+def test_bundled_secret_helper_keeps_secrets_in_gnome_keyring(
+    build: Build, desktop: DesktopSession, tmp_path: Path
+) -> None:
+    # The app starts `<bundle>/tray-agent secret-helper` for its keyring work (sys.executable
+    # is the bundle's executable; there is no `python -m`): keyring and the Secret Service
+    # backend must be in the bundle, and the helper must speak its protocol and exit at EOF.
+    from keyring.backends import SecretService
+
+    key = "dashboard:https://support.example.com:acme:bundle@example.com:session"
+    proc = subprocess.Popen(
+        [str(build.executable), "secret-helper"],
+        env={**desktop.env, "HOME": str(tmp_path)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+
+    def ask(request: dict[str, object]) -> dict[str, object]:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write(json.dumps(request) + "\n")
+        proc.stdin.flush()
+        return dict(json.loads(proc.stdout.readline()))
+
+    try:
+        status = ask({"id": 1, "op": "status"})
+        assert (status["persistent"], status["backend"]) == (True, "keyring.backends.SecretService.Keyring")
+        stored = ask({"id": 2, "op": "set", "key": key, "value": "cookie-from-the-bundle"})
+        assert stored["persistent"] is True
+        assert SecretService.Keyring().get_password("tray-agent", key) == "cookie-from-the-bundle"  # type: ignore[no-untyped-call]
+        assert ask({"id": 3, "op": "get", "key": key})["value"] == "cookie-from-the-bundle"
+        assert ask({"id": 4, "op": "delete", "key": key})["persistent"] is True
+        assert SecretService.Keyring().get_password("tray-agent", key) is None  # type: ignore[no-untyped-call]
+    finally:
+        proc.stdin.close()
+        code = proc.wait(RUN_TIMEOUT)  # the end of its input ends it
+        proc.stdout.close()
+        stderr = proc.stderr.read() if proc.stderr is not None else ""
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert code == 0, stderr
+
+
 def test_bundled_doctor_passes_on_the_desktop_against_its_demo_backend(
     build: Build, desktop: DesktopSession, tmp_path: Path
 ) -> None:

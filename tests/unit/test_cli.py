@@ -54,3 +54,8 @@ def test_open_with_explicit_subcommand_is_kept():
     args = parse_args(["open", "tray-agent://open/c1"])
     assert args.command == "open"
     assert args.target == "tray-agent://open/c1"
+
+
+def test_secret_helper_is_a_hidden_subcommand():
+    assert parse_args(["secret-helper"]).command == "secret-helper"
+    assert "secret-helper" not in build_parser().format_help()

@@ -88,11 +88,16 @@ def check_settings(setup: Setup) -> list[CheckResult]:
 
 async def check_keyring() -> list[CheckResult]:
     """Whether secrets reach the OS keyring (touches it once; may show an unlock prompt)."""
-    from tray_agent.platform.secrets import KeyringSecretStore
+    from tray_agent.platform.secret_helper import HelperSecretStore
 
     def probe() -> tuple[bool, str | None, str | None]:
-        store = KeyringSecretStore()
-        store.probe()
+        # Through the app's keyring helper process, as the app does (so a bundle that cannot
+        # run its helper fails here); a hung helper is killed after the same timeout.
+        store = HelperSecretStore(timeout=KEYRING_TIMEOUT, linger=0)
+        try:
+            store.probe()
+        finally:
+            store.close()
         return store.persistent, store.problem, store.backend_name
 
     try:

@@ -11,6 +11,10 @@ Secrets are stored under the service name ``"tray-agent"`` with keys
 Plain-file keyrings (``keyrings.alt`` ``PlaintextKeyring`` and friends) are refused unless
 explicitly allowed: a token is never written to a plain file. Values are never logged.
 
+The tray app, ``listen`` and ``doctor`` do not run this store in their own process: they use
+:class:`tray_agent.platform.secret_helper.HelperSecretStore`, which runs it in the short-lived
+``tray-agent secret-helper`` process, so that keyring never stays resident in theirs.
+
 ``keyring`` is imported only when a store is made, and on Linux only the Secret Service backend
 is probed (see :func:`detect_backend`): importing and probing all of keyring's backends and
 plugins costs several MB of resident memory for a run that uses one of them, or none.
@@ -47,6 +51,7 @@ __all__ = [
     "KeyringSecretStore",
     "MemorySecretStore",
     "is_insecure_backend",
+    "no_session_bus",
 ]
 
 
@@ -134,6 +139,19 @@ def _keyring_chosen() -> bool:
     return Path(config_home, "python_keyring", "keyringrc.cfg").exists()
 
 
+def no_session_bus() -> bool:
+    """True when :func:`detect_backend` would find nothing without importing keyring.
+
+    On Linux with no backend chosen and no ``DBUS_SESSION_BUS_ADDRESS`` there is no Secret
+    Service to reach. Cheap (no keyring import): the app's store asks it before it starts a helper.
+    """
+    return (
+        sys.platform.startswith("linux")
+        and not _keyring_chosen()
+        and not os.environ.get("DBUS_SESSION_BUS_ADDRESS")
+    )
+
+
 def detect_backend() -> keyring.backend.KeyringBackend | None:
     """The keyring backend for this run; None when there is none. Blocks (D-Bus): not on the GUI thread.
 
@@ -151,7 +169,7 @@ def detect_backend() -> keyring.backend.KeyringBackend | None:
         import keyring
 
         return keyring.get_keyring()
-    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+    if no_session_bus():
         logger.debug("No D-Bus session bus: no Secret Service")
         return None
     from keyring.backends import SecretService
