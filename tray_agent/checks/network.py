@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from tray_agent import __version__
 from tray_agent.checks.results import CheckResult, Msg, Status, check_result
@@ -22,6 +22,7 @@ from tray_agent.core.i18n import _
 from tray_agent.core.protocol import codec_for
 from tray_agent.core.protocol.base import UrlError
 from tray_agent.core.settings import ConnectionSettings
+from tray_agent.net.http import ConnectError, parse_proxy, without_userinfo
 
 STEP_TIMEOUT = 5.0  # seconds for each network step (DNS, TCP, TLS, one HTTP answer)
 
@@ -82,10 +83,7 @@ class Proxy:
 
 
 def _strip_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return f"{parts.scheme}://{netloc}"
+    return without_userinfo(url).rstrip("/")
 
 
 def find_proxy(
@@ -113,21 +111,14 @@ def find_proxy(
         return None, check_result("proxy", Status.OK, _(Msg.PROXY_NONE), proxy=None)
     if "://" not in url:
         url = "http://" + url
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 8080
-    except ValueError:
-        parts, port = urlsplit(""), 0
-    if parts.scheme != "http" or not parts.hostname:
+    try:  # the client's own reading of the URL (net.http), so the doctor tests what it uses
+        parsed = parse_proxy(url)
+    except ConnectError:
         return None, check_result(
             "proxy", Status.WARN, _(Msg.PROXY_BAD).format(proxy=_strip_userinfo(url)), proxy=None
         )
-    auth = None
-    if parts.username:
-        raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        auth = "Basic " + base64.b64encode(raw).decode("ascii")
     shown = _strip_userinfo(url)
-    proxy = Proxy(parts.hostname, port, origin, shown, auth)
+    proxy = Proxy(parsed.host, parsed.port, origin, shown, parsed.authorization)
     return proxy, check_result(
         "proxy", Status.OK, _(Msg.PROXY_USED).format(proxy=shown, origin=origin), proxy=shown
     )

@@ -202,9 +202,9 @@ def parse_proxy(url: str) -> Proxy:
         parts = urlsplit(text)
         port = parts.port or 80
     except ValueError:
-        raise ConnectError(f"the proxy setting is not a valid URL ({_strip_userinfo(text)})") from None
+        raise ConnectError(f"the proxy setting is not a valid URL ({without_userinfo(text)})") from None
     if parts.scheme != "http" or not parts.hostname:
-        raise ConnectError(f"only http:// proxies are supported ({_strip_userinfo(text)})")
+        raise ConnectError(f"only http:// proxies are supported ({without_userinfo(text)})")
     authorization = None
     if parts.username is not None:
         raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
@@ -212,7 +212,8 @@ def parse_proxy(url: str) -> Proxy:
     return Proxy(parts.hostname, port, authorization)
 
 
-def _strip_userinfo(url: str) -> str:
+def without_userinfo(url: str) -> str:
+    """``url`` without the ``user:password@`` part (safe to show or log; never raises)."""
     scheme, sep, rest = url.partition("://")
     return scheme + sep + rest.rpartition("@")[2] if sep else url.rpartition("@")[2]
 
