@@ -14,7 +14,7 @@ from aiohttp import WSMsgType, web
 from websockets.asyncio.client import connect
 
 from tests.helpers.fakes import EventRecorder, FakeClock, FakeSecretStore, RecordingSleep
-from tests.helpers.net_clients import FAST, dashboard_rig, org_rig, running
+from tests.helpers.net_clients import FAST, dashboard_rig, org_rig, running, running_client
 from tests.helpers.scripted_server import (
     DashboardServer,
     OrgServer,
@@ -250,3 +250,26 @@ async def test_demo_dashboard_web_tab_closing_under_the_app_says_signed_in_elsew
             await task
     finally:
         await server.stop()
+
+
+# -- an unusable proxy setting ---------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("proxy", ["http://proxy.corp:99999", "socks5://proxy.corp:1080"])
+async def test_an_unusable_proxy_setting_stops_with_its_words_instead_of_retrying(proxy: str) -> None:
+    server = _server()
+    settings = ConnectionSettings(
+        dialect="dashboard", server=server.url, company=server.company, email=server.email, proxy=proxy
+    )
+    ev, clock = EventRecorder(), FakeClock()
+    auth = DashboardAuthenticator(settings, FakeSecretStore(), clock, password="pw")
+    client = Client(DashboardCodec(), auth, settings, ev, clock, timings=FAST, sleep=RecordingSleep())
+    async with server:
+        async with running_client(client):
+            ended = await ev.wait_for(ConnectionChanged, lambda e: e.state is not ConnectionState.CONNECTING)
+            assert ended.state is ConnectionState.OFFLINE, ended  # a settings problem: no retry loop
+            assert "proxy" in ended.detail
+            assert "proxy.corp" in ended.detail
+            assert ConnectionState.RECONNECTING not in ev.states()
+        assert server.handshakes == 0

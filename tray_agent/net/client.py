@@ -92,6 +92,7 @@ from tray_agent.net.connection import (
     WaitBackoff,
     WaitForAgent,
 )
+from tray_agent.net.http import ConnectError, parse_proxy
 from tray_agent.net.limited import LimitedMode
 from tray_agent.net.outbox import Held, Outbox
 from tray_agent.net.rest import Rest
@@ -446,6 +447,11 @@ class Client:
         """One sign-in + connection + session. Cancellation propagates."""
         self._apply(self._m.attempt_started())
         assert self._rest.session is not None
+        if self._settings.proxy:  # a setting no retry can fix: say so and wait for new settings
+            try:
+                parse_proxy(self._settings.proxy)
+            except ConnectError as exc:
+                return _Result(_End.CONFIG, str(exc))
         try:
             credentials = await self._auth.credentials(self._rest.session)
         except AuthRefused as exc:
