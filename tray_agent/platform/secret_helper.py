@@ -85,11 +85,11 @@ def encode(message: dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=True, separators=(",", ":")) + "\n"
 
 
-def parse_request(line: str) -> tuple[int, str, str, str | None]:
-    """``(id, op, key, value)`` of a request line.
+def _json_object(line: str) -> dict[str, Any]:
+    """The JSON object on ``line``.
 
     Raises:
-        ProtocolError: not JSON, not an object, an unknown op, or a missing or mistyped field.
+        ProtocolError: not JSON, or not an object.
     """
     try:
         message = json.loads(line)
@@ -97,6 +97,16 @@ def parse_request(line: str) -> tuple[int, str, str, str | None]:
         raise ProtocolError("not JSON") from None
     if not isinstance(message, dict):
         raise ProtocolError("not an object")
+    return message
+
+
+def parse_request(line: str) -> tuple[int, str, str, str | None]:
+    """``(id, op, key, value)`` of a request line.
+
+    Raises:
+        ProtocolError: not JSON, not an object, an unknown op, or a missing or mistyped field.
+    """
+    message = _json_object(line)
     request_id, op = message.get("id"), message.get("op")
     if not isinstance(request_id, int) or isinstance(request_id, bool):
         raise ProtocolError("no integer id")
@@ -129,12 +139,7 @@ def parse_reply(line: str, expected_id: int) -> Reply:
     Raises:
         ProtocolError: not a well-formed reply, an error reply, or the reply to another request.
     """
-    try:
-        message = json.loads(line)
-    except ValueError:
-        raise ProtocolError("not JSON") from None
-    if not isinstance(message, dict):
-        raise ProtocolError("not an object")
+    message = _json_object(line)
     if message.get("id") != expected_id:
         raise ProtocolError("a reply to another request")
     if "error" in message:
