@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -74,6 +74,7 @@ from tray_agent.core.events import (
     conversation_key,
     split_dashboard_key,
 )
+from tray_agent.core.fastinit import fast_constructor
 from tray_agent.core.protocol.base import EncodeError, HttpCall, Outbound, Plan, WsFrame, websocket_url
 from tray_agent.core.protocol.common import (
     LooseBool,
@@ -551,6 +552,8 @@ _DECODER = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_constant)
 
 _NO_STATUS = 1005  # RFC 6455: a Close frame without a status code
 
+_new_message: Callable[..., MessageReceived] = fast_constructor(MessageReceived)  # once per frame
+
 
 class DashboardCodec:
     """Codec of the dashboard dialect (sans-I/O; see :class:`~tray_agent.core.protocol.base.DialectCodec`).
@@ -723,7 +726,7 @@ class DashboardCodec:
             return (Ignored(kind="new_message", why="no page or customer id"),)
         is_customer = sender is SenderKind.CUSTOMER
         return (
-            MessageReceived(
+            _new_message(
                 conversation=key,
                 sender=sender,
                 text=message,
