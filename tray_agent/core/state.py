@@ -1281,19 +1281,27 @@ def reduce_messages(
 
 def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
     # A message never changes the connection or the focus: tx.state's are current in a run.
+    # Hot path (every message of a burst): helpers are inlined where the common case is cheap.
     state = tx.state
     key = event.conversation
     if not key:
         _count_ignored(tx, "message_without_conversation")
         return
-    at = _utc(event.sent_at)
+    at = event.sent_at
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)  # as _utc
     clock = tx.touch_clock(at)
-    old = tx.get(key)
-    conv = old if old is not None else Conversation(key=key)
-    conv = _describe(conv, event.customer_name, event.channel)
+    conv = tx.pending.get(key)
+    if conv is None:
+        conv = tx.conversations.get(key)
+        if conv is None:
+            conv = Conversation(key=key)
+    name, channel = event.customer_name, event.channel
+    if (name and name != conv.customer_name) or (channel and channel != conv.channel):
+        conv = _describe(conv, name, channel)  # (a no-op otherwise)
     history = conv.messages
     record = _record_of(event, at if at is not None else clock)
-    empty = not record.text.strip() and record.attachment is None
+    empty = record.attachment is None and not record.text.strip()
 
     # 1. Same server id: the same message again (my REST reply's echo, a WhatsApp split event
     #    merged by the router: PROTOCOL.md O6). Upsert, keeping what the first copy had.
@@ -1340,7 +1348,13 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
 
     # 3. Id-less duplicates (Facebook webhook retries, replays): same sender and text within
     #    DUPLICATE_WINDOW is one message.
-    if record.message_id is None and not empty and _find_recent_duplicate(history, record) >= 0:
+    recent = history._recent
+    if (
+        record.message_id is None
+        and not empty
+        and (recent is None or record.text in recent)  # no recent row with the text: no duplicate
+        and _find_recent_duplicate(history, record) >= 0
+    ):
         tx.put(conv)
         return
 
@@ -1375,12 +1389,27 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
     # After a sign-in or reconnect, replayed or backfilled messages older than what we already
     # had are not news: they count as unread, but do not alert again.
     news = customer and not escalated and not _known_before(conv, record.at)
-    grown = tx.appended(history, record, limit)
-    if conv is tx.conversations.get(key):  # the state's own conversation: a new copy
-        conv = _replace(conv, messages=grown, unread=unread, **_with_last(conv, record))
-        tx.put(conv)
-    else:  # made by this transaction (an earlier message of the batch): updated in place
-        tx.grow(conv, grown, unread, _with_last(conv, record))
+    if type(history) is _GrowingHistory:
+        # Grown by an earlier message of this batch, so the conversation was made by this
+        # transaction too: both updated in place (tx.appended + tx.grow, inlined).
+        history.append(record, limit)
+        last_at, r_at = conv.last_message_at, record.at
+        setattr_ = object.__setattr__  # frozen for everybody else
+        if tx.pending.get(key) is conv:
+            tx.unread_total += unread - conv.unread
+            setattr_(conv, "unread", unread)
+            if last_at is None or r_at is None or r_at >= last_at:  # as _with_last
+                setattr_(conv, "last_message", _preview(record))
+                setattr_(conv, "last_message_at", _later(last_at, r_at))
+        else:
+            tx.grow(conv, history, unread, _with_last(conv, record))
+    else:
+        grown = tx.appended(history, record, limit)
+        if conv is tx.conversations.get(key):  # the state's own conversation: a new copy
+            conv = _replace(conv, messages=grown, unread=unread, **_with_last(conv, record))
+            tx.put(conv)
+        else:  # made by this transaction (an earlier message of the batch): updated in place
+            tx.grow(conv, grown, unread, _with_last(conv, record))
     if news:
         tx.alert(AlertKind.MESSAGE, conv, _preview(record))
     return
