@@ -191,6 +191,7 @@ def reminder_key(conversation: str) -> str:
 
 
 _CUSTOMER_KEYS: tuple[Callable[[str], str], ...] = (message_key, escalation_key, reminder_key)
+_ESCALATION_PREFIX = escalation_key("?")[:-1]  # "escalation:" (+ a conversation: its key)
 
 
 class TrayLevel(enum.StrEnum):
@@ -382,6 +383,7 @@ class AlertPolicy:
 
     def __init__(self, settings: AlertSettings, local_tz: tzinfo | None = None) -> None:
         self._settings = settings.model_copy(deep=True)
+        self._timings()
         self._tz = local_tz
         self._focus: str | None = None
         self._dnd_until: datetime | None = None
@@ -435,6 +437,7 @@ class AlertPolicy:
         Call :meth:`next_deadline` afterwards.
         """
         self._settings = settings.model_copy(deep=True)
+        self._timings()
         self._quiet_cache = None
         self._settled_at = None
         if not self._settings.allow_manual_dnd:
@@ -786,7 +789,7 @@ class AlertPolicy:
         settings = self._settings
         if not (settings.notify_messages and settings.ai_messages) or self.dnd_active(now):
             return False
-        if escalation_key(alert.conversation) in self._shown:
+        if self._escalation_shown(alert.conversation):
             return False  # the critical toast already speaks for this customer
         if not self._ai:
             self._ai_since = now
@@ -799,9 +802,9 @@ class AlertPolicy:
         """Add the message to its customer's burst; False when it is dropped (nothing changed)."""
         if not self._settings.notify_messages or self.dnd_active(now):
             return False  # dropped, not queued: the badge still counts it
-        if escalation_key(alert.conversation) in self._shown:
+        if self._escalation_shown(alert.conversation):
             return False  # the critical toast already speaks for this customer
-        window = timedelta(seconds=self._settings.coalesce_window)
+        window = self._coalesce_window
         # Kept raw (bounded) and cleaned only if it is ever shown: in a burst most texts are
         # replaced by the next one before the rate limit lets a toast out.
         text = alert.text[: _BODY_LIMIT * 4]
@@ -851,8 +854,17 @@ class AlertPolicy:
 
     # ------------------------------------------------------------------ internals: schedule
 
+    def _timings(self) -> None:
+        """Compute the settings' durations once (they are read on every alert)."""
+        self._interval_length = timedelta(seconds=self._settings.toast_min_interval)
+        self._coalesce_window = timedelta(seconds=self._settings.coalesce_window)
+
     def _interval(self) -> timedelta:
-        return timedelta(seconds=self._settings.toast_min_interval)
+        return self._interval_length
+
+    def _escalation_shown(self, conversation: str) -> bool:
+        """``escalation_key(conversation) in self._shown``, for a conversation that is not ""."""
+        return bool(self._shown) and _ESCALATION_PREFIX + conversation in self._shown
 
     @staticmethod
     def _minutes(value: float) -> timedelta:
@@ -963,7 +975,7 @@ class AlertPolicy:
         """
         if len(self._bursts) <= _BURSTS_KEPT:
             return
-        window = timedelta(seconds=self._settings.coalesce_window)
+        window = self._coalesce_window
         for conversation in [
             c
             for c, b in self._bursts.items()
