@@ -103,7 +103,9 @@ _KIND_MAX_LEN: Final = 64
 _DUP_SCAN_ROWS: Final = 64
 RECENT_ROWS: Final = _DUP_SCAN_ROWS
 """The newest rows of a History whose texts it counts (:meth:`History.recent_texts`)."""
-_RECENT_KEYS: Final = 4 * RECENT_ROWS  # texts kept in a History's recent counts, zeros included
+# Texts kept in a History's recent counts, zeros included: at most what the table CPython sizes for
+# RECENT_ROWS keys holds (2/3 of 128 slots), so the zeros cost no memory, only a prune now and then.
+_RECENT_KEYS: Final = RECENT_ROWS + RECENT_ROWS // 3
 _DUP_SCAN_SLACK: Final = timedelta(seconds=10)
 _TRACKED_KINDS: Final = frozenset(
     {
