@@ -469,11 +469,16 @@ class _GrowingHistory(History):
         else:
             self._recent = None
         excess = len(records) - limit
-        if excess > 0:
+        if excess == 1:  # the usual trim of a full history: one row out
+            dropped = records[0].message_id
+            if dropped is not None:
+                ids.pop(dropped, None)
+            del records[0]  # a memmove of pointers, no copy
+        elif excess > 0:
             for r in records[:excess]:
                 if r.message_id is not None:
                     ids.pop(r.message_id, None)
-            del records[:excess]  # a memmove of pointers, no copy
+            del records[:excess]
 
     def freeze(self) -> None:
         """Become a plain History (at commit)."""
@@ -1300,7 +1305,9 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
     at = event.sent_at
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)  # as _utc
-    clock = tx.touch_clock(at)
+    clock = tx.changes.get("clock", state.clock)  # as tx.touch_clock(at)
+    if at is not None and (clock is None or at > clock):
+        tx.changes["clock"] = clock = at
     conv = tx.pending.get(key)
     if conv is None:
         conv = tx.conversations.get(key)
@@ -1310,7 +1317,15 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
     if (name and name != conv.customer_name) or (channel and channel != conv.channel):
         conv = _describe(conv, name, channel)  # (a no-op otherwise)
     history = conv.messages
-    record = _record_of(event, at if at is not None else clock)
+    record: MessageRecord = _new_record(  # as _record_of
+        event.sender,
+        event.text,
+        at if at is not None else clock,
+        event.message_id or None,
+        event.attachment,
+        event.sender_name,
+        event.agent_id,
+    )
     empty = record.attachment is None and not record.text.strip()
 
     # 1. Same server id: the same message again (my REST reply's echo, a WhatsApp split event
