@@ -1057,7 +1057,16 @@ def _replace(obj: _T, **changes: Any) -> _T:
     classes without ``kw_only`` fields, ``InitVar`` or ``default_factory`` (true of all of
     them); an unknown field name raises ``KeyError``. It runs on every event.
     """
-    cls = type(obj)
+    getter, index, build = _spec(type(obj))
+    values = list(getter(obj))
+    for name, value in changes.items():
+        values[index[name]] = value
+    built: _T = build(*values)
+    return built
+
+
+def _spec(cls: type) -> tuple[Callable[[Any], tuple[Any, ...]], dict[str, int], Callable[..., Any]]:
+    """(read every init field, field name -> position, fast constructor) of a dataclass."""
     spec = _FIELD_SPECS.get(cls)
     if spec is None:
         names = [f.name for f in dataclasses.fields(cls) if f.init]
@@ -1066,12 +1075,28 @@ def _replace(obj: _T, **changes: Any) -> _T:
             {n: i for i, n in enumerate(names)},
             fast_constructor(cls),
         )
-    getter, index, build = spec
-    values = list(getter(obj))
-    for name, value in changes.items():
-        values[index[name]] = value
-    built: _T = build(*values)
-    return built
+    return spec
+
+
+_CONV_FIELDS: Final = _spec(Conversation)
+_CONV_MESSAGES: Final = _CONV_FIELDS[1]["messages"]
+_CONV_UNREAD: Final = _CONV_FIELDS[1]["unread"]
+_CONV_LAST: Final = _CONV_FIELDS[1]["last_message"]
+_CONV_LAST_AT: Final = _CONV_FIELDS[1]["last_message_at"]
+
+
+def _with_message(conv: Conversation, messages: History, unread: int, record: MessageRecord) -> Conversation:
+    """``_replace(conv, messages=messages, unread=unread, **_with_last(conv, record))``, cheaper."""
+    getter, _index, build = _CONV_FIELDS
+    values = list(getter(conv))
+    values[_CONV_MESSAGES] = messages
+    values[_CONV_UNREAD] = unread
+    last_at, r_at = conv.last_message_at, record.at
+    if last_at is None or r_at is None or r_at >= last_at:  # as _with_last
+        values[_CONV_LAST] = _preview(record)
+        values[_CONV_LAST_AT] = _later(last_at, r_at)
+    new: Conversation = build(*values)
+    return new
 
 
 def _update(obj: _T, **changes: Any) -> _T:
@@ -1309,8 +1334,9 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
     if at is not None and (clock is None or at > clock):
         tx.changes["clock"] = clock = at
     conv = tx.pending.get(key)
+    stored: Conversation | None = None  # the state's own conversation, when looked up already
     if conv is None:
-        conv = tx.conversations.get(key)
+        conv = stored = tx.conversations.get(key)
         if conv is None:
             conv = Conversation(key=key)
     name, channel = event.customer_name, event.channel
@@ -1430,9 +1456,16 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
             tx.grow(conv, history, unread, _with_last(conv, record))
     else:
         grown = tx.appended(history, record, limit)
-        if conv is tx.conversations.get(key):  # the state's own conversation: a new copy
-            conv = _replace(conv, messages=grown, unread=unread, **_with_last(conv, record))
-            tx.put(conv)
+        if stored is None:
+            stored = tx.conversations.get(key)
+        if conv is stored:  # the state's own conversation: a new copy
+            new = _with_message(conv, grown, unread, record)
+            if key in tx.pending:
+                tx.put(new)
+            else:  # as tx.put: only the unread count differs (waiting, assigned are the same)
+                tx.pending[key] = new
+                tx.unread_total += unread - conv.unread
+            conv = new
         else:  # made by this transaction (an earlier message of the batch): updated in place
             tx.grow(conv, grown, unread, _with_last(conv, record))
     if news:
