@@ -526,10 +526,14 @@ class AlertPolicy:
 
     def dnd_active(self, now: datetime) -> bool:
         """True during manual DND or quiet hours."""
-        now = _as_utc(now)
-        if self._dnd_until is not None and now < self._dnd_until:
+        return self._quiet(_as_utc(now))
+
+    def _quiet(self, now: datetime) -> bool:
+        """:meth:`dnd_active` for a ``now`` already in UTC (as :meth:`_see` returns it)."""
+        until = self._dnd_until
+        if until is not None and now < until:
             return True
-        return self.quiet_hours_active(now)
+        return bool(self._settings.quiet_hours) and self._quiet_span(now)[0]
 
     def quiet_hours_active(self, now: datetime) -> bool:
         """True while one of the quiet-hours windows covers ``now``."""
@@ -688,7 +692,7 @@ class AlertPolicy:
     def _tick(self, now: datetime) -> list[Effect]:
         if self._last_toast_at is not None and now < self._last_toast_at:
             self._last_toast_at = now  # the clock went back: wait at most one interval
-        quiet = self.dnd_active(now)
+        quiet = self._quiet(now)
         # Reminders are the escalation's follow-up: they pass DND when escalations do.
         hold_reminders = quiet and not self._settings.escalations_bypass_dnd
         self._due_reminders(now, hold_reminders)
@@ -701,7 +705,7 @@ class AlertPolicy:
     def _rate_limited(self, now: datetime) -> bool:
         """No toast of the rate-limited kinds (messages, reminders, summaries) may show at ``now``."""
         last = self._last_toast_at
-        return last is not None and now < last + self._interval()
+        return last is not None and now < last + self._interval_length
 
     def next_deadline(self) -> datetime | None:
         """When :meth:`on_tick` must be called next (aware UTC), or None if nothing is scheduled.
@@ -787,7 +791,7 @@ class AlertPolicy:
     def _queue_ai_message(self, alert: Alert, now: datetime) -> bool:
         """Hold the message for the AI summary; False when it is dropped (nothing changed)."""
         settings = self._settings
-        if not (settings.notify_messages and settings.ai_messages) or self.dnd_active(now):
+        if not (settings.notify_messages and settings.ai_messages) or self._quiet(now):
             return False
         if self._escalation_shown(alert.conversation):
             return False  # the critical toast already speaks for this customer
@@ -800,7 +804,7 @@ class AlertPolicy:
 
     def _queue_message(self, alert: Alert, now: datetime) -> bool:
         """Add the message to its customer's burst; False when it is dropped (nothing changed)."""
-        if not self._settings.notify_messages or self.dnd_active(now):
+        if not self._settings.notify_messages or self._quiet(now):
             return False  # dropped, not queued: the badge still counts it
         if self._escalation_shown(alert.conversation):
             return False  # the critical toast already speaks for this customer
