@@ -1439,7 +1439,15 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
     unread = conv.unread + 1 if customer and state.focused != key else conv.unread
     # After a sign-in or reconnect, replayed or backfilled messages older than what we already
     # had are not news: they count as unread, but do not alert again.
-    news = customer and not escalated and not _known_before(conv, record.at)
+    news = customer and not escalated
+    r_at = record.at
+    if news and r_at is not None:
+        rows = history._records
+        newest = rows[-1] if rows else None
+        if newest is not None and newest.sender is SenderKind.CUSTOMER and newest.at is not None:
+            news = not r_at < newest.at  # as _known_before, which stops at this row
+        else:
+            news = not _known_before(conv, r_at)
     if type(history) is _GrowingHistory:
         # Grown by an earlier message of this batch, so the conversation was made by this
         # transaction too: both updated in place (tx.appended + tx.grow, inlined).
