@@ -14,7 +14,10 @@ stages benchmark 1 chains together, on the same ``new_message`` frames the bench
   dispatch (``next_deadline``, ``tray_level``, ``dnd_active``), per burst as ``AlertEngine.run``
   gets them (one clock reading per dispatch);
 * keepalive (informative, not in the sum): ``Store.dispatch`` of a ``KeepaliveReceived``, a frame
-  that changes nothing (the same state comes back: no snapshot, no subscriber call).
+  that changes nothing (the same state comes back: no snapshot, no subscriber call);
+* "alert policy, waiting customers" (informative, not in the sum): the same alerts as if the
+  customers waited for a human (``Handler.NOBODY``): each message joins its customer's coalesced
+  toast (the alerts above are of bot-handled customers, quiet by default).
 
 ``benchmarks/run_all.py`` imports :func:`measure` and prints the same budget beside benchmark 1.
 
@@ -30,12 +33,13 @@ import gc
 import json
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tray_agent.core.effects import Alert
+from tray_agent.core.effects import Alert, Handler
 from tray_agent.core.events import KeepaliveReceived
 from tray_agent.core.policy import AlertPolicy
 from tray_agent.core.protocol.dashboard import DashboardCodec
@@ -114,6 +118,27 @@ def _timed(codec: DashboardCodec, store: Store, single: Store, frames: list[str]
             single.dispatch(event)
     reduce_single = per_frame_us(started, n)
 
+    alerting = _policy(alerts, n)
+    waiting = [[replace(alert, handler=Handler.NOBODY) for alert in batch] for batch in alerts]
+    alerting_waiting = _policy(waiting, n)
+
+    keepalive = KeepaliveReceived(kind="pong")
+    started = time.perf_counter()
+    for _ in range(n):
+        store.dispatch(keepalive)
+    keepalives = per_frame_us(started, n)
+
+    costs = dict(zip(STAGES, (parse, reduce, alerting), strict=True))
+    return {
+        **costs,
+        "sum": sum(costs.values()),
+        "keepalive": keepalives,
+        "reduce_single": reduce_single,
+        "policy_waiting": alerting_waiting,
+    }
+
+
+def _policy(alerts: list[list[Alert]], n: int) -> float:
     policy = AlertPolicy(AlertSettings(), UTC)
     moment = datetime.now(UTC)
     started = time.perf_counter()
@@ -124,16 +149,7 @@ def _timed(codec: DashboardCodec, store: Store, single: Store, frames: list[str]
         policy.next_deadline()
         policy.tray_level(at)
         policy.dnd_active(at)
-    alerting = per_frame_us(started, n)
-
-    keepalive = KeepaliveReceived(kind="pong")
-    started = time.perf_counter()
-    for _ in range(n):
-        store.dispatch(keepalive)
-    keepalives = per_frame_us(started, n)
-
-    costs = dict(zip(STAGES, (parse, reduce, alerting), strict=True))
-    return {**costs, "sum": sum(costs.values()), "keepalive": keepalives, "reduce_single": reduce_single}
+    return per_frame_us(started, n)
 
 
 def main() -> int:
@@ -148,6 +164,7 @@ def main() -> int:
     print(f"{'sum after recv()':32s} {costs['sum']:6.2f} us/frame")
     print(f"{'(keepalive, reduce only)':32s} {costs['keepalive']:6.2f} us/frame")
     print(f"{'(reduce, one at a time)':32s} {costs['reduce_single']:6.2f} us/frame")
+    print(f"{'(alert policy, waiting)':32s} {costs['policy_waiting']:6.2f} us/frame")
     print(json.dumps({name: round(cost, 2) for name, cost in costs.items()}))
     return 0
 

@@ -191,6 +191,7 @@ def reminder_key(conversation: str) -> str:
 
 
 _CUSTOMER_KEYS: tuple[Callable[[str], str], ...] = (message_key, escalation_key, reminder_key)
+_ESCALATION_PREFIX = escalation_key("?")[:-1]  # "escalation:" (+ a conversation: its key)
 
 
 class TrayLevel(enum.StrEnum):
@@ -359,7 +360,10 @@ def _clean(text: str, limit: int) -> str:
 
 def _as_utc(moment: datetime) -> datetime:
     """The instant in UTC; a naive datetime is taken to be UTC already (defensive)."""
-    if moment.tzinfo is None:
+    tz = moment.tzinfo
+    if tz is UTC:
+        return moment  # the usual case, once per alert
+    if tz is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
 
@@ -373,8 +377,13 @@ class AlertPolicy:
             time (DST-correct per instant). Tests pass an explicit zone.
     """
 
+    skip_settled_ticks: bool = True
+    """An alert that changes nothing :meth:`on_tick` would act on at once skips that tick (the
+    result is the same). False: every alert ticks (tests compare both)."""
+
     def __init__(self, settings: AlertSettings, local_tz: tzinfo | None = None) -> None:
         self._settings = settings.model_copy(deep=True)
+        self._timings()
         self._tz = local_tz
         self._focus: str | None = None
         self._dnd_until: datetime | None = None
@@ -404,6 +413,11 @@ class AlertPolicy:
         self._seq = 0
         # (computed at, quiet hours active, next window edge): see _quiet_span.
         self._quiet_cache: tuple[datetime, bool, datetime | None] | None = None
+        # The instant of the last on_tick while nothing has changed since (None once anything
+        # may have): on_tick is idempotent, so another at that instant would do nothing, and an
+        # alert that gives it nothing new skips it (a burst of alerts: one tick, not one each).
+        # Every public method that changes the policy without ticking clears it.
+        self._settled_at: datetime | None = None
         if self._settings.allow_manual_dnd:
             self._dnd_until = self._settings.manual_dnd_end()  # manual DND survives a restart
 
@@ -423,7 +437,9 @@ class AlertPolicy:
         Call :meth:`next_deadline` afterwards.
         """
         self._settings = settings.model_copy(deep=True)
+        self._timings()
         self._quiet_cache = None
+        self._settled_at = None
         if not self._settings.allow_manual_dnd:
             self._dnd_until = None  # forbidden by policy: manual DND ends now
         if not self._settings.notify_messages:
@@ -452,6 +468,7 @@ class AlertPolicy:
             Withdraw effects for the focused conversation's toasts.
         """
         self._focus = conversation or None
+        self._settled_at = None
         if self._focus is None:
             return []
         self._bursts.pop(self._focus, None)
@@ -467,6 +484,7 @@ class AlertPolicy:
             One Withdraw per toast shown and not yet withdrawn.
         """
         effects: list[Effect] = [Withdraw(key) for key in sorted(self._shown)]
+        self._settled_at = None
         self._shown.clear()
         self._summary_members.clear()
         self._ai_members.clear()
@@ -500,6 +518,7 @@ class AlertPolicy:
         """
         if until is not None and not self._settings.allow_manual_dnd:
             return False
+        self._settled_at = None
         self._dnd_until = None if until is None else _as_utc(until)
         if self._dnd_until is not None:
             self._drop_quiet_content()
@@ -507,10 +526,14 @@ class AlertPolicy:
 
     def dnd_active(self, now: datetime) -> bool:
         """True during manual DND or quiet hours."""
-        now = _as_utc(now)
-        if self._dnd_until is not None and now < self._dnd_until:
+        return self._quiet(_as_utc(now))
+
+    def _quiet(self, now: datetime) -> bool:
+        """:meth:`dnd_active` for a ``now`` already in UTC (as :meth:`_see` returns it)."""
+        until = self._dnd_until
+        if until is not None and now < until:
             return True
-        return self.quiet_hours_active(now)
+        return bool(self._settings.quiet_hours) and self._quiet_span(now)[0]
 
     def quiet_hours_active(self, now: datetime) -> bool:
         """True while one of the quiet-hours windows covers ``now``."""
@@ -631,18 +654,28 @@ class AlertPolicy:
             that fell due (as :meth:`on_tick`). Deferred toasts come from later calls.
         """
         now = self._see(now)
+        # A tick at this very instant already ran and nothing changed since: unless this alert
+        # gives it something to do now, the tick would do nothing (see _settled_at).
+        settled = self.skip_settled_ticks and self._settled_at == now
         effects: list[Effect] = []
         conversation = alert.conversation
         if conversation and conversation != self._focus:
             if alert.kind is AlertKind.ESCALATION:
                 effects += self._escalate(alert, now)
+                settled = False
             elif alert.kind is AlertKind.REMINDER:
                 self._queue_reminder_alert(alert, now)
+                settled = False
             elif alert.kind is AlertKind.MESSAGE:
                 if alert.handler is Handler.AI:
-                    self._queue_ai_message(alert, now)
-                elif alert.handler is not Handler.COLLEAGUE:  # a colleague's customer: not mine
-                    self._queue_message(alert, now)
+                    if self._queue_ai_message(alert, now):
+                        # Held back by the rate limit or the settling time: nothing to show now.
+                        settled = settled and (self._rate_limited(now) or now < self._ai_ready_at())
+                # A colleague's customer is not mine; a queued message waits for a later tick.
+                elif alert.handler is not Handler.COLLEAGUE and self._queue_message(alert, now):
+                    settled = settled and self._rate_limited(now)
+        if settled:
+            return effects
         return effects + self.on_tick(now)
 
     def on_tick(self, now: datetime) -> list[Effect]:
@@ -652,9 +685,14 @@ class AlertPolicy:
             Notify / PlaySound effects (possibly none).
         """
         now = self._see(now)
+        effects = self._tick(now)
+        self._settled_at = now
+        return effects
+
+    def _tick(self, now: datetime) -> list[Effect]:
         if self._last_toast_at is not None and now < self._last_toast_at:
             self._last_toast_at = now  # the clock went back: wait at most one interval
-        quiet = self.dnd_active(now)
+        quiet = self._quiet(now)
         # Reminders are the escalation's follow-up: they pass DND when escalations do.
         hold_reminders = quiet and not self._settings.escalations_bypass_dnd
         self._due_reminders(now, hold_reminders)
@@ -663,6 +701,11 @@ class AlertPolicy:
             if hold_reminders:
                 return []
         return self._flush(now) + self._flush_ai(now, quiet)
+
+    def _rate_limited(self, now: datetime) -> bool:
+        """No toast of the rate-limited kinds (messages, reminders, summaries) may show at ``now``."""
+        last = self._last_toast_at
+        return last is not None and now < last + self._interval_length
 
     def next_deadline(self) -> datetime | None:
         """When :meth:`on_tick` must be called next (aware UTC), or None if nothing is scheduled.
@@ -745,24 +788,27 @@ class AlertPolicy:
                 now,
             )
 
-    def _queue_ai_message(self, alert: Alert, now: datetime) -> None:
+    def _queue_ai_message(self, alert: Alert, now: datetime) -> bool:
+        """Hold the message for the AI summary; False when it is dropped (nothing changed)."""
         settings = self._settings
-        if not (settings.notify_messages and settings.ai_messages) or self.dnd_active(now):
-            return
-        if escalation_key(alert.conversation) in self._shown:
-            return  # the critical toast already speaks for this customer
+        if not (settings.notify_messages and settings.ai_messages) or self._quiet(now):
+            return False
+        if self._escalation_shown(alert.conversation):
+            return False  # the critical toast already speaks for this customer
         if not self._ai:
             self._ai_since = now
         name = self._ai.pop(alert.conversation, "")  # re-inserted: names stay newest last
         self._ai[alert.conversation] = alert.customer_name or name
         self._ai_counts[alert.conversation] = self._ai_counts.get(alert.conversation, 0) + 1
+        return True
 
-    def _queue_message(self, alert: Alert, now: datetime) -> None:
-        if not self._settings.notify_messages or self.dnd_active(now):
-            return  # dropped, not queued: the badge still counts it
-        if escalation_key(alert.conversation) in self._shown:
-            return  # the critical toast already speaks for this customer
-        window = timedelta(seconds=self._settings.coalesce_window)
+    def _queue_message(self, alert: Alert, now: datetime) -> bool:
+        """Add the message to its customer's burst; False when it is dropped (nothing changed)."""
+        if not self._settings.notify_messages or self._quiet(now):
+            return False  # dropped, not queued: the badge still counts it
+        if self._escalation_shown(alert.conversation):
+            return False  # the critical toast already speaks for this customer
+        window = self._coalesce_window
         # Kept raw (bounded) and cleaned only if it is ever shown: in a burst most texts are
         # replaced by the next one before the rate limit lets a toast out.
         text = alert.text[: _BODY_LIMIT * 4]
@@ -783,7 +829,7 @@ class AlertPolicy:
                 dirty_since=now,
                 seq=self._seq,
             )
-            return
+            return True
         burst.count += 1
         burst.last_text = text
         burst.last_message_at = now
@@ -794,6 +840,7 @@ class AlertPolicy:
             burst.seq = self._seq
             burst.dirty_since = now
             burst.ready_at = (burst.shown_at + window) if burst.shown_at is not None else now
+        return True
 
     def _queue_reminder_alert(self, alert: Alert, now: datetime) -> None:
         self._note_waiting(alert, now)
@@ -811,8 +858,17 @@ class AlertPolicy:
 
     # ------------------------------------------------------------------ internals: schedule
 
+    def _timings(self) -> None:
+        """Compute the settings' durations once (they are read on every alert)."""
+        self._interval_length = timedelta(seconds=self._settings.toast_min_interval)
+        self._coalesce_window = timedelta(seconds=self._settings.coalesce_window)
+
     def _interval(self) -> timedelta:
-        return timedelta(seconds=self._settings.toast_min_interval)
+        return self._interval_length
+
+    def _escalation_shown(self, conversation: str) -> bool:
+        """``escalation_key(conversation) in self._shown``, for a conversation that is not ""."""
+        return bool(self._shown) and _ESCALATION_PREFIX + conversation in self._shown
 
     @staticmethod
     def _minutes(value: float) -> timedelta:
@@ -923,7 +979,7 @@ class AlertPolicy:
         """
         if len(self._bursts) <= _BURSTS_KEPT:
             return
-        window = timedelta(seconds=self._settings.coalesce_window)
+        window = self._coalesce_window
         for conversation in [
             c
             for c, b in self._bursts.items()

@@ -59,6 +59,7 @@ from tray_agent.core.events import (
     WaitingChanged,
     WaitingListPage,
 )
+from tray_agent.core.fastinit import fast_constructor
 
 __all__ = [
     "DEFAULT_HISTORY_LIMIT",
@@ -102,6 +103,9 @@ _KIND_MAX_LEN: Final = 64
 _DUP_SCAN_ROWS: Final = 64
 RECENT_ROWS: Final = _DUP_SCAN_ROWS
 """The newest rows of a History whose texts it counts (:meth:`History.recent_texts`)."""
+# Texts kept in a History's recent counts, zeros included: at most what the table CPython sizes for
+# RECENT_ROWS keys holds (2/3 of 128 slots), so the zeros cost no memory, only a prune now and then.
+_RECENT_KEYS: Final = RECENT_ROWS + RECENT_ROWS // 3
 _DUP_SCAN_SLACK: Final = timedelta(seconds=10)
 _TRACKED_KINDS: Final = frozenset(
     {
@@ -295,11 +299,18 @@ class History(Sequence[MessageRecord]):
         return f"History({len(self._records)} messages)"
 
     def recent_texts(self) -> Mapping[str, int]:
-        """How often each text occurs among the newest :data:`RECENT_ROWS` rows.
+        """How often each text occurs among the newest :data:`RECENT_ROWS` rows (a new dict)."""
+        return {text: count for text, count in self._recent_counts().items() if count}
+
+    def _recent_counts(self) -> dict[str, int]:
+        """The counts behind :meth:`recent_texts`, which may hold texts counted 0 (read-only).
 
         Where a duplicate can sit (see the reducer's duplicate check): one lookup tells that no
         recent row has a text, the usual case. Counted once, then kept up to date by
-        :meth:`appended` (a copy of at most that many entries), never shared mutably.
+        :meth:`appended` (a copy), never shared mutably. A text that leaves the newest rows is
+        kept, counted 0, rather than deleted: a dict that never had a key deleted is copied
+        as one block (``dict.copy``), five times faster than one with holes, and it is copied
+        once per conversation per batch (bounded by :func:`_count_recent`).
         """
         recent = self._recent
         if recent is None:
@@ -340,7 +351,7 @@ class History(Sequence[MessageRecord]):
             ids[record.message_id] = None
         recent = self._recent
         if recent is not None and limit >= RECENT_ROWS:  # trimming then leaves the newest rows be
-            recent = dict(recent)
+            recent = recent.copy()
             _count_recent(recent, records)
         else:
             recent = None
@@ -402,11 +413,11 @@ def _count_recent(recent: dict[str, int], records: Sequence[MessageRecord]) -> N
     recent[text] = recent.get(text, 0) + 1
     if len(records) > RECENT_ROWS:
         text = records[-RECENT_ROWS - 1].text  # the row that is no longer recent
-        left = recent[text] - 1
-        if left:
-            recent[text] = left
-        else:
-            del recent[text]
+        recent[text] -= 1  # kept at 0, not deleted (see History._recent_counts)
+        if len(recent) > _RECENT_KEYS:  # mostly zeros by now: keep the counted ones only
+            live = {t: count for t, count in recent.items() if count}
+            recent.clear()
+            recent.update(live)
 
 
 class _GrowingHistory(History):
@@ -425,7 +436,7 @@ class _GrowingHistory(History):
         new = cls.__new__(cls)
         new._records = list(base._records)  # type: ignore[assignment]  # frozen again at commit
         new._ids = dict(base._ids)
-        new._recent = dict(base._recent) if base._recent is not None else None
+        new._recent = base._recent.copy() if base._recent is not None else None
         return new
 
     @property
@@ -458,11 +469,16 @@ class _GrowingHistory(History):
         else:
             self._recent = None
         excess = len(records) - limit
-        if excess > 0:
+        if excess == 1:  # the usual trim of a full history: one row out
+            dropped = records[0].message_id
+            if dropped is not None:
+                ids.pop(dropped, None)
+            del records[0]  # a memmove of pointers, no copy
+        elif excess > 0:
             for r in records[:excess]:
                 if r.message_id is not None:
                     ids.pop(r.message_id, None)
-            del records[:excess]  # a memmove of pointers, no copy
+            del records[:excess]
 
     def freeze(self) -> None:
         """Become a plain History (at commit)."""
@@ -902,14 +918,14 @@ class _Tx:
 
     def alert(self, kind: AlertKind, conv: Conversation, text: str) -> None:
         self.effects.append(
-            Alert(
-                kind=kind,
-                conversation=conv.key,
-                customer_name=conv.customer_name,
-                channel=conv.channel,
-                text=text,
-                since=conv.waiting_since if conv.waiting else None,
-                handler=_handler(conv),
+            _new_alert(
+                kind,
+                conv.key,
+                conv.customer_name,
+                conv.channel,
+                text,
+                conv.waiting_since if conv.waiting else None,
+                _handler(conv),
             )
         )
 
@@ -1030,26 +1046,57 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
     return a if a >= b else b
 
 
-_FIELD_SPECS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]] = {}
+_FIELD_SPECS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int], Callable[..., Any]]] = {}
 
 
 def _replace(obj: _T, **changes: Any) -> _T:
-    """``dataclasses.replace`` for this module's slotted dataclasses, at a third of the cost.
+    """``dataclasses.replace`` for this module's slotted dataclasses, at a fraction of the cost.
 
     All init field values are read in one C call (``operator.attrgetter``) and passed
-    positionally, so it needs classes without ``kw_only`` fields or ``InitVar`` (true of all of
+    positionally to the class's :func:`~tray_agent.core.fastinit.fast_constructor`, so it needs
+    classes without ``kw_only`` fields, ``InitVar`` or ``default_factory`` (true of all of
     them); an unknown field name raises ``KeyError``. It runs on every event.
     """
-    cls = type(obj)
-    spec = _FIELD_SPECS.get(cls)
-    if spec is None:
-        names = [f.name for f in dataclasses.fields(cls) if f.init]
-        spec = _FIELD_SPECS[cls] = (operator.attrgetter(*names), {n: i for i, n in enumerate(names)})
-    getter, index = spec
+    getter, index, build = _spec(type(obj))
     values = list(getter(obj))
     for name, value in changes.items():
         values[index[name]] = value
-    return cls(*values)
+    built: _T = build(*values)
+    return built
+
+
+def _spec(cls: type) -> tuple[Callable[[Any], tuple[Any, ...]], dict[str, int], Callable[..., Any]]:
+    """(read every init field, field name -> position, fast constructor) of a dataclass."""
+    spec = _FIELD_SPECS.get(cls)
+    if spec is None:
+        names = [f.name for f in dataclasses.fields(cls) if f.init]
+        spec = _FIELD_SPECS[cls] = (
+            operator.attrgetter(*names),
+            {n: i for i, n in enumerate(names)},
+            fast_constructor(cls),
+        )
+    return spec
+
+
+_CONV_FIELDS: Final = _spec(Conversation)
+_CONV_MESSAGES: Final = _CONV_FIELDS[1]["messages"]
+_CONV_UNREAD: Final = _CONV_FIELDS[1]["unread"]
+_CONV_LAST: Final = _CONV_FIELDS[1]["last_message"]
+_CONV_LAST_AT: Final = _CONV_FIELDS[1]["last_message_at"]
+
+
+def _with_message(conv: Conversation, messages: History, unread: int, record: MessageRecord) -> Conversation:
+    """``_replace(conv, messages=messages, unread=unread, **_with_last(conv, record))``, cheaper."""
+    getter, _index, build = _CONV_FIELDS
+    values = list(getter(conv))
+    values[_CONV_MESSAGES] = messages
+    values[_CONV_UNREAD] = unread
+    last_at, r_at = conv.last_message_at, record.at
+    if last_at is None or r_at is None or r_at >= last_at:  # as _with_last
+        values[_CONV_LAST] = _preview(record)
+        values[_CONV_LAST_AT] = _later(last_at, r_at)
+    new: Conversation = build(*values)
+    return new
 
 
 def _update(obj: _T, **changes: Any) -> _T:
@@ -1150,16 +1197,21 @@ def _with_last(conv: Conversation, record: MessageRecord) -> dict[str, Any]:
     return {"last_message": _preview(record), "last_message_at": _later(conv.last_message_at, record.at)}
 
 
+_new_record: Final = fast_constructor(MessageRecord)  # MessageRecord(...): once per message
+_new_alert: Final = fast_constructor(Alert)
+
+
 def _record_of(event: MessageReceived, at: datetime | None) -> MessageRecord:
-    return MessageRecord(
-        sender=event.sender,
-        text=event.text,
-        at=at,
-        message_id=event.message_id or None,
-        attachment=event.attachment,
-        sender_name=event.sender_name,
-        agent_id=event.agent_id,
+    record: MessageRecord = _new_record(
+        event.sender,
+        event.text,
+        at,
+        event.message_id or None,
+        event.attachment,
+        event.sender_name,
+        event.agent_id,
     )
+    return record
 
 
 def _count_ignored(tx: _Tx, kind: str) -> None:
@@ -1181,7 +1233,7 @@ def _find_recent_duplicate(history: History, record: MessageRecord) -> int:
     """Index of an id-less duplicate of ``record`` among the newest rows, or -1."""
     # Hot path (every id-less message): cheapest tests first; retries repeat the text exactly.
     text = record.text
-    if text not in history.recent_texts():
+    if not history._recent_counts().get(text):
         return -1  # no recent row with this text at all (one lookup): the usual case
     records = history.records
     at = record.at
@@ -1269,19 +1321,38 @@ def reduce_messages(
 
 def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
     # A message never changes the connection or the focus: tx.state's are current in a run.
+    # Hot path (every message of a burst): helpers are inlined where the common case is cheap.
     state = tx.state
     key = event.conversation
     if not key:
         _count_ignored(tx, "message_without_conversation")
         return
-    at = _utc(event.sent_at)
-    clock = tx.touch_clock(at)
-    old = tx.get(key)
-    conv = old if old is not None else Conversation(key=key)
-    conv = _describe(conv, event.customer_name, event.channel)
+    at = event.sent_at
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)  # as _utc
+    clock = tx.changes.get("clock", state.clock)  # as tx.touch_clock(at)
+    if at is not None and (clock is None or at > clock):
+        tx.changes["clock"] = clock = at
+    conv = tx.pending.get(key)
+    stored: Conversation | None = None  # the state's own conversation, when looked up already
+    if conv is None:
+        conv = stored = tx.conversations.get(key)
+        if conv is None:
+            conv = Conversation(key=key)
+    name, channel = event.customer_name, event.channel
+    if (name and name != conv.customer_name) or (channel and channel != conv.channel):
+        conv = _describe(conv, name, channel)  # (a no-op otherwise)
     history = conv.messages
-    record = _record_of(event, at if at is not None else clock)
-    empty = not record.text.strip() and record.attachment is None
+    record: MessageRecord = _new_record(  # as _record_of
+        event.sender,
+        event.text,
+        at if at is not None else clock,
+        event.message_id or None,
+        event.attachment,
+        event.sender_name,
+        event.agent_id,
+    )
+    empty = record.attachment is None and not record.text.strip()
 
     # 1. Same server id: the same message again (my REST reply's echo, a WhatsApp split event
     #    merged by the router: PROTOCOL.md O6). Upsert, keeping what the first copy had.
@@ -1328,7 +1399,13 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
 
     # 3. Id-less duplicates (Facebook webhook retries, replays): same sender and text within
     #    DUPLICATE_WINDOW is one message.
-    if record.message_id is None and not empty and _find_recent_duplicate(history, record) >= 0:
+    recent = history._recent
+    if (
+        record.message_id is None
+        and not empty
+        and (recent is None or recent.get(record.text))  # no recent row with the text: no duplicate
+        and _find_recent_duplicate(history, record) >= 0
+    ):
         tx.put(conv)
         return
 
@@ -1362,13 +1439,43 @@ def _message_into(tx: _Tx, event: MessageReceived, limit: int) -> None:
     unread = conv.unread + 1 if customer and state.focused != key else conv.unread
     # After a sign-in or reconnect, replayed or backfilled messages older than what we already
     # had are not news: they count as unread, but do not alert again.
-    news = customer and not escalated and not _known_before(conv, record.at)
-    grown = tx.appended(history, record, limit)
-    if conv is tx.conversations.get(key):  # the state's own conversation: a new copy
-        conv = _replace(conv, messages=grown, unread=unread, **_with_last(conv, record))
-        tx.put(conv)
-    else:  # made by this transaction (an earlier message of the batch): updated in place
-        tx.grow(conv, grown, unread, _with_last(conv, record))
+    news = customer and not escalated
+    r_at = record.at
+    if news and r_at is not None:
+        rows = history._records
+        newest = rows[-1] if rows else None
+        if newest is not None and newest.sender is SenderKind.CUSTOMER and newest.at is not None:
+            news = not r_at < newest.at  # as _known_before, which stops at this row
+        else:
+            news = not _known_before(conv, r_at)
+    if type(history) is _GrowingHistory:
+        # Grown by an earlier message of this batch, so the conversation was made by this
+        # transaction too: both updated in place (tx.appended + tx.grow, inlined).
+        history.append(record, limit)
+        last_at, r_at = conv.last_message_at, record.at
+        setattr_ = object.__setattr__  # frozen for everybody else
+        if tx.pending.get(key) is conv:
+            tx.unread_total += unread - conv.unread
+            setattr_(conv, "unread", unread)
+            if last_at is None or r_at is None or r_at >= last_at:  # as _with_last
+                setattr_(conv, "last_message", _preview(record))
+                setattr_(conv, "last_message_at", _later(last_at, r_at))
+        else:
+            tx.grow(conv, history, unread, _with_last(conv, record))
+    else:
+        grown = tx.appended(history, record, limit)
+        if stored is None:
+            stored = tx.conversations.get(key)
+        if conv is stored:  # the state's own conversation: a new copy
+            new = _with_message(conv, grown, unread, record)
+            if key in tx.pending:
+                tx.put(new)
+            else:  # as tx.put: only the unread count differs (waiting, assigned are the same)
+                tx.pending[key] = new
+                tx.unread_total += unread - conv.unread
+            conv = new
+        else:  # made by this transaction (an earlier message of the batch): updated in place
+            tx.grow(conv, grown, unread, _with_last(conv, record))
     if news:
         tx.alert(AlertKind.MESSAGE, conv, _preview(record))
     return

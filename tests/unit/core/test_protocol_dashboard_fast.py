@@ -91,6 +91,19 @@ DATA_FIELDS = [
 ]
 
 
+# Frames repeating one conversation and one second, as a burst does, with odd twins.
+REPEATED = [
+    '{"type":"new_message","page_id":"101","data":{"chat_id":"9001","message":"a","timestamp":1780000000}}',
+    '{"type":"new_message","page_id":"101","data":{"chat_id":"9001","message":"b","timestamp":1780000000}}',
+    '{"type":"new_message","page_id":"101","data":{"chat_id":"9001","message":"c","timestamp":1780000001}}',
+    '{"type":"new_message","page_id":"101","data":{"chat_id":"9001","message":"d","timestamp":true}}',
+    '{"type":"new_message","page_id":"101","data":{"chat_id":9001,"message":"e","timestamp":"1780000000"}}',
+    '{"type":"new_message","page_id":"101","data":{"chat_id":"9001/x","message":"f"}}',
+    '{"type":"new_message","timestamp":1780000000,"data":{"sender_id":"9001","recipient_id":"101"}}',
+    '{"type":"new_message","page_id":"101","data":{"chat_id":"9001","timestamp":1.78e9}}',
+]
+
+
 @st.composite
 def new_message_frames(draw: st.DrawFn) -> str:
     data = {name: draw(values) for name in DATA_FIELDS if draw(st.booleans())}
@@ -130,3 +143,13 @@ def test_any_new_message_frame_parses_the_same_with_and_without_the_fast_path(fr
 def test_edge_frames_parse_the_same_with_and_without_the_fast_path(frame: str) -> None:
     fast, slow = both(frame)
     assert fast == slow
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(new_message_frames() | st.sampled_from(REPEATED), min_size=2, max_size=12))
+def test_one_codec_parses_a_stream_as_fresh_codecs_parse_each_frame(frames: list[str]) -> None:
+    """What the fast path remembers between frames (timestamps, conversation keys) changes nothing."""
+    codec = DashboardCodec()
+    for frame in frames:
+        fast, slow = both(frame)
+        assert tuple(codec.parse_frame(frame)) == fast == slow

@@ -54,6 +54,7 @@ from tray_agent.core.state import (
     Store,
     changed_conversations,
     reduce,
+    reduce_messages,
 )
 
 T0 = datetime(2026, 3, 21, 8, 0, 0, tzinfo=UTC)
@@ -244,6 +245,26 @@ def test_reduce_attachment_only_message_is_a_bubble_and_alerts_with_its_name():
 def test_reduce_out_of_order_older_message_does_not_replace_last_message():
     state, _ = run([customer("new", 10), customer("old", 5)])
     assert state.conversation(KEY).last_message == "new"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one_by_one", "batched"])
+def test_reduce_customer_message_alerts_unless_older_than_the_newest_customer_message(batched):
+    # Same second as the newest customer message: news (a burst shares seconds); older: a replay.
+    events = [
+        customer("first", 10),
+        agent_echo("agent in between", 30, agent_id="someone"),
+        customer("same second", 10),
+        customer("newer", 20),
+        customer("same as newest", 20),
+        customer("older", 15),
+        MessageReceived(conversation=KEY, sender=SenderKind.CUSTOMER, text="undated", sent_at=None),
+    ]
+    if batched:
+        _, effects = reduce_messages(State(), events)
+    else:
+        _, effects = run(events)
+    texts = [a.text for a in alerts(effects, AlertKind.MESSAGE)]
+    assert texts == ["first", "same second", "newer", "same as newest", "undated"]
 
 
 def test_reduce_history_is_bounded_by_history_limit():

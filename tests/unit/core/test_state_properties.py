@@ -472,3 +472,28 @@ def test_reduce_messages_trims_the_ids_of_rows_pushed_out_within_the_batch():
     more = [MessageReceived(conversation="p/1", text=f"x{i}") for i in range(3)]
     batched, _ = reduce_messages(batched, more, history_limit=3)
     assert not batched.conversations["p/1"].messages.has_id("m1")
+
+
+def test_history_recent_texts_stay_exact_and_bounded_over_many_distinct_texts():
+    # Texts leaving the newest rows are kept counted 0 (cheap copies) until the counts are
+    # pruned: over thousands of distinct texts they stay exact and bounded, appended one by one
+    # or in reducer batches.
+    history = History()
+    state = State()
+    for i in range(3 * 3 * RECENT_ROWS + 7):
+        record = MessageRecord(sender=SenderKind.CUSTOMER, text=f"t{i}" if i % 3 else "same")
+        history = history.appended(record, 2 * RECENT_ROWS)
+        expected = {r.text: 0 for r in history.records[-RECENT_ROWS:]}
+        for r in history.records[-RECENT_ROWS:]:
+            expected[r.text] += 1
+        assert dict(history.recent_texts()) == expected
+        assert len(history._recent_counts()) <= RECENT_ROWS + RECENT_ROWS // 3
+    batch = [
+        MessageReceived(conversation="p/1", text=f"m{i}", sent_at=T0 + timedelta(seconds=i))
+        for i in range(6 * RECENT_ROWS)
+    ]
+    for start in range(0, len(batch), 50):
+        state, _ = reduce_messages(state, batch[start : start + 50], history_limit=2 * RECENT_ROWS)
+        messages = state.conversations["p/1"].messages
+        assert dict(messages.recent_texts()) == {r.text: 1 for r in messages.records[-RECENT_ROWS:]}
+        assert len(messages._recent_counts()) <= RECENT_ROWS + RECENT_ROWS // 3

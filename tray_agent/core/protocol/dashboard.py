@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -74,6 +74,7 @@ from tray_agent.core.events import (
     conversation_key,
     split_dashboard_key,
 )
+from tray_agent.core.fastinit import fast_constructor
 from tray_agent.core.protocol.base import EncodeError, HttpCall, Outbound, Plan, WsFrame, websocket_url
 from tray_agent.core.protocol.common import (
     LooseBool,
@@ -530,12 +531,9 @@ def _key(page_id: str, customer_id: str) -> str | None:
 
 
 _PAGE_NAME_CACHE = 1_000  # page id -> name entries kept
+_KEY_CACHE = 4_096  # (page id, customer id) -> conversation key entries kept
 
 _JSON_SPACE = " \t\n\r"
-
-
-def _str(value: object) -> str:
-    return value if type(value) is str else to_str(value)
 
 
 def _no_constant(name: str) -> Any:
@@ -550,6 +548,8 @@ _DECODER = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_constant)
 
 
 _NO_STATUS = 1005  # RFC 6455: a Close frame without a status code
+
+_new_message: Callable[..., MessageReceived] = fast_constructor(MessageReceived)  # once per frame
 
 
 class DashboardCodec:
@@ -571,6 +571,10 @@ class DashboardCodec:
         # new_message frames name the page by id only; customer objects carry its name. A
         # company has a handful of pages, so this map stays small (bounded anyway).
         self._page_names: dict[str, str] = {}
+        # Hot-path memory (see _timestamp, _conversation): never changes a result.
+        self._last_unix: int | None = None
+        self._last_unix_time: datetime | None = None
+        self._keys: dict[tuple[str, str], str] = {}
 
     def _page_name(self, page_id: str) -> str:
         """The page's display name if a customer object named it, else "" (never the bare id)."""
@@ -658,46 +662,80 @@ class DashboardCodec:
         if type(data) is not dict:
             return None
         get = data.get
-        timestamp = parse_timestamp(get("timestamp"))
+        # The models' coercions, with their no-op cases (a str is a str, a bool a bool) inline.
+        timestamp = self._timestamp(get("timestamp"))
+        page_id = obj.get("page_id", "")
+        chat_id = get("chat_id", "")
+        sender_id = get("sender_id", "")
+        sender_name = get("sender_name", "")
+        recipient_id = get("recipient_id", "")
+        message = get("message", "")
+        agent_id = get("agent_id", "")
+        agent_name = get("agent_name", "")
+        is_bot = get("is_bot", False)
+        is_human = get("is_human", False)
+        requires_human = get("requires_human", False)
         return self._message_event(
-            _str(obj.get("page_id", "")),
-            parse_timestamp(obj.get("timestamp")) if timestamp is None else None,
-            chat_id=_str(get("chat_id", "")),
-            sender_id=_str(get("sender_id", "")),
-            sender_name=_str(get("sender_name", "")),
-            recipient_id=_str(get("recipient_id", "")),
-            message=_str(get("message", "")),
-            is_bot=to_bool(get("is_bot", False)),
-            is_human=to_bool(get("is_human", False)),
-            agent_id=_str(get("agent_id", "")),
-            agent_name=_str(get("agent_name", "")),
-            requires_human=to_bool(get("requires_human", False)),
-            timestamp=timestamp,
+            page_id if type(page_id) is str else to_str(page_id),
+            self._timestamp(obj.get("timestamp")) if timestamp is None else None,
+            chat_id if type(chat_id) is str else to_str(chat_id),
+            sender_id if type(sender_id) is str else to_str(sender_id),
+            sender_name if type(sender_name) is str else to_str(sender_name),
+            recipient_id if type(recipient_id) is str else to_str(recipient_id),
+            message if type(message) is str else to_str(message),
+            is_bot if type(is_bot) is bool else to_bool(is_bot),
+            is_human if type(is_human) is bool else to_bool(is_human),
+            agent_id if type(agent_id) is str else to_str(agent_id),
+            agent_name if type(agent_name) is str else to_str(agent_name),
+            requires_human if type(requires_human) is bool else to_bool(requires_human),
+            timestamp,
         )
+
+    def _timestamp(self, value: object) -> datetime | None:
+        """``parse_timestamp``, remembering the last unix second (a burst shares a few)."""
+        if type(value) is int:
+            if value == self._last_unix:
+                return self._last_unix_time
+            parsed = parse_timestamp(value)
+            self._last_unix, self._last_unix_time = value, parsed
+            return parsed
+        return parse_timestamp(value)
+
+    def _conversation(self, page_id: str, customer_id: str) -> str | None:
+        """``_key(page_id, customer_id)``, remembered: one key object per conversation (bounded)."""
+        pair = (page_id, customer_id)
+        key = self._keys.get(pair)
+        if key is None:
+            key = _key(page_id, customer_id)
+            if key is None:
+                return None
+            if len(self._keys) >= _KEY_CACHE:
+                self._keys.clear()  # a hostile stream of new ids costs a rebuild, never memory
+            self._keys[pair] = key
+        return key
 
     def _new_message(self, frame: DashNewMessage) -> Sequence[Event]:
         data = frame.data
         return self._message_event(
             frame.page_id,
             frame.timestamp,
-            chat_id=data.chat_id,
-            sender_id=data.sender_id,
-            sender_name=data.sender_name,
-            recipient_id=data.recipient_id,
-            message=data.message,
-            is_bot=data.is_bot,
-            is_human=data.is_human,
-            agent_id=data.agent_id,
-            agent_name=data.agent_name,
-            requires_human=data.requires_human,
-            timestamp=data.timestamp,
+            data.chat_id,
+            data.sender_id,
+            data.sender_name,
+            data.recipient_id,
+            data.message,
+            data.is_bot,
+            data.is_human,
+            data.agent_id,
+            data.agent_name,
+            data.requires_human,
+            data.timestamp,
         )
 
     def _message_event(
         self,
         frame_page_id: str,
         frame_timestamp: datetime | None,
-        *,
         chat_id: str,
         sender_id: str,
         sender_name: str,
@@ -716,24 +754,26 @@ class DashboardCodec:
             sender = SenderKind.AGENT
         else:
             sender = SenderKind.CUSTOMER
-        customer_id = chat_id or (sender_id if sender is SenderKind.CUSTOMER else recipient_id)
-        page_id = frame_page_id or (recipient_id if sender is SenderKind.CUSTOMER else sender_id)
-        key = _key(page_id, customer_id)
+        is_customer = sender is SenderKind.CUSTOMER
+        customer_id = chat_id or (sender_id if is_customer else recipient_id)
+        page_id = frame_page_id or (recipient_id if is_customer else sender_id)
+        key = self._conversation(page_id, customer_id)
         if key is None:
             return (Ignored(kind="new_message", why="no page or customer id"),)
-        is_customer = sender is SenderKind.CUSTOMER
+        is_agent = sender is SenderKind.AGENT
         return (
-            MessageReceived(
-                conversation=key,
-                sender=sender,
-                text=message,
-                message_id=None,
-                sent_at=timestamp or frame_timestamp,
-                customer_name=sender_name if is_customer else "",
-                channel=self._page_name(page_id),
-                sender_name=sender_name or (agent_name if sender is SenderKind.AGENT else ""),
-                agent_id=agent_id if sender is SenderKind.AGENT else "",
-                requires_human=requires_human,
+            _new_message(
+                key,  # conversation
+                sender,
+                message,  # text
+                None,  # attachment
+                None,  # message_id (G7)
+                timestamp or frame_timestamp,  # sent_at
+                sender_name if is_customer else "",  # customer_name
+                self._page_names.get(page_id, ""),  # channel: as _page_name
+                sender_name or (agent_name if is_agent else ""),  # sender_name
+                agent_id if is_agent else "",  # agent_id
+                requires_human,
             ),
         )
 
