@@ -673,7 +673,10 @@ class AlertPolicy:
                         settled = settled and (self._rate_limited(now) or now < self._ai_ready_at())
                 # A colleague's customer is not mine; a queued message waits for a later tick.
                 elif alert.handler is not Handler.COLLEAGUE and self._queue_message(alert, now):
-                    settled = settled and self._rate_limited(now)
+                    # Or its burst waits for the coalescing window (its customer was just shown).
+                    settled = settled and (
+                        self._rate_limited(now) or self._bursts[conversation].ready_at > now
+                    )
         if settled:
             return effects
         return effects + self.on_tick(now)

@@ -116,3 +116,26 @@ def test_a_burst_of_messages_while_toasts_are_held_back_shows_everything_later()
     toasts = [e.toast for e in later if hasattr(e, "toast")]
     assert [t.conversation for t in toasts] == ["c2"]
     assert "5 new messages" in toasts[0].body
+
+
+def test_messages_of_a_customer_inside_the_coalescing_window_skip_the_tick() -> None:
+    """Past the rate limit, a customer just shown waits for the coalescing window: a burst of their
+    messages at one instant ticks once, and the window's end still shows them all."""
+    policy = AlertPolicy(AlertSettings(toast_min_interval=1.0, coalesce_window=10.0), local_tz=UTC)
+    ticks: list[datetime] = []
+    real_tick = policy.on_tick
+
+    def counted(now: datetime) -> list[Any]:
+        ticks.append(now)
+        return real_tick(now)
+
+    policy.on_tick = counted  # type: ignore[method-assign]
+    assert len(policy.on_alert(Alert(AlertKind.MESSAGE, "c1", "Ana", "wa", "one"), T0)) == 2
+    later = T0 + timedelta(seconds=2)  # past the rate limit, inside c1's coalescing window
+    held = [policy.on_alert(Alert(AlertKind.MESSAGE, "c1", "Ana", "wa", f"m{i}"), later) for i in range(5)]
+    assert held == [[]] * 5
+    assert ticks == [T0, later]  # one tick for the first alert of each instant, none for the rest
+    assert policy.next_deadline() == T0 + timedelta(seconds=10)
+    shown = [e.toast for e in policy.on_tick(T0 + timedelta(seconds=10)) if hasattr(e, "toast")]
+    assert [t.conversation for t in shown] == ["c1"]
+    assert shown[0].body == "6 new messages: m4"  # the burst counts on from the first toast
