@@ -110,13 +110,15 @@ class CatchUp:
         self._candidates = {}
 
     def _note_recent(self, message: MessageReceived) -> None:
-        recent = self._recent.pop(message.conversation, None)
+        recents = self._recent
+        recent = recents.get(message.conversation)
         if recent is None:
-            recent = deque(maxlen=self._page_limit)
+            recent = recents[message.conversation] = deque(maxlen=self._page_limit)
+            if len(recents) > MAX_RECENT_CONVERSATIONS:
+                recents.popitem(last=False)  # the conversation heard from longest ago
+        else:
+            recents.move_to_end(message.conversation)  # last: the order is the age order
         recent.append(message)
-        self._recent[message.conversation] = recent  # re-inserted last: dict order is the age order
-        if len(self._recent) > MAX_RECENT_CONVERSATIONS:
-            del self._recent[next(iter(self._recent))]
 
     def _seen(self, message: MessageReceived) -> bool:
         """Whether a copy of ``message`` was already delivered (live, or by an earlier catch-up)."""

@@ -201,3 +201,15 @@ async def test_a_list_read_outside_a_resync_does_not_count_as_delivered() -> Non
     _resync(catch_up, sink, row("a", 5))
     await catch_up.run(server.fetch, sink)
     assert sink.texts() == [("a", "lost")]
+
+
+def test_the_recent_messages_table_keeps_the_conversations_heard_from_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("tray_agent.net.catch_up.MAX_RECENT_CONVERSATIONS", 3)
+    catch_up = CatchUp(OrgCodec(user_id="me"))
+    for key, minute in (("a", 0), ("b", 1), ("c", 2), ("a", 3), ("d", 4)):
+        catch_up.observe(live(key, minute))
+    # "b" was heard from longest ago once "a" spoke again; the table stays bounded.
+    assert list(catch_up._recent) == ["c", "a", "d"]
+    assert [m.sent_at for m in catch_up._recent["a"]] == [at(0), at(3)]
