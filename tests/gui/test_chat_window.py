@@ -558,3 +558,74 @@ def test_resolve_hand_back_and_take_anyway_in_the_chat_window(chat, qtbot):
     assert window.handler_text == "Nobody is handling this customer."
     assert not window.resolve_button.isVisible()
     assert chat.env.store.state.waiting_count == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# A conversation the server does not know (a stale link: `tray-agent open inbox`)
+
+
+def unknown_chat(qtbot, env, key: str = "inbox") -> ChatWindow:
+    window = ChatWindow(key, env.bridge, env.store.dispatch, env.sink, MemoryDraftStore())
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+def history_failed(reason: FailureReason, text: str, key: str = "inbox") -> CommandFailed:
+    return CommandFailed(command_id="h", kind=CommandKind.HISTORY, conversation=key, reason=reason, text=text)
+
+
+def test_a_conversation_the_server_refuses_says_so_and_offers_no_action(qtbot):
+    env = make_env()
+    window = unknown_chat(qtbot, env)
+    assert window.handler_text == "Loading…"
+    env.feed(history_failed(FailureReason.NOT_FOUND, "Chat inbox\nnot found \u202e"))
+    shown = "This conversation could not be opened: \u2068Chat inbox not found \u202e\u2069"
+    assert window.handler_text == shown
+    for button in (
+        window.take_over_button,
+        window.release_button,
+        window.hand_back_button,
+        window.resolve_button,
+    ):
+        assert not button.isEnabled()
+    assert not window.send_button.isEnabled()
+    assert window.older_button.isHidden()
+    window.reply_edit.setPlainText("hello?")
+    window.send_reply()  # Enter: nobody to send it to
+    assert env.sink.of(SendReply) == []
+    assert window.reply_edit.toPlainText() == "hello?"  # the draft stays
+    env.offline()
+    env.online()
+    assert env.sink.history_pages("inbox") == [0]  # a refusal is an answer: not asked again
+    env.close()
+
+
+def test_a_refused_conversation_that_appears_later_shows_normally(qtbot):
+    env = make_env()
+    window = unknown_chat(qtbot, env)
+    env.feed(history_failed(FailureReason.INVALID, "not a dashboard conversation key: 'inbox'"))
+    assert "could not be opened" in window.handler_text
+    env.feed(MessageReceived(conversation="inbox", sender=SenderKind.CUSTOMER, text="hi", sent_at=T0))
+    assert window.handler_text == "Nobody is handling this customer."
+    assert [r.text for r in window.model.records] == ["hi"]
+    assert window.send_button.isEnabled()
+    assert window.take_over_button.isEnabled()
+    assert not window.older_button.isHidden()
+    env.close()
+
+
+@pytest.mark.parametrize("reason", [FailureReason.TIMEOUT, FailureReason.UNCONFIRMED, FailureReason.OFFLINE])
+def test_a_history_lost_with_the_connection_keeps_loading_and_is_asked_again(qtbot, reason):
+    env = make_env()
+    window = unknown_chat(qtbot, env)
+    env.feed(history_failed(reason, "no answer"))
+    assert window.handler_text == "Loading…"
+    assert window.send_button.isEnabled()
+    env.offline()
+    env.online()
+    assert env.sink.history_pages("inbox") == [0, 0]
+    env.feed(HistoryPage(conversation="inbox", messages=(), has_more=False))
+    assert window.handler_text == "Nobody is handling this customer."
+    env.close()

@@ -302,3 +302,14 @@ def test_conflict_banner_take_anyway_forces_the_take_over(inbox, qtbot):
     forced = env.sink.last(TakeOver)
     assert (forced.conversation, forced.force) == ("p/a", True)
     assert not banner.isVisible()
+
+
+def test_a_conversation_the_server_refused_is_no_row(inbox):
+    env, window = inbox
+    refused = CommandFailed(
+        command_id="h", kind=CommandKind.HISTORY, conversation="inbox", reason=FailureReason.NOT_FOUND
+    )
+    env.feed(refused)  # a chat window opened on a stale link: the bridge tells the key
+    assert "inbox" in env.store.state.refused
+    assert set(tab_keys(window, 2)) == {"p/a", "p/b", "p/c", "p/d", "p/e"}
+    assert window.tabs.tabText(2) == "All customers (5)"

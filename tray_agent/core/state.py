@@ -63,6 +63,7 @@ from tray_agent.core.fastinit import fast_constructor
 
 __all__ = [
     "DEFAULT_HISTORY_LIMIT",
+    "REFUSED_LIMIT",
     "CommandState",
     "ConnectionInfo",
     "Conversation",
@@ -96,6 +97,14 @@ OUTBOUND_LIMIT: Final = 200
 
 IGNORED_KINDS_LIMIT: Final = 64
 """Distinct ignored-frame kinds counted; further kinds are counted under ``"other"``."""
+
+REFUSED_LIMIT: Final = 32
+"""Conversations remembered as refused by the server (:attr:`State.refused`); the oldest go first."""
+
+# Failures that say nothing about the conversation (the answer was lost, not negative).
+_TRANSIENT_FAILURES: Final = frozenset(
+    {FailureReason.OFFLINE, FailureReason.TIMEOUT, FailureReason.UNCONFIRMED}
+)
 
 _KIND_MAX_LEN: Final = 64
 # A duplicate can only sit among the newest rows: live messages arrive nearly in time order, so
@@ -745,6 +754,7 @@ def _changed_by_scan(old: ConversationMap, new: ConversationMap) -> frozenset[st
 _EMPTY_CONVERSATIONS: Final = ConversationMap()
 _EMPTY_OUTBOUND: Mapping[str, OutboundCommand] = MappingProxyType({})
 _EMPTY_COUNTS: Mapping[str, int] = MappingProxyType({})
+_EMPTY_REFUSED: Mapping[str, str] = MappingProxyType({})
 
 
 def _no_conversations() -> ConversationMap:
@@ -757,6 +767,10 @@ def _no_outbound() -> Mapping[str, OutboundCommand]:
 
 def _no_counts() -> Mapping[str, int]:
     return _EMPTY_COUNTS
+
+
+def _no_refusals() -> Mapping[str, str]:
+    return _EMPTY_REFUSED
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -782,6 +796,10 @@ class State:
         resync_requested: a RequestResync effect is outstanding (so it is not repeated).
         clock: the newest server timestamp seen: the reducer's only notion of "now".
         urgent_total: ``len(waiting_keys)`` (the badge), kept incrementally.
+        refused: conversations that are not known and whose history the server refused to load
+            (an unknown or malformed key: a stale link), key -> the server's words, oldest
+            first; bounded (:data:`REFUSED_LIMIT`). A key leaves it when its conversation
+            appears. Never a row of any list: only a chat window opened on the key shows it.
     """
 
     connection: ConnectionInfo = field(default_factory=ConnectionInfo)
@@ -797,6 +815,7 @@ class State:
     resync_requested: bool = False
     clock: datetime | None = None
     urgent_total: int = 0
+    refused: Mapping[str, str] = field(default_factory=_no_refusals)
     # Lazily computed views of this (immutable) state; invisible to equality and repr.
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -892,6 +911,8 @@ class _Tx:
             return
         self.pending[key] = new
         if old is None:
+            if key in self.state.refused:  # it exists after all (creation only: not a hot path)
+                self.forget_refusal(key)
             self.unread_total += new.unread
             self.urgent_total += new.urgent
             if new.urgent:
@@ -928,6 +949,14 @@ class _Tx:
                 _handler(conv),
             )
         )
+
+    def forget_refusal(self, key: str) -> None:
+        """``key`` is no longer a conversation the server refused to load."""
+        refused: Mapping[str, str] = self.changes.get("refused", self.state.refused)
+        if key in refused:
+            new = dict(refused)
+            del new[key]
+            self.changes["refused"] = MappingProxyType(new) if new else _EMPTY_REFUSED
 
     def request_resync(self, why: str) -> None:
         # One outstanding request at a time: a burst of unknown customers must not become a
@@ -1015,6 +1044,7 @@ class _Tx:
             get("resync_requested", state.resync_requested),
             get("clock", state.clock),
             get("urgent_total", state.urgent_total),
+            get("refused", state.refused),
         )
         return new, tuple(self.effects)
 
@@ -2120,6 +2150,9 @@ def _on_command_failed(state: State, event: CommandFailed, limit: int) -> Result
     if event.kind is CommandKind.REFRESH and state.resync is not None:
         tx.changes["resync"] = None  # this resync will not complete; the next starts afresh
         return tx.commit()
+    if event.kind is CommandKind.HISTORY:
+        _note_refusal(tx, event)
+        return tx.commit()
     if event.kind not in _TRACKED_KINDS:
         return tx.commit()
     new_state = CommandState.UNCONFIRMED if event.reason is FailureReason.UNCONFIRMED else CommandState.FAILED
@@ -2149,6 +2182,27 @@ def _on_command_failed(state: State, event: CommandFailed, limit: int) -> Result
         conv = _undo_takeover(conv)
     tx.put(conv)
     return tx.commit()
+
+
+def _note_refusal(tx: _Tx, event: CommandFailed) -> None:
+    """Remember that the server refused the history of a conversation we do not know.
+
+    A lost answer (offline, timeout, unconfirmed) says nothing: the chat window asks again on
+    reconnect. A refusal of a known conversation's (older) page changes nothing either.
+    """
+    key = event.conversation
+    if not key or event.reason in _TRANSIENT_FAILURES or tx.get(key) is not None:
+        return
+    text = event.text.strip() or event.reason.value
+    refused = tx.state.refused
+    if refused.get(key) == text:
+        return
+    new = dict(refused)
+    new.pop(key, None)  # newest last
+    new[key] = text
+    while len(new) > REFUSED_LIMIT:
+        del new[next(iter(new))]
+    tx.changes["refused"] = MappingProxyType(new)
 
 
 def _undo_takeover(conv: Conversation) -> Conversation:
@@ -2344,6 +2398,8 @@ def reduce(state: State, event: Event, *, history_limit: int = DEFAULT_HISTORY_L
       resyncs alert (ESCALATION) for customers newly waiting and untaken.
     * **Commands.** Only replies, take-overs and releases are tracked. A take-over assigns me
       optimistically; a failure rolls it back (``already_assigned``: assigned to somebody else).
+      A history load the server refuses for a conversation we do not know (a stale link) is
+      remembered in ``refused`` (never a conversation, so never a list row) until it appears.
 
     Args:
         state: the current state.

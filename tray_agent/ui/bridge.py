@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -75,6 +75,11 @@ class FlushPacer:
         self.interval = FLUSH_INTERVAL_MS / 1000.0
 
 
+def _refusals_changed(old: Mapping[str, str], new: Mapping[str, str]) -> frozenset[str]:
+    """Keys refused, no longer refused or refused in other words (small bounded maps)."""
+    return frozenset(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
 class StoreBridge(QObject):
     """Subscribes to the :class:`~tray_agent.core.state.Store` and emits what changed.
 
@@ -102,7 +107,9 @@ class StoreBridge(QObject):
             ``state.waiting_list()`` (sorted on demand, cached per state): a flush never sorts it.
         badge_changed(int): the number of customers waiting for a human, nobody has them.
         unread_changed(int): the total of unread customer messages.
-        conversations_changed(frozenset[str]): keys of conversations added, changed or removed.
+        conversations_changed(frozenset[str]): keys of conversations added, changed or removed,
+            and of unknown ones whose history the server refused or stopped refusing
+            (``state.refused``): no list shows those, a chat window opened on one does.
         outbound_changed(Mapping[str, OutboundCommand]): my tracked commands changed.
         focus_changed(object): the focused conversation key, or None.
         flushed(State): after every flush of the list signals that emitted anything, with the
@@ -225,6 +232,8 @@ class StoreBridge(QObject):
                 self._base = new
                 self._last_list = now
                 changed = changed_conversations(old.conversations, new.conversations)
+                if old.refused is not new.refused:  # a chat window opened on the key shows it
+                    changed |= _refusals_changed(old.refused, new.refused)
                 self._pacer.flushed(now, found=bool(changed))
                 if changed:
                     self.conversations_changed.emit(changed)

@@ -506,6 +506,7 @@ class ChatWindow(QWidget):
         self._reported: set[str] = set()
         self._history_page = 0
         self._older_requested_at: int | None = None  # history length when "load older" was asked
+        self._online = is_online(bridge.state.connection)
         self._stick_to_bottom = True
         self._focused = False
         new_conflicts(bridge.state.outbound, self._reported, conversation)
@@ -734,8 +735,8 @@ class ChatWindow(QWidget):
     def send_reply(self) -> None:
         """Send what the reply box holds (Enter and the Send button)."""
         text = self._reply_edit.toPlainText()
-        if not text.strip():
-            return
+        if not text.strip() or self._refusal() is not None:
+            return  # nothing to send, or nobody to send it to (the draft stays)
         self._sink.submit(SendReply(self._conversation, text))
         self._reply_edit.clear()
         self.save_draft()
@@ -869,8 +870,14 @@ class ChatWindow(QWidget):
 
     def _on_bridge_connection_changed(self, info: ConnectionInfo) -> None:
         self._refresh_connection(info)
-        if is_online(info):
+        came_online = is_online(info) and not self._online
+        self._online = is_online(info)
+        if self._online:
             self._older_requested_at = None  # a lost history request may be asked again
+        if came_online and self._conv() is None and self._refusal() is None:
+            # Still loading: the first page may have been lost with the connection (offline,
+            # timed out, unconfirmed). Asking again is harmless (a read) if it is still on its way.
+            self._sink.submit(LoadHistory(self._conversation, page=0))
         self._message_view.viewport().update()  # queued marks depend on the connection
 
     def _on_bridge_outbound_changed(self, outbound: Mapping[str, OutboundCommand]) -> None:
@@ -1004,8 +1011,19 @@ class ChatWindow(QWidget):
         if self._conflict_banner.conversation:
             self._conflict_banner.refresh(conv)
 
+    def _refusal(self) -> str | None:
+        """The server's words if it refused to load this (unknown) conversation, else None."""
+        state = self._bridge.state
+        if not state.refused or self._conversation not in state.refused:
+            return None
+        return state.refused[self._conversation]
+
     def _handler_sentence(self, conv: Conversation | None) -> str:
         if conv is None:
+            refusal = self._refusal()
+            if refusal is not None:  # final until the conversation appears (a stale link)
+                reason = isolate_bidi(one_line(refusal, 160)) or _("unknown error")
+                return _("This conversation could not be opened: {reason}").format(reason=reason)
             return _("Loading…")
         if conv.pending_takeover is not None:
             return _("Taking over…")
@@ -1032,7 +1050,9 @@ class ChatWindow(QWidget):
         self._resolve_button.setVisible(mine)
         self._hand_back_button.setEnabled(can_hand_back(conv))
         self._hand_back_button.setVisible(mine)
-        self._older_button.setVisible(conv is None or not conv.history_complete)
+        refused = conv is None and self._refusal() is not None
+        self._older_button.setVisible(not refused and (conv is None or not conv.history_complete))
+        self._send_button.setEnabled(not refused)
 
     def _newest_failed(self) -> MessageRecord | None:
         conv = self._conv()  # the store's truth: a retry or discard shows at once, not at the next flush

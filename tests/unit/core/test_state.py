@@ -1596,3 +1596,61 @@ def test_reduce_retried_reply_points_to_the_new_reply() -> None:
     first, second = state.conversation(KEY).messages[-2:]  # type: ignore[union-attr]
     assert (first.reply_state, first.retried_as) == (CommandState.FAILED, "r2")
     assert (second.reply_state, second.retried_as) == (CommandState.QUEUED, "")
+
+
+# ---------------------------------------------------------------------------------------------
+# History refused for an unknown conversation (a stale link)
+
+
+def history_failed(
+    reason: FailureReason, text: str = "", key: str = "inbox", cid: str = "h1"
+) -> CommandFailed:
+    return CommandFailed(command_id=cid, kind=CommandKind.HISTORY, conversation=key, reason=reason, text=text)
+
+
+def test_reduce_history_refused_for_an_unknown_conversation_is_remembered_not_listed():
+    state, effects = run([history_failed(FailureReason.NOT_FOUND, "Chat inbox not found")])
+    assert dict(state.refused) == {"inbox": "Chat inbox not found"}
+    assert state.conversation("inbox") is None  # never a row of a list
+    assert len(state.conversations) == 0
+    assert effects == []
+    state, _ = run([history_failed(FailureReason.INVALID, "", key="x")], state)
+    assert state.refused["x"] == "invalid"  # no words from the server: the reason
+
+
+@pytest.mark.parametrize("reason", [FailureReason.OFFLINE, FailureReason.TIMEOUT, FailureReason.UNCONFIRMED])
+def test_reduce_history_lost_with_the_connection_is_no_refusal(reason):
+    state = State()
+    assert reduce(state, history_failed(reason, "timed out"))[0] is state
+
+
+def test_reduce_history_refused_for_a_known_conversation_changes_nothing():
+    state, _ = run([MessageReceived(conversation=KEY, text="hi", sent_at=at(0))])
+    assert reduce(state, history_failed(FailureReason.SERVER_ERROR, "boom", key=KEY))[0] is state
+
+
+def test_reduce_refusal_is_forgotten_when_the_conversation_appears():
+    refused, _ = run(
+        [
+            history_failed(FailureReason.NOT_FOUND, "gone"),
+            history_failed(FailureReason.NOT_FOUND, "gone", key="y"),
+        ]
+    )
+    by_message, _ = run([MessageReceived(conversation="inbox", text="hi", sent_at=at(0))], refused)
+    assert dict(by_message.refused) == {"y": "gone"}
+    assert by_message.conversation("inbox") is not None
+    by_batch, _ = reduce_messages(refused, [MessageReceived(conversation="inbox", text="hi", sent_at=at(0))])
+    assert dict(by_batch.refused) == {"y": "gone"}
+    summary = ConversationSummary(conversation="inbox", waiting=True, waiting_since=at(0))
+    by_resync, _ = run([WaitingListPage(customers=(summary,), offset=0, total=1)], refused)
+    assert dict(by_resync.refused) == {"y": "gone"}
+    by_history, _ = run([HistoryPage(conversation="inbox", messages=(), has_more=False)], refused)
+    assert dict(by_history.refused) == {"y": "gone"}
+
+
+def test_reduce_refusals_are_bounded_oldest_first():
+    from tray_agent.core.state import REFUSED_LIMIT
+
+    events = [history_failed(FailureReason.NOT_FOUND, "no", key=f"k{i}") for i in range(REFUSED_LIMIT + 3)]
+    state, _ = run(events)
+    assert list(state.refused) == [f"k{i}" for i in range(3, REFUSED_LIMIT + 3)]
