@@ -4,6 +4,7 @@ A helper is a fresh process, so its backend is named in the environment, e.g.
 ``PYTHON_KEYRING_BACKEND=tests.helpers.keyring_backends.FileKeyring`` with the repository on
 ``PYTHONPATH``; :class:`FileKeyring` keeps its values in the JSON file named by
 ``TRAY_AGENT_TEST_KEYRING`` so that a test can look at what the "keyring" holds.
+:class:`FakeKeyring` keeps its values in memory, for tests that run keyring in their own process.
 """
 
 from __future__ import annotations
@@ -57,3 +58,25 @@ class LockedKeyring(FileKeyring):
 
     def set_password(self, service: str, username: str, password: str) -> None:
         raise keyring.errors.KeyringLocked("Failed to unlock the keyring!")
+
+
+class FakeKeyring(keyring.backend.KeyringBackend):
+    """An in-memory keyring backend."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.values.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.values[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        try:
+            del self.values[(service, username)]
+        except KeyError:
+            raise keyring.errors.PasswordDeleteError("not found") from None

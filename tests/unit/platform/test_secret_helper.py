@@ -11,14 +11,13 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
 import keyring.core
 import pytest
 
-from tests.helpers.keyring_backends import KEYRING_FILE
+from tests.helpers.keyring_backends import KEYRING_FILE, FakeKeyring
 from tray_agent.core.ports import SecretStore
 from tray_agent.platform import secret_helper
 from tray_agent.platform.secret_helper import (
@@ -31,8 +30,6 @@ from tray_agent.platform.secret_helper import (
     serve,
 )
 from tray_agent.platform.secrets import NO_KEYRING, SERVICE
-
-from .test_secrets import FakeKeyring
 
 KEY = "org:https://support.example.com:org-1:alice@example.com:refresh_token"
 SECRET = 'rt-s3cr3t\nwith a newline, ä and "quotes"'
@@ -105,15 +102,6 @@ def test_parse_reply_refuses_anything_else(line: str) -> None:
 
 
 # --- the helper's loop (in this process, on keyring's API) ------------------------------------
-
-
-@pytest.fixture
-def fake_keyring() -> Iterator[FakeKeyring]:
-    original = keyring.get_keyring()
-    backend = FakeKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(original)
 
 
 def _serve(*requests: str) -> list[dict[str, object]]:

@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
@@ -17,6 +16,7 @@ import keyring.errors
 import pytest
 from keyring.backends import chainer, fail, null
 
+from tests.helpers.keyring_backends import FakeKeyring
 from tray_agent.core.ports import SecretStore
 from tray_agent.platform import secrets
 from tray_agent.platform.secrets import (
@@ -28,28 +28,6 @@ from tray_agent.platform.secrets import (
 )
 
 KEY = "org:https://support.example.com:alice@example.com:refresh_token"
-
-
-class FakeKeyring(keyring.backend.KeyringBackend):
-    """An in-memory keyring backend."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.values: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.values.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.values[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        try:
-            del self.values[(service, username)]
-        except KeyError:
-            raise keyring.errors.PasswordDeleteError("not found") from None
 
 
 class FailingKeyring(FakeKeyring):
@@ -71,15 +49,6 @@ class PlaintextKeyring(FakeKeyring):
 
 
 PlaintextKeyring.__module__ = "keyrings.alt.file"
-
-
-@pytest.fixture
-def fake_keyring() -> Iterator[FakeKeyring]:
-    original = keyring.get_keyring()
-    backend = FakeKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(original)
 
 
 def test_memory_store_round_trip() -> None:
