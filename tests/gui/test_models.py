@@ -283,6 +283,25 @@ def test_cells_answer_no_role_outside_the_ones_data_passes_on(qtbot):
                 assert model.cell("p/1", column, role) is None, (role, column)
 
 
+def test_data_answers_nothing_for_an_invalid_index_or_a_row_past_the_end(qtbot):
+    from tray_agent.ui.models import _CELL_ROLES
+
+    env = make_env()
+    model, (waiting, _, _) = build(env)
+    env.feed(page(summary("p/1", "Ann")))
+    past_end = model.createIndex(1, 0)  # no row 1: a stale index
+    for role in _CELL_ROLES:
+        for table in (model, waiting):
+            assert table.data(QModelIndex(), role) is None
+            assert table.data(table.createIndex(5, 0), role) is None
+        assert model.data(past_end, role) is None
+    assert model.data(model.index(0, Column.CUSTOMER)) == "Ann"
+    assert waiting.data(waiting.index(0, Column.CUSTOMER)) == "Ann"
+    right = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    alignment = Qt.ItemDataRole.TextAlignmentRole
+    assert [waiting.index(0, c).data(alignment) for c in Column] == [None, None, None, right, None, right]
+
+
 def test_markup_in_customer_data_is_returned_literally(qtbot):
     env = make_env()
     env.feed(page(summary("p/1", "<b>Eve</b><img src=x>", last="<a href='javascript:x'>click</a>\nline2")))

@@ -105,6 +105,25 @@ class Column(enum.IntEnum):
     UNREAD = 5
 
 
+# The roles and columns as plain ints: data() runs for every role of every cell on every paint
+# (about 800 calls for 20 rows), and a Qt enum attribute costs more than the comparison.
+_DISPLAY: Final = int(Qt.ItemDataRole.DisplayRole)
+_ACCESSIBLE_TEXT: Final = int(Qt.ItemDataRole.AccessibleTextRole)
+_TOOLTIP: Final = int(Qt.ItemDataRole.ToolTipRole)
+_ALIGNMENT: Final = int(Qt.ItemDataRole.TextAlignmentRole)
+_FONT: Final = int(Qt.ItemDataRole.FontRole)
+_BACKGROUND: Final = int(Qt.ItemDataRole.BackgroundRole)
+_FOREGROUND: Final = int(Qt.ItemDataRole.ForegroundRole)
+_RIGHT_ALIGNED: Final = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_RIGHT_COLUMNS: Final = frozenset({int(Column.WAITING), int(Column.UNREAD)})
+_CUSTOMER: Final = int(Column.CUSTOMER)
+_CHANNEL: Final = int(Column.CHANNEL)
+_LAST_MESSAGE: Final = int(Column.LAST_MESSAGE)
+_WAITING: Final = int(Column.WAITING)
+_AGENT: Final = int(Column.AGENT)
+_UNREAD: Final = int(Column.UNREAD)
+
+
 OVERDUE_BACKGROUND: Final = "#fbd3cf"
 """Rows waiting past the waiting-time target: a soft red, with dark text on any theme."""
 OVERDUE_FOREGROUND: Final = "#3c0a06"
@@ -318,9 +337,12 @@ class ConversationTableModel(QAbstractTableModel):
         return _ROW_FLAGS
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: D102
-        if role not in _CELL_ROLES or not index.isValid() or index.row() >= len(self._keys):
+        if role not in _CELL_ROLES:
             return None
-        return self.cell(self._keys[index.row()], index.column(), role)
+        row = index.row()  # -1 for an invalid index
+        if not 0 <= row < len(self._keys):
+            return None
+        return self.cell(self._keys[row], index.column(), role)
 
     # ------------------------------------------------------------------ internals
 
@@ -331,26 +353,27 @@ class ConversationTableModel(QAbstractTableModel):
         conv: Conversation | None = self._state.conversations.get(key)
         if conv is None:
             return None
-        if role == Qt.ItemDataRole.DisplayRole or role == Qt.ItemDataRole.AccessibleTextRole:
+        # The roles a paint asks for first, cheapest checks first (every cell, every paint).
+        if role in (_DISPLAY, _ACCESSIBLE_TEXT):
             return self._display(conv, column)
+        if role == _FONT:
+            return self._bold_font() if conv.unread > 0 else None
+        if role == _ALIGNMENT:
+            return _RIGHT_ALIGNED if column in _RIGHT_COLUMNS else None
+        if role == _BACKGROUND:
+            return QColor(OVERDUE_BACKGROUND) if self.overdue(conv) else None
+        if role == _FOREGROUND:
+            return QColor(OVERDUE_FOREGROUND) if self.overdue(conv) else None
         if role == SORT_ROLE:
             return self._sort_value(conv, column)
-        if role == Qt.ItemDataRole.FontRole:
-            return self._bold_font() if conv.unread > 0 else None
-        if role == Qt.ItemDataRole.BackgroundRole:
-            return QColor(OVERDUE_BACKGROUND) if self.overdue(conv) else None
-        if role == Qt.ItemDataRole.ForegroundRole:
-            return QColor(OVERDUE_FOREGROUND) if self.overdue(conv) else None
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if column == Column.LAST_MESSAGE and conv.last_message:
+        if role == _TOOLTIP:
+            if column == _LAST_MESSAGE and conv.last_message:
                 return plain_tooltip(conv.last_message[:2000])
-            if column == Column.WAITING and self.overdue(conv):
+            if column == _WAITING and self.overdue(conv):
                 return _("Waiting longer than the target of {minutes} min").format(
                     minutes=round((self._sla_seconds or 0) / 60)
                 )
             return None
-        if role == Qt.ItemDataRole.TextAlignmentRole and column in (Column.WAITING, Column.UNREAD):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
     def _bold_font(self) -> QFont:
@@ -364,19 +387,19 @@ class ConversationTableModel(QAbstractTableModel):
         return (_("Customer"), channel, _("Last message"), _("Waiting"), _("Agent"), _("Unread"))
 
     def _display(self, conv: Conversation, column: int) -> str:
-        if column == Column.CUSTOMER:
-            return isolate_bidi(one_line(conv.customer_name)) or _("Unknown customer")
-        if column == Column.UNREAD:
-            return str(conv.unread) if conv.unread > 0 else ""
-        if column == Column.CHANNEL:
-            return isolate_bidi(one_line(conv.channel, 60))
-        if column == Column.LAST_MESSAGE:
+        if column == _LAST_MESSAGE:
             return isolate_bidi(one_line(conv.last_message))
-        if column == Column.WAITING:
+        if column == _CUSTOMER:
+            return isolate_bidi(one_line(conv.customer_name)) or _("Unknown customer")
+        if column == _UNREAD:
+            return str(conv.unread) if conv.unread > 0 else ""
+        if column == _CHANNEL:
+            return isolate_bidi(one_line(conv.channel, 60))
+        if column == _WAITING:
             if not conv.urgent or conv.waiting_since is None:
                 return ""  # taken: no waiting timer runs
             return waiting_duration((self._now - conv.waiting_since).total_seconds())
-        if column == Column.AGENT:
+        if column == _AGENT:
             return agent_text(conv, self._dialect)
         return ""
 
@@ -565,9 +588,12 @@ class ConversationTabProxy(QAbstractTableModel):
         return self._source.flags(index)
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: D102
-        if role not in _CELL_ROLES or not index.isValid() or index.row() >= len(self._keys):
+        if role not in _CELL_ROLES:
             return None
-        return self._source.cell(self._keys[index.row()], index.column(), role)
+        row = index.row()  # -1 for an invalid index
+        if not 0 <= row < len(self._keys):
+            return None
+        return self._source.cell(self._keys[row], index.column(), role)
 
     # ------------------------------------------------------------------ internals
 
