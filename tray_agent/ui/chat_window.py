@@ -1013,10 +1013,7 @@ class ChatWindow(QWidget):
 
     def _refusal(self) -> str | None:
         """The server's words if it refused to load this (unknown) conversation, else None."""
-        state = self._bridge.state
-        if not state.refused or self._conversation not in state.refused:
-            return None
-        return state.refused[self._conversation]
+        return self._bridge.state.refused.get(self._conversation)
 
     def _handler_sentence(self, conv: Conversation | None) -> str:
         if conv is None:

@@ -238,6 +238,22 @@ def test_reduce_any_sequence_keeps_invariants_and_never_mutates_old_states(seque
         assert fingerprint(old) == print_, "a reducer mutated an earlier state"
 
 
+def _batch_as_one_by_one(state: State, run: list[Any], limit: int) -> tuple[State, State]:
+    """``reduce_messages`` of ``run`` and ``reduce`` of each message give the same state and effects.
+
+    Returns:
+        The batch's state and the one-by-one state.
+    """
+    one_by_one, expected = state, []
+    for message in run:
+        one_by_one, effects = reduce(one_by_one, message, history_limit=limit)
+        expected.extend(effects)
+    batched, effects = reduce_messages(state, run, history_limit=limit)
+    assert fingerprint(batched) == fingerprint(one_by_one)
+    assert list(effects) == expected
+    return batched, one_by_one
+
+
 @PROPERTY_SETTINGS
 @given(st.lists(events, max_size=30), st.lists(messages, min_size=1, max_size=12))
 def test_reduce_messages_folds_a_run_as_reduce_does_each_in_one_snapshot(prefix, run):
@@ -245,13 +261,7 @@ def test_reduce_messages_folds_a_run_as_reduce_does_each_in_one_snapshot(prefix,
     for event in prefix:
         state, _ = reduce(state, event, history_limit=LIMIT)
     before = fingerprint(state)
-    one_by_one, expected = state, []
-    for message in run:
-        one_by_one, effects = reduce(one_by_one, message, history_limit=LIMIT)
-        expected.extend(effects)
-    batched, effects = reduce_messages(state, run, history_limit=LIMIT)
-    assert fingerprint(batched) == fingerprint(one_by_one)
-    assert list(effects) == expected
+    batched, one_by_one = _batch_as_one_by_one(state, run, LIMIT)
     assert (batched is state) == (one_by_one is state)
     check_invariants(batched)
     assert all(type(c.messages) is History for c in batched.conversations.values())
@@ -435,13 +445,7 @@ def test_reduce_messages_long_histories_batched_as_one_by_one(run, counted):
         for conv in state.conversations.values():
             conv.messages.recent_texts()  # counted before the batch: carried along by appends
     before = fingerprint(state)
-    one_by_one, expected = state, []
-    for message in run:
-        one_by_one, effects = reduce(one_by_one, message, history_limit=limit)
-        expected.extend(effects)
-    batched, effects = reduce_messages(state, run, history_limit=limit)
-    assert fingerprint(batched) == fingerprint(one_by_one)
-    assert list(effects) == expected
+    batched, _ = _batch_as_one_by_one(state, run, limit)
     assert fingerprint(state) == before, "the batch mutated the state it started from"
     for conv in batched.conversations.values():
         history = conv.messages
