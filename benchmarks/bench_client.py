@@ -231,8 +231,11 @@ def app(info: dict[str, Any], inbox_shown: bool = True) -> None:
                 hit[1] = time.monotonic()
         dispatcher.dispatch(event)
 
+    batches = [0]  # batches handed over (frames per batch: informative)
+
     def emit_many(events: Any) -> None:
         # As the app's session sink: the client hands a burst's events over as one batch.
+        batches[0] += 1
         for event in events:
             if isinstance(event, MessageReceived | HumanRequested):
                 counted[0] += 1
@@ -294,7 +297,7 @@ def app(info: dict[str, Any], inbox_shown: bool = True) -> None:
             if name in ("expect", "stall"):
                 target = counted[0] + int(cmd["events"])
                 hit[0], hit[1] = target, 0.0
-                cpu0 = cpu_s()
+                cpu0, batches0 = cpu_s(), batches[0]
                 if name == "stall":
                     probe.start()
                 out({"armed": name})
@@ -309,6 +312,7 @@ def app(info: dict[str, Any], inbox_shown: bool = True) -> None:
                         "rss_mb": rss_mb(),
                         "max_gap_ms": gap,
                         "rows": inbox.model.rowCount(),
+                        "batches": batches[0] - batches0,
                     }
                 )
             elif name == "latency":
