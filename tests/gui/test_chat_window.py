@@ -604,9 +604,24 @@ def test_a_conversation_the_server_refuses_says_so_and_offers_no_action(qtbot):
     window.send_reply()  # Enter: nobody to send it to
     assert env.sink.of(SendReply) == []
     assert window.reply_edit.toPlainText() == "hello?"  # the draft stays
+    env.close()
+
+
+def test_a_refused_conversation_is_asked_again_on_reconnect_and_opens_if_it_loads(qtbot):
+    env = make_env()
+    scheduler = FakeScheduler()
+    window = unknown_chat(qtbot, env, scheduler=scheduler)
+    env.feed(history_failed(FailureReason.NOT_FOUND, "Chat inbox not found"))
+    assert scheduler.pending == []  # a refusal is an answer: no retry while connected
     env.offline()
-    env.online()
-    assert env.sink.history_pages("inbox") == [0]  # a refusal is an answer: not asked again
+    assert env.sink.history_pages("inbox") == [0]
+    env.online()  # a new session may know it (or the server's refusal was temporary)
+    assert env.sink.history_pages("inbox") == [0, 0]
+    assert "could not be opened" in window.handler_text  # until the answer comes
+    env.feed(HistoryPage(conversation="inbox", messages=(), has_more=False))
+    assert window.handler_text == "Nobody is handling this customer."
+    assert window.send_button.isEnabled()
+    assert env.store.state.refused == {}
     env.close()
 
 

@@ -885,10 +885,10 @@ class ChatWindow(QWidget):
         self._online = is_online(info)
         if self._online:
             self._older_requested_at = None  # a lost history request may be asked again
-        if came_online and self._conv() is None and not self._refused():
+        if came_online and self._conv() is None:
             # Not loaded: the first page may have been lost with the connection (offline, timed
-            # out, unconfirmed) or the server may have failed. Asking again is harmless (a read)
-            # if it is still on its way.
+            # out, unconfirmed), the server may have failed, or a new session may know what the
+            # old one refused. Asking again is harmless (a read) if it is still on its way.
             self._ask_first_page()
         else:
             self._sync_history_retry()  # offline: no retry until the reconnect asks
@@ -1073,7 +1073,7 @@ class ChatWindow(QWidget):
                         "The server could not load this conversation right now: {reason}."
                         " Trying again shortly."
                     ).format(reason=reason)
-                # Final until the conversation appears (a stale link).
+                # Until the conversation appears (a stale link); asked again on reconnect.
                 return _("This conversation could not be opened: {reason}").format(reason=reason)
             return _("Loading…")
         if conv.pending_takeover is not None:
