@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from tests.gui.fakes import T0, make_env, page, summary
 from tests.gui.test_customer_service import ARTIFACTS, dark_palette, light_palette
+from tests.helpers.fakes import FakeScheduler
 from tray_agent.core.commands import (
     DiscardCommand,
     HandBack,
@@ -36,7 +37,7 @@ from tray_agent.core.events import (
 from tray_agent.core.ports import DraftStore
 from tray_agent.core.state import CommandState
 from tray_agent.platform.storage import LocalStore
-from tray_agent.ui.chat_window import ChatWindow, MemoryDraftStore, is_web_link
+from tray_agent.ui.chat_window import HISTORY_RETRY_DELAY, ChatWindow, MemoryDraftStore, is_web_link
 
 pytestmark = pytest.mark.gui
 
@@ -564,8 +565,15 @@ def test_resolve_hand_back_and_take_anyway_in_the_chat_window(chat, qtbot):
 # A conversation the server does not know (a stale link: `tray-agent open inbox`)
 
 
-def unknown_chat(qtbot, env, key: str = "inbox") -> ChatWindow:
-    window = ChatWindow(key, env.bridge, env.store.dispatch, env.sink, MemoryDraftStore())
+def unknown_chat(qtbot, env, key: str = "inbox", scheduler: FakeScheduler | None = None) -> ChatWindow:
+    window = ChatWindow(
+        key,
+        env.bridge,
+        env.store.dispatch,
+        env.sink,
+        MemoryDraftStore(),
+        scheduler=scheduler or FakeScheduler(),
+    )
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
@@ -596,9 +604,64 @@ def test_a_conversation_the_server_refuses_says_so_and_offers_no_action(qtbot):
     window.send_reply()  # Enter: nobody to send it to
     assert env.sink.of(SendReply) == []
     assert window.reply_edit.toPlainText() == "hello?"  # the draft stays
+    env.close()
+
+
+def test_a_refused_conversation_is_asked_again_on_reconnect_and_opens_if_it_loads(qtbot):
+    env = make_env()
+    scheduler = FakeScheduler()
+    window = unknown_chat(qtbot, env, scheduler=scheduler)
+    env.feed(history_failed(FailureReason.NOT_FOUND, "Chat inbox not found"))
+    assert scheduler.pending == []  # a refusal is an answer: no retry while connected
     env.offline()
+    assert env.sink.history_pages("inbox") == [0]
+    env.online()  # a new session may know it (or the server's refusal was temporary)
+    assert env.sink.history_pages("inbox") == [0, 0]
+    assert "could not be opened" in window.handler_text  # until the answer comes
+    env.feed(HistoryPage(conversation="inbox", messages=(), has_more=False))
+    assert window.handler_text == "Nobody is handling this customer."
+    assert window.send_button.isEnabled()
+    assert env.store.state.refused == {}
+    env.close()
+
+
+def test_a_server_error_is_temporary_and_asked_again_after_a_delay_and_on_reconnect(qtbot):
+    env = make_env()
+    scheduler = FakeScheduler()
+    window = unknown_chat(qtbot, env, scheduler=scheduler)
+    env.feed(history_failed(FailureReason.SERVER_ERROR, "HTTP 500"))
+    assert window.handler_text == (
+        "The server could not load this conversation right now: HTTP 500. Trying again shortly."
+    )
+    assert window.send_button.isEnabled()  # as while loading: nothing says it does not exist
+    assert window.older_button.isHidden()
+    assert scheduler.run_soon(within=HISTORY_RETRY_DELAY - 1) == 0  # never at once (no busy loop)
+    assert scheduler.run_soon(within=HISTORY_RETRY_DELAY) == 1
+    assert env.sink.history_pages("inbox") == [0, 0]
+    env.feed(history_failed(FailureReason.SERVER_ERROR, "HTTP 500"))  # failed again: same state
+    assert scheduler.run_soon(within=HISTORY_RETRY_DELAY) == 1  # still asked every delay
+    assert env.sink.history_pages("inbox") == [0, 0, 0]
+    env.offline()
+    assert scheduler.pending == []  # no retry while offline
     env.online()
-    assert env.sink.history_pages("inbox") == [0]  # a refusal is an answer: not asked again
+    assert env.sink.history_pages("inbox") == [0, 0, 0, 0]  # at once on reconnect
+    assert len(scheduler.pending) == 1  # and again after the delay if it still fails
+    env.feed(HistoryPage(conversation="inbox", messages=(), has_more=False))
+    assert window.handler_text == "Nobody is handling this customer."
+    assert scheduler.pending == []
+    env.close()
+
+
+def test_a_server_error_then_a_refusal_stops_the_retries(qtbot):
+    env = make_env()
+    scheduler = FakeScheduler()
+    window = unknown_chat(qtbot, env, scheduler=scheduler)
+    env.feed(history_failed(FailureReason.SERVER_ERROR, "HTTP 502"))
+    assert len(scheduler.pending) == 1
+    env.feed(history_failed(FailureReason.NOT_FOUND, "Chat inbox not found"))
+    assert "could not be opened" in window.handler_text
+    assert not window.send_button.isEnabled()
+    assert scheduler.pending == []
     env.close()
 
 

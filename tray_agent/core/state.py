@@ -73,6 +73,7 @@ __all__ = [
     "History",
     "MessageRecord",
     "OutboundCommand",
+    "Refusal",
     "ResyncProgress",
     "SignedOut",
     "State",
@@ -105,6 +106,8 @@ REFUSED_LIMIT: Final = 32
 _TRANSIENT_FAILURES: Final = frozenset(
     {FailureReason.OFFLINE, FailureReason.TIMEOUT, FailureReason.UNCONFIRMED}
 )
+# Answers that say the server failed right now (HTTP 5xx), not that the conversation is not there.
+_TEMPORARY_REFUSALS: Final = frozenset({FailureReason.SERVER_ERROR})
 
 _KIND_MAX_LEN: Final = 64
 # A duplicate can only sit among the newest rows: live messages arrive nearly in time order, so
@@ -601,6 +604,24 @@ class ResyncProgress:
     listed: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The server's answer to a history load of a conversation we do not know (:attr:`State.refused`).
+
+    Attributes:
+        text: the server's words (the reason's name when it gave none).
+        reason: why: not found or invalid (a stale link), or a server error.
+    """
+
+    text: str
+    reason: FailureReason
+
+    @property
+    def temporary(self) -> bool:
+        """The server failed to load it right now (a server error): the history is asked again."""
+        return self.reason in _TEMPORARY_REFUSALS
+
+
 _NBUCKETS: Final = 128
 _MASK: Final = _NBUCKETS - 1
 _EMPTY_BUCKET: Mapping[str, Conversation] = MappingProxyType({})
@@ -754,7 +775,7 @@ def _changed_by_scan(old: ConversationMap, new: ConversationMap) -> frozenset[st
 _EMPTY_CONVERSATIONS: Final = ConversationMap()
 _EMPTY_OUTBOUND: Mapping[str, OutboundCommand] = MappingProxyType({})
 _EMPTY_COUNTS: Mapping[str, int] = MappingProxyType({})
-_EMPTY_REFUSED: Mapping[str, str] = MappingProxyType({})
+_EMPTY_REFUSED: Mapping[str, Refusal] = MappingProxyType({})
 
 
 def _no_conversations() -> ConversationMap:
@@ -769,7 +790,7 @@ def _no_counts() -> Mapping[str, int]:
     return _EMPTY_COUNTS
 
 
-def _no_refusals() -> Mapping[str, str]:
+def _no_refusals() -> Mapping[str, Refusal]:
     return _EMPTY_REFUSED
 
 
@@ -797,9 +818,11 @@ class State:
         clock: the newest server timestamp seen: the reducer's only notion of "now".
         urgent_total: ``len(waiting_keys)`` (the badge), kept incrementally.
         refused: conversations that are not known and whose history the server refused to load
-            (an unknown or malformed key: a stale link), key -> the server's words, oldest
-            first; bounded (:data:`REFUSED_LIMIT`). A key leaves it when its conversation
-            appears. Never a row of any list: only a chat window opened on the key shows it.
+            (an unknown or malformed key: a stale link) or failed to load just now (a server
+            error: :attr:`Refusal.temporary`), key -> the server's answer, oldest first; bounded
+            (:data:`REFUSED_LIMIT`). The newest answer replaces the previous one; a key leaves
+            it when its conversation appears. Never a row of any list: only a chat window opened
+            on the key shows it (and asks again on reconnect, or soon after a temporary one).
     """
 
     connection: ConnectionInfo = field(default_factory=ConnectionInfo)
@@ -815,7 +838,7 @@ class State:
     resync_requested: bool = False
     clock: datetime | None = None
     urgent_total: int = 0
-    refused: Mapping[str, str] = field(default_factory=_no_refusals)
+    refused: Mapping[str, Refusal] = field(default_factory=_no_refusals)
     # Lazily computed views of this (immutable) state; invisible to equality and repr.
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -952,7 +975,7 @@ class _Tx:
 
     def forget_refusal(self, key: str) -> None:
         """``key`` is no longer a conversation the server refused to load."""
-        refused: Mapping[str, str] = self.changes.get("refused", self.state.refused)
+        refused: Mapping[str, Refusal] = self.changes.get("refused", self.state.refused)
         if key in refused:
             new = dict(refused)
             del new[key]
@@ -2185,21 +2208,22 @@ def _on_command_failed(state: State, event: CommandFailed, limit: int) -> Result
 
 
 def _note_refusal(tx: _Tx, event: CommandFailed) -> None:
-    """Remember that the server refused the history of a conversation we do not know.
+    """Remember that the server refused (or failed) the history of a conversation we do not know.
 
     A lost answer (offline, timeout, unconfirmed) says nothing: the chat window asks again on
-    reconnect. A refusal of a known conversation's (older) page changes nothing either.
+    reconnect. A server error is kept as a temporary refusal (the window asks again soon). A
+    refusal of a known conversation's (older) page changes nothing either.
     """
     key = event.conversation
     if not key or event.reason in _TRANSIENT_FAILURES or tx.get(key) is not None:
         return
-    text = event.text.strip() or event.reason.value
+    refusal = Refusal(event.text.strip() or event.reason.value, event.reason)
     refused = tx.state.refused
-    if refused.get(key) == text:
+    if refused.get(key) == refusal:
         return
     new = dict(refused)
     new.pop(key, None)  # newest last
-    new[key] = text
+    new[key] = refusal
     while len(new) > REFUSED_LIMIT:
         del new[next(iter(new))]
     tx.changes["refused"] = MappingProxyType(new)
@@ -2399,7 +2423,8 @@ def reduce(state: State, event: Event, *, history_limit: int = DEFAULT_HISTORY_L
     * **Commands.** Only replies, take-overs and releases are tracked. A take-over assigns me
       optimistically; a failure rolls it back (``already_assigned``: assigned to somebody else).
       A history load the server refuses for a conversation we do not know (a stale link) is
-      remembered in ``refused`` (never a conversation, so never a list row) until it appears.
+      remembered in ``refused`` (never a conversation, so never a list row) until it appears;
+      a server error there is remembered as temporary (:attr:`Refusal.temporary`).
 
     Args:
         state: the current state.

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from tray_agent.core.state import State, Store, changed_conversations
+from tray_agent.core.state import Refusal, State, Store, changed_conversations
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ class FlushPacer:
         self.interval = FLUSH_INTERVAL_MS / 1000.0
 
 
-def _refusals_changed(old: Mapping[str, str], new: Mapping[str, str]) -> frozenset[str]:
-    """Keys refused, no longer refused or refused in other words (small bounded maps)."""
+def _refusals_changed(old: Mapping[str, Refusal], new: Mapping[str, Refusal]) -> frozenset[str]:
+    """Keys refused, no longer refused or refused otherwise (small bounded maps)."""
     return frozenset(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
@@ -108,8 +108,8 @@ class StoreBridge(QObject):
         badge_changed(int): the number of customers waiting for a human, nobody has them.
         unread_changed(int): the total of unread customer messages.
         conversations_changed(frozenset[str]): keys of conversations added, changed or removed,
-            and of unknown ones whose history the server refused or stopped refusing
-            (``state.refused``): no list shows those, a chat window opened on one does.
+            and of unknown ones whose history the server refused, failed to load or stopped
+            refusing (``state.refused``): no list shows those, a chat window opened on one does.
         outbound_changed(Mapping[str, OutboundCommand]): my tracked commands changed.
         focus_changed(object): the focused conversation key, or None.
         flushed(State): after every flush of the list signals that emitted anything, with the

@@ -60,7 +60,7 @@ from tray_agent.core.commands import (
 )
 from tray_agent.core.events import ConnectionState, Event, SenderKind
 from tray_agent.core.i18n import _, format_clock
-from tray_agent.core.ports import CommandSink, DraftStore
+from tray_agent.core.ports import CommandSink, DraftStore, Scheduler, TimerHandle
 from tray_agent.core.quick_replies import QuickReply
 from tray_agent.core.state import (
     CommandState,
@@ -70,6 +70,7 @@ from tray_agent.core.state import (
     History,
     MessageRecord,
     OutboundCommand,
+    Refusal,
 )
 from tray_agent.core.text import isolate_bidi
 from tray_agent.ui.bridge import StoreBridge
@@ -91,6 +92,7 @@ from tray_agent.ui.models import (
     sender_label,
 )
 from tray_agent.ui.quick_reply_popup import QuickReplyPopup
+from tray_agent.ui.scheduler import QtScheduler
 from tray_agent.ui.theme import is_dark
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,9 @@ _Index = QModelIndex | QPersistentModelIndex
 
 DRAFT_SAVE_DELAY_MS: Final = 500
 """Drafts are written at most this often while typing (and at once when a window closes)."""
+HISTORY_RETRY_DELAY: Final = 30.0
+"""Seconds between asks for the first history page while the server fails to load it (a server
+error for a conversation we do not know), as long as we are connected; a reconnect asks at once."""
 LINK_SCHEMES: Final = frozenset({"http", "https"})
 """Attachment URLs with these schemes are links; anything else is shown as plain text."""
 _EMPTY_HISTORY: Final = History()
@@ -469,6 +474,7 @@ class ChatWindow(QWidget):
         url_opener: opens a clicked http(s) link (default: QDesktopServices.openUrl).
         quick_replies: the quick replies offered after "/" in the reply box (read when typing).
         agent_name: my name, for the ``{agent_name}`` variable of quick replies.
+        scheduler: the timers of the history retry (default: Qt timers owned by the window).
 
     Signals:
         closed(str): the window was closed (its conversation key).
@@ -488,6 +494,7 @@ class ChatWindow(QWidget):
         url_opener: Callable[[QUrl], Any] = QDesktopServices.openUrl,
         quick_replies: Callable[[], Sequence[QuickReply]] = tuple,
         agent_name: Callable[[], str] = str,
+        scheduler: Scheduler | None = None,
     ) -> None:
         super().__init__(parent, Qt.WindowType.Window)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
@@ -507,6 +514,8 @@ class ChatWindow(QWidget):
         self._history_page = 0
         self._older_requested_at: int | None = None  # history length when "load older" was asked
         self._online = is_online(bridge.state.connection)
+        self._scheduler: Scheduler = scheduler if scheduler is not None else QtScheduler(self)
+        self._history_retry: TimerHandle | None = None  # armed while the server fails the first page
         self._stick_to_bottom = True
         self._focused = False
         new_conflicts(bridge.state.outbound, self._reported, conversation)
@@ -519,7 +528,7 @@ class ChatWindow(QWidget):
         bridge.conversations_changed.connect(self._on_bridge_conversations_changed)
         bridge.connection_changed.connect(self._on_bridge_connection_changed)
         bridge.outbound_changed.connect(self._on_bridge_outbound_changed)
-        self._sink.submit(LoadHistory(conversation, page=0))
+        self._ask_first_page()
 
     # ------------------------------------------------------------------ construction
 
@@ -735,7 +744,7 @@ class ChatWindow(QWidget):
     def send_reply(self) -> None:
         """Send what the reply box holds (Enter and the Send button)."""
         text = self._reply_edit.toPlainText()
-        if not text.strip() or self._refusal() is not None:
+        if not text.strip() or self._refused():
             return  # nothing to send, or nobody to send it to (the draft stays)
         self._sink.submit(SendReply(self._conversation, text))
         self._reply_edit.clear()
@@ -859,6 +868,7 @@ class ChatWindow(QWidget):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: D102, N802
         self.save_draft()
         self._set_focused(False)
+        self._cancel_history_retry()
         super().closeEvent(event)
         self.closed.emit(self._conversation)
 
@@ -867,6 +877,7 @@ class ChatWindow(QWidget):
     def _on_bridge_conversations_changed(self, keys: frozenset[str]) -> None:
         if self._conversation in keys:
             self._refresh()
+            self._sync_history_retry()
 
     def _on_bridge_connection_changed(self, info: ConnectionInfo) -> None:
         self._refresh_connection(info)
@@ -874,11 +885,19 @@ class ChatWindow(QWidget):
         self._online = is_online(info)
         if self._online:
             self._older_requested_at = None  # a lost history request may be asked again
-        if came_online and self._conv() is None and self._refusal() is None:
-            # Still loading: the first page may have been lost with the connection (offline,
-            # timed out, unconfirmed). Asking again is harmless (a read) if it is still on its way.
-            self._sink.submit(LoadHistory(self._conversation, page=0))
+        if came_online and self._conv() is None:
+            # Not loaded: the first page may have been lost with the connection (offline, timed
+            # out, unconfirmed), the server may have failed, or a new session may know what the
+            # old one refused. Asking again is harmless (a read) if it is still on its way.
+            self._ask_first_page()
+        else:
+            self._sync_history_retry()  # offline: no retry until the reconnect asks
         self._message_view.viewport().update()  # queued marks depend on the connection
+
+    def _on_history_retry_due(self) -> None:
+        self._history_retry = None
+        if self._retry_wanted():
+            self._ask_first_page()
 
     def _on_bridge_outbound_changed(self, outbound: Mapping[str, OutboundCommand]) -> None:
         for cmd in new_conflicts(outbound, self._reported, self._conversation):
@@ -1011,15 +1030,50 @@ class ChatWindow(QWidget):
         if self._conflict_banner.conversation:
             self._conflict_banner.refresh(conv)
 
-    def _refusal(self) -> str | None:
-        """The server's words if it refused to load this (unknown) conversation, else None."""
+    def _refusal(self) -> Refusal | None:
+        """The server's answer if it refused (or failed) to load this unknown conversation."""
         return self._bridge.state.refused.get(self._conversation)
+
+    def _refused(self) -> bool:
+        """The server refused to load this unknown conversation (not just failed right now)."""
+        refusal = self._refusal()
+        return refusal is not None and not refusal.temporary
+
+    def _retry_wanted(self) -> bool:
+        refusal = self._refusal()
+        return self._online and refusal is not None and refusal.temporary
+
+    def _ask_first_page(self) -> None:
+        """Ask for the newest history page; while the server fails to load it, again later."""
+        self._sink.submit(LoadHistory(self._conversation, page=0))
+        self._cancel_history_retry()  # the delay counts from this ask
+        self._sync_history_retry()
+
+    def _sync_history_retry(self) -> None:
+        """Arm the retry while connected and the server fails to load this page; else disarm it."""
+        if not self._retry_wanted():
+            self._cancel_history_retry()
+        elif self._history_retry is None:
+            # One ask per delay: an answer that fails again in the same words changes no state
+            # (no signal), so the retry stays armed until the conversation loads or is refused.
+            self._history_retry = self._scheduler.call_later(HISTORY_RETRY_DELAY, self._on_history_retry_due)
+
+    def _cancel_history_retry(self) -> None:
+        retry, self._history_retry = self._history_retry, None
+        if retry is not None:
+            retry.cancel()
 
     def _handler_sentence(self, conv: Conversation | None) -> str:
         if conv is None:
             refusal = self._refusal()
-            if refusal is not None:  # final until the conversation appears (a stale link)
-                reason = isolate_bidi(one_line(refusal, 160)) or _("unknown error")
+            if refusal is not None:
+                reason = isolate_bidi(one_line(refusal.text, 160)) or _("unknown error")
+                if refusal.temporary:  # asked again soon, and on reconnect
+                    return _(
+                        "The server could not load this conversation right now: {reason}."
+                        " Trying again shortly."
+                    ).format(reason=reason)
+                # Until the conversation appears (a stale link); asked again on reconnect.
                 return _("This conversation could not be opened: {reason}").format(reason=reason)
             return _("Loading…")
         if conv.pending_takeover is not None:
@@ -1047,9 +1101,9 @@ class ChatWindow(QWidget):
         self._resolve_button.setVisible(mine)
         self._hand_back_button.setEnabled(can_hand_back(conv))
         self._hand_back_button.setVisible(mine)
-        refused = conv is None and self._refusal() is not None
-        self._older_button.setVisible(not refused and (conv is None or not conv.history_complete))
-        self._send_button.setEnabled(not refused)
+        unloaded = conv is None and self._refusal() is not None  # no first page to go back from
+        self._older_button.setVisible(not unloaded and (conv is None or not conv.history_complete))
+        self._send_button.setEnabled(not self._refused())
 
     def _newest_failed(self) -> MessageRecord | None:
         conv = self._conv()  # the store's truth: a retry or discard shows at once, not at the next flush

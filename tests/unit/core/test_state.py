@@ -49,6 +49,7 @@ from tray_agent.core.state import (
     FocusChanged,
     History,
     MessageRecord,
+    Refusal,
     SignedOut,
     State,
     Store,
@@ -1608,14 +1609,32 @@ def history_failed(
     return CommandFailed(command_id=cid, kind=CommandKind.HISTORY, conversation=key, reason=reason, text=text)
 
 
+def words(refused) -> dict[str, str]:
+    return {key: refusal.text for key, refusal in refused.items()}
+
+
 def test_reduce_history_refused_for_an_unknown_conversation_is_remembered_not_listed():
     state, effects = run([history_failed(FailureReason.NOT_FOUND, "Chat inbox not found")])
-    assert dict(state.refused) == {"inbox": "Chat inbox not found"}
+    assert dict(state.refused) == {"inbox": Refusal("Chat inbox not found", FailureReason.NOT_FOUND)}
+    assert not state.refused["inbox"].temporary  # final until the conversation appears
     assert state.conversation("inbox") is None  # never a row of a list
     assert len(state.conversations) == 0
     assert effects == []
     state, _ = run([history_failed(FailureReason.INVALID, "", key="x")], state)
-    assert state.refused["x"] == "invalid"  # no words from the server: the reason
+    assert state.refused["x"].text == "invalid"  # no words from the server: the reason
+
+
+def test_reduce_history_server_error_is_a_temporary_failure_not_a_refusal():
+    state, effects = run([history_failed(FailureReason.SERVER_ERROR, " HTTP 500 ")])
+    failure = state.refused["inbox"]
+    assert (failure.text, failure.temporary) == ("HTTP 500", True)  # the window asks again
+    assert effects == []
+    assert reduce(state, history_failed(FailureReason.SERVER_ERROR, "HTTP 500", cid="h2"))[0] is state
+    refused, _ = run([history_failed(FailureReason.NOT_FOUND, "Chat inbox not found", cid="h3")], state)
+    assert not refused.refused["inbox"].temporary  # the newest answer wins
+    failing, _ = run([history_failed(FailureReason.SERVER_ERROR, "HTTP 503", cid="h4")], refused)
+    assert failing.refused["inbox"] == Refusal("HTTP 503", FailureReason.SERVER_ERROR)
+    assert refused.refused["inbox"].text == "Chat inbox not found"  # snapshots never change
 
 
 @pytest.mark.parametrize("reason", [FailureReason.OFFLINE, FailureReason.TIMEOUT, FailureReason.UNCONFIRMED])
@@ -1637,15 +1656,15 @@ def test_reduce_refusal_is_forgotten_when_the_conversation_appears():
         ]
     )
     by_message, _ = run([MessageReceived(conversation="inbox", text="hi", sent_at=at(0))], refused)
-    assert dict(by_message.refused) == {"y": "gone"}
+    assert words(by_message.refused) == {"y": "gone"}
     assert by_message.conversation("inbox") is not None
     by_batch, _ = reduce_messages(refused, [MessageReceived(conversation="inbox", text="hi", sent_at=at(0))])
-    assert dict(by_batch.refused) == {"y": "gone"}
+    assert words(by_batch.refused) == {"y": "gone"}
     summary = ConversationSummary(conversation="inbox", waiting=True, waiting_since=at(0))
     by_resync, _ = run([WaitingListPage(customers=(summary,), offset=0, total=1)], refused)
-    assert dict(by_resync.refused) == {"y": "gone"}
+    assert words(by_resync.refused) == {"y": "gone"}
     by_history, _ = run([HistoryPage(conversation="inbox", messages=(), has_more=False)], refused)
-    assert dict(by_history.refused) == {"y": "gone"}
+    assert words(by_history.refused) == {"y": "gone"}
 
 
 def test_reduce_refusals_are_bounded_oldest_first():
