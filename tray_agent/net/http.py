@@ -27,9 +27,9 @@ Decisions:
   :func:`tray_agent.net.auth.classify_network_error` turns them into the user's words.
 * **Proxies.** An explicit ``http://[user:pass@]host:port`` proxy, else (``trust_env``) the
   environment's (:func:`proxy_from_environment`, the one choice the WebSocket and the doctor
-  share): https through ``CONNECT`` (``set_tunnel``), plain http as absolute-URI requests;
-  credentials in the proxy URL become ``Proxy-Authorization: Basic``. Only http:// proxies are
-  supported.
+  share): https through a ``CONNECT`` tunnel of our own (IPv6 literals in brackets), plain http
+  as absolute-URI requests; credentials in the proxy URL become ``Proxy-Authorization: Basic``.
+  Only http:// proxies are supported.
 * **No cookie jar, no redirects**: cookies are read from ``Set-Cookie`` by hand (net.auth) and a
   3xx is returned as it is (our calls never followed redirects).
 * Answers compressed with gzip or deflate are decompressed (bounded by ``max_body`` too).
@@ -739,10 +739,10 @@ class HttpClient:
         if job.scheme == "https":
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
-            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
             if proxy is not None:
-                tunnel = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
-                conn.set_tunnel(job.host, job.port, headers=tunnel)
+                conn = _TunnelConnection(job.host, job.port, proxy, timeout=timeout, context=self._ssl)
+            else:
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
         self.connections_opened += 1
@@ -757,10 +757,9 @@ class HttpClient:
             conn.close()
             if job.aborted:
                 raise _AbortedError from None
-            text = str(exc)
-            if proxy is not None and text.startswith("Tunnel connection failed"):
-                raise ProxyRefused(f"the proxy refused the tunnel ({text.partition(': ')[2]})") from exc
-            raise ConnectError(text or type(exc).__name__) from exc
+            if isinstance(exc, ConnectError):  # the tunnel's own (ProxyRefused ...)
+                raise
+            raise ConnectError(str(exc) or type(exc).__name__) from exc
         finally:
             job.detach()
         return conn
@@ -787,6 +786,62 @@ class HttpClient:
         if body and encoding in ("gzip", "x-gzip", "deflate"):
             body = _decompress(body, encoding, limit)
         return HttpResponse(response.status, tuple(response.getheaders()), body)
+
+
+class _TunnelConnection(http.client.HTTPSConnection):
+    """https to ``host``:``port`` through an HTTP proxy's CONNECT tunnel that we open ourselves.
+
+    WORKAROUND(gh-100985): Python 3.11's ``set_tunnel`` strips the brackets of an IPv6 literal
+    and sends ``CONNECT ::1:8443 HTTP/1.0`` without a Host header, which proxies read as host
+    ``::1:8443`` on port 80 or refuse. Our CONNECT says ``[::1]:8443``, in HTTP/1.1 with a Host
+    header; requests on the tunnel carry ``Host: [::1]:8443`` (``host`` is the connection's own,
+    so ``http.client`` brackets it). A closed connection reopened by ``http.client`` goes through
+    the proxy again.
+    """
+
+    def __init__(
+        self, host: str, port: int, proxy: Proxy, *, timeout: float, context: ssl.SSLContext
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._proxy = proxy
+        self._tls = context
+
+    def connect(self) -> None:
+        """TCP to the proxy, CONNECT, then TLS with the server. Raises ProxyRefused, ConnectError, OSError."""
+        sock = socket.create_connection((self._proxy.host, self._proxy.port), self.timeout)
+        self.sock = sock  # from here on an abort (shutdown) wakes a blocked CONNECT too
+        with contextlib.suppress(OSError):  # not every OS has TCP_NODELAY
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _open_tunnel(sock, self.host, self.port, self._proxy.authorization)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+
+
+def _open_tunnel(sock: socket.socket, host: str, port: int, authorization: str | None) -> None:
+    """Ask the HTTP proxy at the other end of ``sock`` for a tunnel to ``host``:``port``.
+
+    Raises:
+        ProxyRefused: the proxy answered with another status than 200.
+        ConnectError: the proxy's answer is not HTTP.
+        OSError: the socket failed (TimeoutError at the socket's timeout).
+    """
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")  # as http.client writes a Host header
+    authority = _authority(host, port, 0)
+    head = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {_USER_AGENT}\r\n"
+    if authorization:
+        head += f"Proxy-Authorization: {authorization}\r\n"
+    sock.sendall((head + "\r\n").encode("ascii"))
+    answer = http.client.HTTPResponse(sock, method="CONNECT")
+    try:
+        answer.begin()
+    except OSError:  # RemoteDisconnected too: the proxy closed without answering
+        raise
+    except http.client.HTTPException as exc:
+        raise ConnectError(f"the proxy's answer to CONNECT is not HTTP ({type(exc).__name__})") from exc
+    finally:
+        answer.close()  # the reader only: the socket stays open for the tunnel
+    if answer.status != 200:
+        raise ProxyRefused(f"the proxy refused the tunnel ({answer.status} {answer.reason.strip()})")
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:

@@ -418,6 +418,27 @@ async def test_http_https_through_a_connect_proxy(tmp_path: Path, status: int) -
 
 
 @pytest.mark.asyncio
+async def test_http_https_to_an_ipv6_literal_through_a_connect_proxy(tmp_path: Path) -> None:
+    # The proxy tunnels to 127.0.0.1 whatever the CONNECT names: no IPv6 socket is needed.
+    server_tls, cert = _server_tls(tmp_path)  # its certificate names ::1 too
+    async with scripted(ssl_context=server_tls) as server:
+        authority = f"[::1]:{server.port}"
+        proxy = TunnelProxy(server.port)
+        await proxy.start()
+        trusted = make_ssl_context(ConnectionSettings(ca_bundle=str(cert)))
+        try:
+            async with client(ssl_context=trusted) as http:
+                url = f"https://{authority}/x"
+                assert (await http.request("GET", url, proxy=proxy.url, timeout=WAIT)).body == b"ok /x"
+        finally:
+            proxy.stop()
+    request_line, *headers = proxy.heads[0].split("\r\n")
+    assert request_line == f"CONNECT {authority} HTTP/1.1"
+    assert f"Host: {authority}" in headers
+    assert server.requests[0].headers["host"] == authority
+
+
+@pytest.mark.asyncio
 async def test_http_plain_http_through_a_proxy_uses_absolute_uris() -> None:
     async with scripted() as proxy, client() as http:  # the scripted server stands for the proxy
         proxy_url = f"http://agent:secret@127.0.0.1:{proxy.port}"
