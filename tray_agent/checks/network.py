@@ -24,8 +24,8 @@ from tray_agent.core.protocol.base import UrlError
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.net.http import (
     ConnectError,
+    choose_proxy,
     parse_proxy,
-    proxy_from_environment,
     proxy_variable,
     without_userinfo,
 )
@@ -97,8 +97,8 @@ def find_proxy(
 ) -> tuple[Proxy | None, CheckResult]:
     """The proxy the app would use for ``target`` (settings first, else the environment).
 
-    The environment's proxy is the client's own choice (:func:`~tray_agent.net.http.proxy_from_environment`),
-    so the doctor tests what the client uses.
+    The environment's proxy (or the operating system's) is the client's own choice
+    (:func:`~tray_agent.net.http.choose_proxy`), so the doctor tests what the client uses.
 
     Returns:
         The proxy (or None for a direct connection) and the report line about it.
@@ -106,7 +106,7 @@ def find_proxy(
     origin = "settings (connection.proxy)"
     url = conn.proxy
     if not url:
-        chosen = proxy_from_environment(target.scheme, target.host, target.port, env)
+        chosen = choose_proxy(target.scheme, target.host, target.port, env)
         if chosen is None:
             configured = proxy_variable(target.scheme, env)
             if configured is None:

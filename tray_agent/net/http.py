@@ -48,13 +48,14 @@ import queue
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote, urlencode, urlsplit
 
 from tray_agent import __version__
@@ -307,13 +308,48 @@ def _no_proxy_entry(entry: str) -> tuple[str, int | None]:
     return entry, None
 
 
+SYSTEM_PROXY_ORIGIN: Final = "system proxy settings"
+"""What :func:`choose_proxy` calls the operating system's proxy settings (in place of a variable)."""
+
+
+def system_proxy(scheme: str, host: str) -> tuple[str, str] | None:
+    """The operating system's proxy for ``scheme``://``host``: (:data:`SYSTEM_PROXY_ORIGIN`, URL) or None.
+
+    Windows (the Internet settings in the registry, their bypass list included) and macOS
+    (System Configuration) have proxy settings of their own, read with ``urllib.request``'s
+    ``getproxies`` and ``proxy_bypass`` (imported only there). Elsewhere there is nothing beyond
+    the environment: None.
+    """
+    if sys.platform not in ("win32", "darwin"):
+        return None
+    import urllib.request  # only where the OS has proxy settings of its own
+
+    url = urllib.request.getproxies().get(scheme)
+    if not url or urllib.request.proxy_bypass(host):
+        return None
+    return SYSTEM_PROXY_ORIGIN, url
+
+
+def choose_proxy(scheme: str, host: str, port: int, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """The proxy the client uses for ``scheme``://``host``:``port`` without a proxy setting.
+
+    :func:`proxy_from_environment`; when ``env`` names no proxy variable at all (``no_proxy``
+    included), the operating system's settings (:func:`system_proxy`: Windows and macOS), as
+    ``urllib.request.getproxies`` falls back to them. The client passes ``os.environ``,
+    ``tray-agent doctor`` the environment it checks: they choose alike.
+    """
+    if _proxy_variables(env):
+        return proxy_from_environment(scheme, host, port, env)
+    return system_proxy(scheme, host)
+
+
 def environment_proxy(scheme: str, host: str, port: int) -> Proxy | None:
     """The process environment's proxy for ``scheme``://``host``:``port`` (None: direct).
 
-    :func:`proxy_from_environment` with ``os.environ``. Non-http proxies and unreadable entries
+    :func:`choose_proxy` with ``os.environ``. Non-http proxies and unreadable entries
     are ignored (logged): the connection is direct then.
     """
-    chosen = proxy_from_environment(scheme, host, port, os.environ)
+    chosen = choose_proxy(scheme, host, port, os.environ)
     if chosen is None:
         return None
     name, url = chosen

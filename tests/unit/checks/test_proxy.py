@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.unit.net.test_proxy_environment import CASES, Case
+from tests.unit.net.test_proxy_environment import CASES, Case, windows_settings  # noqa: F401 - fixture
 from tray_agent.checks.network import Target, find_proxy
 from tray_agent.checks.results import Status
 from tray_agent.core.settings import ConnectionSettings
@@ -80,3 +80,14 @@ def test_the_doctor_says_when_no_proxy_bypasses_the_environment_proxy() -> None:
     assert result.message == "proxy http://proxy.corp:3128 is bypassed for crm.example.test (no_proxy)"
     _, result = find_proxy(ConnectionSettings(), TARGET, {})
     assert result.message == "no proxy: direct connection"
+
+
+@pytest.mark.usefixtures("windows_settings")
+def test_the_doctor_and_the_client_both_read_the_systems_proxy_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy, _ = find_proxy(ConnectionSettings(), TARGET, {})
+    assert proxy is not None
+    assert (proxy.host, proxy.port, proxy.origin) == ("proxy.corp", 3128, "system proxy settings")
+    no_variables = Case("no proxy variables", {}, None)
+    assert _client_choice(no_variables, monkeypatch) == (proxy.host, proxy.port, proxy.authorization)

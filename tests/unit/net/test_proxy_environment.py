@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import pytest
 
-from tray_agent.net.http import proxy_from_environment, proxy_variable
+from tray_agent.net.http import (
+    SYSTEM_PROXY_ORIGIN,
+    choose_proxy,
+    proxy_from_environment,
+    proxy_variable,
+    system_proxy,
+)
 
 P = "http://proxy.corp:3128"
 Q = "http://other.corp:8080"
@@ -96,3 +103,31 @@ def test_proxy_variable_ignores_no_proxy() -> None:
     assert proxy_from_environment("https", HOST, 443, env) is None
     assert proxy_variable("https", env) == ("HTTPS_PROXY", P)
     assert proxy_variable("http", env) is None
+
+
+@pytest.fixture
+def windows_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Internet settings of a Windows machine: proxy P, bypassed for intranet.corp."""
+    import urllib.request
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(urllib.request, "getproxies", lambda: {"https": P, "http": P})
+    monkeypatch.setattr(urllib.request, "proxy_bypass", lambda host: host == "intranet.corp")
+
+
+@pytest.mark.usefixtures("windows_settings")
+def test_without_proxy_variables_the_systems_settings_are_chosen() -> None:
+    assert choose_proxy("https", HOST, 443, {}) == (SYSTEM_PROXY_ORIGIN, P)
+    assert choose_proxy("https", "intranet.corp", 443, {}) is None  # the settings' bypass list
+    assert choose_proxy("https", HOST, 443, {"https_proxy": Q}) == ("https_proxy", Q)
+    # Any proxy variable (no_proxy too) means the environment decides, as urllib's getproxies.
+    assert choose_proxy("https", HOST, 443, {"no_proxy": "other.test"}) is None
+
+
+def test_linux_has_no_system_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.request
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(urllib.request, "getproxies", lambda: {"https": P})
+    assert system_proxy("https", HOST) is None
+    assert choose_proxy("https", HOST, 443, {}) is None
