@@ -1,4 +1,4 @@
-"""A self-signed certificate for 127.0.0.1, for tests of TLS servers on the loopback."""
+"""A self-signed certificate for 127.0.0.1 and ::1, for tests of TLS servers on the loopback."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:
-    """Write a one-day self-signed certificate for 127.0.0.1 and its key under ``directory``.
+    """Write a one-day self-signed certificate for 127.0.0.1 and ::1 and its key under ``directory``.
 
     Returns:
         (cert.pem, key.pem).
@@ -30,7 +30,10 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(address)) for address in ("127.0.0.1", "::1")]
+            ),
+            False,
         )
         .sign(key, hashes.SHA256())
     )

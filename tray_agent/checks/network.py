@@ -22,7 +22,13 @@ from tray_agent.core.i18n import _
 from tray_agent.core.protocol import codec_for
 from tray_agent.core.protocol.base import UrlError
 from tray_agent.core.settings import ConnectionSettings
-from tray_agent.net.http import ConnectError, parse_proxy, without_userinfo
+from tray_agent.net.http import (
+    ConnectError,
+    choose_proxy,
+    parse_proxy,
+    proxy_variable,
+    without_userinfo,
+)
 
 STEP_TIMEOUT = 5.0  # seconds for each network step (DNS, TCP, TLS, one HTTP answer)
 
@@ -91,24 +97,24 @@ def find_proxy(
 ) -> tuple[Proxy | None, CheckResult]:
     """The proxy the app would use for ``target`` (settings first, else the environment).
 
+    The environment's proxy (or the operating system's) is the client's own choice
+    (:func:`~tray_agent.net.http.choose_proxy`), so the doctor tests what the client uses.
+
     Returns:
         The proxy (or None for a direct connection) and the report line about it.
     """
     origin = "settings (connection.proxy)"
     url = conn.proxy
     if not url:
-        proxies = {k.lower(): (k, v) for k, v in env.items() if k.lower().endswith("_proxy") and v}
-        want = f"{target.scheme}_proxy"
-        name, url = proxies.get(want, proxies.get("all_proxy", ("", "")))
-        origin = name
-        if url:
-            no_proxy = proxies.get("no_proxy", ("", ""))[1]
-            if no_proxy and _bypassed(target.host, no_proxy):
-                shown = _strip_userinfo(url)
-                text = _(Msg.PROXY_BYPASSED).format(proxy=shown, host=target.host)
-                return None, check_result("proxy", Status.OK, text, proxy=None)
-    if not url:
-        return None, check_result("proxy", Status.OK, _(Msg.PROXY_NONE), proxy=None)
+        chosen = choose_proxy(target.scheme, target.host, target.port, env)
+        if chosen is None:
+            configured = proxy_variable(target.scheme, env)
+            if configured is None:
+                return None, check_result("proxy", Status.OK, _(Msg.PROXY_NONE), proxy=None)
+            shown = _strip_userinfo(configured[1])
+            text = _(Msg.PROXY_BYPASSED).format(proxy=shown, host=target.host)
+            return None, check_result("proxy", Status.OK, text, proxy=None)
+        origin, url = chosen
     if "://" not in url:
         url = "http://" + url
     try:  # the client's own reading of the URL (net.http), so the doctor tests what it uses
@@ -122,21 +128,6 @@ def find_proxy(
     return proxy, check_result(
         "proxy", Status.OK, _(Msg.PROXY_USED).format(proxy=shown, origin=origin), proxy=shown
     )
-
-
-def _bypassed(host: str, no_proxy: str) -> bool:
-    """Whether ``no_proxy`` (comma-separated hosts or domain suffixes, ``*`` for all) covers ``host``."""
-    host = host.lower().rstrip(".")
-    for entry in (part.strip().lower() for part in no_proxy.split(",")):
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        name = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry  # drop a port
-        name = name.lstrip(".").rstrip(".")
-        if host == name or host.endswith("." + name):
-            return True
-    return False
 
 
 def _reason(exc: BaseException) -> str:

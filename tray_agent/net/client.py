@@ -98,7 +98,14 @@ from tray_agent.net.outbox import Held, Outbox
 from tray_agent.net.rest import Rest
 from tray_agent.net.resync import Progress, Resync, failure_text, list_everyone
 from tray_agent.net.tracker import CommandTracker, Outcome, Transport
-from tray_agent.net.wire import UPGRADE_REFUSED, close_detail, describe, open_socket, redirect_detail
+from tray_agent.net.wire import (
+    UPGRADE_REFUSED,
+    close_detail,
+    describe,
+    open_socket,
+    redirect_detail,
+    socket_proxy,
+)
 from tray_agent.net.wire import buffered_probe as _buffered_probe
 
 __all__ = ["Client", "Sleep", "Timings"]  # Timings: the constructor's, also importable from net.config
@@ -474,7 +481,7 @@ class Client:
                     headers,
                     max_size=self._codec.max_frame_size,
                     timings=self._t,
-                    proxy=self._settings.proxy,
+                    proxy=socket_proxy(url, self._settings.proxy),
                     ssl_context=self._ssl,
                 )
                 break

@@ -26,9 +26,10 @@ Decisions:
   answer larger than ``max_body`` :class:`BodyTooLarge`.
   :func:`tray_agent.net.auth.classify_network_error` turns them into the user's words.
 * **Proxies.** An explicit ``http://[user:pass@]host:port`` proxy, else (``trust_env``) the
-  environment's (``urllib.request.getproxies`` and ``proxy_bypass``, as aiohttp's ``trust_env``):
-  https through ``CONNECT`` (``set_tunnel``), plain http as absolute-URI requests; credentials
-  in the proxy URL become ``Proxy-Authorization: Basic``. Only http:// proxies are supported.
+  environment's (:func:`proxy_from_environment`, the one choice the WebSocket and the doctor
+  share): https through a ``CONNECT`` tunnel of our own (IPv6 literals in brackets), plain http
+  as absolute-URI requests; credentials in the proxy URL become ``Proxy-Authorization: Basic``.
+  Only http:// proxies are supported.
 * **No cookie jar, no redirects**: cookies are read from ``Set-Cookie`` by hand (net.auth) and a
   3xx is returned as it is (our calls never followed redirects).
 * Answers compressed with gzip or deflate are decompressed (bounded by ``max_body`` too).
@@ -42,18 +43,19 @@ import contextlib
 import http.client
 import json as jsonlib
 import logging
+import os
 import queue
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
-import urllib.request
 import uuid
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote, urlencode, urlsplit
 
 from tray_agent import __version__
@@ -182,6 +184,8 @@ class Proxy:
     host: str
     port: int
     authorization: str | None = None
+    url: str = field(default="", repr=False)
+    """``http://[user:pass@]host:port``, complete (for libraries that take a proxy URL)."""
 
     @property
     def key(self) -> str:
@@ -206,10 +210,13 @@ def parse_proxy(url: str) -> Proxy:
     if parts.scheme != "http" or not parts.hostname:
         raise ConnectError(f"only http:// proxies are supported ({without_userinfo(text)})")
     authorization = None
+    userinfo = ""
     if parts.username is not None:
         raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         authorization = "Basic " + base64.b64encode(raw).decode("ascii")
-    return Proxy(parts.hostname, port, authorization)
+        userinfo = f"{parts.username}:{parts.password or ''}@"  # still percent-encoded
+    canonical = f"http://{userinfo}{_authority(parts.hostname, port, 0)}"
+    return Proxy(parts.hostname, port, authorization, canonical)
 
 
 def without_userinfo(url: str) -> str:
@@ -218,18 +225,138 @@ def without_userinfo(url: str) -> str:
     return scheme + sep + rest.rpartition("@")[2] if sep else url.rpartition("@")[2]
 
 
-def environment_proxy(scheme: str, host: str) -> Proxy | None:
-    """The environment's proxy for ``scheme``://``host`` (None: direct), as aiohttp's ``trust_env``.
+def proxy_variable(scheme: str, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """The variable of ``env`` naming the proxy for ``scheme`` and its value (``no_proxy`` aside).
 
-    Non-http proxies and unreadable entries are ignored (logged).
+    The rules of ``urllib.request.getproxies_environment`` (which the client used before):
+    ``<scheme>_proxy`` in any case, a name ending in lowercase ``_proxy`` winning over the others;
+    an empty value means none (an empty ``https_proxy`` hides ``HTTPS_PROXY``); with
+    ``REQUEST_METHOD`` set (a CGI script) only a lowercase-suffixed ``http_proxy`` is read, as a
+    client's ``Proxy:`` header becomes ``HTTP_PROXY`` there (CVE-2016-1000110). ``all_proxy`` is
+    not read: it names a proxy for every scheme, SOCKS ones included.
     """
+    return _proxy_variables(env).get(scheme)
+
+
+def proxy_from_environment(
+    scheme: str, host: str, port: int, env: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """The proxy for ``scheme``://``host``:``port`` that ``env`` names: (variable, URL), or None for direct.
+
+    The one choice of the environment's proxy: the client passes ``os.environ`` (see
+    :func:`environment_proxy`), ``tray-agent doctor`` the environment it checks, so they never
+    disagree. The variable is :func:`proxy_variable`'s; ``no_proxy`` (same lookup) then bypasses
+    it: ``*`` alone (spaces aside) covers every host; otherwise it is a comma-separated list of
+    hosts or domain suffixes (a leading dot changes nothing: ``example.com`` covers
+    ``example.com`` and ``a.example.com``), each optionally with a ``:port`` (then it covers that
+    port only; an IPv6 literal with a port in brackets: ``[::1]:8443``), compared
+    case-insensitively. ``*`` inside a list, wildcards and CIDR ranges are not understood (as by
+    urllib, given ``host:port``).
+    """
+    variables = _proxy_variables(env)
+    chosen = variables.get(scheme)
+    if chosen is None:
+        return None
+    no_proxy = variables.get("no")
+    if no_proxy is not None and _no_proxy_covers(no_proxy[1], host, port):
+        return None
+    return chosen
+
+
+def _proxy_variables(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Scheme (``https``, ``no`` ...) -> (variable, value), in urllib's two passes."""
+    found: dict[str, tuple[str, str]] = {}
+    for name, value in env.items():
+        lower = name.lower()
+        if value and lower.endswith("_proxy"):
+            found[lower[: -len("_proxy")]] = (name, value)
+    if "REQUEST_METHOD" in env:
+        found.pop("http", None)
+    for name, value in env.items():  # names ending in lowercase "_proxy" win, even when empty
+        if name.endswith("_proxy"):
+            scheme = name.lower()[: -len("_proxy")]
+            if value:
+                found[scheme] = (name, value)
+            else:
+                found.pop(scheme, None)
+    return found
+
+
+def _no_proxy_covers(no_proxy: str, host: str, port: int) -> bool:
+    if no_proxy.strip() == "*":
+        return True
+    host = host.lower()
+    for raw in no_proxy.split(","):
+        name, entry_port = _no_proxy_entry(raw.strip().lower())
+        if not name or (entry_port is not None and entry_port != port):
+            continue
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def _no_proxy_entry(entry: str) -> tuple[str, int | None]:
+    """A ``no_proxy`` entry as (host or suffix without its leading dots, port or None)."""
+    entry = entry.lstrip(".")
+    if entry.startswith("["):  # [IPv6] or [IPv6]:port
+        inside, _, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+        return inside, int(port) if port.isdigit() else None
+    name, sep, port = entry.rpartition(":")
+    if sep and port.isdigit() and ":" not in name:  # host:port (a bare IPv6 literal has more colons)
+        return name, int(port)
+    return entry, None
+
+
+SYSTEM_PROXY_ORIGIN: Final = "system proxy settings"
+"""What :func:`choose_proxy` calls the operating system's proxy settings (in place of a variable)."""
+
+
+def system_proxy(scheme: str, host: str) -> tuple[str, str] | None:
+    """The operating system's proxy for ``scheme``://``host``: (:data:`SYSTEM_PROXY_ORIGIN`, URL) or None.
+
+    Windows (the Internet settings in the registry, their bypass list included) and macOS
+    (System Configuration) have proxy settings of their own, read with ``urllib.request``'s
+    ``getproxies`` and ``proxy_bypass`` (imported only there). Elsewhere there is nothing beyond
+    the environment: None.
+    """
+    if sys.platform not in ("win32", "darwin"):
+        return None
+    import urllib.request  # only where the OS has proxy settings of its own
+
     url = urllib.request.getproxies().get(scheme)
     if not url or urllib.request.proxy_bypass(host):
         return None
+    return SYSTEM_PROXY_ORIGIN, url
+
+
+def choose_proxy(scheme: str, host: str, port: int, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """The proxy the client uses for ``scheme``://``host``:``port`` without a proxy setting.
+
+    :func:`proxy_from_environment`; when ``env`` names no proxy variable at all (``no_proxy``
+    included), the operating system's settings (:func:`system_proxy`: Windows and macOS), as
+    ``urllib.request.getproxies`` falls back to them. The client passes ``os.environ``,
+    ``tray-agent doctor`` the environment it checks: they choose alike.
+    """
+    if _proxy_variables(env):
+        return proxy_from_environment(scheme, host, port, env)
+    return system_proxy(scheme, host)
+
+
+def environment_proxy(scheme: str, host: str, port: int) -> Proxy | None:
+    """The process environment's proxy for ``scheme``://``host``:``port`` (None: direct).
+
+    :func:`choose_proxy` with ``os.environ``. Non-http proxies and unreadable entries
+    are ignored (logged): the connection is direct then.
+    """
+    chosen = choose_proxy(scheme, host, port, os.environ)
+    if chosen is None:
+        return None
+    name, url = chosen
     try:
         return parse_proxy(url)
     except ConnectError as exc:
-        logger.warning("ignoring the environment's %s proxy: %s", scheme, exc)
+        logger.warning("ignoring the proxy in %s: %s", name, exc)
         return None
 
 
@@ -430,8 +557,8 @@ class HttpClient:
     Args:
         ssl_context: TLS for https (the client's: OS trust store plus the policy's CA bundle);
             None makes a default context when first needed.
-        trust_env: without an explicit proxy, use the environment's (``*_proxy``, ``no_proxy``,
-            and the OS settings ``urllib`` reads).
+        trust_env: without an explicit proxy, use the environment's (``*_proxy``, ``no_proxy``:
+            :func:`environment_proxy`).
         max_body: largest answer accepted (bytes).
     """
 
@@ -637,7 +764,7 @@ class HttpClient:
         if job.proxy:
             return parse_proxy(job.proxy)
         if self._trust_env:
-            return environment_proxy(job.scheme, job.host)
+            return environment_proxy(job.scheme, job.host, job.port)
         return None
 
     def _open(self, job: _Job, proxy: Proxy | None) -> http.client.HTTPConnection:
@@ -648,10 +775,10 @@ class HttpClient:
         if job.scheme == "https":
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
-            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
             if proxy is not None:
-                tunnel = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
-                conn.set_tunnel(job.host, job.port, headers=tunnel)
+                conn = _TunnelConnection(job.host, job.port, proxy, timeout=timeout, context=self._ssl)
+            else:
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
         self.connections_opened += 1
@@ -666,10 +793,9 @@ class HttpClient:
             conn.close()
             if job.aborted:
                 raise _AbortedError from None
-            text = str(exc)
-            if proxy is not None and text.startswith("Tunnel connection failed"):
-                raise ProxyRefused(f"the proxy refused the tunnel ({text.partition(': ')[2]})") from exc
-            raise ConnectError(text or type(exc).__name__) from exc
+            if isinstance(exc, ConnectError):  # the tunnel's own (ProxyRefused ...)
+                raise
+            raise ConnectError(str(exc) or type(exc).__name__) from exc
         finally:
             job.detach()
         return conn
@@ -696,6 +822,62 @@ class HttpClient:
         if body and encoding in ("gzip", "x-gzip", "deflate"):
             body = _decompress(body, encoding, limit)
         return HttpResponse(response.status, tuple(response.getheaders()), body)
+
+
+class _TunnelConnection(http.client.HTTPSConnection):
+    """https to ``host``:``port`` through an HTTP proxy's CONNECT tunnel that we open ourselves.
+
+    WORKAROUND(gh-100985): Python 3.11's ``set_tunnel`` strips the brackets of an IPv6 literal
+    and sends ``CONNECT ::1:8443 HTTP/1.0`` without a Host header, which proxies read as host
+    ``::1:8443`` on port 80 or refuse. Our CONNECT says ``[::1]:8443``, in HTTP/1.1 with a Host
+    header; requests on the tunnel carry ``Host: [::1]:8443`` (``host`` is the connection's own,
+    so ``http.client`` brackets it). A closed connection reopened by ``http.client`` goes through
+    the proxy again.
+    """
+
+    def __init__(
+        self, host: str, port: int, proxy: Proxy, *, timeout: float, context: ssl.SSLContext
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._proxy = proxy
+        self._tls = context
+
+    def connect(self) -> None:
+        """TCP to the proxy, CONNECT, then TLS with the server. Raises ProxyRefused, ConnectError, OSError."""
+        sock = socket.create_connection((self._proxy.host, self._proxy.port), self.timeout)
+        self.sock = sock  # from here on an abort (shutdown) wakes a blocked CONNECT too
+        with contextlib.suppress(OSError):  # not every OS has TCP_NODELAY
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _open_tunnel(sock, self.host, self.port, self._proxy.authorization)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+
+
+def _open_tunnel(sock: socket.socket, host: str, port: int, authorization: str | None) -> None:
+    """Ask the HTTP proxy at the other end of ``sock`` for a tunnel to ``host``:``port``.
+
+    Raises:
+        ProxyRefused: the proxy answered with another status than 200.
+        ConnectError: the proxy's answer is not HTTP.
+        OSError: the socket failed (TimeoutError at the socket's timeout).
+    """
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")  # as http.client writes a Host header
+    authority = _authority(host, port, 0)
+    head = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {_USER_AGENT}\r\n"
+    if authorization:
+        head += f"Proxy-Authorization: {authorization}\r\n"
+    sock.sendall((head + "\r\n").encode("ascii"))
+    answer = http.client.HTTPResponse(sock, method="CONNECT")
+    try:
+        answer.begin()
+    except OSError:  # RemoteDisconnected too: the proxy closed without answering
+        raise
+    except http.client.HTTPException as exc:
+        raise ConnectError(f"the proxy's answer to CONNECT is not HTTP ({type(exc).__name__})") from exc
+    finally:
+        answer.close()  # the reader only: the socket stays open for the tunnel
+    if answer.status != 200:
+        raise ProxyRefused(f"the proxy refused the tunnel ({answer.status} {answer.reason.strip()})")
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:

@@ -1,7 +1,8 @@
 """The WebSocket as the client uses it: the handshake (no redirects), failure texts, the receive-buffer probe.
 
 Everything here that knows the ``websockets`` library, apart from the client's read loop: how a
-socket is opened (:func:`open_socket`, redirects handed back to the caller), what a failed
+socket is opened (:func:`open_socket`, redirects handed back to the caller, through the proxy
+:func:`socket_proxy` chooses as for every other request), what a failed
 handshake or a close is called in a log line and the connection state, and the test "the next
 message is already buffered" the read loop batches with (:func:`buffered_probe`).
 """
@@ -18,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tray_agent.core.redact import RedactingFilter
 from tray_agent.net.config import Timings
+from tray_agent.net.http import environment_proxy, parse_proxy
 
 # ---------------------------------------------------------------------------------------------
 # The websockets library logs handshakes (with the ?token= URL and Cookie header) at debug level:
@@ -50,7 +52,7 @@ async def open_socket(
     *,
     max_size: int,
     timings: Timings,
-    proxy: str,
+    proxy: str | None,
     ssl_context: ssl.SSLContext | None,
 ) -> ClientConnection:
     """Open the socket; bounded by ``timings.open_timeout``. Redirects are the caller's.
@@ -60,7 +62,8 @@ async def open_socket(
         headers: extra handshake headers (the session cookie).
         max_size: the largest frame accepted (the codec's); a larger one closes with 1009.
         timings: open, close and protocol ping timings.
-        proxy: the proxy URL; "" lets the library read the environment.
+        proxy: the http:// proxy URL to tunnel through (CONNECT), or None for a direct
+            connection (:func:`socket_proxy`); the library never reads the environment itself.
         ssl_context: the TLS context for wss://.
 
     Raises:
@@ -76,10 +79,34 @@ async def open_socket(
         close_timeout=timings.close_timeout,
         ping_interval=timings.protocol_ping_interval,
         ping_timeout=timings.protocol_ping_timeout,
-        proxy=proxy or True,
+        proxy=proxy,
         ssl=ssl_context if url.startswith("wss:") else None,
         logger=wire_logger,
     )
+
+
+def socket_proxy(url: str, explicit: str) -> str | None:
+    """The proxy URL the socket for ``url`` goes through (None: direct).
+
+    The explicit proxy setting when there is one, else the environment's, chosen as for every
+    HTTP request of the client (:func:`tray_agent.net.http.environment_proxy`): a wss:// URL
+    takes the https proxy, a ws:// one the http proxy, and ``no_proxy`` is read the same way.
+    The websockets library's own choice differed (``wss_proxy``, ``socks_proxy``, https before
+    http for ws://). The URL returned is complete (``http://`` and the port written out).
+
+    Raises:
+        ConnectError: the explicit setting is not an http:// proxy URL.
+    """
+    if explicit:
+        return parse_proxy(explicit).url
+    parts = urlsplit(url)
+    secure = parts.scheme in ("wss", "https")
+    try:
+        port = parts.port or (443 if secure else 80)
+    except ValueError:  # the handshake reports the bad URL itself
+        return None
+    proxy = environment_proxy("https" if secure else "http", parts.hostname or "", port)
+    return proxy.url if proxy is not None else None
 
 
 def redirect_detail(status: int, location: str) -> str:

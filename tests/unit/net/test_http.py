@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.connect_proxy import TunnelProxy
 from tests.helpers.tls import self_signed_cert
 from tray_agent.core.settings import ConnectionSettings
 from tray_agent.net.auth import ServerUnreachable, TlsError, classify_network_error, make_ssl_context
@@ -388,36 +389,6 @@ async def test_http_untrusted_certificate_is_a_tls_error(tmp_path: Path) -> None
 # -- proxies ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class TunnelProxy:
-    """A CONNECT proxy on 127.0.0.1 port 0 that tunnels to ``target`` (or refuses with ``status``)."""
-
-    target: int
-    status: int = 200
-    heads: list[str] = field(default_factory=list)
-    server: asyncio.Server | None = None
-    url: str = ""
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-        self.heads.append(head)
-        if self.status != 200:
-            writer.write(f"HTTP/1.1 {self.status} Proxy Authentication Required\r\n\r\n".encode())
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
 @pytest.mark.parametrize("status", [200, 407])
 @pytest.mark.asyncio
 async def test_http_https_through_a_connect_proxy(tmp_path: Path, status: int) -> None:
@@ -425,8 +396,7 @@ async def test_http_https_through_a_connect_proxy(tmp_path: Path, status: int) -
     async with scripted(ssl_context=server_tls) as server:
         port = server.port
         proxy = TunnelProxy(port, status)
-        proxy.server = await asyncio.start_server(proxy._serve, "127.0.0.1", 0)
-        proxy.url = f"http://user:p%40ss@127.0.0.1:{proxy.server.sockets[0].getsockname()[1]}"
+        proxy.url = (await proxy.start()).replace("http://", "http://user:p%40ss@")
         trusted = make_ssl_context(ConnectionSettings(ca_bundle=str(cert)))
         try:
             async with client(ssl_context=trusted) as http:
@@ -442,9 +412,30 @@ async def test_http_https_through_a_connect_proxy(tmp_path: Path, status: int) -
                     assert isinstance(error, ServerUnreachable)
                     assert "407" in error.text
         finally:
-            proxy.server.close()
+            proxy.stop()
     assert proxy.heads[0].startswith(f"CONNECT 127.0.0.1:{port} HTTP/1.")
     assert parse_proxy(proxy.url).authorization in proxy.heads[0]  # Basic user:p@ss
+
+
+@pytest.mark.asyncio
+async def test_http_https_to_an_ipv6_literal_through_a_connect_proxy(tmp_path: Path) -> None:
+    # The proxy tunnels to 127.0.0.1 whatever the CONNECT names: no IPv6 socket is needed.
+    server_tls, cert = _server_tls(tmp_path)  # its certificate names ::1 too
+    async with scripted(ssl_context=server_tls) as server:
+        authority = f"[::1]:{server.port}"
+        proxy = TunnelProxy(server.port)
+        await proxy.start()
+        trusted = make_ssl_context(ConnectionSettings(ca_bundle=str(cert)))
+        try:
+            async with client(ssl_context=trusted) as http:
+                url = f"https://{authority}/x"
+                assert (await http.request("GET", url, proxy=proxy.url, timeout=WAIT)).body == b"ok /x"
+        finally:
+            proxy.stop()
+    request_line, *headers = proxy.heads[0].split("\r\n")
+    assert request_line == f"CONNECT {authority} HTTP/1.1"
+    assert f"Host: {authority}" in headers
+    assert server.requests[0].headers["host"] == authority
 
 
 @pytest.mark.asyncio
