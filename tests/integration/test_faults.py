@@ -501,6 +501,9 @@ async def test_timings_are_shrunk_consistently(tmp_path: Path) -> None:
         assert outcome.reason is FailureReason.UNCONFIRMED, outcome  # not TIMEOUT
         queued = SendReply(conversation=keys[1], text="queued while reconnecting")
         rig.client.submit(queued)
+        # The path stays dead until a retry is scheduled: under load the first reconnect attempt
+        # may still be on its way, and mending the path then would let it through at once.
+        await rig.events.wait_for(ConnectionChanged, lambda e: bool(e.retry_in), after=mark, within=WAIT)
         rig.proxy.set_pass()
         await rig.connected_after(mark)
         await rig.events.wait_for(CommandSucceeded, lambda e: e.command_id == queued.command_id, within=WAIT)
