@@ -70,9 +70,9 @@ def per_frame_us(started: float, count: int) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
-BURST = 100
-"""Frames per batch in the reduce stage: the read loop delivers a batch after 1 ms of parsing
-(``net.client.BATCH_SLICE``), about 100 frames."""
+BURST = 150
+"""Frames per batch in the reduce stage: the read loop delivers a batch after 3 ms of parsing
+(``net.client.BATCH_SLICE``), about 150 frames (benchmark 1's ``frames_per_batch``)."""
 
 STAGES = ("parse", "reduce", "alert policy + runner queries")
 """The stages summed into the per-frame cost after ``recv()`` (keys of :func:`measure`)."""
