@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
-from tests.gui.fakes import T0, make_env, page, summary
+from tests.gui.fakes import T0, Env, make_env, page, summary
 from tests.gui.test_customer_service import ARTIFACTS, dark_palette, light_palette
 from tests.helpers.fakes import FakeScheduler
 from tray_agent.core.commands import (
@@ -580,6 +580,15 @@ def unknown_chat(qtbot, env, key: str = "inbox", scheduler: FakeScheduler | None
     return window
 
 
+def failed_chat(qtbot, reason: FailureReason, text: str) -> tuple[Env, FakeScheduler, ChatWindow]:
+    """A chat window on the unknown conversation "inbox" whose first history load failed."""
+    env = make_env()
+    scheduler = FakeScheduler()
+    window = unknown_chat(qtbot, env, scheduler=scheduler)
+    env.feed(history_failed(reason, text))
+    return env, scheduler, window
+
+
 def history_failed(reason: FailureReason, text: str, key: str = "inbox") -> CommandFailed:
     return CommandFailed(command_id="h", kind=CommandKind.HISTORY, conversation=key, reason=reason, text=text)
 
@@ -608,10 +617,7 @@ def test_a_conversation_the_server_refuses_says_so_and_offers_no_action(qtbot):
 
 
 def test_a_refused_conversation_is_asked_again_on_reconnect_and_opens_if_it_loads(qtbot):
-    env = make_env()
-    scheduler = FakeScheduler()
-    window = unknown_chat(qtbot, env, scheduler=scheduler)
-    env.feed(history_failed(FailureReason.NOT_FOUND, "Chat inbox not found"))
+    env, scheduler, window = failed_chat(qtbot, FailureReason.NOT_FOUND, "Chat inbox not found")
     assert scheduler.pending == []  # a refusal is an answer: no retry while connected
     env.offline()
     assert env.sink.history_pages("inbox") == [0]
@@ -626,10 +632,7 @@ def test_a_refused_conversation_is_asked_again_on_reconnect_and_opens_if_it_load
 
 
 def test_a_server_error_is_temporary_and_asked_again_after_a_delay_and_on_reconnect(qtbot):
-    env = make_env()
-    scheduler = FakeScheduler()
-    window = unknown_chat(qtbot, env, scheduler=scheduler)
-    env.feed(history_failed(FailureReason.SERVER_ERROR, "HTTP 500"))
+    env, scheduler, window = failed_chat(qtbot, FailureReason.SERVER_ERROR, "HTTP 500")
     assert window.handler_text == (
         "The server could not load this conversation right now: HTTP 500. Trying again shortly."
     )
@@ -653,10 +656,7 @@ def test_a_server_error_is_temporary_and_asked_again_after_a_delay_and_on_reconn
 
 
 def test_a_server_error_then_a_refusal_stops_the_retries(qtbot):
-    env = make_env()
-    scheduler = FakeScheduler()
-    window = unknown_chat(qtbot, env, scheduler=scheduler)
-    env.feed(history_failed(FailureReason.SERVER_ERROR, "HTTP 502"))
+    env, scheduler, window = failed_chat(qtbot, FailureReason.SERVER_ERROR, "HTTP 502")
     assert len(scheduler.pending) == 1
     env.feed(history_failed(FailureReason.NOT_FOUND, "Chat inbox not found"))
     assert "could not be opened" in window.handler_text
