@@ -253,7 +253,13 @@ def proxy_from_environment(
     case-insensitively. ``*`` inside a list, wildcards and CIDR ranges are not understood (as by
     urllib, given ``host:port``).
     """
-    variables = _proxy_variables(env)
+    return _chosen(_proxy_variables(env), scheme, host, port)
+
+
+def _chosen(
+    variables: Mapping[str, tuple[str, str]], scheme: str, host: str, port: int
+) -> tuple[str, str] | None:
+    """:func:`proxy_from_environment` over the variables :func:`_proxy_variables` found."""
     chosen = variables.get(scheme)
     if chosen is None:
         return None
@@ -338,8 +344,9 @@ def choose_proxy(scheme: str, host: str, port: int, env: Mapping[str, str]) -> t
     ``urllib.request.getproxies`` falls back to them. The client passes ``os.environ``,
     ``tray-agent doctor`` the environment it checks: they choose alike.
     """
-    if _proxy_variables(env):
-        return proxy_from_environment(scheme, host, port, env)
+    variables = _proxy_variables(env)
+    if variables:
+        return _chosen(variables, scheme, host, port)
     return system_proxy(scheme, host)
 
 
