@@ -14,7 +14,8 @@ showed once nothing was missing; and the newest time seen at all, the floor for 
 client never heard of. Baselines are frozen when a resync starts, so messages that arrive live
 during the resync cannot hide older ones that were missed. The newest messages delivered per
 conversation are remembered too (by id, else by sender, text and time, as the reducer folds
-copies), so a fetched page's copies of them are never emitted a second time.
+copies), as they were when the page was asked for plus those delivered while it was read, so a
+fetched page's copies of them are never emitted a second time.
 
 Bounded: at most :data:`MAX_CONVERSATIONS` conversations per resync, mine first, then waiting
 customers, then the others, newest activity first; one history page of :data:`PAGE_LIMIT` each.
@@ -26,9 +27,10 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 
 from tray_agent.core.commands import LoadHistory
 from tray_agent.core.events import Event, HistoryPage, MessageReceived, WaitingListPage
@@ -89,6 +91,10 @@ class CatchUp:
         # What the catch-up emitted, until its live copy (a broadcast still on its way when the
         # history was read) turns up: that copy is then dropped (see :meth:`is_copy`).
         self._emitted: OrderedDict[str, deque[MessageReceived]] = OrderedDict()
+        # Per conversation whose history is being read (by one catch-up or by two overlapping
+        # ones): the messages delivered meanwhile. They may push the page's newest copies out of
+        # ``_recent`` before the answer is handled.
+        self._arriving: dict[str, list[list[MessageReceived]]] = {}
 
     # -- bookkeeping -----------------------------------------------------------------------------
 
@@ -110,6 +116,8 @@ class CatchUp:
         self._candidates = {}
 
     def _note_recent(self, message: MessageReceived) -> None:
+        for arriving in self._arriving.get(message.conversation, ()):
+            arriving.append(message)
         recents = self._recent
         recent = recents.get(message.conversation)
         if recent is None:
@@ -120,9 +128,10 @@ class CatchUp:
             recents.move_to_end(message.conversation)  # last: the order is the age order
         recent.append(message)
 
-    def _seen(self, message: MessageReceived) -> bool:
-        """Whether a copy of ``message`` was already delivered (live, or by an earlier catch-up)."""
-        return any(_same(known, message) for known in self._recent.get(message.conversation, ()))
+    @staticmethod
+    def _seen(message: MessageReceived, delivered: Iterable[MessageReceived]) -> bool:
+        """Whether a copy of ``message`` is among ``delivered`` (live, or by an earlier catch-up)."""
+        return any(_same(known, message) for known in delivered)
 
     def is_copy(self, event: Event) -> bool:
         """Whether ``event`` is the live copy of a message the catch-up already delivered.
@@ -230,16 +239,29 @@ class CatchUp:
         call = self._codec.encode(command)
         if not isinstance(call, HttpCall):
             return []
-        status, body = await fetch(call)
-        pages = [e for e in self._codec.parse_response(command, status, body) if isinstance(e, HistoryPage)]
-        missed = [
-            message
-            for page in pages
-            for message in page.messages
-            if message.sent_at is not None
-            and message.sent_at > since
-            and not self._seen(message)  # a copy was delivered already: once is enough
-        ]
+        # Every delivered copy of a message on the page is among the newest delivered when the
+        # page was asked for, or arrived while it was read.
+        before = tuple(self._recent.get(conversation, ()))
+        arriving: list[MessageReceived] = []
+        self._arriving.setdefault(conversation, []).append(arriving)
+        try:
+            status, body = await fetch(call)
+            pages = [
+                e for e in self._codec.parse_response(command, status, body) if isinstance(e, HistoryPage)
+            ]
+            missed = [
+                message
+                for page in pages
+                for message in page.messages
+                if message.sent_at is not None
+                and message.sent_at > since
+                and not self._seen(message, chain(before, arriving))  # once is enough
+            ]
+        finally:
+            watches = self._arriving[conversation]
+            del watches[next(i for i, w in enumerate(watches) if w is arriving)]
+            if not watches:
+                del self._arriving[conversation]
         if not pages:
             logger.info("catch-up of %s: HTTP %d, no history", conversation, status)
         return missed

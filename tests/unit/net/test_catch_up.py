@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -168,6 +169,61 @@ async def test_a_message_delivered_live_during_the_resync_is_not_caught_up_again
     assert server.calls == ["a"]
     assert sink.texts().count(("a", "during")) == 1
     assert ("a", "missed") in sink.texts()
+
+
+@pytest.mark.asyncio
+async def test_live_messages_that_arrive_while_the_history_is_read_do_not_push_out_its_copies() -> None:
+    # Found by the soak test (one message delivered twice in 200,000): the page was read, then
+    # more live messages arrived before its answer was handled and pushed the newest delivered
+    # ones out of the page-sized memory, so a copy on the page counted as missed.
+    catch_up = CatchUp(OrgCodec(user_id="me"), page_limit=3)
+    sink = Sink(catch_up)
+    for text, minute in (("m1", 1), ("m2", 2), ("m3", 3)):
+        sink(MessageReceived(conversation="a", text=text, sent_at=at(minute), message_id=f"a-{text}"))
+    server = FakeServer({"a": [("m1", 1), ("m2", 2), ("m3", 3.4)]})  # stamped finer than the live copy
+    read = server.fetch
+
+    async def read_then_more_arrive(call: HttpCall) -> tuple[int, bytes]:
+        answer = await read(call)
+        for text, minute in (("m4", 4), ("m5", 5), ("m6", 6)):
+            sink(MessageReceived(conversation="a", text=text, sent_at=at(minute), message_id=f"a-{text}"))
+        return answer
+
+    _resync(catch_up, sink, row("a", 0))
+    await catch_up.run(server.fetch, sink)
+    _resync(catch_up, sink, row("a", 3.4))
+    await catch_up.run(read_then_more_arrive, sink)
+    assert server.calls == ["a"]
+    assert sink.texts() == [("a", f"m{n}") for n in range(1, 7)]
+
+
+@pytest.mark.asyncio
+async def test_two_overlapping_catch_ups_of_one_conversation_each_see_what_arrived_meanwhile() -> None:
+    catch_up = CatchUp(OrgCodec(user_id="me"), page_limit=1)
+    sink = Sink(catch_up)
+    sink(live("a", 1))
+    server = FakeServer({"a": [("m2", 2)]})
+    release = asyncio.Event()
+
+    async def slow(call: HttpCall) -> tuple[int, bytes]:
+        await release.wait()
+        return await server.fetch(call)
+
+    _resync(catch_up, sink, row("a", 0))
+    await catch_up.run(server.fetch, sink)
+    _resync(catch_up, sink, row("a", 2))
+    first = asyncio.ensure_future(catch_up.run(slow, sink))
+    await asyncio.sleep(0)
+    _resync(catch_up, sink, row("a", 2))
+    second = asyncio.ensure_future(catch_up.run(slow, sink))
+    await asyncio.sleep(0)
+    sink(MessageReceived(conversation="a", text="m2", sent_at=at(2), message_id="a-m2"))  # live, meanwhile
+    sink(live("a", 3))  # pushes it out of the one-message memory
+    release.set()
+    await asyncio.gather(first, second)
+    assert server.calls == ["a", "a"]
+    assert sink.texts().count(("a", "m2")) == 1
+    assert catch_up._arriving == {}
 
 
 @pytest.mark.asyncio
