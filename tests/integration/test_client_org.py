@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import pytest
+from aiohttp import web
 
 from tests.helpers.fakes import make_jwt
 from tests.helpers.net_clients import org_rig, running
-from tests.helpers.scripted_server import OrgServer, org_chat, org_message
-from tray_agent.core.commands import Release, Resolve, SendReply, TakeOver
+from tests.helpers.scripted_server import OrgServer, RecordedRequest, org_chat, org_message
+from tray_agent.core.commands import RefreshWaitingList, Release, Resolve, SendReply, TakeOver
 from tray_agent.core.events import (
     AssignmentChanged,
     CommandFailed,
@@ -293,3 +295,36 @@ async def test_org_message_sent_while_reconnecting_is_caught_up_once() -> None:
         await ev.wait_for(MessageReceived, lambda e: e.message_id == "m-3")
         assert [e.message_id for e in ev.of(MessageReceived)] == ["m-1", "m-2", "m-3"]
         assert len(server.requests_to("GET", "/crm/chats/chat1/messages")) == 1
+
+
+@pytest.mark.asyncio
+async def test_org_resync_page_read_before_my_take_over_names_it_as_changed_live() -> None:
+    # The org resync reads its pages over REST, apart from the socket: a page built before my
+    # take-over but answered after it must say so, or its row would undo the take-over.
+    async with _server() as server, running(org_rig(server)) as rig:
+        ev = rig.events
+        await ev.wait_state(CONNECTED)
+        built, release = asyncio.Event(), asyncio.Event()
+
+        async def held(record: RecordedRequest) -> web.StreamResponse:
+            response = server._chats(record)
+            built.set()
+            await release.wait()
+            return response
+
+        server.routes[("GET", "/crm/chats")] = held
+        mark = ev.mark()
+        rig.client.submit(RefreshWaitingList(limit=100))
+        await asyncio.wait_for(built.wait(), 5)
+        take = TakeOver(conversation="chat1")
+        rig.client.submit(take)
+        await ev.wait_for(CommandSucceeded, lambda e: e.command_id == take.command_id)
+        release.set()
+        page = await ev.wait_for(WaitingListPage, lambda e: True, after=mark)
+        assert page.changed_live == frozenset({"chat1"})
+        # The pages read after the take-over are the truth again: nothing to mark.
+        server.routes.pop(("GET", "/crm/chats"))
+        mark = ev.mark()
+        rig.client.submit(RefreshWaitingList(limit=100))
+        page = await ev.wait_for(WaitingListPage, lambda e: True, after=mark)
+        assert page.changed_live == frozenset()

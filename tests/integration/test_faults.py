@@ -36,11 +36,13 @@ from tray_agent.core.events import (
     FailureReason,
     Ignored,
     MessageReceived,
+    WaitingListPage,
 )
 from tray_agent.core.policy import AlertPolicy
 from tray_agent.core.protocol.dashboard import DashboardCodec
 from tray_agent.core.settings import AlertSettings, ConnectionSettings
 from tray_agent.core.state import Store
+from tray_agent.demo.dashboard import DashboardBackend
 from tray_agent.demo.server import DemoServer
 from tray_agent.net.auth import DashboardAuthenticator
 from tray_agent.net.client import Client
@@ -473,6 +475,40 @@ async def test_clock_jumps_sleep_resume_and_ntp_step_back(tmp_path: Path) -> Non
         stored = server_replies(rig.server)
         assert stored.count((keys[0], first.text)) == 1
         assert stored.count((keys[1], second.text)) == 1
+        assert rig.store.state.waiting_keys == server_waiting(rig.server)
+
+
+@pytest.mark.asyncio
+async def test_a_customer_list_read_before_my_reply_does_not_undo_its_assignment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the clock-jump test in CI: the REST customer list read after connecting was built
+    before my reply assigned the customer, and its answer arrived after the assignment's
+    broadcast; the customer went back to Waiting, untaken. Here the list's answer is held until
+    the broadcast has come.
+    """
+    built, release = asyncio.Event(), asyncio.Event()
+    original = DashboardBackend._rest_customers
+
+    async def held(self: DashboardBackend, request: Any, session: Any) -> Any:
+        response = await original(self, request, session)
+        built.set()
+        await release.wait()
+        return response
+
+    monkeypatch.setattr(DashboardBackend, "_rest_customers", held)
+    async with live(tmp_path) as rig:
+        await asyncio.wait_for(built.wait(), WAIT)
+        key = waiting_keys(rig.server)[0]
+        reply = SendReply(conversation=key, text="I am here")
+        mark = rig.events.mark()
+        rig.client.submit(reply)
+        await rig.events.wait_for(CommandSucceeded, lambda e: e.command_id == reply.command_id, within=WAIT)
+        await rig.until(lambda: key in rig.store.state.mine_keys)
+        release.set()
+        await rig.events.wait_for(WaitingListPage, lambda e: not e.complete_list, after=mark, within=WAIT)
+        assert key not in server_waiting(rig.server)
+        assert key in rig.store.state.mine_keys
         assert rig.store.state.waiting_keys == server_waiting(rig.server)
 
 

@@ -306,6 +306,10 @@ class WaitingListPage(Event):
             nobody any more (released to the AI, resolved).
         at: when it arrived (app.py stamps it): the last page of a resync while connected is
             the store's ``last_synced``.
+        changed_live: conversations whose waiting, assignment or status a live event (or my
+            confirmed command) changed while this page was being read over REST: the page's
+            rows for them are older than the store, so only their names and last message apply,
+            and the end of a resync drops none of them.
     """
 
     customers: tuple[ConversationSummary, ...] = ()
@@ -315,6 +319,7 @@ class WaitingListPage(Event):
     complete_list: bool = True
     complete_assignments: bool = False
     at: datetime | None = None
+    changed_live: frozenset[str] = frozenset()
     event_name: str = _named("waiting_list")
 
 
@@ -492,6 +497,8 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_plain(v) for v in value)
     return value
 
 

@@ -1812,9 +1812,18 @@ def _on_conversation_updated(state: State, event: ConversationUpdated, limit: in
 
 
 def _apply_summary(
-    conv: Conversation, summary: ConversationSummary, me: str, clock: datetime | None
+    conv: Conversation,
+    summary: ConversationSummary,
+    me: str,
+    clock: datetime | None,
+    *,
+    changed_live: bool = False,
 ) -> Conversation:
-    """Server truth from a resync row; local history and unread count are kept."""
+    """Server truth from a resync row; local history and unread count are kept.
+
+    ``changed_live``: a live event changed the conversation after the row was read, so its
+    waiting, assignment and status are older than the store's and stay unapplied.
+    """
     conv = _describe(conv, summary.customer_name, summary.channel)
     changes: dict[str, Any] = {}
     at = _utc(summary.last_message_at)
@@ -1830,6 +1839,8 @@ def _apply_summary(
         changes["last_message"] = summary.last_message
     if at is not None:
         changes["last_message_at"] = _later(conv.last_message_at, at)
+    if changed_live:
+        return _update(conv, **changes)
     waiting = summary.waiting and summary.status not in _CLOSED_STATUSES
     if waiting and _before_release(conv, _utc(summary.waiting_since)):
         waiting = False  # the episode I let go of, still in a list fetched before the server knew
@@ -1891,7 +1902,13 @@ def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result
         if progress.held:
             listed.add(key)
         old = tx.get(key)
-        conv = _apply_summary(old if old is not None else Conversation(key=key), summary, me, clock)
+        conv = _apply_summary(
+            old if old is not None else Conversation(key=key),
+            summary,
+            me,
+            clock,
+            changed_live=old is not None and key in event.changed_live,
+        )
         if conv.waiting:
             seen.add(key)
             newly = old is None or not old.waiting
@@ -1899,6 +1916,14 @@ def _on_waiting_list(state: State, event: WaitingListPage, limit: int) -> Result
                 # Asked for a human while we were away (or the broadcast was lost): alert.
                 tx.alert(AlertKind.ESCALATION, conv, summary.last_message)
         tx.put(conv)
+    for key in event.changed_live:
+        # Changed after this page was read: what the store holds is newer than the page, listed
+        # on it or not, so the end of the resync keeps it.
+        if progress.held:
+            listed.add(key)
+        live = tx.get(key)
+        if live is not None and live.waiting:
+            seen.add(key)
     next_offset = event.offset + len(event.customers)
     if event.has_more:
         tx.changes["resync"] = ResyncProgress(

@@ -96,7 +96,7 @@ from tray_agent.net.http import ConnectError, parse_proxy
 from tray_agent.net.limited import LimitedMode
 from tray_agent.net.outbox import Held, Outbox
 from tray_agent.net.rest import Rest
-from tray_agent.net.resync import Progress, Resync, failure_text, list_everyone
+from tray_agent.net.resync import LiveChanges, Progress, Resync, failure_text, list_everyone
 from tray_agent.net.tracker import CommandTracker, Outcome, Transport
 from tray_agent.net.wire import (
     UPGRADE_REFUSED,
@@ -183,6 +183,7 @@ class Client:
     ) -> None:
         self._codec = codec
         self._catch_up = CatchUp(codec)  # messages missed while offline, fetched after each resync
+        self._live_changes = LiveChanges()  # what REST list reads in flight must not undo
         self._stop_requested = asyncio.Event()
         self._auth = authenticator
         self._settings = settings
@@ -228,6 +229,7 @@ class Client:
             emit=self._emit,
             wake=self._wake.set,
             credentials_refused=lambda why: self._apply(self._m.credentials_refused(why)),
+            live=self._live_changes,
         )
         self._limited = LimitedMode(
             self._m,
@@ -380,6 +382,7 @@ class Client:
             logger.debug("live copy of a message the catch-up delivered: dropped")
             return
         self._catch_up.observe(event)
+        self._live_changes.observe(event)
         if self._batch is not None:
             self._batch.append(event)
             return
@@ -799,7 +802,7 @@ class Client:
             if progress is Progress.FIRST_DONE:
                 self._apply(self._m.resynced())
                 self._wake.set()
-                self._spawn_side(list_everyone(self._codec, self._rest.call, self._emit))
+                self._spawn_side(list_everyone(self._codec, self._rest.call, self._emit, self._live_changes))
 
     # -- shutdown --------------------------------------------------------------------------------
 

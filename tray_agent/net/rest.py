@@ -50,6 +50,7 @@ from tray_agent.net.config import Timings, http_base
 from tray_agent.net.http import ConnectError, FormField, HttpClient, HttpError
 from tray_agent.net.outbox import HELD, Held, Outbox
 from tray_agent.net.polling import PollError, rest_call
+from tray_agent.net.resync import LiveChanges, stamped
 from tray_agent.net.tracker import Outcome, PendingCommand, Transport
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Rest:
         emit: Callable[[Event], None],
         wake: Callable[[], None],
         credentials_refused: Callable[[str], None],
+        live: LiveChanges,
     ) -> None:
         self._codec = codec
         self._auth = authenticator
@@ -97,6 +99,7 @@ class Rest:
         self._emit = emit
         self._wake = wake
         self._credentials_refused = credentials_refused
+        self._live = live
         self.session: HttpClient | None = None
         """The HTTP client (sign-in, keepalive, every call); set between :meth:`open` and :meth:`close`."""
         self.tasks: dict[asyncio.Task[None], PendingCommand] = {}
@@ -214,7 +217,7 @@ class Rest:
         """Carry out one HTTP command (or a Plan's step) and settle it. Cancellation: UNCONFIRMED."""
         command = pending.command
         try:
-            status, body = await self.call(call)
+            (status, body), changed = await self._live.read(self.call(call))
         except asyncio.CancelledError:
             if not pending.internal and pending in self._tracker.outstanding:
                 self._settle(self._tracker.fail(pending, FailureReason.UNCONFIRMED, "cancelled"))
@@ -232,7 +235,7 @@ class Rest:
         if step is not None:
             self._step_answered(pending, step, status, body)
             return
-        events = self._codec.parse_response(command, status, body)
+        events = stamped(self._codec.parse_response(command, status, body), changed)
         outcome = self._tracker.answered(pending, events, status)
         for event in events:
             if isinstance(event, WaitingListPage):
@@ -288,12 +291,12 @@ class Rest:
         """One internal REST call of the poller. Raises PollError, AuthRefused, AuthError."""
         try:
             call = rest_call(self._codec, command)
-            status, body = await self.call(call)
+            (status, body), changed = await self._live.read(self.call(call))
         except EncodeError as exc:
             raise PollError(exc.text) from None
         except (HttpError, OSError, TimeoutError) as exc:
             raise PollError(classify_network_error(exc, "request").text) from None
-        return self._codec.parse_response(command, status, body)
+        return stamped(self._codec.parse_response(command, status, body), changed)
 
     async def call(self, call: HttpCall) -> tuple[int, bytes]:
         """Perform ``call`` with credentials; on 401 renew them once and retry once.

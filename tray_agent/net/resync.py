@@ -2,7 +2,8 @@
 
 :class:`Resync` is the bookkeeping (pure: it queues the internal RefreshWaitingList pages in the
 tracker and says what the client must do next); :func:`list_everyone` is the one REST page of all
-customers read after a connection's first resync.
+customers read after a connection's first resync; :class:`LiveChanges` marks the rows of a list
+read over REST that live events made stale while it was read.
 
 Decisions:
 
@@ -11,6 +12,11 @@ Decisions:
   as a connection failure (reconnect with backoff); a failed periodic one is only logged.
 * **The agent's refresh** reads the whole list as a resync does when its first page says there is
   more: the org list comes in segments (waiting, held, recent), and its first page may be empty.
+* **A list read over REST** travels apart from the socket, so its answer can arrive after a
+  broadcast the server sent later (an assignment, an escalation): such rows are older than the
+  store. The conversations live events changed while the request was out are named in the
+  page's ``changed_live`` and the reducer keeps their state (found by the fault tests: a reply's
+  assignment undone by the customer list read just before it).
 """
 
 from __future__ import annotations
@@ -18,11 +24,22 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from typing import Final, TypeVar
 
 from tray_agent.core.commands import RefreshWaitingList
-from tray_agent.core.events import CommandFailed, Event, WaitingListPage
+from tray_agent.core.events import (
+    AssignmentChanged,
+    CommandFailed,
+    CommandKind,
+    CommandSucceeded,
+    ConversationUpdated,
+    Event,
+    HumanRequested,
+    WaitingChanged,
+    WaitingListPage,
+)
 from tray_agent.core.ports import Clock
 from tray_agent.core.protocol.base import DialectCodec, EncodeError, HttpCall, WsFrame
 from tray_agent.net.polling import rest_call
@@ -147,8 +164,67 @@ def failure_text(outcome: Outcome) -> str:
 
 HttpCaller = Callable[[HttpCall], Awaitable[tuple[int, bytes]]]
 
+_T = TypeVar("_T")
 
-async def list_everyone(codec: DialectCodec, http_call: HttpCaller, emit: Callable[[Event], None]) -> None:
+_LIVE_CHANGES: Final = (HumanRequested, WaitingChanged, AssignmentChanged, ConversationUpdated)
+"""Events that change a conversation's waiting, assignment or status."""
+_MY_CHANGES: Final = frozenset(
+    {
+        CommandKind.TAKE_OVER,
+        CommandKind.RELEASE,
+        CommandKind.RESOLVE,
+        CommandKind.HAND_BACK,
+        CommandKind.REPLY,
+    }
+)
+"""My commands whose success changes them (a reply assigns the customer on the dashboard)."""
+
+
+class LiveChanges:
+    """The conversations live events changed while each REST list read was on its way.
+
+    :meth:`observe` must see every event the client emits; :meth:`read` wraps a list request.
+    Bounded by the reads in flight (each holds the keys changed during it, until it returns).
+    """
+
+    def __init__(self) -> None:
+        self._reads: list[set[str]] = []
+
+    def observe(self, event: Event) -> None:
+        """Note the conversation of an event that changes its state, for every read in flight."""
+        if not self._reads:
+            return
+        if isinstance(event, _LIVE_CHANGES) or (
+            isinstance(event, CommandSucceeded) and event.kind in _MY_CHANGES
+        ):
+            key = event.conversation
+            if key:
+                for changed in self._reads:
+                    changed.add(key)
+
+    async def read(self, request: Awaitable[_T]) -> tuple[_T, frozenset[str]]:
+        """Await ``request``; return its result and the conversations changed meanwhile."""
+        changed: set[str] = set()
+        self._reads.append(changed)
+        try:
+            return await request, frozenset(changed)
+        finally:
+            del self._reads[next(i for i, c in enumerate(self._reads) if c is changed)]
+
+
+def stamped(events: Sequence[Event], changed: frozenset[str]) -> Sequence[Event]:
+    """``events`` with their list pages naming ``changed`` as changed live (see :class:`LiveChanges`)."""
+    if not changed:
+        return events
+    return [
+        replace(e, changed_live=e.changed_live | changed) if isinstance(e, WaitingListPage) else e
+        for e in events
+    ]
+
+
+async def list_everyone(
+    codec: DialectCodec, http_call: HttpCaller, emit: Callable[[Event], None], live: LiveChanges
+) -> None:
     """After a connection's first resync: one REST page of every customer, AI-handled too.
 
     The dashboard's socket resync (``get_stopped_customers``) lists only the customers waiting
@@ -166,13 +242,13 @@ async def list_everyone(codec: DialectCodec, http_call: HttpCaller, emit: Callab
     except EncodeError:
         return
     try:
-        status, body = await http_call(call)
+        (status, body), changed = await live.read(http_call(call))
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         logger.info("reading the customer list failed: %s", exc)
         return
-    for event in codec.parse_response(command, status, body):
+    for event in stamped(codec.parse_response(command, status, body), changed):
         if isinstance(event, WaitingListPage):
             emit(replace(event, offset=0, has_more=False, complete_list=False, complete_assignments=False))
         elif isinstance(event, CommandFailed):

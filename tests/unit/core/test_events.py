@@ -60,10 +60,13 @@ def test_nested_tuples_and_mappings_render():
     page = ev.WaitingListPage(
         customers=(ev.ConversationSummary(conversation="p/1", agent=ev.AgentRef(agent_id="a1")),),
         has_more=True,
+        changed_live=frozenset({"p/2", "p/1"}),
     )
     data = ev.event_to_dict(page)
     assert data["event"] == "waiting_list"
     assert data["customers"][0]["agent"]["agent_id"] == "a1"
+    assert data["changed_live"] == ["p/1", "p/2"]  # sets render sorted
+    assert json.loads(ev.event_to_json(page))["changed_live"] == ["p/1", "p/2"]
     update = ev.ConversationUpdated(conversation="c", update_type="x", fields={"n": (1, 2)})
     assert ev.event_to_dict(update)["fields"] == {"n": [1, 2]}
 

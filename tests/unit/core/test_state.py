@@ -951,6 +951,62 @@ def test_reduce_live_escalation_during_resync_survives_its_end():
     assert [a.conversation for a in alerts(effects, AlertKind.ESCALATION)] == ["a/9", "a/1"]
 
 
+def test_a_list_row_read_before_a_live_assignment_does_not_undo_it():
+    # Found by the fault tests: a REST list (the dashboard's customer list after connecting, the
+    # org resync) read before my reply assigned the customer arrived after the assignment's
+    # broadcast and put the customer back in Waiting, untaken.
+    state, _ = run([WaitingListPage(customers=(waiting_row(KEY, 1), waiting_row(OTHER, 1)))], me_connected())
+    taken = AssignmentChanged(
+        conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(ME), is_me=True
+    )
+    state, effects = run([taken], state)
+    stale = (
+        waiting_row(KEY, 1, customer_name="Budi", last_message="hi", last_message_at=at(5)),
+        waiting_row(OTHER, 1),
+    )
+    for complete in (False, True):
+        later, effects = run(
+            [WaitingListPage(customers=stale, complete_list=complete, changed_live=frozenset({KEY}))], state
+        )
+        conv = later.conversation(KEY)
+        assert conv is not None
+        assert (conv.assigned, conv.assigned_to_me, conv.waiting) == (True, True, True)
+        assert (conv.customer_name, conv.last_message) == ("Budi", "hi")  # the rest of the row applies
+        assert later.waiting_keys == frozenset({OTHER})
+        assert KEY in later.mine_keys
+        assert alerts(effects) == []
+    # Without the mark the row is the newer truth and applies, as before.
+    later, _ = run([WaitingListPage(customers=stale, complete_list=False)], state)
+    assert later.waiting_keys == frozenset({KEY, OTHER})
+
+
+def test_a_resync_does_not_drop_what_changed_live_while_its_pages_were_read():
+    state, _ = run([WaitingListPage(customers=(waiting_row(OTHER, 1),))], me_connected())
+    state, _ = run([HumanRequested(conversation=KEY, at=at(3))], state)
+    taken = AssignmentChanged(
+        conversation=KEY, action=AssignmentAction.ASSIGNED, agent=AgentRef(ME), is_me=True
+    )
+    state, _ = run([taken], state)
+    # The pages were read before both changes: KEY is on neither (not waiting then, held by nobody).
+    pages = [
+        WaitingListPage(
+            customers=(waiting_row(OTHER, 1),),
+            has_more=True,
+            complete_assignments=True,
+            changed_live=frozenset({KEY}),
+        ),
+        WaitingListPage(customers=(), offset=1, complete_assignments=True),
+    ]
+    state, _ = run(pages, state)
+    conv = state.conversation(KEY)
+    assert conv is not None
+    assert (conv.waiting, conv.assigned_to_me) == (True, True)
+    assert KEY in state.mine_keys
+    # A later resync whose pages were read after the change is the truth again.
+    state, _ = run([WaitingListPage(customers=(waiting_row(OTHER, 1),), complete_assignments=True)], state)
+    assert KEY not in state.mine_keys
+
+
 def test_reduce_resync_row_resolved_is_not_waiting():
     state, _ = run([HumanRequested(conversation="c1", at=at(1))])
     state, _ = run(

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.helpers.fakes import SettableClock
 from tray_agent.core.commands import Command, RefreshWaitingList, TakeOver
 from tray_agent.core.events import (
+    AssignmentChanged,
     CommandFailed,
+    CommandKind,
+    CommandSucceeded,
     ConversationSummary,
+    ConversationUpdated,
     Event,
     FailureReason,
+    HumanRequested,
+    MessageReceived,
+    WaitingChanged,
     WaitingListPage,
 )
 from tray_agent.core.protocol.base import HttpCall
@@ -20,9 +29,11 @@ from tray_agent.net.resync import (
     EVERYONE_PAGE,
     MAX_RESYNC_PAGES,
     RESYNC_PAGE,
+    LiveChanges,
     Progress,
     Resync,
     list_everyone,
+    stamped,
 )
 from tray_agent.net.tracker import CommandTracker, Outcome, PendingCommand, Transport
 
@@ -183,7 +194,7 @@ async def test_list_everyone_adds_one_rest_page_and_drops_nobody() -> None:
     codec = PagedCodec(_page(3, offset=7, has_more=True))
     http = FakeHttp()
     emitted: list[Event] = []
-    await list_everyone(codec, http, emitted.append)
+    await list_everyone(codec, http, emitted.append, LiveChanges())
     (call,) = http.calls
     assert call.method == "GET"
     assert ("limit", str(EVERYONE_PAGE)) in call.query
@@ -201,14 +212,96 @@ async def test_list_everyone_adds_one_rest_page_and_drops_nobody() -> None:
 @pytest.mark.asyncio
 async def test_list_everyone_failures_are_only_logged() -> None:
     emitted: list[Event] = []
-    await list_everyone(DashboardCodec(), FakeHttp(error=OSError("down")), emitted.append)
+    await list_everyone(DashboardCodec(), FakeHttp(error=OSError("down")), emitted.append, LiveChanges())
     refusal = CommandFailed(command_id="x", kind=RefreshWaitingList().kind, reason=FailureReason.SERVER_ERROR)
-    await list_everyone(PagedCodec(refusal), FakeHttp(), emitted.append)
+    await list_everyone(PagedCodec(refusal), FakeHttp(), emitted.append, LiveChanges())
     assert emitted == []
 
 
 @pytest.mark.asyncio
 async def test_list_everyone_is_skipped_where_the_resync_already_read_the_rest_list() -> None:
     http = FakeHttp()
-    await list_everyone(OrgCodec(org_id="o1"), http, lambda event: None)
+    await list_everyone(OrgCodec(org_id="o1"), http, lambda event: None, LiveChanges())
     assert http.calls == []
+
+
+# -- rows made stale while a REST list was read -------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_list_everyone_names_the_conversations_changed_while_it_was_read() -> None:
+    live = LiveChanges()
+    gate = asyncio.Event()
+
+    class SlowHttp(FakeHttp):
+        async def __call__(self, call: HttpCall) -> tuple[int, bytes]:
+            await gate.wait()
+            return await super().__call__(call)
+
+    emitted: list[Event] = []
+    task = asyncio.ensure_future(
+        list_everyone(PagedCodec(_page(2, has_more=False)), SlowHttp(), emitted.append, live)
+    )
+    await asyncio.sleep(0)
+    live.observe(AssignmentChanged(conversation="p/c0"))
+    gate.set()
+    await task
+    (page,) = emitted
+    assert isinstance(page, WaitingListPage)
+    assert page.changed_live == frozenset({"p/c0"})
+    live.observe(AssignmentChanged(conversation="p/c1"))  # after the read: nobody to tell
+    assert live._reads == []
+
+
+@pytest.mark.asyncio
+async def test_live_changes_count_state_changes_and_my_confirmed_commands_only() -> None:
+    live = LiveChanges()
+    gate = asyncio.Event()
+
+    async def request() -> str:
+        await gate.wait()
+        return "answer"
+
+    first = asyncio.ensure_future(live.read(request()))
+    await asyncio.sleep(0)
+    for event in (
+        HumanRequested(conversation="a"),
+        WaitingChanged(conversation="b"),
+        ConversationUpdated(conversation="c"),
+        CommandSucceeded(command_id="1", kind=CommandKind.TAKE_OVER, conversation="d"),
+        CommandSucceeded(command_id="2", kind=CommandKind.REPLY, conversation="e"),
+        CommandSucceeded(command_id="3", kind=CommandKind.HISTORY, conversation="x"),
+        MessageReceived(conversation="y", text="hi"),  # its row's last message is merged by time
+        AssignmentChanged(conversation=""),
+    ):
+        live.observe(event)
+    second = asyncio.ensure_future(live.read(request()))
+    await asyncio.sleep(0)
+    live.observe(AssignmentChanged(conversation="f"))
+    gate.set()
+    assert await first == ("answer", frozenset("abcdef"))
+    assert await second == ("answer", frozenset("f"))
+    assert live._reads == []
+
+
+@pytest.mark.asyncio
+async def test_a_failed_read_is_forgotten() -> None:
+    live = LiveChanges()
+
+    async def broken() -> None:
+        raise OSError("reset")
+
+    with pytest.raises(OSError, match="reset"):
+        await live.read(broken())
+    assert live._reads == []
+
+
+def test_stamped_marks_list_pages_only_and_keeps_their_own_marks() -> None:
+    page = WaitingListPage(changed_live=frozenset({"a"}))
+    other = MessageReceived(conversation="b", text="hi")
+    events = (page, other)
+    assert stamped(events, frozenset()) is events
+    marked = stamped(events, frozenset({"b"}))
+    assert marked[1] is other
+    assert isinstance(marked[0], WaitingListPage)
+    assert marked[0].changed_live == frozenset({"a", "b"})
