@@ -37,7 +37,13 @@ from tray_agent.core.events import (
 from tray_agent.core.ports import DraftStore
 from tray_agent.core.state import CommandState
 from tray_agent.platform.storage import LocalStore
-from tray_agent.ui.chat_window import HISTORY_RETRY_DELAY, ChatWindow, MemoryDraftStore, is_web_link
+from tray_agent.ui.chat_window import (
+    HISTORY_RETRY_DELAY,
+    HISTORY_RETRY_MAX,
+    ChatWindow,
+    MemoryDraftStore,
+    is_web_link,
+)
 
 pytestmark = pytest.mark.gui
 
@@ -642,13 +648,24 @@ def test_a_server_error_is_temporary_and_asked_again_after_a_delay_and_on_reconn
     assert scheduler.run_soon(within=HISTORY_RETRY_DELAY) == 1
     assert env.sink.history_pages("inbox") == [0, 0]
     env.feed(history_failed(FailureReason.SERVER_ERROR, "HTTP 500"))  # failed again: same state
-    assert scheduler.run_soon(within=HISTORY_RETRY_DELAY) == 1  # still asked every delay
-    assert env.sink.history_pages("inbox") == [0, 0, 0]
+    # Asked again while it keeps failing, each time after twice the delay, at most 5 minutes.
+    delays = []
+    for _ in range(5):
+        (timer,) = scheduler.pending
+        delays.append(timer.delay)
+        assert scheduler.run_soon(within=timer.delay) == 1
+    assert (
+        delays
+        == [2 * HISTORY_RETRY_DELAY, 4 * HISTORY_RETRY_DELAY, 8 * HISTORY_RETRY_DELAY]
+        + [HISTORY_RETRY_MAX] * 2
+    )
+    assert env.sink.history_pages("inbox") == [0] * 7
     env.offline()
     assert scheduler.pending == []  # no retry while offline
     env.online()
-    assert env.sink.history_pages("inbox") == [0, 0, 0, 0]  # at once on reconnect
-    assert len(scheduler.pending) == 1  # and again after the delay if it still fails
+    assert env.sink.history_pages("inbox") == [0] * 8  # at once on reconnect
+    (timer,) = scheduler.pending  # and again after the first delay if it still fails
+    assert timer.delay == HISTORY_RETRY_DELAY
     env.feed(HistoryPage(conversation="inbox", messages=(), has_more=False))
     assert window.handler_text == "Nobody is handling this customer."
     assert scheduler.pending == []

@@ -102,8 +102,11 @@ _Index = QModelIndex | QPersistentModelIndex
 DRAFT_SAVE_DELAY_MS: Final = 500
 """Drafts are written at most this often while typing (and at once when a window closes)."""
 HISTORY_RETRY_DELAY: Final = 30.0
-"""Seconds between asks for the first history page while the server fails to load it (a server
-error for a conversation we do not know), as long as we are connected; a reconnect asks at once."""
+"""Seconds before asking again for the first history page while the server fails to load it (a
+server error for a conversation we do not know), as long as we are connected; the delay doubles
+with each failed ask up to :data:`HISTORY_RETRY_MAX`. A reconnect asks at once and starts over."""
+HISTORY_RETRY_MAX: Final = 300.0
+"""The longest delay between two asks for a first history page the server keeps failing."""
 LINK_SCHEMES: Final = frozenset({"http", "https"})
 """Attachment URLs with these schemes are links; anything else is shown as plain text."""
 _EMPTY_HISTORY: Final = History()
@@ -516,6 +519,7 @@ class ChatWindow(QWidget):
         self._online = is_online(bridge.state.connection)
         self._scheduler: Scheduler = scheduler if scheduler is not None else QtScheduler(self)
         self._history_retry: TimerHandle | None = None  # armed while the server fails the first page
+        self._history_retries = 0  # asks made by the retry since the last reconnect (the backoff)
         self._stick_to_bottom = True
         self._focused = False
         new_conflicts(bridge.state.outbound, self._reported, conversation)
@@ -885,6 +889,8 @@ class ChatWindow(QWidget):
         self._online = is_online(info)
         if self._online:
             self._older_requested_at = None  # a lost history request may be asked again
+        if came_online:
+            self._history_retries = 0
         if came_online and self._conv() is None:
             # Not loaded: the first page may have been lost with the connection (offline, timed
             # out, unconfirmed), the server may have failed, or a new session may know what the
@@ -897,6 +903,7 @@ class ChatWindow(QWidget):
     def _on_history_retry_due(self) -> None:
         self._history_retry = None
         if self._retry_wanted():
+            self._history_retries += 1
             self._ask_first_page()
 
     def _on_bridge_outbound_changed(self, outbound: Mapping[str, OutboundCommand]) -> None:
@@ -1056,7 +1063,8 @@ class ChatWindow(QWidget):
         elif self._history_retry is None:
             # One ask per delay: an answer that fails again in the same words changes no state
             # (no signal), so the retry stays armed until the conversation loads or is refused.
-            self._history_retry = self._scheduler.call_later(HISTORY_RETRY_DELAY, self._on_history_retry_due)
+            delay = min(HISTORY_RETRY_DELAY * 2**self._history_retries, HISTORY_RETRY_MAX)
+            self._history_retry = self._scheduler.call_later(delay, self._on_history_retry_due)
 
     def _cancel_history_retry(self) -> None:
         retry, self._history_retry = self._history_retry, None
