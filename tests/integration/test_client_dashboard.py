@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import pytest
 from aiohttp import web
 
 from tests.helpers.net_clients import dashboard_rig, running
-from tests.helpers.scripted_server import DashboardServer, dashboard_customer
-from tray_agent.core.commands import LoadHistory, Release, Resolve, SendReply, TakeOver
+from tests.helpers.scripted_server import DashboardServer, Json, ScriptedConnection, dashboard_customer
+from tray_agent.core.commands import LoadHistory, RefreshWaitingList, Release, Resolve, SendReply, TakeOver
 from tray_agent.core.events import (
     AssignmentChanged,
     CommandFailed,
@@ -462,3 +463,123 @@ async def test_dashboard_connect_lists_the_customers_the_ai_handles_once_and_bou
         rig.client.request_resync("periodic")
         await rig.events.wait_for(WaitingListPage, lambda p: not p.has_more, after=mark)
         assert len(server.requests_to("GET", "/api/dashboard/customers")) == 1
+
+
+class _StaleListServer(DashboardServer):
+    """Builds its next waiting-list answer, then broadcasts an assignment, then sends the list.
+
+    As the Go server may: a command's answer and the hub's broadcasts reach the socket from
+    different goroutines, so a page built before an assignment can arrive after its broadcast.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.assign_before_next_list: str | None = None
+
+    async def on_frame(self, conn: ScriptedConnection, frame: Json) -> None:
+        customer_id = self.assign_before_next_list
+        if frame.get("type") != "get_stopped_customers" or customer_id is None:
+            await super().on_frame(conn, frame)
+            return
+        self.assign_before_next_list = None
+        answer: list[Json] = []
+        real_send = conn.send
+
+        async def keep(out: str | Json) -> None:
+            assert not isinstance(out, str)
+            answer.append(copy.deepcopy(out))
+
+        conn.send = keep  # type: ignore[method-assign]
+        try:
+            await super().on_frame(conn, frame)  # the page, as the database says before the change
+        finally:
+            conn.send = real_send  # type: ignore[method-assign]
+        customer = self._find("p1", customer_id)
+        assert customer is not None
+        customer.update(agent_id="someone-else", is_assigned=True)
+        await self.broadcast(
+            {
+                "type": "agent_assignment_changed",
+                "page_id": "p1",
+                "data": {
+                    "customer_id": customer_id,
+                    "customer": customer,
+                    "agent_id": "someone-else",
+                    "agent_email": "",
+                    "agent_name": "",
+                    "action": "assigned",
+                },
+            }
+        )
+        for out in answer:
+            await real_send(out)
+
+
+@pytest.mark.asyncio
+async def test_a_socket_page_built_before_a_broadcast_it_follows_names_that_customer() -> None:
+    server = _StaleListServer()
+    server.customers = [dashboard_customer("p1", f"c{i}") for i in range(3)]
+    async with server, running(dashboard_rig(server)) as rig:
+        ev = rig.events
+        await ev.wait_state(CONNECTED)
+        mark = ev.mark()
+        server.assign_before_next_list = "c1"
+        rig.client.submit(RefreshWaitingList(limit=50))
+        await ev.wait_for(AssignmentChanged, lambda e: e.conversation == "p1/c1", after=mark)
+        page = await ev.wait_for(WaitingListPage, lambda e: True, after=mark)
+        assert "p1/c1" in [row.conversation for row in page.customers]  # the stale row
+        assert page.changed_live == frozenset({"p1/c1"})
+        # The next page is built after the change: nothing to mark, and no watch left behind.
+        mark = ev.mark()
+        rig.client.submit(RefreshWaitingList(limit=50))
+        page = await ev.wait_for(WaitingListPage, lambda e: True, after=mark)
+        assert page.changed_live == frozenset()
+        assert rig.client._live_changes._reads == []
+
+
+@pytest.mark.asyncio
+async def test_a_page_lost_with_the_socket_leaves_no_watch_behind() -> None:
+    async with _server() as server, running(dashboard_rig(server)) as rig:
+        ev = rig.events
+        await ev.wait_state(CONNECTED)
+        server.swallow.add("get_stopped_customers")
+        refresh = RefreshWaitingList(limit=50)
+        (conn,) = server.live()
+        asked = len(conn.frames_of("get_stopped_customers"))
+        rig.client.submit(refresh)
+        await server.wait_until(lambda: len(conn.frames_of("get_stopped_customers")) > asked)
+        (pending,) = [
+            p for p in rig.client._tracker.outstanding if p.command.command_id == refresh.command_id
+        ]
+        assert pending.changed_live is not None  # watched while it is on its way
+        assert any(watch is pending.changed_live for watch in rig.client._live_changes._reads)
+        server.swallow.clear()
+        mark = ev.mark()
+        await server.drop_all()
+        await ev.wait_state(CONNECTED, after=mark)
+        await ev.wait_for(CommandSucceeded, lambda e: e.command_id == refresh.command_id)
+        # Once the REST list read after connecting is answered too, nothing is watched any more.
+        for _ in range(200):
+            if not rig.client._live_changes._reads:
+                break
+            await asyncio.sleep(0.025)
+        assert rig.client._live_changes._reads == []
+
+
+@pytest.mark.asyncio
+async def test_a_page_the_server_refuses_leaves_no_watch_behind() -> None:
+    async with _server() as server, running(dashboard_rig(server)) as rig:
+        ev = rig.events
+        await ev.wait_state(CONNECTED)
+        server.command_errors["get_stopped_customers"] = "database unavailable"
+        refresh = RefreshWaitingList(limit=50)
+        rig.client.submit(refresh)
+        failed = await ev.wait_for(CommandFailed, lambda e: e.command_id == refresh.command_id)
+        assert failed.text == "database unavailable"
+        pending = [p for p in rig.client._tracker.outstanding if p.command.command_id == refresh.command_id]
+        assert pending == []
+        for _ in range(200):  # the REST list read after connecting may still be on its way
+            if not rig.client._live_changes._reads:
+                break
+            await asyncio.sleep(0.025)
+        assert rig.client._live_changes._reads == []

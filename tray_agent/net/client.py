@@ -44,6 +44,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -555,6 +556,10 @@ class Client:
             self._m.closed()
             self._ws = None
             self._resync.dropped()
+            for pending in self._tracker.outstanding:  # pages asked on this socket will not come
+                if pending.changed_live is not None:
+                    self._live_changes.end(pending.changed_live)
+                    pending.changed_live = None
             with contextlib.suppress(Exception):
                 await ws.close()
             self._rest.cancel_internal()
@@ -671,6 +676,12 @@ class Client:
             elif isinstance(event, WaitingListPage):
                 pending = self._tracker.oldest(CommandKind.REFRESH)
                 if pending is not None:
+                    if pending.changed_live is not None:
+                        # The server may have built the page before a broadcast it sent first.
+                        changed = self._live_changes.end(pending.changed_live)
+                        pending.changed_live = None
+                        if changed:
+                            event = replace(event, changed_live=event.changed_live | changed)
                     pending.page = event
                 self._emit(event)
             else:
@@ -680,6 +691,9 @@ class Client:
         return want_pong
 
     def _settle(self, outcome: Outcome) -> None:
+        if outcome.pending.changed_live is not None:  # no page came (timeout, refusal, disconnect)
+            self._live_changes.end(outcome.pending.changed_live)
+            outcome.pending.changed_live = None
         if outcome.pending.internal:  # a resync page: ask for the next one or finish
             self._resync_progress(outcome, self._resync.step(outcome))
             return
@@ -764,6 +778,8 @@ class Client:
                 break
             if isinstance(outbound, WsFrame):
                 self._tracker.mark_sent(pending, Transport.WS, self._clock.monotonic())
+                if pending.kind is CommandKind.REFRESH:
+                    pending.changed_live = self._live_changes.begin()
                 try:
                     await ws.send(outbound.text)
                 except ConnectionClosed:

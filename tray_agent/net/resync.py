@@ -166,6 +166,9 @@ HttpCaller = Callable[[HttpCall], Awaitable[tuple[int, bytes]]]
 
 _T = TypeVar("_T")
 
+MAX_OPEN_READS = 64
+"""List reads watched at once at most (see :meth:`LiveChanges.begin`)."""
+
 _LIVE_CHANGES: Final = (HumanRequested, WaitingChanged, AssignmentChanged, ConversationUpdated)
 """Events that change a conversation's waiting, assignment or status."""
 _MY_CHANGES: Final = frozenset(
@@ -183,12 +186,15 @@ _MY_CHANGES: Final = frozenset(
 class LiveChanges:
     """The conversations live events changed while each REST list read was on its way.
 
-    :meth:`observe` must see every event the client emits; :meth:`read` wraps a list request.
-    Bounded by the reads in flight (each holds the keys changed during it, until it returns).
+    :meth:`observe` must see every event the client emits; :meth:`read` wraps a REST list
+    request, :meth:`begin` and :meth:`end` bracket one asked over the socket (the server may
+    build its answer before a broadcast it sends first). Bounded: each read holds the keys
+    changed during it, until it ends, and at most :data:`MAX_OPEN_READS` are watched.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_reads: int = MAX_OPEN_READS) -> None:
         self._reads: list[set[str]] = []
+        self._max = max_reads
 
     def observe(self, event: Event) -> None:
         """Note the conversation of an event that changes its state, for every read in flight."""
@@ -202,14 +208,34 @@ class LiveChanges:
                 for changed in self._reads:
                     changed.add(key)
 
-    async def read(self, request: Awaitable[_T]) -> tuple[_T, frozenset[str]]:
-        """Await ``request``; return its result and the conversations changed meanwhile."""
+    def begin(self) -> set[str]:
+        """Start watching for one read; :meth:`end` it with what this returns.
+
+        At most ``max_reads`` are watched: beyond, the oldest stops growing (a read whose
+        answer never came and whose end was missed cannot make the watch grow for ever).
+        """
         changed: set[str] = set()
         self._reads.append(changed)
+        if len(self._reads) > self._max:
+            del self._reads[0]
+        return changed
+
+    def end(self, changed: set[str]) -> frozenset[str]:
+        """Stop watching a read begun with :meth:`begin`; the conversations changed meanwhile."""
+        for index, watched in enumerate(self._reads):
+            if watched is changed:
+                del self._reads[index]
+                break
+        return frozenset(changed)
+
+    async def read(self, request: Awaitable[_T]) -> tuple[_T, frozenset[str]]:
+        """Await ``request``; return its result and the conversations changed meanwhile."""
+        changed = self.begin()
         try:
-            return await request, frozenset(changed)
+            result = await request
         finally:
-            del self._reads[next(i for i, c in enumerate(self._reads) if c is changed)]
+            done = self.end(changed)
+        return result, done
 
 
 def stamped(events: Sequence[Event], changed: frozenset[str]) -> Sequence[Event]:

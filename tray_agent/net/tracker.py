@@ -71,6 +71,9 @@ class PendingCommand:
         hold_until: monotonic time before which it may not go out (the store could not record
             that it is sent); it keeps its place and holds its conversation meanwhile.
         step: the next step of a multi-step command (:class:`~tray_agent.core.protocol.base.Plan`).
+        changed_live: for a list page asked over the socket, the conversations live events
+            changed since it was sent (:class:`~tray_agent.net.resync.LiveChanges`), until its
+            answer or outcome.
     """
 
     command: Command
@@ -80,6 +83,7 @@ class PendingCommand:
     page: WaitingListPage | None = None
     hold_until: float = 0.0
     step: int = 0
+    changed_live: set[str] | None = None
 
     @property
     def kind(self) -> CommandKind:

@@ -305,3 +305,25 @@ def test_stamped_marks_list_pages_only_and_keeps_their_own_marks() -> None:
     assert marked[1] is other
     assert isinstance(marked[0], WaitingListPage)
     assert marked[0].changed_live == frozenset({"a", "b"})
+
+
+def test_begin_and_end_bracket_a_read_asked_over_the_socket() -> None:
+    live = LiveChanges()
+    first, second = live.begin(), live.begin()
+    live.observe(AssignmentChanged(conversation="a"))
+    assert live.end(first) == frozenset({"a"})
+    live.observe(AssignmentChanged(conversation="b"))
+    assert live.end(second) == frozenset({"a", "b"})
+    assert live.end(second) == frozenset({"a", "b"})  # ending twice changes nothing
+    assert live._reads == []
+
+
+def test_reads_whose_end_never_came_stop_being_watched_beyond_the_bound() -> None:
+    live = LiveChanges(max_reads=2)
+    lost = live.begin()
+    kept = [live.begin(), live.begin()]
+    live.observe(WaitingChanged(conversation="a"))
+    assert lost == set()  # no longer watched: it grows no more
+    assert [live.end(k) for k in kept] == [frozenset({"a"})] * 2
+    assert live.end(lost) == frozenset()
+    assert live._reads == []
