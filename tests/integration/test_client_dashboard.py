@@ -29,6 +29,7 @@ from tray_agent.core.events import (
     ServerRejected,
     WaitingListPage,
 )
+from tray_agent.net.client import Client
 
 pytestmark = pytest.mark.integration
 
@@ -465,6 +466,15 @@ async def test_dashboard_connect_lists_the_customers_the_ai_handles_once_and_bou
         assert len(server.requests_to("GET", "/api/dashboard/customers")) == 1
 
 
+async def _no_watch_left(client: Client) -> None:
+    """Wait until no list read is watched: the REST list read after connecting may still be out."""
+    for _ in range(200):
+        if not client._live_changes._reads:
+            return
+        await asyncio.sleep(0.025)
+    assert client._live_changes._reads == []
+
+
 class _StaleListServer(DashboardServer):
     """Builds its next waiting-list answer, then broadcasts an assignment, then sends the list.
 
@@ -522,6 +532,7 @@ async def test_a_socket_page_built_before_a_broadcast_it_follows_names_that_cust
     async with server, running(dashboard_rig(server)) as rig:
         ev = rig.events
         await ev.wait_state(CONNECTED)
+        await _no_watch_left(rig.client)  # the REST list read after connecting is answered
         mark = ev.mark()
         server.assign_before_next_list = "c1"
         rig.client.submit(RefreshWaitingList(limit=50))
@@ -558,12 +569,7 @@ async def test_a_page_lost_with_the_socket_leaves_no_watch_behind() -> None:
         await server.drop_all()
         await ev.wait_state(CONNECTED, after=mark)
         await ev.wait_for(CommandSucceeded, lambda e: e.command_id == refresh.command_id)
-        # Once the REST list read after connecting is answered too, nothing is watched any more.
-        for _ in range(200):
-            if not rig.client._live_changes._reads:
-                break
-            await asyncio.sleep(0.025)
-        assert rig.client._live_changes._reads == []
+        await _no_watch_left(rig.client)
 
 
 @pytest.mark.asyncio
@@ -571,6 +577,7 @@ async def test_a_page_the_server_refuses_leaves_no_watch_behind() -> None:
     async with _server() as server, running(dashboard_rig(server)) as rig:
         ev = rig.events
         await ev.wait_state(CONNECTED)
+        await _no_watch_left(rig.client)  # the REST list read after connecting is answered
         server.command_errors["get_stopped_customers"] = "database unavailable"
         refresh = RefreshWaitingList(limit=50)
         rig.client.submit(refresh)
@@ -578,8 +585,4 @@ async def test_a_page_the_server_refuses_leaves_no_watch_behind() -> None:
         assert failed.text == "database unavailable"
         pending = [p for p in rig.client._tracker.outstanding if p.command.command_id == refresh.command_id]
         assert pending == []
-        for _ in range(200):  # the REST list read after connecting may still be on its way
-            if not rig.client._live_changes._reads:
-                break
-            await asyncio.sleep(0.025)
         assert rig.client._live_changes._reads == []
