@@ -184,7 +184,7 @@ class Client:
     ) -> None:
         self._codec = codec
         self._catch_up = CatchUp(codec)  # messages missed while offline, fetched after each resync
-        self._live_changes = LiveChanges()  # what REST list reads in flight must not undo
+        self._live_changes = LiveChanges()  # what list reads in flight must not undo
         self._stop_requested = asyncio.Event()
         self._auth = authenticator
         self._settings = settings
@@ -691,7 +691,7 @@ class Client:
         return want_pong
 
     def _settle(self, outcome: Outcome) -> None:
-        if outcome.pending.changed_live is not None:  # no page came (timeout, refusal, disconnect)
+        if outcome.pending.changed_live is not None:  # no page came (a timeout, a refusal)
             self._live_changes.end(outcome.pending.changed_live)
             outcome.pending.changed_live = None
         if outcome.pending.internal:  # a resync page: ask for the next one or finish

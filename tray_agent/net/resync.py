@@ -184,7 +184,7 @@ _MY_CHANGES: Final = frozenset(
 
 
 class LiveChanges:
-    """The conversations live events changed while each REST list read was on its way.
+    """The conversations live events changed while each list read was on its way.
 
     :meth:`observe` must see every event the client emits; :meth:`read` wraps a REST list
     request, :meth:`begin` and :meth:`end` bracket one asked over the socket (the server may
