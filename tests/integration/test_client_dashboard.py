@@ -467,11 +467,8 @@ async def test_dashboard_connect_lists_the_customers_the_ai_handles_once_and_bou
 
 
 async def _no_watch_left(client: Client) -> None:
-    """Wait until no list read is watched: the REST list read after connecting may still be out."""
-    for _ in range(200):
-        if not client._live_changes._reads:
-            return
-        await asyncio.sleep(0.025)
+    """Await the client's side tasks (the REST list read after connecting); then nothing is watched."""
+    await asyncio.wait_for(asyncio.gather(*client._side_tasks), 5)
     assert client._live_changes._reads == []
 
 

@@ -44,7 +44,6 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -97,7 +96,7 @@ from tray_agent.net.http import ConnectError, parse_proxy
 from tray_agent.net.limited import LimitedMode
 from tray_agent.net.outbox import Held, Outbox
 from tray_agent.net.rest import Rest
-from tray_agent.net.resync import LiveChanges, Progress, Resync, failure_text, list_everyone
+from tray_agent.net.resync import LiveChanges, Progress, Resync, failure_text, list_everyone, stamp
 from tray_agent.net.tracker import CommandTracker, Outcome, Transport
 from tray_agent.net.wire import (
     UPGRADE_REFUSED,
@@ -678,10 +677,8 @@ class Client:
                 if pending is not None:
                     if pending.changed_live is not None:
                         # The server may have built the page before a broadcast it sent first.
-                        changed = self._live_changes.end(pending.changed_live)
+                        event = stamp(event, self._live_changes.end(pending.changed_live))
                         pending.changed_live = None
-                        if changed:
-                            event = replace(event, changed_live=event.changed_live | changed)
                     pending.page = event
                 self._emit(event)
             else:

@@ -238,14 +238,16 @@ class LiveChanges:
         return result, done
 
 
+def stamp(page: WaitingListPage, changed: frozenset[str]) -> WaitingListPage:
+    """``page`` naming ``changed`` as changed live too (see :class:`LiveChanges`)."""
+    return replace(page, changed_live=page.changed_live | changed) if changed else page
+
+
 def stamped(events: Sequence[Event], changed: frozenset[str]) -> Sequence[Event]:
-    """``events`` with their list pages naming ``changed`` as changed live (see :class:`LiveChanges`)."""
+    """``events`` with their list pages stamped (:func:`stamp`)."""
     if not changed:
         return events
-    return [
-        replace(e, changed_live=e.changed_live | changed) if isinstance(e, WaitingListPage) else e
-        for e in events
-    ]
+    return [stamp(e, changed) if isinstance(e, WaitingListPage) else e for e in events]
 
 
 async def list_everyone(
